@@ -1,0 +1,42 @@
+"""mi_margin: train small networks on algebraic tasks and explain them against margin theory.
+
+A TransformerLens 4 plugin. See README.md; the layers are described in DESIGN.md.
+
+Example:
+    >>> import mi_margin as mm
+    >>> task = mm.ModularAddition(p=113, k=2, train_fraction=0.3, seed=0)
+    >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
+"""
+
+
+from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
+from mi_margin.models import (
+    HookedMLP,
+    HookedOneLayerTransformer,
+    MLPConfig,
+    TransformerConfig,
+)
+from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
+from mi_margin.training import Run, TrainConfig, load, resume, save, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "GroupComposition",
+    "HookedMLP",
+    "HookedOneLayerTransformer",
+    "MLPConfig",
+    "MiMarginError",
+    "ModularAddition",
+    "Run",
+    "SparseParity",
+    "TrainConfig",
+    "TrainingDivergedError",
+    "TransformerConfig",
+
+    "load",
+    "resume",
+    "save",
+    "train",
+]

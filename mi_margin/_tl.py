@@ -1,0 +1,51 @@
+"""The one module that imports TransformerLens.
+
+TransformerLens 4 removed ``HookedTransformer``, ``HookedTransformerConfig``, ``transformer_lens.utils``
+and ``transformer_lens.components``; what remains and what we use is re-exported here so that the rest
+of the package never imports ``transformer_lens`` directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+__all__ = ["ActivationCache", "CachingRoot", "FactoredMatrix", "HookPoint", "HookedRootModule"]
+
+
+class CachingRoot(HookedRootModule):
+    """``HookedRootModule`` whose ``run_with_cache`` returns an :class:`ActivationCache`.
+
+    In TransformerLens 4, ``HookedRootModule.run_with_cache`` returns a plain dict; legacy code and the
+    cache helpers (``cache["pattern", 0]``, ``decompose_resid``...) expect an ``ActivationCache``.
+    """
+
+    def run_with_cache(self, *args: Any, return_cache_object: bool = True, **kwargs: Any):  # type: ignore[override]
+        out, cache = super().run_with_cache(*args, **kwargs)
+        if not return_cache_object:
+            return out, cache
+        has_batch = not kwargs.get("remove_batch_dim", False)
+        return out, ActivationCache(cache, self, has_batch_dim=has_batch)
+
+
+def transformer_bridge() -> Any:
+    """Import and return ``transformer_lens.TransformerBridge`` (slow import, so done lazily)."""
+    from transformer_lens import TransformerBridge
+
+    return TransformerBridge
+
+
+def bridge_config(**kwargs: Any) -> Any:
+    """Build a ``TransformerBridgeConfig`` (its constructor rejects unknown keywords)."""
+    from transformer_lens import TransformerBridgeConfig
+
+    return TransformerBridgeConfig(**kwargs)
+
+
+def convert_tl_checkpoint(state_dict: dict, cfg: Any) -> dict:
+    """TransformerLens's own legacy-layout → bridge-layout state-dict conversion."""
+    from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint as conv
+
+    return conv(state_dict, cfg)

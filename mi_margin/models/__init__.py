@@ -1,0 +1,9 @@
+"""Hooked models: a one-layer transformer and a one-hidden-layer MLP, TransformerLens 4 compatible."""
+
+from mi_margin.models.config import MLPConfig, TransformerConfig, config_from_dict
+from mi_margin.models.io import build_model, load_model, save_model
+from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.transformer import HookedOneLayerTransformer
+
+__all__ = ["HookedMLP", "HookedOneLayerTransformer", "MLPConfig", "TransformerConfig",
+           "build_model", "config_from_dict", "load_model", "save_model"]

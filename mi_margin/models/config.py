@@ -1,0 +1,190 @@
+"""Frozen, validated configurations of the two model families.
+
+Both configs round-trip through ``to_dict``/``from_dict`` and are filled from a task by
+``for_task(task, **overrides)``. They also carry the few attributes TransformerLens's
+``ActivationCache`` reads from ``model.cfg`` (``n_layers``, ``n_heads``, ``d_model``, ``d_mlp``,
+``attn_only``, ``normalization_type``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from mi_margin.errors import MiMarginError
+
+ACT_FNS = ("relu", "gelu", "quadratic", "power")
+DTYPES = ("float32", "float64")
+
+C = TypeVar("C", bound="_Config")
+
+
+def _positive(cfg: object, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise MiMarginError(f"{name} must be a positive integer, got {name}={value!r}")
+
+
+def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise MiMarginError(f"{name} must be one of {list(options)}, got {name}={value!r}")
+
+
+@dataclass(frozen=True)
+class _Config:
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict with a ``kind`` key."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos)."""
+        d = {k: v for k, v in d.items() if k != "kind"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise MiMarginError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # what ActivationCache reads
+    n_layers: ClassVar[int] = 1
+    normalization_type: ClassVar[None] = None
+
+    @property
+    def degree(self) -> int | None:
+        """Degree of the polynomial activation (2 for quadratic, ``act_degree`` for power)."""
+        act = getattr(self, "act_fn")
+        if act == "quadratic":
+            return 2
+        if act == "power":
+            return getattr(self, "act_degree")
+        return None
+
+
+@dataclass(frozen=True)
+class TransformerConfig(_Config):
+    """One-layer transformer; the defaults are Nanda et al.'s grokking model (THEORY.md §4.1).
+
+    d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, learned positional embeddings, causal
+    attention, logits read at the last position, no biases (``use_biases=False`` keeps zero bias
+    buffers so that weight names and shapes are TransformerLens's), Nanda's N(0,1)/sqrt(fan) init.
+    """
+
+    kind: ClassVar[str] = "transformer"
+    d_vocab: int = 114
+    d_vocab_out: int = 113
+    n_ctx: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    act_fn: str = "relu"
+    act_degree: int | None = None
+    attention_dir: str = "causal"
+    attn_only: bool = False
+    use_biases: bool = False
+    use_pos_embed: bool = True
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _positive(self, "d_vocab", "d_vocab_out", "n_ctx", "d_model", "n_heads", "d_head", "d_mlp")
+        _choice("act_fn", self.act_fn, ACT_FNS)
+        _choice("attention_dir", self.attention_dir, ("causal", "bidirectional"))
+        _choice("dtype", self.dtype, DTYPES)
+        if self.act_fn == "power" and (not isinstance(self.act_degree, int) or self.act_degree < 1):
+            raise MiMarginError(f"act_fn='power' needs act_degree >= 1, got {self.act_degree!r}")
+
+    @classmethod
+    def for_task(cls, task: Any, **overrides: Any) -> TransformerConfig:
+        """Vocabulary (operands + '='), output classes and context length from ``task``.
+
+        ``act_fn="power"`` defaults its degree to the task's k (Li et al.'s x^k).
+        """
+        base: dict[str, Any] = {"d_vocab": task.d_vocab + 1, "d_vocab_out": task.d_vocab_out,
+                                "n_ctx": task.n_ctx}
+        if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
+            base["act_degree"] = task.k
+        return cls(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class MLPConfig(_Config):
+    """One-hidden-layer MLP over k operands.
+
+    ``input_style="theory"`` (default): each operand's one-hot goes through its own map
+    ``W_in[i]`` (d_vocab × d_mlp), so the pre-activation is u(a) + v(b) + ... (Morwani et al. §1.1).
+    ``input_style="embed"``: Chughtai et al.'s per-operand embeddings ``W_E[i]`` (d_vocab × d_embed),
+    concatenated and mapped by a linear layer (stored split per operand as ``W_in[i]``,
+    d_embed × d_mlp). ``input_kind="vector"`` is for sparse parity: the ±1 vector is read by one
+    linear map ``W_in[0]`` (n × d_mlp). No biases by default.
+    """
+
+    kind: ClassVar[str] = "mlp"
+    d_vocab: int = 113
+    d_vocab_out: int = 113
+    k: int = 2
+    d_mlp: int = 512
+    act_fn: str = "quadratic"
+    act_degree: int | None = None
+    input_style: str = "theory"
+    input_kind: str = "one_hot"
+    d_embed: int = 256
+    use_biases: bool = False
+    init_scale: float = 1.0
+    seed: int = 0
+    dtype: str = "float32"
+
+    n_heads: ClassVar[int] = 0
+    attn_only: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _positive(self, "d_vocab", "d_vocab_out", "k", "d_mlp", "d_embed")
+        _choice("act_fn", self.act_fn, ACT_FNS)
+        _choice("input_style", self.input_style, ("theory", "embed"))
+        _choice("input_kind", self.input_kind, ("one_hot", "vector"))
+        _choice("dtype", self.dtype, DTYPES)
+        if self.act_fn == "power" and (not isinstance(self.act_degree, int) or self.act_degree < 1):
+            raise MiMarginError(f"act_fn='power' needs act_degree >= 1, got {self.act_degree!r}")
+        if self.input_kind == "vector" and self.k != 1:
+            raise MiMarginError(f"input_kind='vector' reads one vector, so k must be 1, got k={self.k}")
+        if not self.init_scale > 0:
+            raise MiMarginError(f"init_scale must be > 0, got {self.init_scale!r}")
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual-like input space (what ActivationCache calls d_model)."""
+        return self.d_embed if self.input_style == "embed" else self.d_mlp
+
+    @classmethod
+    def for_task(cls, task: Any, **overrides: Any) -> MLPConfig:
+        """Vocabulary, classes and number of operands from ``task``.
+
+        Sparse parity gets ``input_kind="vector"`` (d_vocab = n, k = 1); ``act_fn="power"``
+        defaults its degree to the task's k (x^k for k-input addition and (n, k)-parity).
+        """
+        if getattr(task, "kind", "") == "sparse_parity":
+            base: dict[str, Any] = {"d_vocab": task.n, "d_vocab_out": 2, "k": 1,
+                                    "input_kind": "vector"}
+        else:
+            base = {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k}
+        if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
+            base["act_degree"] = task.k
+        return cls(**{**base, **overrides})
+
+
+def config_from_dict(d: dict[str, Any]) -> TransformerConfig | MLPConfig:
+    """Rebuild either config from its ``to_dict`` output."""
+    kinds: dict[str, type[TransformerConfig] | type[MLPConfig]] = {
+        "transformer": TransformerConfig, "mlp": MLPConfig}
+    if d.get("kind") not in kinds:
+        raise MiMarginError(f"unknown model config kind {d.get('kind')!r}; expected {list(kinds)}")
+    return kinds[d["kind"]].from_dict(d)

@@ -1,0 +1,166 @@
+"""A one-hidden-layer MLP over k operands, with TransformerLens hooks (the margin theory's network).
+
+Theory style (Morwani et al. 2024 §1.1; Li et al. 2024 eq. 2): ``f(a1..ak) = W_out^T act(Σ_i W_in[i, a_i])``,
+i.e. neuron j has input maps u_j = W_in[0, :, j], v_j = W_in[1, :, j], ... and output map
+w_j = W_out[j]. Embed style (Chughtai et al. 2023 §3.2): ``W_in_eff[i] = W_E[i] @ W_in[i]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from mi_margin._tl import CachingRoot, HookPoint
+from mi_margin.models.activations import activation
+from mi_margin.models.config import MLPConfig
+
+
+def _dtype(cfg: MLPConfig) -> torch.dtype:
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
+
+
+class Embed(nn.Module):
+    """Per-operand embeddings ``W_E`` [k, d_vocab, d_embed] (embed style only)."""
+
+    def __init__(self, cfg: MLPConfig, gen: torch.Generator):
+        super().__init__()
+        shape = (cfg.k, cfg.d_vocab, cfg.d_embed)
+        scale = cfg.init_scale / math.sqrt(cfg.d_embed)
+        self.W_E = nn.Parameter(torch.randn(shape, generator=gen, dtype=_dtype(cfg)) * scale)
+
+
+class HiddenLayer(nn.Module):
+    """``W_in`` [k, d_in, d_mlp] (d_in = d_vocab or d_embed), ``W_out`` [d_mlp, d_vocab_out]."""
+
+    def __init__(self, cfg: MLPConfig, gen: torch.Generator):
+        super().__init__()
+        dt = _dtype(cfg)
+        d_in = cfg.d_embed if cfg.input_style == "embed" else cfg.d_vocab
+        fan_in = cfg.k * d_in
+        self.W_in = nn.Parameter(torch.randn((cfg.k, d_in, cfg.d_mlp), generator=gen, dtype=dt)
+                                 * (cfg.init_scale / math.sqrt(fan_in)))
+        self.W_out = nn.Parameter(torch.randn((cfg.d_mlp, cfg.d_vocab_out), generator=gen, dtype=dt)
+                                  * (cfg.init_scale / math.sqrt(cfg.d_mlp)))
+        for name, size in [("b_in", cfg.d_mlp), ("b_out", cfg.d_vocab_out)]:
+            zeros = torch.zeros(size, dtype=dt)
+            if cfg.use_biases:
+                self.register_parameter(name, nn.Parameter(zeros))
+            else:
+                self.register_buffer(name, zeros)
+        self.act = activation(cfg.act_fn, cfg.degree)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.hook_pre(x + self.b_in)
+        return self.hook_post(self.act(pre)) @ self.W_out + self.b_out
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, cfg: MLPConfig, gen: torch.Generator):
+        super().__init__()
+        self.mlp = HiddenLayer(cfg, gen)
+
+
+class HookedMLP(CachingRoot):
+    """One-hidden-layer MLP on operand indices ``inputs`` [B, k] (one-hot applied inside).
+
+    Hooks: ``hook_embed`` (per-operand contributions, [B, k, d_mlp] in theory style and
+    [B, k, d_embed] in embed style), ``blocks.0.mlp.hook_pre``, ``blocks.0.mlp.hook_post``
+    ([B, d_mlp]). For sparse parity (``input_kind="vector"``) the input is the ±1 float vector
+    [B, n] and ``hook_embed`` is [B, 1, d_mlp]. ``model(inputs)`` returns logits [B, d_vocab_out].
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=5)
+        >>> mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+        >>> tuple(mlp(task.inputs).shape), tuple(mlp.W_in.shape)
+        ((25, 5), (2, 5, 8))
+    """
+
+    model_kind = "mlp"
+
+    def __init__(self, cfg: MLPConfig):
+        super().__init__()
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed)
+        if cfg.input_style == "embed":
+            self.embed = Embed(cfg, gen)
+        self.blocks = nn.ModuleList([MLPBlock(cfg, gen)])
+        self.hook_embed = HookPoint()
+        self.register_buffer("_offsets", torch.arange(cfg.k) * cfg.d_vocab, persistent=False)
+        self.setup()
+
+    def forward(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
+        layer = self.blocks[0].mlp
+        if self.cfg.input_kind == "vector":
+            parts = (inputs.to(layer.W_in.dtype) @ layer.W_in[0])[:, None]
+            return layer(self.hook_embed(parts).sum(1))
+        idx = inputs.long() + self._offsets
+        if self.cfg.input_style == "embed":
+            emb = self.hook_embed(F.embedding(idx, self.embed.W_E.flatten(0, 1)))   # B k e
+            return layer(torch.einsum("bke,kem->bm", emb, layer.W_in))
+        parts = self.hook_embed(F.embedding(idx, layer.W_in.flatten(0, 1)))          # B k m
+        return layer(parts.sum(1))
+
+    def last_logits(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
+        """Same as ``self(inputs)`` (the name the training loop calls for every model kind)."""
+        return self(inputs)
+
+    @property
+    def W_in(self) -> Tensor:
+        return self.blocks[0].mlp.W_in
+
+    @property
+    def W_out(self) -> Tensor:
+        return self.blocks[0].mlp.W_out
+
+    @property
+    def b_in(self) -> Tensor:
+        return self.blocks[0].mlp.b_in
+
+    @property
+    def b_out(self) -> Tensor:
+        return self.blocks[0].mlp.b_out
+
+    @property
+    def W_E(self) -> Tensor:
+        """Per-operand embeddings [k, d_vocab, d_embed] (embed style only)."""
+        if self.cfg.input_style != "embed":
+            raise AttributeError("W_E exists only for input_style='embed'; use W_in / W_in_eff")
+        return self.embed.W_E
+
+    @property
+    def W_in_eff(self) -> Float[Tensor, "k d_vocab d_mlp"]:
+        """Each operand's effective input map to the hidden pre-activations, [k, d_vocab, d_mlp]."""
+        if self.cfg.input_style == "embed":
+            return torch.einsum("kve,kem->kvm", self.embed.W_E, self.W_in)
+        return self.W_in
+
+    # -- homogeneity (Morwani et al. §1.1) -------------------------------------------------------
+    def homogeneity(self) -> tuple[int | None, str]:
+        """(ν, reason): the degree ν with f(λθ) = λ^ν f(θ) over per-neuron parameters
+        ω_j = (W_in[:, :, j], W_out[j]), or ``None`` with the reason it is not defined."""
+        cfg = self.cfg
+        if cfg.use_biases:
+            return None, "the model has biases, so it is not homogeneous in its neuron parameters"
+        if cfg.input_style == "embed":
+            return None, ("embed-style input (W_E then W_in) shares embeddings across neurons, so "
+                          "neuron parameters ω_i are not separable")
+        if cfg.degree is None:
+            if cfg.act_fn == "relu":
+                return 2, "ReLU is 1-homogeneous, so each neuron is 2-homogeneous in (u, w)"
+            return None, f"act_fn={cfg.act_fn!r} is not positively homogeneous"
+        return cfg.degree + 1, f"activation x^{cfg.degree} without biases: ν = {cfg.degree} + 1"
+
+    def neuron_vectors(self) -> Float[Tensor, "d_mlp n_params"]:
+        """ω_j for every neuron j: its input weights of every operand and its output weights."""
+        k, d_in, m = self.W_in.shape
+        return torch.cat([self.W_in.permute(2, 0, 1).reshape(m, k * d_in), self.W_out], dim=1)
+
+    def neuron_norms(self) -> Float[Tensor, " d_mlp"]:
+        """||ω_j||_2 for every neuron (theory style; see :meth:`homogeneity`)."""
+        return self.neuron_vectors().norm(dim=1)

@@ -1,0 +1,134 @@
+"""What every task shares: the full input grid, labels, a seeded train/test split and model inputs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mi_margin.errors import MiMarginError
+
+#: Largest number of examples a task will materialise (tokens are int64 [N, k+1]; 2**24 rows of
+#: k+1 = 4 tokens is 0.5 GiB, and analyses hold several tensors of that size).
+MAX_EXAMPLES = 2**24
+
+
+def check_fraction(name: str, value: float) -> None:
+    """Raise unless ``0 < value <= 1``."""
+    if not (isinstance(value, (int, float)) and 0.0 < float(value) <= 1.0):
+        raise MiMarginError(f"{name} must be in (0, 1], got {name}={value!r}")
+
+
+def check_grid_size(what: str, n_examples: int, row_bytes: int) -> None:
+    """Raise a clear error when a grid of ``n_examples`` rows would not fit."""
+    if n_examples > MAX_EXAMPLES:
+        gib = n_examples * row_bytes / 2**30
+        raise MiMarginError(
+            f"{what} has {n_examples:,} inputs (about {gib:,.1f} GiB as tokens); the limit is "
+            f"{MAX_EXAMPLES:,} inputs. Use a smaller modulus/group or fewer operands."
+        )
+
+
+def split_indices(n: int, train_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded random split of ``range(n)``: the first ``round(train_fraction * n)`` of a permutation
+    (at least one example) are the training set, the rest the test set. Both are sorted."""
+    gen = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=gen)
+    n_train = max(1, min(n, round(train_fraction * n)))
+    return perm[:n_train].sort().values, perm[n_train:].sort().values
+
+
+class Task:
+    """Base class of the tasks: every input of the task's domain with its label.
+
+    Attributes (filled by subclasses in ``__post_init__``):
+        inputs: operand indices, int64 [N, k] (float ±1 [N, n] for sparse parity).
+        labels: int64 [N], the class of each input.
+        train_idx, test_idx: int64 indices into the N inputs (seeded split).
+    """
+
+    kind: ClassVar[str] = "task"
+    train_fraction: float
+    seed: int
+    inputs: Tensor
+    labels: Int[Tensor, " N"]
+    train_idx: Int[Tensor, " n_train"]
+    test_idx: Int[Tensor, " n_test"]
+
+    # -- filled by subclasses -------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Number of operands (input positions before '=')."""
+        raise NotImplementedError
+
+    @property
+    def d_vocab(self) -> int:
+        """Size of one operand's vocabulary (without the '=' token)."""
+        raise NotImplementedError
+
+    @property
+    def d_vocab_out(self) -> int:
+        """Number of classes."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able constructor arguments; ``tasks.from_dict`` rebuilds the task."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _finish(self, inputs: Tensor, labels: Tensor, train_fraction: float, seed: int) -> None:
+        """Store the grid and labels and draw the seeded split (called last by subclasses)."""
+        check_fraction("train_fraction", train_fraction)
+        self.train_fraction, self.seed = float(train_fraction), int(seed)
+        self.inputs, self.labels = inputs, labels
+        self.train_idx, self.test_idx = split_indices(len(labels), train_fraction, seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def eq_token(self) -> int:
+        """The '=' token, appended after the operands for transformers (= ``d_vocab``)."""
+        return self.d_vocab
+
+    @property
+    def n_ctx(self) -> int:
+        """Transformer context length: k operands and '='."""
+        return self.k + 1
+
+    @property
+    def tokens(self) -> Int[Tensor, "N k_plus_1"]:
+        """Transformer input ``[a1, ..., ak, '=']`` for every example (int64 [N, k+1])."""
+        ops = self.inputs.long()
+        eq = torch.full((len(ops), 1), self.eq_token, dtype=torch.long)
+        return torch.cat([ops, eq], dim=1)
+
+    def one_hot(self) -> Float[Tensor, "N k d_vocab"]:
+        """One-hot operands, float [N, k, d_vocab] (the theory's x^(1), ..., x^(k))."""
+        return torch.nn.functional.one_hot(self.inputs.long(), self.d_vocab).float()
+
+    def model_inputs(self, model_kind: str) -> Tensor:
+        """What a model of kind ``"transformer"`` or ``"mlp"`` takes as input for all N examples."""
+        return self.tokens if model_kind == "transformer" else self.inputs
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+
+def grid(sizes: list[int]) -> Int[Tensor, "N k"]:
+    """All tuples of ``prod(sizes)`` in lexicographic order (last operand fastest), int64 [N, k].
+
+    Row ``i`` holds the digits of ``i`` in the mixed radix ``sizes``, so reshaping a per-example
+    quantity to ``sizes`` gives it as a function on the grid (what the FFT-based analyses use).
+    """
+    n = math.prod(sizes)
+    idx = torch.arange(n)
+    cols = []
+    for size in reversed(sizes):
+        cols.append(idx % size)
+        idx = idx // size
+    return torch.stack(cols[::-1], dim=1)

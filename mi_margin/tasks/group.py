@@ -1,0 +1,72 @@
+"""Finite-group composition: g1 · g2 · ... · gk for any finite group (Chughtai et al. 2023)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from mi_margin.errors import MiMarginError
+from mi_margin.tasks.base import Task, check_grid_size, grid
+
+if TYPE_CHECKING:
+    from mi_margin.groups import FiniteGroup
+
+
+class GroupComposition(Task):
+    """Every k-tuple of elements of ``G`` labelled with their product g1·g2·...·gk (left to right).
+
+    ``G`` is a :class:`~mi_margin.groups.FiniteGroup` or a name understood by
+    :func:`mi_margin.groups.get` (``"S5"``, ``"D7"``, ``"C113"`` ...). Elements are the integers
+    0..|G|-1 of ``G.table``; '=' is token |G|.
+
+    Example:
+        >>> task = GroupComposition("S3", k=2, train_fraction=0.5)
+        >>> len(task), task.d_vocab
+        (36, 6)
+    """
+
+    kind: ClassVar[str] = "group_composition"
+
+    def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
+                 seed: int = 0):
+        if isinstance(G, str):
+            from mi_margin.groups import get
+
+            G = get(G)
+        if not isinstance(k, int) or k < 1:
+            raise MiMarginError(f"k (number of operands) must be an integer >= 1, got k={k!r}")
+        n = int(G.order)
+        check_grid_size(f"GroupComposition({G.name}, k={k})", n**k, 8 * (k + 1))
+        self.group, self.k_operands = G, k
+        inputs = grid([n] * k)
+        table = torch.as_tensor(G.table, dtype=torch.long)
+        labels = inputs[:, 0]
+        for i in range(1, k):
+            labels = table[labels, inputs[:, i]]
+        self._finish(inputs, labels, train_fraction, seed)
+
+    @property
+    def k(self) -> int:
+        return self.k_operands
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.group.order)
+
+    @property
+    def d_vocab_out(self) -> int:
+        return int(self.group.order)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "group": self.group.name, "k": self.k,
+                             "train_fraction": self.train_fraction, "seed": self.seed}
+        try:
+            from mi_margin.groups import get
+
+            same = get(self.group.name).table.tolist() == self.group.table.tolist()
+        except MiMarginError:
+            same = False
+        if not same:  # a custom group: keep its table so the task can be rebuilt
+            d["cayley_table"] = self.group.table.tolist()
+        return d

@@ -1,0 +1,121 @@
+"""The training configuration: optimizer, schedule, penalty, logging and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mi_margin.errors import MiMarginError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults are Nanda et al.'s grokking recipe (THEORY.md §4.1): full batch,
+    AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), 10 warm-up steps, loss in float64.
+
+    Attributes:
+        steps: optimizer steps in total.
+        lr, optimizer ("adamw" or "sgd"; full-batch "sgd" is plain gradient descent), betas,
+            momentum (SGD only), weight_decay (decoupled for AdamW, L2 for SGD).
+        norm_penalty: λ of the L_{2,ν} penalty λ·Σ_i ||ω_i||_2^r on the MLP's neuron parameters
+            (Morwani et al. §1.1); r = ``norm_penalty_power`` or, when None, the homogeneity ν.
+        batch_size: None for full batch, else seeded minibatches drawn without replacement.
+        microbatch: the full-batch gradient is accumulated over chunks of this many examples
+            (same gradient, far better cache use on CPU; TL4_NOTES §3). None: one chunk.
+        warmup_steps: linear LR warm-up (lr·min((step+1)/warmup, 1)).
+        lr_milestones, lr_gamma: multiply the LR by ``lr_gamma`` at each milestone step
+            (Morwani et al. App. B doubles it: ``lr_gamma=2``).
+        eval_every: record train/test loss and accuracy and the weight norm every N steps.
+        checkpoint_schedule: "log" (log-spaced), "linear" or "none"; the initial and final weights
+            are always kept. ``n_checkpoints`` of them in total.
+        target_test_acc, target_train_loss: stop early once reached (checked at eval steps).
+        seed: seeds minibatch order (model init is seeded by the model config).
+        progress: show a tqdm progress bar.
+    """
+
+    steps: int = 1000
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.98)
+    momentum: float = 0.0
+    weight_decay: float = 1.0
+    norm_penalty: float = 0.0
+    norm_penalty_power: float | None = None
+    batch_size: int | None = None
+    microbatch: int | None = 2048
+    warmup_steps: int = 10
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 2.0
+    eval_every: int = 100
+    checkpoint_schedule: str = "log"
+    n_checkpoints: int = 20
+    target_test_acc: float | None = None
+    target_train_loss: float | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> MiMarginError:
+            return MiMarginError(f"{name} must be {rule}, got {name}={getattr(self, name)!r}")
+
+        for name in ["steps", "eval_every", "n_checkpoints"]:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "a positive integer")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise bad("warmup_steps", "an integer >= 0")
+        if not self.lr > 0:
+            raise bad("lr", "> 0")
+        for name in ["weight_decay", "norm_penalty", "momentum"]:
+            if getattr(self, name) < 0:
+                raise bad(name, ">= 0")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise bad("optimizer", "'adamw' or 'sgd'")
+        if self.checkpoint_schedule not in ("log", "linear", "none"):
+            raise bad("checkpoint_schedule", "'log', 'linear' or 'none'")
+        for name in ["batch_size", "microbatch"]:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(name, "None or a positive integer")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise bad("betas", "two numbers in [0, 1)")
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "lr_milestones", tuple(sorted(self.lr_milestones)))
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate used at optimizer step ``step`` (0-based)."""
+        warm = min((step + 1) / self.warmup_steps, 1.0) if self.warmup_steps else 1.0
+        doublings = sum(1 for m in self.lr_milestones if step >= m)
+        return self.lr * warm * self.lr_gamma**doublings
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"], d["lr_milestones"] = list(self.betas), list(self.lr_milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise MiMarginError(f"unknown TrainConfig fields {unknown}; valid: {sorted(names)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        if "lr_milestones" in d:
+            d["lr_milestones"] = tuple(d["lr_milestones"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def checkpoint_steps(cfg: TrainConfig) -> list[int]:
+    """Steps (number of optimizer steps taken) at which weights are kept; always 0 and ``steps``."""
+    steps = {0, cfg.steps}
+    n = cfg.n_checkpoints
+    if cfg.checkpoint_schedule == "linear":
+        steps |= {round(cfg.steps * i / n) for i in range(1, n)}
+    elif cfg.checkpoint_schedule == "log":
+        steps |= {round(cfg.steps ** (i / n)) for i in range(1, n)}
+    return sorted(steps)
