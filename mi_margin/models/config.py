@@ -20,6 +20,11 @@ DTYPES = ("float32", "float64")
 C = TypeVar("C", bound="_Config")
 
 
+def polynomial_degree(act_fn: str, act_degree: int | None) -> int | None:
+    """Degree of a polynomial activation (2 for quadratic, ``act_degree`` for power), else None."""
+    return 2 if act_fn == "quadratic" else act_degree if act_fn == "power" else None
+
+
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
@@ -58,15 +63,6 @@ class _Config:
     n_layers: ClassVar[int] = 1
     normalization_type: ClassVar[None] = None
 
-    @property
-    def degree(self) -> int | None:
-        """Degree of the polynomial activation (2 for quadratic, ``act_degree`` for power)."""
-        act = getattr(self, "act_fn")
-        if act == "quadratic":
-            return 2
-        if act == "power":
-            return getattr(self, "act_degree")
-        return None
 
 
 @dataclass(frozen=True)
@@ -102,6 +98,11 @@ class TransformerConfig(_Config):
         _choice("dtype", self.dtype, DTYPES)
         if self.act_fn == "power" and (not isinstance(self.act_degree, int) or self.act_degree < 1):
             raise MiMarginError(f"act_fn='power' needs act_degree >= 1, got {self.act_degree!r}")
+
+    @property
+    def degree(self) -> int | None:
+        """Degree of the polynomial activation (2 for quadratic, ``act_degree`` for power)."""
+        return polynomial_degree(self.act_fn, self.act_degree)
 
     @classmethod
     def for_task(cls, task: Any, **overrides: Any) -> TransformerConfig:
@@ -158,6 +159,11 @@ class MLPConfig(_Config):
             raise MiMarginError(f"input_kind='vector' reads one vector, so k must be 1, got k={self.k}")
         if not self.init_scale > 0:
             raise MiMarginError(f"init_scale must be > 0, got {self.init_scale!r}")
+
+    @property
+    def degree(self) -> int | None:
+        """Degree of the polynomial activation (2 for quadratic, ``act_degree`` for power)."""
+        return polynomial_degree(self.act_fn, self.act_degree)
 
     @property
     def d_model(self) -> int:

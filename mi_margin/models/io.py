@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mi_margin.errors import CheckpointError
-from mi_margin.models.config import config_from_dict
+from mi_margin.models.config import TransformerConfig, config_from_dict
 
 FORMAT = "mi_margin.model/1"
 
@@ -31,7 +31,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -87,7 +87,9 @@ def build_model(cfg_dict: dict[str, Any]) -> Any:
     from mi_margin.models.transformer import HookedOneLayerTransformer
 
     cfg = config_from_dict(cfg_dict)
-    return HookedOneLayerTransformer(cfg) if cfg.kind == "transformer" else HookedMLP(cfg)
+    if isinstance(cfg, TransformerConfig):
+        return HookedOneLayerTransformer(cfg)
+    return HookedMLP(cfg)
 
 
 def load_model(path: str | Path) -> Any:

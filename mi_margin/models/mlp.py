@@ -8,6 +8,7 @@ w_j = W_out[j]. Embed style (Chughtai et al. 2023 §3.2): ``W_in_eff[i] = W_E[i]
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,9 @@ class Embed(nn.Module):
 class HiddenLayer(nn.Module):
     """``W_in`` [k, d_in, d_mlp] (d_in = d_vocab or d_embed), ``W_out`` [d_mlp, d_vocab_out]."""
 
+    b_in: Tensor
+    b_out: Tensor
+
     def __init__(self, cfg: MLPConfig, gen: torch.Generator):
         super().__init__()
         dt = _dtype(cfg)
@@ -60,6 +64,8 @@ class HiddenLayer(nn.Module):
 
 
 class MLPBlock(nn.Module):
+    mlp: HiddenLayer
+
     def __init__(self, cfg: MLPConfig, gen: torch.Generator):
         super().__init__()
         self.mlp = HiddenLayer(cfg, gen)
@@ -82,6 +88,7 @@ class HookedMLP(CachingRoot):
     """
 
     model_kind = "mlp"
+    _offsets: Tensor
 
     def __init__(self, cfg: MLPConfig):
         super().__init__()
@@ -95,7 +102,7 @@ class HookedMLP(CachingRoot):
         self.setup()
 
     def forward(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
-        layer = self.blocks[0].mlp
+        layer = self.layer
         if self.cfg.input_kind == "vector":
             parts = (inputs.to(layer.W_in.dtype) @ layer.W_in[0])[:, None]
             return layer(self.hook_embed(parts).sum(1))
@@ -111,20 +118,25 @@ class HookedMLP(CachingRoot):
         return self(inputs)
 
     @property
+    def layer(self) -> HiddenLayer:
+        """The hidden layer (``blocks[0].mlp``) holding W_in, W_out and the hooks."""
+        return cast(MLPBlock, self.blocks[0]).mlp
+
+    @property
     def W_in(self) -> Tensor:
-        return self.blocks[0].mlp.W_in
+        return self.layer.W_in
 
     @property
     def W_out(self) -> Tensor:
-        return self.blocks[0].mlp.W_out
+        return self.layer.W_out
 
     @property
     def b_in(self) -> Tensor:
-        return self.blocks[0].mlp.b_in
+        return self.layer.b_in
 
     @property
     def b_out(self) -> Tensor:
-        return self.blocks[0].mlp.b_out
+        return self.layer.b_out
 
     @property
     def W_E(self) -> Tensor:

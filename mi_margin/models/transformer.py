@@ -9,6 +9,7 @@ so that ``transformer_lens``'s ``convert_tl_checkpoint`` turns a checkpoint into
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,8 @@ class Embed(nn.Module):
 
 
 class PosEmbed(nn.Module):
+    W_pos: Tensor
+
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
         W_pos = torch.randn((cfg.n_ctx, cfg.d_model), generator=gen, dtype=_dtype(cfg))
@@ -56,6 +59,8 @@ class PosEmbed(nn.Module):
 
 
 class Unembed(nn.Module):
+    b_U: Tensor
+
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
         self.W_U = _weight(gen, (cfg.d_model, cfg.d_vocab_out), cfg.d_vocab, _dtype(cfg))
@@ -69,6 +74,12 @@ class Attention(nn.Module):
     position), so ``hook_q``, ``hook_attn_scores``, ``hook_pattern`` and ``hook_z`` have one query
     position; keys and values keep all positions.
     """
+
+    b_Q: Tensor
+    b_K: Tensor
+    b_V: Tensor
+    b_O: Tensor
+    mask: Tensor
 
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
@@ -107,6 +118,9 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    b_in: Tensor
+    b_out: Tensor
+
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
         dt = _dtype(cfg)
@@ -123,6 +137,13 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    mlp: MLP
+    hook_resid_pre: HookPoint
+    hook_attn_out: HookPoint
+    hook_resid_mid: HookPoint
+    hook_mlp_out: HookPoint
+    hook_resid_post: HookPoint
+
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
         self.cfg = cfg
@@ -179,12 +200,17 @@ class HookedOneLayerTransformer(CachingRoot):
         B, n = tokens.shape
         x = self.hook_embed(F.embedding(tokens, self.embed.W_E))
         x = x + self.hook_pos_embed(self.pos_embed.W_pos[:n].expand(B, n, -1))
-        x = self.blocks[0](x, final_pos_only)
+        x = self.block(x, final_pos_only)
         return x @ self.unembed.W_U + self.unembed.b_U
 
     def last_logits(self, tokens: Int[Tensor, "B pos"]) -> Float[Tensor, "B d_vocab_out"]:
         """Logits at the last position, [B, d_vocab_out] (the fast path used for training)."""
         return self(tokens, final_pos_only=True)[:, -1]
+
+    @property
+    def block(self) -> TransformerBlock:
+        """The single transformer block (``blocks[0]``)."""
+        return cast(TransformerBlock, self.blocks[0])
 
     # -- TransformerLens-style weight access (stacked over the single layer) --------------------
     @property
@@ -204,7 +230,7 @@ class HookedOneLayerTransformer(CachingRoot):
         return self.unembed.b_U
 
     def _stack(self, module: str, name: str) -> Tensor:
-        return getattr(getattr(self.blocks[0], module), name)[None]
+        return getattr(getattr(self.block, module), name)[None]
 
     W_Q = property(lambda self: self._stack("attn", "W_Q"))
     W_K = property(lambda self: self._stack("attn", "W_K"))
@@ -235,9 +261,9 @@ class HookedOneLayerTransformer(CachingRoot):
         """Sum of the output biases written to the residual stream before ``layer``."""
         bias = torch.zeros(self.cfg.d_model, dtype=self.W_E.dtype)
         if layer >= 1 or mlp_input:
-            bias = bias + self.blocks[0].attn.b_O
+            bias = bias + self.block.attn.b_O
         if layer >= 1 and include_mlp_biases and not self.cfg.attn_only:
-            bias = bias + self.blocks[0].mlp.b_out
+            bias = bias + self.block.mlp.b_out
         return bias
 
     def to_bridge(self):

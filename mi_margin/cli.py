@@ -1,0 +1,161 @@
+"""The ``mi-margin`` command line: train, info, analyze, demo (over the same dataclasses as the API)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mi_margin.errors import MiMarginError
+
+
+def _task_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("task")
+    g.add_argument("--task", choices=["modular_addition", "group_composition", "sparse_parity"],
+                   default="modular_addition")
+    g.add_argument("--p", type=int, default=113, help="modulus (modular addition)")
+    g.add_argument("--k", type=int, default=2, help="operands (addition/groups) or parity degree")
+    g.add_argument("--group", default="S4", help="group name for group_composition, e.g. S5, D7")
+    g.add_argument("--n", type=int, default=10, help="number of bits (sparse parity)")
+    g.add_argument("--train-fraction", type=float, default=0.3)
+    g.add_argument("--data-seed", type=int, default=0)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=["transformer", "mlp"], default="transformer")
+    g.add_argument("--d-model", type=int, default=128)
+    g.add_argument("--n-heads", type=int, default=4)
+    g.add_argument("--d-head", type=int, default=32)
+    g.add_argument("--d-mlp", type=int, default=512)
+    g.add_argument("--act-fn", choices=["relu", "gelu", "quadratic", "power"], default=None,
+                   help="default: relu for transformers, quadratic for MLPs")
+    g.add_argument("--input-style", choices=["theory", "embed"], default="theory")
+    g.add_argument("--d-embed", type=int, default=256)
+    g.add_argument("--biases", action="store_true", help="trainable biases (off by default)")
+    g.add_argument("--model-seed", type=int, default=0)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=10_000)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    g.add_argument("--weight-decay", type=float, default=1.0)
+    g.add_argument("--norm-penalty", type=float, default=0.0, help="λ of the L_{2,ν} penalty")
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--eval-every", type=int, default=100)
+    g.add_argument("--n-checkpoints", type=int, default=20)
+    g.add_argument("--target-test-acc", type=float, default=None)
+    g.add_argument("--seed", type=int, default=0, help="minibatch order seed")
+
+
+def build_task(args: argparse.Namespace) -> Any:
+    from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
+
+    if args.task == "modular_addition":
+        return ModularAddition(args.p, args.k, args.train_fraction, args.data_seed)
+    if args.task == "group_composition":
+        return GroupComposition(args.group, args.k, args.train_fraction, args.data_seed)
+    return SparseParity(args.n, args.k, train_fraction=args.train_fraction, seed=args.data_seed)
+
+
+def build_model(args: argparse.Namespace, task: Any) -> Any:
+    from mi_margin.models import HookedMLP, HookedOneLayerTransformer, MLPConfig, TransformerConfig
+
+    if args.model == "transformer":
+        return HookedOneLayerTransformer(TransformerConfig.for_task(
+            task, d_model=args.d_model, n_heads=args.n_heads, d_head=args.d_head,
+            d_mlp=args.d_mlp, act_fn=args.act_fn or "relu", use_biases=args.biases,
+            seed=args.model_seed))
+    return HookedMLP(MLPConfig.for_task(
+        task, d_mlp=args.d_mlp, act_fn=args.act_fn or "quadratic", input_style=args.input_style,
+        d_embed=args.d_embed, use_biases=args.biases, seed=args.model_seed))
+
+
+def build_train_config(args: argparse.Namespace) -> Any:
+    from mi_margin.training import TrainConfig
+
+    return TrainConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
+                       weight_decay=args.weight_decay, norm_penalty=args.norm_penalty,
+                       batch_size=args.batch_size, eval_every=args.eval_every,
+                       n_checkpoints=args.n_checkpoints, target_test_acc=args.target_test_acc,
+                       seed=args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mi_margin.training import train
+
+    task = build_task(args)
+    model = build_model(args, task)
+    out = Path(args.out)
+    start = time.perf_counter()
+    run = train(model, task, build_train_config(args), out_dir=out)
+    print(f"trained {run.step} steps in {time.perf_counter() - start:.1f} s; "
+          f"status {run.status}; run folder: {out.resolve()}")
+    _print_summary(run)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from mi_margin.training import load_run
+
+    run = load_run(args.run)
+    print(f"{run!r}")
+    print(f"model config: {json.dumps(run.model.cfg.to_dict())}")
+    print(f"train config: {json.dumps(run.config.to_dict())}")
+    print(f"checkpoints: {sorted(run.checkpoints)}")
+    _print_summary(run)
+    return 0
+
+
+def _print_summary(run: Any) -> None:
+    if len(run.history):
+        last = run.history.iloc[-1]
+        print(f"step {int(last['step'])}: train loss {last['train_loss']:.3g} "
+              f"(acc {last['train_acc']:.3f}), test loss {last['test_loss']:.3g} "
+              f"(acc {last['test_acc']:.3f})")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mi_margin.demo import run_demo
+
+    out = run_demo(Path(args.out), quick=args.quick)
+    print(f"results written to {out.resolve()}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mi-margin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a model and write a run folder")
+    _task_args(p)
+    _model_args(p)
+    _train_args(p)
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("info", help="describe a run folder")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
+    p.add_argument("--out", default="mi_margin_demo")
+    p.add_argument("--quick", action="store_true", help="fewer steps (for tests)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mi-margin`` and ``python -m mi_margin``."""
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MiMarginError as err:
+        print(f"mi-margin: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
