@@ -8,7 +8,7 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
-
+from mi_margin import groups
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models import (
     HookedMLP,
@@ -34,7 +34,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "TransformerConfig",
-
+    "groups",
     "load",
     "resume",
     "save",

@@ -1,0 +1,340 @@
+"""Observed vs predicted: hold a trained model against margin-maximization theory, side by side.
+
+:func:`compare_to_theory` measures what the theorems speak about (THEORY.md §1.3–1.5, §6.3) and
+puts it next to :func:`~mi_margin.theory.predictions.max_margin`:
+
+- the normalized margin h(θ)/Σ||ω_i||^ν and its ratio to γ* (only when the model is the theorem's
+  network family: same activation degree and homogeneity, no biases);
+- per neuron, the energy of its input maps and output map in every frequency (Z_p) or irrep (groups),
+  the trivial/constant part removed (§6.3). Input maps are read from the ``blocks.0.mlp.hook_pre``
+  activations on the full input grid, projected with the k-fold tensor-product basis: a component
+  whose non-trivial factors all carry one label belongs to that label, anything else is "mixed".
+  For a theory-style MLP this is exactly ||Q^T u||² + ||Q^T v||² + ... ; for a transformer it measures
+  the same thing for whatever computes the pre-activation. Output map: ``W_out`` (MLP) or
+  ``W_out W_U`` (transformer);
+- purity (best label / all non-trivial energy), the fraction of live neurons that are pure, which
+  labels are used, neurons per label and budget share per label vs the certificate's, and for
+  cyclic tasks the phase-relation error Σ_i arg û_i(ζ) − arg ŵ(ζ) (0 at the max margin).
+
+It works for any model with the hook names (ReLU transformers with weight decay included) and then
+shows how far the model is from the theory's structure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float64
+from torch import Tensor
+
+from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.tasks import Task
+from mi_margin.theory.predictions import Prediction, prediction_for
+from mi_margin.training.loop import model_inputs
+
+#: a neuron is live when its weight is at least this fraction of the largest neuron weight
+LIVE_FRACTION = 1e-2
+
+
+@dataclass(frozen=True)
+class NeuronStructure:
+    """Per-neuron structure measured on a model (see the module docstring)."""
+
+    labels: tuple[str, ...]
+    energy: Float64[Tensor, "m L"]
+    mixed: Float64[Tensor, " m"]
+    weight: Float64[Tensor, " m"]
+    phase_error: Float64[Tensor, " m"] | None
+    checks: dict[str, float]
+    reason: str
+
+    @property
+    def purity(self) -> Float64[Tensor, " m"]:
+        total = self.energy.sum(1) + self.mixed
+        return self.energy.max(1).values / total.clamp_min(1e-300)
+
+    @property
+    def live(self) -> Bool[Tensor, " m"]:
+        return self.weight >= LIVE_FRACTION * self.weight.max().clamp_min(1e-300)
+
+
+@dataclass(frozen=True)
+class TheoryComparison(AnalysisResult):
+    """Result of :func:`compare_to_theory`.
+
+    Attributes:
+        prediction: the :class:`Prediction` for the model's network family on the task.
+        margins: the model's :class:`MarginResult` on all examples (the theory's dataset).
+        ratio: normalized margin / γ* (≤ 1 for every network of the theorem's family), or None.
+        ratio_reason: why ``ratio`` is None, or what it compares.
+        structure: per-neuron energies, weights and phase errors.
+        pure_threshold: purity above which a neuron counts as pure.
+
+    ``to_dataframe()`` has one row per frequency/irrep (observed vs predicted); ``scalars()``
+    the scalar comparisons; ``neurons()`` one row per neuron; ``plot()`` the side-by-side figure.
+    """
+
+    prediction: Prediction
+    margins: MarginResult
+    ratio: float | None
+    ratio_reason: str
+    structure: NeuronStructure
+    pure_threshold: float
+
+    _score: ClassVar[str] = "share_observed"
+    _plot: ClassVar[str | None] = "mi_margin.viz.theory:comparison_figure"
+
+    # -- per neuron ------------------------------------------------------------------------------
+    @property
+    def dominant(self) -> list[str | None]:
+        """The label with most energy for every neuron (None for dead neurons)."""
+        s = self.structure
+        best = s.energy.argmax(1).tolist()
+        return [s.labels[b] if live else None for b, live in zip(best, s.live.tolist())]
+
+    @property
+    def fraction_pure(self) -> float:
+        """Fraction of live neurons whose purity is at least ``pure_threshold``."""
+        s = self.structure
+        live = s.live
+        return float((s.purity[live] >= self.pure_threshold).double().mean()) if live.any() else 0.0
+
+    def neurons(self) -> pd.DataFrame:
+        """One row per neuron: weight, budget share, live, dominant label, purity, phase error."""
+        s = self.structure
+        df = pd.DataFrame({"neuron": np.arange(len(s.weight)), "weight": s.weight.numpy(),
+                           "budget_share": (s.weight / s.weight.sum().clamp_min(1e-300)).numpy(),
+                           "live": s.live.numpy(), "dominant": self.dominant,
+                           "purity": s.purity.numpy()})
+        if s.phase_error is not None:
+            df["phase_error"] = s.phase_error.numpy()
+        return df
+
+    # -- per label -------------------------------------------------------------------------------
+    def _table(self) -> pd.DataFrame:
+        pred, s = self.prediction, self.structure
+        dom = self.dominant
+        share = s.weight / s.weight.sum().clamp_min(1e-300)
+        used = predicted_labels(pred)
+        rows = []
+        for lab in s.labels:
+            mine = torch.tensor([d == lab for d in dom], dtype=torch.bool)
+            rows.append({
+                "label": lab, "used_predicted": lab in used if pred.gamma is not None else None,
+                "used_observed": bool(mine.any()), "neurons_observed": int(mine.sum()),
+                "neurons_certificate": (pred.neurons_per_irrep or {}).get(lab),
+                "share_observed": float(share[mine].sum()),
+                "share_predicted": (pred.budget_share or {}).get(lab)})
+        return pd.DataFrame(rows)
+
+    def scalars(self) -> pd.DataFrame:
+        """The scalar comparisons: metric, observed, predicted, note."""
+        pred, s, m = self.prediction, self.structure, self.margins
+        table = self._table()
+        live = s.live
+        rows: list[dict[str, Any]] = [
+            {"metric": "normalized_margin", "observed": m.normalized, "predicted": pred.gamma,
+             "note": m.reason},
+            {"metric": "ratio_to_gamma", "observed": self.ratio, "predicted": 1.0 if pred.gamma
+             else None, "note": self.ratio_reason},
+            {"metric": "fraction_pure", "observed": self.fraction_pure, "predicted": 1.0,
+             "note": f"live neurons with purity >= {self.pure_threshold}; {s.reason}"},
+            {"metric": "mean_purity", "observed": float(s.purity[live].mean()) if live.any()
+             else None, "predicted": 1.0, "note": "over live neurons"},
+            {"metric": "labels_used", "observed": int(table["used_observed"].sum()),
+             "predicted": len(predicted_labels(pred)) if pred.gamma else None,
+             "note": "frequencies/irreps that dominate at least one live neuron"},
+            {"metric": "live_neurons", "observed": int(live.sum()),
+             "predicted": pred.width_bound, "note": "certificate width"},
+            {"metric": "max_wrong_spread", "observed": float(m.wrong_spread.max()),
+             "predicted": 0.0 if pred.gamma and not pred.extension else None,
+             "note": "largest minus smallest wrong logit (0: all wrong logits equal)"},
+        ]
+        if s.phase_error is not None:
+            err = s.phase_error[live].abs()
+            rows.append({"metric": "phase_error", "observed": float(err.mean()) if live.any()
+                         else None, "predicted": 0.0, "note": pred.phase_relation})
+        rows += [{"metric": k, "observed": v, "predicted": 1.0, "note": "sparse parity (Thm 8)"}
+                 for k, v in s.checks.items()]
+        return pd.DataFrame(rows)
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar comparisons as a flat dict metric -> observed."""
+        return dict(zip(self.scalars()["metric"], self.scalars()["observed"]))
+
+
+def predicted_labels(pred: Prediction) -> set[str]:
+    """Labels (frequencies, irreps, parity support) the prediction's certificate uses."""
+    return {lab for lab, count in (pred.neurons_per_irrep or {}).items() if count > 0}
+
+
+# -- ratio -----------------------------------------------------------------------------------
+def _ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
+    if pred.gamma is None:
+        return None, "no γ* for this task: " + "; ".join(pred.reasons)
+    if res.normalized is None:
+        return None, res.reason
+    degree = getattr(getattr(model, "cfg", None), "degree", None)
+    if res.nu != pred.nu or degree != (pred.nu or 0) - 1:
+        return None, (f"the model's normalization (ν={res.nu}, activation degree {degree}) is not "
+                      f"the theorem's (ν={pred.nu}, x^{(pred.nu or 0) - 1}), so the normalized "
+                      "margins are not comparable")
+    note = "" if pred.applies else " (theorem does not apply: " + "; ".join(pred.reasons) + ")"
+    return res.normalized / pred.gamma, "normalized margin / γ*" + note
+
+
+# -- structure -------------------------------------------------------------------------------
+def _bases(task: Task, pred: Prediction) -> tuple[Tensor, list[int], tuple[str, ...]]:
+    """Orthonormal basis columns B [n, n] of functions on one operand, each column's label index
+    (0 = trivial) and the non-trivial label names (index l ↦ labels[l-1])."""
+    if task.kind == "modular_addition" or pred.isomorphism is not None:
+        from mi_margin.fourier.cyclic import fourier_basis, frequency_of_index
+
+        n = task.d_vocab
+        freq = frequency_of_index(n).tolist()
+        return (fourier_basis(n).T, freq,
+                tuple(f"freq_{f}" for f in range(1, max(freq) + 1)))
+    from mi_margin.fourier.group import isotypic_basis
+
+    G = task.group
+    cols, lab_of, names = [], [], []
+    for rho in G.irreps():
+        q = isotypic_basis(G, rho)
+        cols.append(torch.from_numpy(np.array(q)))
+        index = 0 if rho.name == "trivial" else len(names) + 1
+        if index:
+            names.append(rho.name)
+        lab_of += [index] * q.shape[1]
+    return torch.cat(cols, dim=1), lab_of, tuple(names)
+
+
+def _pre_and_out(model: Any, task: Task) -> tuple[Tensor, Tensor]:
+    """Pre-activations on the full grid [N, m] and output maps [m, C], float64."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model_inputs(model, task),
+                                        names_filter="blocks.0.mlp.hook_pre")
+        pre = cache["blocks.0.mlp.hook_pre"].double()
+        if pre.ndim == 3:                                   # transformer: last position
+            pre = pre[:, -1]
+        W_out = model.W_out.detach().double()
+        out = W_out[0] @ model.W_U.detach().double() if W_out.ndim == 3 else W_out
+    return pre, out
+
+
+def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
+    """Neuron weight: ||ω_i||^ν for a homogeneous MLP, else ||input map|| · ||output map||."""
+    if hasattr(model, "homogeneity") and model.homogeneity()[0] is not None:
+        return neuron_norms64(model) ** model.homogeneity()[0]
+    centered = out - out.mean(1, keepdim=True)
+    return in_energy.sqrt() * centered.norm(dim=1)
+
+
+def _phase_error(inputs: list[Tensor], out: Tensor, freq: Tensor) -> Tensor:
+    """Σ_i arg û_i(ζ) − arg ŵ(ζ), wrapped to (−π, π], at each neuron's frequency ζ = ``freq``.
+
+    û(j) = Σ_a u(a) e^{−2πija/n}; at the max margin every neuron has u_i = β cos(θ_i + 2πζa/n),
+    w = β cos(θ_w + 2πζc/n) with Σθ_i = θ_w (Morwani et al. Thm 7; Li et al. Thm 4.1).
+    """
+    def phase(u: Tensor) -> Tensor:
+        return torch.fft.fft(u, dim=1).gather(1, freq[:, None])[:, 0].angle()
+
+    angle = sum(phase(u) for u in inputs) - phase(out)
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure:
+    """Per-neuron label energies for modular addition and group composition (module docstring)."""
+    B, lab_of, names = _bases(task, pred)
+    pre, out = _pre_and_out(model, task)
+    n, k, m = task.d_vocab, task.k, pre.shape[1]
+    if pred.isomorphism is not None:                     # group C_p -> Z_p via the isomorphism
+        inv = torch.argsort(torch.tensor(pred.isomorphism))
+        pre = pre.reshape([n] * k + [m])[tuple(torch.meshgrid(*[inv] * k, indexing="ij"))]
+        out = out[:, inv]
+    grid = pre.reshape([n] * k + [m])
+    coef = grid
+    for axis in range(k):                                # project every operand axis on B
+        coef = torch.tensordot(coef, B, dims=([0], [0]))  # rotates the projected axis to the end
+    power = coef.movedim(0, -1) ** 2 / n ** (k - 1)      # [n]*k (basis indices) + [m]
+    labels = torch.tensor(lab_of)
+    L = len(names)
+    in_energy = torch.zeros(m, L, dtype=torch.float64)
+    idx = torch.stack(torch.meshgrid(*[labels] * k, indexing="ij"), dim=-1)  # [n]*k, k
+    dc = (idx == 0).all(-1)
+    for l in range(1, L + 1):
+        mask = ((idx == 0) | (idx == l)).all(-1) & ~dc
+        in_energy[:, l - 1] = power[mask].sum(0)
+    total_in = power[~dc].sum(0)
+    out_coef = (out @ B) ** 2                             # m n
+    out_energy = torch.stack([out_coef[:, labels == l].sum(1) for l in range(1, L + 1)], 1)
+    energy = in_energy + out_energy
+    mixed = (total_in - in_energy.sum(1)).clamp_min(0.0)
+    weight = _weights(model, total_in, out)
+    phase = None
+    if task.kind == "modular_addition" or pred.isomorphism is not None:
+        marg = [grid.mean(dim=[a for a in range(k) if a != i]).T if k > 1 else grid.T
+                for i in range(k)]
+        phase = _phase_error(marg, out, energy.argmax(1) + 1)
+    return NeuronStructure(labels=names, energy=energy, mixed=mixed, weight=weight,
+                           phase_error=phase, checks={},
+                           reason="energy of input maps (from hook_pre) and output map per label")
+
+
+def parity_structure(model: Any, task: Any) -> NeuronStructure:
+    """Theorem 8's structure: spt(u) = S, w ∈ span(1, −1), |u_j| = ||w|| on S, sign condition."""
+    if getattr(model, "model_kind", "") != "mlp" or model.cfg.input_kind != "vector":
+        empty = torch.zeros(0, dtype=torch.float64)
+        return NeuronStructure(labels=("support",), energy=empty[:, None], mixed=empty,
+                               weight=empty, phase_error=None, checks={},
+                               reason="parity structure needs the MLP's linear input map u")
+    with torch.no_grad():
+        u, w = model.W_in[0].detach().double().T, model.W_out.detach().double()     # m n, m 2
+        S = list(task.support)
+        b = torch.tensor([1.0, -1.0], dtype=torch.float64) / math.sqrt(2)
+        on = (u[:, S] ** 2).sum(1) + (w @ b) ** 2
+        off = (u**2).sum(1) - (u[:, S] ** 2).sum(1) + (w**2).sum(1) - (w @ b) ** 2
+        weight = _weights(model, (u**2).sum(1), w)
+        live = weight >= LIVE_FRACTION * weight.max().clamp_min(1e-300)
+        sign_ok = (u[:, S].prod(1) * (w @ b)) >= 0
+        balance = (u[:, S].abs() - w.norm(dim=1, keepdim=True)).abs().max(1).values
+        scale = torch.cat([u, w], 1).norm(dim=1).clamp_min(1e-300)
+    checks = {"fraction_sign_condition": float(sign_ok[live].double().mean()),
+              "fraction_balanced": float((balance / scale < 1e-2)[live].double().mean())}
+    return NeuronStructure(labels=("support",), energy=on[:, None], mixed=off, weight=weight,
+                           phase_error=None, checks=checks,
+                           reason="energy of u on the support S plus w along (1, −1)")
+
+
+def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
+    """Observed structure and margin of ``model`` next to the max-margin prediction for ``task``.
+
+    Args:
+        model: a HookedMLP or HookedOneLayerTransformer (any model with ``blocks.0.mlp.hook_pre``,
+            ``W_out`` and, for transformers, ``W_U``).
+        task: ModularAddition, GroupComposition or SparseParity.
+        pure_threshold: purity above which a neuron counts as pure.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> from mi_margin.theory.certificates import certificate
+        >>> from mi_margin.theory.compare import compare_to_theory
+        >>> task = mm.ModularAddition(p=5)
+        >>> report = compare_to_theory(certificate(task), task)
+        >>> round(report.ratio, 9), report.fraction_pure
+        (1.0, 1.0)
+    """
+    pred = prediction_for(model, task)
+    res = margin(model, task, "all")
+    ratio, why = _ratio(model, pred, res)
+    if task.kind == "sparse_parity":
+        structure = parity_structure(model, task)
+    else:
+        structure = group_structure(model, task, pred)
+    return TheoryComparison(prediction=pred, margins=res, ratio=ratio, ratio_reason=why,
+                            structure=structure, pure_threshold=pure_threshold)

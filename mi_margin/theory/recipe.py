@@ -1,0 +1,158 @@
+"""A training recipe that drives small networks close to the predicted max margin γ*.
+
+Morwani et al. (2024, App. B; THEORY.md §1.6): the theorem's network (activation x^k, no biases,
+theory-style untied inputs, float64 here), cross-entropy on the **full** table plus a small
+L_{2,ν} penalty λ·Σ_i ||ω_i||_2^ν, full-batch gradient descent, and a learning rate doubled at a
+series of milestones (the loss, hence the gradient, shrinks exponentially as the margin grows, so a
+constant step size stalls). By Wei et al. (2019, Thm 4.1) the normalized margin of the global
+minimizers tends to γ* as λ → 0.
+
+:func:`reweight_neurons` is an optional finishing step we add (measured in
+``bench/max_margin_recipe.py``): with the neuron directions fixed, the best non-negative
+rescaling of the neurons is a linear program (the margins are linear in c_i = s_i^ν and the norm
+budget is Σ_i c_i ||ω_i||^ν) — Lemma 6's "combine maximizing neurons with non-negative weights".
+It never lowers the normalized margin and, like every network, cannot exceed γ*.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+
+from mi_margin.analysis.margin import margin, neuron_norms64
+from mi_margin.errors import MiMarginError
+from mi_margin.models import HookedMLP, MLPConfig
+from mi_margin.tasks import Task
+from mi_margin.theory.predictions import max_margin
+from mi_margin.training import Run, TrainConfig, train
+from mi_margin.training.loop import model_inputs
+
+
+def _degree(task: Task) -> int:
+    """Activation degree of the theorem's network: x^k (quadratic for group composition)."""
+    return 2 if task.kind == "group_composition" else task.k
+
+
+def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *,
+                      lr: float = 0.05, penalty: float = 1e-4, n_doublings: int = 10,
+                      double_every: int | None = None, seed: int = 0,
+                      **train_overrides: Any) -> tuple[TrainConfig, MLPConfig]:
+    """(TrainConfig, MLPConfig) of the max-margin recipe for ``task``.
+
+    Args:
+        task: ModularAddition, SparseParity or GroupComposition (use the full table,
+            ``train_fraction=1``, as the theorem does).
+        width: hidden width; default twice the theorem's width bound.
+        steps: full-batch GD steps.
+        lr, penalty: initial learning rate and λ of the L_{2,ν} penalty.
+        n_doublings, double_every: the learning rate doubles at steps double_every·i,
+            i = 1..n_doublings (default double_every = steps // 40, i.e. all doublings in the
+            first quarter of training; Morwani et al. double 10 times).
+        seed: model initialisation seed.
+        train_overrides: any other TrainConfig field (e.g. ``lr_milestones``, ``eval_every``).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> from mi_margin.theory.recipe import max_margin_recipe
+        >>> tc, mc = max_margin_recipe(mm.ModularAddition(p=5), steps=400)
+        >>> mc.d_mlp, mc.act_fn, tc.optimizer, tc.lr_milestones[:3]
+        (32, 'quadratic', 'sgd', (10, 20, 30))
+    """
+    pred = max_margin(task)
+    if pred.width_bound is None:
+        raise MiMarginError(f"no max-margin theory for {task!r}: " + "; ".join(pred.reasons))
+    width = 2 * pred.width_bound if width is None else width
+    every = max(steps // 40, 1) if double_every is None else double_every
+    degree = _degree(task)
+    act: dict[str, Any] = ({"act_fn": "quadratic"} if degree == 2
+                           else {"act_fn": "power", "act_degree": degree})
+    model_cfg = MLPConfig.for_task(task, d_mlp=width, dtype="float64", use_biases=False,
+                                   input_style="theory", seed=seed, **act)
+    base: dict[str, Any] = {
+        "steps": steps, "lr": lr, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0,
+        "norm_penalty": penalty, "lr_milestones": tuple(every * i for i in range(1, n_doublings + 1)),
+        "lr_gamma": 2.0, "warmup_steps": 0, "batch_size": None, "eval_every": max(steps // 20, 1),
+        "checkpoint_schedule": "log", "progress": False}
+    return TrainConfig(**{**base, **train_overrides}), model_cfg
+
+
+def margin_metric(gamma: float | None) -> Any:
+    """A ``train(metrics=...)`` callable recording the normalized margin (and its ratio to γ*)."""
+    def metric(model: Any, task: Task) -> dict[str, float]:
+        res = margin(model, task)
+        norm = float("nan") if res.normalized is None else res.normalized
+        out = {"margin": res.value, "normalized_margin": norm}
+        if gamma:
+            out["ratio_to_gamma"] = norm / gamma
+        return out
+    return metric
+
+
+def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000,
+                        **kwargs: Any) -> Run:
+    """Build the recipe's model, train it, and return the :class:`Run`.
+
+    ``run.history`` has the columns ``margin``, ``normalized_margin`` and ``ratio_to_gamma``
+    (normalized margin / γ*). Keyword arguments go to :func:`max_margin_recipe`.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> from mi_margin.theory.recipe import train_to_max_margin
+        >>> run = train_to_max_margin(mm.ModularAddition(p=5), steps=500)   # doctest: +SKIP
+        >>> run.history["ratio_to_gamma"].iloc[-1] > 0.9                     # doctest: +SKIP
+        True
+    """
+    train_cfg, model_cfg = max_margin_recipe(task, width, steps, **kwargs)
+    model = HookedMLP(model_cfg)
+    return train(model, task, train_cfg, metrics=[margin_metric(max_margin(task).gamma)])
+
+
+def _pairwise_margins(model: HookedMLP, task: Task) -> np.ndarray:
+    """[N·(C−1), m]: neuron i's contribution to f[y] − f[y'] for every example and wrong y'."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model_inputs(model, task),
+                                        names_filter="blocks.0.mlp.hook_post")
+        post = cache["blocks.0.mlp.hook_post"].double()                       # N m
+        out = model.W_out.double()                                             # m C
+        y = task.labels
+        diff = post[:, :, None] * (out[:, y].T[:, :, None] - out[None])        # N m C
+        wrong = torch.ones(len(y), out.shape[1], dtype=torch.bool)
+        wrong[torch.arange(len(y)), y] = False
+        return diff.permute(0, 2, 1)[wrong].numpy()
+
+
+def reweight_neurons(model: HookedMLP, task: Task) -> HookedMLP:
+    """A copy of ``model`` with its neurons rescaled to maximize the normalized margin (an LP).
+
+    Neuron i scaled by s_i ≥ 0 contributes c_i = s_i^ν times its logits and costs
+    c_i ||ω_i||^ν of the budget, so max_c min_{x, y'} Σ_i c_i (f_i(x)[y] − f_i(x)[y']) subject to
+    Σ_i c_i ||ω_i||^ν = 1, c ≥ 0 is a linear program (solved with HiGHS). The returned network has
+    ||θ||_{2,ν} = 1 and its margin is the optimal value.
+
+    Raises:
+        MiMarginError: the model is not homogeneous with separable neurons.
+    """
+    nu, why = model.homogeneity()
+    if nu is None:
+        raise MiMarginError(f"reweight_neurons needs a homogeneous theory-style MLP: {why}")
+    D = _pairwise_margins(model, task)
+    norms = (neuron_norms64(model) ** nu).numpy()
+    m = D.shape[1]
+    A_ub = np.hstack([-D, np.ones((D.shape[0], 1))])
+    obj = np.zeros(m + 1)
+    obj[-1] = -1.0
+    res = linprog(obj, A_ub=A_ub, b_ub=np.zeros(len(D)), A_eq=np.append(norms, 0.0)[None],
+                  b_eq=[1.0], bounds=[(0, None)] * m + [(None, None)], method="highs")
+    if res.status != 0:
+        raise MiMarginError(f"the neuron-reweighting LP failed: {res.message}")
+    scale = torch.from_numpy(np.clip(res.x[:m], 0.0, None) ** (1.0 / nu))
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        layer = new.blocks[0].mlp
+        layer.W_in.mul_(scale.to(layer.W_in.dtype))
+        layer.W_out.mul_(scale.to(layer.W_out.dtype)[:, None])
+    return new

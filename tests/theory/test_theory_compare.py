@@ -1,0 +1,126 @@
+"""compare_to_theory: perfect agreement on certificates, planted deviations measured exactly, and
+graceful reports on models the theory does not cover."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.theory import certificate, compare_to_theory
+
+
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
+                                  mm.GroupComposition("S3"), mm.GroupComposition("D5"),
+                                  mm.GroupComposition("C7"), mm.GroupComposition("A5"),
+                                  mm.SparseParity(n=6, k=3)],
+                         ids=["Z7", "Z5k3", "S3", "D5", "C7", "A5", "parity"])
+def test_certificate_is_perfect(task):
+    report = compare_to_theory(certificate(task), task)
+    pred = report.prediction
+    assert report.ratio == pytest.approx(1.0, rel=1e-9)
+    assert report.fraction_pure == 1.0
+    table = report.to_dataframe()
+    assert (table["used_observed"] == table["used_predicted"]).all()
+    assert (table["neurons_observed"] == table["neurons_certificate"]).all()
+    torch.testing.assert_close(torch.tensor(table["share_observed"].to_numpy()),
+                               torch.tensor(table["share_predicted"].to_numpy()),
+                               rtol=1e-9, atol=1e-12)
+    scalars = report.summary()
+    assert scalars["live_neurons"] == pred.width_bound
+    if report.structure.phase_error is not None:
+        assert scalars["phase_error"] < 1e-9
+    for check in report.structure.checks.values():
+        assert check == 1.0
+    assert isinstance(report.plot(), go.Figure)
+
+
+def _planted(p, neurons):
+    """Theory-style quadratic MLP whose neurons are (ζ, θ_u, θ_v, θ_w) cosines (+ a 2nd frequency)."""
+    task = mm.ModularAddition(p=p)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=len(neurons), dtype="float64"))
+    a = torch.arange(p, dtype=torch.float64)
+    W_in = torch.zeros(2, p, len(neurons), dtype=torch.float64)
+    W_out = torch.zeros(len(neurons), p, dtype=torch.float64)
+    for j, terms in enumerate(neurons):
+        for amp, z, tu, tv, tw in terms:
+            alpha = 2 * math.pi * z / p
+            W_in[0, :, j] += amp * torch.cos(alpha * a + tu)
+            W_in[1, :, j] += amp * torch.cos(alpha * a + tv)
+            W_out[j] += amp * torch.cos(alpha * a + tw)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in.copy_(W_in)
+        model.blocks[0].mlp.W_out.copy_(W_out)
+    return model, task
+
+
+def test_planted_phase_error_and_purity():
+    """A neuron with θ_u + θ_v − θ_w = δ has phase error δ; an equal mix of two frequencies has
+    purity 1/2; pure neurons have purity 1."""
+    delta = 0.7
+    model, task = _planted(11, [[(1.0, 2, 0.3, 0.5, 0.8 - delta)],
+                                [(1.0, 3, 1.0, -2.0, -1.0)],
+                                [(1.0, 1, 0.0, 0.0, 0.0), (1.0, 4, 0.0, 0.0, 0.0)]])
+    report = compare_to_theory(model, task)
+    s = report.structure
+    assert float(s.phase_error[0]) == pytest.approx(delta, abs=1e-12)
+    assert float(s.phase_error[1]) == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(s.purity, torch.tensor([1.0, 1.0, 0.5], dtype=torch.float64))
+    assert report.dominant[:2] == ["freq_2", "freq_3"]
+    assert report.fraction_pure == pytest.approx(2 / 3)
+    table = report.to_dataframe().set_index("label")
+    assert not table.loc["freq_5", "used_observed"]
+
+
+def test_relu_transformer_is_reported_not_failed():
+    task = mm.ModularAddition(p=7, train_fraction=0.5)
+    cfg = mm.TransformerConfig.for_task(task, d_model=32, n_heads=2, d_head=16, d_mlp=64)
+    model = mm.HookedOneLayerTransformer(cfg)
+    mm.train(model, task, mm.TrainConfig(steps=30, lr=1e-2, weight_decay=1.0, progress=False,
+                                         checkpoint_schedule="none"))
+    report = compare_to_theory(model, task)
+    assert report.ratio is None and "transformer" in report.ratio_reason
+    assert not report.prediction.applies and report.prediction.gamma is not None
+    s = report.structure
+    assert s.energy.shape == (64, 3) and len(s.phase_error) == 64
+    assert bool(((s.purity >= 0) & (s.purity <= 1 + 1e-12)).all())
+    assert report.fraction_pure < 1.0
+    assert report.scalars()["metric"].tolist()[:2] == ["normalized_margin", "ratio_to_gamma"]
+    assert isinstance(report.plot(), go.Figure)
+
+
+def test_mlp_with_biases_reports_structure_without_normalized_margin():
+    task = mm.GroupComposition("S3")
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="relu", use_biases=True))
+    report = compare_to_theory(model, task)
+    assert report.margins.normalized is None and "biases" in report.ratio_reason
+    assert report.structure.energy.shape == (24, 2)
+    assert report.structure.phase_error is None
+    assert len(report.neurons()) == 24
+
+
+def test_relu_mlp_without_biases_has_incomparable_normalization():
+    task = mm.ModularAddition(p=5)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, act_fn="relu"))
+    report = compare_to_theory(model, task)
+    assert report.margins.normalized is not None and report.ratio is None
+    assert "not comparable" in report.ratio_reason
+
+
+def test_random_quadratic_mlp_ratio_below_one():
+    task = mm.GroupComposition("S3")
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=36, dtype="float64"))
+    report = compare_to_theory(model, task)
+    assert report.ratio is not None and report.ratio < 1.0
+
+
+def test_uncovered_group_still_reports_structure():
+    task = mm.GroupComposition("Q8")
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, dtype="float64"))
+    report = compare_to_theory(model, task)
+    assert report.ratio is None and report.prediction.gamma is None
+    assert report.to_dataframe()["used_predicted"].isna().all()
+    assert report.structure.energy.shape == (16, 4)
