@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -86,7 +87,8 @@ def main() -> None:
         "setting": {"p": P, "k": 2, "d_mlp": WIDTH, "act_fn": "quadratic", "n_inputs": n,
                     "input_dim": 2 * P, "classes": P, "dtype": "float64",
                     "threads": args.threads, "torch": torch.__version__,
-                    "machine": platform.processor() or platform.machine()},
+                    "machine": platform.processor() or platform.machine(),
+                    "load_average_1min_at_end": os.getloadavg()[0]},
         "seconds": {"jacrev_all": t_jac, "factored_all": t_fac,
                     "loop_subset": t_loop, "loop_subset_examples": len(idx),
                     "loop_all_extrapolated": t_loop_all},
