@@ -65,7 +65,8 @@ def nfa_training_figure(trajectory: Any, title: str | None = None) -> go.Figure:
     Example:
         >>> import pandas as pd
         >>> from mi_margin.analysis.nfa_training import NFATrajectory
-        >>> frame = pd.DataFrame({"step": [0, 10], "pearson": [0.1, 0.9], "cosine": [0.5, 0.95]})
+        >>> frame = pd.DataFrame({"step": [0, 10], "pearson": [0.1, 0.9],
+        ...                       "off_diagonal_pearson": [0.0, 0.8]})
         >>> len(nfa_training_figure(NFATrajectory(frame, 0.5, "train", 0)).data)
         2
     """
