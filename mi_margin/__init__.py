@@ -8,7 +8,16 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
-from mi_margin import groups
+from mi_margin import analysis, fourier, groups, sweep, theory
+from mi_margin.analysis import (
+    fourier_spectrum,
+    irrep_spectrum,
+    key_frequencies,
+    key_irreps,
+    margin,
+    neuron_frequencies,
+    neuron_irreps,
+)
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models import (
     HookedMLP,
@@ -17,6 +26,7 @@ from mi_margin.models import (
     TransformerConfig,
 )
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
+from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, load, resume, save, train
 
 __version__ = "0.1.0"
@@ -34,7 +44,19 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "TransformerConfig",
+    "analysis",
+    "compare_to_theory",
+    "fourier",
+    "fourier_spectrum",
     "groups",
+    "irrep_spectrum",
+    "key_frequencies",
+    "key_irreps",
+    "margin",
+    "neuron_frequencies",
+    "neuron_irreps",
+    "sweep",
+    "theory",
     "load",
     "resume",
     "save",

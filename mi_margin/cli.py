@@ -144,6 +144,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="mi_margin_demo")
     p.add_argument("--quick", action="store_true", help="fewer steps (for tests)")
     p.set_defaults(func=cmd_demo)
+    from mi_margin.sweep.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

@@ -119,7 +119,9 @@ def _train_one(root: Path, run: RunSpec) -> Any:
 def _start(root: Path, run: RunSpec) -> float:
     root.mkdir(parents=True, exist_ok=True)
     (root / ERROR_FILE).unlink(missing_ok=True)
-    write_json(root / SPEC_FILE, {"spec": run.to_dict(), "host": socket.gethostname()})
+    seconds = read_json(root / SPEC_FILE).get("seconds", 0.0)   # earlier attempts' worker time
+    write_json(root / SPEC_FILE, {"spec": run.to_dict(), "host": socket.gethostname(),
+                                  "seconds": seconds})
     return time.perf_counter()
 
 

@@ -48,14 +48,20 @@ def small_spec(**changes) -> SweepSpec:
     return SweepSpec(**{**base, **changes})
 
 
-def direct(run_spec) -> mm.Run:
-    """The oracle: train the run's configuration with the public API, outside the sweep code."""
-    task = mm.GroupComposition(run_spec.task["group"],
-                               train_fraction=run_spec.task["train_fraction"],
-                               seed=run_spec.task.get("seed", 0))
-    model_kw = {k: v for k, v in run_spec.model.items() if k != "kind"}
+def direct(spec: SweepSpec, point: dict) -> mm.Run:
+    """The oracle: train a grid point with the public API, applying the documented axis semantics
+    ("seed" = split, init and training seed) here, independently of the sweep code."""
+    sections = {"task": dict(spec.task), "model": dict(spec.model), "train": dict(spec.train)}
+    for name, value in point.items():
+        for target in (["task.seed", "model.seed", "train.seed"] if name == "seed" else [name]):
+            section, key = target.split(".")
+            sections[section][key] = value
+    t = sections["task"]
+    task = mm.GroupComposition(t["group"], train_fraction=t["train_fraction"],
+                               seed=t.get("seed", 0))
+    model_kw = {k: v for k, v in sections["model"].items() if k != "kind"}
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, **model_kw))
-    return mm.train(model, task, mm.TrainConfig(**run_spec.train, progress=False))
+    return mm.train(model, task, mm.TrainConfig(**sections["train"], progress=False))
 
 
 def assert_rows_match_direct(table: pd.DataFrame, spec: SweepSpec) -> None:
@@ -66,7 +72,7 @@ def assert_rows_match_direct(table: pd.DataFrame, spec: SweepSpec) -> None:
         row = table.set_index("index").loc[run_spec.index]
         if row["status"] == "failed":
             continue
-        run = direct(run_spec)
+        run = direct(spec, run_spec.point)
         last = run.history.iloc[-1]
         for m in METRICS:
             assert row[m] == pytest.approx(last[m], rel=1e-5, abs=1e-7), m
@@ -276,7 +282,7 @@ def test_interrupted_run_resumes_and_equals_uninterrupted(tmp_path):
     res = run_sweep(spec, out, sequential=True, progress=False)
     assert res.table["status"].tolist() == ["finished"]
     resumed = mm.load(root).history
-    full = direct(run_spec).history
+    full = direct(spec, run_spec.point).history
     np.testing.assert_allclose(resumed[METRICS].to_numpy(), full[METRICS].to_numpy(), rtol=1e-6)
 
 
