@@ -10,13 +10,18 @@ Example:
 
 from mi_margin import analysis, fourier, groups, sweep, theory
 from mi_margin.analysis import (
+    clock_pizza,
     fourier_spectrum,
     irrep_spectrum,
     key_frequencies,
     key_irreps,
+    logit_similarity,
     margin,
+    neuron_clusters,
     neuron_frequencies,
     neuron_irreps,
+    progress_measures,
+    restricted_loss,
 )
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models import (
@@ -45,6 +50,7 @@ __all__ = [
     "TrainingDivergedError",
     "TransformerConfig",
     "analysis",
+    "clock_pizza",
     "compare_to_theory",
     "fourier",
     "fourier_spectrum",
@@ -52,13 +58,17 @@ __all__ = [
     "irrep_spectrum",
     "key_frequencies",
     "key_irreps",
+    "load",
+    "logit_similarity",
     "margin",
+    "neuron_clusters",
     "neuron_frequencies",
     "neuron_irreps",
-    "sweep",
-    "theory",
-    "load",
+    "progress_measures",
+    "restricted_loss",
     "resume",
     "save",
+    "sweep",
+    "theory",
     "train",
 ]

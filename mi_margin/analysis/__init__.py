@@ -14,6 +14,7 @@ from mi_margin.analysis.fourier import (
     NeuronClusters,
     fourier_gini,
     fourier_spectrum,
+    frequency_shares,
     gini,
     key_frequencies,
     logit_similarity,
@@ -37,7 +38,13 @@ from mi_margin.analysis.irreps import (
     neuron_irreps,
 )
 from mi_margin.analysis.margin import MarginResult, margin
-from mi_margin.analysis.nfa import NFAResult, circulant_deviation, matrix_correlation, nfa_correlation, psd_power
+from mi_margin.analysis.nfa import (
+    NFAResult,
+    circulant_deviation,
+    matrix_correlation,
+    nfa_correlation,
+    psd_power,
+)
 from mi_margin.analysis.nfa_training import NFATrajectory, nfa_over_training
 from mi_margin.analysis.nfm import nfm
 from mi_margin.analysis.progress import ProgressMeasures, progress_measures
@@ -50,7 +57,7 @@ __all__ = [
     "LogitSimilarity", "MarginResult", "NFAResult", "NFATrajectory", "NeuronClusters",
     "NeuronIrreps", "ProgressMeasures", "RestrictedLoss", "agop", "agop_and_kernel",
     "circulant_deviation", "clock_pizza", "distance_irrelevance", "fourier_gini",
-    "fourier_spectrum", "frequency_ablation_hook", "gini", "grid_projection_hook",
+    "fourier_spectrum", "frequency_ablation_hook", "frequency_shares", "gini", "grid_projection_hook",
     "irrep_ablation_hook", "irrep_logit_similarity", "irrep_progress", "irrep_restricted_loss",
     "irrep_spectrum", "key_frequencies", "key_irreps", "logit_similarity", "margin",
     "matrix_correlation", "neuron_clusters", "neuron_frequencies", "neuron_irrep_clusters",

@@ -413,9 +413,10 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", threshold: fl
 
     - ``"logits"`` (default; Nanda et al.'s logit spectrum, THEORY.md §4.2): the share of the
       logits' variance over the input grid (centred over classes, then over inputs; summed over
-      classes) that lies in the single-frequency block of f ({const, cos f, sin f}^k minus the constant). A random
-      function puts (3^k − 1)/(p^k − 1) of its variance in each block in expectation, below the
-      threshold when p > 7 (k = 2), so an untrained model has (almost) no key frequency.
+      classes) that lies in the single-frequency block of f ({const, cos f, sin f}^k minus the
+      constant). A random function puts (3^k − 1)/(p^k − 1) of its variance in each block in
+      expectation, below the threshold when p > 7 (k = 2), so an untrained model has (almost)
+      no key frequency.
     - ``"similarity"``: similarity_f², the share of the output-centred logit variance explained by
       the clock wave cos(ω_f(Σa_i − c)) (Chughtai et al.'s logit similarity). Stricter: the wave
       lies in block f, so similarity_f² ≤ the "logits" share and its key set is a subset.

@@ -86,28 +86,32 @@ def _move_last(x: Tensor, dim: int) -> Tensor:
 
 
 def _rfft_to_real(spec: Tensor, p: int) -> Tensor:
-    """rfft bins [..., p//2+1] → real-basis coefficients [..., p] in Nanda's index order."""
-    out = spec.real.new_empty((*spec.shape[:-1], p))
-    out[..., 0] = spec[..., 0].real / math.sqrt(p)
+    """rfft bins [..., p//2+1] → real-basis coefficients [..., p] in Nanda's index order.
+
+    c_0 = G(0)/√p, c_{2f−1} = √(2/p) Re G(f), c_{2f} = −√(2/p) Im G(f) (cos/sin interleaved by
+    ``view_as_real``), and for even p the Nyquist c_{p−1} = G(p/2)/√p.
+    """
     n_pairs = (p - 1) // 2
-    bins = spec[..., 1 : n_pairs + 1]
-    out[..., 1 : 2 * n_pairs + 1 : 2] = math.sqrt(2 / p) * bins.real
-    out[..., 2 : 2 * n_pairs + 1 : 2] = -math.sqrt(2 / p) * bins.imag
+    parts = [spec[..., :1].real / math.sqrt(p)]
+    pairs = torch.view_as_real(spec[..., 1 : n_pairs + 1])
+    sign = torch.tensor([1.0, -1.0], dtype=pairs.dtype) * math.sqrt(2 / p)
+    parts.append((pairs * sign).flatten(-2))
     if p % 2 == 0:
-        out[..., p - 1] = spec[..., p // 2].real / math.sqrt(p)
-    return out
+        parts.append(spec[..., p // 2 :].real / math.sqrt(p))
+    return torch.cat(parts, dim=-1)
 
 
 def _real_to_rfft(coef: Tensor, p: int) -> Tensor:
     """Inverse of :func:`_rfft_to_real`: real-basis coefficients → rfft bins."""
-    spec = torch.zeros((*coef.shape[:-1], p // 2 + 1), dtype=torch.complex128)
-    spec[..., 0] = coef[..., 0] * math.sqrt(p)
     n_pairs = (p - 1) // 2
-    cos, sin = coef[..., 1 : 2 * n_pairs + 1 : 2], coef[..., 2 : 2 * n_pairs + 1 : 2]
-    spec[..., 1 : n_pairs + 1] = math.sqrt(p / 2) * torch.complex(cos, -sin)
+    pairs = coef[..., 1 : 2 * n_pairs + 1].unflatten(-1, (n_pairs, 2))
+    sign = torch.tensor([1.0, -1.0], dtype=coef.dtype) * math.sqrt(p / 2)
+    parts = [torch.complex(coef[..., :1] * math.sqrt(p), torch.zeros_like(coef[..., :1])),
+             torch.view_as_complex((pairs * sign).contiguous())]
     if p % 2 == 0:
-        spec[..., p // 2] = coef[..., p - 1] * math.sqrt(p)
-    return spec
+        nyq = coef[..., p - 1 :] * math.sqrt(p)
+        parts.append(torch.complex(nyq, torch.zeros_like(nyq)))
+    return torch.cat(parts, dim=-1)
 
 
 def _check_dims(x: Tensor, dims: Sequence[int]) -> tuple[int, list[int]]:
@@ -168,12 +172,14 @@ def pool_frequencies(power: Float[Tensor, "..."], dims: Sequence[int] = (-1,)
         [1.0, 5.0, 9.0]
     """
     p, dims = _check_dims(power, dims)
-    index = frequency_of_index(p)
+    n_pairs = (p - 1) // 2
     out = power
     for d in dims:
         moved = _move_last(out, d)
-        pooled = moved.new_zeros((*moved.shape[:-1], p // 2 + 1))
-        out = pooled.index_add_(-1, index, moved).movedim(-1, d)
+        parts = [moved[..., :1], moved[..., 1 : 2 * n_pairs + 1].unflatten(-1, (n_pairs, 2)).sum(-1)]
+        if p % 2 == 0:
+            parts.append(moved[..., p - 1 :])
+        out = torch.cat(parts, dim=-1).movedim(-1, d)
     return out
 
 
@@ -183,8 +189,9 @@ def grid_power(values: Float[Tensor, "N m"], p: int, k: int, center: bool = True
 
     ``values`` holds the functions at the p^k inputs in lexicographic order (``task.inputs``
     order). Returns [p//2+1] * k + [m]: squared real-Fourier coefficients summed over the cos/sin
-    pairs of every axis. With ``center`` the mean over the grid (the all-constant coefficient) is
-    removed first, as Chughtai et al. (App. E) and Nanda et al. do for activations.
+    pairs of every axis, computed from one complex FFT as (1/p^k) Σ |G(±f_1, …, ±f_k)|².
+    With ``center`` the mean over the grid (the all-constant coefficient) is removed first, as
+    Chughtai et al. (App. E) and Nanda et al. do for activations.
 
     Example:
         >>> b = torch.arange(25.0).reshape(25, 1) % 5          # a function of the last operand
@@ -198,8 +205,28 @@ def grid_power(values: Float[Tensor, "N m"], p: int, k: int, center: bool = True
     v = values.to(torch.float64)
     if center:
         v = v - v.mean(dim=0)
-    coef = to_fourier(v.reshape([p] * k + [v.shape[1]]), dims=range(k))
-    return pool_frequencies(coef.square(), dims=range(k))
+    spec = torch.fft.rfft(v.reshape([p] * k + [v.shape[1]]), dim=k - 1)
+    if k > 1:
+        spec = torch.fft.fftn(spec, dim=tuple(range(k - 1)))
+    power = spec.abs().square() / p**k
+    for d in range(k):
+        power = _fold(power.movedim(d, -1), p, half=(d == k - 1)).movedim(-1, d)
+    return power
+
+
+def _fold(power: Tensor, p: int, half: bool) -> Tensor:
+    """Pool |G(j)|² over j = ±f on the last axis (Plancherel per real frequency block).
+
+    On a full FFT axis bins f and p−f are added; on the rfft axis the −f bin is implied by
+    conjugate symmetry of a real input, so bin f is doubled. Nyquist (even p) stays single.
+    """
+    n_pairs = (p - 1) // 2
+    pairs = 2 * power[..., 1 : n_pairs + 1] if half else \
+        power[..., 1 : n_pairs + 1] + power[..., p - n_pairs :].flip(-1)
+    parts = [power[..., :1], pairs]
+    if p % 2 == 0:
+        parts.append(power[..., p // 2 : p // 2 + 1])
+    return torch.cat(parts, dim=-1)
 
 
 def block_fractions(power: Float[Tensor, "..."], k: int) -> Float[Tensor, "m F"]:

@@ -89,8 +89,7 @@ def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None,
     chosen = list(neurons) if neurons is not None else \
         res.fraction.argsort(descending=True)[:n].tolist()
     p, k = res.p, res.k
-    acts = neuron_activations(model, task).double().reshape([p] * k + [-1])
-    acts = acts[(slice(None), slice(None), *([0] * (k - 2)))]
+    acts = neuron_activations(model, task).double().reshape(p, p, p ** (k - 2), -1)[:, :, 0]
     titles = [f"n{j}: f={int(res.frequency[j])} ({float(res.fraction[j]):.0%})" for j in chosen]
     fig = make_subplots(rows=1, cols=len(chosen), subplot_titles=titles)
     for col, j in enumerate(chosen, start=1):
@@ -164,8 +163,7 @@ def plot_clock_pizza(res: ClockPizza) -> go.Figure:
 
     Example:
         >>> import torch
-        >>> from mi_margin.analysis._grid import neuron_activations
-from mi_margin.analysis.clock_pizza import ClockPizza
+        >>> from mi_margin.analysis.clock_pizza import ClockPizza
         >>> z = torch.zeros(5, 5)
         >>> len(plot_clock_pizza(ClockPizza(1., 0., torch.zeros(1, 3), z[0], z)).data)
         1
