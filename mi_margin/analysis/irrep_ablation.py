@@ -29,7 +29,7 @@ from torch import Tensor
 from mi_margin.analysis._grid import POST, Hook, check_outputs, model_kind, run_grid
 from mi_margin.analysis.ablation import HookFn, grid_projection_hook
 from mi_margin.analysis.irreps import check_group, irrep_grid_basis, key_irreps
-from mi_margin.analysis.restricted import _direct_path_hooks
+from mi_margin.analysis.restricted import direct_path_hooks
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.training import cross_entropy64
@@ -123,7 +123,7 @@ def irrep_ablated_logits(model: Any, task: Any, irreps: Sequence[str], mode: str
         raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
     hooks: list[tuple[str, Hook]] = [(POST, irrep_ablation_hook(task, irreps, mode))]
     if model_kind(model) == "transformer" and direct_path == "mean":
-        hooks += _direct_path_hooks(model)
+        hooks += direct_path_hooks(model)
     logits, _ = run_grid(model, task, hooks=hooks)
     return logits
 

@@ -11,11 +11,10 @@ of a :class:`~mi_margin.Run` with the analyzers of :mod:`mi_margin.analysis.irre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pandas as pd
-import torch
 
 from mi_margin.analysis.irrep_ablation import canonical_irreps, irrep_restricted_loss
 from mi_margin.analysis.irreps import (
@@ -27,29 +26,34 @@ from mi_margin.analysis.irreps import (
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.training import evaluate
+from mi_margin.training.loop import weight_norm_sq
 
 
 @dataclass(frozen=True)
 class IrrepProgress(AnalysisResult):
-    """Irrep progress measures per checkpoint (``.top(k)``: the k checkpoints with most key FVE).
+    """Irrep progress measures per checkpoint (see :func:`irrep_progress`).
+
+    Mirrors :class:`~mi_margin.analysis.progress.ProgressMeasures` (same columns where they mean
+    the same thing), with irreps in place of frequencies.
 
     Attributes:
-        frame: one row per checkpoint: ``step``, ``train_loss``, ``test_loss``, ``train_acc``,
+        irreps: the key irreps tracked (from the final model unless given).
+        table: one row per checkpoint: ``step``, ``train_loss``, ``train_acc``, ``test_loss``,
             ``test_acc``, ``restricted_loss`` (all pairs), ``excluded_loss`` (train pairs),
             ``key_logit_fve`` (Σ over the key irreps of sim²), ``hidden_product_fve`` (share of
             the centred MLP activations in the key irreps' ρ(ab) subspace, Chughtai's Table 3
-            "MLP ρ(ab)" column), ``sum_sq_weights``, and ``sim[<irrep>]`` for every irrep.
-        irreps: the key irreps tracked (from the final model unless given).
+            "MLP ρ(ab)" column), ``weight_norm_sq`` (sum of squared weights), and
+            ``sim[<irrep>]`` for every irrep of the group.
     """
 
-    _score: ClassVar[str] = "key_logit_fve"
+    _score: ClassVar[str] = "step"
     _plot: ClassVar[str | None] = "mi_margin.viz.irreps:plot_irrep_progress"
 
-    frame: pd.DataFrame
     irreps: tuple[str, ...]
+    table: pd.DataFrame = field(repr=False)
 
     def _table(self) -> pd.DataFrame:
-        return self.frame.copy()
+        return self.table.copy()
 
 
 def _row(model: Any, task: Any, irreps: tuple[str, ...]) -> dict[str, float]:
@@ -59,13 +63,12 @@ def _row(model: Any, task: Any, irreps: tuple[str, ...]) -> dict[str, float]:
     spec = irrep_spectrum(model, task, where="neurons")
     hidden = spec.hidden_fractions()[:, -1]
     ablation = irrep_restricted_loss(model, task, irreps)
-    row = {"train_loss": train_loss, "test_loss": test_loss, "train_acc": train_acc,
+    row = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
            "test_acc": test_acc, "restricted_loss": ablation.restricted,
            "excluded_loss": ablation.excluded, "key_logit_fve": sim.fve(irreps),
            "hidden_product_fve": float(sum(float(hidden[spec.irreps.index(name)])
                                            for name in irreps)),
-           "sum_sq_weights": float(sum(p.detach().double().square().sum()
-                                       for p in model.parameters()))}
+           "weight_norm_sq": weight_norm_sq(model)}
     row.update({f"sim[{name}]": float(s) for name, s in zip(sim.irreps, sim.similarity)})
     return row
 
@@ -100,8 +103,5 @@ def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
     if missing:
         raise MiMarginError(f"no checkpoints at steps {missing}; kept: {kept}")
     names = canonical_irreps(task, key_irreps(run.model, task) if irreps is None else irreps)
-    rows = []
-    with torch.no_grad():
-        for step in chosen:
-            rows.append({"step": step, **_row(run.model_at(step), task, names)})
-    return IrrepProgress(frame=pd.DataFrame(rows), irreps=names)
+    rows = [{"step": step, **_row(run.model_at(step), task, names)} for step in chosen]
+    return IrrepProgress(irreps=names, table=pd.DataFrame(rows))

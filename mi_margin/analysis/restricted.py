@@ -67,7 +67,7 @@ class RestrictedLoss(AnalysisResult):
              "accuracy": self.excluded_acc}])
 
 
-def _direct_path_hooks(model: Any) -> list[tuple[str, Hook]]:
+def direct_path_hooks(model: Any) -> list[tuple[str, Hook]]:
     """Hooks replacing the MLP-bypassing residual (last position) by its mean over the grid."""
     saved: dict[str, Tensor] = {}
 
@@ -106,7 +106,7 @@ def ablated_logits(model: Any, task: Any, frequencies: Sequence[int], mode: str,
         raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
     hooks: list[tuple[str, Hook]] = [(POST, frequency_ablation_hook(task, frequencies, mode))]
     if model_kind(model) == "transformer" and direct_path == "mean":
-        hooks += _direct_path_hooks(model)
+        hooks += direct_path_hooks(model)
     logits, _ = run_grid(model, task, hooks=hooks)
     return logits
 

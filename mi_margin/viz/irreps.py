@@ -146,10 +146,10 @@ def plot_irrep_progress(result: Any, title: str | None = None) -> go.Figure:
         >>> frame = pd.DataFrame({"step": [0, 10], "train_loss": [2.0, 0.1], "test_loss": [2.0, 1.0],
         ...     "restricted_loss": [2.0, 0.5], "excluded_loss": [2.0, 3.0], "key_logit_fve": [0, .5],
         ...     "sim[sign]": [0.0, 0.7]})
-        >>> len(plot_irrep_progress(IrrepProgress(frame, ("sign",))).data)
+        >>> len(plot_irrep_progress(IrrepProgress(("sign",), frame)).data)
         6
     """
-    frame = result.frame
+    frame = result.table
     step = (frame["step"] + 1).tolist()
     fig = make_subplots(rows=1, cols=2, subplot_titles=["losses", "logit similarity / FVE"])
     for col in ("train_loss", "test_loss", "restricted_loss", "excluded_loss"):
