@@ -40,7 +40,7 @@ class GroupComposition(Task):
         check_grid_size(f"GroupComposition({G.name}, k={k})", n**k, 8 * (k + 1))
         self.group, self.k_operands = G, k
         inputs = grid([n] * k)
-        table = torch.as_tensor(G.table, dtype=torch.long)
+        table = torch.as_tensor(G.table.copy(), dtype=torch.long)
         labels = inputs[:, 0]
         for i in range(1, k):
             labels = table[labels, inputs[:, i]]

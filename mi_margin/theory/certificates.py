@@ -102,8 +102,8 @@ def _build(task: Task, W_in: np.ndarray, W_out: np.ndarray, degree: int) -> Hook
     model = HookedMLP(cfg)
     W_in, W_out = _unit_norm(W_in, W_out, degree + 1)
     with torch.no_grad():
-        model.blocks[0].mlp.W_in.copy_(torch.from_numpy(W_in))
-        model.blocks[0].mlp.W_out.copy_(torch.from_numpy(W_out))
+        model.W_in.copy_(torch.from_numpy(W_in))
+        model.W_out.copy_(torch.from_numpy(W_out))
     return model
 
 
@@ -114,7 +114,7 @@ def _relabel(W_in: np.ndarray, W_out: np.ndarray, iso: tuple[int, ...]
     return W_in[:, idx, :], W_out[:, idx]
 
 
-def certificate(task: Task) -> HookedMLP:
+def certificate(task: Any) -> HookedMLP:
     """A network that attains the predicted max margin of ``task`` (normalized margin = γ*).
 
     Theory style, float64, no biases, activation x^k (quadratic for groups), width = the

@@ -61,6 +61,8 @@ class NeuronStructure:
 
     @property
     def live(self) -> Bool[Tensor, " m"]:
+        if self.weight.numel() == 0:
+            return torch.zeros(0, dtype=torch.bool)
         return self.weight >= LIVE_FRACTION * self.weight.max().clamp_min(1e-300)
 
 
@@ -121,7 +123,7 @@ class TheoryComparison(AnalysisResult):
         pred, s = self.prediction, self.structure
         dom = self.dominant
         share = s.weight / s.weight.sum().clamp_min(1e-300)
-        used = predicted_labels(pred)
+        used = pred.used_labels
         rows = []
         for lab in s.labels:
             mine = torch.tensor([d == lab for d in dom], dtype=torch.bool)
@@ -148,7 +150,7 @@ class TheoryComparison(AnalysisResult):
             {"metric": "mean_purity", "observed": float(s.purity[live].mean()) if live.any()
              else None, "predicted": 1.0, "note": "over live neurons"},
             {"metric": "labels_used", "observed": int(table["used_observed"].sum()),
-             "predicted": len(predicted_labels(pred)) if pred.gamma else None,
+             "predicted": len(pred.used_labels) if pred.gamma else None,
              "note": "frequencies/irreps that dominate at least one live neuron"},
             {"metric": "live_neurons", "observed": int(live.sum()),
              "predicted": pred.width_bound, "note": "certificate width"},
@@ -169,11 +171,6 @@ class TheoryComparison(AnalysisResult):
         return dict(zip(self.scalars()["metric"], self.scalars()["observed"]))
 
 
-def predicted_labels(pred: Prediction) -> set[str]:
-    """Labels (frequencies, irreps, parity support) the prediction's certificate uses."""
-    return {lab for lab, count in (pred.neurons_per_irrep or {}).items() if count > 0}
-
-
 # -- ratio -----------------------------------------------------------------------------------
 def _ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
     if pred.gamma is None:
@@ -190,7 +187,7 @@ def _ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | Non
 
 
 # -- structure -------------------------------------------------------------------------------
-def _bases(task: Task, pred: Prediction) -> tuple[Tensor, list[int], tuple[str, ...]]:
+def _bases(task: Any, pred: Prediction) -> tuple[Tensor, list[int], tuple[str, ...]]:
     """Orthonormal basis columns B [n, n] of functions on one operand, each column's label index
     (0 = trivial) and the non-trivial label names (index l ↦ labels[l-1])."""
     if task.kind == "modular_addition" or pred.isomorphism is not None:
@@ -203,7 +200,9 @@ def _bases(task: Task, pred: Prediction) -> tuple[Tensor, list[int], tuple[str, 
     from mi_margin.fourier.group import isotypic_basis
 
     G = task.group
-    cols, lab_of, names = [], [], []
+    cols: list[Tensor] = []
+    lab_of: list[int] = []
+    names: list[str] = []
     for rho in G.irreps():
         q = isotypic_basis(G, rho)
         cols.append(torch.from_numpy(np.array(q)))
@@ -259,7 +258,7 @@ def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure
         out = out[:, inv]
     grid = pre.reshape([n] * k + [m])
     coef = grid
-    for axis in range(k):                                # project every operand axis on B
+    for _ in range(k):                                   # project every operand axis on B
         coef = torch.tensordot(coef, B, dims=([0], [0]))  # rotates the projected axis to the end
     power = coef.movedim(0, -1) ** 2 / n ** (k - 1)      # [n]*k (basis indices) + [m]
     labels = torch.tensor(lab_of)

@@ -76,9 +76,14 @@ class Prediction:
     logit_coefficients: dict[str, float] | None = None
     isomorphism: tuple[int, ...] | None = None
 
+    @property
+    def used_labels(self) -> set[str]:
+        """Labels (frequencies ``freq_ζ``, irreps, parity ``support``) the prediction uses."""
+        return {lab for lab, count in (self.neurons_per_irrep or {}).items() if count > 0}
+
     def to_dataframe(self) -> pd.DataFrame:
         """One row per structural unit (frequency or irrep): used?, certificate neurons, share."""
-        used = set(self.irreps or ()) | {f"freq_{z}" for z in self.frequencies or ()}
+        used = self.used_labels
         rows = [{"label": lab, "used": lab in used,
                  "neurons": (self.neurons_per_irrep or {}).get(lab, 0),
                  "budget_share": (self.budget_share or {}).get(lab, 0.0)} for lab in self.labels]
@@ -238,7 +243,8 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
         raise MiMarginError(f"width must be None or a positive integer, got width={width!r}")
     net = NetworkSpec(act_fn, act_degree, width, bool(biases), input_style, model_kind)
     if task.kind == "modular_addition":
-        return cyclic_prediction(task.p, task.k, net, full_table_reason(task), task.kind)
+        modular: Any = task
+        return cyclic_prediction(modular.p, task.k, net, full_table_reason(task), task.kind)
     if task.kind == "sparse_parity":
         return parity_prediction(task, net)
     if task.kind == "group_composition":

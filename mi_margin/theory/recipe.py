@@ -1,17 +1,22 @@
 """A training recipe that drives small networks close to the predicted max margin γ*.
 
-Morwani et al. (2024, App. B; THEORY.md §1.6): the theorem's network (activation x^k, no biases,
-theory-style untied inputs, float64 here), cross-entropy on the **full** table plus a small
-L_{2,ν} penalty λ·Σ_i ||ω_i||_2^ν, full-batch gradient descent, and a learning rate doubled at a
-series of milestones (the loss, hence the gradient, shrinks exponentially as the margin grows, so a
-constant step size stalls). By Wei et al. (2019, Thm 4.1) the normalized margin of the global
+The theorem's network (activation x^k, no biases, theory-style untied inputs, float64 here) is
+trained on cross-entropy over the **full** table plus a small L_{2,ν} penalty λ·Σ_i ||ω_i||_2^ν,
+full batch, no weight decay. By Wei et al. (2019, Thm 4.1) the normalized margin of the global
 minimizers tends to γ* as λ → 0.
 
-:func:`reweight_neurons` is an optional finishing step we add (measured in
-``bench/max_margin_recipe.py``): with the neuron directions fixed, the best non-negative
-rescaling of the neurons is a linear program (the margins are linear in c_i = s_i^ν and the norm
-budget is Σ_i c_i ||ω_i||^ν) — Lemma 6's "combine maximizing neurons with non-negative weights".
-It never lowers the normalized margin and, like every network, cannot exceed γ*.
+- ``method="gd"``: Morwani et al. (2024, App. B; THEORY.md §1.6): gradient descent with a learning
+  rate doubled at a series of milestones (the loss, hence the gradient, shrinks exponentially as
+  the margin grows, so a constant step size stalls).
+- ``method="adam"`` (default, ours): AdamW without weight decay, its learning rate halved over the
+  second half of training (Adam is invariant to the gradient's scale, so it needs no doubling).
+  Measured against "gd" in ``bench/bench_max_margin_recipe.py``.
+
+:func:`reweight_neurons` is an optional finishing step we add (measured in the same bench): with
+the neuron directions fixed, the best non-negative rescaling of the neurons is a linear program
+(the margins are linear in c_i = s_i^ν and the norm budget is Σ_i c_i ||ω_i||^ν) — Lemma 6's
+"combine maximizing neurons with non-negative weights". It never lowers the normalized margin
+and, like every network, cannot exceed γ*.
 """
 
 from __future__ import annotations
@@ -37,28 +42,48 @@ def _degree(task: Task) -> int:
     return 2 if task.kind == "group_composition" else task.k
 
 
+def _schedule(method: str, steps: int, lr: float | None, n_doublings: int,
+              double_every: int | None) -> dict[str, Any]:
+    """Optimizer and LR schedule of the two methods (see :func:`max_margin_recipe`)."""
+    if method == "gd":
+        every = max(steps // 40, 1) if double_every is None else double_every
+        return {"optimizer": "sgd", "lr": 0.05 if lr is None else lr, "lr_gamma": 2.0,
+                "lr_milestones": tuple(every * i for i in range(1, n_doublings + 1))}
+    if method == "adam":
+        every = max(steps // 10, 1)
+        return {"optimizer": "adamw", "lr": 0.01 if lr is None else lr, "lr_gamma": 0.5,
+                "betas": (0.9, 0.98), "lr_milestones": tuple(range(steps // 2, steps, every))}
+    raise MiMarginError(f"method must be 'adam' or 'gd', got method={method!r}")
+
+
 def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *,
-                      lr: float = 0.05, penalty: float = 1e-4, n_doublings: int = 10,
-                      double_every: int | None = None, seed: int = 0,
+                      method: str = "adam", lr: float | None = None, penalty: float = 1e-4,
+                      n_doublings: int = 10, double_every: int | None = None, seed: int = 0,
                       **train_overrides: Any) -> tuple[TrainConfig, MLPConfig]:
     """(TrainConfig, MLPConfig) of the max-margin recipe for ``task``.
+
+    Both methods train the theorem's network (float64) on cross-entropy plus λ·Σ||ω_i||^ν with
+    no weight decay, full batch:
+
+    - ``method="gd"``: Morwani et al.'s gradient descent, lr (default 0.05) doubled
+      ``n_doublings`` times, every ``double_every`` steps (default steps // 40);
+    - ``method="adam"`` (default; measured better in ``bench/bench_max_margin_recipe.py``): AdamW
+      (weight_decay 0) at lr 0.01, halved 5 times over the second half of training.
 
     Args:
         task: ModularAddition, SparseParity or GroupComposition (use the full table,
             ``train_fraction=1``, as the theorem does).
         width: hidden width; default twice the theorem's width bound.
-        steps: full-batch GD steps.
-        lr, penalty: initial learning rate and λ of the L_{2,ν} penalty.
-        n_doublings, double_every: the learning rate doubles at steps double_every·i,
-            i = 1..n_doublings (default double_every = steps // 40, i.e. all doublings in the
-            first quarter of training; Morwani et al. double 10 times).
+        steps: full-batch steps.
+        method, lr, penalty: see above; λ = ``penalty``.
+        n_doublings, double_every: the "gd" schedule.
         seed: model initialisation seed.
         train_overrides: any other TrainConfig field (e.g. ``lr_milestones``, ``eval_every``).
 
     Example:
         >>> import mi_margin as mm
         >>> from mi_margin.theory.recipe import max_margin_recipe
-        >>> tc, mc = max_margin_recipe(mm.ModularAddition(p=5), steps=400)
+        >>> tc, mc = max_margin_recipe(mm.ModularAddition(p=5), steps=400, method="gd")
         >>> mc.d_mlp, mc.act_fn, tc.optimizer, tc.lr_milestones[:3]
         (32, 'quadratic', 'sgd', (10, 20, 30))
     """
@@ -66,17 +91,16 @@ def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *
     if pred.width_bound is None:
         raise MiMarginError(f"no max-margin theory for {task!r}: " + "; ".join(pred.reasons))
     width = 2 * pred.width_bound if width is None else width
-    every = max(steps // 40, 1) if double_every is None else double_every
     degree = _degree(task)
     act: dict[str, Any] = ({"act_fn": "quadratic"} if degree == 2
                            else {"act_fn": "power", "act_degree": degree})
     model_cfg = MLPConfig.for_task(task, d_mlp=width, dtype="float64", use_biases=False,
                                    input_style="theory", seed=seed, **act)
     base: dict[str, Any] = {
-        "steps": steps, "lr": lr, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0,
-        "norm_penalty": penalty, "lr_milestones": tuple(every * i for i in range(1, n_doublings + 1)),
-        "lr_gamma": 2.0, "warmup_steps": 0, "batch_size": None, "eval_every": max(steps // 20, 1),
-        "checkpoint_schedule": "log", "progress": False}
+        "steps": steps, "momentum": 0.0, "weight_decay": 0.0, "norm_penalty": penalty,
+        "warmup_steps": 0, "batch_size": None, "eval_every": max(steps // 20, 1),
+        "checkpoint_schedule": "log", "progress": False,
+        **_schedule(method, steps, lr, n_doublings, double_every)}
     return TrainConfig(**{**base, **train_overrides}), model_cfg
 
 
@@ -152,7 +176,6 @@ def reweight_neurons(model: HookedMLP, task: Task) -> HookedMLP:
     scale = torch.from_numpy(np.clip(res.x[:m], 0.0, None) ** (1.0 / nu))
     new = copy.deepcopy(model)
     with torch.no_grad():
-        layer = new.blocks[0].mlp
-        layer.W_in.mul_(scale.to(layer.W_in.dtype))
-        layer.W_out.mul_(scale.to(layer.W_out.dtype)[:, None])
+        new.W_in.mul_(scale.to(new.W_in.dtype))
+        new.W_out.mul_(scale.to(new.W_out.dtype)[:, None])
     return new

@@ -11,6 +11,7 @@ L-BFGS on the sphere), an independent check of every γ* formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float64
@@ -21,7 +22,7 @@ from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
-def class_weights(task: Task, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
+def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
     """τ(x)[c] for every example: uniform over wrong classes (Z_p, Thm 7/4.1), the other class
     (parity), or the prediction's class-function weights (groups: Lemma 19 or the LP dual)."""
     pred = pred or max_margin(task)
@@ -52,7 +53,7 @@ def _pre(task: Task, omegas: Tensor) -> Tensor:
         return omegas[:, :-C] @ task.inputs.double().T
     k, d = task.k, task.d_vocab
     u = omegas[:, : k * d].reshape(-1, k, d)
-    return sum(u[:, i, task.inputs[:, i]] for i in range(k))
+    return torch.stack([u[:, i, task.inputs[:, i]] for i in range(k)]).sum(0)
 
 
 def psi(task: Task, omegas: Float64[Tensor, "R P"], tau: Tensor, degree: int
@@ -73,7 +74,7 @@ class SingleNeuronOptimum:
     omega: Float64[Tensor, " P"]
 
 
-def single_neuron_optimum(task: Task, restarts: int = 8, steps: int = 200, seed: int = 0,
+def single_neuron_optimum(task: Any, restarts: int = 8, steps: int = 200, seed: int = 0,
                           pred: Prediction | None = None) -> SingleNeuronOptimum:
     """Maximize ψ'(ω/||ω||) from ``restarts`` random starts with L-BFGS (float64).
 

@@ -124,3 +124,31 @@ def test_uncovered_group_still_reports_structure():
     assert report.ratio is None and report.prediction.gamma is None
     assert report.to_dataframe()["used_predicted"].isna().all()
     assert report.structure.energy.shape == (16, 4)
+
+
+def test_parity_transformer_reports_missing_structure():
+    task = mm.SparseParity(n=6, k=2)
+    cfg = mm.TransformerConfig.for_task(task, d_model=16, n_heads=2, d_head=8, d_mlp=32)
+    report = compare_to_theory(mm.HookedOneLayerTransformer(cfg), task)
+    assert report.ratio is None and report.structure.weight.numel() == 0
+    assert "linear input map" in report.structure.reason
+    assert report.fraction_pure == 0.0
+
+
+def test_parity_planted_off_support_neuron():
+    """A certificate plus one neuron reading an off-support bit: that neuron has purity < 1."""
+    task = mm.SparseParity(n=6, k=3)
+    cert = certificate(task)
+    model = mm.HookedMLP(cert.cfg.replace(d_mlp=cert.cfg.d_mlp + 1))
+    with torch.no_grad():
+        model.W_in[:, :, :-1].copy_(cert.W_in)
+        model.W_out[:-1].copy_(cert.W_out)
+        model.W_in[0, :, -1] = 0.0
+        model.W_in[0, 5, -1] = 0.3
+        model.W_in[0, 0, -1] = 0.3
+        model.W_out[-1] = torch.tensor([0.3, -0.3], dtype=torch.float64)
+    report = compare_to_theory(model, task)
+    purity = report.structure.purity
+    assert bool((purity[:-1] == 1.0).all()) and float(purity[-1]) == pytest.approx(
+        (0.09 + 0.18) / (0.09 + 0.09 + 0.18), rel=1e-12)
+    assert report.ratio < 1.0
