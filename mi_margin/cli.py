@@ -1,4 +1,4 @@
-"""The ``mi-margin`` command line: train, info, analyze, demo (over the same dataclasses as the API)."""
+"""The ``mi-margin`` command line: train, info, report, demo, sweep (over the same dataclasses as the API)."""
 
 from __future__ import annotations
 
@@ -120,6 +120,14 @@ def _print_summary(run: Any) -> None:
               f"(acc {last['test_acc']:.3f})")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mi_margin.viz.report import write_report
+
+    out = write_report(args.run, args.out)
+    print(f"report written to {out.resolve()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mi_margin.demo import run_demo
 
@@ -140,6 +148,10 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a run folder")
     p.add_argument("run")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run folder")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
     p.add_argument("--out", default="mi_margin_demo")
     p.add_argument("--quick", action="store_true", help="fewer steps (for tests)")

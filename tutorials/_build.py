@@ -2,7 +2,7 @@
 
 Run ``python tutorials/_build.py`` after editing; commit this script and the notebooks together.
 Every notebook reads ``MI_MARGIN_FAST=1`` (small settings, used by tests/tutorials) and ends by
-printing a ``RESULT key=value ...`` line that the tests check.
+printing a ``RESULT {json}`` line that the tests check.
 """
 
 from __future__ import annotations
@@ -15,14 +15,22 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 SETUP = """\
+import json
 import os
 
+import plotly.io as pio
 import torch
 
 import mi_margin as mm
 
+# Figures render offline in JupyterLab, Notebook 7 and VS Code (plotly's mimetype) and in classic
+# front ends (plotly.js inlined once by the "notebook" renderer): no CDN is needed.
+pio.renderers.default = "plotly_mimetype+notebook"
+
 # Fast mode (MI_MARGIN_FAST=1) runs in seconds for the test suite; the default is the full setting.
 FAST = os.environ.get("MI_MARGIN_FAST") == "1"
+if FAST:
+    torch.set_num_threads(1)     # the test suite runs notebooks side by side on few cores
 torch.manual_seed(0)
 print("fast mode" if FAST else "full settings")"""
 
@@ -120,8 +128,9 @@ final = restricted_loss(model, task, frequencies=key or None)
 final.to_dataframe()"""),
     code("""
 last = run.history.iloc[-1]
-print(f"RESULT p={P} key_frequencies={key} train_acc={last.train_acc:.4f} "
-      f"test_acc={last.test_acc:.4f} restricted={final.restricted:.6g} excluded={final.excluded:.6g}")"""),
+print("RESULT " + json.dumps({"p": P, "key_frequencies": key, "train_acc": last.train_acc,
+                             "test_acc": last.test_acc, "restricted": final.restricted,
+                             "excluded": final.excluded}))"""),
 ]
 
 MARGINS = [
@@ -139,7 +148,7 @@ which is outside the theorem.
     code("""
 from mi_margin import theory
 
-P, STEPS = (7, 1500) if FAST else (23, 20_000)
+P, STEPS = (7, 800) if FAST else (23, 3000)
 task = mm.ModularAddition(p=P, k=2)                  # the theorem's dataset: the full table
 pred = theory.max_margin(task, act_fn="quadratic")
 pred.summary()"""),
@@ -151,7 +160,8 @@ al. App. B). The normalized margin approaches γ* from below.
     code("""
 import plotly.express as px
 
-run = theory.train_to_max_margin(task, steps=STEPS, progress=not FAST)
+# the recipe doubles the learning rate every 20 steps, 10 times (Morwani et al. App. B)
+run = theory.train_to_max_margin(task, steps=STEPS, double_every=20, progress=not FAST)
 px.line(run.history, x="step", y="ratio_to_gamma",
         title="normalized margin / γ* during training").show()
 run.history[["step", "train_acc", "normalized_margin", "ratio_to_gamma"]].tail(3)"""),
@@ -184,8 +194,9 @@ relu_cmp = theory.compare_to_theory(relu_run.model, relu_task)
 print("applies:", relu_cmp.prediction.applies, relu_cmp.prediction.reasons)
 relu_cmp.scalars()"""),
     code("""
-print(f"RESULT p={P} gamma={pred.gamma:.12g} certificate_ratio={cert_cmp.ratio:.12g} "
-      f"trained_ratio={trained_cmp.ratio:.12g} relu_applies={relu_cmp.prediction.applies}")"""),
+print("RESULT " + json.dumps({"p": P, "gamma": pred.gamma, "certificate_ratio": cert_cmp.ratio,
+                             "trained_ratio": trained_cmp.ratio,
+                             "relu_applies": relu_cmp.prediction.applies}))"""),
 ]
 
 GROUPS = [
@@ -200,7 +211,9 @@ the max-margin irreps.
 """),
     code(SETUP),
     code("""
-G = mm.groups.symmetric(4) if FAST else mm.groups.symmetric(5)
+from mi_margin import groups
+
+G = groups.symmetric(4) if FAST else groups.symmetric(5)
 STEPS, WIDTH = (1000, 128) if FAST else (10_000, 512)
 task = mm.GroupComposition(G, k=2, train_fraction=0.9 if FAST else 0.4, seed=0)
 mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=WIDTH, act_fn="quadratic", seed=0))
@@ -210,7 +223,7 @@ print(G.name, "order", G.order, "irreps:", [(r.name, r.dim) for r in G.irreps()]
 run.history.tail(3)"""),
     md("## The group itself: Cayley table and character table"),
     code("""
-from mi_margin.viz.groups import cayley_table_figure, character_table_figure
+from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
 
 cayley_table_figure(G).show()
 character_table_figure(G).show()"""),
@@ -254,14 +267,15 @@ functions (an extension, flagged as such).
     code("""
 from mi_margin import theory
 
-A5 = mm.groups.alternating(5)
+A5 = groups.alternating(5)
 a5 = theory.max_margin(mm.GroupComposition(A5), act_fn="quadratic")
 print(a5.summary())
 print("hypotheses:", a5.hypotheses)
 a5.to_dataframe()"""),
     code("""
-print(f"RESULT group={G.name} key_irreps={key} train_acc={run.history.iloc[-1].train_acc:.4f} "
-      f"a5_gamma={a5.gamma:.12g} a5_extension={a5.extension} a5_irreps={list(a5.irreps or [])}")"""),
+print("RESULT " + json.dumps({"group": G.name, "key_irreps": key,
+                             "train_acc": run.history.iloc[-1].train_acc, "a5_gamma": a5.gamma,
+                             "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or [])}))"""),
 ]
 
 K_INPUT = [
@@ -277,11 +291,12 @@ toward the max margin and compare them with the prediction.
 from mi_margin import theory
 from mi_margin.analysis.fourier import key_frequencies
 
-P, STEPS = (5, 1500) if FAST else (11, 20_000)
+P, STEPS = (5, 800) if FAST else (11, 3000)
 task3 = mm.ModularAddition(p=P, k=3)
 pred3 = theory.max_margin(task3)            # the theorem's x^3 network
 print(pred3.summary(), "frequencies:", pred3.frequencies)
-run3 = theory.train_to_max_margin(task3, steps=STEPS, progress=not FAST)
+# the recipe doubles the learning rate every 20 steps, 10 times (Morwani et al. App. B)
+run3 = theory.train_to_max_margin(task3, steps=STEPS, double_every=20, progress=not FAST)
 cmp3 = theory.compare_to_theory(run3.model, task3)
 key3 = key_frequencies(run3.model, task3)
 print("key frequencies:", key3)
@@ -297,13 +312,14 @@ N_BITS = 6 if FAST else 10
 parity = mm.SparseParity(n=N_BITS, k=3, seed=0)
 pred_par = theory.max_margin(parity)
 cert_par = theory.compare_to_theory(theory.certificate(parity), parity)
-run_par = theory.train_to_max_margin(parity, steps=STEPS, progress=not FAST)
+run_par = theory.train_to_max_margin(parity, steps=STEPS, double_every=20, progress=not FAST)
 cmp_par = theory.compare_to_theory(run_par.model, parity)
 print("support:", parity.support, "gamma*:", pred_par.gamma)
 cmp_par.scalars()"""),
     code("""
-print(f"RESULT p={P} k3_key_frequencies={key3} k3_ratio={cmp3.ratio:.12g} "
-      f"parity_certificate_ratio={cert_par.ratio:.12g} parity_ratio={cmp_par.ratio:.12g}")"""),
+print("RESULT " + json.dumps({"p": P, "k3_key_frequencies": key3, "k3_ratio": cmp3.ratio,
+                             "parity_certificate_ratio": cert_par.ratio,
+                             "parity_ratio": cmp_par.ratio}))"""),
 ]
 
 ABLATIONS = [
@@ -397,9 +413,9 @@ correct_dirs = bridge.W_U[:, task.labels].T                         # [batch, d_
 direct = (heads * correct_dirs).sum(-1).mean(-1)
 print("mean direct effect of each head on the correct logit:", direct.tolist())"""),
     code("""
-print(f"RESULT p={P} key_frequencies={key} base={base:.6g} keep_key={results['keep key']:.6g} "
-      f"remove_key={results['remove key']:.6g} bridge_diff={bridge_diff:.3g} "
-      f"bridge_remove_key={bridge_removed:.6g}")"""),
+print("RESULT " + json.dumps({"p": P, "key_frequencies": key, "base": base,
+                             "keep_key": results["keep key"], "remove_key": results["remove key"],
+                             "bridge_diff": bridge_diff, "bridge_remove_key": bridge_removed}))"""),
 ]
 
 NOTEBOOKS = {

@@ -113,6 +113,9 @@ def check_models(models: Sequence[Any]) -> None:
         raise MiMarginError(f"models must be HookedOneLayerTransformer or HookedMLP, got {type(first)}")
     ref = {k: v for k, v in first.cfg.to_dict().items() if k not in INIT_ONLY_FIELDS}
     for i, model in enumerate(models[1:], start=1):
+        if any(model is other for other in models[:i]):
+            raise MiMarginError(f"models[{i}] is the same object as an earlier model; "
+                                "pass separate models (e.g. copy.deepcopy) to train them apart")
         if type(model) is not type(first):
             raise MiMarginError(f"models[{i}] is a {type(model).__name__}, models[0] a "
                                 f"{type(first).__name__}; all models must have one architecture")
@@ -394,20 +397,19 @@ class _BatchedTrainer:
         self.gen = torch.Generator().manual_seed(configs[0].seed)
         self.x = model_inputs(models[0], task).to(device)
         self.y = task.labels.to(device)
+        self.train_idx = task.train_idx.to(device)
         self.pending: list[Tensor] = []
         self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
 
     # one optimizer step for every instance
     def step(self, step: int) -> None:
-        cfg0 = self.configs[0]
-        train_idx = self.task.train_idx.to(self.device)
-        n_train = len(train_idx)
+        cfg0, n_train = self.configs[0], len(self.train_idx)
         batch_len = _batch_len(n_train, cfg0)
         for p in self.stack.params:
             p.grad = None
         total = torch.zeros(self.stack.n, dtype=torch.float64, device=self.device)
         for part in _batches(n_train, cfg0, self.gen):
-            rows = train_idx[part.to(self.device)]
+            rows = self.train_idx[part.to(self.device)]
             logits = self.stack.logits(self.x[rows])
             losses = F.cross_entropy(logits.flatten(0, 1).double(), self.y[rows].repeat(self.stack.n),
                                      reduction="none").view(self.stack.n, -1).sum(1) / batch_len
@@ -421,7 +423,7 @@ class _BatchedTrainer:
         self.opt.step([c.lr_at(step) for c in self.configs])
 
     def evaluate(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        tr = evaluate_stack(self.stack, self.x, self.y, self.task.train_idx.to(self.device))
+        tr = evaluate_stack(self.stack, self.x, self.y, self.train_idx)
         te = evaluate_stack(self.stack, self.x, self.y, self.task.test_idx.to(self.device))
         return tr[0], tr[1], te[0], te[1]
 

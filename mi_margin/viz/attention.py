@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +60,13 @@ class AttentionView:
     """
 
     panels: tuple[AttentionPanel, ...]
+    key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])   # unique div ids per view
 
     def fragment(self) -> str:
         """The views as HTML that needs the circuitsvis bundle (``_html.circuitsvis_script``) earlier."""
         parts = []
-        for panel in self.panels:
-            div = f"circuits-vis-{uuid.uuid4().hex[:12]}"
+        for i, panel in enumerate(self.panels):
+            div = f"circuits-vis-{self.key}-{i}"
             parts.append(f"<h4>{_html.escape(panel.caption)}</h4>\n"
                          + _html.circuitsvis_call(div, "AttentionHeads", panel.props()))
         return '<div class="mm-attention">' + "\n".join(parts) + "</div>"

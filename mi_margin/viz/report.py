@@ -112,7 +112,7 @@ def _configuration(ctx: Context) -> dict[str, Item]:
             ("Task", run.task.to_dict()), ("Model", run.model.cfg.to_dict()),
             ("Training", run.config.to_dict())]])]
 
-    return {"Run": overview, "Configuration": configs}
+    return {"Run": overview, "Settings": configs}
 
 
 def _training(ctx: Context) -> dict[str, Item]:
@@ -172,24 +172,26 @@ def _irreps(ctx: Context) -> dict[str, Item]:
         return [_html.paragraph(f"Key irreps: {api(mod, 'key_irreps')(m, t)}")]
 
     def group_tables() -> list[Part]:
-        figs = _group_figure_functions()
-        return [figs[0](t.group), figs[1](t.group)]
+        figs = "mi_margin.viz.irreps"
+        return [api(figs, "cayley_table_figure")(t.group),
+                api(figs, "character_table_figure")(t.group)]
 
-    return {"Key irreps": keys,
-            "Irrep spectrum": lambda: [plot(api(mod, "irrep_spectrum")(m, t))],
-            "Logit similarity to characters": lambda: [plot(api(mod, "irrep_logit_similarity")(m, t))],
-            "Neuron irreps": lambda: [plot(api(mod, "neuron_irrep_clusters")(m, t))],
-            "Cayley and character tables": group_tables}
+    def restricted() -> list[Part]:
+        res = api("mi_margin.analysis.irrep_ablation", "irrep_restricted_loss")(m, t)
+        return [_html.table(res.to_dataframe()), plot(res)]
 
-
-def _group_figure_functions() -> tuple[Callable[[Any], go.Figure], Callable[[Any], go.Figure]]:
-    """Cayley-table and character-table figure functions (from viz.irreps, else viz.groups)."""
-    for module in ("mi_margin.viz.irreps", "mi_margin.viz.groups"):
-        try:
-            return api(module, "cayley_table_figure"), api(module, "character_table_figure")
-        except Unavailable:
-            continue
-    raise Unavailable("no Cayley/character table figures (mi_margin.viz.irreps or viz.groups)")
+    items: dict[str, Item] = {
+        "Cayley and character tables": group_tables,
+        "Key irreps": keys,
+        "Irrep spectrum": lambda: [plot(api(mod, "irrep_spectrum")(m, t))],
+        "Logit similarity to characters": lambda: [plot(api(mod, "irrep_logit_similarity")(m, t))],
+        "Neuron irreps": lambda: [plot(api(mod, "neuron_irrep_clusters")(m, t))],
+        "Restricted and excluded loss": restricted,
+    }
+    if len(ctx.run.checkpoints) > 1:
+        items["Progress measures over checkpoints"] = lambda: [
+            plot(api("mi_margin.analysis.irrep_progress", "irrep_progress")(ctx.run))]
+    return items
 
 
 def _theory(ctx: Context) -> dict[str, Item]:

@@ -5,10 +5,10 @@ values we check against the maths (ranges of frequencies and irreps, the margin 
 
 from __future__ import annotations
 
-import ast
-import os
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -19,35 +19,32 @@ from mi_margin import theory
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
-RESULT = re.compile(r"^RESULT (.*)$", re.MULTILINE)
+RESULT = re.compile(r"^RESULT (\{.*\})$", re.MULTILINE)
 #: a ratio to γ* above 1 + this would contradict the max-margin theorem
 RATIO_TOL = 1e-6
 
 
-def _value(text: str) -> object:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+@pytest.fixture(autouse=True)
+def fast_mode(monkeypatch):
+    """The kernels inherit the environment: run every notebook in its fast mode."""
+    monkeypatch.setenv("MI_MARGIN_FAST", "1")
 
 
-def run_notebook(name: str) -> dict[str, object]:
-    """Execute tutorials/``name`` in fast mode and parse its ``RESULT key=value ...`` line."""
+def run_notebook(name: str) -> dict[str, Any]:
+    """Execute tutorials/``name`` in fast mode and parse its ``RESULT {json}`` line."""
     nb = nbformat.read(TUTORIALS / name, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         f"{name} is committed with outputs; rebuild it with tutorials/_build.py"
-    os.environ["MI_MARGIN_FAST"] = "1"
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(TUTORIALS)}}).execute()
     text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                    for out in cell.outputs if out.get("output_type") == "stream")
     found = RESULT.findall(text)
     assert len(found) == 1, f"{name} printed {len(found)} RESULT lines"
-    pairs = re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", found[0])
-    return {key: _value(value) for key, value in pairs}
+    return json.loads(found[0])
 
 
-def _frequencies_in_range(freqs: object, p: int) -> None:
+def _frequencies_in_range(freqs: Any, p: int) -> None:
     assert isinstance(freqs, list) and freqs, f"no key frequencies: {freqs!r}"
     assert all(isinstance(f, int) and 1 <= f <= p // 2 for f in freqs), (freqs, p)
 

@@ -1,4 +1,5 @@
-"""Drive headless Chromium over the DevTools protocol on a pipe (no extra Python dependency).
+"""Fixtures for the viz tests: headless Chromium driven over the DevTools protocol on a pipe
+(no extra Python dependency).
 
 ``--remote-debugging-pipe`` makes Chromium read NUL-terminated JSON commands on fd 3 and write
 replies and events on fd 4. We open a page, record JavaScript exceptions, console errors, log
@@ -16,8 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -167,3 +171,14 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium page; skips (saying how to install it) when there is no chromium."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (looked for $CHROMIUM, /usr/bin/chromium, ...); "
+                    "install it with `apt-get install -y chromium` to run the browser tests")
+    with Browser(binary) as page:
+        yield page

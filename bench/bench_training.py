@@ -1,0 +1,319 @@
+"""Benchmark: per-model training-step time of mi_margin against plain PyTorch and TransformerLens 4.
+
+Task: modular addition, p = 113, 30% of the p² pairs for training (3,830 examples), full-batch
+AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98)). One "step" is forward + float64 loss +
+backward + optimizer update, as in training. Variants, all measured in the same run on the same data:
+
+* transformer (d_model 128, 4×32 heads, d_mlp 512, ReLU, no LN, no biases):
+  (a) ``reference``: plain PyTorch Nanda et al. model, every position (bench/reference_nanda.py);
+  (b) ``bridge``: TransformerLens 4 ``TransformerBridge.boot_native`` with the same weights
+      (``model.to_bridge()``; its zero biases frozen), every position;
+  (c) ``single``: mi_margin's ``train()`` step path (last position only, micro-batches of 2048);
+  (d) ``batched N=8`` / ``batched N=32``: ``train_batched``'s step (per-model time = step / N).
+* MLP (p = 113, width 512 and 1024, quadratic and ReLU): (a) a plain one-hot MLP, (c), (d)
+  (TransformerBridge cannot express this model).
+
+Variants are interleaved in shuffled rounds (the machine is shared and noisy); each round takes the
+median of a few steps after a warm-up, and the table reports the median over rounds with the range.
+FLOPs per step come from ``torch.utils.flop_counter.FlopCounterMode`` (matmul-like ops); the peak
+is a 2048³ float32 matmul measured at the start of every round. Writes bench/results/training.json.
+
+Run: ``.venv/bin/python bench/bench_training.py [--quick] [--rounds 5] [--threads 2]``
+(full: ~5–10 min on a quiet 2-core machine; ``--quick``: ~1 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import mi_margin as mm
+from mi_margin.training.batched import _BatchedTrainer
+from mi_margin.training.loop import (
+    _batch_len,
+    _batches,
+    cross_entropy64,
+    make_optimizer,
+    model_inputs,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_nanda import NandaTransformer, OneHotMLP, last_position_loss
+
+P, TRAIN_FRACTION = 113, 0.3
+Step = Callable[[], None]
+
+
+@dataclass
+class Variant:
+    """One thing to time: ``make()`` builds it and returns a closure doing one training step."""
+
+    family: str
+    name: str
+    n_models: int
+    make: Callable[[], Step]
+    reps: int = 3
+    step: Step | None = None
+    rounds: list[float] = field(default_factory=list)        # ms per model, one per round
+    flops: float = float("nan")                                # per model per step
+
+
+def train_config(**kw: Any) -> mm.TrainConfig:
+    return mm.TrainConfig(**{"lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98),
+                             "progress": False, **kw})
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- step closures ----------------------------------------------------------------------------------
+def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Step:
+    """Full-batch step of a plain module (reference models and the bridge)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        last_position_loss(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def single_step(model: Any, task: mm.ModularAddition, config: mm.TrainConfig,
+                device: torch.device) -> Step:
+    """One optimizer step exactly as ``mm.train``'s loop does it (same helpers, same order)."""
+    model.to(device)
+    opt, gen = make_optimizer(model, config), torch.Generator().manual_seed(config.seed)
+    x, y = model_inputs(model, task).to(device), task.labels.to(device)
+    x_train, y_train = x[task.train_idx.to(device)], y[task.train_idx.to(device)]
+    n_train = len(y_train)
+    batch_len = _batch_len(n_train, config)
+    counter = [0]
+
+    def step() -> None:
+        for group in opt.param_groups:
+            group["lr"] = config.lr_at(counter[0])
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for part in _batches(n_train, config, gen):
+            part = part.to(device)
+            loss = cross_entropy64(model.last_logits(x_train[part]), y_train[part], "sum")
+            loss = loss / batch_len
+            loss.backward()
+            total = total + loss.detach()
+        opt.step()
+        counter[0] += 1
+    return step
+
+
+def batched_step(models: list[Any], task: mm.ModularAddition, config: mm.TrainConfig,
+                 device: torch.device) -> Step:
+    """One step of ``train_batched`` (its trainer's own ``step``)."""
+    trainer = _BatchedTrainer(models, task, [config] * len(models), device, (), None)
+    counter = [0]
+
+    def step() -> None:
+        trainer.step(counter[0])
+        counter[0] += 1
+    return step
+
+
+def bridge_step(task: mm.ModularAddition, device: torch.device) -> Step:
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
+    bridge = model.to_bridge().to(device)
+    for name, p in bridge.named_parameters():
+        if name.endswith("bias"):
+            p.requires_grad_(False)           # mi_margin's model has no biases
+    x = task.tokens[task.train_idx].to(device)
+    return plain_step(bridge, x, task.labels[task.train_idx].to(device))
+
+
+# -- the variant list -------------------------------------------------------------------------------
+def transformer_variants(task: mm.ModularAddition, device: torch.device, quick: bool
+                         ) -> list[Variant]:
+    cfg = mm.TransformerConfig.for_task(task)
+    tokens, labels = task.tokens[task.train_idx].to(device), task.labels[task.train_idx].to(device)
+    fam = "transformer"
+
+    def models(n: int) -> list[Any]:
+        return [mm.HookedOneLayerTransformer(cfg.replace(seed=s)) for s in range(n)]
+
+    out = [
+        Variant(fam, "(a) reference (plain, all positions)", 1,
+                lambda: plain_step(NandaTransformer().to(device), tokens, labels)),
+        Variant(fam, "(b) TransformerBridge.boot_native", 1, lambda: bridge_step(task, device)),
+        Variant(fam, "(c) mi_margin single", 1,
+                lambda: single_step(models(1)[0], task, train_config(), device)),
+        Variant(fam, "(d) mi_margin batched N=8", 8,
+                lambda: batched_step(models(8), task, train_config(), device), reps=2),
+        Variant(fam, "(d) mi_margin batched N=32", 32,
+                lambda: batched_step(models(32), task, train_config(), device), reps=1),
+    ]
+    if not quick:
+        out += microbatch_variants(fam, lambda: models(1)[0], task, device)
+    return out
+
+
+def mlp_variants(task: mm.ModularAddition, device: torch.device, width: int, act: str,
+                 quick: bool) -> list[Variant]:
+    cfg = mm.MLPConfig.for_task(task, d_mlp=width, act_fn=act)
+    inputs, labels = task.inputs[task.train_idx].to(device), task.labels[task.train_idx].to(device)
+    fam = f"mlp width {width} {act}"
+
+    def models(n: int) -> list[Any]:
+        return [mm.HookedMLP(cfg.replace(seed=s)) for s in range(n)]
+
+    out = [
+        Variant(fam, "(a) reference (plain one-hot MLP)", 1,
+                lambda: plain_step(OneHotMLP(d_mlp=width, act_fn=act).to(device), inputs, labels)),
+        Variant(fam, "(c) mi_margin single", 1,
+                lambda: single_step(models(1)[0], task, train_config(), device)),
+        Variant(fam, "(d) mi_margin batched N=8", 8,
+                lambda: batched_step(models(8), task, train_config(), device), reps=2),
+        Variant(fam, "(d) mi_margin batched N=32", 32,
+                lambda: batched_step(models(32), task, train_config(), device), reps=1),
+    ]
+    if not quick and width == 1024 and act == "quadratic":
+        out += microbatch_variants(fam, lambda: models(1)[0], task, device)
+    return out
+
+
+def microbatch_variants(family: str, model: Callable[[], Any], task: mm.ModularAddition,
+                        device: torch.device) -> list[Variant]:
+    """The single path with other micro-batch sizes than the default 2048 (None: one chunk)."""
+    def make(mb: int | None) -> Callable[[], Step]:
+        return lambda: single_step(model(), task, train_config(microbatch=mb), device)
+    return [Variant(family, f"(c) single, microbatch={mb}", 1, make(mb)) for mb in (None, 1024, 512)]
+
+
+# -- measuring --------------------------------------------------------------------------------------
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-``repeats`` float32 n×n matmul throughput, GFLOP/s."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def time_variant(v: Variant, device: torch.device, warmup: int) -> float:
+    """Median ms per model over ``v.reps`` steps, after ``warmup`` steps."""
+    assert v.step is not None
+    for _ in range(warmup):
+        v.step()
+    times = []
+    for _ in range(v.reps):
+        sync(device)
+        t = time.perf_counter()
+        v.step()
+        sync(device)
+        times.append((time.perf_counter() - t) * 1e3 / v.n_models)
+    return statistics.median(times)
+
+
+def count_flops(v: Variant) -> float:
+    assert v.step is not None
+    with FlopCounterMode(display=False) as counter:
+        v.step()
+    return counter.get_total_flops() / v.n_models
+
+
+def summarize(variants: list[Variant], peaks: list[float]) -> dict[str, Any]:
+    peak = statistics.median(peaks)
+    out: dict[str, Any] = {}
+    refs = {v.family: statistics.median(v.rounds) for v in variants if v.name.startswith("(a)")}
+    for v in variants:
+        ms = statistics.median(v.rounds)
+        gflops = v.flops / ms / 1e6
+        out[f"{v.family} | {v.name}"] = {
+            "family": v.family, "variant": v.name, "n_models": v.n_models,
+            "ms_per_model_step": ms, "ms_range": [min(v.rounds), max(v.rounds)],
+            "round_medians_ms": v.rounds, "gflop_per_model_step": v.flops / 1e9,
+            "gflop_per_s": gflops, "pct_of_matmul_peak": 100 * gflops / peak,
+            "speedup_vs_reference": refs[v.family] / ms}
+    return out
+
+
+def print_table(results: dict[str, Any], peaks: list[float]) -> None:
+    print(f"\nmatmul peak (2048³ fp32): median {statistics.median(peaks):.0f} GFLOP/s, "
+          f"range {min(peaks):.0f}–{max(peaks):.0f} over {len(peaks)} measurements")
+    header = (f"{'variant':42s} {'ms/step/model':>14s} {'range':>15s} {'vs (a)':>7s} "
+              f"{'GFLOP':>6s} {'GFLOP/s':>8s} {'%peak':>6s}")
+    family = None
+    for r in results.values():
+        if r["family"] != family:
+            family = r["family"]
+            print(f"\n== {family} ==\n{header}")
+        lo, hi = r["ms_range"]
+        print(f"{r['variant']:42s} {r['ms_per_model_step']:14.1f} {f'{lo:.0f}–{hi:.0f}':>15s} "
+              f"{r['speedup_vs_reference']:6.2f}× {r['gflop_per_model_step']:6.2f} "
+              f"{r['gflop_per_s']:8.1f} {r['pct_of_matmul_peak']:5.0f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds, ~1 minute")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the round order")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "training.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rounds = args.rounds or (2 if args.quick else 5)
+    task = mm.ModularAddition(p=P, train_fraction=TRAIN_FRACTION, seed=0)
+    variants = transformer_variants(task, device, args.quick)
+    for width in (512, 1024):
+        for act in ("quadratic", "relu"):
+            variants += mlp_variants(task, device, width, act, args.quick)
+    load_before, started = os.getloadavg(), time.perf_counter()
+    for v in variants:
+        v.step = v.make()
+        v.flops = count_flops(v)            # also the first warm-up step
+    order_rng, peaks = random.Random(args.seed), []
+    for r in range(rounds):
+        peaks.append(matmul_peak(device))
+        order = variants[:]
+        order_rng.shuffle(order)
+        for v in order:
+            v.rounds.append(time_variant(v, device, warmup=1))
+        print(f"round {r + 1}/{rounds} done ({time.perf_counter() - started:.0f} s, "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+    results = summarize(variants, peaks)
+    print_table(results, peaks)
+    meta = {"torch": torch.__version__, "threads": args.threads, "device": str(device),
+            "cpu": platform.processor() or platform.machine(), "rounds": rounds,
+            "quick": args.quick, "p": P, "train_examples": len(task.train_idx),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "wall_s": time.perf_counter() - started}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "matmul_peak_gflops": peaks, "variants": results},
+                              indent=2))
+    print(f"\nwrote {out} (load average before {load_before[0]:.1f}, after "
+          f"{os.getloadavg()[0]:.1f}; wall {meta['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The run report: one offline HTML file with the applicable sections; failures stay local.
+
+The browser test opens the report in headless Chromium (DevTools protocol over a pipe, see
+conftest.py), and checks that it renders without JavaScript errors or network requests,
+that every figure div holds a drawn plotly SVG and every circuitsvis view rendered, and that the
+section headings are the expected ones. A screenshot is kept at tests/artifacts/report.png.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import mi_margin as mm
+from mi_margin import groups
+from mi_margin.viz import _html, report
+from mi_margin.viz.report import Unavailable, api, write_report
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+PLOTLY_BANNER = re.compile(r"\* plotly\.js v\d")
+HEADINGS = re.compile(r'<section id="[^"]+"><h2>([^<]*)</h2>')
+
+
+def _train(model, task, steps: int = 30):
+    return mm.train(model, task, mm.TrainConfig(steps=steps, lr=3e-3, eval_every=10,
+                                                n_checkpoints=3, progress=False))
+
+
+@pytest.fixture(scope="module")
+def transformer_run():
+    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, n_heads=2, d_head=4, d_model=8, d_mlp=16, seed=0))
+    return _train(model, task)
+
+
+@pytest.fixture(scope="module")
+def mlp_run():
+    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=0)
+    return _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="quadratic")), task)
+
+
+@pytest.fixture(scope="module")
+def group_run():
+    task = mm.GroupComposition(groups.symmetric(3), train_fraction=0.7, seed=0)
+    return _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="quadratic")), task)
+
+
+def _boxes(html: str, kind: str) -> list[str]:
+    return re.findall(rf'class="mm-{kind}">(.*?)</div>', html, re.DOTALL)
+
+
+def _check_offline_page(html: str, circuitsvis: bool) -> None:
+    """Bundles inlined once; outside them (plotly.js's own defaults name its CDN), no URL."""
+    assert len(PLOTLY_BANNER.findall(html)) == 1
+    assert html.count("var CircuitsVis") == (1 if circuitsvis else 0)
+    rest = html.replace(_html.plotly_script(), "").replace(_html.circuitsvis_script(), "")
+    assert "http://" not in rest and "https://" not in rest
+
+
+EXPECTED = {
+    "transformer": ["Configuration", "Training", "Fourier analysis", "Attention",
+                    "Feature alignment (NFA)"],
+    "mlp": ["Configuration", "Training", "Fourier analysis", "Margins and theory",
+            "Feature alignment (NFA)"],
+    "group": ["Configuration", "Training", "Irreducible representations", "Margins and theory",
+              "Feature alignment (NFA)"],
+}
+
+
+@pytest.mark.parametrize("which", ["transformer", "mlp", "group"])
+def test_report_sections_figures_and_no_failures(which, request, tmp_path):
+    run = request.getfixturevalue(f"{which}_run")
+    out = write_report(run, tmp_path / "r.html")
+    html = out.read_text()
+    assert HEADINGS.findall(html) == EXPECTED[which]
+    assert _boxes(html, "error") == []
+    assert _boxes(html, "note") == []
+    _check_offline_page(html, circuitsvis=which == "transformer")
+    assert html.count('class="mm-figure"') >= 8
+
+
+def test_report_of_a_saved_run_folder_defaults_into_it(mlp_run, tmp_path):
+    folder = mm.save(mlp_run, tmp_path / "run")
+    out = write_report(folder)
+    assert out == Path(folder) / "report.html" and out.is_file()
+    assert not out.with_name("report.html.tmp").exists()
+
+
+def test_a_failing_analysis_becomes_an_error_box(transformer_run, tmp_path, monkeypatch):
+    import mi_margin.analysis.fourier as fourier
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(fourier, "fourier_spectrum", broken)
+    html = write_report(transformer_run, tmp_path / "r.html").read_text()
+    errors = _boxes(html, "error")
+    assert len(errors) == 1 and "Fourier spectrum" in errors[0] and "planted failure" in errors[0]
+    assert HEADINGS.findall(html) == EXPECTED["transformer"]       # the rest still rendered
+
+
+def test_a_missing_analysis_becomes_a_note(mlp_run, tmp_path, monkeypatch):
+    def without_nfa(module: str, name: str):
+        if module == "mi_margin.analysis.nfa":
+            raise Unavailable(f"{module} is not available in this version")
+        return api(module, name)
+
+    monkeypatch.setattr(report, "api", without_nfa)
+    html = write_report(mlp_run, tmp_path / "r.html").read_text()
+    notes = _boxes(html, "note")
+    assert len(notes) == 1 and "not available" in notes[0] and "analysis.nfa" in notes[0]
+    assert _boxes(html, "error") == []
+
+
+def test_api_distinguishes_missing_from_broken():
+    with pytest.raises(Unavailable):
+        api("mi_margin.viz.no_such_module", "f")
+    with pytest.raises(Unavailable):
+        api("mi_margin.viz.report", "no_such_function")
+    assert api("mi_margin.viz.report", "write_report") is write_report
+
+
+def test_report_rejects_other_objects(tmp_path):
+    with pytest.raises(mm.MiMarginError, match="Run or a run folder"):
+        write_report(42, tmp_path / "r.html")
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(browser, transformer_run, mlp_run, group_run,
+                                             tmp_path):
+    figures_drawn = ("[...document.querySelectorAll('.mm-figure .js-plotly-plot')]"
+                     ".filter(d => d.querySelector('svg.main-svg')).length")
+    views_drawn = ("[...document.querySelectorAll('.mm-attention div[id^=\"circuits-vis-\"]')]"
+                   ".filter(d => d.childElementCount > 0).length")
+    for name, run in [("transformer", transformer_run), ("mlp", mlp_run), ("group", group_run)]:
+        path = write_report(run, tmp_path / f"{name}.html")
+        html = path.read_text()
+        n_figures = html.count('class="mm-figure"')
+        n_views = html.count("CircuitsVis.render(")
+        browser.events.clear()
+        browser.open(path)
+        assert browser.wait_until(f"{figures_drawn} === {n_figures}"), \
+            f"{name}: {browser.evaluate(figures_drawn)} of {n_figures} figures drawn"
+        assert browser.wait_until(f"{views_drawn} === {n_views}")
+        assert n_views == (3 if name == "transformer" else 0)
+        headings = browser.evaluate(
+            "[...document.querySelectorAll('section > h2')].map(h => h.textContent)")
+        assert headings == EXPECTED[name]
+        assert browser.errors() == [], browser.errors()
+        remote = [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
+        assert remote == [], remote
+        if name == "transformer":
+            browser.screenshot(ARTIFACTS / "report.png")
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
