@@ -36,7 +36,7 @@ from mi_margin.models import (
 )
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
 from mi_margin.theory import compare_to_theory
-from mi_margin.training import Run, TrainConfig, load, resume, save, train
+from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "analysis",
     "clock_pizza",
     "compare_to_theory",
+    "evaluate_batched",
     "fourier",
     "fourier_spectrum",
     "groups",
@@ -79,4 +80,5 @@ __all__ = [
     "sweep",
     "theory",
     "train",
+    "train_batched",
 ]

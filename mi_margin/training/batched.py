@@ -5,8 +5,9 @@ penalties, train as one computation with an explicit instance axis (TL4_NOTES §
 module"): every parameter is stacked to [N, ...], the loss is Σ_n mean_n (so instance n receives
 exactly its own gradient), and one elementwise AdamW or SGD whose hyperparameters are [N, 1, ...]
 tensors updates the whole stack. On a GPU this turns N launch-bound steps into one step (not
-measured here); on a 2-core CPU the per-model time is close to a single run's
-(bench/bench_training.py).
+measured yet). On CPU the instances are computed in groups whose activations fit in cache
+(:data:`CPU_CACHE_FLOATS`), which makes the per-model time equal to a single run's on a quiet
+2-core machine and several times shorter on a contended one (bench/bench_training.py).
 
 The stacked forward repeats the single model's operations with an extra leading axis (same matmul
 shapes per instance, same micro-batches), and the optimizer update repeats the operations of
@@ -50,6 +51,8 @@ from mi_margin.training.run import Run, write_checkpoint, write_history, write_m
 INIT_ONLY_FIELDS = ("seed", "init_scale")
 #: TrainConfig fields every instance must share (they decide which examples are computed when).
 SHARED_FIELDS = ("optimizer", "batch_size", "microbatch")
+#: CPU working-set budget (float32 elements, 8 MB) for one stacked micro-batch's widest activation.
+CPU_CACHE_FLOATS = 2**21
 #: Adam's epsilon, as in ``torch.optim.AdamW`` (which ``train()`` uses with its default).
 ADAM_EPS = 1e-8
 
@@ -85,11 +88,21 @@ class Stack:
         """The trainable stacked tensors, in ``model.parameters()`` order."""
         return [self.tensors[k] for k in self.names]
 
-    def logits(self, x: Tensor) -> Float[Tensor, "N B d_vocab_out"]:
-        """Last-position logits of every instance on the shared inputs ``x`` (tokens or operands)."""
+    def logits(self, x: Tensor, tensors: dict[str, Tensor] | None = None
+               ) -> Float[Tensor, "N B d_vocab_out"]:
+        """Last-position logits of every instance on the shared inputs ``x`` (tokens or operands);
+        ``tensors`` replaces ``self.tensors`` (e.g. a slice of the instances)."""
+        tensors = self.tensors if tensors is None else tensors
         if self.model_kind == "transformer":
-            return transformer_logits(self.tensors, self.cfg, x)
-        return mlp_logits(self.tensors, self.cfg, x)
+            return transformer_logits(tensors, self.cfg, x)
+        return mlp_logits(tensors, self.cfg, x)
+
+    def activation_width(self) -> int:
+        """Floats per example of the widest activation the training forward stores."""
+        cfg = self.cfg
+        if self.model_kind == "transformer":
+            return max(cfg.d_mlp, cfg.n_ctx * cfg.d_model, cfg.d_vocab_out)
+        return max(cfg.d_mlp, cfg.d_vocab_out)
 
     def state_dict(self, n: int) -> dict[str, Tensor]:
         """Instance ``n``'s state dict (detached CPU copies, keys as ``model.state_dict()``)."""
@@ -400,21 +413,44 @@ class _BatchedTrainer:
         self.train_idx = task.train_idx.to(device)
         self.pending: list[Tensor] = []
         self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
+        self.group = self.group_size()
+
+    def group_size(self) -> int:
+        """Instances computed together: all of them on a GPU; on CPU as many as keep one
+        micro-batch's widest activation within :data:`CPU_CACHE_FLOATS` (TL4_NOTES §3: stacked
+        activations that overflow the cache make a stacked step slower than N single ones)."""
+        if self.device.type != "cpu":
+            return self.stack.n
+        chunk = self.configs[0].microbatch or len(self.train_idx)
+        per_instance = min(chunk, len(self.train_idx)) * self.stack.activation_width()
+        return max(1, min(self.stack.n, CPU_CACHE_FLOATS // per_instance))
 
     # one optimizer step for every instance
     def step(self, step: int) -> None:
-        cfg0, n_train = self.configs[0], len(self.train_idx)
+        cfg0, n_train, N = self.configs[0], len(self.train_idx), self.stack.n
         batch_len = _batch_len(n_train, cfg0)
-        for p in self.stack.params:
-            p.grad = None
-        total = torch.zeros(self.stack.n, dtype=torch.float64, device=self.device)
-        for part in _batches(n_train, cfg0, self.gen):
-            rows = self.train_idx[part.to(self.device)]
-            logits = self.stack.logits(self.x[rows])
-            losses = F.cross_entropy(logits.flatten(0, 1).double(), self.y[rows].repeat(self.stack.n),
-                                     reduction="none").view(self.stack.n, -1).sum(1) / batch_len
-            losses.sum().backward()
-            total += losses.detach()
+        params = self.stack.params
+        grads = [torch.zeros_like(p) for p in params]
+        total = torch.zeros(N, dtype=torch.float64, device=self.device)
+        parts = [self.train_idx[part.to(self.device)] for part in _batches(n_train, cfg0, self.gen)]
+        g = self.group
+        for lo in range(0, N, g):
+            group = slice(lo, min(lo + g, N))
+            views = [p[group] for p in params]
+            tensors = {**{k: v[group] for k, v in self.stack.tensors.items()},
+                       **dict(zip(self.stack.names, views, strict=True))}
+            for rows in parts:
+                logits = self.stack.logits(self.x[rows], tensors)
+                n = logits.shape[0]
+                losses = F.cross_entropy(logits.flatten(0, 1).double(), self.y[rows].repeat(n),
+                                         reduction="none").view(n, -1).sum(1) / batch_len
+                found = torch.autograd.grad(losses.sum(), views, allow_unused=True)
+                for acc, d in zip(grads, found, strict=True):
+                    if d is not None:
+                        acc[group] += d
+                total[group] += losses.detach()
+        for p, d in zip(params, grads, strict=True):
+            p.grad = d
         power = next((it.power for it in self.items if it.power is not None), None)
         if power is not None:
             pen = neuron_norms(self.stack.tensors).pow(power).sum(1)
@@ -538,7 +574,7 @@ def train_batched(models: Sequence[Any], task: Task,
         >>> models = [mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=64, seed=s)) for s in range(3)]
         >>> runs = mm.train_batched(models, task, [mm.TrainConfig(steps=200, lr=lr, weight_decay=0,
         ...                         progress=False) for lr in (0.003, 0.01, 0.03)])
-        >>> [r.history["train_acc"].iloc[-1] for r in runs]
+        >>> [float(r.history["train_acc"].iloc[-1]) for r in runs]
         [1.0, 1.0, 1.0]
     """
     configs = check_configs(configs, len(models))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import mi_margin as mm
+from mi_margin.training import batched
 from mi_margin.training.batched import StackedAdamW, StackedSGD, evaluate_batched, train_batched
 from mi_margin.training.loop import evaluate
 
@@ -79,7 +80,8 @@ def test_transformer_seeds_and_hyperparameters_match_single_runs():
         torch.testing.assert_close(runs[1].model.W_U, refs[0].model.W_U, atol=ATOL, rtol=RTOL)
 
 
-def test_transformer_variants_with_minibatches_and_microbatches():
+def test_transformer_variants_with_minibatches_and_microbatches(monkeypatch):
+    monkeypatch.setattr(batched, "CPU_CACHE_FLOATS", 1)         # one instance at a time
     task = mm.ModularAddition(p=11, train_fraction=0.6)
     kw = {"act_fn": "quadratic", "use_biases": True, "use_pos_embed": False}
     configs = [cfg(batch_size=40, microbatch=16, seed=3, lr=lr) for lr in (1e-3, 1e-2)]
@@ -96,7 +98,10 @@ def test_attention_only_transformer():
         assert_same_run(run, ref)
 
 
-def test_mlp_sgd_momentum_and_norm_penalty_per_instance():
+# 34 training examples × d_mlp 40 floats per instance: groups of 1 and of 2 of the 3 instances
+@pytest.mark.parametrize("cache_floats", [1, 2 * 34 * 40])
+def test_mlp_sgd_momentum_and_norm_penalty_per_instance(monkeypatch, cache_floats):
+    monkeypatch.setattr(batched, "CPU_CACHE_FLOATS", cache_floats)
     task = mm.ModularAddition(p=7, train_fraction=0.7)
     configs = [cfg(optimizer="sgd", lr=0.05, momentum=0.9, norm_penalty=1e-2, weight_decay=0),
                cfg(optimizer="sgd", lr=0.02, momentum=0.0, norm_penalty=0.0, weight_decay=1e-3),
@@ -168,7 +173,7 @@ def test_metrics_see_each_instance():
     runs = train_batched(models, task, cfg(lr=0.01), device="cpu",
                          metrics=[lambda m, t: {"w00": float(m.W_in[0, 0, 0].detach())}])
     for run in runs:
-        assert run.history["w00"].iloc[-1] == float(run.model.W_in[0, 0, 0])
+        assert run.history["w00"].iloc[-1] == float(run.model.W_in[0, 0, 0].detach())
     assert runs[0].history["w00"].iloc[-1] != runs[1].history["w00"].iloc[-1]
 
 
