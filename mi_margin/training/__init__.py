@@ -6,5 +6,5 @@ from mi_margin.training.io import load, save
 from mi_margin.training.loop import cross_entropy64, evaluate, resume, train
 from mi_margin.training.run import Run, load_run, save_run
 
-__all__ = ["Run", "TrainConfig", "checkpoint_steps", "cross_entropy64", "evaluate", "evaluate_batched", "load",
-           "load_run", "resume", "save", "save_run", "train", "train_batched"]
+__all__ = ["Run", "TrainConfig", "checkpoint_steps", "cross_entropy64", "evaluate", "evaluate_batched",
+           "load", "load_run", "resume", "save", "save_run", "train", "train_batched"]
