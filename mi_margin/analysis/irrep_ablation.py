@@ -22,15 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import Tensor
 
 from mi_margin.analysis._grid import POST, Hook, check_outputs, model_kind, run_grid
 from mi_margin.analysis.ablation import HookFn, grid_projection_hook
 from mi_margin.analysis.irreps import check_group, irrep_grid_basis, key_irreps
-from mi_margin.analysis.restricted import direct_path_hooks
-from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.restricted import AblationLosses, direct_path_hooks
 from mi_margin.errors import MiMarginError
 from mi_margin.training import cross_entropy64
 
@@ -73,39 +71,19 @@ def irrep_ablation_hook(task: Any, irreps: Sequence[str], mode: str = "keep",
 
 
 @dataclass(frozen=True)
-class IrrepRestrictedLoss(AnalysisResult):
+class IrrepRestrictedLoss(AblationLosses):
     """Restricted/excluded loss for irreps (see :func:`irrep_restricted_loss`).
 
     Attributes:
         irreps: the irreps whose ρ(ab) subspace is kept (restricted) or removed (excluded).
         n_directions: dimension of that subspace over the grid (Σ d_ρ²/e_ρ).
-        restricted_on: "all" or "test", the data the restricted loss is averaged over.
-        full_loss, restricted, restricted_acc: loss of the unmodified model and of the restricted
-            model, with its accuracy, on ``restricted_on``.
-        full_train_loss, excluded, excluded_acc: the same on the training set for the excluded model.
+        (the losses: see :class:`~mi_margin.analysis.restricted.AblationLosses`)
     """
 
-    _score = "loss"
     _plot = "mi_margin.viz.irreps:plot_irrep_restricted"
 
     irreps: tuple[str, ...]
     n_directions: int
-    restricted_on: str
-    full_loss: float
-    restricted: float
-    restricted_acc: float
-    full_train_loss: float
-    excluded: float
-    excluded_acc: float
-
-    def _table(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"measure": "full", "data": self.restricted_on, "loss": self.full_loss},
-            {"measure": "restricted", "data": self.restricted_on, "loss": self.restricted,
-             "accuracy": self.restricted_acc},
-            {"measure": "full", "data": "train", "loss": self.full_train_loss},
-            {"measure": "excluded", "data": "train", "loss": self.excluded,
-             "accuracy": self.excluded_acc}])
 
 
 def irrep_ablated_logits(model: Any, task: Any, irreps: Sequence[str], mode: str,

@@ -34,11 +34,11 @@ RESID_MID, RESID_POST = "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
 
 
 @dataclass(frozen=True)
-class RestrictedLoss(AnalysisResult):
-    """Restricted/excluded loss of a model (see :func:`restricted_loss`).
+class AblationLosses(AnalysisResult):
+    """Restricted and excluded loss (Nanda et al. §4.3; Chughtai et al. App. E.1), shared by the
+    frequency and the irrep versions.
 
     Attributes:
-        frequencies: the key frequencies kept (restricted) or removed (excluded).
         restricted_on: "all" or "test", the data the restricted loss is averaged over.
         full_loss, restricted, restricted_acc: loss of the unmodified model and of the restricted
             model, with its accuracy, on ``restricted_on``.
@@ -46,9 +46,7 @@ class RestrictedLoss(AnalysisResult):
     """
 
     _score = "loss"
-    _plot = "mi_margin.viz.fourier:plot_restricted"
 
-    frequencies: tuple[int, ...]
     restricted_on: str
     full_loss: float
     restricted: float
@@ -65,6 +63,20 @@ class RestrictedLoss(AnalysisResult):
             {"measure": "full", "data": "train", "loss": self.full_train_loss},
             {"measure": "excluded", "data": "train", "loss": self.excluded,
              "accuracy": self.excluded_acc}])
+
+
+@dataclass(frozen=True)
+class RestrictedLoss(AblationLosses):
+    """Restricted/excluded loss of key frequencies (see :func:`restricted_loss`).
+
+    Attributes:
+        frequencies: the key frequencies kept (restricted) or removed (excluded).
+        (the losses: see :class:`AblationLosses`)
+    """
+
+    _plot = "mi_margin.viz.fourier:plot_restricted"
+
+    frequencies: tuple[int, ...]
 
 
 def direct_path_hooks(model: Any) -> list[tuple[str, Hook]]:
