@@ -134,7 +134,8 @@ def _fourier(ctx: Context) -> dict[str, Item]:
     mod = "mi_margin.analysis.fourier"
 
     def keys() -> list[Part]:
-        return [_html.paragraph(f"Key frequencies (logit similarity rule): {_key_frequencies(ctx)}")]
+        keys = _key_frequencies(ctx)
+        return [_html.paragraph(f"Key frequencies (by share of the logits' variance): {keys}")]
 
     def restricted() -> list[Part]:
         fn = api("mi_margin.analysis.restricted", "restricted_loss")
