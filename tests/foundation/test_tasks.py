@@ -117,7 +117,7 @@ def test_group_composition_from_cayley_table_of_cyclic_group():
 def test_group_composition_labels(name):
     G = mm.groups.get(name)
     task = mm.GroupComposition(name, k=2, train_fraction=0.5)
-    table = torch.as_tensor(G.table)
+    table = torch.as_tensor(G.table.copy())
     assert torch.equal(task.labels, table[task.inputs[:, 0], task.inputs[:, 1]])
     assert task.d_vocab == G.order and task.tokens[0, -1] == G.order
 
