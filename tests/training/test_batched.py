@@ -15,8 +15,10 @@ import torch
 
 import mi_margin as mm
 from mi_margin.training import batched
-from mi_margin.training.batched import StackedAdamW, StackedSGD, evaluate_batched, train_batched
+from mi_margin.training.batched import train_batched
 from mi_margin.training.loop import evaluate
+from mi_margin.training.stacked import evaluate_batched
+from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
 
 # float32 arithmetic; the batched ops mirror the single ones, so on CPU they agree to the bit
 ATOL, RTOL = 1e-6, 1e-5
