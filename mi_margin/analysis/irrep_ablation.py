@@ -22,15 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from mi_margin.analysis._grid import POST, Hook, check_outputs, model_kind, run_grid
+from mi_margin.analysis._grid import check_outputs
 from mi_margin.analysis.ablation import HookFn, grid_projection_hook
 from mi_margin.analysis.irreps import check_group, irrep_grid_basis, key_irreps
-from mi_margin.analysis.restricted import AblationLosses, direct_path_hooks
+from mi_margin.analysis.restricted import AblationLosses, ablation_losses, projected_logits
 from mi_margin.errors import MiMarginError
-from mi_margin.training import cross_entropy64
 
 
 def canonical_irreps(task: Any, irreps: Sequence[str]) -> tuple[str, ...]:
@@ -97,21 +95,7 @@ def irrep_ablated_logits(model: Any, task: Any, irreps: Sequence[str], mode: str
         >>> tuple(irrep_ablated_logits(mlp, task, ["sign"], "keep").shape)
         (36, 6)
     """
-    if direct_path not in ("mean", "keep"):
-        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
-    hooks: list[tuple[str, Hook]] = [(POST, irrep_ablation_hook(task, irreps, mode))]
-    if model_kind(model) == "transformer" and direct_path == "mean":
-        hooks += direct_path_hooks(model)
-    logits, _ = run_grid(model, task, hooks=hooks)
-    return logits
-
-
-def _loss(logits: Tensor, labels: Tensor, idx: Tensor) -> tuple[float, float]:
-    if len(idx) == 0:
-        return float("nan"), float("nan")
-    part = logits[idx]
-    acc = (part.argmax(-1) == labels[idx]).double().mean()
-    return float(cross_entropy64(part, labels[idx])), float(acc)
+    return projected_logits(model, task, irrep_ablation_hook(task, irreps, mode), direct_path)
 
 
 def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = None,
@@ -139,17 +123,9 @@ def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = 
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
     names = canonical_irreps(task, key_irreps(model, task) if irreps is None else irreps)
-    eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
-    full, _ = run_grid(model, task)
-    kept = irrep_ablated_logits(model, task, names, "keep", direct_path)
-    removed = irrep_ablated_logits(model, task, names, "remove", direct_path)
-    full_loss, _ = _loss(full, task.labels, eval_idx)
-    full_train, _ = _loss(full, task.labels, task.train_idx)
-    restricted, restricted_acc = _loss(kept, task.labels, eval_idx)
-    excluded, excluded_acc = _loss(removed, task.labels, task.train_idx)
-    return IrrepRestrictedLoss(irreps=names,
-                               n_directions=irrep_grid_basis(task, names).shape[1],
-                               restricted_on=restricted_on, full_loss=full_loss,
-                               restricted=restricted, restricted_acc=restricted_acc,
-                               full_train_loss=full_train, excluded=excluded,
-                               excluded_acc=excluded_acc)
+
+    def make_hook(mode: str) -> HookFn:
+        return irrep_ablation_hook(task, names, mode)
+
+    return IrrepRestrictedLoss(irreps=names, n_directions=irrep_grid_basis(task, names).shape[1],
+                               **ablation_losses(model, task, make_hook, restricted_on, direct_path))

@@ -14,7 +14,7 @@ loss on the training set only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis._grid import POST, Hook, check_modular, check_outputs, model_kind, run_grid
-from mi_margin.analysis.ablation import frequency_ablation_hook
+from mi_margin.analysis.ablation import HookFn, frequency_ablation_hook
 from mi_margin.analysis.fourier import key_frequencies
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
@@ -103,6 +103,36 @@ def _loss(logits: Tensor, labels: Tensor, idx: Tensor) -> tuple[float, float]:
     return float(cross_entropy64(part, labels[idx])), float(acc)
 
 
+def projected_logits(model: Any, task: Any, hook: HookFn, direct_path: str = "mean") -> Tensor:
+    """Logits over the whole grid with ``hook`` at ``blocks.0.mlp.hook_post`` (and, for transformers
+    with ``direct_path="mean"``, the residual path around the MLP replaced by its grid mean)."""
+    if direct_path not in ("mean", "keep"):
+        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
+    hooks: list[tuple[str, Hook]] = [(POST, hook)]
+    if model_kind(model) == "transformer" and direct_path == "mean":
+        hooks += direct_path_hooks(model)
+    logits, _ = run_grid(model, task, hooks=hooks)
+    return logits
+
+
+def ablation_losses(model: Any, task: Any, make_hook: Callable[[str], HookFn], restricted_on: str,
+                    direct_path: str) -> dict[str, Any]:
+    """The fields of :class:`AblationLosses`: the full model, the model with only the subspace kept
+    (``make_hook("keep")``) on ``restricted_on`` data, and with it removed (``make_hook("remove")``)
+    on the training set."""
+    eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
+    full, _ = run_grid(model, task)
+    kept = projected_logits(model, task, make_hook("keep"), direct_path)
+    removed = projected_logits(model, task, make_hook("remove"), direct_path)
+    full_loss, _ = _loss(full, task.labels, eval_idx)
+    full_train, _ = _loss(full, task.labels, task.train_idx)
+    restricted, restricted_acc = _loss(kept, task.labels, eval_idx)
+    excluded, excluded_acc = _loss(removed, task.labels, task.train_idx)
+    return {"restricted_on": restricted_on, "full_loss": full_loss, "restricted": restricted,
+            "restricted_acc": restricted_acc, "full_train_loss": full_train,
+            "excluded": excluded, "excluded_acc": excluded_acc}
+
+
 def ablated_logits(model: Any, task: Any, frequencies: Sequence[int], mode: str,
                    direct_path: str = "mean") -> Tensor:
     """Logits over the whole grid with the key-frequency projection at ``blocks.0.mlp.hook_post``.
@@ -114,13 +144,7 @@ def ablated_logits(model: Any, task: Any, frequencies: Sequence[int], mode: str,
         >>> tuple(ablated_logits(mlp, task, [1], "keep").shape)
         (49, 7)
     """
-    if direct_path not in ("mean", "keep"):
-        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
-    hooks: list[tuple[str, Hook]] = [(POST, frequency_ablation_hook(task, frequencies, mode))]
-    if model_kind(model) == "transformer" and direct_path == "mean":
-        hooks += direct_path_hooks(model)
-    logits, _ = run_grid(model, task, hooks=hooks)
-    return logits
+    return projected_logits(model, task, frequency_ablation_hook(task, frequencies, mode), direct_path)
 
 
 def restricted_loss(model: Any, task: Any, frequencies: Sequence[int] | None = None,
@@ -148,15 +172,9 @@ def restricted_loss(model: Any, task: Any, frequencies: Sequence[int] | None = N
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
     freqs = key_frequencies(model, task) if frequencies is None else \
         check_frequencies(task.p, frequencies)
-    eval_idx = torch.arange(len(task)) if restricted_on == "all" else task.test_idx
-    full, _ = run_grid(model, task)
-    kept = ablated_logits(model, task, freqs, "keep", direct_path)
-    removed = ablated_logits(model, task, freqs, "remove", direct_path)
-    full_loss, _ = _loss(full, task.labels, eval_idx)
-    full_train, _ = _loss(full, task.labels, task.train_idx)
-    restricted, restricted_acc = _loss(kept, task.labels, eval_idx)
-    excluded, excluded_acc = _loss(removed, task.labels, task.train_idx)
-    return RestrictedLoss(frequencies=tuple(freqs), restricted_on=restricted_on,
-                          full_loss=full_loss, restricted=restricted,
-                          restricted_acc=restricted_acc, full_train_loss=full_train,
-                          excluded=excluded, excluded_acc=excluded_acc)
+
+    def make_hook(mode: str) -> HookFn:
+        return frequency_ablation_hook(task, freqs, mode)
+
+    return RestrictedLoss(frequencies=tuple(freqs),
+                          **ablation_losses(model, task, make_hook, restricted_on, direct_path))
