@@ -78,10 +78,13 @@ class IrrepRestrictedLoss(AblationLosses):
         (the losses: see :class:`~mi_margin.analysis.restricted.AblationLosses`)
     """
 
-    _plot = "mi_margin.viz.irreps:plot_irrep_restricted"
+    _plot = "mi_margin.viz.ablation:plot_ablation_losses"
 
     irreps: tuple[str, ...]
     n_directions: int
+
+    def subject(self) -> str:
+        return f"irreps {list(self.irreps)}"
 
 
 def irrep_ablated_logits(model: Any, task: Any, irreps: Sequence[str], mode: str,

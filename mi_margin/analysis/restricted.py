@@ -64,6 +64,10 @@ class AblationLosses(AnalysisResult):
             {"measure": "excluded", "data": "train", "loss": self.excluded,
              "accuracy": self.excluded_acc}])
 
+    def subject(self) -> str:
+        """What was kept or removed, for titles."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class RestrictedLoss(AblationLosses):
@@ -74,9 +78,12 @@ class RestrictedLoss(AblationLosses):
         (the losses: see :class:`AblationLosses`)
     """
 
-    _plot = "mi_margin.viz.fourier:plot_restricted"
+    _plot = "mi_margin.viz.ablation:plot_ablation_losses"
 
     frequencies: tuple[int, ...]
+
+    def subject(self) -> str:
+        return f"key frequencies {list(self.frequencies)}"
 
 
 def direct_path_hooks(model: Any) -> list[tuple[str, Hook]]:

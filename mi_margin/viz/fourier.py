@@ -21,7 +21,6 @@ from mi_margin.analysis.fourier import (
     neuron_clusters,
 )
 from mi_margin.analysis.progress import ProgressMeasures
-from mi_margin.analysis.restricted import RestrictedLoss
 from mi_margin.errors import MiMarginError
 
 
@@ -113,22 +112,6 @@ def plot_logit_similarity(res: LogitSimilarity) -> go.Figure:
     fig = go.Figure(go.Bar(x=table["frequency"], y=table["similarity"], name="similarity"))
     fig.update_layout(title=f"logit similarity to cos(ω_f(Σa − c)); FVE = {res.fve:.3f}",
                       xaxis_title="frequency f", yaxis_title="cosine similarity")
-    return fig
-
-
-def plot_restricted(res: RestrictedLoss) -> go.Figure:
-    """Bars (log scale): full, restricted (on ``restricted_on``) and excluded (train) loss.
-
-    Example:
-        >>> from mi_margin.analysis.restricted import RestrictedLoss
-        >>> len(plot_restricted(RestrictedLoss((1,), "all", .1, .1, 1., .1, 2., 0.)).data)
-        1
-    """
-    table = res.to_dataframe()
-    labels = [f"{m} ({d})" for m, d in zip(table["measure"], table["data"], strict=True)]
-    fig = go.Figure(go.Bar(x=labels, y=table["loss"]))
-    fig.update_layout(title=f"restricted / excluded loss, key frequencies {list(res.frequencies)}",
-                      yaxis_type="log", yaxis_title="cross-entropy")
     return fig
 
 

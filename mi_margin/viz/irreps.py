@@ -120,23 +120,6 @@ def neuron_purity_heatmap(result: Any, title: str | None = None) -> go.Figure:
     return fig
 
 
-def plot_irrep_restricted(result: Any, title: str | None = None) -> go.Figure:
-    """Full, restricted and excluded losses (log scale).
-
-    Example:
-        >>> from mi_margin.analysis.irrep_ablation import IrrepRestrictedLoss
-        >>> res = IrrepRestrictedLoss(("sign",), 1, "all", 1e-3, 2e-3, 1.0, 1e-4, 3.0, 0.1)
-        >>> list(plot_irrep_restricted(res).data[0].x)
-        ['full (all)', 'restricted (all)', 'full (train)', 'excluded (train)']
-    """
-    table = result.to_dataframe()
-    fig = go.Figure(go.Bar(x=[f"{m} ({d})" for m, d in zip(table["measure"], table["data"])],
-                           y=table["loss"].tolist()))
-    fig.update_layout(title=title or f"Restricted / excluded loss, irreps {list(result.irreps)}",
-                      yaxis_type="log", yaxis_title="cross-entropy", height=420, width=640)
-    return fig
-
-
 def plot_irrep_progress(result: Any, title: str | None = None) -> go.Figure:
     """Losses (log) and key-irrep similarities / FVE over checkpoints (log-step axis).
 
