@@ -140,7 +140,7 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=64))
         >>> run = mm.train(model, task, mm.TrainConfig(steps=200, lr=0.01, weight_decay=0,
         ...                                           progress=False))
-        >>> run.history["train_acc"].iloc[-1]
+        >>> float(run.history["train_acc"].iloc[-1])
         1.0
     """
     config = config or TrainConfig()

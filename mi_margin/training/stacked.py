@@ -40,7 +40,7 @@ class Stack:
 
     Example:
         >>> stack = Stack([model_a, model_b])             # doctest: +SKIP
-        >>> stack.logits(task.tokens).shape                # [2, N_examples, d_vocab_out]
+        >>> stack.logits(task.tokens).shape   # [2, N_examples, d_vocab_out]   # doctest: +SKIP
     """
 
     def __init__(self, models: Sequence[Any], device: torch.device | str = "cpu"):
