@@ -21,7 +21,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_clean():
-    proc = subprocess.run([_tool("ruff"), "check", "mi_margin", "tests", "bench"], cwd=ROOT,
+    proc = subprocess.run([_tool("ruff"), "check", "mi_margin", "tests", "bench", "tutorials"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

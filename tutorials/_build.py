@@ -229,8 +229,12 @@ cayley_table_figure(G).show()
 character_table_figure(G).show()"""),
     md("## Irrep spectra, key irreps and neuron clusters"),
     code("""
-from mi_margin.analysis.irreps import (irrep_logit_similarity, irrep_spectrum, key_irreps,
-                                       neuron_irrep_clusters)
+from mi_margin.analysis.irreps import (
+    irrep_logit_similarity,
+    irrep_spectrum,
+    key_irreps,
+    neuron_irrep_clusters,
+)
 
 irrep_spectrum(mlp, task).plot().show()
 irrep_logit_similarity(mlp, task).plot().show()
@@ -246,6 +250,7 @@ it (excluded), with the ablation-hook factory `grid_projection_hook`.
 from mi_margin.analysis.ablation import grid_projection_hook
 from mi_margin.analysis.irreps import irrep_grid_basis
 from mi_margin.training import cross_entropy64
+
 
 def loss_with(hook=None, idx=None):
     hooks = [("blocks.0.mlp.hook_post", hook)] if hook else []
