@@ -14,21 +14,11 @@ from mi_margin.fourier.group import (
     isotypic_basis,
     project,
 )
-from mi_margin.groups import FiniteGroup, from_cayley_table, get
+from mi_margin.groups import FiniteGroup, get
 
 NAMES = ["C1", "C2", "C7", "C12", "D3", "D4", "D5", "D6", "S3", "S4", "S5", "A4", "A5", "Q8",
          "C2xC3", "C3xC3", "D3xC2", "Q8xC3"]
 ALL = [*NAMES, "relabeled A4"]
-
-
-def build(name: str) -> FiniteGroup:
-    if name.startswith("relabeled "):
-        G = get(name.split()[1])
-        pi = np.random.default_rng(0).permutation(G.order)
-        table = np.empty_like(G.table)
-        table[np.ix_(pi, pi)] = pi[G.table]
-        return from_cayley_table(table, name=name)
-    return get(name)
 
 
 def _random(G: FiniteGroup, m: int | None, seed: int = 0) -> np.ndarray:
@@ -38,8 +28,8 @@ def _random(G: FiniteGroup, m: int | None, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("m", [None, 3])
-def test_round_trip_and_plancherel(name, m):
-    G = build(name)
+def test_round_trip_and_plancherel(name, m, group_named):
+    G = group_named(name)
     f = _random(G, m)
     coeffs = group_fourier_transform(G, f)
     assert list(coeffs) == [r.name for r in G.irreps()]
@@ -86,8 +76,8 @@ def test_plancherel_quaternionic_type_against_pauli_rep():
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_isotypic_bases_are_an_orthonormal_basis(name):
-    G = build(name)
+def test_isotypic_bases_are_an_orthonormal_basis(name, group_named):
+    G = group_named(name)
     bases = [isotypic_basis(G, r) for r in G.irreps()]
     for rho, q in zip(G.irreps(), bases):
         assert q.shape == (G.order, rho.dim**2 // rho.commutant_dim)
@@ -116,8 +106,8 @@ def test_projections_decompose_f(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_variance_fractions(name):
-    G = build(name)
+def test_variance_fractions(name, group_named):
+    G = group_named(name)
     f = _random(G, 4) + 5.0
     if G.order == 1:  # nothing is left after centering
         with pytest.raises(MiMarginError, match="zero centered"):

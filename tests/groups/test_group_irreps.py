@@ -18,8 +18,6 @@ from mi_margin.groups import (
     FiniteGroup,
     Irrep,
     find_irrep,
-    from_cayley_table,
-    from_permutations,
     get,
     numerical_irreps,
     split_representation,
@@ -32,25 +30,8 @@ NAMES = ["C1", "C2", "C7", "C12", "D3", "D4", "D5", "D6", "S3", "S4", "S5", "A4"
 ALL = [*NAMES, "perm D4", "relabeled A4", "relabeled Q8"]
 
 
-def build(name: str) -> FiniteGroup:
-    """Groups by name, plus two without closed forms: permutations, and a renumbered table."""
-    if name == "perm D4":
-        return from_permutations([[1, 2, 3, 0], [3, 2, 1, 0]])
-    if name.startswith("relabeled "):
-        G = get(name.split()[1])
-        pi = np.random.default_rng(0).permutation(G.order)
-        table = np.empty_like(G.table)
-        table[np.ix_(pi, pi)] = pi[G.table]
-        return from_cayley_table(table, name=name)
-    return get(name)
-
 ATOL = 1e-10
 CASES = [(name, "auto") for name in ALL] + [(name, "numerical") for name in NAMES]
-
-
-def _irreps(name: str, method: str) -> tuple[FiniteGroup, list[Irrep]]:
-    G = build(name)
-    return G, G.irreps(method)  # type: ignore[arg-type]
 
 
 def _coefficients(rho: Irrep) -> np.ndarray:
@@ -58,8 +39,9 @@ def _coefficients(rho: Irrep) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("name", "method"), CASES)
-def test_homomorphism_and_orthogonal(name, method):
-    G, irreps = _irreps(name, method)
+def test_homomorphism_and_orthogonal(name, method, group_named):
+    G = group_named(name)
+    irreps = G.irreps(method)
     for rho in irreps:
         M = rho.matrices
         assert M.dtype == np.float64 and M.shape == (G.order, rho.dim, rho.dim)
@@ -71,8 +53,9 @@ def test_homomorphism_and_orthogonal(name, method):
 
 
 @pytest.mark.parametrize(("name", "method"), CASES)
-def test_irreducible_by_character_norm(name, method):
-    G, irreps = _irreps(name, method)
+def test_irreducible_by_character_norm(name, method, group_named):
+    G = group_named(name)
+    irreps = G.irreps(method)
     squares = G.table[np.arange(G.order), np.arange(G.order)]
     for rho in irreps:
         norm = rho.character @ rho.character / G.order
@@ -84,8 +67,9 @@ def test_irreducible_by_character_norm(name, method):
 
 
 @pytest.mark.parametrize(("name", "method"), CASES)
-def test_schur_orthogonality(name, method):
-    G, irreps = _irreps(name, method)
+def test_schur_orthogonality(name, method, group_named):
+    G = group_named(name)
+    irreps = G.irreps(method)
     coeffs = [_coefficients(rho) for rho in irreps]
     for (r1, c1), (r2, c2) in itertools.combinations(zip(irreps, coeffs), 2):
         assert np.abs(c1.T @ c2).max() < 1e-9, (r1.name, r2.name)
@@ -101,8 +85,9 @@ def test_schur_orthogonality(name, method):
 
 
 @pytest.mark.parametrize(("name", "method"), CASES)
-def test_completeness_and_class_count(name, method):
-    G, irreps = _irreps(name, method)
+def test_completeness_and_class_count(name, method, group_named):
+    G = group_named(name)
+    irreps = G.irreps(method)
     assert irreps[0].name == "trivial" and np.allclose(irreps[0].matrices, 1)
     assert sum(r.n_complex * r.complex_dim**2 for r in irreps) == G.order
     assert sum(r.n_complex for r in irreps) == G.num_classes
@@ -116,8 +101,8 @@ def test_completeness_and_class_count(name, method):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_character_table_orthogonality(name):
-    G = build(name)
+def test_character_table_orthogonality(name, group_named):
+    G = group_named(name)
     ct = G.character_table()
     K = G.num_classes
     X = ct.values
@@ -257,7 +242,7 @@ def test_alternating_names():
     assert get("A4").irrep("(2,2)").kind == "complex"
 
 
-def test_find_irrep_and_aliases():
+def test_find_irrep_and_aliases(group_named):
     G = get("S5")
     assert find_irrep(G, "standard") is G.irrep("(4,1)")
     assert find_irrep(G.irreps(), "(1^5)") is G.irrep("sign")
@@ -267,7 +252,7 @@ def test_find_irrep_and_aliases():
     with pytest.raises(MiMarginError, match="method"):
         G.irreps("fast")  # type: ignore[arg-type]
     with pytest.raises(MiMarginError, match="no closed-form"):
-        build("perm D4").irreps("closed")
+        group_named("perm D4").irreps("closed")
 
 
 def test_irreps_cached_and_read_only():
