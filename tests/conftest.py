@@ -1,4 +1,4 @@
-"""Shared fixtures: small tasks and models that train in seconds."""
+"""Shared test set-up: one torch thread per test process, and the group builder of the group tests."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ import torch
 from mi_margin.groups import FiniteGroup, from_cayley_table, from_permutations, get
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture
-def tmp_run_dir(tmp_path):
-    return tmp_path / "run"
 
 
 def build_group(name: str) -> FiniteGroup:
