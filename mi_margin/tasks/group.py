@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
 from mi_margin.errors import MiMarginError
@@ -39,6 +40,7 @@ class GroupComposition(Task):
         n = int(G.order)
         check_grid_size(f"GroupComposition({G.name}, k={k})", n**k, 8 * (k + 1))
         self.group, self.k_operands = G, k
+        self._registered = _is_registered(G)
         inputs = grid([n] * k)
         table = torch.as_tensor(G.table.copy(), dtype=torch.long)
         labels = inputs[:, 0]
@@ -61,12 +63,16 @@ class GroupComposition(Task):
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "group": self.group.name, "k": self.k,
                              "train_fraction": self.train_fraction, "seed": self.seed}
-        try:
-            from mi_margin.groups import get
-
-            same = get(self.group.name).table.tolist() == self.group.table.tolist()
-        except MiMarginError:
-            same = False
-        if not same:  # a custom group: keep its table so the task can be rebuilt
+        if not self._registered:  # a custom group: keep its table so the task can be rebuilt
             d["cayley_table"] = self.group.table.tolist()
         return d
+
+
+def _is_registered(G: FiniteGroup) -> bool:
+    """Whether ``groups.get(G.name)`` rebuilds exactly ``G`` (then its name is enough to save)."""
+    from mi_margin.groups import get
+
+    try:
+        return bool(np.array_equal(get(G.name).table, G.table))
+    except MiMarginError:
+        return False

@@ -135,3 +135,16 @@ def test_group_task_round_trip():
     task = mm.GroupComposition("D5", train_fraction=0.3, seed=4)
     again = from_dict(task.to_dict())
     assert torch.equal(again.labels, task.labels) and torch.equal(again.test_idx, task.test_idx)
+
+
+def test_custom_group_task_keeps_its_table():
+    G = mm.groups.get("S3")
+    pi = torch.randperm(G.order, generator=torch.Generator().manual_seed(0)).numpy()
+    table = G.table.copy()
+    table[pi[:, None], pi[None, :]] = pi[G.table]
+    custom = mm.groups.from_cayley_table(table, name="S3")   # same name, other numbering
+    task = mm.GroupComposition(custom, train_fraction=0.5)
+    assert "cayley_table" in task.to_dict()
+    assert "cayley_table" not in mm.GroupComposition("S3").to_dict()
+    again = from_dict(task.to_dict())
+    assert torch.equal(again.labels, task.labels)
