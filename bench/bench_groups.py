@@ -2,7 +2,7 @@
 
 For each group: time to build it (Cayley table, inverses, element orders, classes), to build
 its irreps by closed forms (rotations, Young's orthogonal form, tensor products) and by the general
-decomposition of the regular representation (THEORY.md §6.3), and the ratio closed/numerical.
+decomposition of the regular representation (docs/mathematics.md §6.3), and the ratio closed/numerical.
 Each timing is the best of ``--repeats`` runs on a freshly constructed group (no caches). Prints a
 table and writes bench/results/groups.json.
 

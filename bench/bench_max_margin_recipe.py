@@ -1,4 +1,4 @@
-"""Benchmark: how close the max-margin recipe gets to γ*, and how fast (THEORY.md §1.6).
+"""Benchmark: how close the max-margin recipe gets to γ*, and how fast (docs/mathematics.md §1.6).
 
 For each case: train the theorem's network with :func:`mi_margin.theory.recipe.train_to_max_margin`
 with both methods ("gd": Morwani et al.'s full-batch GD with LR doubling; "adam": AdamW with LR

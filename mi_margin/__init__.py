@@ -1,6 +1,6 @@
 """mi_margin: train small networks on algebraic tasks and explain them against margin theory.
 
-A TransformerLens 4 plugin. See README.md; the layers are described in DESIGN.md.
+A TransformerLens 4 plugin. See README.md; the layers are described in docs/architecture.md.
 
 Example:
     >>> import mi_margin as mm

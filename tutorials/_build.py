@@ -139,7 +139,7 @@ MARGINS = [
 
 Morwani et al. (ICLR 2024) prove that a one-hidden-layer network with x² activation that maximizes
 the L_{2,3}-normalized margin on the full addition table mod p uses every frequency, each neuron a
-single frequency, and attains γ* (THEORY.md §1.3). Here we compute γ*, drive a quadratic MLP toward
+single frequency, and attains γ* (docs/mathematics.md §1.3). Here we compute γ*, drive a quadratic MLP toward
 it with the max-margin recipe, build the certificate network that attains it exactly, put both
 side by side with `compare_to_theory`, and contrast a ReLU network trained with weight decay,
 which is outside the theorem.

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.errors import MiMarginError
-from mi_margin.training.loop import model_inputs
+from mi_margin.models.evaluation import model_inputs
 
 POST = "blocks.0.mlp.hook_post"
 PATTERN = "blocks.0.attn.hook_pattern"

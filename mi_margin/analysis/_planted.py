@@ -3,7 +3,7 @@
 Every neuron j is a "cosine neuron" at one frequency f_j (Morwani et al. Thm 7, Li et al. Thm 4.1,
 Gromov eq. 6): u_{j,i}(a) = s_{j,i} cos(ω a + θ_{j,i}) for operand i and
 w_j(c) = (Π_i s_{j,i}) cos(ω c + θ_{j,1} + … + θ_{j,k}), ω = 2π f_j / p, activation x^k, no
-biases. :func:`exact_cosine_mlp` uses the phases {0, π/2}^k and sign patterns of THEORY.md §1.3
+biases. :func:`exact_cosine_mlp` uses the phases {0, π/2}^k and sign patterns of docs/mathematics.md §1.3
 / §2.2 so that the logits are exactly κ Σ_{f∈S} cos(ω_f(a_1+…+a_k − c)); :func:`gromov_mlp` draws
 random phases (Gromov 2023, §6.1). The official max-margin certificates live in
 ``mi_margin.theory``; these are simple planted networks restricted to chosen frequencies.
@@ -59,7 +59,7 @@ def cosine_mlp(task: ModularAddition, frequency: Int[Tensor, " m"],
 
 def exact_cosine_mlp(task: ModularAddition, frequencies: Sequence[int], scale: float = 1.0
                      ) -> HookedMLP:
-    """THEORY.md §1.3 (k=2) / §2.2 (any k) construction restricted to ``frequencies``.
+    """docs/mathematics.md §1.3 (k=2) / §2.2 (any k) construction restricted to ``frequencies``.
 
     Per frequency: phases θ ∈ {0, π/2}^k and signs s ∈ {±1}^k with s_1 = +1, i.e. 2^{2k−1}
     neurons; the logits are exactly κ Σ_{f∈frequencies} cos(ω_f(Σ a_i − c)) for some κ > 0.

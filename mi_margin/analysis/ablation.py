@@ -3,7 +3,7 @@
 The hooks act on activations over the task's **whole input grid** (batch = all N inputs in
 ``task.inputs`` order): each unit's activation is a function on the grid, and the hook replaces it
 by its per-unit mean plus the projection of the centred function onto a subspace ("keep"), or
-removes that projection ("remove"). This is how Nanda et al. (2023, §4.3 / THEORY.md §4.3) and
+removes that projection ("remove"). This is how Nanda et al. (2023, §4.3 / docs/mathematics.md §4.3) and
 Chughtai et al. (2023, App. E.1) build the restricted and excluded losses, and it is usable in a
 user's own experiment:
 

@@ -1,6 +1,6 @@
 """Average gradient outer product (AGOP) and the pre-activation tangent kernel, via ``torch.func``.
 
-Mallinar et al. 2024 Def. 2.1 (THEORY.md §5.2): ``G(f) = (1/n) Σ_x J(x)^T J(x)`` with J(x) the
+Mallinar et al. 2024 Def. 2.1 (docs/mathematics.md §5.2): ``G(f) = (1/n) Σ_x J(x)^T J(x)`` with J(x) the
 Jacobian [C, d] of all C logits w.r.t. the layer input x (summing over classes). Beaglehole et al.
 2024 (§5.1): with pre-activation h = W x + b, the pre-activation tangent kernel is
 ``K = (1/n) Σ_x Σ_c ∂f_c/∂h ∂f_c/∂h^T`` [d_mlp, d_mlp] and ``G = W^T K W`` exactly, because
@@ -262,7 +262,7 @@ class AGOPAndKernel:
     weight: Float[Tensor, "d_mlp d_in"]
 
     def max_identity_error(self) -> float:
-        """max |G − W^T K W| / max |G|: 0 up to rounding (Beaglehole et al., THEORY.md §5.1)."""
+        """max |G − W^T K W| / max |G|: 0 up to rounding (Beaglehole et al., docs/mathematics.md §5.1)."""
         G = self.agop.matrix
         return float((G - self.weight.T @ self.kernel.matrix @ self.weight).abs().max()
                      / G.abs().max())

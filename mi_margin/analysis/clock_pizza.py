@@ -1,4 +1,4 @@
-"""Clock vs Pizza metrics of Zhong et al. (2023, "The Clock and the Pizza", §4; THEORY.md §6.2).
+"""Clock vs Pizza metrics of Zhong et al. (2023, "The Clock and the Pizza", §4; docs/mathematics.md §6.2).
 
 - Gradient symmetricity s_g (Def. 4.1): mean over 100 seeded random triples (a, b, c) ∈ Z_p³ of the
   cosine similarity between ∂Q_abc/∂E_a and ∂Q_abc/∂E_b, Q_abc the logit of c on input (a, b) and

@@ -2,7 +2,7 @@
 
 Returned by :func:`~mi_margin.analysis.nfm.nfm` and :func:`~mi_margin.analysis.agop.agop` so that
 notebooks can ``.plot()`` and ``.top()`` them (Beaglehole et al. 2024; Mallinar et al. 2024,
-THEORY.md §5); the maths lives in ``.matrix`` (float64).
+docs/mathematics.md §5); the maths lives in ``.matrix`` (float64).
 """
 
 from __future__ import annotations

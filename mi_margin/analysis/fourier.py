@@ -1,8 +1,8 @@
 """Fourier analysis of modular-addition models: which frequencies a model uses, and how.
 
-Vocabulary of Nanda et al. (2023, "Progress measures for grokking"; THEORY.md §4) and Chughtai et
-al. (2023, "A toy model of universality"; THEORY.md §3.4), generalised to k operands (Li et al.
-2024; THEORY.md §2.2). Works for :class:`~mi_margin.HookedOneLayerTransformer` (last position) and
+Vocabulary of Nanda et al. (2023, "Progress measures for grokking"; docs/mathematics.md §4) and Chughtai et
+al. (2023, "A toy model of universality"; docs/mathematics.md §3.4), generalised to k operands (Li et al.
+2024; docs/mathematics.md §2.2). Works for :class:`~mi_margin.HookedOneLayerTransformer` (last position) and
 :class:`~mi_margin.HookedMLP`. All maths runs in float64 on the real Fourier basis of
 :mod:`mi_margin.fourier.cyclic`; grid functions are transformed with the FFT.
 
@@ -71,7 +71,7 @@ def gini(values: Float[Tensor, " n"]) -> float:
     """Gini coefficient Σ_i Σ_j |x_i − x_j| / (2 n Σ_i x_i) of non-negative values.
 
     0 when all values are equal, (n−1)/n when one value holds everything (Nanda et al. §5.1 use it
-    on Fourier-component norms; THEORY.md §4.3).
+    on Fourier-component norms; docs/mathematics.md §4.3).
 
     Example:
         >>> gini(torch.tensor([1.0, 1.0, 1.0])), gini(torch.tensor([0.0, 0.0, 4.0]))
@@ -411,7 +411,7 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", threshold: fl
     ``threshold=0.5`` accepts every frequency of a max-margin network (equal shares, Morwani et al.
     Thm 7) and rejects frequencies carrying less than half an equal share. Shares by ``method``:
 
-    - ``"logits"`` (default; Nanda et al.'s logit spectrum, THEORY.md §4.2): the share of the
+    - ``"logits"`` (default; Nanda et al.'s logit spectrum, docs/mathematics.md §4.2): the share of the
       logits' variance over the input grid (centred over classes, then over inputs; summed over
       classes) that lies in the single-frequency block of f ({const, cos f, sin f}^k minus the
       constant). A random function puts (3^k − 1)/(p^k − 1) of its variance in each block in
@@ -543,7 +543,7 @@ def neuron_clusters(model: Any, task: Any, min_fraction: float = 0.5) -> NeuronC
     A neuron's activation over the input grid (``blocks.0.mlp.hook_post``, last position for
     transformers) is centred and split into single-frequency blocks {const, cos f, sin f}^k minus
     the constant — Nanda et al.'s "degree-2 polynomial in one frequency" for k = 2, the degree-k
-    analogue for k inputs (THEORY.md §4.2). The block with the largest share dominates when its
+    analogue for k inputs (docs/mathematics.md §4.2). The block with the largest share dominates when its
     share is ≥ ``min_fraction``. Default 0.5: a majority of the variance, so at most one frequency
     can qualify; Nanda et al. report neurons at 0.85.
 

@@ -13,7 +13,7 @@ grid-subspace hooks of :mod:`mi_margin.analysis.ablation`, so this is the irrep 
 - for transformers the MLP-bypassing residual is replaced by its grid mean (``direct_path="mean"``)
   so that logits come from the projected neurons through W_out·W_U;
 - restricted loss on all pairs (or the test pairs), excluded loss on the training pairs
-  (THEORY.md §3.4, §7.6).
+  (docs/mathematics.md §3.4, §7.6).
 """
 
 from __future__ import annotations

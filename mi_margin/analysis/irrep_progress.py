@@ -2,8 +2,8 @@
 
 Chughtai et al. track, for the irreps the *final* model uses, how the logit similarity with
 χ_ρ(abc⁻¹), the restricted and excluded losses and the sum of squared weights evolve; together
-they show memorization, circuit formation and cleanup (THEORY.md §3.5; Nanda et al. 2023's
-progress measures, THEORY.md §4.3). :func:`irrep_progress` computes them at every kept checkpoint
+they show memorization, circuit formation and cleanup (docs/mathematics.md §3.5; Nanda et al. 2023's
+progress measures, docs/mathematics.md §4.3). :func:`irrep_progress` computes them at every kept checkpoint
 of a :class:`~mi_margin.Run` with the analyzers of :mod:`mi_margin.analysis.irreps` and
 :mod:`mi_margin.analysis.irrep_ablation`.
 """
@@ -25,8 +25,8 @@ from mi_margin.analysis.irreps import (
 )
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.training import evaluate
-from mi_margin.training.loop import weight_norm_sq
+from mi_margin.models.evaluation import evaluate
+from mi_margin.models.evaluation import weight_norm_sq
 
 
 @dataclass(frozen=True)

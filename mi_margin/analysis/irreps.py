@@ -1,9 +1,9 @@
 """Irrep analysis of group-composition models: which irreducible representations a model uses.
 
-Chughtai, Chan & Nanda (2023, "A toy model of universality"; THEORY.md §3) show that networks
+Chughtai, Chan & Nanda (2023, "A toy model of universality"; docs/mathematics.md §3) show that networks
 trained on composition in a finite group G implement the "group composition via representations"
 algorithm for a few irreps ρ: embed a, b as ρ(a), ρ(b), multiply to ρ(ab), read the logit of c as
-χ_ρ(abc⁻¹). Morwani et al. (2024, Thm 9; THEORY.md §1.5) predict that every neuron of a max-margin
+χ_ρ(abc⁻¹). Morwani et al. (2024, Thm 9; docs/mathematics.md §1.5) predict that every neuron of a max-margin
 network is spanned by the matrix coefficients of a single non-trivial irrep. This module measures
 both for :class:`~mi_margin.HookedMLP` and :class:`~mi_margin.HookedOneLayerTransformer` (last
 position), for any :class:`~mi_margin.groups.FiniteGroup` and k ≥ 2 operands, in float64, with
@@ -482,7 +482,7 @@ class NeuronIrreps(AnalysisResult):
 def _neuron_maps(model: Any, n: int) -> list[Tensor]:
     """The vectors over G that define a neuron: u, v, ... (inputs) and w (output), each [n, d_mlp].
 
-    MLP: every W_in_eff[i] and W_outᵀ (THEORY.md §6.3). Transformer: the direct path
+    MLP: every W_in_eff[i] and W_outᵀ (docs/mathematics.md §6.3). Transformer: the direct path
     W_E[:n]·W_in (shared by the positions) and W_Lᵀ = (W_out·W_U)ᵀ.
     """
     maps = embed_maps(model, n)
@@ -491,7 +491,7 @@ def _neuron_maps(model: Any, n: int) -> list[Tensor]:
 
 
 def _weight_energy(model: Any, G: FiniteGroup) -> Tensor:
-    """THEORY.md §6.3: Σ over the neuron's vectors of ||Q_ρᵀ(x − mean)||², [d_mlp, K]."""
+    """docs/mathematics.md §6.3: Σ over the neuron's vectors of ||Q_ρᵀ(x − mean)||², [d_mlp, K]."""
     bases = [_basis(G, rho) for rho in G.irreps()]
     centred = [X - X.mean(0, keepdim=True) for X in _neuron_maps(model, G.order)]
     return torch.stack([torch.stack([(Q.T @ X).square().sum(0) for Q in bases], dim=1)
@@ -502,7 +502,7 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
                           source: str = "weights") -> NeuronIrreps:
     """Every neuron's dominant irrep, its purity, clusters and counts per irrep.
 
-    ``source="weights"`` (default; THEORY.md §6.3, Morwani et al. Thm 9): a neuron is the vectors
+    ``source="weights"`` (default; docs/mathematics.md §6.3, Morwani et al. Thm 9): a neuron is the vectors
     over G it reads and writes — for MLPs u = W_in_eff[0][:, i], v = W_in_eff[1][:, i], ... and
     w = W_out[i]; for transformers W_E[:|G|]·W_in[:, i] and W_L[i] — each centred over G;
     energy_ρ = Σ ||Q_ρᵀ x||² over those vectors. ``source="activations"``: energy_ρ = the neuron's

@@ -1,6 +1,6 @@
 """Margins of a trained model: per example, dataset margin and the normalized margin of the theory.
 
-Morwani et al. (2024, §1.1 of THEORY.md): the margin of an example is the correct logit minus the
+Morwani et al. (2024, §1.1 of docs/mathematics.md): the margin of an example is the correct logit minus the
 largest wrong logit, ``g(θ, x, y) = f(θ, x)[y] − max_{y'≠y} f(θ, x)[y']``; the dataset margin is
 ``h(θ) = min g``; for a ν-homogeneous network with separable neurons ω_i the normalized margin is
 ``h(θ / ||θ||_{2,ν}) = h(θ) / Σ_i ||ω_i||_2^ν``, the quantity the max-margin theorems bound by γ*.
@@ -22,7 +22,7 @@ from torch import Tensor
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks import Task
-from mi_margin.training.loop import model_inputs
+from mi_margin.models.evaluation import model_inputs
 
 SUBSETS = ("all", "train", "test")
 

@@ -1,6 +1,6 @@
 """Neural feature ansatz (NFA): how well the NFM W^T W matches a power of the AGOP.
 
-Beaglehole et al. 2024 (THEORY.md §5.1): NFA correlation ρ(W^T W, W^T K W) and the centered NFA
+Beaglehole et al. 2024 (docs/mathematics.md §5.1): NFA correlation ρ(W^T W, W^T K W) and the centered NFA
 ρ(ΔW^T ΔW, ΔW^T K ΔW) with ΔW = W − W_0 (W_0 the initialization, K at the current weights).
 Mallinar et al. 2024 (§5.2, App. C eq. 15): W^T W ∝ G^s with s = 1/2, and the circulant deviation
 D(A) of the feature matrix's cross-operand block for modular addition. Here both are one function:
@@ -74,7 +74,7 @@ def matrix_correlation(A: Tensor, B: Tensor, off_diagonal: bool = False) -> tupl
 
 
 def circulant_deviation(matrix: Tensor | FeatureMatrix, block: tuple[int, int] = (1, 0)) -> float:
-    """Mallinar et al.'s circulant deviation D(A) (THEORY.md §5.2); 0 iff A is circulant.
+    """Mallinar et al.'s circulant deviation D(A) (docs/mathematics.md §5.2); 0 iff A is circulant.
 
     ``D(A) = Σ_j Var(S(A)[:, j]) / ||A||_F²`` with Var(v) = Σ_i (v_i − mean v)² and S(A) the
     matrix whose row ℓ is row ℓ of A cyclically shifted by ℓ, ``S(A)[ℓ, j] = A[ℓ, (j + ℓ) mod p]``:

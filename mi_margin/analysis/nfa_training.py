@@ -2,7 +2,7 @@
 
 For every kept checkpoint: the NFA correlation ρ(W^T W, G^s) (Pearson and cosine), the centered
 NFA ρ(ΔW^T ΔW, (ΔW^T K ΔW)^s) (Beaglehole et al. 2024), ||W − W_0|| / ||W||, and for modular
-addition MLPs the circulant deviation D of the NFM's and of G^s's cross-operand blocks (THEORY.md
+addition MLPs the circulant deviation D of the NFM's and of G^s's cross-operand blocks (docs/mathematics.md
 §5). One pre-activation kernel K per checkpoint gives both G = W^T K W and the centered matrices.
 """
 

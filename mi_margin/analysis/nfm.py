@@ -1,6 +1,6 @@
 """Neural feature matrix (NFM) ``W^T W`` of a model's first weight layer (Beaglehole et al. 2024).
 
-Orientation follows the theory (THEORY.md §5.1): layer input x ∈ R^d, pre-activation h = W x + b,
+Orientation follows the theory (docs/mathematics.md §5.1): layer input x ∈ R^d, pre-activation h = W x + b,
 W ∈ R^{d_mlp × d}, NFM = W^T W ∈ R^{d × d}.
 
 - :class:`HookedMLP`: x is the concatenation of the k one-hot operands (k·d_vocab entries; the ±1
@@ -92,7 +92,7 @@ def axis_labels(model: Any, space: str | None = None) -> tuple[tuple[str, ...], 
 
 def nfm(model: Any, layer: int = 0, operand: int | None = None, space: str | None = None
         ) -> FeatureMatrix:
-    """Neural feature matrix W^T W of the first layer (Beaglehole et al. 2024, THEORY.md §5.1).
+    """Neural feature matrix W^T W of the first layer (Beaglehole et al. 2024, docs/mathematics.md §5.1).
 
     Args:
         model: a :class:`HookedMLP` or :class:`HookedOneLayerTransformer`.

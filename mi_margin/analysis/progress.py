@@ -1,4 +1,4 @@
-"""Progress measures over a run's checkpoints (Nanda et al. 2023 §5, Fig. 7; THEORY.md §4.3).
+"""Progress measures over a run's checkpoints (Nanda et al. 2023 §5, Fig. 7; docs/mathematics.md §4.3).
 
 For every kept checkpoint of a :class:`~mi_margin.Run` (no re-training): train/test loss and
 accuracy, restricted loss (all data) and excluded loss (train data) for a fixed key-frequency set,
@@ -18,8 +18,8 @@ from mi_margin.analysis.fourier import fourier_gini, key_frequencies
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.training import evaluate
-from mi_margin.training.loop import weight_norm_sq
+from mi_margin.models.evaluation import evaluate
+from mi_margin.models.evaluation import weight_norm_sq
 
 COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss",
            "excluded_loss", "gini_embed", "gini_W_L", "weight_norm_sq"]

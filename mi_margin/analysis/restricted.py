@@ -8,7 +8,7 @@ last position) is replaced by its mean over the grid, so that the logits come fr
 neurons through W_L = W_out·W_U plus an input-independent term, as in Nanda et al.'s
 implementation (``direct_path="mean"``; ``"keep"`` leaves that path untouched).
 
-THEORY.md §4.3 and §7.6: restricted loss is evaluated on all data (or the test set), excluded
+docs/mathematics.md §4.3 and §7.6: restricted loss is evaluated on all data (or the test set), excluded
 loss on the training set only.
 """
 
@@ -28,7 +28,7 @@ from mi_margin.analysis.fourier import key_frequencies
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import check_frequencies
-from mi_margin.training import cross_entropy64
+from mi_margin.models.evaluation import cross_entropy64
 
 RESID_MID, RESID_POST = "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
 

@@ -1,6 +1,6 @@
 """The real Fourier basis of Z_p and FFT-based transforms over the grid Z_p^k.
 
-Basis (Nanda et al. 2023, ``helpers.py`` index convention; THEORY.md §0): index 0 is the constant
+Basis (Nanda et al. 2023, ``helpers.py`` index convention; docs/mathematics.md §0): index 0 is the constant
 ``1/sqrt(p)``, index ``2f-1`` is ``sqrt(2/p) cos(2π f x / p)`` and index ``2f`` is
 ``sqrt(2/p) sin(2π f x / p)`` for f = 1..(p-1)/2; for even p the last index p-1 is the Nyquist
 cosine ``cos(π x) / sqrt(p)``. The basis is orthonormal, so squared coefficients are variances
@@ -278,7 +278,7 @@ def sum_frequency_directions(p: int, k: int, frequencies: Sequence[int]
 
     Rows follow the task's grid order (p^k rows); ω_f = 2πf/p. Two columns per frequency (cos,
     sin), one for the Nyquist frequency of even p. These span what Nanda et al.'s restricted loss
-    keeps (THEORY.md §4.3). Memory is p^k × 2|frequencies|, never p^k × p^k.
+    keeps (docs/mathematics.md §4.3). Memory is p^k × 2|frequencies|, never p^k × p^k.
 
     Example:
         >>> Q = sum_frequency_directions(7, 3, [1, 3])

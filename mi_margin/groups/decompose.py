@@ -1,4 +1,4 @@
-"""General numerical decomposition into real irreducibles (THEORY.md §6.3).
+"""General numerical decomposition into real irreducibles (docs/mathematics.md §6.3).
 
 Works for any finite group from its Cayley table alone, and doubles as an independent cross-check
 of the closed forms.

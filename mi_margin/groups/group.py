@@ -229,7 +229,7 @@ class FiniteGroup:
         ``method="closed"`` uses the constructor's formulas (cyclic/dihedral rotations, Young's
         orthogonal form for S_n, restriction from S_n for A_n, left multiplication for Q8, tensor
         products for direct products); ``"numerical"`` decomposes the regular representation
-        (THEORY.md §6.3, seed 0); ``"auto"`` is ``"closed"`` when available. The two methods give
+        (docs/mathematics.md §6.3, seed 0); ``"auto"`` is ``"closed"`` when available. The two methods give
         the same characters but different bases, and numerical names are generic (``dim3_a``).
 
         Example:

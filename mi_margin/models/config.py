@@ -67,7 +67,7 @@ class _Config:
 
 @dataclass(frozen=True)
 class TransformerConfig(_Config):
-    """One-layer transformer; the defaults are Nanda et al.'s grokking model (THEORY.md §4.1).
+    """One-layer transformer; the defaults are Nanda et al.'s grokking model (docs/mathematics.md §4.1).
 
     d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, learned positional embeddings, causal
     attention, logits read at the last position, no biases (``use_biases=False`` keeps zero bias

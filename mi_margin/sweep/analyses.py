@@ -8,7 +8,7 @@ row (``<name>_error``) instead of failing the sweep.
 - ``"fourier"``: ``key_frequencies`` and per-frequency logit similarity (modular addition; Nanda
   et al. 2023, Chughtai et al. 2023).
 - ``"irreps"``: ``key_irreps`` and per-irrep logit similarity (group composition; Chughtai et
-  al. 2023's key irreps, THEORY.md §3.4).
+  al. 2023's key irreps, docs/mathematics.md §3.4).
 - ``"margin"``: the dataset margin h(θ), the normalized margin h(θ)/Σ||ω_i||^ν and its ratio to
   the max-margin prediction γ* for the model's network family (Morwani et al. 2024, §1).
 """
@@ -37,7 +37,7 @@ def fourier(model: Any, task: Any, **options: Any) -> dict[str, Any]:
 
 def irreps(model: Any, task: Any, **options: Any) -> dict[str, Any]:
     """Key irreps (``options``: ``threshold`` of ``key_irreps``) and every irrep's logit
-    similarity with χ_ρ(abc⁻¹) (Chughtai et al. 2023, THEORY.md §3.4)."""
+    similarity with χ_ρ(abc⁻¹) (Chughtai et al. 2023, docs/mathematics.md §3.4)."""
     from mi_margin.analysis.irreps import irrep_logit_similarity, key_irreps
 
     keys = [str(name) for name in key_irreps(model, task, **options)]

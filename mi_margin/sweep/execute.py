@@ -2,7 +2,7 @@
 
 By default an embedded local Ray instance uses this machine's cores (one run per core: each
 worker reserves ``cpus_per_run`` CPUs and trains with that many torch threads, which on a small
-CPU beats one run using all cores, TL4_NOTES §3); ``address=`` connects to an existing Ray
+CPU beats one run using all cores, docs/performance.md); ``address=`` connects to an existing Ray
 cluster instead (``"auto"`` or ``"ray://head:10001"``). Ray does the scheduling. On a cluster the
 output folder must be on a filesystem every node sees (workers write the run folders), and the
 nodes need mi_margin installed (or pass ``runtime_env={"py_modules": [...]}``). ``sequential=True``
@@ -17,7 +17,7 @@ sweep is interrupted.
 same optimizer and batching; :func:`~mi_margin.sweep.worker.batch_key`) as one
 :func:`~mi_margin.training.batched.train_batched` job on a GPU, when the Ray cluster (or, with
 ``sequential=True``, this machine) has one; otherwise runs train one by one. On a CPU batching is
-not faster (TL4_NOTES §3: stacked seeds cost as much or more per model), so it is never used there.
+not faster (docs/performance.md: stacked seeds cost as much or more per model), so it is never used there.
 Note that the ``seed`` axis also changes the task's train/test split, so only runs that vary
 ``model.seed`` (and training hyperparameters) with one split share a task and can be batched.
 """

@@ -1,7 +1,7 @@
 """The sweep specification: a base configuration, the axes to vary, the analyses to run.
 
 A sweep is a grid: every combination of the axis values gives one run (Chughtai et al. 2023 ran
-50 seeds of one configuration for their universality table, THEORY.md §3.5; a weight decay ×
+50 seeds of one configuration for their universality table, docs/mathematics.md §3.5; a weight decay ×
 train fraction grid maps where grokking happens, Nanda et al. 2023). An axis is a dotted name:
 ``task.<arg>`` (a task constructor argument, e.g. ``task.train_fraction``), ``model.<field>``
 (an :class:`MLPConfig` / :class:`TransformerConfig` field, e.g. ``model.d_mlp``), ``train.<field>``

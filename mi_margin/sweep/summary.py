@@ -2,7 +2,7 @@
 
 The universality table counts, across the runs of a sweep (usually seeds), how often each irrep
 (group composition) or frequency (modular addition) is key — Chughtai et al. (2023) Fig. 7 over 50
-S5 seeds (THEORY.md §3.5): which representations are learned, how often, and how many per run.
+S5 seeds (docs/mathematics.md §3.5): which representations are learned, how often, and how many per run.
 Every possible label is listed, so a representation that is never learned shows as 0 (the 6-dim
 irrep of S5 in Chughtai et al.).
 """

@@ -1,5 +1,5 @@
 """Margin-maximization theory: predicted max margins and structures, certificate networks, and the
-side-by-side comparison of a trained model with the prediction (THEORY.md §1, §2).
+side-by-side comparison of a trained model with the prediction (docs/mathematics.md §1, §2).
 
 - :func:`max_margin` (:class:`Prediction`): γ*, width bound, neuron form, used frequencies/irreps
   for k-input modular addition (Morwani et al. Thm 7, Li et al. Thm 4.1), sparse parity (Thm 8)

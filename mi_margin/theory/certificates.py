@@ -1,7 +1,7 @@
 """Certificate networks: real theory-style :class:`HookedMLP` s (float64, no biases) attaining γ*.
 
 Each certificate has ||θ||_{2,ν} = 1 (Σ_i ||ω_i||_2^ν = 1), so its dataset margin h(θ) *is* its
-normalized margin and equals the predicted γ* (Morwani et al. 2024, Lemma 6 recipe; THEORY.md):
+normalized margin and equals the predicted γ* (Morwani et al. 2024, Lemma 6 recipe; docs/mathematics.md):
 
 - k-input modular addition (§1.3, §2.2): for every frequency ζ, phases θ ∈ {0, π/2}^k and signs
   s ∈ {±1}^k with s_1 = +1, the neuron u_i(a) = s_i β cos(αa + θ_i), w(c) = (Π s) β cos(αc + Σθ_i),

@@ -1,6 +1,6 @@
 """Observed vs predicted: hold a trained model against margin-maximization theory, side by side.
 
-:func:`compare_to_theory` measures what the theorems speak about (THEORY.md §1.3–1.5, §6.3) and
+:func:`compare_to_theory` measures what the theorems speak about (docs/mathematics.md §1.3–1.5, §6.3) and
 puts it next to :func:`~mi_margin.theory.predictions.max_margin`:
 
 - the normalized margin h(θ)/Σ||ω_i||^ν and its ratio to γ* (only when the model is the theorem's
@@ -36,7 +36,7 @@ from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, prediction_for
-from mi_margin.training.loop import model_inputs
+from mi_margin.models.evaluation import model_inputs
 
 #: a neuron is live when its weight is at least this fraction of the largest neuron weight
 LIVE_FRACTION = 1e-2

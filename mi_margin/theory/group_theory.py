@@ -1,11 +1,11 @@
-"""Max-margin predictions for finite-group composition (Morwani et al. 2024, Thm 9; THEORY.md §1.5).
+"""Max-margin predictions for finite-group composition (Morwani et al. 2024, Thm 9; docs/mathematics.md §1.5).
 
 Theorem 9 (quadratic network, L_{2,3} norm, k = 2) needs every irrep of G to be real and the sign
 condition Σ_{ρ≠1} d_ρ^{1.5} χ_ρ(C) < 0 on every non-trivial conjugacy class C. Then
 γ* = 2 / (3 sqrt(3|G|) Σ_{ρ≠1} d_ρ^{2.5}), width 2 Σ d_ρ³, every non-trivial irrep is used, the
 certificate spends a share ∝ d_ρ^{2.5} of the norm budget on ρ with 2 d_ρ³ neurons.
 
-Where the sign condition fails (A5, S6) we use **our LP extension** (THEORY.md §1.5, a
+Where the sign condition fails (A5, S6) we use **our LP extension** (docs/mathematics.md §1.5, a
 reformulation of Morwani et al. App. I.2 restricted to single-irrep neurons whose logits are a
 class function): maximize t s.t. Σ_ρ x_ρ (d_ρ − χ_ρ(C)) ≥ t on every non-trivial class,
 Σ_ρ x_ρ d_ρ^{1.5} = 1, x ≥ 0; γ_LP = 2t/(3|G|)^{3/2}, logits ∝ Σ_ρ x_ρ χ_ρ(abc⁻¹). Its dual
@@ -34,7 +34,7 @@ from mi_margin.theory.predictions import (
 )
 
 THEOREM_9 = "Morwani et al. 2024, Theorem 9"
-LP_EXTENSION = "LP extension of Theorem 9 (ours, THEORY.md §1.5; not a theorem of the paper)"
+LP_EXTENSION = "LP extension of Theorem 9 (ours, docs/mathematics.md §1.5; not a theorem of the paper)"
 #: relative tolerance of the sign condition and of "x_ρ > 0" in the LP solution
 SIGN_TOL = 1e-9
 

@@ -1,7 +1,7 @@
 """What margin-maximization theory predicts for a task and a network: γ*, width, neuron structure.
 
 - k-input modular addition, activation x^k: Morwani et al. (2024) Thm 7 (k = 2) and Li et al.
-  (2024) Thm 4.1 (general k) — THEORY.md §1.3, §2.2.
+  (2024) Thm 4.1 (general k) — docs/mathematics.md §1.3, §2.2.
 - (n, k)-sparse parity, activation x^k: Morwani et al. Thm 8 — §1.4.
 - finite-group composition, quadratic activation: Morwani et al. Thm 9 and, where its sign
   condition fails, our LP extension — §1.5 (see :mod:`mi_margin.theory.group_theory`).

@@ -5,7 +5,7 @@ trained on cross-entropy over the **full** table plus a small L_{2,ν} penalty �
 full batch, no weight decay. By Wei et al. (2019, Thm 4.1) the normalized margin of the global
 minimizers tends to γ* as λ → 0.
 
-- ``method="gd"``: Morwani et al. (2024, App. B; THEORY.md §1.6): gradient descent with a learning
+- ``method="gd"``: Morwani et al. (2024, App. B; docs/mathematics.md §1.6): gradient descent with a learning
   rate doubled at a series of milestones (the loss, hence the gradient, shrinks exponentially as
   the margin grows, so a constant step size stalls).
 - ``method="adam"`` (default, ours): AdamW without weight decay, its learning rate halved over the
@@ -34,7 +34,7 @@ from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import max_margin
 from mi_margin.training import Run, TrainConfig, train
-from mi_margin.training.loop import model_inputs
+from mi_margin.models.evaluation import model_inputs
 
 
 def _degree(task: Task) -> int:

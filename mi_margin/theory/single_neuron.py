@@ -4,7 +4,7 @@ With the certificate's distribution q* (uniform over the dataset) and class weig
 expected class-weighted margin of a network is a sum over neurons of
 ``ψ'(ω) = E_{x~q*}[act(pre_ω(x)) · (w[y] − Σ_{c≠y} τ(x)[c] w[c])]``. With the L_{2,ν} norm the best
 value over the unit ball is the best single unit-norm neuron ψ*, and γ* = ψ* whenever a certificate
-network exists (THEORY.md §1.2). This module evaluates ψ' and finds ψ* numerically (random-restart
+network exists (docs/mathematics.md §1.2). This module evaluates ψ' and finds ψ* numerically (random-restart
 L-BFGS on the sphere), an independent check of every γ* formula.
 """
 

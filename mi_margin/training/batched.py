@@ -1,7 +1,7 @@
 """Train N models of one architecture at once: stacked weights [N, ...] and one batched step.
 
 Many seeds, and per-instance learning rates, LR schedules, weight decays, betas, momenta and norm
-penalties, train as one computation with an explicit instance axis (TL4_NOTES §0.4, "stacked
+penalties, train as one computation with an explicit instance axis (docs/performance.md, "stacked
 module"): every parameter is stacked to [N, ...], the loss is Σ_n mean_n (so instance n receives
 exactly its own gradient), and one elementwise AdamW or SGD whose hyperparameters are [N, 1, ...]
 tensors updates the whole stack. On a GPU this turns N launch-bound steps into one step (not
@@ -132,7 +132,7 @@ class _BatchedTrainer:
 
     def group_size(self) -> int:
         """Instances computed together: all of them on a GPU; on CPU as many as keep one
-        micro-batch's widest activation within :data:`CPU_CACHE_FLOATS` (TL4_NOTES §3: stacked
+        micro-batch's widest activation within :data:`CPU_CACHE_FLOATS` (docs/performance.md: stacked
         activations that overflow the cache make a stacked step slower than N single ones)."""
         if self.device.type != "cpu":
             return self.stack.n

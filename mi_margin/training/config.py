@@ -11,7 +11,7 @@ from mi_margin.errors import MiMarginError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Defaults are Nanda et al.'s grokking recipe (THEORY.md §4.1): full batch,
+    """How to train. Defaults are Nanda et al.'s grokking recipe (docs/mathematics.md §4.1): full batch,
     AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), 10 warm-up steps, loss in float64.
 
     Attributes:
@@ -22,7 +22,7 @@ class TrainConfig:
             (Morwani et al. §1.1); r = ``norm_penalty_power`` or, when None, the homogeneity ν.
         batch_size: None for full batch, else seeded minibatches drawn without replacement.
         microbatch: the full-batch gradient is accumulated over chunks of this many examples
-            (same gradient, far better cache use on CPU; TL4_NOTES §3). None: one chunk.
+            (same gradient, far better cache use on CPU; docs/performance.md). None: one chunk.
         warmup_steps: linear LR warm-up (lr·min((step+1)/warmup, 1)).
         lr_milestones, lr_gamma: multiply the LR by ``lr_gamma`` at each milestone step
             (Morwani et al. App. B doubles it: ``lr_gamma=2``).

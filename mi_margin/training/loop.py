@@ -1,6 +1,6 @@
 """``train()``: full-batch (or minibatch) training with float64 loss, metrics, checkpoints, resume.
 
-Speed (TL4_NOTES §3): the transformer computes only the last position while training; the
+Speed (docs/performance.md): the transformer computes only the last position while training; the
 full-batch gradient is accumulated over micro-batches that stay in cache; nothing synchronises
 with the host between evaluations (no ``.item()`` per step).
 """
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mi_margin.errors import MiMarginError, TrainingDivergedError
+from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs, weight_norm_sq
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig, checkpoint_steps
 from mi_margin.training.run import (
@@ -29,39 +30,6 @@ from mi_margin.training.run import (
 )
 
 Metric = Callable[[Any, Task], dict[str, float]]
-
-
-def model_inputs(model: Any, task: Task) -> torch.Tensor:
-    """All N inputs in the form ``model`` reads (tokens for transformers, operands for MLPs)."""
-    x = task.model_inputs(getattr(model, "model_kind", "mlp"))
-    return x.to(model.W_out.dtype) if x.is_floating_point() else x
-
-
-def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
-                    ) -> torch.Tensor:
-    """Cross-entropy computed in float64 (grokking losses reach 1e-7; float32 rounds them)."""
-    return F.cross_entropy(logits.double(), labels, reduction=reduction)
-
-
-@torch.no_grad()
-def evaluate(model: Any, task: Task, idx: torch.Tensor, chunk: int = 8192
-             ) -> tuple[float, float]:
-    """(mean float64 cross-entropy, accuracy) of ``model`` on the examples ``idx``."""
-    if len(idx) == 0:
-        return float("nan"), float("nan")
-    x, y = model_inputs(model, task), task.labels
-    loss, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
-    for part in idx.split(chunk):
-        logits = model.last_logits(x[part])
-        loss += cross_entropy64(logits, y[part], reduction="sum")
-        correct += (logits.argmax(-1) == y[part]).sum()
-    return float(loss) / len(idx), float(correct) / len(idx)
-
-
-def weight_norm_sq(model: Any) -> float:
-    """Sum of squared trainable weights (Nanda et al.; Chughtai et al.)."""
-    with torch.no_grad():
-        return float(sum((p.double() ** 2).sum() for p in model.parameters() if p.requires_grad))
 
 
 def penalty_power(model: Any, config: TrainConfig) -> float:

@@ -2,7 +2,7 @@
 
 The stacked forward repeats the single model's operations with an extra leading axis (same matmul
 shapes per instance, same micro-batches), so each instance computes exactly what its own model
-computes (TL4_NOTES §0.4, "stacked module"). Used by :mod:`mi_margin.training.batched`.
+computes (docs/performance.md, "stacked module"). Used by :mod:`mi_margin.training.batched`.
 """
 
 from __future__ import annotations

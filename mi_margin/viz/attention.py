@@ -1,10 +1,10 @@
 """Attention pictures: circuitsvis views of single inputs and plotly maps over the whole input grid.
 
-Nanda et al. 2023 (THEORY.md §4.2) find that the attention from '=' to each operand is a function
+Nanda et al. 2023 (docs/mathematics.md §4.2) find that the attention from '=' to each operand is a function
 of (a, b) of the form 0.5 + α(cos ω_k a − cos ω_k b) + …: per-example views (circuitsvis) show the
 3×3 patterns, the grid heatmaps show that periodic structure.
 
-circuitsvis's ``str(html)`` loads its bundle from a CDN (TL4_NOTES.md §4), so :class:`AttentionView`
+circuitsvis's ``str(html)`` loads its bundle from a CDN (docs/architecture.md (offline HTML)), so :class:`AttentionView`
 always renders with the bundle inlined (``local_src``) and never probes the network.
 """
 

@@ -1,6 +1,6 @@
 """Plotly figures for feature alignment: NFM/AGOP heatmaps and NFA correlation over training.
 
-Beaglehole et al. 2024; Mallinar et al. 2024 (THEORY.md §5): the NFM W^T W next to the AGOP power
+Beaglehole et al. 2024; Mallinar et al. 2024 (docs/mathematics.md §5): the NFM W^T W next to the AGOP power
 G^s shows the alignment by eye (for modular addition both have circulant cross-operand blocks);
 the NFA correlation over checkpoints shows it rise during training.
 """

@@ -1,6 +1,6 @@
 """Training curves: loss (log scale), accuracy and weight norm, and progress measures over steps.
 
-Grokking (Nanda et al. 2023, THEORY.md §4.3) is read from these curves: train loss falls first,
+Grokking (Nanda et al. 2023, docs/mathematics.md §4.3) is read from these curves: train loss falls first,
 test loss much later, while the weight norm shrinks under weight decay; the progress measures
 (restricted/excluded loss, Gini coefficients) recorded as extra history columns show the circuit
 forming in between.

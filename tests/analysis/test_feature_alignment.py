@@ -1,4 +1,4 @@
-"""NFM, AGOP, tangent kernel and NFA (Beaglehole et al. 2024; Mallinar et al. 2024; THEORY.md §5).
+"""NFM, AGOP, tangent kernel and NFA (Beaglehole et al. 2024; Mallinar et al. 2024; docs/mathematics.md §5).
 
 Oracles: closed forms for linear networks, the exact identity G = W^T K W, a per-example autograd
 loop through the model's own forward, planted (block-)circulant matrices and the exact AGOP of

@@ -58,7 +58,7 @@ def test_logit_similarity_is_equal_on_the_planted_frequencies(p, k, planted):
 def test_neuron_clusters_recover_frequencies_and_phase_relation(p, k, planted):
     task = mm.ModularAddition(p=p, k=k)
     res = neuron_clusters(exact_cosine_mlp(task, planted), task)
-    per_frequency = 2 ** (2 * k - 1)                   # THEORY.md §2.2 construction
+    per_frequency = 2 ** (2 * k - 1)                   # docs/mathematics.md §2.2 construction
     assert res.counts == {f: per_frequency for f in planted}
     assert torch.equal(neuron_frequencies(exact_cosine_mlp(task, planted), task), res.frequency)
     assert res.phase_error is not None and float(res.phase_error.max()) < 1e-9

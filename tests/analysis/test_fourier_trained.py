@@ -67,7 +67,7 @@ def test_clock_wave_frequencies_of_power_mlps_are_in_embeddings_and_W_L(name, re
     """For (Σ u_i)^k neurons only the term k!·Π u_i(a_i)·w(c) meets cos(ω_f(Σa − c)) (every other
     term misses an operand and sums to 0), so the wave's weight is Σ_j Π_i û_ij(f) ŵ_j(−f): a
     frequency in the logit similarity must be in every input map and in W_L (Morwani et al.'s key
-    identity, THEORY.md §1.3, §2.2)."""
+    identity, docs/mathematics.md §1.3, §2.2)."""
     model, task = request.getfixturevalue(name)
     from_similarity = set(key_frequencies(model, task, method="similarity"))
     assert from_similarity
@@ -103,7 +103,7 @@ def test_dominant_neuron_frequencies_are_carried_by_the_embeddings(name, request
 @pytest.mark.parametrize("name", ["mlp_k2", "mlp_k3"])
 def test_trained_mlp_neurons_obey_the_phase_relation(name, request):
     """A neuron's logit contribution at its frequency scales with cos(θ_1+…+θ_k − θ_w)
-    (Morwani et al. key identity, THEORY.md §1.3), so useful neurons have small relation error."""
+    (Morwani et al. key identity, docs/mathematics.md §1.3), so useful neurons have small relation error."""
     model, task = request.getfixturevalue(name)
     res = neuron_clusters(model, task)
     assert res.phase_error is not None

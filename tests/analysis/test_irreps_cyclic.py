@@ -107,7 +107,7 @@ def test_planted_cosine_network_same_keys_and_neurons(planted):
 
 
 def test_trained_neuron_assignments_agree_where_both_assign(trained):
-    """Fourier dominance is measured on activations, irrep purity on weights (THEORY §6.3): the
+    """Fourier dominance is measured on activations, irrep purity on weights (docs/mathematics.md §6.3): the
     measures differ, but a neuron assigned by both must get the same frequency."""
     add, grp, model = trained
     fourier = neuron_clusters(model, add).frequency.tolist()

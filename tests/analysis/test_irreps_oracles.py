@@ -1,7 +1,7 @@
 """Irrep analyzers on certificate networks with planted irreps, their maths checked exhaustively,
 and their figures.
 
-Oracle (THEORY.md §1.5, built by ``mi_margin.theory.certificates.group_weights``): for every planted
+Oracle (docs/mathematics.md §1.5, built by ``mi_margin.theory.certificates.group_weights``): for every planted
 real irrep ρ and (i, j, l) ∈ [d]^3 the quadratic neuron pair (β ρ_ij, ±β ρ_jl, ±β ρ_il); the network's
 logits are exactly 4β³ Σ_ρ c_ρ χ_ρ(abc⁻¹). Every neuron is pure in its irrep, the u², v² and mean
 terms cancel within each pair and the non-ρ(ab) part of ρ(a)_ij ρ(b)_jl cancels in the sum over j,
@@ -42,7 +42,7 @@ PLANTED = [("S3", ["standard"]), ("D5", ["freq_1", "freq_2"]), ("S4", ["standard
 
 
 def planted_mlp(task, coefficients, beta=2.0):
-    """Quadratic float64 HookedMLP with logits 4 Σ_ρ (β³ c_ρ) χ_ρ(abc⁻¹) (THEORY.md §1.5)."""
+    """Quadratic float64 HookedMLP with logits 4 Σ_ρ (β³ c_ρ) χ_ρ(abc⁻¹) (docs/mathematics.md §1.5)."""
     pred = Prediction(theorem="planted", task_kind=task.kind, gamma=None, applies=False,
                       logit_coefficients={name: beta**3 * c for name, c in coefficients.items()})
     W_in, W_out = group_weights(task.group, pred)

@@ -1,6 +1,6 @@
 """Irrep analyzers on small trained group-composition MLPs (S3, D5, S4): structural facts.
 
-Trained for a few hundred full-batch AdamW steps (Chughtai et al.'s recipe, scaled down; THEORY.md
+Trained for a few hundred full-batch AdamW steps (Chughtai et al.'s recipe, scaled down; docs/mathematics.md
 §3.3). Whatever a trained model learned, these must hold: weight FVE fractions sum to 1 over the
 irreps, the trivial irrep is never key (centred logits), a model that generalizes has key irreps,
 and its logits live in them more than in the rest (restricted loss < excluded loss).
@@ -19,7 +19,7 @@ from mi_margin.analysis.irreps import (
     neuron_irrep_clusters,
 )
 from mi_margin.errors import MiMarginError
-from mi_margin.training import evaluate
+from mi_margin.models.evaluation import evaluate
 
 SETUPS = {"S3": (0.9, 500), "D5": (0.9, 500), "S4": (0.9, 600)}
 

@@ -7,7 +7,7 @@ from mi_margin.analysis.fourier import fourier_gini
 from mi_margin.analysis.progress import COLUMNS, progress_measures
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.errors import MiMarginError
-from mi_margin.training import evaluate
+from mi_margin.models.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
