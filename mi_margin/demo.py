@@ -31,8 +31,8 @@ def demo_setup(quick: bool = False) -> tuple[Any, Any, TrainConfig]:
 def analyze(model: Any, task: Any) -> dict[str, Any]:
     """The analyses the demo reports, as JSON-able values."""
     from mi_margin.analysis import key_frequencies, margin, neuron_frequencies, restricted_loss
-    from mi_margin.theory import compare_to_theory
     from mi_margin.models.evaluation import evaluate
+    from mi_margin.theory import compare_to_theory
 
     out: dict[str, Any] = {}
     out["test_loss"], out["test_accuracy"] = evaluate(model, task, task.test_idx)

@@ -25,8 +25,7 @@ from mi_margin.analysis.irreps import (
 )
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.models.evaluation import evaluate
-from mi_margin.models.evaluation import weight_norm_sq
+from mi_margin.models.evaluation import evaluate, weight_norm_sq
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.tasks import Task
 from mi_margin.models.evaluation import model_inputs
+from mi_margin.tasks import Task
 
 SUBSETS = ("all", "train", "test")
 

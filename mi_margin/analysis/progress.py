@@ -18,8 +18,7 @@ from mi_margin.analysis.fourier import fourier_gini, key_frequencies
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.models.evaluation import evaluate
-from mi_margin.models.evaluation import weight_norm_sq
+from mi_margin.models.evaluation import evaluate, weight_norm_sq
 
 COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss",
            "excluded_loss", "gini_embed", "gini_W_L", "weight_norm_sq"]

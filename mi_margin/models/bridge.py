@@ -1,7 +1,7 @@
 """Export a :class:`HookedOneLayerTransformer` to TransformerLens 4's own ``TransformerBridge``.
 
 The state dict already uses TransformerLens's legacy names, so ``convert_tl_checkpoint`` maps it to
-the bridge layout (docs/architecture.md (bridge)). Activations the bridge lacks (quadratic, x^d) are swapped in
+the bridge layout. Activations the bridge lacks (quadratic, x^d) are swapped in
 after booting on the MLP's wrapped component.
 """
 

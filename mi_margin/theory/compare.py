@@ -34,9 +34,9 @@ from torch import Tensor
 
 from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, prediction_for
-from mi_margin.models.evaluation import model_inputs
 
 #: a neuron is live when its weight is at least this fraction of the largest neuron weight
 LIVE_FRACTION = 1e-2

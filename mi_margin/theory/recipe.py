@@ -31,10 +31,10 @@ from scipy.optimize import linprog
 from mi_margin.analysis.margin import margin, neuron_norms64
 from mi_margin.errors import MiMarginError
 from mi_margin.models import HookedMLP, MLPConfig
+from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import max_margin
 from mi_margin.training import Run, TrainConfig, train
-from mi_margin.models.evaluation import model_inputs
 
 
 def _degree(task: Task) -> int:

@@ -1,9 +1,9 @@
 """Training: ``train()``, ``TrainConfig``, runs (metrics history, checkpoints) and exact resume."""
 
+from mi_margin.models.evaluation import cross_entropy64, evaluate
 from mi_margin.training.batched import train_batched
 from mi_margin.training.config import TrainConfig, checkpoint_steps
 from mi_margin.training.io import load, save
-from mi_margin.models.evaluation import cross_entropy64, evaluate
 from mi_margin.training.loop import resume, train
 from mi_margin.training.run import Run, load_run, save_run
 from mi_margin.training.stacked import evaluate_batched

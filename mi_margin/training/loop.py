@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mi_margin.errors import MiMarginError, TrainingDivergedError

@@ -1,6 +1,6 @@
 """HTML building blocks for offline pages: inlined script bundles, figure divs, boxes, tables.
 
-A report must render from a ``file://`` URL with no network (docs/architecture.md (offline HTML)): plotly.js and the
+A report must render from a ``file://`` URL with no network: plotly.js and the
 circuitsvis bundle are inlined once per page, and every figure or attention view is a fragment
 that only references them. ``circuitsvis``'s own ``str(html)`` loads its bundle from a CDN, so we
 never use it.

@@ -4,7 +4,7 @@ Nanda et al. 2023 (docs/mathematics.md §4.2) find that the attention from '=' t
 of (a, b) of the form 0.5 + α(cos ω_k a − cos ω_k b) + …: per-example views (circuitsvis) show the
 3×3 patterns, the grid heatmaps show that periodic structure.
 
-circuitsvis's ``str(html)`` loads its bundle from a CDN (docs/architecture.md (offline HTML)), so :class:`AttentionView`
+circuitsvis's ``str(html)`` loads its bundle from a CDN, so :class:`AttentionView`
 always renders with the bundle inlined (``local_src``) and never probes the network.
 """
 

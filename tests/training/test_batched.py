@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import mi_margin as mm
+from mi_margin.models.evaluation import evaluate
 from mi_margin.training import batched
 from mi_margin.training.batched import train_batched
-from mi_margin.models.evaluation import evaluate
 from mi_margin.training.stacked import evaluate_batched
 from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
 
