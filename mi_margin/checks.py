@@ -88,6 +88,10 @@ def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
 
 def check_int_tuple(name: str, value: Any, low: int | None = None) -> tuple[int, ...]:
     """A list or tuple of integers >= ``low``, as a tuple."""
+    rule = " ".join(["a list of integers", _bounds(low, None)]).strip()
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise _fail(name, "a list of integers", value)
-    return tuple(check_int(f"{name}[{i}]", v, low) for i, v in enumerate(value))
+        raise _fail(name, rule, value)
+    try:
+        return tuple(check_int(name, v, low) for v in value)
+    except MiMarginError:
+        raise _fail(name, rule, value) from None

@@ -93,9 +93,9 @@ class TrainConfig:
         betas = self.betas
         if isinstance(betas, (str, bytes)) or not isinstance(betas, (list, tuple)) or len(betas) != 2:
             raise MiMarginError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
-        for i, b in enumerate(betas):
-            if check_float(f"betas[{i}]", b, low=0) >= 1:
-                raise MiMarginError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                   for b in betas):  # (nan fails 0 <= b)
+            raise MiMarginError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         milestones = check_int_tuple("lr_milestones", self.lr_milestones, low=0)
         object.__setattr__(self, "lr_milestones", tuple(sorted(milestones)))
