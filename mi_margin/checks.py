@@ -42,9 +42,10 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
     rule = " ".join(["an integer", _bounds(low, high)]).strip()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(name, rule, value)
-    if (low is not None and value < low) or (high is not None and value > high):
+    n = int(value)
+    if (low is not None and n < low) or (high is not None and n > high):
         raise _fail(name, rule, value)
-    return int(value)
+    return n
 
 
 def check_optional_int(name: str, value: Any, low: int | None = None) -> int | None:
