@@ -39,7 +39,7 @@ TERMINAL = ("finished", "stopped_early", "diverged")
 #: model config fields that may differ inside one batched job (they only change the initial weights)
 INIT_ONLY = ("seed", "init_scale")
 #: TrainConfig fields every run of one batched job must share (mi_margin.training.batched)
-SHARED_TRAIN = ("optimizer", "batch_size", "microbatch")
+SHARED_TRAIN = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 
 
 # -- reading a run folder -------------------------------------------------------------------------

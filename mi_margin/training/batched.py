@@ -46,8 +46,9 @@ from mi_margin.training.stacked import (
 )
 from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
 
-#: TrainConfig fields every instance must share (they decide which examples are computed when).
-SHARED_FIELDS = ("optimizer", "batch_size", "microbatch")
+#: TrainConfig fields every instance must share (they decide which examples are computed when,
+#: and when the instances' snapshots are written: all together).
+SHARED_FIELDS = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 
 # -- configs ----------------------------------------------------------------------------------------
 def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -> list[TrainConfig]:
@@ -246,9 +247,9 @@ def train_batched(models: Sequence[Any], task: Task,
     it alone) and status. The models are trained in place. What may differ between instances: the
     models' ``seed``/``init_scale`` (or any starting weights), and in the configs the learning rate
     and its schedule, weight decay, betas, momentum, norm penalty, step count, evaluation and
-    checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size`` and ``microbatch``
-    (and ``seed`` with minibatches) must agree. An instance that stops (finished, target reached,
-    or diverged: status ``"diverged"`` where ``train()`` would raise) keeps its run frozen while the
+    checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size``, ``microbatch``
+    and ``snapshot_every`` (and ``seed`` with minibatches) must agree. An instance that stops
+    (finished, target reached, or diverged: status ``"diverged"`` where ``train()`` would raise) keeps its run frozen while the
     others go on; its weights in the stack keep being computed until the last instance stops.
     Forward hooks attached to the models are not run during batched training.
 

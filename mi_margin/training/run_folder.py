@@ -138,8 +138,8 @@ class RunWriter:
                 f"{root} already holds a run; continue it with mm.resume({str(root)!r}) "
                 "(mi-margin train --resume) or replace it with overwrite=True "
                 "(mi-margin train --overwrite)")
-        if root.is_dir():  # an overwritten run, or what a killed first snapshot left
-            for path in list(root.iterdir()):
+        if root.is_dir():  # an overwritten run (run.json first), or what a killed start left
+            for path in sorted(root.iterdir(), key=lambda p: p.name != META):
                 if path.name in RUN_ENTRIES or is_temporary(path):
                     _remove(path)
         return cls(root)
