@@ -250,7 +250,8 @@ def train_batched(models: Sequence[Any], task: Task,
     checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size``, ``microbatch``
     and ``snapshot_every`` (and ``seed`` with minibatches) must agree. An instance that stops
     (finished, target reached, or diverged: status ``"diverged"`` where ``train()`` would raise)
-    keeps its run frozen while the others go on; its weights in the stack keep being computed until the last instance stops.
+    keeps its run frozen while the others go on; its weights in the stack keep being computed
+    until the last instance stops.
     Forward hooks attached to the models are not run during batched training.
 
     Args:
