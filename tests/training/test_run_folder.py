@@ -214,3 +214,30 @@ def test_history_round_trips_exactly(saved, tmp_path):
     again = mm.resume(tmp_path / "run", steps=12)     # nothing to do: finishes at once
     run = mm.train(model(), task(), config())
     assert again.history.equals(run.history)
+
+
+def test_snapshot_clock():
+    import time
+
+    from mi_margin.training.recorder import WRITE_BUDGET, SnapshotClock
+
+    assert not SnapshotClock(None, enabled=False).due(10**6)
+    every = SnapshotClock(5, enabled=True, step=10)
+    assert not every.due(14) and every.due(15)
+    adaptive = SnapshotClock(None, enabled=True)
+    adaptive.cost, adaptive.last_end = 1.0, time.perf_counter() - 0.5 / WRITE_BUDGET
+    assert not adaptive.due(1)                      # only half the budgeted time has passed
+    adaptive.last_end = time.perf_counter() - 1.0 / WRITE_BUDGET
+    assert adaptive.due(1)
+
+
+def test_snapshot_every_sets_the_cadence(tmp_path, monkeypatch):
+    from mi_margin.training import run_folder
+
+    steps = []
+    original = run_folder.RunWriter.publish
+    monkeypatch.setattr(run_folder.RunWriter, "publish",
+                        lambda self, run, rows: (steps.append(run.step), original(self, run, rows)))
+    mm.train(model(), task(), config(steps=20, snapshot_every=7, n_checkpoints=2),
+             out_dir=tmp_path / "run")
+    assert steps == [0, 7, 14, 20]
