@@ -18,8 +18,14 @@ MODEL_KINDS = ("transformer", "mlp")
 
 
 def model_kind(model: Any) -> str:
-    """``"transformer"`` or ``"mlp"`` (the models' ``model_kind`` attribute); anything else is an error."""
+    """``"transformer"`` or ``"mlp"``; anything else is an error.
+
+    Our models say so in their ``model_kind`` attribute; a TransformerLens ``TransformerBridge``
+    (``model.to_bridge()``) is recognised by its class, without importing TransformerLens here.
+    """
     kind = getattr(model, "model_kind", None)
+    if kind is None and any(c.__name__ == "TransformerBridge" for c in type(model).__mro__):
+        kind = "transformer"
     if kind not in MODEL_KINDS:
         raise MiMarginError(f"expected a HookedOneLayerTransformer or HookedMLP, got "
                             f"{type(model).__name__} (model_kind={kind!r})")
@@ -33,7 +39,7 @@ def expected_shape(model: Any, task: Any) -> dict[str, Any]:
     if getattr(task, "kind", "") == "sparse_parity":
         return {"d_vocab": task.n, "d_vocab_out": 2, "k": 1, "input_kind": "vector"}
     return {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k,
-            "input_kind": "index"}
+            "input_kind": "one_hot"}
 
 
 def check_fits(model: Any, task: Any, *, finite: bool = False) -> None:

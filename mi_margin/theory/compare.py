@@ -90,7 +90,6 @@ class TheoryComparison(AnalysisResult):
     pure_threshold: float
 
     _score: ClassVar[str] = "share_observed"
-    _plot: ClassVar[str | None] = "mi_margin.viz.theory:comparison_figure"
 
     # -- per neuron ------------------------------------------------------------------------------
     @property
