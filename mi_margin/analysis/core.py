@@ -64,7 +64,8 @@ class Subject:
     @torch.no_grad()
     def run(self, names: Sequence[str] = (), hooks: HookMaker | None = None
             ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits [N, V] over the grid and last-position activations [N, ...] at ``names``.
+        """Logits [N, V] over the grid and last-position activations [N, ...] at ``names``
+        (for ``PATTERN``, [N, heads, key positions]: the last query's attention).
 
         The grid goes through the model ``ROWS`` rows at a time; ``hooks(rows)`` gives extra hooks
         for each chunk (they run before the activations are stored).
@@ -75,8 +76,8 @@ class Subject:
         logits, store = [], {name: [] for name in names}   # type: ignore[var-annotated]
 
         def saver(name: str) -> Hook:
-            def save(act: Tensor, hook: Any) -> None:
-                store[name].append(last(act).detach())
+            def save(act: Tensor, hook: Any) -> None:     # attention: the last query's row
+                store[name].append((act[:, :, -1] if name == PATTERN else last(act)).detach())
             return save
 
         for start in range(0, len(x), ROWS):

@@ -42,9 +42,10 @@ class NeuronClusters(AnalysisResult):
     """Every neuron's dominant label and purity (see :func:`neuron_clusters`).
 
     Attributes:
-        label_kind, labels: "frequency" / "irrep" / "subset" and the non-trivial labels.
+        label_kind, labels: "frequency" / "irrep" / "subset" and all labels, trivial first.
         model_kind, source, min_purity: what was measured and the dominance threshold.
-        energy: [d_mlp, L−1] each neuron's energy per label; total: [d_mlp] its centred energy.
+        energy: [d_mlp, L] each neuron's energy per label (trivial: 0, the mean is removed);
+            total: [d_mlp] its centred energy (labels' blocks plus what mixes labels).
         purity: [d_mlp] max energy / total (NaN where total is 0).
         label: per neuron the dominant label, None where purity < ``min_purity`` or dead.
         dead: [d_mlp] activation constant over the whole grid ("always off", Chughtai et al.).
@@ -60,7 +61,7 @@ class NeuronClusters(AnalysisResult):
     model_kind: str
     source: str
     min_purity: float
-    energy: Float[Tensor, "d_mlp L1"] = field(repr=False)
+    energy: Float[Tensor, "d_mlp L"] = field(repr=False)
     total: Float[Tensor, " d_mlp"] = field(repr=False)
     purity: Float[Tensor, " d_mlp"] = field(repr=False)
     label: tuple[Any, ...] = field(repr=False)
@@ -79,8 +80,8 @@ class NeuronClusters(AnalysisResult):
         return self.label
 
     @property
-    def shares(self) -> Float[Tensor, "d_mlp L1"]:
-        """Share of each neuron's energy in each label, [d_mlp, L−1]."""
+    def shares(self) -> Float[Tensor, "d_mlp L"]:
+        """Share of each neuron's centred energy in each label, [d_mlp, L]."""
         safe = torch.where(self.total > 0, self.total, torch.ones_like(self.total))
         return torch.where(self.total[:, None] > 0, self.energy / safe[:, None], 0.0)
 
@@ -143,15 +144,19 @@ def phases_at(weight: Float[Tensor, "p m"], frequency: Int[Tensor, " m"]) -> Flo
     return torch.where(frequency > 0, theta, torch.full_like(theta, float("nan")))
 
 
-def neuron_phases(s: Subject, pre: Tensor, frequency: Tensor) -> tuple[Tensor, Tensor]:
-    """Phases [m, k+1] of the pre-activation's marginal on each operand and of W_L, and the
-    relation error (see the module docstring). The marginal of an MLP's pre-activation on operand
-    i is W_in_eff[i] plus a constant; for a transformer it includes what attention does."""
-    n, k = s.basis.n, s.basis.k
-    marginals = [pre.new_zeros((n, pre.shape[1]), dtype=torch.float64)
-                 .index_add_(0, s.task.inputs[:, i], pre.double()) for i in range(k)]
+def neuron_phases(pre: Tensor, inputs: Tensor, out: Tensor, frequency: Tensor, p: int
+                  ) -> tuple[Tensor, Tensor]:
+    """Phases [m, k+1] of the pre-activations' marginals on each operand and of the output map
+    ``out`` [m, p], at each neuron's ``frequency``, and the relation error (module docstring).
+
+    ``pre`` [N, m] holds the pre-activations at the grid ``inputs`` [N, k] (elements of Z_p). The
+    marginal of an MLP's pre-activation on operand i is W_in_eff[i] plus a constant; for a
+    transformer it includes what attention does.
+    """
+    marginals = [pre.new_zeros((p, pre.shape[1]), dtype=torch.float64)
+                 .index_add_(0, inputs[:, i], pre.double()) for i in range(inputs.shape[1])]
     theta = [phases_at(m, frequency) for m in marginals]
-    theta.append(phases_at(s.neuron_logit_map().double().T, frequency))
+    theta.append(phases_at(out.double().T, frequency))
     phases = torch.stack(theta, dim=1)
     return phases, wrap(phases[:, :-1].sum(1) - phases[:, -1]).abs()
 
@@ -195,20 +200,23 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         if task.kind == "sparse_parity":
             raise MiMarginError("source='weights' needs maps over group elements; sparse parity "
                                 "has none (use source='activations')")
-        full = _weight_energy(s)
-        energy, total = full[:, 1:], full.sum(1)
+        energy = _weight_energy(s)
+        energy[:, 0] = 0.0                                  # centred: only rounding is left
+        total = energy.sum(1)
     else:
         grid = b.grid_energy(post)
-        energy, total = grid.blocks, grid.total
-    best, index = energy.max(1)
+        energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
+        total = grid.total
+    best, index = energy[:, 1:].max(1)
     purity = torch.where(total > 0, best / total.clamp_min(1e-300), torch.nan)
     assigned = tuple(b.nontrivial[int(j)] if (bool(q >= min_purity) and not bool(d)) else None
                      for j, q, d in zip(index, purity, dead))
     phases = error = None
     if b.label_kind == "frequency":
         frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
-        phases, error = neuron_phases(s, acts[PRE], frequency)
-    return NeuronClusters(label_kind=b.label_kind, labels=b.nontrivial, model_kind=s.kind,
+        phases, error = neuron_phases(acts[PRE], task.inputs, s.neuron_logit_map(), frequency,
+                                      b.n)
+    return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
                           phase_error=error)
@@ -224,7 +232,7 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
         >>> task = mm.GroupComposition("S3")
         >>> res = neuron_irrep_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
         >>> tuple(res.energy.shape), len(res.irrep)
-        ((8, 2), 8)
+        ((8, 3), 8)
     """
     require(task, "group_composition", "neuron_irrep_clusters")
     return neuron_clusters(model, task, min_purity, source)

@@ -151,10 +151,18 @@ class Spectrum(AnalysisResult):
 
     def _table(self) -> pd.DataFrame:
         rows = [{"component": comp, "kind": "weight" if comp in self.weights else "grid",
-                 self.label_kind: lab, "fraction": float(s)}
+                 self.label_kind: lab, "term": "", "fraction": float(x)}
                 for comp in [*self.weights, *self.grid]
-                for lab, s in zip(self.labels[1:], self.shares(comp).tolist())]
-        return pd.DataFrame(rows, columns=["component", "kind", self.label_kind, "fraction"])
+                for lab, x in zip(self.labels[1:], self.shares(comp).tolist())]
+        if self.hidden is not None:
+            fr = self.hidden_fractions()
+            rows += [{"component": "neurons", "kind": "term", self.label_kind: lab, "term": term,
+                      "fraction": float(fr[i, t])}
+                     for i, lab in enumerate(self.labels) for t, term in enumerate(self.terms)]
+            rows.append({"component": "neurons", "kind": "term", self.label_kind: "residual",
+                         "term": "", "fraction": float(1 - fr.sum()) if fr.sum() > 0 else 0.0})
+        return pd.DataFrame(rows, columns=["component", "kind", self.label_kind, "term",
+                                           "fraction"])
 
 
 def _parse_where(where: Sequence[str] | str | None, s: Subject) -> set[str]:
