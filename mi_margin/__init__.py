@@ -8,6 +8,8 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
+import importlib
+
 from mi_margin import analysis, fourier, groups, sweep, theory
 from mi_margin.analysis import (
     clock_pizza,
@@ -37,6 +39,9 @@ from mi_margin.models import (
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
 from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
+
+# ``result.plot()`` imports the plotting layer on first use (it registers the figures).
+analysis.results.figure_loader = lambda: importlib.import_module("mi_margin.viz")
 
 __version__ = "0.1.0"
 

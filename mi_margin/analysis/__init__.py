@@ -76,6 +76,7 @@ __all__ = [
     "neuron_irrep_clusters",
     "neuron_irreps",
     "nfa_correlation",
+    "nfa_over_training",
     "nfm",
     "progress_measures",
     "restricted_loss",

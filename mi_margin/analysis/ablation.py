@@ -16,8 +16,8 @@ user's own experiment:
     (49, 7)
 
 :func:`ablation_hook` does this for the labels of any task's harmonic basis (frequencies, irreps,
-parity subsets); any orthonormal basis over the grid works with :func:`grid_projection_hook`. For transformers the hook edits one position (the last by
-default) of [N, pos, d] activations.
+parity subsets); any orthonormal basis over the grid works with :func:`grid_projection_hook`. For
+transformers the hook edits one position (the last by default) of [N, pos, d] activations.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.tasks.base import subset_indices
 
-
 #: examples whose margin is within this relative distance of the dataset margin are "on the margin"
 ON_MARGIN_RTOL = 1e-6
 

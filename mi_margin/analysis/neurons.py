@@ -164,7 +164,8 @@ def neuron_phases(pre: Tensor, inputs: Tensor, out: Tensor, frequency: Tensor, p
 def _weight_energy(s: Subject) -> Tensor:
     """Σ over the neuron's vectors over the group of ||Q_ρᵀ(x − mean)||², [d_mlp, L]."""
     maps = [*s.neuron_input_maps(), s.neuron_logit_map().T]
-    return sum(s.basis.weight_energy(X.double() - X.double().mean(0)) for X in maps).T
+    return torch.stack([s.basis.weight_energy(X.double() - X.double().mean(0))
+                        for X in maps]).sum(0).T
 
 
 def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",

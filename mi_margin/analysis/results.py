@@ -8,14 +8,17 @@ that groups them (``_group``: ``top`` ranks within each group).
 
 Analysis knows nothing of plotting: :func:`figure` is a single-dispatch function over result types
 to which the plotting layer registers one figure per type when it is imported
-(``@figure.register``); ``result.plot()`` calls it.
+(``@figure.register``); ``result.plot()`` calls it. The package root sets :data:`figure_loader`
+to import the plotting layer on the first ``plot()`` (so ``import mi_margin`` stays light and
+``result.plot()`` still works in a fresh process).
 """
 
 from __future__ import annotations
 
-from functools import singledispatch
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import singledispatch
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -62,7 +65,14 @@ class AnalysisResult(ABC):
 
     def plot(self, **kwargs: Any) -> Any:
         """The figure registered for this result's type (see :func:`figure`)."""
+        if figure.dispatch(type(self)) is figure.dispatch(object) and figure_loader is not None:
+            figure_loader()
         return figure(self, **kwargs)
+
+
+#: called once by ``plot()`` when no figure is registered for a result type (set by the package
+#: root to import the plotting layer, which registers its figures)
+figure_loader: Callable[[], object] | None = None
 
 
 @singledispatch

@@ -246,18 +246,18 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
     grid, variance, units_of = {}, {}, {}
     tuples = hidden = hidden_variance = None
     for name, (values, unit_labels) in _grid_units(s, chosen).items():
-        energy = b.grid_energy(values)
-        safe = torch.where(energy.total > 0, energy.total, torch.ones_like(energy.total))
-        grid[name] = torch.where(energy.total[:, None] > 0, energy.blocks / safe[:, None], 0.0)
-        variance[name], units_of[name] = energy.total / len(values), unit_labels
+        part = b.grid_energy(values)
+        safe = torch.where(part.total > 0, part.total, torch.ones_like(part.total))
+        grid[name] = torch.where(part.total[:, None] > 0, part.blocks / safe[:, None], 0.0)
+        variance[name], units_of[name] = part.total / len(values), unit_labels
         if name == "neurons":
-            if energy.tuples is not None:
-                total = energy.tuples.sum()
-                tuples = energy.tuples / total if total > 0 else energy.tuples
+            if part.tuples is not None:
+                total = part.tuples.sum()
+                tuples = part.tuples / total if total > 0 else part.tuples
             centred = values.double() - values.double().mean(0)
             hidden = torch.stack([b.term_energy(task, centred, t) for t in b.terms()],
                                  -1).permute(1, 0, 2)
-            hidden_variance = energy.total
+            hidden_variance = part.total
     return Spectrum(label_kind=b.label_kind, labels=b.labels, dims=b.dims, n=b.n, k=b.k,
                     model_kind=s.kind, weights=weights, gini=ginis, grid=grid,
                     grid_variance=variance, unit_labels=units_of, neuron_tuples=tuples,

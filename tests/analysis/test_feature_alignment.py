@@ -15,7 +15,6 @@ import scipy.linalg
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.analysis.agop import (
     agop,
     agop_and_kernel,

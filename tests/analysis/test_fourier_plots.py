@@ -4,13 +4,12 @@ import plotly.graph_objects as go
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.analysis._planted import exact_cosine_mlp
 from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.neurons import neuron_clusters
-from mi_margin.analysis.spectrum import fourier_spectrum, logit_similarity
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import fourier_spectrum, logit_similarity
 from mi_margin.viz.fourier import neuron_heatmaps
 
 

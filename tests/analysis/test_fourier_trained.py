@@ -13,8 +13,8 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis.neurons import neuron_clusters
-from mi_margin.analysis.spectrum import component_shares, key_frequencies
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import component_shares, key_frequencies
 
 
 def _train(model, task, steps, lr):

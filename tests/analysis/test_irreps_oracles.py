@@ -16,7 +16,6 @@ import pytest
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.analysis.ablation import ablation_hook
 from mi_margin.analysis.basis import basis_for, term_labels
 from mi_margin.analysis.neurons import neuron_irrep_clusters, neuron_irreps

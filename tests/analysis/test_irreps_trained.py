@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.analysis.neurons import neuron_irrep_clusters
 from mi_margin.analysis.progress import ProgressMeasures, irrep_progress
 from mi_margin.analysis.restricted import irrep_restricted_loss

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.analysis.margin import margin
 from mi_margin.errors import MiMarginError
 

@@ -3,9 +3,9 @@
 import pytest
 
 import mi_margin as mm
-from mi_margin.analysis.spectrum import fourier_gini
 from mi_margin.analysis.progress import COLUMNS, progress_measures
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import fourier_gini
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import evaluate
 

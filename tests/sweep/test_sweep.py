@@ -18,9 +18,9 @@ import pytest
 
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
-from mi_margin.sweep import analyses
 from mi_margin.sweep import (
     SweepSpec,
+    analyses,
     collect,
     grid_metric,
     grokking_step,

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import mi_margin as mm
-import mi_margin.viz  # noqa: F401  (registers the figures that result.plot() draws)
 from mi_margin.theory import certificate, compare_to_theory
 
 
