@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,8 +42,8 @@ from mi_margin.fourier.cyclic import (
 )
 from mi_margin.fourier.group import isotypic_basis
 
-#: columns processed at once by the grid transforms (bounds memory on large grids)
-CHUNK = 16
+#: float64 entries per column chunk of the grid transforms (bounds memory on large grids)
+CHUNK = 2**23
 
 
 class GridEnergy(NamedTuple):
@@ -67,9 +67,21 @@ def term_labels(k: int) -> tuple[str, ...]:
     return (*letters, letters) if k > 1 else (letters,)
 
 
-def _columns(values: Tensor) -> list[Tensor]:
-    """float64 column chunks of [N, m] values (so a large grid is never doubled at once)."""
-    return [values[:, i:i + CHUNK].double() for i in range(0, values.shape[1], CHUNK)]
+def columns(values: Tensor) -> Iterator[Tensor]:
+    """float64 chunks of the columns of [N, m] values, about ``CHUNK`` entries each, one at a time
+    (a large grid is never copied whole; every grid transform acts column by column)."""
+    width = max(1, CHUNK // max(1, len(values)))
+    for i in range(0, values.shape[1], width):
+        yield values[:, i:i + width].double()
+
+
+def sum_by(elements: Tensor, values: Tensor, n: int) -> Tensor:
+    """Σ of the rows of [N, m] ``values`` per element (``elements`` [N] in 0..n−1), float64 [n, m],
+    converting a chunk of rows at a time."""
+    out = torch.zeros((n, values.shape[1]), dtype=torch.float64)
+    for rows, part in zip(elements.split(2**16), values.split(2**16)):
+        out.index_add_(0, rows, part.double())
+    return out
 
 
 class HarmonicBasis(ABC):
@@ -143,14 +155,14 @@ class HarmonicBasis(ABC):
         return term_labels(self.k)
 
     def term_energy(self, task: Any, values: Tensor, term: str) -> Tensor:
-        """Energy of each (centred) column in every label's ρ(term) subspace, [L, m].
+        """Energy of each column, centred over the grid, in every label's ρ(term) subspace, [L, m].
 
         Every element appears n^{k−1} times in a term column, so the grid basis is
-        Q_ρ[column]/sqrt(n^{k−1}) and Qᵀ H = Q_ρᵀ (rows of H summed per element)/sqrt(n^{k−1}).
+        Q_ρ[column]/sqrt(n^{k−1}) and Qᵀ H = Q_ρᵀ (rows of H summed per element)/sqrt(n^{k−1});
+        centring subtracts the mean n^{k−1} times from every element's sum.
         """
-        column = self.term_elements(task, term)
-        summed = values.new_zeros((self.n, values.shape[1]), dtype=torch.float64)
-        summed.index_add_(0, column, values.double())
+        summed = sum_by(self.term_elements(task, term), values, self.n)
+        summed -= summed.mean(0)
         return self.weight_energy(summed) / self.n ** (self.k - 1)
 
     def term_directions(self, task: Any, labels: Sequence[Any], term: str | None = None
@@ -175,7 +187,7 @@ class HarmonicBasis(ABC):
         orthogonal, so a row of ``blocks`` sums to at most ``total``.
         """
         blocks, totals = [], []
-        for chunk in _columns(values):
+        for chunk in columns(values):
             chunk = chunk - chunk.mean(0)
             grid = chunk.reshape([self.n] * self.k + [chunk.shape[1]])
             per_label = []
@@ -265,7 +277,7 @@ class CyclicBasis(HarmonicBasis):
         F, k = self.n // 2, self.k
         freqs, zeros = torch.arange(1, F + 1), torch.zeros(F, dtype=torch.long)
         blocks, totals, tuples = [], [], None
-        for chunk in _columns(values):
+        for chunk in columns(values):
             power = grid_power(chunk, self.n, k)
             block = power.new_zeros((F, chunk.shape[1]))
             for corner in range(1, 2**k):
@@ -278,7 +290,7 @@ class CyclicBasis(HarmonicBasis):
 
     def block_projection(self, values: Tensor, labels: Sequence[Any]) -> Tensor:
         mask = frequency_mask(self.n, self.k, list(self.resolve(labels)))
-        return torch.cat([filter_grid(c, self.n, self.k, mask) for c in _columns(values)], 1)
+        return torch.cat([filter_grid(c, self.n, self.k, mask) for c in columns(values)], 1)
 
     def characters(self) -> Tensor:
         g = torch.arange(self.n, dtype=torch.float64)
@@ -383,7 +395,7 @@ class ParityBasis(HarmonicBasis):
         return ("x",)
 
     def grid_energy(self, values: Tensor) -> GridEnergy:
-        energy = torch.cat([self.coefficients(c - c.mean(0)).square() for c in _columns(values)],
+        energy = torch.cat([self.coefficients(c - c.mean(0)).square() for c in columns(values)],
                            1)
         return GridEnergy(energy[1:].T, energy.sum(0), None)
 

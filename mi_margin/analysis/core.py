@@ -37,6 +37,11 @@ def last(act: Tensor) -> Tensor:
     return act[:, -1] if act.ndim >= 3 and act.shape[1] > 0 else act
 
 
+def centre_classes(rows: slice, logits: Tensor) -> Tensor:
+    """Logits minus their mean over the classes (softmax ignores a per-input constant)."""
+    return logits - logits.mean(1, keepdim=True)
+
+
 def require(task: Any, kind: str, what: str) -> None:
     """Raise unless ``task.kind == kind`` (the field views: frequencies need Z_p, irreps a group)."""
     names = {"modular_addition": "ModularAddition", "group_composition": "GroupComposition",
@@ -62,29 +67,39 @@ class Subject:
         return x.to(self.model.W_out.dtype) if x.is_floating_point() else x
 
     @torch.no_grad()
-    def run(self, names: Sequence[str] = (), hooks: HookMaker | None = None
+    def run(self, names: Sequence[str] = (), hooks: HookMaker | None = None,
+            logits_fn: Callable[[slice, Tensor], Tensor] | None = None
             ) -> tuple[Tensor, dict[str, Tensor]]:
         """Logits [N, V] over the grid and last-position activations [N, ...] at ``names``
         (for ``PATTERN``, [N, heads, key positions]: the last query's attention).
 
         The grid goes through the model ``ROWS`` rows at a time; ``hooks(rows)`` gives extra hooks
-        for each chunk (they run before the activations are stored).
+        for each chunk (they run before the activations are stored), and ``logits_fn(rows,
+        logits)`` replaces each chunk's logits by what is kept of them (e.g. per-row losses).
         """
         x = self.inputs
         kwargs = {"final_pos_only": True} if getattr(self.model, "model_kind", "") == \
             "transformer" else {}
-        logits, store = [], {name: [] for name in names}   # type: ignore[var-annotated]
+        store: dict[str, Tensor] = {}
 
-        def saver(name: str) -> Hook:
+        def put(name: str, rows: slice, value: Tensor) -> None:
+            """Write a chunk into the [N, ...] result (allocated once: no copy of the whole grid)."""
+            if name not in store:
+                store[name] = value.new_empty((len(x), *value.shape[1:]))
+            store[name][rows] = value
+
+        def saver(name: str, rows: slice) -> Hook:
             def save(act: Tensor, hook: Any) -> None:     # attention: the last query's row
-                store[name].append((act[:, :, -1] if name == PATTERN else last(act)).detach())
+                put(name, rows, (act[:, :, -1] if name == PATTERN else last(act)).detach())
             return save
 
         for start in range(0, len(x), ROWS):
             rows = slice(start, min(start + ROWS, len(x)))
-            fwd = [*(hooks(rows) if hooks else ()), *[(n, saver(n)) for n in names]]
-            logits.append(last(self.model.run_with_hooks(x[rows], fwd_hooks=fwd, **kwargs)))
-        return torch.cat(logits), {name: torch.cat(parts) for name, parts in store.items()}
+            fwd = [*(hooks(rows) if hooks else ()), *[(n, saver(n, rows)) for n in names]]
+            out = last(self.model.run_with_hooks(x[rows], fwd_hooks=fwd, **kwargs))
+            put("", rows, out if logits_fn is None else logits_fn(rows, out))
+        logits = store.pop("")
+        return logits, store
 
     def neurons(self) -> Tensor:
         """MLP activations over the grid (``blocks.0.mlp.hook_post``, last position), [N, d_mlp]."""

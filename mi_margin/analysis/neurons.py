@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mi_margin.analysis.basis import sum_by
 from mi_margin.analysis.core import POST, PRE, Subject, require, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
@@ -153,8 +154,7 @@ def neuron_phases(pre: Tensor, inputs: Tensor, out: Tensor, frequency: Tensor, p
     marginal of an MLP's pre-activation on operand i is W_in_eff[i] plus a constant; for a
     transformer it includes what attention does.
     """
-    marginals = [pre.new_zeros((p, pre.shape[1]), dtype=torch.float64)
-                 .index_add_(0, inputs[:, i], pre.double()) for i in range(inputs.shape[1])]
+    marginals = [sum_by(inputs[:, i], pre, p) for i in range(inputs.shape[1])]
     theta = [phases_at(m, frequency) for m in marginals]
     theta.append(phases_at(out.double().T, frequency))
     phases = torch.stack(theta, dim=1)
@@ -194,9 +194,8 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     s = subject(model, task)
     b = s.basis
     _, acts = s.run([POST, PRE])
-    post = acts[POST].double()
-    spread = (post - post.mean(0)).abs().amax(0)
-    dead = spread <= 1e-12 * max(float(post.abs().max()), 1e-300)
+    post = acts[POST]
+    dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
     if source == "weights":
         if task.kind == "sparse_parity":
             raise MiMarginError("source='weights' needs maps over group elements; sparse parity "

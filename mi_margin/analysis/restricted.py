@@ -16,7 +16,7 @@ activations patched in), so large grids fit in memory. Restricted loss is evalua
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
+from mi_margin.analysis.basis import columns
 from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, require, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
@@ -80,17 +81,28 @@ class RestrictedLoss(AnalysisResult):
              "accuracy": self.excluded_acc}])
 
 
-def _loss(logits: Tensor, labels: Tensor, idx: Tensor) -> tuple[float, float]:
+def _per_row(task: Any) -> Callable[[slice, Tensor], Tensor]:
+    """Each chunk's logits → [rows, 2]: float64 cross-entropy and correctness per example."""
+    def fn(rows: slice, logits: Tensor) -> Tensor:
+        y = task.labels[rows]
+        return torch.stack([cross_entropy64(logits, y, reduction="none"),
+                            (logits.argmax(-1) == y).double()], 1)
+    return fn
+
+
+def _loss(per_row: Tensor, idx: Tensor) -> tuple[float, float]:
     if len(idx) == 0:
         return float("nan"), float("nan")
-    part = logits[idx]
-    acc = (part.argmax(-1) == labels[idx]).double().mean()
-    return float(cross_entropy64(part, labels[idx])), float(acc)
+    part = per_row[idx]
+    return float(part[:, 0].mean()), float(part[:, 1].mean())
 
 
-def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None) -> Tensor:
+def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None,
+                    logits_fn: Callable[[slice, Tensor], Tensor] | None = None) -> Tensor:
     """Logits with the last-position MLP output replaced by ``post`` [N, m] and, if ``mid`` is
     given, the bypassing residual [N, d] replaced by its mean over the grid."""
+    mid_mean = mid.double().mean(0) if mid is not None else None
+
     def hooks(rows: slice) -> list[tuple[str, Hook]]:
         def patch(act: Tensor, hook: Any) -> Tensor:
             out = act.clone()
@@ -102,12 +114,13 @@ def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None) -> Tensor:
         def centre(act: Tensor, hook: Any) -> Tensor:
             assert mid is not None
             out = act.clone()
-            out[:, -1] = act[:, -1] - (mid[rows] - mid.mean(0)).to(act.dtype)
+            assert mid_mean is not None
+            out[:, -1] = act[:, -1] - (mid[rows].double() - mid_mean).to(act.dtype)
             return out
 
         return [(POST, patch)] + ([(RESID_POST, centre)] if mid is not None else [])
 
-    return s.run(hooks=hooks)[0]
+    return s.run(hooks=hooks, logits_fn=logits_fn)[0]
 
 
 def ablated_logits(model: Any, task: Any, labels: Sequence[Any], mode: str,
@@ -125,15 +138,21 @@ def ablated_logits(model: Any, task: Any, labels: Sequence[Any], mode: str,
 
 
 def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_path: str,
-             subspace: str = "product") -> list[Tensor]:
+             subspace: str = "product", logits_fn: Callable[[slice, Tensor], Tensor] | None = None
+             ) -> list[Tensor]:
+    """For each mode, the logits (or ``logits_fn`` of them) with the edited MLP output; the edit
+    runs unit by unit (a chunk of columns at a time), in float64, stored in the model's dtype."""
     if direct_path not in ("mean", "keep"):
         raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
     mean_path = s.kind == "transformer" and direct_path == "mean"
     _, acts = s.run([POST, RESID_MID] if mean_path else [POST])
-    post = acts[POST].double()
-    mid = acts[RESID_MID].double() if mean_path else None
-    return [_patched_logits(s, ablation_edit(s.task, labels, mode, subspace)(post), mid)
-            for mode in modes]
+    post, mid = acts[POST], acts[RESID_MID] if mean_path else None
+    out = []
+    for mode in modes:
+        edit = ablation_edit(s.task, labels, mode, subspace)
+        edited = torch.cat([edit(c).to(post.dtype) for c in columns(post)], 1)
+        out.append(_patched_logits(s, edited, mid, logits_fn))
+    return out
 
 
 def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
@@ -164,12 +183,13 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
     s = subject(model, task)
     chosen = s.basis.resolve(default_components(model, task) if labels is None else labels)
     eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
-    full, _ = s.run()
-    kept, removed = _ablated(s, chosen, ("keep", "remove"), direct_path)
-    full_loss, _ = _loss(full, task.labels, eval_idx)
-    full_train, _ = _loss(full, task.labels, task.train_idx)
-    restricted, restricted_acc = _loss(kept, task.labels, eval_idx)
-    excluded, excluded_acc = _loss(removed, task.labels, task.train_idx)
+    full, _ = s.run(logits_fn=_per_row(task))
+    kept, removed = _ablated(s, chosen, ("keep", "remove"), direct_path,
+                             logits_fn=_per_row(task))
+    full_loss, _ = _loss(full, eval_idx)
+    full_train, _ = _loss(full, task.train_idx)
+    restricted, restricted_acc = _loss(kept, eval_idx)
+    excluded, excluded_acc = _loss(removed, task.train_idx)
     return RestrictedLoss(label_kind=s.basis.label_kind, labels=chosen,
                           n_directions=s.basis.term_directions(task, chosen).shape[1],
                           restricted_on=restricted_on, full_loss=full_loss,

@@ -22,7 +22,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mi_margin.analysis.basis import basis_for
-from mi_margin.analysis.core import PATTERN, POST, Subject, require, subject
+from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 
@@ -191,7 +191,7 @@ def _weight_components(s: Subject, where: set[str]) -> dict[str, Tensor]:
 def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
     """Grid functions to analyse: component → ([N, units], unit labels)."""
     names = [n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where]
-    logits, acts = s.run(names)
+    logits, acts = s.run(names, logits_fn=centre_classes)
     units: dict[str, tuple[Tensor, list[str]]] = {}
     if "neurons" in where:
         post = acts[POST]
@@ -201,8 +201,7 @@ def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str
         labels = [f"head {h} → a{i + 1}" for h in range(pattern.shape[1]) for i in range(s.task.k)]
         units["attention"] = (pattern.flatten(1), labels)
     if "logits" in where:
-        units["logits"] = (logits - logits.mean(1, keepdim=True),
-                           [f"c={c}" for c in range(logits.shape[1])])
+        units["logits"] = (logits, [f"c={c}" for c in range(logits.shape[1])])
     return units
 
 
@@ -254,8 +253,7 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
             if part.tuples is not None:
                 total = part.tuples.sum()
                 tuples = part.tuples / total if total > 0 else part.tuples
-            centred = values.double() - values.double().mean(0)
-            hidden = torch.stack([b.term_energy(task, centred, t) for t in b.terms()],
+            hidden = torch.stack([b.term_energy(task, values, t) for t in b.terms()],
                                  -1).permute(1, 0, 2)
             hidden_variance = part.total
     return Spectrum(label_kind=b.label_kind, labels=b.labels, dims=b.dims, n=b.n, k=b.k,
@@ -417,8 +415,8 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         logits, _ = s.run()
         return b.logit_similarity(task, logits)[1:].square()
     if method == "logits":
-        logits, _ = s.run()
-        energy = b.grid_energy(logits - logits.mean(1, keepdim=True))
+        logits, _ = s.run(logits_fn=centre_classes)
+        energy = b.grid_energy(logits)
         total = energy.total.sum()
         return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
     if task.kind == "sparse_parity":
