@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mi_margin import groups
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks.base import MAX_EXAMPLES, Task, grid
 from mi_margin.tasks.group import GroupComposition
@@ -23,8 +24,6 @@ def from_dict(d: dict[str, Any]) -> Task:
     if kind == SparseParity.kind:
         return SparseParity(**d)
     if kind == GroupComposition.kind:
-        from mi_margin import groups
-
         table = d.pop("cayley_table", None)
         name = d.pop("group")
         G = groups.from_cayley_table(table, name=name) if table is not None else groups.get(name)

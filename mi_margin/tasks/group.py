@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from mi_margin.errors import MiMarginError
+from mi_margin.groups import FiniteGroup, get
 from mi_margin.tasks.base import Task, check_grid_size, grid
-
-if TYPE_CHECKING:
-    from mi_margin.groups import FiniteGroup
 
 
 class GroupComposition(Task):
@@ -32,8 +30,6 @@ class GroupComposition(Task):
     def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
                  seed: int = 0):
         if isinstance(G, str):
-            from mi_margin.groups import get
-
             G = get(G)
         if not isinstance(k, int) or k < 1:
             raise MiMarginError(f"k (number of operands) must be an integer >= 1, got k={k!r}")
@@ -70,8 +66,6 @@ class GroupComposition(Task):
 
 def _is_registered(G: FiniteGroup) -> bool:
     """Whether ``groups.get(G.name)`` rebuilds exactly ``G`` (then its name is enough to save)."""
-    from mi_margin.groups import get
-
     try:
         return bool(np.array_equal(get(G.name).table, G.table))
     except MiMarginError:
