@@ -18,6 +18,7 @@ from mi_margin.analysis import (
     irrep_progress,
     irrep_restricted_loss,
     irrep_spectrum,
+    key_components,
     key_frequencies,
     key_irreps,
     logit_similarity,
@@ -28,6 +29,7 @@ from mi_margin.analysis import (
     neuron_irreps,
     progress_measures,
     restricted_loss,
+    spectrum,
 )
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models import (
@@ -69,6 +71,7 @@ __all__ = [
     "irrep_progress",
     "irrep_restricted_loss",
     "irrep_spectrum",
+    "key_components",
     "key_frequencies",
     "key_irreps",
     "load",
@@ -82,6 +85,7 @@ __all__ = [
     "restricted_loss",
     "resume",
     "save",
+    "spectrum",
     "sweep",
     "theory",
     "train",
