@@ -21,13 +21,10 @@ from typing import Any
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._grid import neuron_activations
-from mi_margin.analysis.fourier import (
-    fourier_spectrum,
-    logit_similarity,
-    neuron_clusters,
-)
+from mi_margin.analysis.core import subject
+from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import fourier_spectrum, logit_similarity
 from mi_margin.fourier.cyclic import block_fractions, fourier_basis, frequency_mask, grid_power
 
 
@@ -45,7 +42,7 @@ def full_analysis(model: Any, task: Any) -> None:
     fourier_spectrum(model, task)
     neuron_clusters(model, task)
     logit_similarity(model, task)
-    restricted_loss(model, task, frequencies=[1, 2, 3])
+    restricted_loss(model, task, [1, 2, 3])
 
 
 def dense_block_fractions(values: torch.Tensor, p: int, k: int) -> torch.Tensor:
@@ -65,7 +62,7 @@ def dense_block_fractions(values: torch.Tensor, p: int, k: int) -> torch.Tensor:
 def bench_case(name: str, model: Any, task: Any) -> dict[str, Any]:
     p, k = task.p, task.k
     t_full, _ = timed(lambda: full_analysis(model, task), repeat=2)
-    acts = neuron_activations(model, task)
+    acts = subject(model, task).neurons()
     t_fast, fast = timed(lambda: block_fractions(grid_power(acts, p, k), k))
     t_dense, dense = timed(lambda: dense_block_fractions(acts, p, k), repeat=1)
     err = float((fast - dense).abs().max())

@@ -8,6 +8,8 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
+import importlib
+
 from mi_margin import analysis, fourier, groups, sweep, theory
 from mi_margin.analysis import (
     clock_pizza,
@@ -16,6 +18,7 @@ from mi_margin.analysis import (
     irrep_progress,
     irrep_restricted_loss,
     irrep_spectrum,
+    key_components,
     key_frequencies,
     key_irreps,
     logit_similarity,
@@ -26,6 +29,7 @@ from mi_margin.analysis import (
     neuron_irreps,
     progress_measures,
     restricted_loss,
+    spectrum,
 )
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models import (
@@ -37,6 +41,9 @@ from mi_margin.models import (
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
 from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
+
+# ``result.plot()`` imports the plotting layer on first use (it registers the figures).
+analysis.results.figure_loader = lambda: importlib.import_module("mi_margin.viz")
 
 __version__ = "0.1.0"
 
@@ -64,6 +71,7 @@ __all__ = [
     "irrep_progress",
     "irrep_restricted_loss",
     "irrep_spectrum",
+    "key_components",
     "key_frequencies",
     "key_irreps",
     "load",
@@ -77,6 +85,7 @@ __all__ = [
     "restricted_loss",
     "resume",
     "save",
+    "spectrum",
     "sweep",
     "theory",
     "train",

@@ -14,9 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mi_margin.analysis import key_frequencies, margin, neuron_clusters, restricted_loss
 from mi_margin.models import HookedMLP, MLPConfig
+from mi_margin.models.evaluation import evaluate
 from mi_margin.tasks import ModularAddition
+from mi_margin.theory import compare_to_theory
 from mi_margin.training import TrainConfig, train
+from mi_margin.viz.report import write_report
 
 
 def demo_setup(quick: bool = False) -> tuple[Any, Any, TrainConfig]:
@@ -30,16 +34,12 @@ def demo_setup(quick: bool = False) -> tuple[Any, Any, TrainConfig]:
 
 def analyze(model: Any, task: Any) -> dict[str, Any]:
     """The analyses the demo reports, as JSON-able values."""
-    from mi_margin.analysis import key_frequencies, margin, neuron_frequencies, restricted_loss
-    from mi_margin.models.evaluation import evaluate
-    from mi_margin.theory import compare_to_theory
-
     out: dict[str, Any] = {}
     out["test_loss"], out["test_accuracy"] = evaluate(model, task, task.test_idx)
     keys = key_frequencies(model, task)
     out["key_frequencies"] = keys
-    counts = neuron_frequencies(model, task).bincount(minlength=task.p // 2 + 1)
-    out["neurons_per_frequency"] = {int(f): int(c) for f, c in enumerate(counts) if f and c}
+    counts = neuron_clusters(model, task).counts
+    out["neurons_per_frequency"] = {int(f): c for f, c in counts.items() if f is not None}
     if keys:
         restricted = restricted_loss(model, task, keys)
         out["restricted_loss"] = float(restricted.restricted)
@@ -57,8 +57,6 @@ def analyze(model: Any, task: Any) -> dict[str, Any]:
 def run_demo(out: Path, quick: bool = False) -> Path:
     """Train, analyze and write ``out/run``, ``out/summary.json`` and ``out/report.html`` (running
     it again replaces the earlier demo's files)."""
-    from mi_margin.viz.report import write_report
-
     out.mkdir(parents=True, exist_ok=True)
     task, model, config = demo_setup(quick)
     start = time.perf_counter()

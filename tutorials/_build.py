@@ -82,7 +82,7 @@ Each component (embedding, neuron inputs, neurons over the (a, b) grid, logits, 
 onto the Fourier basis of Z_p. A trained model concentrates on a handful of frequencies.
 """),
     code("""
-from mi_margin.analysis.fourier import fourier_spectrum, key_frequencies, logit_similarity
+from mi_margin.analysis import fourier_spectrum, key_frequencies, logit_similarity
 
 spec = fourier_spectrum(model, task)
 spec.plot().show()
@@ -90,7 +90,7 @@ spec.top(3)"""),
     code("""
 key = key_frequencies(model, task)
 sim = logit_similarity(model, task)
-print("key frequencies:", key, " logit FVE of all frequencies:", round(sim.fve, 3))
+print("key frequencies:", key, " logit FVE of all frequencies:", round(sim.fve(), 3))
 sim.plot().show()"""),
     md("""
 ## Neuron clusters
@@ -98,7 +98,7 @@ Most neurons respond to a single key frequency (Nanda et al.: 85% of the neurons
 explained by one frequency).
 """),
     code("""
-from mi_margin.analysis.fourier import neuron_clusters
+from mi_margin.analysis import neuron_clusters
 
 clusters = neuron_clusters(model, task)
 print("neurons per frequency:", clusters.counts)
@@ -122,9 +122,9 @@ them on the training set (rises once the model relies on the circuit, not on mem
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.analysis.restricted import restricted_loss
 
-progress = progress_measures(run, frequencies=key or None)
+progress = progress_measures(run, key or None)
 progress.plot().show()
-final = restricted_loss(model, task, frequencies=key or None)
+final = restricted_loss(model, task, key or None)
 final.to_dataframe()"""),
     code("""
 last = run.history.iloc[-1]
@@ -229,7 +229,7 @@ cayley_table_figure(G).show()
 character_table_figure(G).show()"""),
     md("## Irrep spectra, key irreps and neuron clusters"),
     code("""
-from mi_margin.analysis.irreps import (
+from mi_margin.analysis import (
     irrep_logit_similarity,
     irrep_spectrum,
     key_irreps,
@@ -244,11 +244,10 @@ neuron_irrep_clusters(mlp, task).plot().show()"""),
     md("""
 ## Ablations
 Keep only the span of ρ(ab) for the key irreps in the neuron activations (restricted), or remove
-it (excluded), with the ablation-hook factory `grid_projection_hook`.
+it (excluded), with the generic ablation hook `grid_projection_hook` and the task's harmonic basis.
 """),
     code("""
-from mi_margin.analysis.ablation import grid_projection_hook
-from mi_margin.analysis.irreps import irrep_grid_basis
+from mi_margin.analysis import basis_for, grid_projection_hook
 from mi_margin.training import cross_entropy64
 
 
@@ -258,7 +257,7 @@ def loss_with(hook=None, idx=None):
     idx = torch.arange(len(task.labels)) if idx is None else idx
     return float(cross_entropy64(logits[idx], task.labels[idx]))
 
-Q = irrep_grid_basis(task, key)
+Q = basis_for(task).term_directions(task, key)     # span of ρ(ab)_ij for the key irreps
 losses = {"full": loss_with(),
           "restricted (key irreps only)": loss_with(grid_projection_hook(Q, "keep")),
           "excluded (key irreps removed, train)": loss_with(grid_projection_hook(Q, "remove"),
@@ -294,7 +293,7 @@ toward the max margin and compare them with the prediction.
     code(SETUP),
     code("""
 from mi_margin import theory
-from mi_margin.analysis.fourier import key_frequencies
+from mi_margin.analysis import key_frequencies
 
 P, STEPS = (5, 800) if FAST else (11, 3000)
 task3 = mm.ModularAddition(p=P, k=3)
@@ -336,7 +335,7 @@ hook experiment works on them directly; `model.to_bridge()` gives the same weigh
 TransformerLens 4 `TransformerBridge` with TransformerLens's own tools. This notebook trains a
 small transformer and then
 
-1. ablates frequencies with the hook factory `frequency_ablation_hook`,
+1. ablates frequencies with the hook factory `ablation_hook`,
 2. writes a hook by hand (zero one attention head),
 3. repeats an experiment on the bridge and uses `ActivationCache` tools there.
 """),
@@ -360,12 +359,11 @@ with torch.no_grad():
 print("loss on the whole table:", base)"""),
     md("""
 ## 1. Frequency ablations with the hook factory
-`frequency_ablation_hook(task, freqs, mode)` keeps or removes the directions cos/sin(ω_f(a+b)) in
+`ablation_hook(task, freqs, mode)` keeps or removes the directions cos/sin(ω_f(a+b)) in
 every unit's function over the whole (a, b) table, at the last position.
 """),
     code("""
-from mi_margin.analysis.ablation import frequency_ablation_hook
-from mi_margin.analysis.fourier import key_frequencies
+from mi_margin.analysis import ablation_hook, key_frequencies
 
 key = key_frequencies(model, task)
 others = [f for f in range(1, P // 2 + 1) if f not in key]
@@ -373,7 +371,7 @@ results = {}
 with torch.no_grad():
     for name, freqs, mode in [("keep key", key, "keep"), ("remove key", key, "remove"),
                               ("remove others", others, "remove")]:
-        hook = frequency_ablation_hook(task, freqs, mode=mode)
+        hook = ablation_hook(task, freqs, mode=mode)
         logits = model.run_with_hooks(task.tokens, fwd_hooks=[("blocks.0.mlp.hook_post", hook)])
         results[name] = loss(logits)
 print("key frequencies:", key)
@@ -405,7 +403,7 @@ bridge = model.to_bridge()
 with torch.no_grad():
     bridge_logits, cache = bridge.run_with_cache(task.tokens)
     bridge_diff = float((bridge_logits - model(task.tokens)).abs().max())
-    hook = frequency_ablation_hook(task, key, mode="remove")
+    hook = ablation_hook(task, key, mode="remove")
     bridge_removed = loss(bridge.run_with_hooks(task.tokens,
                                                 fwd_hooks=[("blocks.0.mlp.hook_post", hook)]))
 print("max |bridge − model| logits:", bridge_diff)

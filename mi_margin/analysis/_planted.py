@@ -11,7 +11,6 @@ random phases (Gromov 2023, §6.1). The official max-margin certificates live in
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -20,7 +19,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.errors import MiMarginError
-from mi_margin.fourier.cyclic import check_frequencies
+from mi_margin.fourier.cyclic import check_frequencies, cosine_neurons, exact_cosine_rows
 from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.tasks import ModularAddition
 
@@ -42,17 +41,12 @@ def cosine_mlp(task: ModularAddition, frequency: Int[Tensor, " m"],
         raise MiMarginError(f"phases (and signs) must be [m, k] = [{m}, {k}], got "
                             f"{tuple(phases.shape)}")
     check_frequencies(p, sorted(set(frequency.tolist())))
-    signs = torch.ones((m, k), dtype=torch.float64) if signs is None else signs.double()
-    omega = 2 * math.pi * frequency.double() / p                               # m
-    x = torch.arange(p, dtype=torch.float64)
-    angle = omega[:, None] * x                                                 # m p
-    u = signs[:, :, None] * torch.cos(angle[:, None, :] + phases.double()[:, :, None])  # m k p
-    w = signs.prod(1)[:, None] * torch.cos(angle + phases.double().sum(1)[:, None])     # m p
+    u, w = cosine_neurons(p, frequency, phases, signs)
     act = "quadratic" if k == 2 else "power"
     cfg = MLPConfig.for_task(task, d_mlp=m, act_fn=act, dtype="float64")
     model = HookedMLP(cfg)
     with torch.no_grad():
-        model.W_in.copy_(scale * u.permute(1, 2, 0))
+        model.W_in.copy_(scale * u)
         model.W_out.copy_(scale * w)
     return model
 
@@ -69,14 +63,8 @@ def exact_cosine_mlp(task: ModularAddition, frequencies: Sequence[int], scale: f
         >>> exact_cosine_mlp(task, [1, 3]).cfg.d_mlp        # 2 frequencies × 2^5 neurons
         64
     """
-    freqs = check_frequencies(task.p, frequencies)
-    k = task.k
-    rows = [(f, th, (1.0, *s)) for f in freqs
-            for th in itertools.product((0.0, math.pi / 2), repeat=k)
-            for s in itertools.product((1.0, -1.0), repeat=k - 1)]
-    return cosine_mlp(task, torch.tensor([r[0] for r in rows]),
-                      torch.tensor([r[1] for r in rows], dtype=torch.float64),
-                      torch.tensor([r[2] for r in rows], dtype=torch.float64), scale)
+    return cosine_mlp(task, *exact_cosine_rows(task.k, check_frequencies(task.p, frequencies)),
+                      scale=scale)
 
 
 def gromov_mlp(task: ModularAddition, frequencies: Sequence[int], neurons_per_frequency: int,

@@ -10,14 +10,14 @@ user's own experiment:
     >>> import mi_margin as mm
     >>> task = mm.ModularAddition(p=7)
     >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16))
-    >>> hook = frequency_ablation_hook(task, [1, 2], mode="remove")
+    >>> hook = ablation_hook(task, [1, 2], mode="remove")
     >>> logits = model.run_with_hooks(task.inputs, fwd_hooks=[("blocks.0.mlp.hook_post", hook)])
     >>> tuple(logits.shape)
     (49, 7)
 
-Any orthonormal basis over the grid works (:func:`grid_projection_hook`), e.g. an irrep's isotypic
-basis over G × G for group composition. For transformers the hook edits one position (the last by
-default) of [N, pos, d] activations.
+:func:`ablation_hook` does this for the labels of any task's harmonic basis (frequencies, irreps,
+parity subsets); any orthonormal basis over the grid works with :func:`grid_projection_hook`. For
+transformers the hook edits one position (the last by default) of [N, pos, d] activations.
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mi_margin.analysis._grid import check_modular
+from mi_margin.analysis.basis import HarmonicBasis, basis_for
 from mi_margin.errors import MiMarginError
-from mi_margin.fourier.cyclic import filter_grid, frequency_mask, sum_frequency_directions
 
 HookFn = Callable[[Tensor, Any], Tensor]
 MODES = ("keep", "remove")
-KINDS = ("sum", "block")
 
 
 def _check_mode(mode: str) -> None:
@@ -70,12 +68,13 @@ def grid_projection_hook(basis: Float[Tensor, "N r"], mode: str = "keep", positi
 
     Args:
         basis: orthonormal columns over the N grid inputs (``task.inputs`` order), e.g.
-            :func:`mi_margin.fourier.cyclic.sum_frequency_directions` or an irrep basis.
+            ``basis_for(task).term_directions(task, labels)``.
         mode: ``"keep"``: activation → per-unit mean + Q Qᵀ(centred activation);
             ``"remove"``: activation → activation − Q Qᵀ(centred activation).
         position: the sequence position edited when activations are [N, pos, d].
 
     Example:
+        >>> from mi_margin.fourier.cyclic import sum_frequency_directions
         >>> Q = sum_frequency_directions(5, 2, [1])
         >>> hook = grid_projection_hook(Q, "keep")
         >>> h = torch.randn(25, 3)
@@ -98,43 +97,57 @@ def grid_projection_hook(basis: Float[Tensor, "N r"], mode: str = "keep", positi
     return hook
 
 
-def frequency_ablation_hook(task: Any, frequencies: Sequence[int], mode: str = "keep",
-                            kind: str = "sum", position: int = -1) -> HookFn:
-    """A hook keeping (or removing) chosen frequencies of each unit's function on Z_p^k.
+def _subspace(basis: HarmonicBasis, subspace: str) -> str:
+    valid = ("product", "block", *basis.terms())
+    if subspace not in valid:
+        raise MiMarginError(f"subspace must be one of {valid}, got subspace={subspace!r}")
+    return basis.terms()[-1] if subspace == "product" else subspace
 
-    Args:
-        task: a :class:`~mi_margin.ModularAddition` (fixes p, k and the grid order).
-        frequencies: frequencies f in 1..p//2.
-        mode: ``"keep"`` or ``"remove"`` (see :func:`grid_projection_hook`).
-        kind: ``"sum"`` — the directions cos/sin(ω_f(a_1+…+a_k)) only (Nanda et al.'s restricted
-            loss; 2 per frequency); ``"block"`` — the whole single-frequency block
-            {const, cos f, sin f}^k minus the constant (3^k − 1 terms per frequency, applied with
-            the FFT), i.e. everything a degree-k polynomial in one frequency can express.
-        position: the sequence position edited when activations are [N, pos, d].
+
+def ablation_edit(task: Any, labels: Sequence[Any], mode: str = "keep",
+                  subspace: str = "product") -> Callable[[Tensor], Tensor]:
+    """The edit of float64 [N, d] grid activations that keeps or removes ``labels``' subspace.
+
+    ``subspace``: ``"product"`` (default) — the functions of the product g_1⋯g_k only:
+    cos/sin(ω_f(a_1+…+a_k)) for a frequency (Nanda et al.'s restricted loss), ρ(ab) for an irrep
+    (Chughtai et al.'s), χ_S for a parity subset; ``"block"`` — the whole single-label block
+    {trivial, ρ}^{⊗k} minus the constant (everything one label can express; FFT for Z_p^k);
+    or one operand's term (``"a"``, ``"b"``, ...).
+    """
+    _check_mode(mode)
+    basis = basis_for(task)
+    term = _subspace(basis, subspace)
+    if subspace == "block":
+        chosen = basis.resolve(labels)
+        return _subspace_edit(mode, lambda h: basis.block_projection(h, chosen))
+    Q = basis.term_directions(task, labels, term)
+    return _subspace_edit(mode, lambda h: Q @ (Q.T @ h))
+
+
+def ablation_hook(task: Any, labels: Sequence[Any], mode: str = "keep",
+                  subspace: str = "product", position: int = -1) -> HookFn:
+    """A hook keeping (or removing) the labels' subspace of each unit's function on the grid.
+
+    Labels are frequencies, irrep names (aliases allowed) or parity subsets; ``mode`` and
+    ``position`` as in :func:`grid_projection_hook`, ``subspace`` as in :func:`ablation_edit`.
+    The batch must be the whole grid in ``task.inputs`` order.
 
     Example:
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=5, k=3)
         >>> a = task.inputs.double()
         >>> h = torch.cos(2 * torch.pi * a[:, :1] / 5) * torch.sin(2 * torch.pi * a[:, 2:] / 5)
-        >>> keep = frequency_ablation_hook(task, [1], "keep", kind="block")
+        >>> keep = ablation_hook(task, [1], "keep", subspace="block")
         >>> bool(torch.allclose(keep(h, None), h))     # a degree-2 term in frequency 1
         True
-        >>> drop = frequency_ablation_hook(task, [1], "remove", kind="sum")
+        >>> drop = ablation_hook(task, [1], "remove")
         >>> bool(torch.allclose(drop(h, None), h))     # orthogonal to cos/sin(ω(a+b+c))
         True
     """
-    p, k = check_modular(task, "frequency_ablation_hook")
-    _check_mode(mode)
-    if kind == "sum":
-        return grid_projection_hook(sum_frequency_directions(p, k, list(frequencies)), mode,
-                                    position)
-    if kind != "block":
-        raise MiMarginError(f"kind must be one of {KINDS}, got kind={kind!r}")
-    mask = frequency_mask(p, k, list(frequencies))
-    edit = _subspace_edit(mode, lambda h: filter_grid(h, p, k, mask))
+    edit = ablation_edit(task, labels, mode, subspace)
+    n_rows = len(task.labels)
 
     def hook(act: Tensor, hook: Any) -> Tensor:
-        return _edit(act, position, p**k, edit)
+        return _edit(act, position, n_rows, edit)
 
     return hook

@@ -38,12 +38,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mi_margin.analysis.feature_matrix import FeatureMatrix
-from mi_margin.analysis.nfm import axis_labels, check_layer, layer_weight, model_kind
+from mi_margin.analysis.nfm import axis_labels, check_layer, layer_weight
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
-from mi_margin.models.compat import check_fits
+from mi_margin.models.compat import check_fits, model_kind
+from mi_margin.tasks.base import subset_indices
 
-SUBSETS = ("train", "test", "all")
 WRT = ("input", "preactivation")
 METHODS = ("jacrev", "factored")
 #: Bytes of Jacobians held at once; p = 113 (k = 2, 113 classes, 226 inputs) needs ~200 kB/example.
@@ -96,31 +96,6 @@ def layer_function(model: Any, layer: int = 0) -> LayerFunction:
                              activation(cfg.act_fn, cfg.degree), head_w, head_b)
 
 
-def subset_indices(task: Any, subset: str) -> Tensor:
-    """Indices of the ``"train"``, ``"test"`` or ``"all"`` inputs of ``task`` (non-empty)."""
-    if subset not in SUBSETS:
-        raise MiMarginError(f"subset must be one of {list(SUBSETS)}, got subset={subset!r}")
-    idx = {"train": task.train_idx, "test": task.test_idx,
-           "all": torch.arange(len(task.labels))}[subset]
-    if len(idx) == 0:
-        raise MiMarginError(f"subset={subset!r} of {task!r} is empty; use another subset")
-    return idx
-
-
-def check_task(model: Any, task: Any) -> None:
-    """Raise unless ``task``'s inputs and classes match what ``model`` reads."""
-    cfg = model.cfg
-    if model_kind(model) == "transformer":
-        want = {"d_vocab": task.d_vocab + 1, "n_ctx": task.n_ctx, "d_vocab_out": task.d_vocab_out}
-    elif cfg.input_kind == "vector":
-        want = {"d_vocab": task.inputs.shape[1], "k": 1, "d_vocab_out": task.d_vocab_out}
-    else:
-        want = {"d_vocab": task.d_vocab, "k": task.k, "d_vocab_out": task.d_vocab_out}
-    bad = {name: (getattr(cfg, name), value) for name, value in want.items()
-           if getattr(cfg, name) != value}
-    if bad:
-        raise MiMarginError("model and task do not match: " + ", ".join(
-            f"model {n}={m} but task needs {t}" for n, (m, t) in bad.items()))
 
 
 def layer_inputs(model: Any, task: Any, idx: Tensor, chunk: int = 4096
@@ -232,7 +207,6 @@ def agop(model: Any, task: Any, layer: int = 0, wrt: str = "input", subset: str 
         >>> tuple(G.matrix.shape), tuple(K.matrix.shape)
         ((10, 10), (8, 8))
     """
-    check_fits(model, task, finite=True)
     check_layer(model, layer)
     if wrt not in WRT:
         raise MiMarginError(f"wrt must be one of {list(WRT)}, got wrt={wrt!r}")
@@ -240,7 +214,7 @@ def agop(model: Any, task: Any, layer: int = 0, wrt: str = "input", subset: str 
         raise MiMarginError(f"method must be one of {list(METHODS)}, got method={method!r}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise MiMarginError(f"chunk must be None or a positive integer, got chunk={chunk!r}")
-    check_task(model, task)
+    check_fits(model, task, finite=True)
     fn = layer_function(model, layer)
     points = layer_inputs(model, task, subset_indices(task, subset))
     matrix = _matrix(fn, points, wrt, method, chunk)
@@ -282,7 +256,6 @@ def agop_and_kernel(model: Any, task: Any, layer: int = 0, subset: str = "train"
         >>> agop_and_kernel(mlp, task).max_identity_error() < 1e-12
         True
     """
-    check_fits(model, task, finite=True)
     return AGOPAndKernel(agop(model, task, layer, "input", subset, chunk),
                          agop(model, task, layer, "preactivation", subset, chunk),
                          layer_weight(model, layer))

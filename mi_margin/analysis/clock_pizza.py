@@ -21,10 +21,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mi_margin.analysis._grid import check_modular, check_outputs, last_logits, run_grid
+from mi_margin.analysis.core import last, require, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.models.compat import check_fits
 
 N_TRIPLES = 100
 
@@ -41,7 +40,6 @@ class ClockPizza(AnalysisResult):
     """
 
     _score = "value"
-    _plot = "mi_margin.viz.fourier:plot_clock_pizza"
 
     gradient_symmetricity: float
     distance_irrelevance: float
@@ -88,7 +86,7 @@ def _embedding_gradients(model: Any, x: Tensor, c: Tensor) -> Tensor:
 
     with torch.enable_grad():
         out = model.run_with_hooks(x, fwd_hooks=[("hook_embed", grab)])
-        q = last_logits(out).gather(1, c[:, None]).sum()
+        q = last(out).gather(1, c[:, None]).sum()
         (grad,) = torch.autograd.grad(q, leaf["x"])
     return grad[:, :2].double()
 
@@ -109,19 +107,21 @@ def clock_pizza(model: Any, task: Any, seed: int = 0, n_triples: int = N_TRIPLES
         >>> round(res.gradient_symmetricity, 6)     # additive pre-activation: exactly symmetric
         1.0
     """
-    p, _ = check_modular(task, "clock_pizza", k=2)
-    check_fits(model, task, finite=True)
-    check_outputs(model, task)
+    require(task, "modular_addition", "clock_pizza")
+    if task.k != 2:
+        raise MiMarginError(f"clock_pizza is defined for k=2 operands, got k={task.k}")
+    s = subject(model, task)
+    p = task.p
     if n_triples < 1:
         raise MiMarginError(f"n_triples must be >= 1, got {n_triples}")
     gen = torch.Generator().manual_seed(seed)
     triples = torch.randint(0, p, (n_triples, 3), generator=gen)
     x = triples[:, :2]
-    if getattr(model, "model_kind", "mlp") == "transformer":
+    if s.kind == "transformer":
         x = torch.cat([x, torch.full((n_triples, 1), task.eq_token)], dim=1)
     grads = _embedding_gradients(model, x, triples[:, 2])
     sims = torch.nn.functional.cosine_similarity(grads[:, 0], grads[:, 1], dim=-1)
-    logits, _ = run_grid(model, task)
+    logits, _ = s.run()
     correct = logits.gather(1, task.labels[:, None]).reshape(p, p).double()
     return ClockPizza(gradient_symmetricity=float(sims.mean()),
                       distance_irrelevance=distance_irrelevance(correct), triples=triples,

@@ -43,7 +43,6 @@ class FeatureMatrix(AnalysisResult):
     """
 
     _score: ClassVar[str] = "eigenvalue"
-    _plot: ClassVar[str | None] = "mi_margin.viz.feature_alignment:feature_matrix_heatmap"
 
     matrix: Float[Tensor, "d d"]
     name: str

@@ -24,8 +24,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
-
-SUBSETS = ("all", "train", "test")
+from mi_margin.tasks.base import subset_indices
 
 #: examples whose margin is within this relative distance of the dataset margin are "on the margin"
 ON_MARGIN_RTOL = 1e-6
@@ -72,7 +71,6 @@ class MarginResult(AnalysisResult):
         return self.per_example <= self.value + tol
 
     _score: ClassVar[str] = "margin"
-    _plot: ClassVar[str | None] = "mi_margin.viz.theory:margin_figure"
 
     def _table(self) -> pd.DataFrame:
         """One row per example: index, inputs, label, runner-up, margin, wrong-logit spread."""
@@ -99,16 +97,6 @@ class MarginResult(AnalysisResult):
                 "fraction_on_margin": float(self.on_margin.double().mean()),
                 "max_wrong_spread": float(self.wrong_spread.max()), "reason": self.reason}
 
-
-def subset_indices(task: Task, subset: str) -> Tensor:
-    """Indices of ``subset`` ("all", "train" or "test") into the task's examples."""
-    if subset not in SUBSETS:
-        raise MiMarginError(f"subset must be one of {list(SUBSETS)}, got subset={subset!r}")
-    idx = {"all": torch.arange(len(task.labels)), "train": task.train_idx,
-           "test": task.test_idx}[subset]
-    if len(idx) == 0:
-        raise MiMarginError(f"subset={subset!r} of {task!r} is empty")
-    return idx
 
 
 @torch.no_grad()

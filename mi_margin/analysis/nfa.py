@@ -123,7 +123,6 @@ class NFAResult(AnalysisResult):
     """
 
     _score: ClassVar[str] = "nfm_eigenvalue"
-    _plot: ClassVar[str | None] = "mi_margin.viz.feature_alignment:nfa_heatmaps"
 
     pearson: float
     cosine: float

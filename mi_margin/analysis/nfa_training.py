@@ -39,7 +39,6 @@ class NFATrajectory(AnalysisResult):
     """
 
     _score: ClassVar[str] = "pearson"
-    _plot: ClassVar[str | None] = "mi_margin.viz.feature_alignment:nfa_training_figure"
 
     frame: pd.DataFrame
     power: float

@@ -22,17 +22,10 @@ from torch import Tensor
 
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import model_kind
 
 SPACES = {"mlp": ("input",), "transformer": ("residual", "token")}
 
-
-def model_kind(model: Any) -> str:
-    """``"mlp"`` or ``"transformer"``; anything else is an error."""
-    kind = getattr(model, "model_kind", None)
-    if kind not in SPACES:
-        raise MiMarginError(f"feature alignment needs a HookedMLP or HookedOneLayerTransformer, "
-                            f"got {type(model).__name__} (model_kind={kind!r})")
-    return str(kind)
 
 
 def check_layer(model: Any, layer: int) -> None:

@@ -1,15 +1,17 @@
-"""Restricted and excluded loss (Nanda et al. 2023 §4.3; Chughtai et al. 2023 App. E.1), via hooks.
+"""Restricted and excluded loss (Nanda et al. 2023 §4.3; Chughtai et al. 2023 App. E.1).
 
 Last-position MLP activations over the whole grid (``blocks.0.mlp.hook_post``) are projected onto
-("restricted") or off ("excluded") the span of cos/sin(ω_f(a_1+…+a_k)) for the key frequencies f,
-keeping each neuron's mean over the grid (:func:`~mi_margin.analysis.ablation.frequency_ablation_hook`).
-For transformers the residual stream that bypasses the MLP (embeddings + attention output at the
-last position) is replaced by its mean over the grid, so that the logits come from the projected
-neurons through W_L = W_out·W_U plus an input-independent term, as in Nanda et al.'s
-implementation (``direct_path="mean"``; ``"keep"`` leaves that path untouched).
+("restricted") or off ("excluded") the subspace of the key labels — cos/sin(ω_f(a_1+…+a_k)) for
+frequencies, ρ(g_1⋯g_k) for irreps, χ_S for parity subsets (:func:`~mi_margin.analysis.ablation.
+ablation_edit`) — keeping each neuron's mean over the grid, and mapped to logits as usual. For
+transformers the residual stream that bypasses the MLP (embeddings + attention output at the last
+position) is replaced by its mean over the grid, so that the logits come from the projected neurons
+through W_L = W_out·W_U plus an input-independent term, as in Nanda et al.'s implementation
+(``direct_path="mean"``; ``"keep"`` leaves that path untouched).
 
-docs/mathematics.md §4.3 and §7.6: restricted loss is evaluated on all data (or the test set), excluded
-loss on the training set only.
+The grid is run twice in chunks of rows (activations first, then the model with the edited
+activations patched in), so large grids fit in memory. Restricted loss is evaluated on all data
+(or the test set), excluded loss on the training set only (docs/mathematics.md §4.3, §7.6).
 """
 
 from __future__ import annotations
@@ -22,24 +24,22 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from mi_margin.analysis._grid import POST, Hook, check_modular, check_outputs, model_kind, run_grid
-from mi_margin.analysis.ablation import HookFn, frequency_ablation_hook
-from mi_margin.analysis.fourier import key_frequencies
+from mi_margin.analysis.ablation import ablation_edit
+from mi_margin.analysis.basis import columns
+from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, require, subject
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
 from mi_margin.errors import MiMarginError
-from mi_margin.fourier.cyclic import check_frequencies
-from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import cross_entropy64
-
-RESID_MID, RESID_POST = "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
 
 
 @dataclass(frozen=True)
-class AblationLosses(AnalysisResult):
-    """Restricted and excluded loss (Nanda et al. §4.3; Chughtai et al. App. E.1), shared by the
-    frequency and the irrep versions.
+class RestrictedLoss(AnalysisResult):
+    """Restricted and excluded loss of a set of labels (see :func:`restricted_loss`).
 
     Attributes:
+        label_kind, labels: what was kept (restricted) or removed (excluded).
+        n_directions: dimension of that subspace over the grid (2 per frequency, Σ d_ρ²/e_ρ).
         restricted_on: "all" or "test", the data the restricted loss is averaged over.
         full_loss, restricted, restricted_acc: loss of the unmodified model and of the restricted
             model, with its accuracy, on ``restricted_on``.
@@ -48,6 +48,9 @@ class AblationLosses(AnalysisResult):
 
     _score = "loss"
 
+    label_kind: str
+    labels: tuple[Any, ...]
+    n_directions: int
     restricted_on: str
     full_loss: float
     restricted: float
@@ -55,6 +58,18 @@ class AblationLosses(AnalysisResult):
     full_train_loss: float
     excluded: float
     excluded_acc: float
+
+    @property
+    def frequencies(self) -> tuple[Any, ...]:
+        return self.labels
+
+    @property
+    def irreps(self) -> tuple[Any, ...]:
+        return self.labels
+
+    def subject(self) -> str:
+        """What was kept or removed, for titles."""
+        return f"key {self.label_kind}s {list(self.labels)}"
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame([
@@ -65,126 +80,145 @@ class AblationLosses(AnalysisResult):
             {"measure": "excluded", "data": "train", "loss": self.excluded,
              "accuracy": self.excluded_acc}])
 
-    def subject(self) -> str:
-        """What was kept or removed, for titles."""
-        raise NotImplementedError
+
+def _per_row(task: Any) -> Callable[[slice, Tensor], Tensor]:
+    """Each chunk's logits → [rows, 2]: float64 cross-entropy and correctness per example."""
+    def fn(rows: slice, logits: Tensor) -> Tensor:
+        y = task.labels[rows]
+        return torch.stack([cross_entropy64(logits, y, reduction="none"),
+                            (logits.argmax(-1) == y).double()], 1)
+    return fn
 
 
-@dataclass(frozen=True)
-class RestrictedLoss(AblationLosses):
-    """Restricted/excluded loss of key frequencies (see :func:`restricted_loss`).
-
-    Attributes:
-        frequencies: the key frequencies kept (restricted) or removed (excluded).
-        (the losses: see :class:`AblationLosses`)
-    """
-
-    _plot = "mi_margin.viz.ablation:plot_ablation_losses"
-
-    frequencies: tuple[int, ...]
-
-    def subject(self) -> str:
-        return f"key frequencies {list(self.frequencies)}"
-
-
-def direct_path_hooks(model: Any) -> list[tuple[str, Hook]]:
-    """Hooks replacing the MLP-bypassing residual (last position) by its mean over the grid."""
-    saved: dict[str, Tensor] = {}
-
-    def save(act: Tensor, hook: Any) -> None:
-        saved["mid"] = act[:, -1].detach()
-
-    def subtract(act: Tensor, hook: Any) -> Tensor:
-        mid = saved["mid"]
-        out = act.clone()
-        out[:, -1] = act[:, -1] - (mid - mid.mean(dim=0, keepdim=True))
-        return out
-
-    return [(RESID_MID, save), (RESID_POST, subtract)]
-
-
-def _loss(logits: Tensor, labels: Tensor, idx: Tensor) -> tuple[float, float]:
+def _loss(per_row: Tensor, idx: Tensor) -> tuple[float, float]:
     if len(idx) == 0:
         return float("nan"), float("nan")
-    part = logits[idx]
-    acc = (part.argmax(-1) == labels[idx]).double().mean()
-    return float(cross_entropy64(part, labels[idx])), float(acc)
+    part = per_row[idx]
+    return float(part[:, 0].mean()), float(part[:, 1].mean())
 
 
-def projected_logits(model: Any, task: Any, hook: HookFn, direct_path: str = "mean") -> Tensor:
-    """Logits over the whole grid with ``hook`` at ``blocks.0.mlp.hook_post`` (and, for transformers
-    with ``direct_path="mean"``, the residual path around the MLP replaced by its grid mean)."""
-    if direct_path not in ("mean", "keep"):
-        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
-    hooks: list[tuple[str, Hook]] = [(POST, hook)]
-    if model_kind(model) == "transformer" and direct_path == "mean":
-        hooks += direct_path_hooks(model)
-    logits, _ = run_grid(model, task, hooks=hooks)
-    return logits
+def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None,
+                    logits_fn: Callable[[slice, Tensor], Tensor] | None = None) -> Tensor:
+    """Logits with the last-position MLP output replaced by ``post`` [N, m] and, if ``mid`` is
+    given, the bypassing residual [N, d] replaced by its mean over the grid."""
+    mid_mean = mid.double().mean(0) if mid is not None else None
+
+    def hooks(rows: slice) -> list[tuple[str, Hook]]:
+        def patch(act: Tensor, hook: Any) -> Tensor:
+            out = act.clone()
+            if out.ndim == 2:
+                return post[rows].to(act.dtype)
+            out[:, -1] = post[rows].to(act.dtype)
+            return out
+
+        def centre(act: Tensor, hook: Any) -> Tensor:
+            assert mid is not None
+            out = act.clone()
+            assert mid_mean is not None
+            out[:, -1] = act[:, -1] - (mid[rows].double() - mid_mean).to(act.dtype)
+            return out
+
+        return [(POST, patch)] + ([(RESID_POST, centre)] if mid is not None else [])
+
+    return s.run(hooks=hooks, logits_fn=logits_fn)[0]
 
 
-def ablation_losses(model: Any, task: Any, make_hook: Callable[[str], HookFn], restricted_on: str,
-                    direct_path: str) -> dict[str, Any]:
-    """The fields of :class:`AblationLosses`: the full model, the model with only the subspace kept
-    (``make_hook("keep")``) on ``restricted_on`` data, and with it removed (``make_hook("remove")``)
-    on the training set."""
-    eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
-    full, _ = run_grid(model, task)
-    kept = projected_logits(model, task, make_hook("keep"), direct_path)
-    removed = projected_logits(model, task, make_hook("remove"), direct_path)
-    full_loss, _ = _loss(full, task.labels, eval_idx)
-    full_train, _ = _loss(full, task.labels, task.train_idx)
-    restricted, restricted_acc = _loss(kept, task.labels, eval_idx)
-    excluded, excluded_acc = _loss(removed, task.labels, task.train_idx)
-    return {"restricted_on": restricted_on, "full_loss": full_loss, "restricted": restricted,
-            "restricted_acc": restricted_acc, "full_train_loss": full_train,
-            "excluded": excluded, "excluded_acc": excluded_acc}
-
-
-def ablated_logits(model: Any, task: Any, frequencies: Sequence[int], mode: str,
-                   direct_path: str = "mean") -> Tensor:
-    """Logits over the whole grid with the key-frequency projection at ``blocks.0.mlp.hook_post``.
+def ablated_logits(model: Any, task: Any, labels: Sequence[Any], mode: str,
+                   direct_path: str = "mean", subspace: str = "product") -> Tensor:
+    """Logits over the whole grid with the labels' subspace kept or removed at the MLP output.
 
     Example:
         >>> import mi_margin as mm
-        >>> task = mm.ModularAddition(p=7)
+        >>> task = mm.GroupComposition("S3")
         >>> mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
-        >>> tuple(ablated_logits(mlp, task, [1], "keep").shape)
-        (49, 7)
+        >>> tuple(ablated_logits(mlp, task, ["sign"], "keep").shape)
+        (36, 6)
     """
-    check_fits(model, task, finite=True)
-    return projected_logits(model, task, frequency_ablation_hook(task, frequencies, mode), direct_path)
+    return _ablated(subject(model, task), labels, (mode,), direct_path, subspace)[0]
 
 
-def restricted_loss(model: Any, task: Any, frequencies: Sequence[int] | None = None,
-                    restricted_on: str = "all", direct_path: str = "mean") -> RestrictedLoss:
-    """Restricted loss (key frequencies only) and excluded loss (key frequencies removed).
+def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_path: str,
+             subspace: str = "product", logits_fn: Callable[[slice, Tensor], Tensor] | None = None
+             ) -> list[Tensor]:
+    """For each mode, the logits (or ``logits_fn`` of them) with the edited MLP output; the edit
+    runs unit by unit (a chunk of columns at a time), in float64, stored in the model's dtype."""
+    if direct_path not in ("mean", "keep"):
+        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
+    mean_path = s.kind == "transformer" and direct_path == "mean"
+    _, acts = s.run([POST, RESID_MID] if mean_path else [POST])
+    post, mid = acts[POST], acts[RESID_MID] if mean_path else None
+    out = []
+    for mode in modes:
+        edit = ablation_edit(s.task, labels, mode, subspace)
+        edited = torch.cat([edit(c).to(post.dtype) for c in columns(post)], 1)
+        out.append(_patched_logits(s, edited, mid, logits_fn))
+    return out
+
+
+def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
+                    restricted_on: str = "all", direct_path: str = "mean", *,
+                    frequencies: Sequence[int] | None = None) -> RestrictedLoss:
+    """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
     Args:
-        model: HookedOneLayerTransformer or HookedMLP on a ModularAddition task (any k).
+        model: HookedOneLayerTransformer (or its bridge) or HookedMLP on any task.
         task: the task (its train split defines the excluded-loss data).
-        frequencies: the key frequencies; default :func:`key_frequencies` of the model.
+        labels: frequencies, irreps or parity subsets; default :func:`key_frequencies` (modular
+            addition), :func:`key_irreps` (groups) or :func:`key_components` (parity).
         restricted_on: "all" (Nanda, Chughtai) or "test" data for the restricted loss.
         direct_path: transformers only — "mean" (default, Nanda's W_L-only logits) or "keep".
+        frequencies: deprecated name of ``labels``.
 
     Example:
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=7, train_fraction=0.5)
         >>> mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
-        >>> res = restricted_loss(mlp, task, frequencies=[1, 2])
-        >>> list(res.to_dataframe()["measure"])
-        ['full', 'restricted', 'full', 'excluded']
+        >>> res = restricted_loss(mlp, task, [1, 2])
+        >>> res.n_directions, list(res.to_dataframe()["measure"])
+        (4, ['full', 'restricted', 'full', 'excluded'])
     """
-    check_modular(task, "restricted_loss")
-    check_fits(model, task, finite=True)
-    check_outputs(model, task)
+    labels = renamed("frequencies", "labels", frequencies, labels, None)
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
-    freqs = key_frequencies(model, task) if frequencies is None else \
-        check_frequencies(task.p, frequencies)
+    s = subject(model, task)
+    chosen = s.basis.resolve(default_components(model, task) if labels is None else labels)
+    eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
+    full, _ = s.run(logits_fn=_per_row(task))
+    kept, removed = _ablated(s, chosen, ("keep", "remove"), direct_path,
+                             logits_fn=_per_row(task))
+    full_loss, _ = _loss(full, eval_idx)
+    full_train, _ = _loss(full, task.train_idx)
+    restricted, restricted_acc = _loss(kept, eval_idx)
+    excluded, excluded_acc = _loss(removed, task.train_idx)
+    return RestrictedLoss(label_kind=s.basis.label_kind, labels=chosen,
+                          n_directions=s.basis.term_directions(task, chosen).shape[1],
+                          restricted_on=restricted_on, full_loss=full_loss,
+                          restricted=restricted, restricted_acc=restricted_acc,
+                          full_train_loss=full_train, excluded=excluded,
+                          excluded_acc=excluded_acc)
 
-    def make_hook(mode: str) -> HookFn:
-        return frequency_ablation_hook(task, freqs, mode)
 
-    return RestrictedLoss(frequencies=tuple(freqs),
-                          **ablation_losses(model, task, make_hook, restricted_on, direct_path))
+def default_components(model: Any, task: Any) -> list[Any]:
+    """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
+    and :func:`key_components` otherwise."""
+    if task.kind == "modular_addition":
+        return key_frequencies(model, task)
+    if task.kind == "group_composition":
+        return key_irreps(model, task)
+    return key_components(model, task)
+
+
+def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = None,
+                          restricted_on: str = "all", direct_path: str = "mean"
+                          ) -> RestrictedLoss:
+    """:func:`restricted_loss` of a group-composition model for irreps (Chughtai et al. App. E.1).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3", train_fraction=0.5)
+        >>> mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+        >>> irrep_restricted_loss(mlp, task, irreps=["standard"]).n_directions
+        4
+    """
+    require(task, "group_composition", "irrep_restricted_loss")
+    return restricted_loss(model, task, irreps, restricted_on, direct_path)

@@ -1,21 +1,29 @@
 """The shared base of analyzer results: frozen dataclasses with ``.top()``, ``.to_dataframe()``,
 ``.plot()``.
 
-Every analyzer (Fourier, irreps, margins, ...) returns a frozen dataclass of tensors and labels
+Every analyzer (spectra, clusters, margins, ...) returns a frozen dataclass of tensors and labels
 that subclasses :class:`AnalysisResult`. A subclass implements ``_table()`` (a tidy DataFrame, one
-row per measured item) and names the column that ranks rows (``_score``), optionally the column that
-groups them (``_group``: ``top`` ranks within each group) and the plot function as
-``"module:function"`` (``_plot``), imported lazily so that analysis never imports plotly.
+row per measured item) and names the column that ranks rows (``_score``) and optionally the column
+that groups them (``_group``: ``top`` ranks within each group).
+
+Analysis knows nothing of plotting: :func:`figure` is a single-dispatch function over result types
+to which the plotting layer registers one figure per type when it is imported
+(``@figure.register``); ``result.plot()`` calls it. The package root sets :data:`figure_loader`
+to import the plotting layer on the first ``plot()`` (so ``import mi_margin`` stays light and
+``result.plot()`` still works in a fresh process).
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import singledispatch
 from typing import Any, ClassVar
 
 import pandas as pd
+
+from mi_margin.errors import MiMarginError
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,6 @@ class AnalysisResult(ABC):
 
     _score: ClassVar[str] = "value"
     _group: ClassVar[str | None] = None
-    _plot: ClassVar[str | None] = None
 
     @abstractmethod
     def _table(self) -> pd.DataFrame:
@@ -57,8 +64,19 @@ class AnalysisResult(ABC):
         return ordered.head(n).reset_index(drop=True)
 
     def plot(self, **kwargs: Any) -> Any:
-        """A plotly figure of this result (the function named by ``_plot``, imported lazily)."""
-        if self._plot is None:
-            raise NotImplementedError(f"{type(self).__name__} has no plot")
-        module, name = self._plot.split(":")
-        return getattr(importlib.import_module(module), name)(self, **kwargs)
+        """The figure registered for this result's type (see :func:`figure`)."""
+        if figure.dispatch(type(self)) is figure.dispatch(object) and figure_loader is not None:
+            figure_loader()
+        return figure(self, **kwargs)
+
+
+#: called once by ``plot()`` when no figure is registered for a result type (set by the package
+#: root to import the plotting layer, which registers its figures)
+figure_loader: Callable[[], object] | None = None
+
+
+@singledispatch
+def figure(result: Any, **kwargs: Any) -> Any:
+    """A figure of ``result``; the plotting layer registers one per result type on import."""
+    raise MiMarginError(f"no figure is registered for {type(result).__name__}; figures are "
+                        "registered when the plotting package is imported (mm.viz)")

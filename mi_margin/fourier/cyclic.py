@@ -12,6 +12,7 @@ p^k × p^k matrix is ever built. "Frequency f" always means the real pair {f, -f
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -299,6 +300,47 @@ def sum_frequency_directions(p: int, k: int, frequencies: Sequence[int]
         return torch.zeros((p**k, 0), dtype=torch.float64)
     mat = torch.stack(cols, dim=1)
     return mat / mat.norm(dim=0)
+
+
+def cosine_neurons(p: int, frequency: Int[Tensor, " m"], phases: Float[Tensor, "m k"],
+                   signs: Float[Tensor, "m k"] | None = None
+                   ) -> tuple[Float[Tensor, "k p m"], Float[Tensor, "m p"]]:
+    """Input maps W_in [k, p, m] and output map W_out [m, p] of m "cosine neurons" (float64).
+
+    Neuron j reads u_{j,i}(x) = s_{j,i} cos(ω x + θ_{j,i}) from operand i and writes
+    w_j(c) = (Π_i s_{j,i}) cos(ω c + θ_{j,1} + … + θ_{j,k}), ω = 2π f_j / p: the max-margin neurons
+    of Morwani et al. Thm 7 / Li et al. Thm 4.1 and Gromov's construction (docs/mathematics.md §1.3).
+
+    Example:
+        >>> W_in, W_out = cosine_neurons(7, torch.tensor([2]), torch.tensor([[0.3, 0.5]]))
+        >>> tuple(W_in.shape), round(float(W_out[0, 1]), 6) == round(math.cos(4 * math.pi / 7 + 0.8), 6)
+        ((2, 7, 1), True)
+    """
+    m, k = phases.shape
+    signs = torch.ones((m, k), dtype=torch.float64) if signs is None else signs.double()
+    angle = (2 * math.pi * frequency.double() / p)[:, None] * torch.arange(p, dtype=torch.float64)
+    u = signs[:, :, None] * torch.cos(angle[:, None, :] + phases.double()[:, :, None])  # m k p
+    w = signs.prod(1)[:, None] * torch.cos(angle + phases.double().sum(1)[:, None])     # m p
+    return u.permute(1, 2, 0), w
+
+
+def exact_cosine_rows(k: int, frequencies: Sequence[int]
+                      ) -> tuple[Int[Tensor, " m"], Float[Tensor, "m k"], Float[Tensor, "m k"]]:
+    """(frequency, phases, signs) of the exact construction of docs/mathematics.md §1.3 / §2.2.
+
+    Per frequency: phases θ ∈ {0, π/2}^k and signs s ∈ {±1}^k with s_1 = +1 (2^{2k−1} neurons; Li et
+    al. Lemma G.1), for which Σ over the neurons of Π_i u_i(a_i) · w(c) ∝ cos(ω(Σa_i − c)).
+
+    Example:
+        >>> [t.shape[0] for t in exact_cosine_rows(2, [1, 3])]
+        [16, 16, 16]
+    """
+    rows = [(f, th, (1.0, *s)) for f in frequencies
+            for th in itertools.product((0.0, math.pi / 2), repeat=k)
+            for s in itertools.product((1.0, -1.0), repeat=k - 1)]
+    return (torch.tensor([r[0] for r in rows]),
+            torch.tensor([r[1] for r in rows], dtype=torch.float64).reshape(-1, k),
+            torch.tensor([r[2] for r in rows], dtype=torch.float64).reshape(-1, k))
 
 
 def frequency_mask(p: int, k: int, frequencies: Sequence[int]) -> Bool[Tensor, "..."]:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from mi_margin.errors import MiMarginError
+from mi_margin.groups.characters import CharacterTable, character_table
+from mi_margin.groups.decompose import numerical_irreps
 from mi_margin.groups.irrep import Irrep, find_irrep
-
-if TYPE_CHECKING:
-    from mi_margin.groups.characters import CharacterTable
 
 #: the largest group order the constructors build (S7 = 5040; its table is 5040² int64 ≈ 200 MB)
 MAX_ORDER = 5040
@@ -248,8 +247,6 @@ class FiniteGroup:
                                         f"use method='numerical' or 'auto'")
                 self._irreps[method] = self._closed_irreps(self)
             else:
-                from mi_margin.groups.decompose import numerical_irreps
-
                 self._irreps[method] = numerical_irreps(self)
         return list(self._irreps[method])
 
@@ -260,7 +257,5 @@ class FiniteGroup:
     def character_table(self) -> CharacterTable:
         """The complex character table (complex irreps × conjugacy classes); see CharacterTable."""
         if self._character_table is None:
-            from mi_margin.groups.characters import character_table
-
             self._character_table = character_table(self)
         return self._character_table

@@ -18,8 +18,14 @@ MODEL_KINDS = ("transformer", "mlp")
 
 
 def model_kind(model: Any) -> str:
-    """``"transformer"`` or ``"mlp"`` (the models' ``model_kind`` attribute); anything else is an error."""
+    """``"transformer"`` or ``"mlp"``; anything else is an error.
+
+    Our models say so in their ``model_kind`` attribute; a TransformerLens ``TransformerBridge``
+    (``model.to_bridge()``) is recognised by its class, without importing TransformerLens here.
+    """
     kind = getattr(model, "model_kind", None)
+    if kind is None and any(c.__name__ == "TransformerBridge" for c in type(model).__mro__):
+        kind = "transformer"
     if kind not in MODEL_KINDS:
         raise MiMarginError(f"expected a HookedOneLayerTransformer or HookedMLP, got "
                             f"{type(model).__name__} (model_kind={kind!r})")

@@ -22,6 +22,8 @@ from safetensors.torch import save_file
 from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.config import TransformerConfig, config_from_dict
 from mi_margin.models.files import atomic_write
+from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.transformer import HookedOneLayerTransformer
 
 FORMAT = "mi_margin.model/1"
 
@@ -101,9 +103,6 @@ def save_model(model: Any, path: str | Path, **extra: Any) -> str:
 
 def build_model(cfg_dict: dict[str, Any]) -> Any:
     """A freshly initialised model from a config dict."""
-    from mi_margin.models.mlp import HookedMLP
-    from mi_margin.models.transformer import HookedOneLayerTransformer
-
     cfg = config_from_dict(cfg_dict)
     if isinstance(cfg, TransformerConfig):
         return HookedOneLayerTransformer(cfg)

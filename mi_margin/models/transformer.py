@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from mi_margin._tl import CachingRoot, FactoredMatrix, HookPoint
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
+from mi_margin.models.bridge import to_bridge
 from mi_margin.models.config import TransformerConfig
 
 
@@ -276,6 +277,4 @@ class HookedOneLayerTransformer(CachingRoot):
 
     def to_bridge(self):
         """The same weights as a TransformerLens 4 ``TransformerBridge`` (see models.bridge)."""
-        from mi_margin.models.bridge import to_bridge
-
         return to_bridge(self)

@@ -131,8 +131,8 @@ class SweepSpec:
         train: :class:`~mi_margin.TrainConfig` fields (``progress`` is always off in sweeps).
         axes: dotted name -> list of values; the runs are the Cartesian product.
         analyses: names from :data:`ANALYSES` run on each finished model.
-        analysis_options: keyword arguments per analysis, e.g. ``{"irreps": {"threshold": 0.05}}``
-            (``key_irreps``'s threshold), ``{"fourier": {"method": "embedding"}}``,
+        analysis_options: keyword arguments per analysis, e.g. ``{"irreps": {"min_similarity": 0.05}}``
+            (``key_irreps``'s min_similarity), ``{"fourier": {"method": "embed"}}``,
             ``{"margin": {"subset": "train"}}``. Changing them re-runs only the analyses.
 
     Example:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from mi_margin.errors import MiMarginError
+from mi_margin.groups import get
 from mi_margin.sweep.table import LIST_COLUMNS
 
 #: statuses whose models are analysed
@@ -49,8 +50,6 @@ def possible_labels(table: pd.DataFrame, column: str) -> list[str]:
     """Every label that could be key: all irreps of the sweep's group (``G.irreps()`` order) or all
     frequencies 1..p//2, when the table holds one group / one modulus; else the observed ones."""
     if column == "key_irreps" and "task.group" in table and table["task.group"].nunique() == 1:
-        from mi_margin.groups import get
-
         return [irrep.name for irrep in get(str(table["task.group"].iloc[0])).irreps()]
     if column == "key_frequencies" and "task.p" in table and table["task.p"].nunique() == 1:
         return [str(f) for f in range(1, int(table["task.p"].iloc[0]) // 2 + 1)]

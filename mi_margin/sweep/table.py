@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.files import atomic_write
 from mi_margin.sweep.spec import SECTIONS, RunSpec
 from mi_margin.sweep.worker import ANALYSIS_FILE, ERROR_FILE, SPEC_FILE, read_json
 from mi_margin.training.run_folder import published_history, read_status
@@ -151,8 +152,6 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     fmt = path.suffix.lstrip(".")
     if fmt not in FORMATS:
         raise MiMarginError(f"table file must end in .parquet or .csv, got {path.name}")
-    from mi_margin.models.io import atomic_write
-
     if fmt == "csv":
         text = table.copy()
         for col in LIST_COLUMNS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mi_margin import groups
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks.base import MAX_EXAMPLES, Task, grid
 from mi_margin.tasks.group import GroupComposition
@@ -24,8 +25,6 @@ def from_dict(d: dict[str, Any]) -> Task:
     if kind not in classes:
         raise MiMarginError(f"unknown task kind {kind!r}; expected one of {list(classes)}")
     if kind == GroupComposition.kind:
-        from mi_margin import groups
-
         table = d.pop("cayley_table", None)
         name = d.pop("group", None)
         if not isinstance(name, str):

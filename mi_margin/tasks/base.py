@@ -122,6 +122,27 @@ class Task:
         return f"{type(self).__name__}({args})"
 
 
+#: the named example subsets of a task
+SUBSETS = ("all", "train", "test")
+
+
+def subset_indices(task: Task, subset: str) -> Tensor:
+    """Indices of ``subset`` ("all", "train" or "test") into the task's examples (non-empty).
+
+    Example:
+        >>> from mi_margin.tasks.modular import ModularAddition
+        >>> len(subset_indices(ModularAddition(p=5, train_fraction=0.6), "train"))
+        15
+    """
+    if subset not in SUBSETS:
+        raise MiMarginError(f"subset must be one of {list(SUBSETS)}, got subset={subset!r}")
+    idx = {"all": torch.arange(len(task.labels)), "train": task.train_idx,
+           "test": task.test_idx}[subset]
+    if len(idx) == 0:
+        raise MiMarginError(f"subset={subset!r} of {task!r} is empty; use another subset")
+    return idx
+
+
 def grid(sizes: list[int]) -> Int[Tensor, "N k"]:
     """All tuples of ``prod(sizes)`` in lexicographic order (last operand fastest), int64 [N, k].
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from mi_margin.checks import check_int
 from mi_margin.errors import MiMarginError
+from mi_margin.groups import FiniteGroup, from_cayley_table, get
 from mi_margin.tasks.base import Task, check_grid_size, grid
-
-if TYPE_CHECKING:
-    from mi_margin.groups import FiniteGroup
 
 
 class GroupComposition(Task):
@@ -32,8 +30,6 @@ class GroupComposition(Task):
 
     def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
                  seed: int = 0):
-        from mi_margin.groups import FiniteGroup, from_cayley_table, get
-
         if isinstance(G, str):
             G = get(G)
         if not isinstance(G, FiniteGroup):
@@ -76,8 +72,6 @@ class GroupComposition(Task):
 
 def _is_registered(G: FiniteGroup) -> bool:
     """Whether ``groups.get(G.name)`` rebuilds exactly ``G`` (then its name is enough to save)."""
-    from mi_margin.groups import get
-
     try:
         return bool(np.array_equal(get(G.name).table, G.table))
     except MiMarginError:

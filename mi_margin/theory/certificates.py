@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mi_margin.errors import MiMarginError
+from mi_margin.fourier.cyclic import cosine_neurons, exact_cosine_rows
 from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, max_margin
@@ -37,19 +38,10 @@ def _signs(k: int) -> list[tuple[int, ...]]:
 
 
 def modular_weights(p: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W_in [k, p, m], W_out [m, p]) of the unit-norm k-input modular-addition certificate."""
-    x = np.arange(p)
-    ins, outs = [], []
-    for zeta in range(1, (p - 1) // 2 + 1):
-        alpha = 2 * math.pi * zeta / p
-        for phases in itertools.product((0.0, math.pi / 2), repeat=k):
-            w = np.cos(alpha * x + sum(phases))
-            for s in _signs(k):
-                ins.append([si * np.cos(alpha * x + th) for si, th in zip(s, phases)])
-                outs.append(math.prod(s) * w)
-    W_in = np.transpose(np.array(ins), (1, 2, 0))           # k p m
-    W_out = np.array(outs)                                    # m p
-    return W_in, W_out
+    """(W_in [k, p, m], W_out [m, p]) of the k-input modular-addition certificate (before
+    normalization): the exact cosine neurons of every frequency ζ = 1..(p−1)/2."""
+    W_in, W_out = cosine_neurons(p, *exact_cosine_rows(k, range(1, (p - 1) // 2 + 1)))
+    return W_in.numpy(), W_out.numpy()
 
 
 def parity_weights(n: int, support: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -32,10 +32,12 @@ import torch
 from jaxtyping import Bool, Float64
 from torch import Tensor
 
+from mi_margin.analysis.basis import CyclicBasis
+from mi_margin.analysis.core import PRE, subject
 from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
+from mi_margin.analysis.neurons import neuron_phases
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.models.compat import check_fits
-from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, prediction_for
 
@@ -91,7 +93,6 @@ class TheoryComparison(AnalysisResult):
     pure_threshold: float
 
     _score: ClassVar[str] = "share_observed"
-    _plot: ClassVar[str | None] = "mi_margin.viz.theory:comparison_figure"
 
     # -- per neuron ------------------------------------------------------------------------------
     @property
@@ -173,7 +174,12 @@ class TheoryComparison(AnalysisResult):
 
 
 # -- ratio -----------------------------------------------------------------------------------
-def _ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
+def margin_ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
+    """Normalized margin / γ* and what it compares, or None and why not.
+
+    Only defined when the model is the theorem's network family: the same homogeneity ν and
+    activation degree ν − 1 (a ReLU MLP's normalized margin is not on the theorem's scale).
+    """
     if pred.gamma is None:
         return None, "no γ* for this task: " + "; ".join(pred.reasons)
     if res.normalized is None:
@@ -188,45 +194,6 @@ def _ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | Non
 
 
 # -- structure -------------------------------------------------------------------------------
-def _bases(task: Any, pred: Prediction) -> tuple[Tensor, list[int], tuple[str, ...]]:
-    """Orthonormal basis columns B [n, n] of functions on one operand, each column's label index
-    (0 = trivial) and the non-trivial label names (index l ↦ labels[l-1])."""
-    if task.kind == "modular_addition" or pred.isomorphism is not None:
-        from mi_margin.fourier.cyclic import fourier_basis, frequency_of_index
-
-        n = task.d_vocab
-        freq = frequency_of_index(n).tolist()
-        return (fourier_basis(n).T, freq,
-                tuple(f"freq_{f}" for f in range(1, max(freq) + 1)))
-    from mi_margin.fourier.group import isotypic_basis
-
-    G = task.group
-    cols: list[Tensor] = []
-    lab_of: list[int] = []
-    names: list[str] = []
-    for rho in G.irreps():
-        q = isotypic_basis(G, rho)
-        cols.append(torch.from_numpy(np.array(q)))
-        index = 0 if rho.name == "trivial" else len(names) + 1
-        if index:
-            names.append(rho.name)
-        lab_of += [index] * q.shape[1]
-    return torch.cat(cols, dim=1), lab_of, tuple(names)
-
-
-def _pre_and_out(model: Any, task: Task) -> tuple[Tensor, Tensor]:
-    """Pre-activations on the full grid [N, m] and output maps [m, C], float64."""
-    with torch.no_grad():
-        _, cache = model.run_with_cache(model_inputs(model, task),
-                                        names_filter="blocks.0.mlp.hook_pre")
-        pre = cache["blocks.0.mlp.hook_pre"].double()
-        if pre.ndim == 3:                                   # transformer: last position
-            pre = pre[:, -1]
-        W_out = model.W_out.detach().double()
-        out = W_out[0] @ model.W_U.detach().double() if W_out.ndim == 3 else W_out
-    return pre, out
-
-
 def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
     """Neuron weight: ||ω_i||^ν for a homogeneous MLP, else ||input map|| · ||output map||."""
     if hasattr(model, "homogeneity") and model.homogeneity()[0] is not None:
@@ -235,54 +202,36 @@ def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
     return in_energy.sqrt() * centered.norm(dim=1)
 
 
-def _phase_error(inputs: list[Tensor], out: Tensor, freq: Tensor) -> Tensor:
-    """Σ_i arg û_i(ζ) − arg ŵ(ζ), wrapped to (−π, π], at each neuron's frequency ζ = ``freq``.
-
-    û(j) = Σ_a u(a) e^{−2πija/n}; at the max margin every neuron has u_i = β cos(θ_i + 2πζa/n),
-    w = β cos(θ_w + 2πζc/n) with Σθ_i = θ_w (Morwani et al. Thm 7; Li et al. Thm 4.1).
-    """
-    def phase(u: Tensor) -> Tensor:
-        return torch.fft.fft(u, dim=1).gather(1, freq[:, None])[:, 0].angle()
-
-    angle = sum(phase(u) for u in inputs) - phase(out)
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
-
-
 def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure:
-    """Per-neuron label energies for modular addition and group composition (module docstring)."""
-    B, lab_of, names = _bases(task, pred)
-    pre, out = _pre_and_out(model, task)
-    n, k, m = task.d_vocab, task.k, pre.shape[1]
+    """Per-neuron label energies for modular addition and group composition (module docstring).
+
+    Through the task's harmonic basis; a cyclic group of prime order is read in Z_p coordinates
+    (``pred.isomorphism``) so that phases are defined.
+    """
+    s = subject(model, task)
+    pre = s.run([PRE])[1][PRE].double()
+    out = s.neuron_logit_map().double()
+    inputs = task.inputs
+    n, k = task.d_vocab, task.k
+    basis = s.basis
     if pred.isomorphism is not None:                     # group C_p -> Z_p via the isomorphism
-        inv = torch.argsort(torch.tensor(pred.isomorphism))
-        pre = pre.reshape([n] * k + [m])[tuple(torch.meshgrid(*[inv] * k, indexing="ij"))]
-        out = out[:, inv]
-    grid = pre.reshape([n] * k + [m])
-    coef = grid
-    for _ in range(k):                                   # project every operand axis on B
-        coef = torch.tensordot(coef, B, dims=([0], [0]))  # rotates the projected axis to the end
-    power = coef.movedim(0, -1) ** 2 / n ** (k - 1)      # [n]*k (basis indices) + [m]
-    labels = torch.tensor(lab_of)
-    L = len(names)
-    in_energy = torch.zeros(m, L, dtype=torch.float64)
-    idx = torch.stack(torch.meshgrid(*[labels] * k, indexing="ij"), dim=-1)  # [n]*k, k
-    dc = (idx == 0).all(-1)
-    for l in range(1, L + 1):
-        mask = ((idx == 0) | (idx == l)).all(-1) & ~dc
-        in_energy[:, l - 1] = power[mask].sum(0)
-    total_in = power[~dc].sum(0)
-    out_coef = (out @ B) ** 2                             # m n
-    out_energy = torch.stack([out_coef[:, labels == l].sum(1) for l in range(1, L + 1)], 1)
-    energy = in_energy + out_energy
-    mixed = (total_in - in_energy.sum(1)).clamp_min(0.0)
-    weight = _weights(model, total_in, out)
+        iso = torch.tensor(pred.isomorphism)
+        inputs = iso[task.inputs]
+        pre = pre[torch.argsort((inputs * n ** torch.arange(k - 1, -1, -1)).sum(1))]
+        out = out[:, torch.argsort(iso)]
+        basis = CyclicBasis(n, k)
+    grid = basis.grid_energy(pre)
+    in_energy, total_in = grid.blocks / n ** (k - 1), grid.total / n ** (k - 1)
+    energy = in_energy + basis.weight_energy(out.T)[1:].T
+    names = tuple(f"freq_{f}" if basis.label_kind == "frequency" else f for f in basis.nontrivial)
     phase = None
-    if task.kind == "modular_addition" or pred.isomorphism is not None:
-        marg = [grid.mean(dim=[a for a in range(k) if a != i]).T if k > 1 else grid.T
-                for i in range(k)]
-        phase = _phase_error(marg, out, energy.argmax(1) + 1)
-    return NeuronStructure(labels=names, energy=energy, mixed=mixed, weight=weight,
-                           phase_error=phase, checks={},
+    if basis.label_kind == "frequency":
+        ordered = torch.cartesian_prod(*[torch.arange(n)] * k).reshape(-1, k) if k > 1 else \
+            torch.arange(n)[:, None]
+        phase = neuron_phases(pre, ordered, out, energy.argmax(1) + 1, n)[1]
+    return NeuronStructure(labels=names, energy=energy,
+                           mixed=(total_in - in_energy.sum(1)).clamp_min(0.0),
+                           weight=_weights(model, total_in, out), phase_error=phase, checks={},
                            reason="energy of input maps (from hook_pre) and output map per label")
 
 
@@ -332,7 +281,7 @@ def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> T
     check_fits(model, task, finite=True)
     pred = prediction_for(model, task)
     res = margin(model, task, "all")
-    ratio, why = _ratio(model, pred, res)
+    ratio, why = margin_ratio(model, pred, res)
     if task.kind == "sparse_parity":
         structure = parity_structure(model, task)
     else:

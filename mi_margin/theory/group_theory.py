@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks import is_prime
-from mi_margin.theory.predictions import (
+from mi_margin.theory.formulas import (
     NetworkSpec,
     Prediction,
     cyclic_prediction,

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks import Task
+from mi_margin.theory.group_theory import class_label
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
@@ -32,8 +33,6 @@ def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, 
         if pred.class_weights is None:
             raise MiMarginError(f"no class weighting is known for {task!r}")
         G = task.group
-        from mi_margin.theory.group_theory import class_label
-
         per_class = torch.zeros(G.num_classes, dtype=torch.float64)
         for c in range(G.num_classes):
             per_class[c] = pred.class_weights.get(class_label(G, c), 0.0)

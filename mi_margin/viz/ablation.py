@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from mi_margin.analysis.restricted import AblationLosses
+from mi_margin.analysis.restricted import RestrictedLoss
 
 
-def plot_ablation_losses(res: AblationLosses, title: str | None = None) -> go.Figure:
+def plot_ablation_losses(res: RestrictedLoss, title: str | None = None) -> go.Figure:
     """Bars (log scale): full, restricted (on ``restricted_on``) and excluded (train) loss.
 
     Example:
-        >>> from mi_margin.analysis.restricted import RestrictedLoss
-        >>> res = RestrictedLoss(frequencies=(1,), restricted_on="all", full_loss=.1, restricted=.1,
-        ...                      restricted_acc=1., full_train_loss=.1, excluded=2., excluded_acc=0.)
+        >>> res = RestrictedLoss("frequency", (1,), 2, restricted_on="all", full_loss=.1,
+        ...                      restricted=.1, restricted_acc=1., full_train_loss=.1, excluded=2.,
+        ...                      excluded_acc=0.)
         >>> list(plot_ablation_losses(res).data[0].x)
         ['full (all)', 'restricted (all)', 'full (train)', 'excluded (train)']
     """

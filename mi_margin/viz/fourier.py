@@ -1,4 +1,4 @@
-"""Plotly figures for the Fourier analyzers (``mi_margin.analysis.fourier`` and friends).
+"""Plotly figures for frequency-labelled results (modular addition; Nanda et al. 2023).
 
 Every function returns a ``plotly.graph_objects.Figure`` and touches no network: render it in a
 notebook, or write it with ``fig.write_html(path, include_plotlyjs=True)`` for an offline file.
@@ -12,39 +12,35 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mi_margin.analysis._grid import neuron_activations
 from mi_margin.analysis.clock_pizza import ClockPizza
-from mi_margin.analysis.fourier import (
-    FourierSpectrum,
-    LogitSimilarity,
-    NeuronClusters,
-    neuron_clusters,
-)
+from mi_margin.analysis.core import subject
+from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.progress import ProgressMeasures
+from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.errors import MiMarginError
 
 
-def plot_spectrum(spec: FourierSpectrum, components: Sequence[str] | None = None) -> go.Figure:
+def plot_spectrum(spec: Spectrum, components: Sequence[str] | None = None) -> go.Figure:
     """Grouped bars: share of each component per frequency (weights: norm², grid: variance).
 
     Example:
         >>> import mi_margin as mm
-        >>> from mi_margin.analysis.fourier import fourier_spectrum
+        >>> from mi_margin.analysis.spectrum import fourier_spectrum
         >>> task = mm.ModularAddition(p=7)
         >>> spec = fourier_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
         >>> len(plot_spectrum(spec).data)
         5
     """
-    table = spec.to_dataframe()
+    table = spec.to_dataframe().query("kind != 'term'")
     names = list(dict.fromkeys(table["component"])) if components is None else list(components)
     fig = go.Figure()
     for name in names:
         part = table[table["component"] == name]
         if part.empty:
             raise MiMarginError(f"unknown component {name!r}; have {sorted(set(table['component']))}")
-        fig.add_bar(x=part["frequency"], y=part["fraction"], name=name)
-    fig.update_layout(barmode="group", title=f"Fourier spectrum (p={spec.p}, k={spec.k})",
-                      xaxis_title="frequency f", yaxis_title="share")
+        fig.add_bar(x=[str(x) for x in part[spec.label_kind]], y=part["fraction"], name=name)
+    fig.update_layout(barmode="group", title=f"{spec.label_kind} spectrum (n={spec.n}, k={spec.k})",
+                      xaxis_title=spec.label_kind, yaxis_title="share")
     return fig
 
 
@@ -60,22 +56,23 @@ def plot_neuron_clusters(res: NeuronClusters) -> go.Figure:
     """
     counts = res.counts
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "neurons per frequency (0: none dominates)", "variance explained by the best frequency"))
-    fig.add_bar(x=list(counts), y=list(counts.values()), name="neurons", row=1, col=1)
-    fig.add_histogram(x=res.fraction.tolist(), nbinsx=40, name="fraction", row=1, col=2)
-    fig.add_vline(x=res.min_fraction, line_dash="dash", row=1, col=2)
-    fig.update_xaxes(title_text="frequency f", row=1, col=1)
-    fig.update_xaxes(title_text="fraction", row=1, col=2)
-    fig.update_layout(showlegend=False, title=f"Neuron clusters (p={res.p}, k={res.k})")
+        f"neurons per {res.label_kind}", f"purity (share of variance of the best {res.label_kind})"))
+    fig.add_bar(x=["none" if lab is None else lab for lab in counts], y=list(counts.values()),
+                name="neurons", row=1, col=1)
+    fig.add_histogram(x=res.purity.tolist(), nbinsx=40, name="purity", row=1, col=2)
+    fig.add_vline(x=res.min_purity, line_dash="dash", row=1, col=2)
+    fig.update_xaxes(title_text=res.label_kind, row=1, col=1)
+    fig.update_xaxes(title_text="purity", row=1, col=2)
+    fig.update_layout(showlegend=False, title=f"Neuron clusters ({res.source}, {res.model_kind})")
     return fig
 
 
 def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None, n: int = 4,
-                    min_fraction: float = 0.5) -> go.Figure:
+                    min_purity: float = 0.5) -> go.Figure:
     """Heatmaps of neuron activations over the (a_1, a_2) grid, titled with the dominant frequency.
 
     For k > 2 the other operands are fixed to 0. Default neurons: the ``n`` with the largest
-    explained fraction.
+    purity.
 
     Example:
         >>> import mi_margin as mm
@@ -84,12 +81,12 @@ def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None,
         >>> len(fig.data)
         2
     """
-    res = neuron_clusters(model, task, min_fraction)
+    res = neuron_clusters(model, task, min_purity)
     chosen = list(neurons) if neurons is not None else \
-        res.fraction.argsort(descending=True)[:n].tolist()
-    p, k = res.p, res.k
-    acts = neuron_activations(model, task).double().reshape(p, p, p ** (k - 2), -1)[:, :, 0]
-    titles = [f"n{j}: f={int(res.frequency[j])} ({float(res.fraction[j]):.0%})" for j in chosen]
+        res.purity.nan_to_num(0.0).argsort(descending=True)[:n].tolist()
+    p, k = task.p, task.k
+    acts = subject(model, task).neurons().double().reshape(p, p, p ** (k - 2), -1)[:, :, 0]
+    titles = [f"n{j}: f={int(res.frequency[j])} ({float(res.purity[j]):.0%})" for j in chosen]
     fig = make_subplots(rows=1, cols=len(chosen), subplot_titles=titles)
     for col, j in enumerate(chosen, start=1):
         fig.add_heatmap(z=acts[..., j].tolist(), coloraxis="coloraxis", row=1, col=col)
@@ -104,13 +101,14 @@ def plot_logit_similarity(res: LogitSimilarity) -> go.Figure:
 
     Example:
         >>> import torch
-        >>> from mi_margin.analysis.fourier import LogitSimilarity
-        >>> len(plot_logit_similarity(LogitSimilarity(7, 2, torch.zeros(3))).data)
+        >>> from mi_margin.analysis.spectrum import LogitSimilarity
+        >>> res = LogitSimilarity("frequency", (1, 2, 3), (2, 2, 2), torch.zeros(3))
+        >>> len(plot_logit_similarity(res).data)
         1
     """
     table = res.to_dataframe()
-    fig = go.Figure(go.Bar(x=table["frequency"], y=table["similarity"], name="similarity"))
-    fig.update_layout(title=f"logit similarity to cos(ω_f(Σa − c)); FVE = {res.fve:.3f}",
+    fig = go.Figure(go.Bar(x=table[res.label_kind], y=table["similarity"], name="similarity"))
+    fig.update_layout(title=f"logit similarity to cos(ω_f(Σa − c)); FVE = {res.fve():.3f}",
                       xaxis_title="frequency f", yaxis_title="cosine similarity")
     return fig
 
@@ -121,7 +119,8 @@ def plot_progress(res: ProgressMeasures) -> go.Figure:
     Example:
         >>> import pandas as pd
         >>> from mi_margin.analysis.progress import COLUMNS, ProgressMeasures
-        >>> res = ProgressMeasures((1,), pd.DataFrame([[0] * len(COLUMNS)], columns=COLUMNS))
+        >>> frame = pd.DataFrame([[0] * len(COLUMNS)], columns=COLUMNS)
+        >>> res = ProgressMeasures("frequency", (1,), frame)
         >>> len(plot_progress(res).data)
         7
     """

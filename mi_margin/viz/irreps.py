@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mi_margin.analysis.irreps import KEY_THRESHOLD
+from mi_margin.analysis.spectrum import KEY_SIMILARITY
 from mi_margin.groups import FiniteGroup
 
 
@@ -28,7 +28,7 @@ def plot_irrep_spectrum(result: Any, title: str | None = None) -> go.Figure:
 
     Example:
         >>> import mi_margin as mm
-        >>> from mi_margin.analysis.irreps import irrep_spectrum
+        >>> from mi_margin.analysis.spectrum import irrep_spectrum
         >>> task = mm.GroupComposition("S3")
         >>> spec = irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
         >>> len(plot_irrep_spectrum(spec).data)       # 3 weight components + 3 terms
@@ -46,7 +46,7 @@ def plot_irrep_spectrum(result: Any, title: str | None = None) -> go.Figure:
             fig.add_trace(go.Bar(x=labels, y=fr[:, t].tolist(), name=f"ρ({term})"),
                           row=1, col=2)
         fig.update_layout(barmode="group")
-    fig.update_layout(title=title or f"Irrep spectrum ({result.group}, {result.model_kind})",
+    fig.update_layout(title=title or f"Irrep spectrum ({result.model_kind})",
                       barmode="group", height=420, width=520 * cols)
     return fig
 
@@ -56,18 +56,17 @@ def plot_irrep_logit_similarity(result: Any, title: str | None = None) -> go.Fig
 
     Example:
         >>> import torch
-        >>> from mi_margin.analysis.irreps import IrrepLogitSimilarity
-        >>> sim = IrrepLogitSimilarity("S3", 2, ("trivial", "sign", "standard"), (1, 1, 2),
-        ...                            torch.tensor([0.0, 0.2, 0.9]))
+        >>> from mi_margin.analysis.spectrum import LogitSimilarity
+        >>> sim = LogitSimilarity("irrep", ("sign", "standard"), (1, 4), torch.tensor([0.2, 0.9]))
         >>> plot_irrep_logit_similarity(sim).data[0].type
         'bar'
     """
     labels = [_irrep_label(n, d) for n, d in zip(result.irreps, result.dims)]
     sim = result.similarity.tolist()
-    colors = ["crimson" if s > KEY_THRESHOLD else "lightgray" for s in sim]
+    colors = ["crimson" if s > KEY_SIMILARITY else "lightgray" for s in sim]
     fig = go.Figure(go.Bar(x=labels, y=sim, marker_color=colors, name="similarity"))
-    fig.add_hline(y=KEY_THRESHOLD, line_dash="dot", annotation_text="key threshold")
-    fig.update_layout(title=title or f"Logit similarity with χ_ρ(abc⁻¹) ({result.group}); "
+    fig.add_hline(y=KEY_SIMILARITY, line_dash="dot", annotation_text="key threshold")
+    fig.update_layout(title=title or "Logit similarity with χ_ρ(abc⁻¹); "
                       f"logit FVE {result.fve():.3f}", yaxis_title="cosine similarity",
                       height=420, width=640)
     return fig
@@ -78,17 +77,17 @@ def plot_neuron_irreps(result: Any, title: str | None = None) -> go.Figure:
 
     Example:
         >>> import mi_margin as mm
-        >>> from mi_margin.analysis.irreps import neuron_irrep_clusters
+        >>> from mi_margin.analysis.neurons import neuron_irrep_clusters
         >>> task = mm.GroupComposition("S3")
         >>> res = neuron_irrep_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
         >>> sum(plot_neuron_irreps(res).data[0].y)
         8
     """
     counts = result.counts
-    names = [n for n in [*result.irreps, None] if n in counts]
+    names = [n for n in [*result.labels, None] if n in counts]
     fig = go.Figure(go.Bar(x=["none" if n is None else n for n in names],
                            y=[counts[n] for n in names]))
-    fig.update_layout(title=title or f"Neurons per irrep ({result.group}, purity ≥ "
+    fig.update_layout(title=title or f"Neurons per irrep (purity ≥ "
                       f"{result.min_purity:g}, {result.source})", yaxis_title="neurons",
                       height=420, width=640)
     return fig
@@ -99,22 +98,20 @@ def neuron_purity_heatmap(result: Any, title: str | None = None) -> go.Figure:
 
     Example:
         >>> import mi_margin as mm
-        >>> from mi_margin.analysis.irreps import neuron_irrep_clusters
+        >>> from mi_margin.analysis.neurons import neuron_irrep_clusters
         >>> task = mm.GroupComposition("S3")
         >>> res = neuron_irrep_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
         >>> np.asarray(neuron_purity_heatmap(res).data[0].z).shape
         (8, 3)
     """
-    energy = result.energy.double().numpy()
-    total = energy.sum(1, keepdims=True)
-    share = np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
-    rank = {name: i for i, name in enumerate([*result.irreps, None])}
+    share = result.shares.double().numpy()
+    rank = {name: i for i, name in enumerate([*result.labels, None])}
     purity = np.nan_to_num(result.purity.numpy())
     order = sorted(range(len(result.irrep)), key=lambda i: (rank[result.irrep[i]], -purity[i]))
-    fig = go.Figure(go.Heatmap(z=share[order], x=list(result.irreps),
+    fig = go.Figure(go.Heatmap(z=share[order], x=list(result.labels),
                                y=[f"n{i} ({result.irrep[i] or 'none'})" for i in order],
                                colorscale="Viridis", zmin=0.0, zmax=1.0))
-    fig.update_layout(title=title or f"Neuron energy share per irrep ({result.group})",
+    fig.update_layout(title=title or "Neuron energy share per irrep",
                       height=max(400, 8 * len(order)), width=640)
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -125,11 +122,11 @@ def plot_irrep_progress(result: Any, title: str | None = None) -> go.Figure:
 
     Example:
         >>> import pandas as pd
-        >>> from mi_margin.analysis.irrep_progress import IrrepProgress
+        >>> from mi_margin.analysis.progress import ProgressMeasures
         >>> frame = pd.DataFrame({"step": [0, 10], "train_loss": [2.0, 0.1], "test_loss": [2.0, 1.0],
         ...     "restricted_loss": [2.0, 0.5], "excluded_loss": [2.0, 3.0], "key_logit_fve": [0, .5],
         ...     "sim[sign]": [0.0, 0.7]})
-        >>> len(plot_irrep_progress(IrrepProgress(("sign",), frame)).data)
+        >>> len(plot_irrep_progress(ProgressMeasures("irrep", ("sign",), frame)).data)
         6
     """
     frame = result.table

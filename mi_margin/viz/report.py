@@ -11,7 +11,6 @@ box, an analysis this installation lacks shows a "not available" note, and the r
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,39 +18,28 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mi_margin.analysis.clock_pizza import clock_pizza
+from mi_margin.analysis.margin import margin
+from mi_margin.analysis.neurons import neuron_clusters
+from mi_margin.analysis.nfa import nfa_correlation
+from mi_margin.analysis.progress import progress_measures
+from mi_margin.analysis.restricted import default_components, restricted_loss
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.spectrum import logit_similarity, spectrum
 from mi_margin.errors import MiMarginError
+from mi_margin.theory.compare import compare_to_theory
+from mi_margin.theory.predictions import prediction_for
+from mi_margin.training import load
 from mi_margin.viz import _html
-from mi_margin.viz.attention import AttentionView
+from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_view
+from mi_margin.viz.figures import plot
+from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
+from mi_margin.viz.training import progress_columns, progress_curves, training_curves
 
 #: NFA is computed only when (training examples) × (input dim) × (hidden width) is at most this.
 NFA_BUDGET = 5e8
 Part = Any  # an HTML string, a plotly Figure or an AttentionView
 Item = Callable[[], list[Part]]
-
-
-class Unavailable(Exception):
-    """An analysis this installation of mi_margin does not provide (shown as a note, not an error)."""
-
-
-def api(module: str, name: str) -> Any:
-    """``module.name``, or :class:`Unavailable` when that module or name does not exist."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name and module.startswith(err.name):
-            raise Unavailable(f"{module} is not available in this version") from err
-        raise
-    if not hasattr(mod, name):
-        raise Unavailable(f"{module}.{name} is not available in this version")
-    return getattr(mod, name)
-
-
-def plot(result: Any) -> go.Figure:
-    """``result.plot()``, or :class:`Unavailable` when its plot function does not exist yet."""
-    target = getattr(type(result), "_plot", None)
-    if isinstance(target, str):
-        api(*target.split(":"))
-    return result.plot()
 
 
 @dataclass
@@ -91,8 +79,6 @@ def _render(ctx: Context, part: Part) -> str:
 def _run_item(ctx: Context, title: str, item: Item) -> str:
     try:
         return "\n".join(_render(ctx, part) for part in item())
-    except Unavailable as err:
-        return _html.note_box(f"{title}: not available — {err}")
     except Exception as err:
         return _html.error_box(title, err)
 
@@ -116,82 +102,54 @@ def _configuration(ctx: Context) -> dict[str, Item]:
 
 
 def _training(ctx: Context) -> dict[str, Item]:
-    from mi_margin.viz.training import progress_columns, progress_curves, training_curves
-
     items: dict[str, Item] = {"Training curves": lambda: [training_curves(ctx.run)]}
     if len(ctx.run.history) and progress_columns(ctx.run.history):
         items["Recorded metrics"] = lambda: [progress_curves(ctx.run)]
     return items
 
 
-def _key_frequencies(ctx: Context) -> list[int]:
-    fn = api("mi_margin.analysis.fourier", "key_frequencies")
-    return ctx.memo("key_frequencies", lambda: fn(ctx.model, ctx.task))
+def show(result: Callable[[], AnalysisResult], table: bool = False) -> Item:
+    """The item of one analysis result: its figure, after its table when ``table``."""
+    def item() -> list[Part]:
+        res = result()
+        return [*([_html.table(res.to_dataframe())] if table else []), plot(res)]
+    return item
 
 
-def _fourier(ctx: Context) -> dict[str, Item]:
-    m, t = ctx.model, ctx.task
-    mod = "mi_margin.analysis.fourier"
+#: the harmonic section's title and the spectrum's name, by the basis's label kind
+HARMONIC = {"frequency": ("Fourier analysis", "Fourier spectrum", "Key frequencies"),
+            "irrep": ("Irreducible representations", "Irrep spectrum", "Key irreps"),
+            "subset": ("Walsh analysis of the parity", "Walsh spectrum", "Key subsets")}
 
-    def keys() -> list[Part]:
-        keys = _key_frequencies(ctx)
-        return [_html.paragraph(f"Key frequencies (by share of the logits' variance): {keys}")]
 
-    def restricted() -> list[Part]:
-        fn = api("mi_margin.analysis.restricted", "restricted_loss")
-        res = fn(m, t, frequencies=_key_frequencies(ctx) or None)
-        return [_html.table(res.to_dataframe()), plot(res)]
+def _harmonic(ctx: Context) -> dict[str, Item]:
+    """Spectra, key labels, logit similarity, neuron clusters, ablations and progress: the same
+    results for every task, through its harmonic basis."""
+    m, t, run = ctx.model, ctx.task, ctx.run
+    kind = {"modular_addition": "frequency", "group_composition": "irrep"}.get(t.kind, "subset")
+    _, spectrum_title, keys_title = HARMONIC[kind]
 
-    items: dict[str, Item] = {
-        "Key frequencies": keys,
-        "Fourier spectrum": lambda: [plot(api(mod, "fourier_spectrum")(m, t))],
-        "Logit similarity": lambda: [plot(api(mod, "logit_similarity")(m, t))],
-        "Neuron clusters": lambda: [plot(api(mod, "neuron_clusters")(m, t))],
-        "Restricted and excluded loss": restricted,
+    def keys() -> list[Any]:
+        return ctx.memo("keys", lambda: default_components(m, t))
+
+    items: dict[str, Item] = {}
+    if kind == "irrep":
+        items["Cayley and character tables"] = lambda: [cayley_table_figure(t.group),
+                                                        character_table_figure(t.group)]
+    items[keys_title] = lambda: [_html.paragraph(f"{keys_title}: {keys()}")]
+    source = "weights" if kind == "irrep" else "activations"
+    results: dict[str, Callable[[], AnalysisResult]] = {
+        spectrum_title: lambda: spectrum(m, t),
+        "Logit similarity": lambda: logit_similarity(m, t),
+        "Neuron clusters": lambda: neuron_clusters(m, t, source=source),
     }
-    if t.k == 2:
-        def clock() -> list[Part]:
-            res = api("mi_margin.analysis.clock_pizza", "clock_pizza")(m, t)
-            return [_html.table(res.to_dataframe()), plot(res)]
-        items["Clock or pizza"] = clock
-    if len(ctx.run.checkpoints) > 1:
-        items["Progress measures over checkpoints"] = lambda: _progress(ctx)
-    return items
-
-
-def _progress(ctx: Context) -> list[Part]:
-    fn = api("mi_margin.analysis.progress", "progress_measures")
-    res = fn(ctx.run)
-    return [plot(res)] if hasattr(res, "plot") else [_html.table(res)]
-
-
-def _irreps(ctx: Context) -> dict[str, Item]:
-    m, t = ctx.model, ctx.task
-    mod = "mi_margin.analysis.irreps"
-
-    def keys() -> list[Part]:
-        return [_html.paragraph(f"Key irreps: {api(mod, 'key_irreps')(m, t)}")]
-
-    def group_tables() -> list[Part]:
-        figs = "mi_margin.viz.irreps"
-        return [api(figs, "cayley_table_figure")(t.group),
-                api(figs, "character_table_figure")(t.group)]
-
-    def restricted() -> list[Part]:
-        res = api("mi_margin.analysis.irrep_ablation", "irrep_restricted_loss")(m, t)
-        return [_html.table(res.to_dataframe()), plot(res)]
-
-    items: dict[str, Item] = {
-        "Cayley and character tables": group_tables,
-        "Key irreps": keys,
-        "Irrep spectrum": lambda: [plot(api(mod, "irrep_spectrum")(m, t))],
-        "Logit similarity to characters": lambda: [plot(api(mod, "irrep_logit_similarity")(m, t))],
-        "Neuron irreps": lambda: [plot(api(mod, "neuron_irrep_clusters")(m, t))],
-        "Restricted and excluded loss": restricted,
-    }
-    if len(ctx.run.checkpoints) > 1:
-        items["Progress measures over checkpoints"] = lambda: [
-            plot(api("mi_margin.analysis.irrep_progress", "irrep_progress")(ctx.run))]
+    items.update({title: show(fn) for title, fn in results.items()})
+    items["Restricted and excluded loss"] = show(lambda: restricted_loss(m, t, keys() or None),
+                                                 table=True)
+    if kind == "frequency" and t.k == 2:
+        items["Clock or pizza"] = show(lambda: clock_pizza(m, t), table=True)
+    if len(run.checkpoints) > 1:
+        items["Progress measures over checkpoints"] = show(lambda: progress_measures(run))
     return items
 
 
@@ -199,15 +157,15 @@ def _theory(ctx: Context) -> dict[str, Item]:
     m, t = ctx.model, ctx.task
 
     def margins() -> list[Part]:
-        res = api("mi_margin.analysis.margin", "margin")(m, t)
+        res = margin(m, t)
         return [_html.table(res.summary()), plot(res)]
 
     def prediction() -> list[Part]:
-        pred = api("mi_margin.theory.predictions", "prediction_for")(m, t)
+        pred = prediction_for(m, t)
         return [_html.table(pred.summary()), _html.table(pred.to_dataframe())]
 
     def compare() -> list[Part]:
-        res = api("mi_margin.theory.compare", "compare_to_theory")(m, t)
+        res = compare_to_theory(m, t)
         return [_html.table(res.scalars()), _html.table(res.to_dataframe()), plot(res)]
 
     return {"Margins": margins, "Max-margin prediction": prediction,
@@ -215,8 +173,6 @@ def _theory(ctx: Context) -> dict[str, Item]:
 
 
 def _attention(ctx: Context) -> dict[str, Item]:
-    from mi_margin.viz.attention import attention_heatmap, attention_view
-
     return {"Attention over the input grid": lambda: [attention_heatmap(ctx.model, ctx.task)],
             "Attention patterns of single inputs": lambda: [attention_view(ctx.model, ctx.task)]}
 
@@ -231,8 +187,7 @@ def nfa_cost(model: Any, task: Any) -> float:
 
 def _nfa(ctx: Context) -> dict[str, Item]:
     def nfa() -> list[Part]:
-        fn = api("mi_margin.analysis.nfa", "nfa_correlation")
-        res = fn(ctx.model, ctx.task, init_state=ctx.run.checkpoints.get(0))
+        res = nfa_correlation(ctx.model, ctx.task, init_state=ctx.run.checkpoints.get(0))
         return [_html.table(res.summary()), plot(res)]
 
     return {"NFM and AGOP": nfa}
@@ -243,10 +198,9 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
     kind, model_kind = run.task.kind, run.model.model_kind
     out: list[tuple[str, Callable[[Context], dict[str, Item]]]] = [
         ("Configuration", _configuration), ("Training", _training)]
-    if kind == "modular_addition":
-        out.append(("Fourier analysis", _fourier))
-    if kind == "group_composition":
-        out.append(("Irreducible representations", _irreps))
+    if kind != "sparse_parity" or len(run.task.inputs) == 2**run.task.n:
+        label = {"modular_addition": "frequency", "group_composition": "irrep"}.get(kind, "subset")
+        out.append((HARMONIC[label][0], _harmonic))
     if model_kind == "mlp":
         out.append(("Margins and theory", _theory))
     if model_kind == "transformer":
@@ -258,8 +212,6 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
 
 def _load(run_or_path: Any) -> Any:
     if isinstance(run_or_path, str | Path):
-        from mi_margin.training import load
-
         return load(run_or_path)
     if not hasattr(run_or_path, "model") or not hasattr(run_or_path, "history"):
         raise MiMarginError(f"write_report needs a Run or a run folder, got "

@@ -7,15 +7,13 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis._planted import cosine_mlp, exact_cosine_mlp, gromov_mlp
-from mi_margin.analysis.fourier import (
+from mi_margin.analysis.neurons import neuron_clusters, neuron_frequencies, wrap
+from mi_margin.analysis.spectrum import (
     fourier_gini,
     fourier_spectrum,
     gini,
     key_frequencies,
     logit_similarity,
-    neuron_clusters,
-    neuron_frequencies,
-    wrap,
 )
 from mi_margin.errors import MiMarginError
 
@@ -38,7 +36,7 @@ def test_exact_network_logits_are_the_planted_waves(p, k, planted):
 def test_key_frequencies_recover_the_planted_set_by_every_method(p, k, planted):
     task = mm.ModularAddition(p=p, k=k)
     model = exact_cosine_mlp(task, planted)
-    for method in ["logits", "embedding", "W_L"]:
+    for method in ["logits", "embed", "W_L"]:
         assert key_frequencies(model, task, method=method) == sorted(planted)
 
 
@@ -50,7 +48,7 @@ def test_logit_similarity_is_equal_on_the_planted_frequencies(p, k, planted):
     expected = torch.zeros(p // 2, dtype=torch.float64)
     expected[[f - 1 for f in planted]] = 1 / math.sqrt(len(planted))
     assert torch.allclose(sim.similarity, expected, atol=1e-10)
-    assert sim.fve == pytest.approx(1.0, abs=1e-10)
+    assert sim.fve() == pytest.approx(1.0, abs=1e-10)
     assert sim.top(len(planted))["frequency"].sort_values().tolist() == sorted(planted)
 
 
@@ -60,7 +58,7 @@ def test_neuron_clusters_recover_frequencies_and_phase_relation(p, k, planted):
     res = neuron_clusters(exact_cosine_mlp(task, planted), task)
     per_frequency = 2 ** (2 * k - 1)                   # docs/mathematics.md §2.2 construction
     assert res.counts == {f: per_frequency for f in planted}
-    assert torch.equal(neuron_frequencies(exact_cosine_mlp(task, planted), task), res.frequency)
+    assert neuron_frequencies(exact_cosine_mlp(task, planted), task) == list(res.label)
     assert res.phase_error is not None and float(res.phase_error.max()) < 1e-9
 
 
@@ -71,8 +69,8 @@ def test_quadratic_cosine_neuron_explains_its_variance_as_derived():
     model = cosine_mlp(task, torch.tensor([3]), torch.tensor([[0.4, -1.1]], dtype=torch.float64))
     res = neuron_clusters(model, task)
     assert int(res.frequency[0]) == 3
-    assert float(res.fraction[0]) == pytest.approx(1 / (1 + 2 / 8), abs=1e-12)
-    assert float(res.block_fraction[0, 5]) == pytest.approx((2 / 8) / (1 + 2 / 8), abs=1e-12)
+    assert float(res.purity[0]) == pytest.approx(1 / (1 + 2 / 8), abs=1e-12)
+    assert float(res.shares[0, 6]) == pytest.approx((2 / 8) / (1 + 2 / 8), abs=1e-12)
 
 
 @pytest.mark.parametrize("p,k", [(23, 2), (11, 3)])
@@ -127,7 +125,7 @@ def test_spectrum_of_a_planted_mlp_is_supported_on_the_planted_frequencies():
     for name, shares in spec.weights.items():
         assert float(shares.sum()) == pytest.approx(1.0)
         assert float(shares[off].abs().max()) < 1e-12, name
-    logit_share = spec.frequency_shares("logits")
+    logit_share = spec.shares("logits")
     assert float(logit_share[[f - 1 for f in planted]].sum()) == pytest.approx(1.0, abs=1e-10)
     assert spec.neuron_tuples is not None
     assert tuple(spec.neuron_tuples.shape) == (p // 2 + 1,) * k
@@ -157,13 +155,13 @@ def test_bad_inputs_raise_clear_errors():
     model = exact_cosine_mlp(task, [1])
     with pytest.raises(MiMarginError, match="where"):
         fourier_spectrum(model, task, where=["nope"])
-    with pytest.raises(MiMarginError, match="threshold"):
-        key_frequencies(model, task, threshold=0)
+    with pytest.raises(MiMarginError, match="min_share"):
+        key_frequencies(model, task, min_share=0)
     with pytest.raises(MiMarginError, match="method"):
         key_frequencies(model, task, method="vibes")
     with pytest.raises(MiMarginError, match="ModularAddition"):
         fourier_spectrum(model, mm.SparseParity(n=4, k=2))
     with pytest.raises(MiMarginError, match="d_vocab_out"):
         fourier_spectrum(model, mm.ModularAddition(p=11))
-    with pytest.raises(MiMarginError, match="min_fraction"):
-        neuron_clusters(model, task, min_fraction=1.5)
+    with pytest.raises(MiMarginError, match="min_purity"):
+        neuron_clusters(model, task, min_purity=1.5)

@@ -6,9 +6,10 @@ import torch
 import mi_margin as mm
 from mi_margin.analysis._planted import exact_cosine_mlp
 from mi_margin.analysis.clock_pizza import clock_pizza
-from mi_margin.analysis.fourier import fourier_spectrum, logit_similarity, neuron_clusters
+from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import fourier_spectrum, logit_similarity
 from mi_margin.viz.fourier import neuron_heatmaps
 
 
@@ -34,7 +35,7 @@ def test_progress_and_heatmaps():
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
     run = mm.train(model, task, mm.TrainConfig(steps=4, eval_every=2, n_checkpoints=2,
                                                progress=False))
-    fig = progress_measures(run, frequencies=[1]).plot()
+    fig = progress_measures(run, [1]).plot()
     assert {t.name for t in fig.data} >= {"train_loss", "restricted_loss", "gini_embed"}
     heat = neuron_heatmaps(model, task, neurons=[0, 5])
     _, cache = model.run_with_cache(task.inputs)

@@ -12,12 +12,9 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis.fourier import (
-    frequency_shares,
-    key_frequencies,
-    neuron_clusters,
-)
+from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import component_shares, key_frequencies
 
 
 def _train(model, task, steps, lr):
@@ -55,10 +52,10 @@ MODELS = ["mlp_k2", "mlp_k3", "transformer"]
 @pytest.mark.parametrize("name", MODELS)
 def test_the_main_logit_frequency_is_key_in_embeddings_and_W_L(name, request):
     model, task = request.getfixturevalue(name)
-    shares = frequency_shares(model, task, "logits")
+    shares = component_shares(model, task, "logits")
     main = int(shares.argmax()) + 1
     assert main in key_frequencies(model, task)
-    assert main in key_frequencies(model, task, method="embedding")
+    assert main in key_frequencies(model, task, method="embed")
     assert main in key_frequencies(model, task, method="W_L")
 
 
@@ -71,7 +68,7 @@ def test_clock_wave_frequencies_of_power_mlps_are_in_embeddings_and_W_L(name, re
     model, task = request.getfixturevalue(name)
     from_similarity = set(key_frequencies(model, task, method="similarity"))
     assert from_similarity
-    assert from_similarity <= set(key_frequencies(model, task, method="embedding"))
+    assert from_similarity <= set(key_frequencies(model, task, method="embed"))
     assert from_similarity <= set(key_frequencies(model, task, method="W_L"))
     assert from_similarity <= set(key_frequencies(model, task))
 
@@ -79,8 +76,8 @@ def test_clock_wave_frequencies_of_power_mlps_are_in_embeddings_and_W_L(name, re
 @pytest.mark.parametrize("name", MODELS)
 def test_similarity_share_never_exceeds_block_share(name, request):
     model, task = request.getfixturevalue(name)
-    sim = frequency_shares(model, task, "similarity")
-    block = frequency_shares(model, task, "logits")
+    sim = component_shares(model, task, "similarity")
+    block = component_shares(model, task, "logits")
     assert torch.all(sim <= block + 1e-12)
 
 
@@ -97,7 +94,7 @@ def test_dominant_neuron_frequencies_are_carried_by_the_embeddings(name, request
     model, task = request.getfixturevalue(name)
     res = neuron_clusters(model, task)
     used = set(res.frequency.tolist()) - {0}
-    assert used and used <= set(key_frequencies(model, task, method="embedding"))
+    assert used and used <= set(key_frequencies(model, task, method="embed"))
 
 
 @pytest.mark.parametrize("name", ["mlp_k2", "mlp_k3"])

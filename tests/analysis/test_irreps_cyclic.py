@@ -13,22 +13,23 @@ import torch
 import mi_margin as mm
 from mi_margin import groups
 from mi_margin.analysis._planted import exact_cosine_mlp
-from mi_margin.analysis.fourier import (
-    fourier_spectrum,
-    key_frequencies,
-    logit_similarity,
+from mi_margin.analysis.core import subject
+from mi_margin.analysis.neurons import (
     neuron_clusters,
     neuron_frequencies,
-)
-from mi_margin.analysis.irrep_ablation import irrep_restricted_loss
-from mi_margin.analysis.irreps import (
-    irrep_logit_similarity,
-    irrep_spectrum,
-    key_irreps,
     neuron_irrep_clusters,
     neuron_irreps,
 )
-from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.restricted import irrep_restricted_loss, restricted_loss
+from mi_margin.analysis.spectrum import (
+    character_similarity,
+    fourier_spectrum,
+    irrep_logit_similarity,
+    irrep_spectrum,
+    key_frequencies,
+    key_irreps,
+    logit_similarity,
+)
 
 P = 13
 
@@ -68,9 +69,11 @@ def test_logit_similarities_are_identical(trained):
     add, grp, models = _models(trained)
     for model in models:
         fourier = logit_similarity(model, add).similarity
-        irrep = irrep_logit_similarity(model, grp).similarity
-        assert float(irrep[0]) == pytest.approx(0.0, abs=1e-12)       # trivial
-        assert torch.allclose(irrep[1:], fourier, atol=1e-12)
+        irrep = irrep_logit_similarity(model, grp).similarity           # non-trivial irreps
+        every = character_similarity(subject(model, grp).run()[0], grp)  # trivial first
+        assert float(every[0]) == pytest.approx(0.0, abs=1e-12)       # trivial
+        assert torch.allclose(every[1:], fourier, atol=1e-12)
+        assert torch.allclose(irrep, fourier, atol=1e-12)
 
 
 def test_weight_spectra_are_identical(trained):
@@ -101,7 +104,7 @@ def test_planted_cosine_network_same_keys_and_neurons(planted):
     model = exact_cosine_mlp(add, planted)
     assert [_freq(n) for n in key_irreps(model, grp)] == key_frequencies(model, add) == planted
     by_irrep = [_freq(n) for n in neuron_irreps(model, grp)]
-    assert by_irrep == neuron_frequencies(model, add).tolist()
+    assert by_irrep == neuron_frequencies(model, add)
     assert torch.allclose(neuron_irrep_clusters(model, grp).purity,
                           torch.ones(model.cfg.d_mlp, dtype=torch.float64), atol=1e-12)
 

@@ -16,20 +16,15 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis.irrep_ablation import (
-    canonical_irreps,
-    irrep_ablation_hook,
-    irrep_restricted_loss,
-)
-from mi_margin.analysis.irreps import (
+from mi_margin.analysis.ablation import ablation_hook
+from mi_margin.analysis.basis import basis_for, term_labels
+from mi_margin.analysis.neurons import neuron_irrep_clusters, neuron_irreps
+from mi_margin.analysis.restricted import irrep_restricted_loss
+from mi_margin.analysis.spectrum import (
     character_similarity,
-    irrep_grid_basis,
     irrep_logit_similarity,
     irrep_spectrum,
     key_irreps,
-    neuron_irrep_clusters,
-    neuron_irreps,
-    term_labels,
 )
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.group import isotypic_basis
@@ -56,7 +51,7 @@ def planted_mlp(task, coefficients, beta=2.0):
 
 def _planted(group, irreps, train_fraction=0.5):
     task = mm.GroupComposition(group, train_fraction=train_fraction, seed=0)
-    names = canonical_irreps(task, irreps)
+    names = basis_for(task).resolve(irreps)
     return task, names, planted_mlp(task, dict.fromkeys(names, 1.0))
 
 
@@ -129,7 +124,7 @@ def test_restricted_loss_keeps_the_loss_and_excluded_loss_destroys_it(group, irr
 def test_removing_one_of_two_planted_irreps_leaves_the_other():
     """D5 with freq_1 and freq_2: removing freq_1(ab) leaves logits 4β³ χ_freq_2(abc⁻¹) exactly."""
     task, _, model = _planted("D5", ["freq_1", "freq_2"])
-    hook = irrep_ablation_hook(task, ["freq_1"], "remove")
+    hook = ablation_hook(task, ["freq_1"], "remove")
     logits = model.run_with_hooks(task.inputs, fwd_hooks=[("blocks.0.mlp.hook_post", hook)])
     assert torch.allclose(logits.detach(), 4 * 2.0**3 * _chi_cube(task, "freq_2"), atol=1e-9)
 
@@ -154,7 +149,8 @@ def test_theory_certificate_similarity_follows_its_logit_coefficients(group):
 def test_grid_bases_are_orthonormal_across_irreps_and_terms(group, k):
     task = mm.GroupComposition(group, k=k)
     nontrivial = [r.name for r in task.group.irreps() if r.name != "trivial"]
-    Q = torch.cat([irrep_grid_basis(task, nontrivial, term) for term in term_labels(k)], dim=1)
+    Q = torch.cat([basis_for(task).term_directions(task, nontrivial, term) for term in term_labels(k)],
+                  dim=1)
     r = sum(task.group.irrep(n).isotypic_dim for n in nontrivial)
     assert Q.shape == (task.group.order**k, (k + 1) * r)
     assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=torch.float64), atol=1e-10)
@@ -197,7 +193,7 @@ def test_hidden_energies_match_explicit_projections(group, k, kind):
     H = H - H.mean(0)
     for i, name in enumerate(spec.irreps):
         for t, term in enumerate(spec.terms):
-            Q = irrep_grid_basis(task, name, term)
+            Q = basis_for(task).term_directions(task, [name], term)
             assert torch.allclose(spec.hidden[:, i, t], (Q.T @ H).square().sum(0), atol=1e-9)
     assert torch.allclose(spec.hidden_variance, H.square().sum(0), atol=1e-9)
     residual = spec.to_dataframe().query("irrep == 'residual'")["fraction"].item()
@@ -267,9 +263,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(MiMarginError, match="where"):
         irrep_spectrum(model, task, where=["attention"])
     with pytest.raises(MiMarginError, match="term"):
-        irrep_grid_basis(task, "sign", "c")
-    with pytest.raises(MiMarginError, match="threshold"):
-        key_irreps(model, task, threshold=1.5)
+        basis_for(task).term_directions(task, ["sign"], "c")
+    with pytest.raises(MiMarginError, match="min_similarity"):
+        key_irreps(model, task, min_similarity=1.5)
     with pytest.raises(MiMarginError, match="min_purity"):
         neuron_irrep_clusters(model, task, min_purity=0.0)
     with pytest.raises(MiMarginError, match="source"):

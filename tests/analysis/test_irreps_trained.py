@@ -10,14 +10,10 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis.irrep_ablation import irrep_restricted_loss
-from mi_margin.analysis.irrep_progress import IrrepProgress, irrep_progress
-from mi_margin.analysis.irreps import (
-    irrep_logit_similarity,
-    irrep_spectrum,
-    key_irreps,
-    neuron_irrep_clusters,
-)
+from mi_margin.analysis.neurons import neuron_irrep_clusters
+from mi_margin.analysis.progress import ProgressMeasures, irrep_progress
+from mi_margin.analysis.restricted import irrep_restricted_loss
+from mi_margin.analysis.spectrum import irrep_logit_similarity, irrep_spectrum, key_irreps
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import evaluate
 
@@ -90,7 +86,7 @@ def test_progress_measures_over_checkpoints(runs):
     product = spec.hidden_fractions()[[spec.irreps.index(n) for n in keys], -1].sum()
     assert last["hidden_product_fve"] == pytest.approx(float(product), rel=1e-9)
     assert last["test_loss"] < table.iloc[0]["test_loss"]
-    assert isinstance(prog, IrrepProgress) and len(prog.plot().data) == 4 + 1 + len(keys)
+    assert isinstance(prog, ProgressMeasures) and len(prog.plot().data) == 4 + 1 + len(keys)
     subset = irrep_progress(run, irreps=["sign"], steps=[0])
     assert subset.irreps == ("(1,1,1,1)",) and len(subset.to_dataframe()) == 1
     with pytest.raises(MiMarginError, match="no checkpoints at steps"):

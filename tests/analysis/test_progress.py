@@ -3,9 +3,9 @@
 import pytest
 
 import mi_margin as mm
-from mi_margin.analysis.fourier import fourier_gini
 from mi_margin.analysis.progress import COLUMNS, progress_measures
 from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import fourier_gini
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import evaluate
 
@@ -19,9 +19,9 @@ def run():
 
 
 def test_one_row_per_checkpoint_matching_the_analyzers(run):
-    res = progress_measures(run, frequencies=[1, 2])
+    res = progress_measures(run, [1, 2])
     table = res.to_dataframe()
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == COLUMNS + [f"sim[{f}]" for f in range(1, run.task.p // 2 + 1)]
     assert table["step"].tolist() == sorted(run.checkpoints)
     for step in [0, run.step]:
         row = table[table["step"] == step].iloc[0]
@@ -38,7 +38,7 @@ def test_one_row_per_checkpoint_matching_the_analyzers(run):
 
 
 def test_default_frequencies_come_from_the_final_model(run):
-    from mi_margin.analysis.fourier import key_frequencies
+    from mi_margin.analysis.spectrum import key_frequencies
 
     res = progress_measures(run, steps=[run.step])
     assert res.frequencies == tuple(key_frequencies(run.model, run.task))
@@ -46,4 +46,4 @@ def test_default_frequencies_come_from_the_final_model(run):
 
 def test_unknown_step_is_a_clear_error(run):
     with pytest.raises(MiMarginError, match="no checkpoints at steps"):
-        progress_measures(run, frequencies=[1], steps=[12345])
+        progress_measures(run, [1], steps=[12345])

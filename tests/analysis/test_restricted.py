@@ -7,7 +7,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis._planted import exact_cosine_mlp
-from mi_margin.analysis.ablation import frequency_ablation_hook, grid_projection_hook
+from mi_margin.analysis.ablation import ablation_hook, grid_projection_hook
 from mi_margin.analysis.restricted import ablated_logits, restricted_loss
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import sum_frequency_directions
@@ -28,9 +28,9 @@ def test_planted_network_restricted_equals_full_and_excluded_is_uniform(p, k, pl
 def test_dropping_a_used_frequency_raises_the_restricted_loss():
     task = mm.ModularAddition(p=11, k=2, train_fraction=0.5)
     model = exact_cosine_mlp(task, [2, 5])
-    partial = restricted_loss(model, task, frequencies=[2])
+    partial = restricted_loss(model, task, [2])
     assert partial.restricted > partial.full_loss + 1e-3
-    on_test = restricted_loss(model, task, frequencies=[2, 5], restricted_on="test")
+    on_test = restricted_loss(model, task, [2, 5], restricted_on="test")
     assert on_test.restricted_on == "test"
     assert on_test.restricted == pytest.approx(on_test.full_loss, rel=1e-10)
 
@@ -54,9 +54,9 @@ def test_transformer_restricted_logits_are_projected_neurons_through_W_L_plus_a_
 def test_keep_and_remove_split_the_centred_activations():
     task = mm.ModularAddition(p=5, k=3)
     h = torch.randn(125, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    for kind in ["sum", "block"]:
-        keep = frequency_ablation_hook(task, [2], "keep", kind=kind)
-        remove = frequency_ablation_hook(task, [2], "remove", kind=kind)
+    for kind in ["product", "block"]:
+        keep = ablation_hook(task, [2], "keep", subspace=kind)
+        remove = ablation_hook(task, [2], "remove", subspace=kind)
         assert torch.allclose(keep(h, None) + remove(h, None), h + h.mean(0), atol=1e-12)
         assert torch.allclose(keep(keep(h, None), None), keep(h, None), atol=1e-12)
 
@@ -76,10 +76,10 @@ def test_hooks_reject_bad_input():
     with pytest.raises(MiMarginError, match="orthonormal"):
         grid_projection_hook(torch.ones(25, 2))
     with pytest.raises(MiMarginError, match="mode"):
-        frequency_ablation_hook(task, [1], mode="zero")
-    with pytest.raises(MiMarginError, match="kind"):
-        frequency_ablation_hook(task, [1], kind="odd")
+        ablation_hook(task, [1], mode="zero")
+    with pytest.raises(MiMarginError, match="subspace"):
+        ablation_hook(task, [1], subspace="odd")
     with pytest.raises(MiMarginError, match="whole input grid"):
-        frequency_ablation_hook(task, [1])(torch.zeros(24, 3), None)
+        ablation_hook(task, [1])(torch.zeros(24, 3), None)
     with pytest.raises(MiMarginError, match="restricted_on"):
         restricted_loss(exact_cosine_mlp(task, [1]), task, [1], restricted_on="train")

@@ -20,6 +20,7 @@ import mi_margin as mm
 from mi_margin.errors import MiMarginError
 from mi_margin.sweep import (
     SweepSpec,
+    analyses,
     collect,
     grid_metric,
     grokking_step,
@@ -65,8 +66,8 @@ def direct(spec: SweepSpec, point: dict) -> mm.Run:
 
 
 def assert_rows_match_direct(table: pd.DataFrame, spec: SweepSpec) -> None:
-    from mi_margin.analysis.irreps import key_irreps
     from mi_margin.analysis.margin import margin
+    from mi_margin.analysis.spectrum import key_irreps
 
     for run_spec in spec.runs():
         row = table.set_index("index").loc[run_spec.index]
@@ -123,7 +124,7 @@ def test_bad_spec_is_a_clear_error(changes, match):
 
 def test_spec_files_equal_the_dataclass(tmp_path):
     spec = small_spec(axes={"seed": [0, 1], "task.train_fraction": [0.4, 0.6]},
-                      analysis_options={"irreps": {"threshold": 0.05}})
+                      analysis_options={"irreps": {"min_similarity": 0.05}})
     d = spec.to_dict()
     (tmp_path / "s.json").write_text(json.dumps(d))
     import yaml
@@ -135,7 +136,7 @@ def test_spec_files_equal_the_dataclass(tmp_path):
         "[model]", 'kind = "mlp"', "d_mlp = 16",
         "[train]", "steps = 50", "lr = 0.01", "eval_every = 10", "n_checkpoints = 3",
         "[axes]", "seed = [0, 1]", '"task.train_fraction" = [0.4, 0.6]',
-        "[analysis_options.irreps]", "threshold = 0.05"])
+        "[analysis_options.irreps]", "min_similarity = 0.05"])
     (tmp_path / "s.toml").write_text(toml)
     for name in ("s.json", "s.yaml", "s.toml"):
         loaded = SweepSpec.load(tmp_path / name)
@@ -246,14 +247,18 @@ def test_sequential_sweep_equals_direct_training_and_records_failures(tmp_path):
 
 def test_failed_analysis_is_recorded_then_redone_alone(tmp_path, monkeypatch):
     spec = small_spec(axes={"seed": [0]}, analyses=("irreps", "fourier"))
-    monkeypatch.setitem(sys.modules, "mi_margin.analysis.irreps", None)   # "not written yet"
+    def broken(model, task, **options):
+        raise RuntimeError("the irreps analysis failed")
+
+    original = analyses.REGISTRY["irreps"]
+    monkeypatch.setitem(analyses.REGISTRY, "irreps", broken)
     first = run_sweep(spec, tmp_path / "sw", sequential=True, progress=False).table
     row = first.iloc[0]
     assert row["status"] == "finished"
     assert "irreps" in row["irreps_error"] and "ModularAddition" in row["fourier_error"]
     weights = Path(row["path"]) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    monkeypatch.delitem(sys.modules, "mi_margin.analysis.irreps")
+    monkeypatch.setitem(analyses.REGISTRY, "irreps", original)
     res = run_sweep(spec, tmp_path / "sw", sequential=True, progress=False)
     row = res.table.iloc[0]
     assert isinstance(row["key_irreps"], (list, np.ndarray)) and "irreps_error" not in res.table
@@ -369,9 +374,7 @@ def test_ray_sweep_equals_sequential_records_failure_and_resumes(ray_local, tmp_
 def test_analysis_options_match_the_analyzers_signatures():
     import inspect
 
-    from mi_margin.analysis.fourier import key_frequencies
-    from mi_margin.analysis.irreps import key_irreps
-    from mi_margin.analysis.margin import margin
+    from mi_margin.analysis import key_frequencies, key_irreps, margin
     from mi_margin.sweep.analyses import OPTIONS
 
     for name, fn in {"fourier": key_frequencies, "irreps": key_irreps, "margin": margin}.items():

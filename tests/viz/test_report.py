@@ -16,7 +16,7 @@ import pytest
 import mi_margin as mm
 from mi_margin import groups
 from mi_margin.viz import _html, report
-from mi_margin.viz.report import Unavailable, api, write_report
+from mi_margin.viz.report import write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PLOTLY_BANNER = re.compile(r"\* plotly\.js v\d")
@@ -90,37 +90,14 @@ def test_report_of_a_saved_run_folder_defaults_into_it(mlp_run, tmp_path):
 
 
 def test_a_failing_analysis_becomes_an_error_box(transformer_run, tmp_path, monkeypatch):
-    import mi_margin.analysis.fourier as fourier
-
     def broken(*args, **kwargs):
         raise RuntimeError("planted failure")
 
-    monkeypatch.setattr(fourier, "fourier_spectrum", broken)
+    monkeypatch.setattr(report, "spectrum", broken)
     html = write_report(transformer_run, tmp_path / "r.html").read_text()
     errors = _boxes(html, "error")
     assert len(errors) == 1 and "Fourier spectrum" in errors[0] and "planted failure" in errors[0]
     assert HEADINGS.findall(html) == EXPECTED["transformer"]       # the rest still rendered
-
-
-def test_a_missing_analysis_becomes_a_note(mlp_run, tmp_path, monkeypatch):
-    def without_nfa(module: str, name: str):
-        if module == "mi_margin.analysis.nfa":
-            raise Unavailable(f"{module} is not available in this version")
-        return api(module, name)
-
-    monkeypatch.setattr(report, "api", without_nfa)
-    html = write_report(mlp_run, tmp_path / "r.html").read_text()
-    notes = _boxes(html, "note")
-    assert len(notes) == 1 and "not available" in notes[0] and "analysis.nfa" in notes[0]
-    assert _boxes(html, "error") == []
-
-
-def test_api_distinguishes_missing_from_broken():
-    with pytest.raises(Unavailable):
-        api("mi_margin.viz.no_such_module", "f")
-    with pytest.raises(Unavailable):
-        api("mi_margin.viz.report", "no_such_function")
-    assert api("mi_margin.viz.report", "write_report") is write_report
 
 
 def test_report_rejects_other_objects(tmp_path):

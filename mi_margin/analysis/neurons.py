@@ -1,0 +1,263 @@
+"""Each neuron's dominant frequency or irrep, its purity, clusters and (frequencies) phases.
+
+One implementation through the task's harmonic basis (docs/mathematics.md §4.2, §6.3). A neuron's
+energy per label comes from one of two sources:
+
+- ``"activations"`` — its centred activation over the grid (``blocks.0.mlp.hook_post``) in each
+  single-label block {trivial, ρ}^{⊗k} minus the constant: Nanda et al.'s "degree-k polynomial in
+  one frequency", Chughtai et al.'s clustering by irrep.
+- ``"weights"`` — the vectors over the group a neuron reads and writes, each centred: for MLPs
+  every W_in_eff[i][:, j] and W_out[j], for transformers W_E[:n]·W_in[:, j] and W_L[j]; energy_ρ =
+  Σ ||Q_ρᵀ x||² (Morwani et al. Thm 9: a max-margin neuron lives in one irrep).
+
+purity = best label's energy / the neuron's total centred energy (what no single label explains,
+products of labels included, counts against it); the dominant label is assigned when
+purity ≥ ``min_purity``. For frequencies the phases θ_1..θ_k of the neuron's input marginals and θ_w
+of its output map are measured, with the relation error |wrap(θ_1+…+θ_k − θ_w)| that max-margin
+neurons satisfy exactly (Morwani et al. Thm 7, Li et al. Thm 4.1, Gromov eq. 12).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mi_margin.analysis.basis import sum_by
+from mi_margin.analysis.core import POST, PRE, Subject, require, subject
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.errors import MiMarginError
+from mi_margin.fourier.cyclic import to_fourier
+
+SOURCES = ("activations", "weights")
+
+
+@dataclass(frozen=True)
+class NeuronClusters(AnalysisResult):
+    """Every neuron's dominant label and purity (see :func:`neuron_clusters`).
+
+    Attributes:
+        label_kind, labels: "frequency" / "irrep" / "subset" and all labels, trivial first.
+        model_kind, source, min_purity: what was measured and the dominance threshold.
+        energy: [d_mlp, L] each neuron's energy per label (trivial: 0, the mean is removed);
+            total: [d_mlp] its centred energy (labels' blocks plus what mixes labels).
+        purity: [d_mlp] max energy / total (NaN where total is 0).
+        label: per neuron the dominant label, None where purity < ``min_purity`` or dead.
+        dead: [d_mlp] activation constant over the whole grid ("always off", Chughtai et al.).
+        phases: frequencies only, [d_mlp, k+1]: θ_1..θ_k of the input marginals and θ_w of the
+            output map at the neuron's dominant frequency (x ↦ A cos(ω_f x + θ)); NaN unassigned.
+        phase_error: frequencies only, [d_mlp] |wrap(θ_1+…+θ_k − θ_w)| ∈ [0, π].
+    """
+
+    _score = "purity"
+
+    label_kind: str
+    labels: tuple[Any, ...]
+    model_kind: str
+    source: str
+    min_purity: float
+    energy: Float[Tensor, "d_mlp L"] = field(repr=False)
+    total: Float[Tensor, " d_mlp"] = field(repr=False)
+    purity: Float[Tensor, " d_mlp"] = field(repr=False)
+    label: tuple[Any, ...] = field(repr=False)
+    dead: Tensor = field(repr=False)
+    phases: Float[Tensor, "d_mlp kp1"] | None = field(default=None, repr=False)
+    phase_error: Float[Tensor, " d_mlp"] | None = field(default=None, repr=False)
+
+    @property
+    def frequency(self) -> Int[Tensor, " d_mlp"]:
+        """Frequencies: each neuron's dominant frequency, int64, 0 where none dominates."""
+        return torch.tensor([0 if lab is None else int(lab) for lab in self.label])
+
+    @property
+    def irrep(self) -> tuple[Any, ...]:
+        """Irreps: each neuron's dominant irrep name (None where none dominates)."""
+        return self.label
+
+    @property
+    def shares(self) -> Float[Tensor, "d_mlp L"]:
+        """Share of each neuron's centred energy in each label, [d_mlp, L]."""
+        safe = torch.where(self.total > 0, self.total, torch.ones_like(self.total))
+        return torch.where(self.total[:, None] > 0, self.energy / safe[:, None], 0.0)
+
+    @property
+    def clusters(self) -> dict[Any, list[int]]:
+        """Label → indices of the neurons it dominates (basis order; None last)."""
+        out = {lab: [i for i, x in enumerate(self.label) if x == lab]
+               for lab in [*self.labels, None]}
+        return {lab: idx for lab, idx in out.items() if idx}
+
+    @property
+    def counts(self) -> dict[Any, int]:
+        """Label → number of neurons it dominates (None: unassigned or dead)."""
+        return {lab: len(idx) for lab, idx in self.clusters.items()}
+
+    def _table(self) -> pd.DataFrame:
+        table = pd.DataFrame({"neuron": range(len(self.label)), self.label_kind: list(self.label),
+                              "purity": self.purity.tolist(), "dead": self.dead.tolist()})
+        share = self.shares
+        for j, lab in enumerate(self.labels):
+            table[f"share[{lab}]"] = share[:, j].tolist()
+        if self.phases is not None and self.phase_error is not None:
+            k = self.phases.shape[1] - 1
+            for j, name in enumerate([f"theta_{i + 1}" for i in range(k)] + ["theta_w"]):
+                table[name] = self.phases[:, j].tolist()
+            table["phase_error"] = self.phase_error.tolist()
+        return table
+
+
+def wrap(angle: Tensor) -> Tensor:
+    """Angles wrapped to (−π, π].
+
+    Example:
+        >>> w = wrap(torch.tensor([3 * math.pi / 2, -math.pi], dtype=torch.float64))
+        >>> bool(torch.allclose(w, torch.tensor([-math.pi / 2, math.pi], dtype=torch.float64)))
+        True
+    """
+    out = torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+    return torch.where(out == -math.pi, torch.full_like(out, math.pi), out)
+
+
+def phases_at(weight: Float[Tensor, "p m"], frequency: Int[Tensor, " m"]) -> Float[Tensor, " m"]:
+    """Phase θ of each column x ↦ A cos(ω_f x + θ) at its frequency f (NaN where f = 0).
+
+    A cos(ωx + θ) = A cos θ cos ωx − A sin θ sin ωx, so θ = atan2(−c_sin, c_cos) from the real
+    Fourier coefficients.
+
+    Example:
+        >>> x = torch.arange(11.0)
+        >>> w = torch.stack([torch.cos(2 * math.pi * 3 * x / 11 + 0.7)], dim=1)
+        >>> round(float(phases_at(w, torch.tensor([3]))[0]), 6)
+        0.7
+    """
+    p = weight.shape[0]
+    coef = to_fourier(weight, dims=(0,))
+    coef = torch.cat([coef, coef.new_zeros((1, coef.shape[1]))])      # sin slot of Nyquist
+    cols = torch.arange(coef.shape[1])
+    f = frequency.clamp(min=1, max=p // 2)
+    theta = torch.atan2(-coef[2 * f, cols], coef[2 * f - 1, cols])
+    return torch.where(frequency > 0, theta, torch.full_like(theta, float("nan")))
+
+
+def neuron_phases(pre: Tensor, inputs: Tensor, out: Tensor, frequency: Tensor, p: int
+                  ) -> tuple[Tensor, Tensor]:
+    """Phases [m, k+1] of the pre-activations' marginals on each operand and of the output map
+    ``out`` [m, p], at each neuron's ``frequency``, and the relation error (module docstring).
+
+    ``pre`` [N, m] holds the pre-activations at the grid ``inputs`` [N, k] (elements of Z_p). The
+    marginal of an MLP's pre-activation on operand i is W_in_eff[i] plus a constant; for a
+    transformer it includes what attention does.
+    """
+    marginals = [sum_by(inputs[:, i], pre, p) for i in range(inputs.shape[1])]
+    theta = [phases_at(m, frequency) for m in marginals]
+    theta.append(phases_at(out.double().T, frequency))
+    phases = torch.stack(theta, dim=1)
+    return phases, wrap(phases[:, :-1].sum(1) - phases[:, -1]).abs()
+
+
+def _weight_energy(s: Subject) -> Tensor:
+    """Σ over the neuron's vectors over the group of ||Q_ρᵀ(x − mean)||², [d_mlp, L]."""
+    maps = [*s.neuron_input_maps(), s.neuron_logit_map().T]
+    return torch.stack([s.basis.weight_energy(X.double() - X.double().mean(0))
+                        for X in maps]).sum(0).T
+
+
+def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",
+                    *, min_fraction: float | None = None) -> NeuronClusters:
+    """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
+
+    Default 0.5: a majority of the neuron's energy, so at most one label can qualify; Nanda et al.
+    report neurons at 0.85, certificate neurons have purity 1. ``min_fraction=`` is the deprecated
+    name of ``min_purity``. See the module docstring for the two sources.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> res = neuron_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> res.frequency.shape, res.phases.shape
+        (torch.Size([8]), torch.Size([8, 3]))
+    """
+    if min_fraction is not None:
+        warnings.warn("min_fraction= is deprecated; use min_purity=", DeprecationWarning,
+                      stacklevel=2)
+        min_purity = min_fraction
+    if not 0 < min_purity <= 1:
+        raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
+    if source not in SOURCES:
+        raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
+    s = subject(model, task)
+    b = s.basis
+    _, acts = s.run([POST, PRE])
+    post = acts[POST]
+    dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
+    if source == "weights":
+        if task.kind == "sparse_parity":
+            raise MiMarginError("source='weights' needs maps over group elements; sparse parity "
+                                "has none (use source='activations')")
+        energy = _weight_energy(s)
+        energy[:, 0] = 0.0                                  # centred: only rounding is left
+        total = energy.sum(1)
+    else:
+        grid = b.grid_energy(post)
+        energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
+        total = grid.total
+    best, index = energy[:, 1:].max(1)
+    purity = torch.where(total > 0, best / total.clamp_min(1e-300), torch.nan)
+    assigned = tuple(b.nontrivial[int(j)] if (bool(q >= min_purity) and not bool(d)) else None
+                     for j, q, d in zip(index, purity, dead))
+    phases = error = None
+    if b.label_kind == "frequency":
+        frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
+        phases, error = neuron_phases(acts[PRE], task.inputs, s.neuron_logit_map(), frequency,
+                                      b.n)
+    return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
+                          source=source, min_purity=min_purity, energy=energy, total=total,
+                          purity=purity, label=assigned, dead=dead, phases=phases,
+                          phase_error=error)
+
+
+def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
+                          source: str = "weights") -> NeuronClusters:
+    """:func:`neuron_clusters` of a group-composition model; by default from the weights
+    (docs/mathematics.md §6.3, Morwani et al. Thm 9).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> res = neuron_irrep_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> tuple(res.energy.shape), len(res.irrep)
+        ((8, 3), 8)
+    """
+    require(task, "group_composition", "neuron_irrep_clusters")
+    return neuron_clusters(model, task, min_purity, source)
+
+
+def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[int | None]:
+    """Dominant frequency of every neuron (None where none dominates), from the activations.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> len(neuron_frequencies(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
+        8
+    """
+    require(task, "modular_addition", "neuron_frequencies")
+    return list(neuron_clusters(model, task, min_purity).label)
+
+
+def neuron_irreps(model: Any, task: Any, min_purity: float = 0.5) -> list[str | None]:
+    """Dominant irrep of every neuron (None where none dominates or dead), from the weights.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> len(neuron_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
+        8
+    """
+    return list(neuron_irrep_clusters(model, task, min_purity).label)

@@ -1,0 +1,526 @@
+"""Which frequencies or irreps a model uses: spectra, logit similarity and key components.
+
+One implementation for every task, through the task's harmonic basis
+(:mod:`mi_margin.analysis.basis`): Nanda et al.'s (2023, §4; docs/mathematics.md §4) Fourier
+spectra and key frequencies of modular addition are the irrep analysis of Z_p^k, Chughtai et al.'s
+(2023; docs/mathematics.md §3) irrep spectra and key irreps are that of G^k, and sparse parity gets
+the Walsh spectrum of Z_2^n. The field's names are views that also check the task:
+:func:`fourier_spectrum` / :func:`irrep_spectrum`, :func:`key_frequencies` / :func:`key_irreps`,
+:func:`irrep_logit_similarity`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mi_margin.analysis.basis import basis_for
+from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.errors import MiMarginError
+
+WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
+GRID_PARTS = ("neurons", "attention", "logits")
+KEY_METHODS = ("logits", "similarity", "embed", "W_L")
+#: Chughtai et al. (2023, p4-10): an irrep is key when its logit similarity exceeds this.
+KEY_SIMILARITY = 0.005
+
+
+def renamed(old: str, new: str, value: Any, current: Any, default: Any) -> Any:
+    """``value`` of a deprecated keyword ``old`` (with a DeprecationWarning), else ``current``."""
+    if value is None:
+        return current
+    warnings.warn(f"{old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
+    if current != default:
+        raise MiMarginError(f"give {new}= only (not both {old}= and {new}=)")
+    return value
+
+
+def gini(values: Float[Tensor, " n"]) -> float:
+    """Gini coefficient Σ_i Σ_j |x_i − x_j| / (2 n Σ_i x_i) of non-negative values.
+
+    0 when all values are equal, (n−1)/n when one value holds everything (Nanda et al. §5.1 use it
+    on Fourier-component norms; docs/mathematics.md §4.3).
+
+    Example:
+        >>> gini(torch.tensor([1.0, 1.0, 1.0])), gini(torch.tensor([0.0, 0.0, 4.0]))
+        (0.0, 0.6666666666666666)
+    """
+    x = values.detach().double().flatten()
+    if len(x) == 0 or bool((x < 0).any()) or float(x.sum()) == 0.0:
+        raise MiMarginError(f"gini needs non-negative values with a positive sum, got {x.tolist()}")
+    return float((x[:, None] - x[None, :]).abs().sum() / (2 * len(x) * x.sum()))
+
+
+# -- spectrum --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spectrum(AnalysisResult):
+    """Per-label spectra of a model's weights and grid functions (see :func:`spectrum`).
+
+    Attributes:
+        label_kind: "frequency", "irrep" or "subset"; labels: all labels, trivial first (the
+            constant, frequency 0; the trivial irrep; the empty subset); dims: their dimensions.
+        n, k, model_kind: elements per operand, operands, "transformer" or "mlp".
+        weights: component → [L] fraction of its squared norm per label, along the element axis
+            (token axis of embeddings, output axis of the unembedding; no centering, sums to 1).
+        gini: component → Gini coefficient of its per-basis-vector norms (Nanda et al. §5.1).
+        grid: component → [units, L−1] share of each unit's centred variance over the grid in
+            each non-trivial single-label block (Nanda's ``extract_freq_2d`` for k = 2).
+        grid_variance: component → [units] each unit's variance over the grid.
+        unit_labels: component → names of its units.
+        neuron_tuples: frequencies only: share of the centred neuron variance per frequency tuple
+            (f_1, ..., f_k), [p//2+1]*k.
+        terms: the grid terms (``("a", "b", "ab")`` for k = 2); hidden: [d_mlp, L, T] squared norm
+            of each centred neuron activation in every label's ρ(term) subspace (Chughtai's
+            Table 2); hidden_variance: [d_mlp] each neuron's centred sum of squares.
+    """
+
+    _score = "fraction"
+    _group = "component"
+
+    label_kind: str
+    labels: tuple[Any, ...]
+    dims: tuple[int, ...]
+    n: int
+    k: int
+    model_kind: str
+    weights: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    gini: dict[str, float] = field(default_factory=dict)
+    grid: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    grid_variance: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    unit_labels: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    neuron_tuples: Tensor | None = field(default=None, repr=False)
+    terms: tuple[str, ...] = ()
+    hidden: Tensor | None = field(default=None, repr=False)
+    hidden_variance: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def p(self) -> int:
+        """The modulus (frequency spectra)."""
+        return self.n
+
+    @property
+    def irreps(self) -> tuple[Any, ...]:
+        """The labels (irrep spectra: the names of ``G.irreps()``)."""
+        return self.labels
+
+    def shares(self, component: str) -> Float[Tensor, " L1"]:
+        """Share per non-trivial label of a component (grid parts: variance-weighted mean)."""
+        if component in self.weights:
+            return self.weights[component][1:]
+        if component in self.grid:
+            w = self.grid_variance[component]
+            total = w.sum()
+            return (w @ self.grid[component]) / total if total > 0 else \
+                w.new_zeros(len(self.labels) - 1)
+        raise MiMarginError(f"unknown component {component!r}; have "
+                            f"{sorted([*self.weights, *self.grid])}")
+
+    def hidden_fractions(self, neurons: Sequence[int] | None = None) -> Float[Tensor, "L T"]:
+        """Share of the neurons' total centred variance in each (label, term) subspace.
+
+        ``neurons`` selects a cluster (e.g. ``neuron_clusters(...).clusters["sign"]``, as in
+        Chughtai et al.'s Table 2); default all. The residual is ``1 − sum``.
+        """
+        if self.hidden is None or self.hidden_variance is None:
+            raise MiMarginError("neurons were not analysed; call spectrum with "
+                                "where including 'neurons'")
+        idx = torch.arange(self.hidden.shape[0]) if neurons is None else \
+            torch.as_tensor(list(neurons), dtype=torch.long)
+        total = self.hidden_variance[idx].sum()
+        energy = self.hidden[idx].sum(0)
+        return energy / total if float(total) > 0 else energy
+
+    def fve(self, component: str) -> dict[Any, float]:
+        """Label → fraction for a weight component, or for ``"neurons"`` summed over the terms."""
+        if component in self.weights:
+            values = self.weights[component]
+        elif component == "neurons" and self.hidden is not None:
+            values = self.hidden_fractions().sum(1)
+        else:
+            raise MiMarginError(f"unknown component {component!r}; have "
+                                f"{[*self.weights, *(['neurons'] if self.hidden is not None else [])]}")
+        return dict(zip(self.labels, values.tolist()))
+
+    def _table(self) -> pd.DataFrame:
+        rows = [{"component": comp, "kind": "weight" if comp in self.weights else "grid",
+                 self.label_kind: lab, "term": "", "fraction": float(x)}
+                for comp in [*self.weights, *self.grid]
+                for lab, x in zip(self.labels[1:], self.shares(comp).tolist())]
+        if self.hidden is not None:
+            fr = self.hidden_fractions()
+            rows += [{"component": "neurons", "kind": "term", self.label_kind: lab, "term": term,
+                      "fraction": float(fr[i, t])}
+                     for i, lab in enumerate(self.labels) for t, term in enumerate(self.terms)]
+            rows.append({"component": "neurons", "kind": "term", self.label_kind: "residual",
+                         "term": "", "fraction": float(1 - fr.sum()) if fr.sum() > 0 else 0.0})
+        return pd.DataFrame(rows, columns=["component", "kind", self.label_kind, "term",
+                                           "fraction"])
+
+
+def _parse_where(where: Sequence[str] | str | None, s: Subject) -> set[str]:
+    valid = set(GRID_PARTS) | (set() if s.task.kind == "sparse_parity" else set(WEIGHT_PARTS))
+    if s.kind == "mlp":
+        valid -= {"neuron_in", "W_L", "attention"}
+    if where is None:
+        return valid
+    chosen = {where} if isinstance(where, str) else set(where)
+    if not chosen or chosen - valid:
+        raise MiMarginError(f"where must name some of {sorted(valid)} for this "
+                            f"{s.kind} and task, got {where!r}")
+    return chosen
+
+
+def _weight_components(s: Subject, where: set[str]) -> dict[str, Tensor]:
+    """Component name → matrix with group elements on axis 0."""
+    comps = {name: W for name, W in s.input_maps().items() if name.split("[")[0] in where}
+    if "unembed" in where:
+        comps["unembed"] = s.unembed().T
+    if "W_L" in where:
+        comps["W_L"] = s.neuron_logit_map().T
+    return comps
+
+
+def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
+    """Grid functions to analyse: component → ([N, units], unit labels)."""
+    names = [n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where]
+    logits, acts = s.run(names, logits_fn=centre_classes)
+    units: dict[str, tuple[Tensor, list[str]]] = {}
+    if "neurons" in where:
+        post = acts[POST]
+        units["neurons"] = (post, [f"n{i}" for i in range(post.shape[1])])
+    if "attention" in where:
+        pattern = acts[PATTERN][:, :, : s.task.k]                 # N H k: last query → operands
+        labels = [f"head {h} → a{i + 1}" for h in range(pattern.shape[1]) for i in range(s.task.k)]
+        units["attention"] = (pattern.flatten(1), labels)
+    if "logits" in where:
+        units["logits"] = (logits, [f"c={c}" for c in range(logits.shape[1])])
+    return units
+
+
+def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+    """Which labels (frequencies, irreps, subsets) each part of a model carries.
+
+    Weights (fraction of the squared norm per label along the element axis; Nanda et al. §4.1,
+    Chughtai et al. Table 1 / App. E; not for sparse parity, whose weights have no element axis):
+      - ``"embed"``: transformer W_E[:n]; MLP each operand's effective input map W_in_eff[i]
+        (``"embed[i]"``; for ``input_style="embed"`` Chughtai's "total embedding" W_E[i]·W_in[i]).
+      - ``"neuron_in"`` (transformer): W_E[:n]·W_in, what the neurons read from a token apart from
+        attention (which only rescales the token contributions; W_in_eff's analogue).
+      - ``"unembed"``: W_U (transformer) or W_out (MLP) over the output axis.
+      - ``"W_L"`` (transformer): W_out·W_U over the output axis.
+    Grid functions (share of each unit's variance over the grid in each single-label block):
+      - ``"neurons"``: MLP activations (last position), with the per-term energies ``hidden``
+        (and for frequencies the per-tuple spectrum ``neuron_tuples``);
+      - ``"attention"`` (transformer): attention from the last position to each operand;
+      - ``"logits"``: each class's logit after removing the per-input mean (softmax ignores it).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> spec = spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> sorted(spec.weights), spec.terms
+        (['embed[0]', 'embed[1]', 'unembed'], ('a', 'b', 'ab'))
+        >>> round(sum(spec.fve("embed[0]").values()), 9)
+        1.0
+    """
+    s = subject(model, task)
+    b = s.basis
+    chosen = _parse_where(where, s)
+    weights, ginis = {}, {}
+    for name, W in _weight_components(s, chosen).items():
+        coef = b.coefficients(W).square()
+        energy = coef.new_zeros((len(b.labels), coef.shape[1])).index_add_(0, b.index_labels, coef)
+        total = energy.sum()
+        weights[name] = energy.sum(1) / total if total > 0 else energy.sum(1)
+        if total > 0:
+            ginis[name] = gini(coef.sum(1).sqrt())
+    grid, variance, units_of = {}, {}, {}
+    tuples = hidden = hidden_variance = None
+    for name, (values, unit_labels) in _grid_units(s, chosen).items():
+        part = b.grid_energy(values)
+        safe = torch.where(part.total > 0, part.total, torch.ones_like(part.total))
+        grid[name] = torch.where(part.total[:, None] > 0, part.blocks / safe[:, None], 0.0)
+        variance[name], units_of[name] = part.total / len(values), unit_labels
+        if name == "neurons":
+            if part.tuples is not None:
+                total = part.tuples.sum()
+                tuples = part.tuples / total if total > 0 else part.tuples
+            hidden = torch.stack([b.term_energy(task, values, t) for t in b.terms()],
+                                 -1).permute(1, 0, 2)
+            hidden_variance = part.total
+    return Spectrum(label_kind=b.label_kind, labels=b.labels, dims=b.dims, n=b.n, k=b.k,
+                    model_kind=s.kind, weights=weights, gini=ginis, grid=grid,
+                    grid_variance=variance, unit_labels=units_of, neuron_tuples=tuples,
+                    terms=b.terms() if hidden is not None else (), hidden=hidden,
+                    hidden_variance=hidden_variance)
+
+
+def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None
+                     ) -> Spectrum:
+    """:func:`spectrum` of a modular-addition model, labelled by frequency (Nanda et al. §4.1).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> spec = fourier_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> sorted(spec.weights), sorted(spec.grid)
+        (['embed[0]', 'embed[1]', 'unembed'], ['logits', 'neurons'])
+    """
+    require(task, "modular_addition", "fourier_spectrum")
+    return spectrum(model, task, where)
+
+
+def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+    """:func:`spectrum` of a group-composition model, labelled by irrep (Chughtai et al. §5).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
+        ('trivial', '(1,1,1)', '(2,1)')
+    """
+    require(task, "group_composition", "irrep_spectrum")
+    return spectrum(model, task, where)
+
+
+# -- logit similarity ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogitSimilarity(AnalysisResult):
+    """Cosine similarity of the class-centred logits with each label's character cube.
+
+    χ_ρ(g_1⋯g_k c⁻¹): cos(ω_f(Σa_i − c)) for a frequency (Nanda et al. §4.2), the character of an
+    irrep (Chughtai et al. App. E), χ_S(x)·(±1 by class) for a parity subset. The cubes of distinct
+    labels are orthogonal, so Σ sim² ≤ 1 is the share of centred-logit variance they explain.
+
+    Attributes:
+        label_kind, labels: the non-trivial labels (the trivial character is constant over c, so
+            its similarity with centred logits is always 0); dims: their dimensions.
+        similarity: [L−1] one value per label.
+    """
+
+    _score = "fve_share"
+
+    label_kind: str
+    labels: tuple[Any, ...]
+    dims: tuple[int, ...]
+    similarity: Float[Tensor, " L1"] = field(repr=False)
+
+    @property
+    def irreps(self) -> tuple[Any, ...]:
+        return self.labels
+
+    def fve(self, labels: Sequence[Any] | None = None) -> float:
+        """Σ sim² over ``labels`` (default all): the centred-logit variance they explain."""
+        chosen = self.labels if labels is None else tuple(labels)
+        unknown = set(chosen) - set(self.labels)
+        if unknown:
+            raise MiMarginError(f"unknown {self.label_kind}s {sorted(map(str, unknown))}; have "
+                                f"{list(self.labels)}")
+        return float(sum(s * s for lab, s in zip(self.labels, self.similarity.tolist())
+                         if lab in chosen))
+
+    def _table(self) -> pd.DataFrame:
+        sim = self.similarity.tolist()
+        return pd.DataFrame({self.label_kind: list(self.labels), "dim": list(self.dims),
+                             "similarity": sim, "fve_share": [s * s for s in sim]})
+
+
+def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+    """Similarity of the model's logits with every non-trivial label's character cube.
+
+    A max-margin network has logits ∝ Σ_ρ d_ρ χ_ρ(abc⁻¹) (Morwani et al. Thm 7, 9), so equal
+    similarity 1/sqrt(p//2) at every frequency; Nanda's trained models concentrate on a few.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7, k=3)
+        >>> sim = logit_similarity(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> sim.labels, sim.fve() <= 1
+        ((1, 2, 3), True)
+    """
+    s = subject(model, task)
+    logits, _ = s.run()
+    sim = s.basis.logit_similarity(task, logits)
+    return LogitSimilarity(label_kind=s.basis.label_kind, labels=s.basis.nontrivial,
+                           dims=s.basis.dims[1:], similarity=sim[1:])
+
+
+def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+    """:func:`logit_similarity` of a group-composition model with χ_ρ(abc⁻¹) (Chughtai et al.).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("D5")
+        >>> irrep_logit_similarity(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
+        ('sign', 'freq_1', 'freq_2')
+    """
+    require(task, "group_composition", "irrep_logit_similarity")
+    return logit_similarity(model, task)
+
+
+def character_similarity(logits: Float[Tensor, "N n"], task: Any) -> Float[Tensor, " L"]:
+    """Similarity of given grid logits [N, classes] with every label's character cube, [L]
+    (trivial first; see :class:`LogitSimilarity`), for logits that come from anywhere.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> G = task.group
+        >>> chi = torch.tensor(G.irrep("standard").character)
+        >>> table, inv = torch.tensor(G.table), torch.tensor(G.inverse)
+        >>> logits = chi[table[task.labels][:, inv]]          # χ(ab c⁻¹) exactly
+        >>> [round(float(s), 6) for s in character_similarity(logits, task)]
+        [0.0, 0.0, 1.0]
+    """
+    if tuple(logits.shape) != (len(task.labels), task.d_vocab_out):
+        raise MiMarginError(f"logits must be [{len(task.labels)}, {task.d_vocab_out}] "
+                            f"(grid × classes), got {tuple(logits.shape)}")
+    return basis_for(task).logit_similarity(task, logits)
+
+
+# -- key components --------------------------------------------------------------------------------
+def _embedding(s: Subject) -> Tensor:
+    """The token-indexed embedding: W_E[:n] (transformer) or all W_in_eff[i] side by side."""
+    maps = s.input_maps()
+    return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
+
+
+def component_shares(model: Any, task: Any, method: str = "logits",
+                     s: Subject | None = None) -> Float[Tensor, " L1"]:
+    """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> component_shares(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).shape
+        torch.Size([3])
+    """
+    if method == "embedding":
+        warnings.warn("method='embedding' is deprecated; use method='embed'", DeprecationWarning,
+                      stacklevel=2)
+        method = "embed"
+    if method not in KEY_METHODS:
+        raise MiMarginError(f"method must be one of {KEY_METHODS}, got method={method!r}")
+    s = subject(model, task) if s is None else s
+    b = s.basis
+    if method == "similarity":
+        logits, _ = s.run()
+        return b.logit_similarity(task, logits)[1:].square()
+    if method == "logits":
+        logits, _ = s.run(logits_fn=centre_classes)
+        energy = b.grid_energy(logits)
+        total = energy.total.sum()
+        return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
+    if task.kind == "sparse_parity":
+        raise MiMarginError(f"method={method!r} needs weights indexed by group elements; sparse "
+                            "parity has none (use 'logits' or 'similarity')")
+    W = _embedding(s) if method == "embed" else s.neuron_logit_map().T
+    pooled = b.weight_energy(W).sum(1)[1:]
+    return pooled / pooled.sum() if float(pooled.sum()) > 0 else pooled
+
+
+def _check_min_share(min_share: float, n_labels: int) -> None:
+    if not 0 < min_share <= n_labels:
+        raise MiMarginError(f"min_share must be in (0, {n_labels}] (a multiple of the uniform "
+                            f"share 1/{n_labels}), got min_share={min_share!r}")
+
+
+def key_components(model: Any, task: Any, method: str = "logits", min_share: float = 0.5
+                   ) -> list[Any]:
+    """The labels (frequencies, irreps, subsets) the model uses, in basis order.
+
+    Rule: label l is key when its share is at least ``min_share`` times the share it would have if
+    all L non-trivial labels shared equally, i.e. share_l ≥ min_share / L. The default 0.5 accepts
+    every label of a max-margin network (equal shares, Morwani et al. Thm 7) and rejects labels
+    carrying less than half an equal share. Shares by ``method``:
+
+    - ``"logits"`` (Nanda et al.'s logit spectrum, docs/mathematics.md §4.2): the share of the
+      class-centred logits' variance over the grid in the single-label block of l. A random
+      function on Z_p^k puts (3^k − 1)/(p^k − 1) of its variance in each block, so an untrained
+      model has (almost) no key frequency.
+    - ``"similarity"``: sim_l², the share of the centred logit variance on l's character cube
+      (stricter: the cube lies in the block, so its key set is a subset of ``"logits"``).
+    - ``"embed"``: the share of the embeddings' non-trivial squared norm (W_E, or all
+      W_in_eff[i]) in l (Nanda's "W_E is sparse in the Fourier basis").
+    - ``"W_L"``: the same for the neuron-to-logit map over the output axis.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+        >>> all(1 <= f <= 3 for f in key_components(model, task, method="embed"))
+        True
+    """
+    s = subject(model, task)
+    _check_min_share(min_share, len(s.basis.nontrivial))
+    share = component_shares(model, task, method, s)
+    return [lab for lab, x in zip(s.basis.nontrivial, share.tolist()) if x >= min_share / len(share)]
+
+
+def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = 0.5, *,
+                    threshold: float | None = None) -> list[int]:
+    """:func:`key_components` of a modular-addition model: its key frequencies, sorted.
+
+    ``threshold=`` is the deprecated name of ``min_share``.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+        >>> all(1 <= f <= 3 for f in key_frequencies(model, task, method="embed"))
+        True
+    """
+    require(task, "modular_addition", "key_frequencies")
+    min_share = renamed("threshold", "min_share", threshold, min_share, 0.5)
+    return key_components(model, task, method, min_share)
+
+
+def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY, *,
+               threshold: float | None = None) -> list[str]:
+    """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
+
+    Chughtai et al.'s absolute rule (p4-10; default 0.005): on their S5 models the non-key irreps
+    have similarity ≈ 0 and the key ones 0.5–0.8. On small groups an untrained model's chance
+    similarities, ~|G|^{−(k+1)/2}, can exceed it; raise it there, or use the relative rule of
+    :func:`key_components`. ``threshold=`` is the deprecated name of ``min_similarity``.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S4")
+        >>> key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task, 0.5)
+        []
+    """
+    require(task, "group_composition", "key_irreps")
+    min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity,
+                             KEY_SIMILARITY)
+    if not 0 <= min_similarity < 1:
+        raise MiMarginError(f"min_similarity must be in [0, 1) (a cosine similarity), "
+                            f"got min_similarity={min_similarity!r}")
+    sim = logit_similarity(model, task)
+    return [lab for lab, x in zip(sim.labels, sim.similarity.tolist()) if x > min_similarity]
+
+
+def fourier_gini(model: Any, task: Any) -> dict[str, float]:
+    """Gini of the per-basis-vector norms of the embedding and of W_L (Nanda et al. §5.1).
+
+    ``"embed"``: over the token axis of W_E[:n] (transformer) or of all operands' W_in_eff side by
+    side (MLP). ``"W_L"``: over the output axis of W_out·W_U (transformer) or W_out (MLP).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> sorted(fourier_gini(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
+        ['W_L', 'embed']
+    """
+    s = subject(model, task)
+    norms = {name: s.basis.coefficients(W).square().sum(1).sqrt()
+             for name, W in (("embed", _embedding(s)), ("W_L", s.neuron_logit_map().T))}
+    return {name: gini(v) for name, v in norms.items()}

@@ -1,0 +1,78 @@
+"""Which figure shows which result: the one place that maps analysis result types to figures.
+
+Importing this module registers one figure per result type with
+:func:`mi_margin.analysis.results.figure` (so ``result.plot()`` works); :func:`plot` is the same
+dispatch as a function. Results labelled by irreps get Chughtai et al.'s figures
+(:mod:`mi_margin.viz.irreps`), all others the frequency figures (:mod:`mi_margin.viz.fourier`).
+A new result type gets its figure by adding one registration here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from mi_margin.analysis.clock_pizza import ClockPizza
+from mi_margin.analysis.feature_matrix import FeatureMatrix
+from mi_margin.analysis.margin import MarginResult
+from mi_margin.analysis.neurons import NeuronClusters
+from mi_margin.analysis.nfa import NFAResult
+from mi_margin.analysis.nfa_training import NFATrajectory
+from mi_margin.analysis.progress import ProgressMeasures
+from mi_margin.analysis.restricted import RestrictedLoss
+from mi_margin.analysis.results import figure
+from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
+from mi_margin.theory.compare import TheoryComparison
+from mi_margin.viz import feature_alignment, fourier, irreps, theory
+from mi_margin.viz.ablation import plot_ablation_losses
+
+
+def plot(result: Any, **kwargs: Any) -> go.Figure:
+    """The figure of any analysis result (the same as ``result.plot(**kwargs)``).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> res = mm.neuron_clusters(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+        >>> plot(res).data[0].type
+        'bar'
+    """
+    return figure(result, **kwargs)
+
+
+@figure.register
+def _spectrum(result: Spectrum, **kwargs: Any) -> go.Figure:
+    if result.label_kind == "irrep":
+        return irreps.plot_irrep_spectrum(result, **kwargs)
+    return fourier.plot_spectrum(result, **kwargs)
+
+
+@figure.register
+def _similarity(result: LogitSimilarity, **kwargs: Any) -> go.Figure:
+    if result.label_kind == "irrep":
+        return irreps.plot_irrep_logit_similarity(result, **kwargs)
+    return fourier.plot_logit_similarity(result, **kwargs)
+
+
+@figure.register
+def _clusters(result: NeuronClusters, **kwargs: Any) -> go.Figure:
+    if result.label_kind == "irrep":
+        return irreps.plot_neuron_irreps(result, **kwargs)
+    return fourier.plot_neuron_clusters(result, **kwargs)
+
+
+@figure.register
+def _progress(result: ProgressMeasures, **kwargs: Any) -> go.Figure:
+    if result.label_kind == "irrep":
+        return irreps.plot_irrep_progress(result, **kwargs)
+    return fourier.plot_progress(result, **kwargs)
+
+
+figure.register(RestrictedLoss, plot_ablation_losses)
+figure.register(ClockPizza, fourier.plot_clock_pizza)
+figure.register(MarginResult, theory.margin_figure)
+figure.register(TheoryComparison, theory.comparison_figure)
+figure.register(FeatureMatrix, feature_alignment.feature_matrix_heatmap)
+figure.register(NFAResult, feature_alignment.nfa_heatmaps)
+figure.register(NFATrajectory, feature_alignment.nfa_training_figure)
