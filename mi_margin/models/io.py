@@ -93,10 +93,12 @@ def build_model(cfg_dict: dict[str, Any]) -> Any:
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model`, bit-exact."""
+    """Load a model saved by :func:`save_model`, bit-exact, in eval mode (TransformerLens's
+    patching and analysis tools refuse models in training mode; ours have no dropout, so the mode
+    changes nothing they compute)."""
     tensors, meta = load_tensors(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} holds {meta.get('format')!r}, not a model ({FORMAT})")
     model = build_model(meta["config"])
     model.load_state_dict(tensors, strict=True)
-    return model
+    return model.eval()
