@@ -1,6 +1,9 @@
 """mi_margin: train small networks on algebraic tasks and explain them against margin theory.
 
-A TransformerLens 4 plugin. See README.md; the layers are described in docs/architecture.md.
+A TransformerLens 4 plugin. See README.md; the layers are described in docs/architecture.md and
+the mathematics in docs/mathematics.md. ``import mi_margin`` costs little more than importing
+TransformerLens: the optional, heavier parts (``mi_margin.viz``, ``mi_margin.sweep``, the demo and
+the CLI) load on first use, e.g. ``mm.viz.write_report(run)``.
 
 Example:
     >>> import mi_margin as mm
@@ -8,7 +11,10 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
-from mi_margin import analysis, fourier, groups, sweep, theory
+import importlib
+from typing import Any
+
+from mi_margin import analysis, fourier, groups, theory
 from mi_margin.analysis import (
     clock_pizza,
     fourier_spectrum,
@@ -39,6 +45,19 @@ from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
 
 __version__ = "0.1.0"
+
+#: subpackages imported on first attribute access (plotly, circuitsvis, Ray load with them)
+LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f"mi_margin.{name}")
+    raise AttributeError(f"module 'mi_margin' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *LAZY_SUBMODULES])
 
 __all__ = [
     "CheckpointError",
@@ -81,4 +100,5 @@ __all__ = [
     "theory",
     "train",
     "train_batched",
+    "viz",
 ]

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 
 from mi_margin.analysis.margin import margin, neuron_norms64
 from mi_margin.errors import MiMarginError
@@ -169,6 +168,8 @@ def reweight_neurons(model: HookedMLP, task: Task) -> HookedMLP:
     A_ub = np.hstack([-D, np.ones((D.shape[0], 1))])
     obj = np.zeros(m + 1)
     obj[-1] = -1.0
+    from scipy.optimize import linprog  # scipy loads when first used, not at ``import mi_margin``
+
     res = linprog(obj, A_ub=A_ub, b_ub=np.zeros(len(D)), A_eq=np.append(norms, 0.0)[None],
                   b_eq=[1.0], bounds=[(0, None)] * m + [(None, None)], method="highs")
     if res.status != 0:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError, TrainingDivergedError
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs, weight_norm_sq
 from mi_margin.tasks import Task
@@ -171,7 +171,7 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         record(0)
         snapshot(0)
     start, batch_len = run.step, _batch_len(n_train, config)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+    bar = progress_bar(range(start, config.steps), initial=start, total=config.steps,
                disable=not config.progress, desc="train", leave=False)
     for step in bar:
         lr = config.lr_at(step)
