@@ -22,6 +22,7 @@ and, like every network, cannot exceed γ*.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,12 +116,13 @@ def margin_metric(gamma: float | None) -> Any:
     return metric
 
 
-def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000,
-                        **kwargs: Any) -> Run:
+def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000, *,
+                        out_dir: str | Path | None = None, **kwargs: Any) -> Run:
     """Build the recipe's model, train it, and return the :class:`Run`.
 
     ``run.history`` has the columns ``margin``, ``normalized_margin`` and ``ratio_to_gamma``
-    (normalized margin / γ*). Keyword arguments go to :func:`max_margin_recipe`.
+    (normalized margin / γ*). ``out_dir``: save the run there as it trains (see ``mm.train``).
+    Other keyword arguments go to :func:`max_margin_recipe`.
 
     Example:
         >>> import mi_margin as mm
@@ -131,7 +133,8 @@ def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000,
     """
     train_cfg, model_cfg = max_margin_recipe(task, width, steps, **kwargs)
     model = HookedMLP(model_cfg)
-    return train(model, task, train_cfg, metrics=[margin_metric(max_margin(task).gamma)])
+    return train(model, task, train_cfg, out_dir=out_dir,
+                 metrics=[margin_metric(max_margin(task).gamma)])
 
 
 def _pairwise_margins(model: HookedMLP, task: Task) -> np.ndarray:
