@@ -14,7 +14,7 @@ Example:
 import importlib
 from typing import Any
 
-from mi_margin import analysis, fourier, groups, theory
+from mi_margin import analysis, errors, fourier, groups, models, tasks, theory, training
 from mi_margin.analysis import (
     clock_pizza,
     fourier_spectrum,
@@ -75,6 +75,7 @@ __all__ = [
     "analysis",
     "clock_pizza",
     "compare_to_theory",
+    "errors",
     "evaluate_batched",
     "fourier",
     "fourier_spectrum",
@@ -88,6 +89,7 @@ __all__ = [
     "load",
     "logit_similarity",
     "margin",
+    "models",
     "neuron_clusters",
     "neuron_frequencies",
     "neuron_irrep_clusters",
@@ -97,8 +99,10 @@ __all__ = [
     "resume",
     "save",
     "sweep",
+    "tasks",
     "theory",
     "train",
     "train_batched",
+    "training",
     "viz",
 ]
