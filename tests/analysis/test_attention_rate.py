@@ -75,3 +75,17 @@ def test_planted_clock_is_a_clock(p, frequency):
     assert torch.allclose(res.similarities, expected, atol=1e-9)
     assert res.distance_irrelevance == pytest.approx(1.0, abs=1e-9)
     assert res.gradient_symmetricity < 0.5       # far from the pizza's 1
+
+
+def test_stacked_training_forward_honours_the_rate():
+    task = mm.ModularAddition(p=7, train_fraction=0.5)
+    models = [model_with_rate(task, 0.3, "bidirectional") for _ in range(2)]
+    losses, _ = mm.evaluate_batched(models, task, task.test_idx)
+    from mi_margin.models.evaluation import evaluate
+
+    assert losses[0].item() == pytest.approx(evaluate(models[0], task, task.test_idx)[0], rel=1e-12)
+
+
+def test_bridge_refuses_a_rate_it_cannot_express():
+    with pytest.raises(mm.MiMarginError, match="attn_rate"):
+        model_with_rate(mm.ModularAddition(p=5), 0.5).to_bridge()

@@ -199,3 +199,12 @@ def test_theory_mlp_w_e_message_survives_module_getattr(task):
     assert not hasattr(mlp, "W_E")
     embed = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=4, input_style="embed", d_embed=3))
     assert embed.W_E.shape == (2, 7, 3)
+
+
+def test_runs_load_in_eval_mode(task, tmp_path):
+    model = transformer(task).train()
+    mm.train(model, task, mm.TrainConfig(steps=2, eval_every=1, progress=False), out_dir=tmp_path / "r")
+    loaded = mm.load(tmp_path / "r").model
+    assert not loaded.training
+    _, cache = loaded.run_with_cache(task.tokens[:4])
+    tl_patching.get_act_patch_resid_pre(loaded, task.tokens[4:8], cache, metric)
