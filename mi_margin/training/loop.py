@@ -16,6 +16,7 @@ import torch
 
 from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError, TrainingDivergedError
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs, weight_norm_sq
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig, checkpoint_steps
@@ -111,6 +112,7 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         1.0
     """
     config = config or TrainConfig()
+    check_fits(model, task)
     root = Path(out_dir) if out_dir is not None else (run.path if run else None)
     if run is None:
         run = Run(model=model, task=task, config=config)

@@ -208,3 +208,25 @@ def test_runs_load_in_eval_mode(task, tmp_path):
     assert not loaded.training
     _, cache = loaded.run_with_cache(task.tokens[:4])
     tl_patching.get_act_patch_resid_pre(loaded, task.tokens[4:8], cache, metric)
+
+
+@pytest.mark.parametrize("make_task", [lambda: mm.ModularAddition(p=5, k=3),
+                                       lambda: mm.GroupComposition("S3"),
+                                       lambda: mm.SparseParity(n=5, k=2)])
+def test_models_built_for_a_task_fit_it(make_task):
+    from mi_margin.models.compat import check_fits
+
+    t = make_task()
+    check_fits(mm.HookedMLP(mm.MLPConfig.for_task(t, d_mlp=4)), t)
+    check_fits(mm.HookedMLP(mm.MLPConfig.for_task(t, d_mlp=4, input_style="embed", d_embed=3)), t)
+    if t.kind != "sparse_parity":
+        check_fits(mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(t, d_model=8)), t)
+
+
+def test_training_and_theory_refuse_a_model_of_another_task(task):
+    mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=4))
+    s3 = mm.GroupComposition("S3")
+    with pytest.raises(mm.MiMarginError, match="does not fit GroupComposition"):
+        mm.train(mlp, s3, mm.TrainConfig(steps=1, progress=False))
+    with pytest.raises(mm.MiMarginError, match="does not fit GroupComposition"):
+        mm.compare_to_theory(mlp, s3)
