@@ -204,8 +204,9 @@ def test_theory_mlp_w_e_message_survives_module_getattr(task):
 def test_runs_load_in_eval_mode(task, tmp_path):
     model = transformer(task).train()
     mm.train(model, task, mm.TrainConfig(steps=2, eval_every=1, progress=False), out_dir=tmp_path / "r")
-    loaded = mm.load(tmp_path / "r").model
-    assert not loaded.training
+    run = mm.load(tmp_path / "r")
+    loaded = run.model
+    assert not loaded.training and not run.model_at(0).training
     _, cache = loaded.run_with_cache(task.tokens[:4])
     tl_patching.get_act_patch_resid_pre(loaded, task.tokens[4:8], cache, metric)
 
