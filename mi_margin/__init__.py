@@ -1,6 +1,9 @@
 """mi_margin: train small networks on algebraic tasks and explain them against margin theory.
 
-A TransformerLens 4 plugin. See README.md; the layers are described in docs/architecture.md.
+A TransformerLens 4 plugin. See README.md; the layers are described in docs/architecture.md and
+the mathematics in docs/mathematics.md. ``import mi_margin`` costs little more than importing
+TransformerLens: the optional, heavier parts (``mi_margin.viz``, ``mi_margin.sweep``, the demo and
+the CLI) load on first use, e.g. ``mm.viz.write_report(run)``.
 
 Example:
     >>> import mi_margin as mm
@@ -9,8 +12,9 @@ Example:
 """
 
 import importlib
+from typing import Any
 
-from mi_margin import analysis, fourier, groups, sweep, theory
+from mi_margin import analysis, errors, fourier, groups, models, tasks, theory, training
 from mi_margin.analysis import (
     clock_pizza,
     fourier_spectrum,
@@ -47,6 +51,19 @@ analysis.results.figure_loader = lambda: importlib.import_module("mi_margin.viz"
 
 __version__ = "0.1.0"
 
+#: subpackages imported on first attribute access (plotly, circuitsvis, Ray load with them)
+LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f"mi_margin.{name}")
+    raise AttributeError(f"module 'mi_margin' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *LAZY_SUBMODULES])
+
 __all__ = [
     "CheckpointError",
     "GroupComposition",
@@ -63,6 +80,7 @@ __all__ = [
     "analysis",
     "clock_pizza",
     "compare_to_theory",
+    "errors",
     "evaluate_batched",
     "fourier",
     "fourier_spectrum",
@@ -77,6 +95,7 @@ __all__ = [
     "load",
     "logit_similarity",
     "margin",
+    "models",
     "neuron_clusters",
     "neuron_frequencies",
     "neuron_irrep_clusters",
@@ -87,7 +106,10 @@ __all__ = [
     "save",
     "spectrum",
     "sweep",
+    "tasks",
     "theory",
     "train",
     "train_batched",
+    "training",
+    "viz",
 ]

@@ -20,14 +20,17 @@ class CachingRoot(HookedRootModule):
 
     In TransformerLens 4, ``HookedRootModule.run_with_cache`` returns a plain dict; legacy code and the
     cache helpers (``cache["pattern", 0]``, ``decompose_resid``...) expect an ``ActivationCache``.
+    A subclass may name its own ``cache_class`` (an ``ActivationCache`` subclass).
     """
+
+    cache_class: type = ActivationCache
 
     def run_with_cache(self, *args: Any, return_cache_object: bool = True, **kwargs: Any):  # type: ignore[override]
         out, cache = super().run_with_cache(*args, **kwargs)
         if not return_cache_object:
             return out, cache
         has_batch = not kwargs.get("remove_batch_dim", False)
-        return out, ActivationCache(cache, self, has_batch_dim=has_batch)
+        return out, self.cache_class(cache, self, has_batch_dim=has_batch)
 
 
 def transformer_bridge() -> Any:

@@ -15,3 +15,7 @@ class CheckpointError(MiMarginError):
 
 class TrainingDivergedError(MiMarginError):
     """The loss became NaN or infinite; the message names the step."""
+
+
+class MissingAttributeError(MiMarginError, AttributeError):
+    """A model attribute that exists only for another configuration (``hasattr`` stays False)."""

@@ -26,7 +26,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import scipy.linalg
 
 from mi_margin.groups.irrep import (
     COMMUTANT_DIM,
@@ -125,6 +124,8 @@ def _irreducible_pieces(G: FiniteGroup, space: _Space, rng: np.random.Generator,
     ``stop_at``: stop once the found constituents' isotypic dimensions Σ d²/e reach this total
     (for the regular representation, |G|).
     """
+    import scipy.linalg  # scipy loads when first used, not at ``import mi_margin``
+
     chars = np.zeros((0, G.num_classes))  # class characters of the constituents found so far
     bases: list[np.ndarray] = []
     covered = 0

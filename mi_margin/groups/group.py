@@ -14,8 +14,6 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from mi_margin.errors import MiMarginError
 from mi_margin.groups.characters import CharacterTable, character_table
@@ -180,6 +178,9 @@ class FiniteGroup:
             rows.append(np.arange(n))
             cols.append(self.table[self.table[s], self.inverse[s]])
         r, c = np.concatenate(rows), np.concatenate(cols)
+        from scipy.sparse import coo_matrix  # scipy loads when first used, not at ``import mi_margin``
+        from scipy.sparse.csgraph import connected_components
+
         graph = coo_matrix((np.ones(r.size), (r, c)), shape=(n, n))
         _, comp = connected_components(graph, directed=True, connection="weak")
         classes = [np.flatnonzero(comp == k) for k in range(comp.max() + 1)]

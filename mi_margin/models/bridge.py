@@ -27,6 +27,10 @@ def to_bridge(model: Any) -> Any:
     cfg = model.cfg
     if getattr(model, "model_kind", "") != "transformer":
         raise MiMarginError("only HookedOneLayerTransformer has a TransformerBridge view")
+    if cfg.attn_rate != 1:
+        raise MiMarginError(f"TransformerBridge has no attention rate (Zhong et al.'s mixture with "
+                            f"constant attention); this model has attn_rate={cfg.attn_rate}, so only "
+                            "attn_rate=1 models have a bridge view")
     dtype = model.W_E.dtype
     bcfg = bridge_config(
         d_model=cfg.d_model, d_head=cfg.d_head, n_heads=cfg.n_heads, n_layers=1, n_ctx=cfg.n_ctx,

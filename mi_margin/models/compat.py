@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 
@@ -72,3 +73,72 @@ def check_finite_weights(model: Any) -> None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise MiMarginError(f"weight {name!r} holds NaN or inf values; the model cannot be "
                                 "analysed (load an earlier checkpoint)")
+
+
+# -- inputs a model can read (called by the models' forward) ----------------------------------------
+def check_transformer_tokens(cfg: Any, tokens: Any) -> None:
+    """Refuse anything but integer tokens [B, n_ctx] = [a1, ..., ak, '='] with operands below '='.
+
+    A transformer fed ``task.inputs`` (no '=') would otherwise silently return logits for the
+    wrong positions.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> cfg = mm.TransformerConfig.for_task(task, d_model=8)
+        >>> check_transformer_tokens(cfg, task.inputs)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: the transformer reads integer tokens [batch, n_ctx=3] ...
+    """
+    n, eq = cfg.n_ctx, cfg.d_vocab - 1
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point() \
+            or tokens.shape[1] != n:
+        got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        hint = (" (task.inputs are for HookedMLP; a transformer reads task.tokens, which end in '=')"
+                if isinstance(tokens, Tensor) and tokens.ndim == 2 and tokens.shape[1] == n - 1 else "")
+        raise MiMarginError(f"the transformer reads integer tokens [batch, n_ctx={n}] = "
+                            f"[a1, ..., a{n - 1}, '='], got {got}{hint}")
+    if len(tokens) == 0:
+        return
+    if bool((tokens[:, -1] != eq).any()):
+        raise MiMarginError(f"the last token must be '=' (token {eq}), got "
+                            f"{sorted(set(tokens[:, -1].tolist()))[:5]}")
+    ops = tokens[:, :-1]
+    if ops.numel() and (int(ops.min()) < 0 or int(ops.max()) >= eq):
+        raise MiMarginError(f"operand tokens must lie in [0, {eq}), got [{int(ops.min())}, "
+                            f"{int(ops.max())}] (is the model built for this task? use "
+                            "TransformerConfig.for_task(task))")
+
+
+def check_mlp_inputs(cfg: Any, x: Any) -> None:
+    """Refuse inputs a HookedMLP cannot read: anything but integer operands [B, k] in
+    [0, d_vocab), or for sparse parity (``input_kind="vector"``) vectors [B, n].
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> check_mlp_inputs(mm.MLPConfig.for_task(task, d_mlp=4), task.tokens)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: this HookedMLP reads integer operands [batch, k=2] ...
+    """
+    if not isinstance(x, Tensor):
+        raise MiMarginError(f"HookedMLP reads a tensor, got {type(x).__name__}")
+    if cfg.input_kind == "vector":
+        if x.ndim != 2 or x.shape[1] != cfg.d_vocab:
+            raise MiMarginError(f"this HookedMLP (sparse parity, n={cfg.d_vocab}) reads ±1 vectors "
+                                f"[batch, {cfg.d_vocab}] (task.inputs), got {x.dtype} {tuple(x.shape)}")
+        return
+    if x.ndim != 2 or x.is_floating_point() or x.shape[1] != cfg.k:
+        hint = ""
+        if x.ndim == 2 and x.shape[1] == cfg.k + 1:
+            hint = " (that looks like transformer tokens [a, b, '='], task.tokens; pass task.inputs)"
+        elif x.is_floating_point():
+            hint = " (±1 vectors are sparse-parity inputs: build the MLP with MLPConfig.for_task(task))"
+        raise MiMarginError(f"this HookedMLP reads integer operands [batch, k={cfg.k}] (task.inputs), "
+                            f"got {x.dtype} {tuple(x.shape)}{hint}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.d_vocab):
+        raise MiMarginError(f"operands must lie in [0, d_vocab={cfg.d_vocab}), got [{int(x.min())}, "
+                            f"{int(x.max())}] (is the model built for this task? use "
+                            "MLPConfig.for_task(task))")

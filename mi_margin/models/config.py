@@ -2,8 +2,8 @@
 
 Both configs round-trip through ``to_dict``/``from_dict`` and are filled from a task by
 ``for_task(task, **overrides)``. They also carry the few attributes TransformerLens's
-``ActivationCache`` reads from ``model.cfg`` (``n_layers``, ``n_heads``, ``d_model``, ``d_mlp``,
-``attn_only``, ``normalization_type``).
+``ActivationCache`` and ``patching`` read from ``model.cfg`` (``n_layers``, ``n_heads``,
+``d_model``, ``d_mlp``, ``attn_only``, ``normalization_type``, ``device``, ``use_attn_result``...).
 """
 
 from __future__ import annotations
@@ -72,9 +72,19 @@ class _Config:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    # what ActivationCache reads
+    # what ActivationCache and transformer_lens.patching read; the runtime flags (device,
+    # use_attn_result...) are not saved fields: each model sets them on its own copy of the config
+    # (models.tl_interface)
     n_layers: ClassVar[int] = 1
     normalization_type: ClassVar[None] = None
+    n_key_value_heads: ClassVar[None] = None
+    positional_embedding_type: ClassVar[str] = "standard"
+    default_prepend_bos: ClassVar[bool] = False
+    device: ClassVar[str] = "cpu"
+    use_attn_result: ClassVar[bool] = False
+    use_split_qkv_input: ClassVar[bool] = False
+    use_attn_in: ClassVar[bool] = False
+    use_hook_mlp_in: ClassVar[bool] = False
 
 
 
@@ -85,6 +95,12 @@ class TransformerConfig(_Config):
     d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, learned positional embeddings, causal
     attention, logits read at the last position, no biases (``use_biases=False`` keeps zero bias
     buffers so that weight names and shapes are TransformerLens's), Nanda's N(0,1)/sqrt(fan) init.
+
+    ``attn_rate`` α is Zhong et al.'s attention rate (2023, "The Clock and the Pizza", App. F.1;
+    docs/mathematics.md §6.2): the attention actually applied is ``α·softmax(scores) + (1 − α)·J``
+    with J all ones on the keys a query may see, so α = 0 is their constant-attention "Model A"
+    and α = 1 (the default) ordinary attention, their "Model B". Their runs also use
+    ``attention_dir="bidirectional"``.
     """
 
     kind: ClassVar[str] = "transformer"
@@ -98,6 +114,7 @@ class TransformerConfig(_Config):
     act_fn: str = "relu"
     act_degree: int | None = None
     attention_dir: str = "causal"
+    attn_rate: float = 1.0
     attn_only: bool = False
     use_biases: bool = False
     use_pos_embed: bool = True
@@ -110,6 +127,7 @@ class TransformerConfig(_Config):
         check_choice("attention_dir", self.attention_dir, ("causal", "bidirectional"))
         check_bool("attn_only", self.attn_only)
         check_bool("use_pos_embed", self.use_pos_embed)
+        check_float("attn_rate", self.attn_rate, low=0.0, high=1.0)
 
     @property
     def degree(self) -> int | None:

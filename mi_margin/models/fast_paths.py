@@ -125,6 +125,9 @@ def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
     _, d_vocab, H, d_model = value_out.shape
     rows = tokens + torch.arange(n, device=tokens.device) * d_vocab                 # B n: (j, t_bj)
     pattern = F.embedding(rows, scores.flatten(0, 1)).softmax(dim=1)              # B n H
+    alpha = model.cfg.attn_rate     # Zhong et al.'s mixture with constant attention (the last
+    if alpha != 1:                  # query sees every position, causal or not)
+        pattern = alpha * pattern + (1 - alpha)
     heads = (rows[..., None] * H + torch.arange(H, device=tokens.device)).flatten(1)   # B (n H)
     attn_out = F.embedding_bag(heads, value_out.reshape(-1, d_model), mode="sum",
                                per_sample_weights=pattern.flatten(1))              # B d

@@ -144,5 +144,7 @@ def read_model(path: str | Path) -> tuple[Any, dict[str, Any], str]:
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model`, bit-exact."""
-    return read_model(path)[0]
+    """Load a model saved by :func:`save_model`, bit-exact, in eval mode (TransformerLens's
+    patching and analysis tools refuse models in training mode; ours have no dropout, so the mode
+    changes nothing they compute)."""
+    return read_model(path)[0].eval()

@@ -8,17 +8,20 @@ w_j = W_out[j]. Embed style (Chughtai et al. 2023 §3.2): ``W_in_eff[i] = W_E[i]
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from mi_margin._tl import CachingRoot, HookPoint
+from mi_margin._tl import ActivationCache, CachingRoot, HookPoint
+from mi_margin.errors import MiMarginError, MissingAttributeError
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
+from mi_margin.models.compat import check_mlp_inputs
 from mi_margin.models.config import MLPConfig
+from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
 
 
 def _dtype(cfg: MLPConfig) -> torch.dtype:
@@ -72,13 +75,49 @@ class MLPBlock(nn.Module):
         self.mlp = HiddenLayer(cfg, gen)
 
 
-class HookedMLP(CachingRoot):
+class MLPActivationCache(ActivationCache):
+    """An ``ActivationCache`` that explains, instead of a raw KeyError, why the residual-stream
+    helpers (``decompose_resid``, ``stack_head_results``...) do not apply to an MLP."""
+
+    def _no_residual_stream(self, method: str) -> MiMarginError:
+        return MiMarginError(
+            f"{method} decomposes a transformer's residual stream, which a HookedMLP does not "
+            "have; read its activations directly: cache['hook_embed'] (each operand's contribution), "
+            "cache['pre', 0] and cache['post', 0] (the hidden layer), and "
+            "mi_margin.analysis for neuron-level analyses")
+
+    def decompose_resid(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("decompose_resid")
+
+    def accumulated_resid(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("accumulated_resid")
+
+    def stack_head_results(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("stack_head_results")
+
+    def compute_head_results(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("compute_head_results")
+
+    def get_full_resid_decomposition(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("get_full_resid_decomposition")
+
+    def stack_neuron_results(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("stack_neuron_results")
+
+    def logit_attrs(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._no_residual_stream("logit_attrs")
+
+
+class HookedMLP(TLInterface, CachingRoot):
     """One-hidden-layer MLP on operand indices ``inputs`` [B, k] (one-hot applied inside).
 
     Hooks: ``hook_embed`` (per-operand contributions, [B, k, d_mlp] in theory style and
     [B, k, d_embed] in embed style), ``blocks.0.mlp.hook_pre``, ``blocks.0.mlp.hook_post``
     ([B, d_mlp]). For sparse parity (``input_kind="vector"``) the input is the ±1 float vector
-    [B, n] and ``hook_embed`` is [B, 1, d_mlp]. ``model(inputs)`` returns logits [B, d_vocab_out].
+    [B, n] and ``hook_embed`` is [B, 1, d_mlp]. ``model(inputs)`` returns logits [B, d_vocab_out]
+    (``return_type`` as in TransformerLens: "loss"/"both" with ``labels=``). Inputs of the wrong
+    shape or range (transformer tokens, another task's operands) raise
+    :class:`~mi_margin.MiMarginError`.
 
     Example:
         >>> import mi_margin as mm
@@ -89,11 +128,12 @@ class HookedMLP(CachingRoot):
     """
 
     model_kind = "mlp"
+    cache_class = MLPActivationCache
     _offsets: Tensor
 
     def __init__(self, cfg: MLPConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = own_config(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         if cfg.input_style == "embed":
             self.embed = Embed(cfg, gen)
@@ -102,7 +142,16 @@ class HookedMLP(CachingRoot):
         self.register_buffer("_offsets", torch.arange(cfg.k) * cfg.d_vocab, persistent=False)
         self.setup()
 
-    def forward(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
+    def forward(self, inputs: Tensor, return_type: str | None = "logits", *,
+                labels: Tensor | None = None, loss_per_token: bool = False) -> Any:
+        """Logits [B, d_vocab_out], or what ``return_type`` asks for (see the class docstring)."""
+        check_return_type(return_type)
+        self._check_input(inputs)
+        logits = self._logits(inputs)
+        return logits if return_type == "logits" else finish(logits, logits, return_type, labels,
+                                                             loss_per_token)
+
+    def _logits(self, inputs: Tensor) -> Tensor:
         layer = self.layer
         if self.cfg.input_kind == "vector":
             parts = (inputs.to(layer.W_in.dtype) @ layer.W_in[0])[:, None]
@@ -120,6 +169,29 @@ class HookedMLP(CachingRoot):
         if fast_paths.mlp_applies(self):
             return fast_paths.mlp_logits(self, inputs)
         return self(inputs)
+
+    # -- inputs (see models.tl_interface) ------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        check_mlp_inputs(self.cfg, x)
+
+    def _operands_to_input(self, operands: list[int]) -> Tensor:
+        dtype = self.W_in.dtype if self.cfg.input_kind == "vector" else torch.long
+        return torch.tensor([operands], dtype=dtype, device=self.W_in.device)
+
+    def _token_label(self, position: int, value: float) -> str:
+        if self.cfg.input_kind == "vector":
+            return f"x{position + 1}={int(value):+d}"
+        return f"{operand_names(self.cfg.k)[position]}={int(value)}"
+
+    def __getattr__(self, name: str) -> Any:
+        # nn.Module.__getattr__ replaces a property's AttributeError by a bare "no attribute";
+        # keep the helpful message of the transformer-only names.
+        if name == "W_E" and self.cfg.input_style != "embed":
+            raise MissingAttributeError(
+                "W_E exists only for input_style='embed' (Chughtai et al.'s embeddings); this "
+                "theory-style HookedMLP feeds each operand's one-hot straight into W_in [k, d_vocab, "
+                "d_mlp]: use mlp.W_in, or mlp.W_in_eff for every style")
+        return super().__getattr__(name)
 
     @property
     def layer(self) -> HiddenLayer:
@@ -145,8 +217,6 @@ class HookedMLP(CachingRoot):
     @property
     def W_E(self) -> Tensor:
         """Per-operand embeddings [k, d_vocab, d_embed] (embed style only)."""
-        if self.cfg.input_style != "embed":
-            raise AttributeError("W_E exists only for input_style='embed'; use W_in / W_in_eff")
         return self.embed.W_E
 
     @property

@@ -9,7 +9,7 @@ so that ``transformer_lens``'s ``convert_tl_checkpoint`` turns a checkpoint into
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +17,13 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from mi_margin._tl import CachingRoot, FactoredMatrix, HookPoint
+from mi_margin.errors import MiMarginError
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.bridge import to_bridge
+from mi_margin.models.compat import check_transformer_tokens
 from mi_margin.models.config import TransformerConfig
+from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
 
 
 def _dtype(cfg: TransformerConfig) -> torch.dtype:
@@ -47,6 +50,9 @@ class Embed(nn.Module):
         super().__init__()
         self.W_E = _weight(gen, (cfg.d_vocab, cfg.d_model), cfg.d_model, _dtype(cfg))
 
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.W_E)
+
 
 class PosEmbed(nn.Module):
     W_pos: Tensor
@@ -59,6 +65,10 @@ class PosEmbed(nn.Module):
         else:
             self.register_buffer("W_pos", torch.zeros_like(W_pos))
 
+    def forward(self, tokens: Tensor) -> Tensor:
+        B, n = tokens.shape
+        return self.W_pos[:n].expand(B, n, -1)
+
 
 class Unembed(nn.Module):
     b_U: Tensor
@@ -68,13 +78,19 @@ class Unembed(nn.Module):
         self.W_U = _weight(gen, (cfg.d_model, cfg.d_vocab_out), cfg.d_vocab, _dtype(cfg))
         _bias(self, "b_U", (cfg.d_vocab_out,), cfg.use_biases, _dtype(cfg))
 
+    def forward(self, resid: Tensor) -> Tensor:
+        return resid @ self.W_U + self.b_U
+
 
 class Attention(nn.Module):
     """Multi-head attention with TransformerLens's hooks.
 
     With ``final_pos_only`` only the last query is computed (the loss reads only the last
     position), so ``hook_q``, ``hook_attn_scores``, ``hook_pattern`` and ``hook_z`` have one query
-    position; keys and values keep all positions.
+    position; keys and values keep all positions. ``hook_pattern`` holds the attention actually
+    applied (with ``cfg.attn_rate`` < 1, Zhong et al.'s mixture with constant attention).
+    ``hook_result`` (per-head outputs [B, q, H, d_model]) runs only after
+    ``model.set_use_attn_result(True)``, as in TransformerLens.
     """
 
     b_Q: Tensor
@@ -97,6 +113,7 @@ class Attention(nn.Module):
         self.register_buffer("mask", mask, persistent=False)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
         self.hook_attn_scores, self.hook_pattern, self.hook_z = HookPoint(), HookPoint(), HookPoint()
+        self.hook_result = HookPoint()
 
     def _project(self, x: Tensor, W: Tensor, b: Tensor) -> Tensor:
         """x [..., d_model] → [..., H, d_head] as one matmul."""
@@ -111,12 +128,35 @@ class Attention(nn.Module):
         k = self.hook_k(self._project(x, self.W_K, self.b_K))           # B k H e
         v = self.hook_v(self._project(x, self.W_V, self.b_V))
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head)
-        if self.cfg.attention_dir == "causal" and not final_pos_only:
+        causal = self.cfg.attention_dir == "causal" and not final_pos_only
+        if causal:
             scores = scores.masked_fill(~self.mask[:n, :n], float("-inf"))
-        pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(dim=-1))
+        pattern = self.hook_attn_scores(scores).softmax(dim=-1)
+        if self.cfg.attn_rate != 1:
+            pattern = self._mix_constant(pattern, n, causal)
+        pattern = self.hook_pattern(pattern)
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        if self.cfg.use_attn_result:
+            result = self.hook_result(torch.einsum("bqhe,hed->bqhd", z, self.W_O))
+            return result.sum(-2) + self.b_O
         H, e, d = self.W_O.shape
         return z.flatten(-2) @ self.W_O.reshape(H * e, d) + self.b_O
+
+    def _mix_constant(self, pattern: Tensor, n: int, causal: bool) -> Tensor:
+        """Zhong et al.'s ``α·M + (1 − α)·J``, J = 1 on every key the query may attend to."""
+        alpha = self.cfg.attn_rate
+        allowed = self.mask[:n, :n] if causal else torch.ones_like(pattern[0, 0], dtype=torch.bool)
+        return alpha * pattern + (1 - alpha) * allowed.to(pattern.dtype)
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """Per-head QK circuit W_Q W_K^T, FactoredMatrix [H, d_model, d_model]."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """Per-head OV circuit W_V W_O, FactoredMatrix [H, d_model, d_model]."""
+        return FactoredMatrix(self.W_V, self.W_O)
 
 
 class MLP(nn.Module):
@@ -140,6 +180,8 @@ class MLP(nn.Module):
 
 class TransformerBlock(nn.Module):
     mlp: MLP
+    #: the block writes one residual stream (TransformerLens's logit lens checks this)
+    hook_out_is_single_residual_stream = True
     hook_resid_pre: HookPoint
     hook_attn_out: HookPoint
     hook_resid_mid: HookPoint
@@ -169,7 +211,7 @@ class TransformerBlock(nn.Module):
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(resid)))
 
 
-class HookedOneLayerTransformer(CachingRoot):
+class HookedOneLayerTransformer(TLInterface, CachingRoot):
     """One-layer transformer on tokens ``[a1, ..., ak, '=']`` with TransformerLens hooks.
 
     ``model(tokens)`` returns logits for every position, float [B, pos, d_vocab_out];
@@ -177,6 +219,10 @@ class HookedOneLayerTransformer(CachingRoot):
     MLP and unembedding of the last position) and returns [B, 1, d_vocab_out] — the same numbers
     as the last position of the full pass, about twice as fast. ``run_with_cache`` returns a
     TransformerLens ``ActivationCache`` (``cache["pattern", 0]``, ``cache.decompose_resid()``...).
+    As in TransformerLens, ``model(tokens, return_type="loss", labels=...)`` returns the loss
+    (of the answer at the last position), ``"both"`` (logits, loss) and ``None`` nothing, and
+    ``transformer_lens.patching`` runs on the model once it is in eval mode (``mm.load`` returns it
+    so). Tokens that are not ``[a1, ..., ak, '=']`` raise :class:`~mi_margin.MiMarginError`.
 
     Example:
         >>> import mi_margin as mm
@@ -189,7 +235,7 @@ class HookedOneLayerTransformer(CachingRoot):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = own_config(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         self.embed = Embed(cfg, gen)
         self.pos_embed = PosEmbed(cfg, gen)
@@ -200,13 +246,19 @@ class HookedOneLayerTransformer(CachingRoot):
 
     model_kind = "transformer"
 
-    def forward(self, tokens: Int[Tensor, "B pos"], final_pos_only: bool = False
-                ) -> Float[Tensor, "B q d_vocab_out"]:
-        B, n = tokens.shape
-        x = self.hook_embed(F.embedding(tokens, self.embed.W_E))
-        x = x + self.hook_pos_embed(self.pos_embed.W_pos[:n].expand(B, n, -1))
-        x = self.block(x, final_pos_only)
-        return x @ self.unembed.W_U + self.unembed.b_U
+    def forward(self, tokens: Int[Tensor, "B pos"], return_type: str | None = "logits", *,
+                labels: Tensor | None = None, loss_per_token: bool = False,
+                final_pos_only: bool = False) -> Any:
+        """Logits [B, q, d_vocab_out] (q = pos, or 1 with ``final_pos_only``), or what
+        ``return_type`` asks for ("loss"/"both" need ``labels``, the answers [B])."""
+        check_return_type(return_type)
+        self._check_input(tokens)
+        x = self.hook_embed(self.embed(tokens))
+        x = x + self.hook_pos_embed(self.pos_embed(tokens))
+        logits = self.unembed(self.block(x, final_pos_only))
+        if return_type == "logits":
+            return logits
+        return finish(logits, logits[:, -1], return_type, labels, loss_per_token)
 
     def last_logits(self, tokens: Int[Tensor, "B pos"]) -> Float[Tensor, "B d_vocab_out"]:
         """Logits at the last position, [B, d_vocab_out] (what training and evaluation call): from
@@ -215,6 +267,49 @@ class HookedOneLayerTransformer(CachingRoot):
         if fast_paths.transformer_applies(self, tokens):
             return fast_paths.transformer_logits(self, tokens)
         return self(tokens, final_pos_only=True)[:, -1]
+
+    # -- inputs (see models.tl_interface) ------------------------------------------------------
+    @property
+    def eq_token(self) -> int:
+        """The '=' token (the last of the input vocabulary)."""
+        return self.cfg.d_vocab - 1
+
+    def _check_input(self, tokens: Tensor) -> None:
+        check_transformer_tokens(self.cfg, tokens)
+
+    def _operands_to_input(self, operands: list[int]) -> Tensor:
+        return torch.tensor([[*operands, self.eq_token]], device=self.W_E.device)
+
+    def _token_label(self, position: int, value: float) -> str:
+        if position == self.cfg.n_ctx - 1:
+            return "="
+        return f"{operand_names(self.cfg.n_ctx - 1)[position]}={int(value)}"
+
+    def _single_token(self, string: str) -> int:
+        if string == "=":
+            return self.eq_token
+        if not string.isdigit() or int(string) >= self.eq_token:
+            raise MiMarginError(f"no token {string!r}: tokens are operands 0..{self.eq_token - 1} "
+                                "and '='")
+        return int(string)
+
+    # -- TransformerLens switches -----------------------------------------------------------------
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Compute per-head outputs at ``blocks.0.attn.hook_result`` [B, pos, H, d_model]."""
+        object.__setattr__(self.cfg, "use_attn_result", bool(use_attn_result))
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Not offered: per-head Q/K/V inputs exist to patch paths from one layer's heads into a
+        later layer's, and a one-layer model has no later layer."""
+        raise MiMarginError("a one-layer transformer has no head-to-head paths, so split Q/K/V "
+                            "inputs (direct path patching) do not apply; patch hook_z, hook_q/k/v "
+                            "or hook_pattern with transformer_lens.patching instead")
+
+    set_use_attn_in = set_use_split_qkv_input
+
+    def all_head_labels(self) -> list[str]:
+        """``["L0H0", "L0H1", ...]``, TransformerLens's names of the heads."""
+        return [f"L0H{h}" for h in range(self.cfg.n_heads)]
 
     @property
     def block(self) -> TransformerBlock:
@@ -245,6 +340,10 @@ class HookedOneLayerTransformer(CachingRoot):
     W_K = property(lambda self: self._stack("attn", "W_K"))
     W_V = property(lambda self: self._stack("attn", "W_V"))
     W_O = property(lambda self: self._stack("attn", "W_O"))
+    b_Q = property(lambda self: self._stack("attn", "b_Q"))
+    b_K = property(lambda self: self._stack("attn", "b_K"))
+    b_V = property(lambda self: self._stack("attn", "b_V"))
+    b_O = property(lambda self: self._stack("attn", "b_O"))
     W_in = property(lambda self: self._stack("mlp", "W_in"))
     W_out = property(lambda self: self._stack("mlp", "W_out"))
     b_in = property(lambda self: self._stack("mlp", "b_in"))
@@ -261,9 +360,12 @@ class HookedOneLayerTransformer(CachingRoot):
         return FactoredMatrix(self.W_V, self.W_O)
 
     # -- what ActivationCache.logit_attrs / get_full_resid_decomposition call ------------------
-    def tokens_to_residual_directions(self, tokens: Tensor | int) -> Tensor:
-        """Unembedding directions of output tokens, [..., d_model]."""
-        return self.W_U[:, tokens].T
+    def tokens_to_residual_directions(self, tokens: Tensor | int | str) -> Tensor:
+        """Unembedding directions of output tokens (answers; a string such as ``"12"`` too),
+        [..., d_model]."""
+        if isinstance(tokens, str):
+            tokens = self.to_single_token(tokens)
+        return self.W_U[:, tokens].movedim(0, -1)
 
     def accumulated_bias(self, layer: int, mlp_input: bool = False,
                          include_mlp_biases: bool = True) -> Tensor:

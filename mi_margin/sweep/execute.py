@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
 from mi_margin.sweep.spec import RunSpec, SweepSpec
 from mi_margin.sweep.table import FORMATS, collect, write_table
@@ -204,7 +204,7 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
     write_json(out / "sweep.json", spec.to_dict())
     runs = [(run, run_dir_for(out, run)) for run in spec.runs()]
     todo = [(run, root) for run, root in runs if pending_work(root, run) != "none"]
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {spec.name}",
+    bar = progress_bar(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {spec.name}",
                unit="run", disable=not progress)
     n_batched = 0
     try:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linprog
 
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks import is_prime
@@ -106,6 +105,8 @@ class LPSolution:
 
 def _solve(c: np.ndarray, A_ub: np.ndarray, A_eq: np.ndarray, b_eq: np.ndarray) -> Any:
     n = len(c)
+    from scipy.optimize import linprog  # scipy loads when first used, not at ``import mi_margin``
+
     res = linprog(c, A_ub=A_ub, b_ub=np.zeros(len(A_ub)), A_eq=A_eq, b_eq=b_eq,
                   bounds=[(0, None)] * (n - 1) + [(None, None)], method="highs")
     if res.status != 0:

@@ -22,11 +22,11 @@ and, like every network, cannot exceed γ*.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 
 from mi_margin.analysis.margin import margin, neuron_norms64
 from mi_margin.errors import MiMarginError
@@ -117,12 +117,15 @@ def margin_metric(gamma: float | None) -> Any:
     return metric
 
 
-def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000,
+def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000, *,
+                        out_dir: str | Path | None = None, overwrite: bool = False,
                         **kwargs: Any) -> Run:
     """Build the recipe's model, train it, and return the :class:`Run`.
 
     ``run.history`` has the columns ``margin``, ``normalized_margin`` and ``ratio_to_gamma``
-    (normalized margin / γ*). Keyword arguments go to :func:`max_margin_recipe`.
+    (normalized margin / γ*). ``out_dir``, ``overwrite``: save the run there as it trains (see
+    ``mm.train``).
+    Other keyword arguments go to :func:`max_margin_recipe`.
 
     Example:
         >>> import mi_margin as mm
@@ -133,7 +136,8 @@ def train_to_max_margin(task: Task, width: int | None = None, steps: int = 1000,
     """
     train_cfg, model_cfg = max_margin_recipe(task, width, steps, **kwargs)
     model = HookedMLP(model_cfg)
-    return train(model, task, train_cfg, metrics=[margin_metric(max_margin(task).gamma)])
+    return train(model, task, train_cfg, out_dir=out_dir, overwrite=overwrite,
+                 metrics=[margin_metric(max_margin(task).gamma)])
 
 
 def _pairwise_margins(model: HookedMLP, task: Task) -> np.ndarray:
@@ -171,6 +175,8 @@ def reweight_neurons(model: HookedMLP, task: Task) -> HookedMLP:
     A_ub = np.hstack([-D, np.ones((D.shape[0], 1))])
     obj = np.zeros(m + 1)
     obj[-1] = -1.0
+    from scipy.optimize import linprog  # scipy loads when first used, not at ``import mi_margin``
+
     res = linprog(obj, A_ub=A_ub, b_ub=np.zeros(len(D)), A_eq=np.append(norms, 0.0)[None],
                   b_eq=[1.0], bounds=[(0, None)] * m + [(None, None)], method="highs")
     if res.status != 0:

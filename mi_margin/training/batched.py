@@ -27,8 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
@@ -281,7 +281,7 @@ def train_batched(models: Sequence[Any], task: Task,
                               overwrite)
     trainer.start()
     total = max(c.steps for c in configs)
-    bar = tqdm(range(total), disable=not any(c.progress for c in configs), desc="train_batched",
+    bar = progress_bar(range(total), disable=not any(c.progress for c in configs), desc="train_batched",
                leave=False)
     for step in bar:
         if not any(it.active for it in trainer.items):

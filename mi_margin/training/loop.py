@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from mi_margin._progress import progress_bar
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs, weight_norm_sq
@@ -150,7 +150,7 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         with clock.writing(0):
             rec.snapshot(0, _state_to_tensors(opt, gen), "running", write=True)
     start, batch_len = run.step, _batch_len(n_train, config)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+    bar = progress_bar(range(start, config.steps), initial=start, total=config.steps,
                disable=not config.progress, desc="train", leave=False)
     for step in bar:
         lr = config.lr_at(step)

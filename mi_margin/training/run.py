@@ -49,12 +49,13 @@ class Run:
     error: str | None = None
 
     def model_at(self, step: int) -> Any:
-        """A copy of the model with the weights of checkpoint ``step``."""
+        """A copy of the model with the weights of checkpoint ``step``, in eval mode (as
+        TransformerLens's patching requires; the models have no dropout)."""
         if step not in self.checkpoints:
             raise CheckpointError(f"no checkpoint at step {step}; kept: {sorted(self.checkpoints)}")
         model = build_model(self.model.cfg.to_dict())
         model.load_state_dict(self.checkpoints[step])
-        return model
+        return model.eval()
 
     @property
     def initial_state(self) -> dict[str, torch.Tensor]:

@@ -142,7 +142,10 @@ def transformer_logits(T: dict[str, Tensor], cfg: Any, tokens: Tensor
 
     q, k, v = project(x[:, :, -1:], "Q"), project(x, "K"), project(x, "V")
     scores = torch.einsum("nbqhe,nbkhe->nbhqk", q, k) / math.sqrt(e)
-    z = torch.einsum("nbhqk,nbkhe->nbqhe", scores.softmax(dim=-1), v)
+    pattern = scores.softmax(dim=-1)
+    if cfg.attn_rate != 1:            # Zhong et al.'s mixture; the last query may see every key
+        pattern = cfg.attn_rate * pattern + (1 - cfg.attn_rate)
+    z = torch.einsum("nbhqk,nbkhe->nbqhe", pattern, v)
     attn = z.reshape(N, B, H * e) @ T["blocks.0.attn.W_O"].reshape(N, H * e, d)
     resid = x[:, :, -1] + (attn + T["blocks.0.attn.b_O"][:, None])
     if not cfg.attn_only:

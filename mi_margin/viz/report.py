@@ -1,12 +1,14 @@
 """The run report: one self-contained, offline HTML file with everything we can say about a run.
 
-It holds the run's configuration, its training curves, and every analysis that applies: Fourier
-spectra, key frequencies and restricted/excluded loss for modular addition (Nanda et al. 2023),
-irrep spectra for group composition (Chughtai et al. 2023), margins against the max-margin theory for
-MLPs (Morwani et al. 2024), attention for transformers, and NFM/AGOP alignment (Beaglehole et al.
-2024) where it is cheap. plotly.js and the circuitsvis bundle are inlined once, so the file opens
-from disk with no network. Every item is built in its own ``try``: a failing analysis shows an error
-box, an analysis this installation lacks shows a "not available" note, and the rest still renders.
+It opens with a computed one-paragraph verdict (what the model learned, how far it is from the
+max-margin theory), then holds the run's configuration, its training curves, and every analysis
+that applies: Fourier spectra, key frequencies and restricted/excluded loss for modular addition
+(Nanda et al. 2023), irrep spectra for group composition (Chughtai et al. 2023), margins against
+the max-margin theory for MLPs (Morwani et al. 2024), attention for transformers, and NFM/AGOP
+alignment (Beaglehole et al. 2024) where it is cheap. plotly.js and the circuitsvis bundle are
+inlined once, so the file opens from disk with no network. Every item is built in its own ``try``:
+a failing analysis shows an error box, an analysis this installation lacks shows a "not
+available" note, and the rest still renders.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mi_margin.analysis.spectrum import logit_similarity, spectrum
 from mi_margin.errors import MiMarginError
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.theory.predictions import prediction_for
+from mi_margin.theory.verdict import verdict
 from mi_margin.training import load
 from mi_margin.viz import _html
 from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_view
@@ -219,6 +222,12 @@ def _load(run_or_path: Any) -> Any:
     return run_or_path
 
 
+def verdict_html(run: Any) -> str:
+    """The one-paragraph verdict at the top of the report (mi_margin.theory.verdict)."""
+    return _run_item(Context(run), "Verdict", lambda: [_html.paragraph(
+        "Verdict: " + verdict(run))])
+
+
 def build_html(run: Any) -> str:
     """The report of ``run`` as one HTML string (see :func:`write_report`)."""
     ctx = Context(run)
@@ -234,7 +243,8 @@ def build_html(run: Any) -> str:
     toc = " ".join(f'<a href="#{_html.anchor(t)}">{_html.escape(t)}</a>' for t, _ in sections(run))
     scripts = [_html.plotly_script()] + ([_html.circuitsvis_script()] if ctx.needs_circuitsvis else [])
     title = f"mi_margin report: {run.task!r}, {type(run.model).__name__}"
-    return _html.page(title, f'<nav class="mm-toc">{toc}</nav>\n' + "\n".join(bodies), scripts)
+    top = f'<nav class="mm-toc">{toc}</nav>\n' + verdict_html(run) + "\n"
+    return _html.page(title, top + "\n".join(bodies), scripts)
 
 
 def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:

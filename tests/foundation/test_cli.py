@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
+
+import pytest
 
 import mi_margin as mm
 from mi_margin.cli import main
@@ -34,6 +37,22 @@ def test_demo_quick(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] > 0 and "analysis" in summary
     assert mm.load(out / "run").step == summary["steps"]
+    theory = mm.load(out / "max_margin")
+    ratio = theory.history["ratio_to_gamma"].iloc[-1]
+    assert summary["max_margin"]["ratio_to_gamma"] == pytest.approx(ratio)
+    for report, verdict in [(out / "report.html", summary["verdict"]),
+                            (out / "max_margin" / "report.html", summary["max_margin"]["verdict"])]:
+        assert "Verdict: " + html.escape(verdict) in report.read_text()
+
+
+@pytest.mark.slow
+def test_full_demo_meets_the_theory(tmp_path):
+    """The demo's point: the max-margin run reaches γ*, the grokking run generalizes late."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["max_margin"]["ratio_to_gamma"] >= 0.9
+    assert summary["analysis"]["test_accuracy"] == 1.0 and "grokked" in summary["verdict"]
 
 
 def test_python_dash_m(tmp_path):

@@ -11,7 +11,8 @@ from mi_margin.models import config_from_dict
 TRANSFORMER_HOOKS = [
     "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.attn.hook_q",
     "blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.0.attn.hook_attn_scores",
-    "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.hook_attn_out",
+    "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.attn.hook_result",
+    "blocks.0.hook_attn_out",
     "blocks.0.hook_resid_mid", "blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post",
     "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post",
 ]

@@ -1,0 +1,140 @@
+"""What a TransformerLens user expects of a hooked model, shared by both model families.
+
+TransformerLens's own utilities (``transformer_lens.patching``, ``ActivationCache`` helpers, the
+head detector, logit lens) read a few runtime attributes from ``model.cfg`` (``device``,
+``n_key_value_heads``, ``use_attn_result``) and call a few methods on the model (``to_tokens``,
+``to_str_tokens``, ``to_single_token``, ``model(x, return_type=...)``). :class:`TLInterface`
+provides them. Our configs are frozen dataclasses (they are saved with every run), so the runtime
+flags are class-level defaults, not saved fields: each model holds its own copy of its config and
+sets them on that copy, never on a config object another model may share.
+
+Tokens are labelled with the operand they hold, ``"a=12"``, ``"b=5"``, ``"="`` (``a1, a2, ...`` for
+k > 2 operands), because the models read numbers, not text.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mi_margin.errors import MiMarginError
+from mi_margin.models.evaluation import cross_entropy64
+
+RETURN_TYPES = ("logits", "loss", "both", None)
+
+def own_config(cfg: Any) -> Any:
+    """A private copy of ``cfg``, on which the model sets TransformerLens's runtime flags."""
+    return copy.copy(cfg)
+
+
+def operand_names(k: int) -> list[str]:
+    """``["a", "b"]`` for two operands, ``["a1", ..., "ak"]`` otherwise."""
+    return ["a", "b"] if k == 2 else [f"a{i + 1}" for i in range(k)]
+
+
+def check_return_type(return_type: Any) -> None:
+    if return_type not in RETURN_TYPES:
+        raise MiMarginError(f"return_type must be one of {list(RETURN_TYPES)}, got {return_type!r}")
+
+
+def finish(logits: Tensor, last: Tensor, return_type: str | None, labels: Tensor | None,
+           loss_per_token: bool) -> Any:
+    """TransformerLens's ``return_type`` contract: logits, loss, (logits, loss) or None.
+
+    The loss is the float64 cross-entropy of the answer read at the last position (``last``,
+    [B, d_vocab_out]) against ``labels`` [B] (the task's answers, e.g. ``task.labels``): our
+    models predict the answer after '=', not the next token of a text, so the labels must be given.
+    """
+    if return_type is None:
+        return None
+    if return_type == "logits":
+        return logits
+    if labels is None:
+        raise MiMarginError(f"return_type={return_type!r} needs labels=... (the answers, e.g. "
+                            "task.labels[idx]); the model predicts the answer at the last position, "
+                            "not the next token")
+    labels = torch.as_tensor(labels)
+    if labels.shape != last.shape[:1] or labels.is_floating_point():
+        raise MiMarginError(f"labels must be integer [batch={last.shape[0]}], got "
+                            f"{labels.dtype} {tuple(labels.shape)}")
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < last.shape[-1]:
+        raise MiMarginError(f"labels must lie in [0, {last.shape[-1]}), got "
+                            f"[{int(labels.min())}, {int(labels.max())}]")
+    loss = cross_entropy64(last, labels.to(last.device), reduction="none" if loss_per_token else "mean")
+    return loss if return_type == "loss" else (logits, loss)
+
+
+class TLInterface:
+    """Mixin for :class:`~mi_margin.HookedOneLayerTransformer` and :class:`~mi_margin.HookedMLP`.
+
+    Subclasses define ``_check_input(x)`` (raise :class:`MiMarginError` on input the model cannot
+    read), ``_token_label(position, value)`` and ``_n_operands``.
+    """
+
+    cfg: Any
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``.to(device)``/``.cuda()``/``.cpu()`` also update ``cfg.device`` (TransformerLens reads it)."""
+        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+        for tensor in self.parameters():  # type: ignore[attr-defined]
+            object.__setattr__(self.cfg, "device", str(tensor.device))
+            break
+        return out
+
+    # -- tokens ----------------------------------------------------------------------------------
+    def to_tokens(self, input: Any) -> Tensor:
+        """Inputs as the model reads them, [B, n]: a tensor passes through (checked); a string
+        such as ``"12 + 5 ="`` or a list of operands ``[12, 5]`` becomes one row.
+
+        Example:
+            >>> import mi_margin as mm
+            >>> task = mm.ModularAddition(p=13)
+            >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=8))
+            >>> model.to_tokens("12 + 5 =").tolist()
+            [[12, 5, 13]]
+        """
+        if isinstance(input, Tensor):
+            x = input if input.ndim == 2 else input[None]
+        else:
+            if isinstance(input, str):
+                operands = [int(s) for s in re.findall(r"-?\d+", input)]
+            else:
+                operands = [int(v) for v in input]
+            x = self._operands_to_input(operands)
+        self._check_input(x)
+        return x
+
+    def to_str_tokens(self, input: Any) -> list[str] | list[list[str]]:
+        """Labels of the tokens, e.g. ``["a=12", "b=5", "="]`` (a list of lists for a batch).
+
+        Example:
+            >>> import mi_margin as mm
+            >>> task = mm.ModularAddition(p=13)
+            >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=8))
+            >>> model.to_str_tokens(task.tokens[5])
+            ['a=0', 'b=5', '=']
+        """
+        x = input if isinstance(input, Tensor) else self.to_tokens(input)
+        rows = self.to_tokens(x)
+        labels = [[self._token_label(i, v) for i, v in enumerate(row.tolist())] for row in rows]
+        return labels[0] if (not isinstance(input, Tensor) or input.ndim == 1) else labels
+
+    def to_single_token(self, string: str) -> int:
+        """The token of one operand value (``"12"``) or of ``"="``."""
+        return self._single_token(string.strip())
+
+    def _single_token(self, string: str) -> int:
+        raise MiMarginError(f"{type(self).__name__} has no token {string!r}")
+
+    def _operands_to_input(self, operands: list[int]) -> Tensor:
+        raise NotImplementedError
+
+    def _check_input(self, x: Tensor) -> None:
+        raise NotImplementedError
+
+    def _token_label(self, position: int, value: float) -> str:
+        raise NotImplementedError
