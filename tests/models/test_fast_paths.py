@@ -202,6 +202,27 @@ def test_a_forward_hook_on_a_skipped_point_is_never_skipped(family, how):
 
 
 @pytest.mark.parametrize("family", hooked_families())
+@pytest.mark.parametrize("where", ["model", "first block", "attention pattern"])
+def test_a_torch_hook_on_a_skipped_module_is_never_skipped(family, where):
+    """Forward hooks on modules the fast path does not call (the model itself, the transformer's
+    block, its attention pattern) switch it off and are called."""
+    model, task = build(family, "float64")
+    x = model_inputs(model, task)
+    if where == "attention pattern" and model.model_kind != "transformer":
+        where = "model"
+    module = {"model": model, "first block": model.blocks[0],
+              "attention pattern": getattr(model.blocks[0], "attn", None) and
+              model.blocks[0].attn.hook_pattern}[where]
+    calls: list[int] = []
+    handle = module.register_forward_hook(lambda m, args, out: calls.append(1))
+    assert not takes_fast_path(model, x)
+    model.last_logits(x)
+    handle.remove()
+    assert takes_fast_path(model, x)
+    assert calls == ([1] if where != "first block" or model.model_kind == "transformer" else [])
+
+
+@pytest.mark.parametrize("family", hooked_families())
 def test_a_backward_hook_on_a_skipped_point_is_called(family):
     model, task = build(family, "float64")
     x = model_inputs(model, task)
