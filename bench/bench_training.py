@@ -18,7 +18,8 @@ One "step" is forward + float64 loss + backward + AdamW update (lr 1e-3, weight 
   concatenated, 128 ReLU units, biases): (a) a plain nn.Embedding/cat/nn.Linear model
   (bench/reference_chughtai.py), (c), (c0), (d), (e).
 * theory-style MLP (p = 113, 30% train, width 512 and 1024, quadratic and ReLU): (a) a plain one-hot
-  MLP, (c), (d) (TransformerBridge cannot express the MLPs).
+  MLP, (c) (whose table is W_in itself: the fast path is one embedding_bag), (c0), (d)
+  (TransformerBridge cannot express the MLPs).
 
 Variants are interleaved in shuffled rounds (the machine is shared and noisy); each round takes the
 median of a few steps after a warm-up, and the table reports the median over rounds with the range,
@@ -244,8 +245,10 @@ def mlp_variants(task: mm.ModularAddition, device: torch.device, width: int, act
     out = [
         Variant(fam, "(a) reference (plain one-hot MLP)", 1,
                 lambda: plain_step(OneHotMLP(d_mlp=width, act_fn=act).to(device), inputs, labels)),
-        Variant(fam, "(c) mi_margin single", 1,
+        Variant(fam, "(c) mi_margin single (embedding_bag)", 1,
                 lambda: single_step(models(1)[0], task, train_config(), device)),
+        Variant(fam, "(c0) single, ordinary path", 1,
+                lambda: single_step(ordinary_path(models(1)[0]), task, train_config(), device)),
         Variant(fam, "(d) mi_margin batched N=8", 8,
                 lambda: batched_step(models(8), task, train_config(), device), reps=1),
     ]
