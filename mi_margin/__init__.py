@@ -8,7 +8,7 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
-from mi_margin import analysis, fourier, groups, sweep, theory
+from mi_margin import analysis, fourier, groups, sweep, theory, zoo
 from mi_margin.analysis import (
     clock_pizza,
     fourier_spectrum,
@@ -81,4 +81,5 @@ __all__ = [
     "theory",
     "train",
     "train_batched",
+    "zoo",
 ]
