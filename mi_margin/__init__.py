@@ -33,6 +33,7 @@ from mi_margin.models import (
     HookedOneLayerTransformer,
     MLPConfig,
     TransformerConfig,
+    load_tl_checkpoint,
 )
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
 from mi_margin.theory import compare_to_theory
@@ -67,6 +68,7 @@ __all__ = [
     "key_frequencies",
     "key_irreps",
     "load",
+    "load_tl_checkpoint",
     "logit_similarity",
     "margin",
     "neuron_clusters",
