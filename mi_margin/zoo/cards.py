@@ -35,11 +35,11 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _wall(history: pd.DataFrame, step: int | None) -> str:
-    if step is None or "wall_s" not in history:
+def _wall(history: pd.DataFrame, step: int | None, column: str = "wall_s") -> str:
+    if step is None or column not in history:
         return "—"
     row = history[history["step"] == step]
-    return f"{float(row['wall_s'].iloc[0]):.0f} s" if len(row) else "—"
+    return f"{float(row[column].iloc[0]):.0f} s" if len(row) else "—"
 
 
 def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
@@ -55,7 +55,8 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
     marks["end of training"] = run.step
     df = pd.DataFrame({"milestone": list(marks), "step": [s if s is not None else "never"
                                                           for s in marks.values()],
-                       "wall time": [_wall(h, s) for s in marks.values()]})
+                       "wall time": [_wall(h, s) for s in marks.values()],
+                       "CPU time": [_wall(h, s, "cpu_s") for s in marks.values()]})
     key = list(marks)[1 if kind == "max_margin" else 2]
     return df, f"{key.split(' (')[0]} at step {marks[key]} ({_wall(h, marks[key])})"
 
@@ -114,8 +115,9 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         "## Recipe", "",
         f"`mi_margin/zoo/recipes.py`, rebuilt with "
         f"`python -m mi_margin.zoo.build train {rec.name} --out runs/{rec.name}`. Configs:", "",
-        "```json", json.dumps({"task": run.task.to_dict(), "model": run.model.cfg.to_dict(),
-                               "train": run.config.to_dict()}, indent=1), "```", "",
+        "```", *(f"{part}: {json.dumps(d)}" for part, d in [
+            ("task", run.task.to_dict()), ("model", run.model.cfg.to_dict()),
+            ("train", run.config.to_dict())]), "```", "",
         "## Training", "", f"Machine: {machine_line}.", "", markdown_table(times), "",
         "## Final metrics", "", markdown_table(metrics), "",
         "## Structure and theory", "",

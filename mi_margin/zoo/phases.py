@@ -3,8 +3,10 @@
 A grokking run (Nanda et al. 2023, Fig. 7; docs/mathematics.md §4.3) goes through memorization
 (train accuracy rises), circuit formation (train and test flat, the Fourier/irrep circuit grows)
 and cleanup (test accuracy jumps, the weight norm falls). The boundaries are read from the
-history: memorization ends when train accuracy first reaches ``level``, cleanup starts when test
-accuracy first leaves chance by a quarter of the way to ``level``... — see :func:`phase_bounds`.
+history (:func:`phase_bounds`): memorization ends when train accuracy first reaches ``level``;
+cleanup starts when test accuracy then first reaches ``level / 4``; the model has grokked when
+test accuracy reaches ``level``. (Nanda et al. read their boundaries by eye from the progress
+measures; these accuracy thresholds are a reproducible stand-in for choosing checkpoints.)
 Checkpoints are then spread linearly over each phase (dense where the phase is short), so the
 progress measures show all three phases from the shipped checkpoints alone.
 

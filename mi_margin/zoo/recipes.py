@@ -58,7 +58,7 @@ class Recipe:
 def morwani_p71_quadratic() -> Made:
     """Modular addition p=71, quadratic MLP m=500 (the paper's width), full table, L_{2,3} penalty."""
     task = mm.ModularAddition(p=71, seed=0)
-    train, model_cfg = max_margin_recipe(task, width=500, steps=30_000, method="adam",
+    train, model_cfg = max_margin_recipe(task, width=500, steps=20_000, method="adam",
                                          penalty=1e-4, seed=0, eval_every=500,
                                          checkpoint_schedule="log", n_checkpoints=40)
     return mm.HookedMLP(model_cfg), task, train

@@ -31,6 +31,8 @@ from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig
 
 ZOO_FORMAT = "mi_margin.zoo/1"
+#: the files of an entry folder (the card is written last, from the shipped weights)
+ENTRY_FILES = ("entry.json", "weights.safetensors", "history.csv", "card.md")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
 
@@ -61,6 +63,8 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
     atomic_write(root / "history.csv", lambda tmp: run.history.to_csv(tmp, index=False))
     text = json.dumps(meta, indent=1)
     atomic_write(root / "entry.json", lambda tmp: Path(tmp).write_text(text))
+    for name in ENTRY_FILES[:3]:
+        (root / name).chmod(0o644)      # package data: readable by every user
 
 
 def read_meta(root: Path) -> dict[str, Any]:
