@@ -4,6 +4,7 @@ Command line (one torch thread; see docs/performance.md)::
 
     python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
     python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
 
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
@@ -34,7 +35,7 @@ from mi_margin.zoo import cards
 from mi_margin.zoo.checks import same_answers, signature
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.store import read_entry, write_entry
+from mi_margin.zoo.store import read_entry, read_meta, write_entry
 
 DATA = Path(__file__).parent / "data"
 REDUCED = "float16"
@@ -118,12 +119,26 @@ def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
         run.checkpoints[run.step] = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
     steps = pick_checkpoints(sorted(run.checkpoints), run.history, rec.n_ship, rec.kind)
     dtypes, recorded = choose_precision(run, steps)
-    build = {"recipe": name, "machine": machine_info or {}, "built": time.strftime("%Y-%m-%d")}
+    build: dict[str, Any] = {"recipe": name, "machine": machine_info or {},
+                             "built": time.strftime("%Y-%m-%d")}
+    final = None
+    if rec.finish is not None:
+        start = time.perf_counter()
+        final = dict(rec.finish(run.model_at(run.step), run.task).state_dict())
+        build["finish"] = {"function": rec.finish.__name__,
+                           "seconds": round(time.perf_counter() - start, 2)}
     root = Path(dest) / name
-    write_entry(root, run, dtypes, build, {"signatures": recorded})
+    write_entry(root, run, dtypes, build, {"signatures": recorded}, final)
     shipped = read_entry(root)
     (root / "card.md").write_text(cards.card(rec, shipped, build, dtypes))
     return root
+
+
+def rewrite_card(root: Path) -> None:
+    """Regenerate an entry's card from its shipped files (after a change to the card layout)."""
+    meta = read_meta(root)
+    dtypes = {int(s): d for s, d in meta["checkpoints"].items()}
+    (root / "card.md").write_text(cards.card(recipe(root.name), read_entry(root), meta["build"], dtypes))
 
 
 def reproductions_table(dest: str | Path = DATA) -> str:
@@ -148,10 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     for p in (p_train, p_entry):
         p.add_argument("--dest", default=str(DATA))
     sub.add_parser("table", help="print the Reproductions table")
+    p_cards = sub.add_parser("cards", help="regenerate every entry's card from its shipped files")
+    p_cards.add_argument("--dest", default=str(DATA))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.command == "table":
         print(reproductions_table())
+        return
+    if args.command == "cards":
+        for root in sorted(p for p in Path(args.dest).iterdir() if (p / "entry.json").is_file()):
+            rewrite_card(root)
+            print(root / "card.md")
         return
     if args.command == "train":
         run = train_recipe(args.name, args.out)

@@ -18,7 +18,7 @@ import torch
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
-from mi_margin.zoo.checks import irrep_threshold, key_labels
+from mi_margin.zoo.checks import irrep_threshold, key_labels, margin_ratio
 from mi_margin.zoo.phases import first_step, phase_bounds
 
 RESULT = "**Result:** "
@@ -58,7 +58,10 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
                        "wall time": [_wall(h, s) for s in marks.values()],
                        "CPU time": [_wall(h, s, "cpu_s") for s in marks.values()]})
     key = list(marks)[1 if kind == "max_margin" else 2]
-    return df, f"{key.split(' (')[0]} at step {marks[key]} ({_wall(h, marks[key])})"
+    what = key.split(" (")[0]
+    if marks[key] is None:
+        return df, f"{what}: not reached in {run.step} steps"
+    return df, f"{what} at step {marks[key]} ({_wall(h, marks[key])} wall, {_wall(h, marks[key], 'cpu_s')} CPU)"
 
 
 def final_metrics(run: Run) -> pd.DataFrame:
@@ -71,9 +74,8 @@ def final_metrics(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ours(run: Run, cmp: Any) -> dict[str, str]:
+def ours(run: Run, cmp: Any, keys: list[Any]) -> dict[str, str]:
     """Our measurements, by the keys the recipes' paper numbers name."""
-    keys = key_labels(run.model, run.task)
     b = phase_bounds(run.history)
     purity = cmp.summary()["mean_purity"]
     out = {"key": f"{keys} ({len(keys)} of {len(cmp.structure.labels)})",
@@ -106,6 +108,9 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         result += f"; {key_text} {keys}"
     if cmp.ratio is not None:
         result += f"; margin {cmp.ratio:.4f} of γ*"
+        if build.get("finish"):
+            result += f" after `{build['finish']['function']}` (trained weights: " \
+                      f"{margin_ratio(run.model_at(run.step), run.task):.4f})"
     mach = build.get("machine") or {}
     machine_line = (f"{mach.get('cpu')}, {mach.get('torch_threads')} torch thread(s), torch "
                     f"{mach.get('torch')} (machine shared with other jobs)" if mach
@@ -119,6 +124,7 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
             ("task", run.task.to_dict()), ("model", run.model.cfg.to_dict()),
             ("train", run.config.to_dict())]), "```", "",
         "## Training", "", f"Machine: {machine_line}.", "", markdown_table(times), "",
+        *finish_lines(run, build),
         "## Final metrics", "", markdown_table(metrics), "",
         "## Structure and theory", "",
         (f"{key_text.capitalize()}: {keys}" + (f" (threshold {irrep_threshold(run.task):.3g})"
@@ -128,13 +134,25 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         "networks of their family only, see the note column):", "",
         markdown_table(cmp.scalars()), "",
         "## The paper's numbers and ours", "",
-        markdown_table(paper_table(rec, ours(run, cmp))), "",
+        markdown_table(paper_table(rec, ours(run, cmp, keys))), "",
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
         "Intermediate checkpoints are stored in float16 only where accuracy, the key "
         "frequencies/irreps and the margin ratio computed on them equal those of the "
         "full-precision weights (entry.json `checks`).", ""]
     return "\n".join(parts)
+
+
+def finish_lines(run: Run, build: dict[str, Any]) -> list[str]:
+    """The finishing step applied after training, with the margin before and after."""
+    finish = build.get("finish")
+    if not finish:
+        return []
+    trained = margin_ratio(run.model_at(run.step), run.task)
+    after = margin_ratio(run.model, run.task)
+    return [f"Finish: the final weights are `{finish['function']}` applied to the trained weights of "
+            f"step {run.step} ({finish['seconds']} s); margin / γ* {trained:.4f} before, "
+            f"{after:.4f} after. The checkpoints are the trained ones.", ""]
 
 
 def table_row(rec: Any, card_text: str) -> str:

@@ -51,10 +51,10 @@ def key_labels(model: Any, task: Any) -> list[Any]:
 def margin_ratio(model: Any, task: Any) -> float | None:
     """Normalized margin / γ* when the model is of the theorem's family, else None."""
     pred = prediction_for(model, task)
-    res = margin(model, task)
-    if not pred.applies or not pred.gamma or res.normalized is None:
+    if not pred.applies or not pred.gamma:
         return None
-    return float(res.normalized / pred.gamma)
+    res = margin(model, task)
+    return None if res.normalized is None else float(res.normalized / pred.gamma)
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ An entry folder holds
   and train configs as their ``to_dict()``, the dtype each checkpoint is stored in, how the entry
   was built (recipe, wall time, machine) and the analyses computed on the full-precision weights
   at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
-- ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>``, with a
+- ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
+  ``final/<param>`` when a finishing step changed the trained weights), with a
   SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`);
 - ``history.csv``: the training metrics, one row per evaluation;
 - ``card.md``: the human-readable card.
@@ -37,15 +38,19 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
           "float64": torch.float64}
 
 
+FINAL = "final/"
+
+
 def _prefix(step: int) -> str:
     return f"step_{step:08d}/"
 
 
 def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, Any],
-                checks: dict[str, Any]) -> None:
+                checks: dict[str, Any], final: dict[str, torch.Tensor] | None = None) -> None:
     """Write ``run`` (its checkpoints at the steps of ``dtypes``, each cast to its dtype) to ``root``.
 
-    The final step must be among the kept steps and is the entry's model.
+    The final step must be among the kept steps; it is the entry's model unless ``final`` gives
+    other weights (a finishing step applied after training, described in ``build["finish"]``).
     """
     if run.step not in dtypes:
         raise CheckpointError(f"the final step {run.step} must be kept; kept: {sorted(dtypes)}")
@@ -54,10 +59,12 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
         state = run.checkpoints[step]
         for name, value in state.items():
             tensors[_prefix(step) + name] = value.detach().to(DTYPES[dtype])
+    for name, value in (final or {}).items():
+        tensors[FINAL + name] = value.detach()
     meta = {"format": ZOO_FORMAT, "name": root.name, "task": run.task.to_dict(),
             "model": run.model.cfg.to_dict(), "train": run.config.to_dict(), "step": run.step,
             "status": run.status, "checkpoints": {str(s): d for s, d in sorted(dtypes.items())},
-            "build": build, "checks": checks}
+            "final": "finished" if final else "checkpoint", "build": build, "checks": checks}
     root.mkdir(parents=True, exist_ok=True)
     save_tensors(root / "weights.safetensors", tensors, {"format": ZOO_FORMAT})
     atomic_write(root / "history.csv", lambda tmp: run.history.to_csv(tmp, index=False))
@@ -83,7 +90,8 @@ def read_meta(root: Path) -> dict[str, Any]:
 def read_entry(root: Path) -> Run:
     """The :class:`Run` stored in the entry folder ``root``; its model is in eval mode.
 
-    Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
+    The model holds the ``final/`` weights when the entry has a finishing step, else the last
+    checkpoint. Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
     the rounded ones; the build checked that the reported analyses do not change).
     """
     meta = read_meta(root)
@@ -96,7 +104,8 @@ def read_entry(root: Path) -> Run:
         checkpoints[int(step_text)] = {name[len(prefix):]: value.to(dtype)
                                        for name, value in tensors.items()
                                        if name.startswith(prefix)}
-    model.load_state_dict(checkpoints[int(meta["step"])], strict=True)
+    final = {name[len(FINAL):]: value for name, value in tensors.items() if name.startswith(FINAL)}
+    model.load_state_dict(final or checkpoints[int(meta["step"])], strict=True)
     model.eval()
     return Run(model=model, task=task_from_dict(meta["task"]),
                config=TrainConfig.from_dict(meta["train"]),

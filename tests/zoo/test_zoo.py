@@ -15,7 +15,7 @@ from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.evaluation import evaluate
 from mi_margin.zoo import DATA, cards, store
 from mi_margin.zoo.build import build_entry, recipe
-from mi_margin.zoo.checks import same_answers, signature
+from mi_margin.zoo.checks import margin_ratio, same_answers, signature
 from mi_margin.zoo.phases import phase_bounds, pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES
 
@@ -48,12 +48,27 @@ def test_load_gives_a_run(name):
     assert isinstance(run, mm.Run) and not run.model.training
     assert run.step == meta["step"] == int(run.history["step"].iloc[-1])
     assert sorted(run.checkpoints) == sorted(int(s) for s in meta["checkpoints"])
-    for key, value in run.model.state_dict().items():     # final weights = last checkpoint, exactly
-        assert torch.equal(value, run.checkpoints[run.step][key])
+    if recipe(name).finish is None:                        # final weights = last checkpoint, exactly
+        for key, value in run.model.state_dict().items():
+            assert torch.equal(value, run.checkpoints[run.step][key])
+    else:       # the LP finish never lowers the normalized margin, and no network exceeds γ*
+        assert meta["final"] == "finished"
+        trained, final = margin_ratio(run.model_at(run.step), run.task), margin_ratio(run.model, run.task)
+        assert trained <= final <= 1 + 1e-9
     _, acc = evaluate(run.model, run.task, run.task.train_idx)
     assert acc == pytest.approx(run.history["train_acc"].iloc[-1], abs=1e-12)
     assert run.model_at(0).cfg == run.model.cfg
     assert f"# {name}" in mm.zoo.card(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ENTRIES if recipe(n).finish is not None])
+def test_finished_weights_are_the_finish_of_the_last_checkpoint(name):
+    """Recompute the recipe's finish (an LP: minutes) on the shipped last checkpoint."""
+    run = mm.zoo.load(name)
+    expected = recipe(name).finish(run.model_at(run.step), run.task).state_dict()
+    for key, value in run.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", ENTRIES)
