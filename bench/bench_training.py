@@ -1,30 +1,39 @@
 """Benchmark: per-model training-step time of mi_margin against plain PyTorch and TransformerLens 4.
 
-Task: modular addition, p = 113, 30% of the p² pairs for training (3,830 examples), full-batch
-AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98)). One "step" is forward + float64 loss +
-backward + optimizer update, as in training. Variants, all measured in the same run on the same data:
+One "step" is forward + float64 loss + backward + AdamW update (lr 1e-3, weight decay 1, betas
+(0.9, 0.98)), full batch, as in training. Variants, all measured in the same run on the same data:
 
-* transformer (d_model 128, 4×32 heads, d_mlp 512, ReLU, no LN, no biases):
+* Nanda transformer (modular addition p = 113, 30% of the pairs for training = 3,830 examples;
+  d_model 128, 4×32 heads, d_mlp 512, ReLU, no LN, no biases):
   (a) ``reference``: plain PyTorch Nanda et al. model, every position (bench/reference_nanda.py);
   (b) ``bridge``: TransformerLens 4 ``TransformerBridge.boot_native`` with the same weights
       (``model.to_bridge()``; its zero biases frozen), every position;
-  (c) ``single``: mi_margin's ``train()`` step path (last position only, micro-batches of 2048);
-  (d) ``batched N=8`` / ``batched N=32``: ``train_batched``'s step (per-model time = step / N).
-* MLP (p = 113, width 512 and 1024, quadratic and ReLU): (a) a plain one-hot MLP, (c), (d)
-  (TransformerBridge cannot express this model).
+  (c) ``single``: mi_margin's ``train()`` step path (the table fast path of models/fast_paths.py,
+      micro-batches of 2048); (c0) the same step on the ordinary path (last position only, no tables:
+      a no-op hook on ``hook_embed`` switches the tables off);
+  (d) ``batched N=8``: ``train_batched``'s step (per-model time = step / N);
+  (e) ``mm.train()``: whole calls of ``train()`` (200 steps, evaluation of all pairs every 100 and at
+      the start), wall time / 200: what a user gets per step, evaluation included.
+* Chughtai S5 MLP (S5 composition, 40% train = 5,760 examples; per-operand embeddings 256,
+  concatenated, 128 ReLU units, biases): (a) a plain nn.Embedding/cat/nn.Linear model
+  (bench/reference_chughtai.py), (c), (c0), (d), (e).
+* theory-style MLP (p = 113, 30% train, width 512 and 1024, quadratic and ReLU): (a) a plain one-hot
+  MLP, (c), (d) (TransformerBridge cannot express the MLPs).
 
 Variants are interleaved in shuffled rounds (the machine is shared and noisy); each round takes the
-median of a few steps after a warm-up, and the table reports the median over rounds with the range.
-FLOPs per step come from ``torch.utils.flop_counter.FlopCounterMode`` (matmul-like ops); the peak
-is a 2048³ float32 matmul measured at the start of every round. Writes bench/results/training.json.
+median of a few steps after a warm-up, and the table reports the median over rounds with the range,
+and ratios against (a) and (b) from the same rounds. FLOPs per step come from
+``torch.utils.flop_counter.FlopCounterMode`` (matmul-like ops; a gather counts 0); the peak is a
+2048³ float32 matmul measured at the start of every round. Writes bench/results/training.json.
 
-Run: ``.venv/bin/python bench/bench_training.py [--quick] [--rounds 5] [--threads 2]``
-(full: ~5–10 min on a quiet 2-core machine; ``--quick``: ~1 min).
+Run: ``.venv/bin/python bench/bench_training.py [--quick] [--rounds 5] [--threads 1]
+[--families nanda,s5,theory]`` (docs/performance.md recommends one thread per process).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -51,9 +60,12 @@ from mi_margin.training.loop import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from reference_chughtai import ChughtaiMLP
 from reference_nanda import NandaTransformer, OneHotMLP, last_position_loss
 
 P, TRAIN_FRACTION = 113, 0.3
+S5_TRAIN_FRACTION = 0.4
+TRAIN_CALL_STEPS = 200
 Step = Callable[[], None]
 
 
@@ -66,6 +78,7 @@ class Variant:
     n_models: int
     make: Callable[[], Step]
     reps: int = 3
+    steps_per_call: int = 1                                    # optimizer steps one call makes
     step: Step | None = None
     rounds: list[float] = field(default_factory=list)        # ms per model, one per round
     flops: float = float("nan")                                # per model per step
@@ -94,8 +107,7 @@ def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Step
     return step
 
 
-def single_step(model: Any, task: mm.ModularAddition, config: mm.TrainConfig,
-                device: torch.device) -> Step:
+def single_step(model: Any, task: Any, config: mm.TrainConfig, device: torch.device) -> Step:
     """One optimizer step exactly as ``mm.train``'s loop does it (same helpers, same order)."""
     model.to(device)
     opt, gen = make_optimizer(model, config), torch.Generator().manual_seed(config.seed)
@@ -121,7 +133,7 @@ def single_step(model: Any, task: mm.ModularAddition, config: mm.TrainConfig,
     return step
 
 
-def batched_step(models: list[Any], task: mm.ModularAddition, config: mm.TrainConfig,
+def batched_step(models: list[Any], task: Any, config: mm.TrainConfig,
                  device: torch.device) -> Step:
     """One step of ``train_batched`` (its trainer's own ``step``)."""
     trainer = _BatchedTrainer(models, task, [config] * len(models), device, (), None)
@@ -130,6 +142,21 @@ def batched_step(models: list[Any], task: mm.ModularAddition, config: mm.TrainCo
     def step() -> None:
         trainer.step(counter[0])
         counter[0] += 1
+    return step
+
+
+def ordinary_path(model: Any) -> Any:
+    """``model`` with a no-op hook on ``hook_embed``, which keeps it off the table fast path."""
+    model.hook_embed.add_hook(lambda tensor, hook: None)
+    return model
+
+
+def train_call(model: Any, task: Any, device: torch.device) -> Step:
+    """A whole ``mm.train()`` of a fresh copy of ``model``: TRAIN_CALL_STEPS steps, evaluation every 100."""
+    config = train_config(steps=TRAIN_CALL_STEPS, eval_every=100)
+
+    def step() -> None:
+        mm.train(copy.deepcopy(model).to(device), task, config)
     return step
 
 
@@ -148,7 +175,7 @@ def transformer_variants(task: mm.ModularAddition, device: torch.device, quick: 
                          ) -> list[Variant]:
     cfg = mm.TransformerConfig.for_task(task)
     tokens, labels = task.tokens[task.train_idx].to(device), task.labels[task.train_idx].to(device)
-    fam = "transformer"
+    fam = "Nanda transformer p=113"
 
     def models(n: int) -> list[Any]:
         return [mm.HookedOneLayerTransformer(cfg.replace(seed=s)) for s in range(n)]
@@ -157,12 +184,43 @@ def transformer_variants(task: mm.ModularAddition, device: torch.device, quick: 
         Variant(fam, "(a) reference (plain, all positions)", 1,
                 lambda: plain_step(NandaTransformer().to(device), tokens, labels)),
         Variant(fam, "(b) TransformerBridge.boot_native", 1, lambda: bridge_step(task, device)),
-        Variant(fam, "(c) mi_margin single", 1,
+        Variant(fam, "(c) mi_margin single (tables)", 1,
                 lambda: single_step(models(1)[0], task, train_config(), device)),
+        Variant(fam, "(c0) single, ordinary path", 1,
+                lambda: single_step(ordinary_path(models(1)[0]), task, train_config(), device)),
         Variant(fam, "(d) mi_margin batched N=8", 8,
-                lambda: batched_step(models(8), task, train_config(), device), reps=2),
-        Variant(fam, "(d) mi_margin batched N=32", 32,
-                lambda: batched_step(models(32), task, train_config(), device), reps=1),
+                lambda: batched_step(models(8), task, train_config(), device), reps=1),
+        Variant(fam, "(e) mm.train() incl. evaluation", 1,
+                lambda: train_call(models(1)[0], task, device), reps=1,
+                steps_per_call=TRAIN_CALL_STEPS),
+    ]
+    if not quick:
+        out += microbatch_variants(fam, lambda: models(1)[0], task, device)
+    return out
+
+
+def chughtai_variants(device: torch.device, quick: bool) -> list[Variant]:
+    task = mm.GroupComposition("S5", train_fraction=S5_TRAIN_FRACTION, seed=0)
+    cfg = mm.MLPConfig.for_task(task, d_mlp=128, d_embed=256, act_fn="relu", input_style="embed",
+                                use_biases=True)
+    inputs, labels = task.inputs[task.train_idx].to(device), task.labels[task.train_idx].to(device)
+    fam = "Chughtai S5 MLP"
+
+    def models(n: int) -> list[Any]:
+        return [mm.HookedMLP(cfg.replace(seed=s)) for s in range(n)]
+
+    out = [
+        Variant(fam, "(a) reference (plain embed+concat MLP)", 1,
+                lambda: plain_step(ChughtaiMLP(order=task.d_vocab).to(device), inputs, labels)),
+        Variant(fam, "(c) mi_margin single (tables)", 1,
+                lambda: single_step(models(1)[0], task, train_config(), device)),
+        Variant(fam, "(c0) single, ordinary path", 1,
+                lambda: single_step(ordinary_path(models(1)[0]), task, train_config(), device)),
+        Variant(fam, "(d) mi_margin batched N=8", 8,
+                lambda: batched_step(models(8), task, train_config(), device), reps=1),
+        Variant(fam, "(e) mm.train() incl. evaluation", 1,
+                lambda: train_call(models(1)[0], task, device), reps=1,
+                steps_per_call=TRAIN_CALL_STEPS),
     ]
     if not quick:
         out += microbatch_variants(fam, lambda: models(1)[0], task, device)
@@ -173,7 +231,7 @@ def mlp_variants(task: mm.ModularAddition, device: torch.device, width: int, act
                  quick: bool) -> list[Variant]:
     cfg = mm.MLPConfig.for_task(task, d_mlp=width, act_fn=act)
     inputs, labels = task.inputs[task.train_idx].to(device), task.labels[task.train_idx].to(device)
-    fam = f"mlp width {width} {act}"
+    fam = f"theory MLP p=113 width {width} {act}"
 
     def models(n: int) -> list[Any]:
         return [mm.HookedMLP(cfg.replace(seed=s)) for s in range(n)]
@@ -184,16 +242,14 @@ def mlp_variants(task: mm.ModularAddition, device: torch.device, width: int, act
         Variant(fam, "(c) mi_margin single", 1,
                 lambda: single_step(models(1)[0], task, train_config(), device)),
         Variant(fam, "(d) mi_margin batched N=8", 8,
-                lambda: batched_step(models(8), task, train_config(), device), reps=2),
-        Variant(fam, "(d) mi_margin batched N=32", 32,
-                lambda: batched_step(models(32), task, train_config(), device), reps=1),
+                lambda: batched_step(models(8), task, train_config(), device), reps=1),
     ]
     if not quick and width == 1024 and act == "quadratic":
         out += microbatch_variants(fam, lambda: models(1)[0], task, device)
     return out
 
 
-def microbatch_variants(family: str, model: Callable[[], Any], task: mm.ModularAddition,
+def microbatch_variants(family: str, model: Callable[[], Any], task: Any,
                         device: torch.device) -> list[Variant]:
     """The single path with other micro-batch sizes than the default 2048 (None: one chunk)."""
     def make(mb: int | None) -> Callable[[], Step]:
@@ -227,12 +283,15 @@ def time_variant(v: Variant, device: torch.device, warmup: int) -> float:
         t = time.perf_counter()
         v.step()
         sync(device)
-        times.append((time.perf_counter() - t) * 1e3 / v.n_models)
+        times.append((time.perf_counter() - t) * 1e3 / (v.n_models * v.steps_per_call))
     return statistics.median(times)
 
 
 def count_flops(v: Variant) -> float:
     assert v.step is not None
+    if v.steps_per_call > 1:                   # whole train() calls: too long to count, warm up only
+        v.step()
+        return float("nan")
     with FlopCounterMode(display=False) as counter:
         v.step()
     return counter.get_total_flops() / v.n_models
@@ -242,6 +301,7 @@ def summarize(variants: list[Variant], peaks: list[float]) -> dict[str, Any]:
     peak = statistics.median(peaks)
     out: dict[str, Any] = {}
     refs = {v.family: statistics.median(v.rounds) for v in variants if v.name.startswith("(a)")}
+    bridges = {v.family: statistics.median(v.rounds) for v in variants if v.name.startswith("(b)")}
     for v in variants:
         ms = statistics.median(v.rounds)
         gflops = v.flops / ms / 1e6
@@ -250,14 +310,15 @@ def summarize(variants: list[Variant], peaks: list[float]) -> dict[str, Any]:
             "ms_per_model_step": ms, "ms_range": [min(v.rounds), max(v.rounds)],
             "round_medians_ms": v.rounds, "gflop_per_model_step": v.flops / 1e9,
             "gflop_per_s": gflops, "pct_of_matmul_peak": 100 * gflops / peak,
-            "speedup_vs_reference": refs[v.family] / ms}
+            "speedup_vs_reference": refs[v.family] / ms,
+            "speedup_vs_bridge": bridges[v.family] / ms if v.family in bridges else None}
     return out
 
 
 def print_table(results: dict[str, Any], peaks: list[float]) -> None:
     print(f"\nmatmul peak (2048³ fp32): median {statistics.median(peaks):.0f} GFLOP/s, "
           f"range {min(peaks):.0f}–{max(peaks):.0f} over {len(peaks)} measurements")
-    header = (f"{'variant':42s} {'ms/step/model':>14s} {'range':>15s} {'vs (a)':>7s} "
+    header = (f"{'variant':42s} {'ms/step/model':>14s} {'range':>15s} {'vs (a)':>7s} {'vs (b)':>7s} "
               f"{'GFLOP':>6s} {'GFLOP/s':>8s} {'%peak':>6s}")
     family = None
     for r in results.values():
@@ -265,8 +326,9 @@ def print_table(results: dict[str, Any], peaks: list[float]) -> None:
             family = r["family"]
             print(f"\n== {family} ==\n{header}")
         lo, hi = r["ms_range"]
+        vs_b = "" if r["speedup_vs_bridge"] is None else f"{r['speedup_vs_bridge']:6.2f}×"
         print(f"{r['variant']:42s} {r['ms_per_model_step']:14.1f} {f'{lo:.0f}–{hi:.0f}':>15s} "
-              f"{r['speedup_vs_reference']:6.2f}× {r['gflop_per_model_step']:6.2f} "
+              f"{r['speedup_vs_reference']:6.2f}× {vs_b:>7s} {r['gflop_per_model_step']:6.2f} "
               f"{r['gflop_per_s']:8.1f} {r['pct_of_matmul_peak']:5.0f}%")
 
 
@@ -277,15 +339,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="seeds the round order")
+    parser.add_argument("--families", default="nanda,s5,theory",
+                        help="comma-separated subset of nanda, s5, theory")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "training.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rounds = args.rounds or (2 if args.quick else 5)
     task = mm.ModularAddition(p=P, train_fraction=TRAIN_FRACTION, seed=0)
-    variants = transformer_variants(task, device, args.quick)
-    for width in (512, 1024):
-        for act in ("quadratic", "relu"):
+    families = args.families.split(",")
+    variants = transformer_variants(task, device, args.quick) if "nanda" in families else []
+    if "s5" in families:
+        variants += chughtai_variants(device, args.quick)
+    if "theory" in families:
+        for width, act in [(512, "quadratic"), (1024, "quadratic"), (1024, "relu")]:
+            if args.quick and width == 512:
+                continue
             variants += mlp_variants(task, device, width, act, args.quick)
     load_before, started = os.getloadavg(), time.perf_counter()
     for v in variants:
@@ -304,7 +373,8 @@ def main() -> None:
     print_table(results, peaks)
     meta = {"torch": torch.__version__, "threads": args.threads, "device": str(device),
             "cpu": platform.processor() or platform.machine(), "rounds": rounds,
-            "quick": args.quick, "p": P, "train_examples": len(task.train_idx),
+            "quick": args.quick, "families": families, "p": P,
+            "train_examples": len(task.train_idx),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "wall_s": time.perf_counter() - started}
     out = Path(args.out)

@@ -87,13 +87,16 @@ def build_train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mi_margin.training import train
+    from mi_margin.training import resume, train
 
-    task = build_task(args)
-    model = build_model(args, task)
     out = Path(args.out)
     start = time.perf_counter()
-    run = train(model, task, build_train_config(args), out_dir=out)
+    if args.resume:  # the task, model and training settings are the run's own
+        run = resume(out, steps=args.steps)
+    else:
+        task = build_task(args)
+        model = build_model(args, task)
+        run = train(model, task, build_train_config(args), out_dir=out, overwrite=args.overwrite)
     print(f"trained {run.step} steps in {time.perf_counter() - start:.1f} s; "
           f"status {run.status}; run folder: {out.resolve()}")
     _print_summary(run)
@@ -123,6 +126,9 @@ def _print_summary(run: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from mi_margin.viz.report import write_report
 
+    if not Path(args.run).is_dir():
+        raise MiMarginError(f"report needs a run folder (from mi-margin train --out), got {args.run}"
+                            + (" (a file)" if Path(args.run).is_file() else " (does not exist)"))
     out = write_report(args.run, args.out)
     print(f"report written to {out.resolve()}")
     return 0
@@ -144,6 +150,12 @@ def make_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _train_args(p)
     p.add_argument("--out", required=True, help="run folder to write")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out up to --steps (its own task, model and "
+                            "training settings; the other flags are ignored)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (by default an existing run is refused)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("info", help="describe a run folder")
     p.add_argument("run")
@@ -167,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except MiMarginError as err:
-        print(f"mi-margin: error: {err}", file=sys.stderr)
+    except (MiMarginError, OSError) as err:  # anticipated failures: one line, no traceback
+        message = str(err).replace("\n", " ")
+        print(f"mi-margin: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -55,13 +55,14 @@ def analyze(model: Any, task: Any) -> dict[str, Any]:
 
 
 def run_demo(out: Path, quick: bool = False) -> Path:
-    """Train, analyze and write ``out/run``, ``out/summary.json`` and ``out/report.html``."""
+    """Train, analyze and write ``out/run``, ``out/summary.json`` and ``out/report.html`` (running
+    it again replaces the earlier demo's files)."""
     from mi_margin.viz.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     task, model, config = demo_setup(quick)
     start = time.perf_counter()
-    run = train(model, task, config, out_dir=out / "run")
+    run = train(model, task, config, out_dir=out / "run", overwrite=True)
     seconds = time.perf_counter() - start
     summary = {"task": repr(task), "model": model.cfg.to_dict(), "steps": run.step,
                "status": run.status, "train_seconds": round(seconds, 2),

@@ -41,6 +41,7 @@ from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.nfm import axis_labels, check_layer, layer_weight, model_kind
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.compat import check_fits
 
 SUBSETS = ("train", "test", "all")
 WRT = ("input", "preactivation")
@@ -231,6 +232,7 @@ def agop(model: Any, task: Any, layer: int = 0, wrt: str = "input", subset: str 
         >>> tuple(G.matrix.shape), tuple(K.matrix.shape)
         ((10, 10), (8, 8))
     """
+    check_fits(model, task, finite=True)
     check_layer(model, layer)
     if wrt not in WRT:
         raise MiMarginError(f"wrt must be one of {list(WRT)}, got wrt={wrt!r}")
@@ -280,6 +282,7 @@ def agop_and_kernel(model: Any, task: Any, layer: int = 0, subset: str = "train"
         >>> agop_and_kernel(mlp, task).max_identity_error() < 1e-12
         True
     """
+    check_fits(model, task, finite=True)
     return AGOPAndKernel(agop(model, task, layer, "input", subset, chunk),
                          agop(model, task, layer, "preactivation", subset, chunk),
                          layer_weight(model, layer))

@@ -24,6 +24,7 @@ from torch import Tensor
 from mi_margin.analysis._grid import check_modular, check_outputs, last_logits, run_grid
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 
 N_TRIPLES = 100
 
@@ -109,6 +110,7 @@ def clock_pizza(model: Any, task: Any, seed: int = 0, n_triples: int = N_TRIPLES
         1.0
     """
     p, _ = check_modular(task, "clock_pizza", k=2)
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     if n_triples < 1:
         raise MiMarginError(f"n_triples must be >= 1, got {n_triples}")

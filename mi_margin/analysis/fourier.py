@@ -47,6 +47,7 @@ from mi_margin.fourier.cyclic import (
     pool_frequencies,
     to_fourier,
 )
+from mi_margin.models.compat import check_fits
 
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
@@ -104,6 +105,7 @@ def fourier_gini(model: Any, task: Any) -> dict[str, float]:
         ['W_L', 'embed']
     """
     p, _ = check_modular(task, "fourier_gini")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     embed = _frequency_power(_input_maps(model, p), p, 0).sqrt()
     out = _frequency_power(neuron_logit_map(model), p, 1).sqrt()
@@ -249,6 +251,7 @@ def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = 
         ['embed[0]', 'embed[1]', 'logits', 'neurons', 'unembed']
     """
     p, k = check_modular(task, "fourier_spectrum")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     chosen = _parse_where(where, model_kind(model))
     weights, ginis = _weight_spectra(model, p, chosen)
@@ -352,6 +355,7 @@ def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
         (torch.Size([3]), True)
     """
     p, k = check_modular(task, "logit_similarity")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     logits, _ = run_grid(model, task)
     return LogitSimilarity(p=p, k=k, similarity=similarity_to_waves(logits, p, k))
@@ -389,6 +393,7 @@ def frequency_shares(model: Any, task: Any, method: str = "logits") -> Float[Ten
         torch.Size([3])
     """
     p, k = check_modular(task, "frequency_shares")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     if method == "logits":
         return _logit_block_shares(model, task, p, k)
@@ -432,6 +437,7 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", threshold: fl
         True
     """
     p, _ = check_modular(task, "key_frequencies")
+    check_fits(model, task, finite=True)
     _check_threshold(threshold, p)
     share = frequency_shares(model, task, method)
     return [f + 1 for f in range(len(share)) if share[f] >= threshold / len(share)]
@@ -560,6 +566,7 @@ def neuron_clusters(model: Any, task: Any, min_fraction: float = 0.5) -> NeuronC
         (torch.Size([8]), torch.Size([8, 3]))
     """
     p, k = check_modular(task, "neuron_clusters")
+    check_fits(model, task, finite=True)
     if not 0 < min_fraction <= 1:
         raise MiMarginError(f"min_fraction must be in (0, 1], got min_fraction={min_fraction!r}")
     kind = model_kind(model)
@@ -589,5 +596,6 @@ def neuron_frequencies(model: Any, task: Any, min_fraction: float = 0.5) -> Int[
         >>> neuron_frequencies(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).dtype
         torch.int64
     """
+    check_fits(model, task, finite=True)
     return neuron_clusters(model, task, min_fraction).frequency
 

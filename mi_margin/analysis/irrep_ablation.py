@@ -29,6 +29,7 @@ from mi_margin.analysis.ablation import HookFn, grid_projection_hook
 from mi_margin.analysis.irreps import check_group, irrep_grid_basis, key_irreps
 from mi_margin.analysis.restricted import AblationLosses, ablation_losses, projected_logits
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 
 
 def canonical_irreps(task: Any, irreps: Sequence[str]) -> tuple[str, ...]:
@@ -98,6 +99,7 @@ def irrep_ablated_logits(model: Any, task: Any, irreps: Sequence[str], mode: str
         >>> tuple(irrep_ablated_logits(mlp, task, ["sign"], "keep").shape)
         (36, 6)
     """
+    check_fits(model, task, finite=True)
     return projected_logits(model, task, irrep_ablation_hook(task, irreps, mode), direct_path)
 
 
@@ -122,6 +124,7 @@ def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = 
         (4, ['full', 'restricted', 'full', 'excluded'])
     """
     check_group(task, "irrep_restricted_loss")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")

@@ -25,6 +25,7 @@ from mi_margin.analysis.irreps import (
 )
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import evaluate, weight_norm_sq
 
 
@@ -91,6 +92,7 @@ def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
         >>> prog.irreps, list(prog.to_dataframe()["step"])[0]
         (('(2,1)',), 0)
     """
+    check_fits(run.model, run.task)
     task = run.task
     check_group(task, "irrep_progress")
     if not run.checkpoints:

@@ -46,6 +46,7 @@ from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.group import isotypic_basis
 from mi_margin.groups import FiniteGroup, Irrep
+from mi_margin.models.compat import check_fits
 
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons",)
@@ -280,6 +281,7 @@ def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = No
         1.0
     """
     G, k = check_group(task, "irrep_spectrum")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     kind = model_kind(model)
     chosen = _parse_where(where, kind)
@@ -398,6 +400,7 @@ def irrep_logit_similarity(model: Any, task: Any) -> IrrepLogitSimilarity:
         (('trivial', 'sign', 'freq_1', 'freq_2'), True)
     """
     G, k = check_group(task, "irrep_logit_similarity")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     logits, _ = run_grid(model, task)
     irreps = G.irreps()
@@ -421,6 +424,7 @@ def key_irreps(model: Any, task: Any, threshold: float = KEY_THRESHOLD) -> list[
         >>> keys
         []
     """
+    check_fits(model, task, finite=True)
     _check_threshold(threshold)
     return irrep_logit_similarity(model, task).key(threshold)
 
@@ -521,6 +525,7 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
         ((8, 3), 8)
     """
     G, k = check_group(task, "neuron_irrep_clusters")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     if not 0 < min_purity <= 1:
         raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
@@ -556,5 +561,6 @@ def neuron_irreps(model: Any, task: Any, min_purity: float = 0.5) -> list[str | 
         >>> len(neuron_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
         8
     """
+    check_fits(model, task, finite=True)
     return list(neuron_irrep_clusters(model, task, min_purity).irrep)
 

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 
@@ -181,6 +182,7 @@ def margin(model: Any, task: Task, subset: str = "all") -> MarginResult:
         >>> res.nu, res.per_example.shape
         (3, torch.Size([25]))
     """
+    check_fits(model, task, finite=True)
     idx = subset_indices(task, subset)
     labels = task.labels[idx]
     logits = logits64(model, task, idx)

@@ -23,6 +23,7 @@ from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.nfm import axis_labels, layer_weight, nfm
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 
 InitState = Any   # a Run (its checkpoints[0] is used) or a state dict of the initial weights
 
@@ -196,6 +197,7 @@ def nfa_correlation(model: Any, task: Any, layer: int = 0, power: float = 0.5,
         >>> -1 <= nfa_correlation(mlp, task).pearson <= 1
         True
     """
+    check_fits(model, task, finite=True)
     if centered and init_state is None:
         raise MiMarginError("centered=True needs init_state: a Run or the initial state dict")
     psd_power(torch.eye(1, dtype=torch.float64), power)          # validates power early

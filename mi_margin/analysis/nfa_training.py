@@ -21,6 +21,7 @@ from mi_margin.analysis.nfa import alignment, circulant_deviation
 from mi_margin.analysis.nfm import axis_labels, layer_weight
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def nfa_over_training(run: Any, layer: int = 0, power: float = 0.5, subset: str 
         >>> list(nfa_over_training(run).frame["step"])
         [0, 3, 7, 20]
     """
+    check_fits(run.model, run.task)
     kept = sorted(run.checkpoints)
     steps = kept if steps is None else sorted(steps)
     missing = sorted(set(steps) - set(kept))

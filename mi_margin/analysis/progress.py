@@ -18,6 +18,7 @@ from mi_margin.analysis.fourier import fourier_gini, key_frequencies
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import evaluate, weight_norm_sq
 
 COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss",
@@ -73,6 +74,7 @@ def progress_measures(run: Any, frequencies: Sequence[int] | None = None,
         >>> table["step"].tolist() == sorted(run.checkpoints)
         True
     """
+    check_fits(run.model, run.task)
     task = run.task
     chosen = sorted(run.checkpoints) if steps is None else list(steps)
     missing = [s for s in chosen if s not in run.checkpoints]

@@ -28,6 +28,7 @@ from mi_margin.analysis.fourier import key_frequencies
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import check_frequencies
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import cross_entropy64
 
 RESID_MID, RESID_POST = "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
@@ -151,6 +152,7 @@ def ablated_logits(model: Any, task: Any, frequencies: Sequence[int], mode: str,
         >>> tuple(ablated_logits(mlp, task, [1], "keep").shape)
         (49, 7)
     """
+    check_fits(model, task, finite=True)
     return projected_logits(model, task, frequency_ablation_hook(task, frequencies, mode), direct_path)
 
 
@@ -174,6 +176,7 @@ def restricted_loss(model: Any, task: Any, frequencies: Sequence[int] | None = N
         ['full', 'restricted', 'full', 'excluded']
     """
     check_modular(task, "restricted_loss")
+    check_fits(model, task, finite=True)
     check_outputs(model, task)
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")

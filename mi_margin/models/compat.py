@@ -33,7 +33,7 @@ def expected_shape(model: Any, task: Any) -> dict[str, Any]:
     if getattr(task, "kind", "") == "sparse_parity":
         return {"d_vocab": task.n, "d_vocab_out": 2, "k": 1, "input_kind": "vector"}
     return {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k,
-            "input_kind": "index"}
+            "input_kind": "one_hot"}
 
 
 def check_fits(model: Any, task: Any, *, finite: bool = False) -> None:

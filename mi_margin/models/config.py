@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from mi_margin.checks import check_bool, check_choice, check_float, check_int
 from mi_margin.errors import MiMarginError
 
 ACT_FNS = ("relu", "gelu", "quadratic", "power")
@@ -25,16 +26,26 @@ def polynomial_degree(act_fn: str, act_degree: int | None) -> int | None:
     return 2 if act_fn == "quadratic" else act_degree if act_fn == "power" else None
 
 
-def _positive(cfg: object, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise MiMarginError(f"{name} must be a positive integer, got {name}={value!r}")
+#: the largest degree of the power activation x^k: beyond it even |x| = 4 overflows float32
+#: (4^64 = 2^128 > 3.4e38), so no trained network could use it
+MAX_ACT_DEGREE = 64
+#: the largest seed ``torch.manual_seed`` takes
+MAX_SEED = 2**63 - 1
 
 
-def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise MiMarginError(f"{name} must be one of {list(options)}, got {name}={value!r}")
+def _check_common(cfg: Any, *positive: str) -> None:
+    """Checks shared by both configs: sizes, activation, seed, dtype and flags."""
+    for name in positive:
+        check_int(name, getattr(cfg, name), low=1)
+    check_choice("act_fn", cfg.act_fn, ACT_FNS)
+    check_choice("dtype", cfg.dtype, DTYPES)
+    check_int("seed", cfg.seed, low=0, high=MAX_SEED)
+    check_bool("use_biases", cfg.use_biases)
+    if cfg.act_fn == "power" and cfg.act_degree is None:
+        raise MiMarginError("act_fn='power' needs act_degree, an integer in "
+                            f"[1, {MAX_ACT_DEGREE}], got act_degree=None")
+    if cfg.act_degree is not None:
+        check_int("act_degree", cfg.act_degree, low=1, high=MAX_ACT_DEGREE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class _Config:
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
         """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos)."""
+        if not isinstance(d, dict):
+            raise MiMarginError(f"a {cls.__name__} dict is needed, got {type(d).__name__}")
         d = {k: v for k, v in d.items() if k != "kind"}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
@@ -92,12 +105,11 @@ class TransformerConfig(_Config):
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        _positive(self, "d_vocab", "d_vocab_out", "n_ctx", "d_model", "n_heads", "d_head", "d_mlp")
-        _choice("act_fn", self.act_fn, ACT_FNS)
-        _choice("attention_dir", self.attention_dir, ("causal", "bidirectional"))
-        _choice("dtype", self.dtype, DTYPES)
-        if self.act_fn == "power" and (not isinstance(self.act_degree, int) or self.act_degree < 1):
-            raise MiMarginError(f"act_fn='power' needs act_degree >= 1, got {self.act_degree!r}")
+        _check_common(self, "d_vocab", "d_vocab_out", "n_ctx", "d_model", "n_heads", "d_head",
+                      "d_mlp")
+        check_choice("attention_dir", self.attention_dir, ("causal", "bidirectional"))
+        check_bool("attn_only", self.attn_only)
+        check_bool("use_pos_embed", self.use_pos_embed)
 
     @property
     def degree(self) -> int | None:
@@ -148,17 +160,12 @@ class MLPConfig(_Config):
     attn_only: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        _positive(self, "d_vocab", "d_vocab_out", "k", "d_mlp", "d_embed")
-        _choice("act_fn", self.act_fn, ACT_FNS)
-        _choice("input_style", self.input_style, ("theory", "embed"))
-        _choice("input_kind", self.input_kind, ("one_hot", "vector"))
-        _choice("dtype", self.dtype, DTYPES)
-        if self.act_fn == "power" and (not isinstance(self.act_degree, int) or self.act_degree < 1):
-            raise MiMarginError(f"act_fn='power' needs act_degree >= 1, got {self.act_degree!r}")
+        _check_common(self, "d_vocab", "d_vocab_out", "k", "d_mlp", "d_embed")
+        check_choice("input_style", self.input_style, ("theory", "embed"))
+        check_choice("input_kind", self.input_kind, ("one_hot", "vector"))
         if self.input_kind == "vector" and self.k != 1:
             raise MiMarginError(f"input_kind='vector' reads one vector, so k must be 1, got k={self.k}")
-        if not self.init_scale > 0:
-            raise MiMarginError(f"init_scale must be > 0, got {self.init_scale!r}")
+        check_float("init_scale", self.init_scale, low=0, low_open=True)
 
     @property
     def degree(self) -> int | None:
@@ -191,6 +198,7 @@ def config_from_dict(d: dict[str, Any]) -> TransformerConfig | MLPConfig:
     """Rebuild either config from its ``to_dict`` output."""
     kinds: dict[str, type[TransformerConfig] | type[MLPConfig]] = {
         "transformer": TransformerConfig, "mlp": MLPConfig}
-    if d.get("kind") not in kinds:
-        raise MiMarginError(f"unknown model config kind {d.get('kind')!r}; expected {list(kinds)}")
+    if not isinstance(d, dict) or d.get("kind") not in kinds:
+        kind = d.get("kind") if isinstance(d, dict) else d
+        raise MiMarginError(f"unknown model config kind {kind!r}; expected {list(kinds)}")
     return kinds[d["kind"]].from_dict(d)

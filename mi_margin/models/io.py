@@ -1,84 +1,102 @@
 """Save and load models as one safetensors file: weights plus the config JSON in its metadata.
 
-No pickle. A SHA-256 of the tensor bytes is stored too, so truncation and bit rot give a clear
-:class:`~mi_margin.errors.CheckpointError` instead of a silently different model. Writes go to a
-temporary file in the same folder that is then renamed, so a failed save never corrupts an existing
-checkpoint.
+No pickle. A SHA-256 over the metadata and the tensor bytes is stored too, so truncation, bit rot
+or an edited header (``relu`` changed to ``gelu``) give a clear
+:class:`~mi_margin.errors.CheckpointError` naming the file instead of a silently different model.
+Files written by version 0.1 carry a digest of the tensors only (key ``sha256``); they still load,
+with their metadata checked for validity. Writes are atomic and fsync-ed
+(:func:`~mi_margin.models.files.atomic_write`), so a failed save never corrupts an existing file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from mi_margin.errors import CheckpointError
+from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.config import TransformerConfig, config_from_dict
+from mi_margin.models.files import atomic_write
 
 FORMAT = "mi_margin.model/1"
 
+__all__ = ["FORMAT", "atomic_write", "build_model", "load_model", "load_tensors", "save_model",
+           "save_tensors", "tensors_digest"]
 
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of ``tensors`` (sorted by name)."""
+
+def tensors_digest(tensors: dict[str, torch.Tensor], meta_text: str | None = None) -> str:
+    """SHA-256 over ``meta_text`` (when given) and the names, dtypes, shapes and bytes of
+    ``tensors`` (sorted by name)."""
     h = hashlib.sha256()
+    if meta_text is not None:
+        h.update(f"meta|{len(meta_text)}|".encode())
+        h.update(meta_text.encode())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Atomically write ``tensors`` with JSON ``meta`` and a digest to a safetensors file."""
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """Atomically write ``tensors`` with JSON ``meta`` and their digest; return the digest."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {"meta": json.dumps(meta), "sha256": tensors_digest(tensors)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    text = json.dumps(meta)
+    digest = tensors_digest(tensors, text)
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp,
+                                                   metadata={"meta": text, "digest": digest}))
+    return digest
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a file written by :func:`save_tensors`, checking its digest."""
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """(tensors, meta, digest) of a file written by :func:`save_tensors` (or by mi_margin 0.1),
+    after checking the digest; every kind of damage is a :class:`CheckpointError` naming ``path``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file "
                               f"(truncated or corrupted?): {err}") from err
-    if "sha256" not in metadata or "meta" not in metadata:
+    text = metadata.get("meta")
+    if text is None or not ({"digest", "sha256"} & set(metadata)):
         raise CheckpointError(f"{path} was not written by mi_margin (no metadata)")
-    if tensors_digest(tensors) != metadata["sha256"]:
-        raise CheckpointError(f"{path} is corrupted: its tensors do not match the stored SHA-256")
-    return tensors, json.loads(metadata["meta"])
+    if "digest" in metadata:
+        digest, expected = tensors_digest(tensors, text), metadata["digest"]
+    else:  # written by mi_margin 0.1: the digest covers the tensors only
+        digest, expected = tensors_digest(tensors), metadata["sha256"]
+    if digest != expected:
+        raise CheckpointError(f"{path} is corrupted: its metadata or tensors do not match the "
+                              "stored SHA-256")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is corrupted: its metadata is not JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is corrupted: its metadata is not a JSON object")
+    return tensors, meta, digest
 
 
-def save_model(model: Any, path: str | Path) -> None:
-    """Save a model's weights and config to ``path`` (a ``.safetensors`` file)."""
-    save_tensors(path, dict(model.state_dict()), {"format": FORMAT, "config": model.cfg.to_dict()})
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by :func:`save_tensors`, checking its digest."""
+    tensors, meta, _ = read_tensors(path)
+    return tensors, meta
+
+
+def save_model(model: Any, path: str | Path, **extra: Any) -> str:
+    """Save a model's weights and config to ``path`` (a ``.safetensors`` file); ``extra`` goes into
+    the metadata (a run's snapshot stores its ``step``). Returns the file's digest."""
+    return save_tensors(path, dict(model.state_dict()),
+                        {"format": FORMAT, "config": model.cfg.to_dict(), **extra})
 
 
 def build_model(cfg_dict: dict[str, Any]) -> Any:
@@ -92,11 +110,40 @@ def build_model(cfg_dict: dict[str, Any]) -> Any:
     return HookedMLP(cfg)
 
 
-def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model`, bit-exact."""
-    tensors, meta = load_tensors(path)
+def load_state(model: Any, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load ``tensors`` into ``model``, or raise :class:`CheckpointError` naming what does not match."""
+    want = model.state_dict()
+    missing, extra = sorted(set(want) - set(tensors)), sorted(set(tensors) - set(want))
+    wrong = [f"{k}: {tuple(tensors[k].shape)} {tensors[k].dtype} (expected {tuple(v.shape)} "
+             f"{v.dtype})" for k, v in want.items()
+             if k in tensors and (tensors[k].shape != v.shape or tensors[k].dtype != v.dtype)]
+    if missing or extra or wrong:
+        raise CheckpointError(f"{path} does not hold the weights of its model config: missing "
+                              f"{missing}, unexpected {extra}, wrong shape/dtype {wrong}")
+    model.load_state_dict(tensors, strict=True)
+
+
+def model_from_meta(meta: dict[str, Any], path: str | Path) -> Any:
+    """A fresh model built from a file's ``meta["config"]`` (bad config: :class:`CheckpointError`)."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} holds {meta.get('format')!r}, not a model ({FORMAT})")
-    model = build_model(meta["config"])
-    model.load_state_dict(tensors, strict=True)
-    return model
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} has no model config in its metadata")
+    try:
+        return build_model(config)
+    except (MiMarginError, TypeError) as err:
+        raise CheckpointError(f"{path} holds an invalid model config: {err}") from err
+
+
+def read_model(path: str | Path) -> tuple[Any, dict[str, Any], str]:
+    """(model, meta, digest) of a file written by :func:`save_model`."""
+    tensors, meta, digest = read_tensors(path)
+    model = model_from_meta(meta, path)
+    load_state(model, tensors, path)
+    return model, meta, digest
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a model saved by :func:`save_model`, bit-exact."""
+    return read_model(path)[0]

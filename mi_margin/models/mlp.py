@@ -16,6 +16,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from mi_margin._tl import CachingRoot, HookPoint
+from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.config import MLPConfig
 
@@ -114,7 +115,10 @@ class HookedMLP(CachingRoot):
         return layer(parts.sum(1))
 
     def last_logits(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
-        """Same as ``self(inputs)`` (the name the training loop calls for every model kind)."""
+        """Same as ``self(inputs)`` (the name the training loop calls for every model kind), by the
+        exact table fast path of models.fast_paths unless a hook sits on ``hook_embed``."""
+        if fast_paths.mlp_applies(self):
+            return fast_paths.mlp_logits(self, inputs)
         return self(inputs)
 
     @property

@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from mi_margin._tl import CachingRoot, FactoredMatrix, HookPoint
+from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.config import TransformerConfig
 
@@ -157,7 +158,10 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, final_pos_only: bool = False) -> Tensor:
         x = self.hook_resid_pre(x)
         attn_out = self.hook_attn_out(self.attn(x, final_pos_only))
-        resid = (x[:, -1:] if final_pos_only else x) + attn_out
+        return self.after_attention((x[:, -1:] if final_pos_only else x) + attn_out)
+
+    def after_attention(self, resid: Tensor) -> Tensor:
+        """The rest of the block, from the residual stream after attention (resid_mid)."""
         if self.cfg.attn_only:
             return self.hook_resid_post(resid)
         resid = self.hook_resid_mid(resid)
@@ -204,7 +208,11 @@ class HookedOneLayerTransformer(CachingRoot):
         return x @ self.unembed.W_U + self.unembed.b_U
 
     def last_logits(self, tokens: Int[Tensor, "B pos"]) -> Float[Tensor, "B d_vocab_out"]:
-        """Logits at the last position, [B, d_vocab_out] (the fast path used for training)."""
+        """Logits at the last position, [B, d_vocab_out] (what training and evaluation call): from
+        per-(position, token) attention tables when every example ends with the same token and no
+        hook sits on a point they skip (models.fast_paths), else by ``final_pos_only``."""
+        if fast_paths.transformer_applies(self, tokens):
+            return fast_paths.transformer_logits(self, tokens)
         return self(tokens, final_pos_only=True)[:, -1]
 
     @property

@@ -66,6 +66,10 @@ def margin(model: Any, task: Any, **options: Any) -> dict[str, Any]:
 REGISTRY: dict[str, Analysis] = {"fourier": fourier, "irreps": irreps, "margin": margin}
 #: the analysis names a sweep spec may ask for
 ANALYSES = tuple(REGISTRY)
+#: the options each analysis takes (keyword arguments of ``key_frequencies``, ``key_irreps`` and
+#: ``margin``; tests/sweep/test_sweep.py checks them against those signatures)
+OPTIONS: dict[str, tuple[str, ...]] = {"fourier": ("method", "threshold"),
+                                       "irreps": ("threshold",), "margin": ("subset",)}
 
 
 def run_analyses(names: tuple[str, ...], model: Any, task: Any,

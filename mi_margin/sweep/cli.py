@@ -41,7 +41,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep, then print counts, the table path and the universality table if any."""
     from mi_margin.errors import MiMarginError
-    from mi_margin.sweep.execute import run_sweep
+    from mi_margin.sweep.execute import failed_rows, run_sweep
     from mi_margin.sweep.summary import key_sets, universality
 
     res = run_sweep(args.spec, args.out, address=args.address, sequential=args.sequential,
@@ -50,9 +50,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ran = res.n_runs - res.n_skipped
     print(f"{res.n_runs} runs ({res.n_skipped} already done, {ran} run now, {res.n_failed} failed "
           f"or diverged) in {res.seconds:.1f} s [{res.mode}]; table: {res.table_path.resolve()}")
-    failed = res.table[res.table["status"].isin(["failed", "diverged"])]
-    for _, row in failed.iterrows():
-        print(f"  {row['run_id']}: {row['status']}: {row['error']}")
+    errors = [c for c in res.table.columns if c.endswith("_error") and c != "error"]
+    for _, row in res.table[failed_rows(res.table)].iterrows():
+        what = [f"{row['status']}: {row['error']}"] if row["status"] in ("failed", "diverged") else []
+        what += [f"{c[:-len('_error')]} analysis: {row[c]}" for c in errors if isinstance(row[c], str)]
+        print(f"  {row['run_id']}: " + "; ".join(what))
     if any(c in res.table for c in ("key_irreps", "key_frequencies")):
         try:
             print(universality(res.table).to_string(index=False))

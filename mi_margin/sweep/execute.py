@@ -58,7 +58,7 @@ class SweepResult:
         table: one row per run of the spec (see :mod:`mi_margin.sweep.table`).
         out_dir: the sweep folder; table_path: where the table was written.
         n_runs: grid size; n_skipped: runs already done before this call; n_failed: runs whose
-            status is failed or diverged after it.
+            status is failed or diverged after it, or with an analysis that raised.
         seconds: wall time of this call; mode: "ray" or "sequential"; n_batched: runs trained in
             batched GPU jobs.
     """
@@ -72,6 +72,14 @@ class SweepResult:
     seconds: float
     mode: str
     n_batched: int = 0
+
+
+def failed_rows(table: pd.DataFrame) -> pd.Series:
+    """Which rows of a sweep table failed: training failed or diverged, or an analysis raised."""
+    bad = table["status"].isin(["failed", "diverged"])
+    for column in [c for c in table.columns if c.endswith("_error") and c != "error"]:
+        bad |= table[column].notna()
+    return bad
 
 
 def import_ray() -> Any:
@@ -219,7 +227,7 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
         bar.close()
         table = collect(out, runs)
         table_path = write_table(table, out / f"table.{table_format}")
-    failed = int(table["status"].isin(["failed", "diverged"]).sum()) if len(table) else 0
+    failed = int(failed_rows(table).sum()) if len(table) else 0
     return SweepResult(table=table, out_dir=out, table_path=table_path, n_runs=len(runs),
                        n_skipped=len(runs) - len(todo), n_failed=failed,
                        seconds=time.perf_counter() - start,

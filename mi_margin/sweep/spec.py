@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_margin.errors import MiMarginError
-from mi_margin.sweep.analyses import ANALYSES
+from mi_margin.sweep.analyses import ANALYSES, OPTIONS
 
 #: config sections and the axis that sets every seed
 SECTIONS = ("task", "model", "train")
@@ -152,6 +152,11 @@ class SweepSpec:
     name: str = "sweep"
 
     def __post_init__(self) -> None:
+        if isinstance(self.analyses, str) or not isinstance(self.analyses, (list, tuple)):
+            raise MiMarginError(f"analyses must be a list of names, got {self.analyses!r}")
+        if not isinstance(self.axes, dict) or not isinstance(self.name, str):
+            raise MiMarginError(f"axes must be a table/dict and name a string, got "
+                                f"axes={self.axes!r}, name={self.name!r}")
         object.__setattr__(self, "analyses", tuple(self.analyses))
         for name, values in self.axes.items():
             if not isinstance(values, (list, tuple)):
@@ -171,10 +176,20 @@ class SweepSpec:
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise MiMarginError(f"unknown analyses {unknown}; valid: {list(ANALYSES)}")
+        if not isinstance(self.analysis_options, dict):
+            raise MiMarginError(f"analysis_options must be a table/dict, got "
+                                f"{self.analysis_options!r}")
         stray = sorted(set(self.analysis_options) - set(self.analyses))
         if stray:
             raise MiMarginError(f"analysis_options for {stray}, which are not in analyses "
                                 f"{list(self.analyses)}")
+        for name, options in self.analysis_options.items():
+            if not isinstance(options, dict):
+                raise MiMarginError(f"analysis_options.{name} must be a table/dict, got {options!r}")
+            unknown = sorted(set(options) - set(OPTIONS[name]))
+            if unknown:
+                raise MiMarginError(f"unknown options {unknown} for analysis {name!r}; valid: "
+                                    f"{list(OPTIONS[name])}")
         for run in self.runs():
             _check_fields(run)
 
@@ -201,6 +216,8 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        if not isinstance(d, dict):
+            raise MiMarginError(f"a sweep spec must be a table/mapping, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -247,19 +264,23 @@ def read_spec_file(path: Path) -> dict[str, Any]:
             except ImportError as err:
                 raise MiMarginError("reading TOML on Python 3.10 needs tomli: pip install tomli "
                                     "(or write the spec as JSON)") from err
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        parse: Any = lambda text: tomllib.loads(text)  # noqa: E731
     elif suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError as err:
             raise MiMarginError("reading YAML needs PyYAML: pip install pyyaml "
                                 "(or write the spec as TOML or JSON)") from err
-        data = yaml.safe_load(path.read_text())
+        parse = yaml.safe_load
     elif suffix == ".json":
-        data = json.loads(path.read_text())
+        parse = json.loads
     else:
         raise MiMarginError(f"sweep spec must end in .toml, .yaml, .yml or .json, got {path.name}")
+    try:
+        data = parse(path.read_bytes().decode("utf-8"))
+    except Exception as err:  # each parser has its own error types; all mean "malformed"
+        raise MiMarginError(f"sweep spec {path} is not valid {suffix[1:].upper()}: "
+                            f"{type(err).__name__}: {err}") from err
     if not isinstance(data, dict):
         raise MiMarginError(f"{path} must hold a table/mapping at the top level")
     return data

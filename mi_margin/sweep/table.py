@@ -33,6 +33,7 @@ import pandas as pd
 from mi_margin.errors import MiMarginError
 from mi_margin.sweep.spec import SECTIONS, RunSpec
 from mi_margin.sweep.worker import ANALYSIS_FILE, ERROR_FILE, SPEC_FILE, read_json
+from mi_margin.training.run_folder import published_history, read_status
 
 #: test accuracy that counts as "grokked" (Nanda et al. 2023 use near-perfect test accuracy)
 GROKKING_ACC = 0.99
@@ -66,7 +67,7 @@ def _config_columns(root: Path, spec: RunSpec) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for section in SECTIONS:
         row.update(_flat(section, getattr(spec, section)))
-    meta = read_json(root / "run.json")
+    meta = read_json(root / "run.json") if read_status(root) else {}
     for section in SECTIONS:
         if section in meta:
             row.update(_flat(section, meta[section]))
@@ -86,7 +87,7 @@ def _analysis_columns(root: Path, names: Sequence[str]) -> dict[str, Any]:
 
 
 def _status(root: Path) -> tuple[str, str | None]:
-    status = read_json(root / "run.json").get("status")
+    status = read_status(root)
     error_path = root / ERROR_FILE
     error = None
     if error_path.is_file():
@@ -113,8 +114,7 @@ def run_row(root: Path, spec: RunSpec | None = None) -> dict[str, Any]:
                            "path": str(root)}
     row.update(spec.point)
     row.update(_config_columns(root, spec))
-    history_path = root / "history.csv"
-    history = pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame()
+    history = published_history(root)
     last = history.iloc[-1].to_dict() if len(history) else {}
     row.update({m: last.get(m, math.nan) for m in FINAL_METRICS})
     row["grokking_step"] = grokking_step(history)

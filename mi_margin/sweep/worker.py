@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
-from mi_margin.models.io import atomic_write
+from mi_margin.models.files import atomic_write
 from mi_margin.sweep.analyses import run_analyses
 from mi_margin.sweep.spec import RunSpec
+from mi_margin.training.run_folder import read_status
 
 SPEC_FILE = "sweep_run.json"
 ANALYSIS_FILE = "analysis.json"
@@ -38,13 +39,18 @@ TERMINAL = ("finished", "stopped_early", "diverged")
 #: model config fields that may differ inside one batched job (they only change the initial weights)
 INIT_ONLY = ("seed", "init_scale")
 #: TrainConfig fields every run of one batched job must share (mi_margin.training.batched)
-SHARED_TRAIN = ("optimizer", "batch_size", "microbatch")
+SHARED_TRAIN = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 
 
 # -- reading a run folder -------------------------------------------------------------------------
 def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``, or ``{}`` when the file is missing."""
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The JSON object in ``path``, or ``{}`` when the file is missing or damaged (a damaged sweep
+    file is rewritten by the next invocation: analyses are redone, timing restarts)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -53,8 +59,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def run_status(root: Path) -> str | None:
-    """``status`` from the folder's ``run.json`` (None before training wrote one)."""
-    return read_json(root / "run.json").get("status")
+    """``status`` from the folder's ``run.json`` (None before training wrote one, or if it is
+    damaged: training it again then fails with the reason)."""
+    return read_status(root)
 
 
 def run_dir_for(out: Path, run: RunSpec) -> Path:

@@ -9,17 +9,19 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mi_margin.checks import check_float, check_int
 from mi_margin.errors import MiMarginError
 
 #: Largest number of examples a task will materialise (tokens are int64 [N, k+1]; 2**24 rows of
 #: k+1 = 4 tokens is 0.5 GiB, and analyses hold several tensors of that size).
 MAX_EXAMPLES = 2**24
+#: the largest seed ``torch.Generator.manual_seed`` takes
+MAX_SEED = 2**63 - 1
 
 
 def check_fraction(name: str, value: float) -> None:
     """Raise unless ``0 < value <= 1``."""
-    if not (isinstance(value, (int, float)) and 0.0 < float(value) <= 1.0):
-        raise MiMarginError(f"{name} must be in (0, 1], got {name}={value!r}")
+    check_float(name, value, low=0, high=1, low_open=True)
 
 
 def check_grid_size(what: str, n_examples: int, row_bytes: int) -> None:
@@ -82,6 +84,7 @@ class Task:
     def _finish(self, inputs: Tensor, labels: Tensor, train_fraction: float, seed: int) -> None:
         """Store the grid and labels and draw the seeded split (called last by subclasses)."""
         check_fraction("train_fraction", train_fraction)
+        check_int("seed", seed, low=0, high=MAX_SEED)
         self.train_fraction, self.seed = float(train_fraction), int(seed)
         self.inputs, self.labels = inputs, labels
         self.train_idx, self.test_idx = split_indices(len(labels), train_fraction, seed)

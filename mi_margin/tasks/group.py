@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from mi_margin.checks import check_int
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks.base import Task, check_grid_size, grid
 
@@ -31,16 +32,21 @@ class GroupComposition(Task):
 
     def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
                  seed: int = 0):
-        if isinstance(G, str):
-            from mi_margin.groups import get
+        from mi_margin.groups import FiniteGroup, from_cayley_table, get
 
+        if isinstance(G, str):
             G = get(G)
-        if not isinstance(k, int) or k < 1:
-            raise MiMarginError(f"k (number of operands) must be an integer >= 1, got k={k!r}")
+        if not isinstance(G, FiniteGroup):
+            raise MiMarginError(f"G must be a FiniteGroup or a group name such as 'S5', got "
+                                f"G={G!r}")
+        check_int("k", k, low=1)
+        registered = _is_registered(G)
+        if not registered:  # a custom table: check it is a group (raises naming what fails)
+            from_cayley_table(G.table, name=G.name)
         n = int(G.order)
         check_grid_size(f"GroupComposition({G.name}, k={k})", n**k, 8 * (k + 1))
         self.group, self.k_operands = G, k
-        self._registered = _is_registered(G)
+        self._registered = registered
         inputs = grid([n] * k)
         table = torch.as_tensor(G.table.copy(), dtype=torch.long)
         labels = inputs[:, 0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-from mi_margin.errors import MiMarginError
+from mi_margin.checks import check_int
 from mi_margin.tasks.base import Task, check_grid_size, grid
 
 
@@ -33,10 +33,8 @@ class ModularAddition(Task):
     kind: ClassVar[str] = "modular_addition"
 
     def __init__(self, p: int = 113, k: int = 2, train_fraction: float = 1.0, seed: int = 0):
-        if not isinstance(p, int) or p < 2:
-            raise MiMarginError(f"p must be an integer >= 2, got p={p!r}")
-        if not isinstance(k, int) or k < 1:
-            raise MiMarginError(f"k (number of operands) must be an integer >= 1, got k={k!r}")
+        check_int("p", p, low=2)
+        check_int("k", k, low=1)
         check_grid_size(f"ModularAddition(p={p}, k={k})", p**k, 8 * (k + 1))
         if not is_prime(p):
             warnings.warn(

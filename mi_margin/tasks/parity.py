@@ -6,8 +6,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from mi_margin.checks import check_int, check_int_tuple
 from mi_margin.errors import MiMarginError
-from mi_margin.tasks.base import Task
+from mi_margin.tasks.base import MAX_EXAMPLES, MAX_SEED, Task
 
 #: Largest n for which the whole cube {±1}^n is enumerated; beyond it a seeded sample is drawn.
 MAX_FULL_CUBE_BITS = 16
@@ -31,24 +32,21 @@ class SparseParity(Task):
 
     def __init__(self, n: int, k: int, support: tuple[int, ...] | list[int] | None = None,
                  train_fraction: float = 1.0, seed: int = 0, n_samples: int | None = None):
-        if not isinstance(n, int) or n < 1:
-            raise MiMarginError(f"n (number of bits) must be an integer >= 1, got n={n!r}")
-        if not isinstance(k, int) or not 1 <= k <= n:
-            raise MiMarginError(f"k must be an integer in [1, n={n}], got k={k!r}")
-        support = tuple(range(k)) if support is None else tuple(int(j) for j in support)
+        n = check_int("n", n, low=1)
+        k = check_int("k", k, low=1, high=n)
+        support = tuple(range(k)) if support is None else check_int_tuple("support", support)
         if len(support) != k or len(set(support)) != k:
             raise MiMarginError(f"support must hold k={k} distinct bit indices, got {support}")
         bad = [j for j in support if not 0 <= j < n]
         if bad:
             raise MiMarginError(f"support indices must be in [0, {n - 1}], got {bad}")
+        check_int("seed", seed, low=0, high=MAX_SEED)
         self.n, self.k_support, self.support = n, k, support
         self.n_samples = n_samples
         if n <= MAX_FULL_CUBE_BITS and n_samples is None:
             bits = (torch.arange(2**n)[:, None] >> torch.arange(n)) & 1
         else:
-            m = 2**14 if n_samples is None else int(n_samples)
-            if m < 1 or m > 2**24:
-                raise MiMarginError(f"n_samples must be in [1, 2**24], got {m}")
+            m = 2**14 if n_samples is None else check_int("n_samples", n_samples, 1, MAX_EXAMPLES)
             gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
             bits = torch.randint(0, 2, (m, n), generator=gen)
         x = 1.0 - 2.0 * bits.float()

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import Prediction, prediction_for
@@ -328,6 +329,7 @@ def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> T
         >>> round(report.ratio, 9), report.fraction_pure
         (1.0, 1.0)
     """
+    check_fits(model, task, finite=True)
     pred = prediction_for(model, task)
     res = margin(model, task, "all")
     ratio, why = _ratio(model, pred, res)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
 from mi_margin.tasks import Task, is_prime
 
 ACTIVATIONS = ("quadratic", "power", "relu", "gelu")
@@ -257,6 +258,7 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
 
 def prediction_for(model: Any, task: Task) -> Prediction:
     """:func:`max_margin` for the network family of ``model`` (read from its config)."""
+    check_fits(model, task)
     cfg = model.cfg
     kind = getattr(model, "model_kind", "mlp")
     return max_margin(task, act_fn=cfg.act_fn, width=cfg.d_mlp, biases=cfg.use_biases,

@@ -31,6 +31,7 @@ from scipy.optimize import linprog
 from mi_margin.analysis.margin import margin, neuron_norms64
 from mi_margin.errors import MiMarginError
 from mi_margin.models import HookedMLP, MLPConfig
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import max_margin
@@ -160,6 +161,7 @@ def reweight_neurons(model: HookedMLP, task: Task) -> HookedMLP:
     Raises:
         MiMarginError: the model is not homogeneous with separable neurons.
     """
+    check_fits(model, task, finite=True)
     nu, why = model.homogeneity()
     if nu is None:
         raise MiMarginError(f"reweight_neurons needs a homogeneous theory-style MLP: {why}")

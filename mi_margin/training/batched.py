@@ -19,29 +19,25 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import check_fits
+from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
-from mi_margin.training.config import TrainConfig, checkpoint_steps
-from mi_margin.training.loop import (
-    Metric,
-    _batch_len,
-    _batches,
-    _target_reached,
-    model_inputs,
-    penalty_power,
-    weight_norm_sq,
-)
-from mi_margin.training.run import Run, write_checkpoint, write_history, write_meta, write_state
+from mi_margin.training.config import TrainConfig
+from mi_margin.training.loop import _batch_len, _batches, penalty_power
+from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
+from mi_margin.training.run import Run
+from mi_margin.training.run_folder import RunWriter
 from mi_margin.training.stacked import (
     CPU_CACHE_FLOATS,
     Stack,
@@ -50,8 +46,9 @@ from mi_margin.training.stacked import (
 )
 from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
 
-#: TrainConfig fields every instance must share (they decide which examples are computed when).
-SHARED_FIELDS = ("optimizer", "batch_size", "microbatch")
+#: TrainConfig fields every instance must share (they decide which examples are computed when,
+#: and when the instances' snapshots are written: all together).
+SHARED_FIELDS = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 
 # -- configs ----------------------------------------------------------------------------------------
 def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -> list[TrainConfig]:
@@ -73,23 +70,24 @@ def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -
 # -- per-instance bookkeeping -----------------------------------------------------------------------
 @dataclass
 class _Instance:
-    """One model's run and its bookkeeping inside a batched training loop."""
+    """One model's run and its bookkeeping (:class:`Recorder`) inside a batched training loop."""
 
     index: int
     model: Any
-    run: Run
-    config: TrainConfig
-    root: Path | None
-    keep: set[int]
+    rec: Recorder
     power: float | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
     active: bool = True
 
-    def wants_record(self, done: int) -> bool:
-        return done % self.config.eval_every == 0 or done == self.config.steps
+    @property
+    def run(self) -> Run:
+        return self.rec.run
 
-    def wants_snapshot(self, done: int) -> bool:
-        return self.wants_record(done) or done in self.keep
+    @property
+    def config(self) -> TrainConfig:
+        return self.rec.run.config
+
+    def due(self, done: int) -> bool:
+        return self.rec.wants_eval(done) or self.rec.wants_checkpoint(done)
 
 
 def _penalty_powers(models: Sequence[Any], configs: Sequence[TrainConfig]) -> list[float | None]:
@@ -107,26 +105,31 @@ class _BatchedTrainer:
 
     def __init__(self, models: Sequence[Any], task: Task, configs: list[TrainConfig],
                  device: torch.device, metrics: Sequence[Metric],
-                 out_dirs: Sequence[str | Path] | None):
+                 out_dirs: Sequence[str | Path] | None, overwrite: bool):
         self.task, self.configs, self.metrics, self.device = task, configs, metrics, device
         self.stack = Stack(models, device)
+        for model in models:
+            check_fits(model, task)
         powers = _penalty_powers(models, configs)
         roots = [Path(p) for p in out_dirs] if out_dirs is not None else [None] * len(models)
         if len(roots) != len(models):
             raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")
+        writers = [RunWriter.start(root, overwrite) if root is not None else None
+                   for root in roots]
+        self.clock = SnapshotClock(configs[0].snapshot_every, out_dirs is not None)
+        self.watch = LossWatch()
         self.items: list[_Instance] = []
-        for n, (model, cfg, root) in enumerate(zip(models, configs, roots, strict=True)):
-            run = Run(model=model, task=task, config=cfg, status="running", path=root)
+        for n, (model, cfg, writer) in enumerate(zip(models, configs, writers, strict=True)):
+            run = Run(model=model, task=task, config=cfg, status="running",
+                      path=writer.root if writer else None)
             run.checkpoints[0] = self.stack.state_dict(n)
-            self.items.append(_Instance(n, model, run, cfg, root, set(checkpoint_steps(cfg)),
-                                        powers[n]))
+            self.items.append(_Instance(n, model, Recorder(run, metrics, writer), powers[n]))
         opt_cls = StackedAdamW if configs[0].optimizer == "adamw" else StackedSGD
         self.opt = opt_cls(self.stack.params, configs)
         self.gen = torch.Generator().manual_seed(configs[0].seed)
         self.x = model_inputs(models[0], task).to(device)
         self.y = task.labels.to(device)
         self.train_idx = task.train_idx.to(device)
-        self.pending: list[Tensor] = []
         self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
         self.group = self.group_size()
 
@@ -170,7 +173,7 @@ class _BatchedTrainer:
         if power is not None:
             pen = neuron_norms(self.stack.tensors).pow(power).sum(1)
             (self.penalty.to(pen.dtype) * pen).sum().backward()
-        self.pending.append(total)
+        self.watch.add(total)
         self.opt.step([c.lr_at(step) for c in self.configs])
 
     def evaluate(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -180,48 +183,26 @@ class _BatchedTrainer:
 
     def check_finite(self, done: int) -> None:
         """Mark instances whose loss became NaN/inf since the last check as diverged."""
-        if not self.pending:
-            return
-        losses = torch.stack(self.pending).cpu()                      # steps × N
-        self.pending.clear()
-        first = done - len(losses) + 1
-        for it in self.items:
-            bad = (~torch.isfinite(losses[:, it.index])).nonzero()
-            if it.active and len(bad):
-                it.active, it.run.status = False, "diverged"
-                warnings.warn(f"models[{it.index}] diverged: loss became "
-                              f"{float(losses[int(bad[0]), it.index])} at step {first + int(bad[0])};"
-                              f" its run keeps the checkpoints up to step {max(it.run.checkpoints)}",
+        for n, (step, loss) in self.watch.check(done).items():
+            it = self.items[n]
+            if it.active:
+                it.active = False
+                warnings.warn(f"models[{n}] diverged: {it.rec.diverge(step, loss)}",
                               RuntimeWarning, stacklevel=4)
-                if it.root is not None:
-                    write_meta(it.run, it.root)
 
-    def record(self, it: _Instance, step: int, evals: tuple[Tensor, ...]) -> dict[str, Any]:
-        n = it.index
+    def save(self, it: _Instance, done: int, evals: tuple[Tensor, ...], write: bool) -> None:
+        """Record, keep and snapshot what instance ``it`` asks for at ``done``."""
+        n, rec = it.index, it.rec
         self.stack.write_to(it.model, n)
-        row: dict[str, Any] = {"step": step, "lr": it.config.lr_at(max(step - 1, 0))}
-        row["train_loss"], row["train_acc"] = float(evals[0][n]), float(evals[1][n])
-        row["test_loss"], row["test_acc"] = float(evals[2][n]), float(evals[3][n])
-        row["weight_norm_sq"] = weight_norm_sq(it.model)
-        for metric in self.metrics:
-            row.update(metric(it.model, self.task))
-        it.rows.append(row)
-        it.run.history = pd.DataFrame(it.rows)
-        return row
-
-    def snapshot(self, it: _Instance, step: int) -> None:
-        run, n = it.run, it.index
-        self.stack.write_to(it.model, n)
-        run.step = step
-        run.train_state = {"rng": self.rng_state(it), **self.opt.state(n)}
-        if step in it.keep or step == it.config.steps:
-            run.checkpoints[step] = self.stack.state_dict(n)
-        if it.root is not None:
-            if step in run.checkpoints:
-                write_checkpoint(run, it.root, step)
-            write_state(run, it.root)
-            write_history(run, it.root)
-            write_meta(run, it.root)
+        if rec.wants_checkpoint(done):
+            rec.keep(done, self.stack.state_dict(n))
+        row = None
+        if rec.wants_eval(done):
+            row = rec.record(done, it.model, [float(e[n]) for e in evals])
+        status = ("stopped_early" if row is not None and rec.target_reached(row)
+                  else "finished" if done == it.config.steps else "running")
+        rec.snapshot(done, {"rng": self.rng_state(it), **self.opt.state(n)}, status, write)
+        it.active = status == "running"
 
     def rng_state(self, it: _Instance) -> Tensor:
         """The minibatch generator's state as ``train()`` would hold it for this instance."""
@@ -230,36 +211,35 @@ class _BatchedTrainer:
         return torch.Generator().manual_seed(it.config.seed).get_state()
 
     def after_step(self, done: int) -> None:
-        """Evaluate, checkpoint, stop early or finish the instances that ask for it at ``done``."""
-        due = [it for it in self.items if it.active and it.wants_snapshot(done)]
+        """Evaluate, checkpoint, snapshot, stop early or finish the instances due at ``done``."""
+        write = self.clock.due(done)
+        due = [it for it in self.items if it.active and (write or it.due(done))]
         if not due:
             return
         self.check_finite(done)
         due = [it for it in due if it.active]
         evals: tuple[Tensor, ...] = ()
-        if any(it.wants_record(done) for it in due):
+        if any(it.rec.wants_eval(done) for it in due):
             evals = self.evaluate()
-        for it in due:
-            row = self.record(it, done, evals) if it.wants_record(done) else None
-            self.snapshot(it, done)
-            if row is not None and _target_reached(row, it.config):
-                it.active, it.run.status = False, "stopped_early"
-            elif done == it.config.steps:
-                it.active, it.run.status = False, "finished"
-            if not it.active and it.root is not None:
-                write_meta(it.run, it.root)
+        with self.clock.writing(done) if write else nullcontext():
+            for it in due:
+                self.save(it, done, evals, write)
 
     def start(self) -> None:
         evals = self.evaluate()
-        for it in self.items:
-            self.record(it, 0, evals)
-            self.snapshot(it, 0)
+        with self.clock.writing(0):
+            for it in self.items:
+                self.stack.write_to(it.model, it.index)
+                it.rec.record(0, it.model, [float(e[it.index]) for e in evals])
+                it.rec.snapshot(0, {"rng": self.rng_state(it), **self.opt.state(it.index)},
+                                "running", write=True)
 
 
 def train_batched(models: Sequence[Any], task: Task,
                   configs: TrainConfig | Sequence[TrainConfig] | None = None, *,
                   device: torch.device | str | None = None, metrics: Sequence[Metric] = (),
-                  out_dirs: Sequence[str | Path] | None = None) -> list[Run]:
+                  out_dirs: Sequence[str | Path] | None = None,
+                  overwrite: bool = False) -> list[Run]:
     """Train N models of one architecture together and return one :class:`Run` per model.
 
     Instance n's run is the run ``train(models[n], task, configs[n])`` would give (bit for bit on
@@ -267,10 +247,11 @@ def train_batched(models: Sequence[Any], task: Task,
     it alone) and status. The models are trained in place. What may differ between instances: the
     models' ``seed``/``init_scale`` (or any starting weights), and in the configs the learning rate
     and its schedule, weight decay, betas, momentum, norm penalty, step count, evaluation and
-    checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size`` and ``microbatch``
-    (and ``seed`` with minibatches) must agree. An instance that stops (finished, target reached,
-    or diverged: status ``"diverged"`` where ``train()`` would raise) keeps its run frozen while the
-    others go on; its weights in the stack keep being computed until the last instance stops.
+    checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size``, ``microbatch``
+    and ``snapshot_every`` (and ``seed`` with minibatches) must agree. An instance that stops
+    (finished, target reached, or diverged: status ``"diverged"`` where ``train()`` would raise)
+    keeps its run frozen while the others go on; its weights in the stack keep being computed
+    until the last instance stops.
     Forward hooks attached to the models are not run during batched training.
 
     Args:
@@ -281,7 +262,8 @@ def train_batched(models: Sequence[Any], task: Task,
         device: where the stack lives (default: CUDA when available, else CPU). Checkpoints and
             training state are kept on CPU; trained weights are written back into ``models``.
         metrics: callables ``f(model, task) -> dict`` evaluated at every evaluation step.
-        out_dirs: one run folder per model, written as training goes (as ``train(out_dir=...)``).
+        out_dirs: one run folder per model, written as training goes (as ``train(out_dir=...)``);
+            folders holding a run are refused unless ``overwrite=True``.
 
     Example:
         >>> import mi_margin as mm
@@ -295,7 +277,8 @@ def train_batched(models: Sequence[Any], task: Task,
     configs = check_configs(configs, len(models))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    trainer = _BatchedTrainer(models, task, configs, torch.device(device), metrics, out_dirs)
+    trainer = _BatchedTrainer(models, task, configs, torch.device(device), metrics, out_dirs,
+                              overwrite)
     trainer.start()
     total = max(c.steps for c in configs)
     bar = tqdm(range(total), disable=not any(c.progress for c in configs), desc="train_batched",

@@ -6,7 +6,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from mi_margin.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_tuple,
+    check_optional_float,
+    check_optional_int,
+)
 from mi_margin.errors import MiMarginError
+
+#: the largest seed ``torch.Generator.manual_seed`` takes
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,11 @@ class TrainConfig:
         target_test_acc, target_train_loss: stop early once reached (checked at eval steps).
         seed: seeds minibatch order (model init is seeded by the model config).
         progress: show a tqdm progress bar.
+        snapshot_every: with a run folder, write a snapshot (weights, optimizer and RNG state,
+            history, metadata) every this many steps; None (default) writes one whenever the
+            time trained since the last one is 1/:data:`~mi_margin.training.recorder.WRITE_BUDGET`
+            times what that write took, so writing costs at most that fraction of the run.
+            Kept checkpoints are saved with the next snapshot; the final state always is.
     """
 
     steps: int = 1000
@@ -54,33 +71,34 @@ class TrainConfig:
     target_train_loss: float | None = None
     seed: int = 0
     progress: bool = True
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> MiMarginError:
-            return MiMarginError(f"{name} must be {rule}, got {name}={getattr(self, name)!r}")
-
         for name in ["steps", "eval_every", "n_checkpoints"]:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "a positive integer")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise bad("warmup_steps", "an integer >= 0")
-        if not self.lr > 0:
-            raise bad("lr", "> 0")
+            check_int(name, getattr(self, name), low=1)
+        check_int("warmup_steps", self.warmup_steps, low=0)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
+        check_float("lr", self.lr, low=0, low_open=True)
+        check_float("lr_gamma", self.lr_gamma, low=0, low_open=True)
         for name in ["weight_decay", "norm_penalty", "momentum"]:
-            if getattr(self, name) < 0:
-                raise bad(name, ">= 0")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise bad("optimizer", "'adamw' or 'sgd'")
-        if self.checkpoint_schedule not in ("log", "linear", "none"):
-            raise bad("checkpoint_schedule", "'log', 'linear' or 'none'")
-        for name in ["batch_size", "microbatch"]:
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise bad(name, "None or a positive integer")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise bad("betas", "two numbers in [0, 1)")
-        object.__setattr__(self, "betas", tuple(self.betas))
-        object.__setattr__(self, "lr_milestones", tuple(sorted(self.lr_milestones)))
+            check_float(name, getattr(self, name), low=0)
+        check_optional_float("norm_penalty_power", self.norm_penalty_power, low=0, low_open=True)
+        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        check_choice("checkpoint_schedule", self.checkpoint_schedule, ("log", "linear", "none"))
+        for name in ["batch_size", "microbatch", "snapshot_every"]:
+            check_optional_int(name, getattr(self, name), low=1)
+        check_optional_float("target_test_acc", self.target_test_acc, low=0, high=1)
+        check_optional_float("target_train_loss", self.target_train_loss, low=0)
+        check_bool("progress", self.progress)
+        betas = self.betas
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise MiMarginError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                   for b in betas):  # (nan fails 0 <= b)
+            raise MiMarginError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        milestones = check_int_tuple("lr_milestones", self.lr_milestones, low=0)
+        object.__setattr__(self, "lr_milestones", tuple(sorted(milestones)))
 
     def lr_at(self, step: int) -> float:
         """The learning rate used at optimizer step ``step`` (0-based)."""
@@ -99,11 +117,6 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise MiMarginError(f"unknown TrainConfig fields {unknown}; valid: {sorted(names)}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        if "lr_milestones" in d:
-            d["lr_milestones"] = tuple(d["lr_milestones"])
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -7,18 +7,20 @@ from typing import Any
 
 from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.io import load_model, save_model
-from mi_margin.training.run import Run, load_run, save_run
+from mi_margin.training.run import Run
+from mi_margin.training.run_folder import load_run, save_run
 
 
-def save(obj: Any, path: str | Path) -> Path:
-    """Save a model (to a ``.safetensors`` file) or a :class:`Run` (to a folder).
+def save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
+    """Save a model (to a ``.safetensors`` file) or a :class:`Run` (to a folder; a folder holding
+    another run is refused unless ``overwrite=True``).
 
     Example:
         >>> mm.save(model, "p113.safetensors"); mm.save(run, "runs/p113")   # doctest: +SKIP
     """
     path = Path(path)
     if isinstance(obj, Run):
-        return save_run(obj, path)
+        return save_run(obj, path, overwrite=overwrite)
     if hasattr(obj, "cfg") and hasattr(obj, "state_dict"):
         save_model(obj, path)
         return path

@@ -7,28 +7,24 @@ with the host between evaluations (no ``.item()`` per step).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from mi_margin.errors import MiMarginError, TrainingDivergedError
+from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
+from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs, weight_norm_sq
 from mi_margin.tasks import Task
-from mi_margin.training.config import TrainConfig, checkpoint_steps
-from mi_margin.training.run import (
-    Run,
-    load_run,
-    write_checkpoint,
-    write_history,
-    write_meta,
-    write_state,
-)
+from mi_margin.training.config import TrainConfig
+from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
+from mi_margin.training.run import Run
+from mi_margin.training.run_folder import RunWriter, load_run
 
-Metric = Callable[[Any, Task], dict[str, float]]
+__all__ = ["Metric", "make_optimizer", "penalty_power", "resume", "train", "weight_norm_sq"]
 
 
 def penalty_power(model: Any, config: TrainConfig) -> float:
@@ -64,13 +60,25 @@ def _state_to_tensors(opt: torch.optim.Optimizer, gen: torch.Generator
 
 
 def _load_state(opt: torch.optim.Optimizer, gen: torch.Generator,
-                tensors: dict[str, torch.Tensor]) -> None:
-    gen.set_state(tensors["rng"])
+                tensors: dict[str, torch.Tensor], where: Any) -> None:
+    """Restore the optimizer and RNG state saved by :func:`_state_to_tensors`; a state that does
+    not fit this optimizer's parameters is a :class:`CheckpointError` naming ``where``."""
+    params = opt.param_groups[0]["params"]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, i, key = name.split(".", 2)
-            state.setdefault(int(i), {})[key] = value
+        if name == "rng":
+            continue
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "opt" or not parts[1].isdigit() \
+                or int(parts[1]) >= len(params) \
+                or (value.dim() > 0 and value.shape != params[int(parts[1])].shape):
+            raise CheckpointError(f"the training state in {where} does not fit this model's "
+                                  f"optimizer (entry {name!r}, shape {tuple(value.shape)})")
+        state.setdefault(int(parts[1]), {})[parts[2]] = value
+    try:
+        gen.set_state(tensors["rng"])
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"the RNG state in {where} is missing or damaged: {err}") from err
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
 
 
@@ -85,15 +93,18 @@ def _batches(n_train: int, config: TrainConfig, gen: torch.Generator) -> list[to
 
 def train(model: Any, task: Task, config: TrainConfig | None = None, *,
           out_dir: str | Path | None = None, metrics: Sequence[Metric] = (),
-          run: Run | None = None) -> Run:
+          run: Run | None = None, overwrite: bool = False) -> Run:
     """Train ``model`` on ``task``'s training split and return the :class:`Run`.
 
     Args:
-        model: a :class:`HookedOneLayerTransformer` or :class:`HookedMLP` (trained in place).
+        model: a :class:`HookedOneLayerTransformer` or :class:`HookedMLP` (trained in place) that
+            fits ``task`` (:func:`~mi_margin.models.compat.check_fits`).
         task: the task; only ``task.train_idx`` is trained on.
         config: :class:`TrainConfig` (defaults: Nanda et al.'s AdamW recipe).
-        out_dir: if given, the run folder is written there as training goes (history and
-            checkpoints as they are made), so nothing is lost if the process dies.
+        out_dir: if given, the run folder is written there as training goes: snapshots that
+            appear all at once or not at all (:mod:`~mi_margin.training.run_folder`), so a process
+            killed at any moment can be resumed exactly. A folder that already holds a run is
+            refused unless ``overwrite=True``; continue one with :func:`resume`.
         metrics: extra callables ``f(model, task) -> dict`` evaluated at every evaluation step.
         run: continue this run (use :func:`resume`).
 
@@ -111,65 +122,33 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         1.0
     """
     config = config or TrainConfig()
-    root = Path(out_dir) if out_dir is not None else (run.path if run else None)
+    if not isinstance(config, TrainConfig):
+        raise MiMarginError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_fits(model, task)
     if run is None:
-        run = Run(model=model, task=task, config=config)
+        writer = RunWriter.start(out_dir, overwrite) if out_dir is not None else None
+        run = Run(model=model, task=task, config=config, path=writer.root if writer else None)
         run.checkpoints[0] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    run.config, run.status, run.path = config, "running", root
+    else:
+        writer = RunWriter.reopen(run) if run.path is not None else None
+    run.config, run.status, run.error = config, "running", None
     opt, gen = make_optimizer(model, config), torch.Generator().manual_seed(config.seed)
     if run.train_state:
-        _load_state(opt, gen, run.train_state)
+        _load_state(opt, gen, run.train_state, run.path or "the run")
     power = penalty_power(model, config) if config.norm_penalty > 0 else None
     x, y = model_inputs(model, task), task.labels
     x_train, y_train = x[task.train_idx], y[task.train_idx]
     n_train = len(y_train)
-    keep = set(checkpoint_steps(config))
-    rows: list[dict[str, Any]] = run.history.to_dict("records") if len(run.history) else []
-    pending: list[torch.Tensor] = []
+    rec, watch = Recorder(run, metrics, writer), LossWatch()
+    clock = SnapshotClock(config.snapshot_every, writer is not None, run.step)
 
-    def record(step: int) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": step, "lr": config.lr_at(max(step - 1, 0))}
-        row["train_loss"], row["train_acc"] = evaluate(model, task, task.train_idx)
-        row["test_loss"], row["test_acc"] = evaluate(model, task, task.test_idx)
-        row["weight_norm_sq"] = weight_norm_sq(model)
-        for metric in metrics:
-            row.update(metric(model, task))
-        rows.append(row)
-        run.history = pd.DataFrame(rows)
-        return row
+    def evals() -> tuple[float, ...]:
+        return evaluate(model, task, task.train_idx) + evaluate(model, task, task.test_idx)
 
-    def snapshot(step: int) -> None:
-        run.step = step
-        run.train_state = _state_to_tensors(opt, gen)
-        if step in keep or step == config.steps:
-            run.checkpoints[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if root is not None:
-            if step in run.checkpoints:
-                write_checkpoint(run, root, step)
-            write_state(run, root)
-            write_history(run, root)
-            write_meta(run, root)
-
-    def check_finite(last_step: int) -> None:
-        if not pending:
-            return
-        losses = torch.stack(pending)
-        pending.clear()
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            step = last_step - len(losses) + int(bad[0]) + 1
-            run.status = "diverged"
-            if root is not None:
-                write_meta(run, root)
-            err = TrainingDivergedError(
-                f"loss became {float(losses[int(bad[0])])} at step {step}; checkpoints up to "
-                f"step {max(run.checkpoints)} are kept" + (f" in {root}" if root else ""))
-            err.run = run  # type: ignore[attr-defined]
-            raise err
-
-    if run.step == 0 and not rows:
-        record(0)
-        snapshot(0)
+    if run.step == 0 and not rec.rows:
+        rec.record(0, model, evals())
+        with clock.writing(0):
+            rec.snapshot(0, _state_to_tensors(opt, gen), "running", write=True)
     start, batch_len = run.step, _batch_len(n_train, config)
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
                disable=not config.progress, desc="train", leave=False)
@@ -187,34 +166,35 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         if power is not None:
             pen = config.norm_penalty * model.neuron_norms().pow(power).sum()
             pen.backward()
-        pending.append(total)
+        watch.add(total)
         opt.step()
         done = step + 1
-        if done % config.eval_every == 0 or done == config.steps or done in keep:
-            check_finite(done)
-            row = record(done) if (done % config.eval_every == 0 or done == config.steps) else None
-            snapshot(done)
+        write = clock.due(done)
+        if write or rec.wants_eval(done) or rec.wants_checkpoint(done):
+            bad = watch.check(done)
+            if bad:
+                err = TrainingDivergedError(rec.diverge(*bad[0]))
+                err.run = run  # type: ignore[attr-defined]
+                raise err
+            if rec.wants_checkpoint(done):
+                rec.keep(done, model.state_dict())
+            row = rec.record(done, model, evals()) if rec.wants_eval(done) else None
+            status = ("stopped_early" if row is not None and rec.target_reached(row)
+                      else "finished" if done == config.steps else "running")
+            with clock.writing(done) if write else nullcontext():
+                rec.snapshot(done, _state_to_tensors(opt, gen), status, write)
             if row is not None:
                 bar.set_postfix(train=f"{row['train_loss']:.2e}", test_acc=f"{row['test_acc']:.3f}")
-                if _target_reached(row, config):
-                    run.status = "stopped_early"
-                    break
+            if status == "stopped_early":
+                break
     bar.close()
-    if run.status == "running":
-        run.status = "finished"
-    if root is not None:
-        write_meta(run, root)
+    if run.status == "running":  # no step was left to take
+        rec.finish()
     return run
 
 
 def _batch_len(n_train: int, config: TrainConfig) -> int:
     return n_train if config.batch_size is None else min(config.batch_size, n_train)
-
-
-def _target_reached(row: dict[str, Any], config: TrainConfig) -> bool:
-    acc, loss = config.target_test_acc, config.target_train_loss
-    return bool((acc is not None and row["test_acc"] >= acc)
-                or (loss is not None and row["train_loss"] <= loss))
 
 
 def resume(run_or_path: Run | str | Path, steps: int | None = None, **changes: Any) -> Run:

@@ -1,14 +1,11 @@
 """A training run: the model, its task and config, the metrics history and kept checkpoints.
 
-A run folder (``mi-margin train`` and ``train(..., out_dir=...)`` write one, ``save(run, path)``
-too) holds ``run.json`` (task, model and train configs, status), ``history.csv``,
-``model.safetensors`` (latest weights), ``train_state.safetensors`` (optimizer and RNG state for an
-exact resume) and ``checkpoints/step_XXXXXXXX.safetensors``. Every file is written atomically.
+Runs are saved as run folders (:mod:`mi_margin.training.run_folder`: ``train(..., out_dir=...)``,
+``mi-margin train`` and ``save(run, path)`` write one; :func:`load_run` reads it back).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +14,12 @@ import pandas as pd
 import torch
 
 from mi_margin.errors import CheckpointError
-from mi_margin.models.io import (
-    atomic_write,
-    build_model,
-    load_model,
-    load_tensors,
-    save_model,
-    save_tensors,
-)
+from mi_margin.models.io import build_model
 from mi_margin.tasks import Task
-from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training.config import TrainConfig
 
-RUN_FORMAT = "mi_margin.run/1"
+#: what ``Run.status`` can be
+STATUSES = ("running", "finished", "stopped_early", "diverged")
 
 
 @dataclass
@@ -44,6 +34,7 @@ class Run:
         checkpoints: step -> state dict of the weights after that many steps (0 = initial).
         step: optimizer steps taken; status: "finished", "stopped_early", "diverged" or "running".
         path: the run folder, when the run is saved.
+        error: why the run diverged (None otherwise).
     """
 
     model: Any
@@ -55,6 +46,7 @@ class Run:
     status: str = "running"
     path: Path | None = None
     train_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    error: str | None = None
 
     def model_at(self, step: int) -> Any:
         """A copy of the model with the weights of checkpoint ``step``."""
@@ -78,67 +70,3 @@ class Run:
     def __repr__(self) -> str:
         return (f"Run({self.task!r}, {type(self.model).__name__}, step={self.step}, "
                 f"status={self.status!r}, path={self.path})")
-
-
-# -- persistence -----------------------------------------------------------------------------------
-def _checkpoint_path(root: Path, step: int) -> Path:
-    return root / "checkpoints" / f"step_{step:08d}.safetensors"
-
-
-def write_meta(run: Run, root: Path) -> None:
-    meta = {"format": RUN_FORMAT, "task": run.task.to_dict(), "model": run.model.cfg.to_dict(),
-            "train": run.config.to_dict(), "step": run.step, "status": run.status,
-            "checkpoints": sorted(run.checkpoints)}
-    text = json.dumps(meta, indent=2)
-    atomic_write(root / "run.json", lambda tmp: Path(tmp).write_text(text))
-
-
-def write_history(run: Run, root: Path) -> None:
-    atomic_write(root / "history.csv", lambda tmp: run.history.to_csv(tmp, index=False))
-
-
-def write_checkpoint(run: Run, root: Path, step: int) -> None:
-    save_tensors(_checkpoint_path(root, step), run.checkpoints[step],
-                 {"format": "mi_margin.checkpoint/1", "step": step})
-
-
-def write_state(run: Run, root: Path) -> None:
-    """Latest weights and the optimizer/RNG state needed to resume exactly."""
-    save_model(run.model, root / "model.safetensors")
-    save_tensors(root / "train_state.safetensors", run.train_state,
-                 {"format": "mi_margin.train_state/1", "step": run.step})
-
-
-def save_run(run: Run, path: str | Path) -> Path:
-    """Write the whole run folder to ``path``."""
-    root = Path(path)
-    for step in run.checkpoints:
-        write_checkpoint(run, root, step)
-    write_state(run, root)
-    write_history(run, root)
-    write_meta(run, root)
-    run.path = root
-    return root
-
-
-def load_run(path: str | Path) -> Run:
-    """Load a run folder (written by ``train(..., out_dir=...)`` or :func:`save_run`)."""
-    root = Path(path)
-    meta_path = root / "run.json"
-    if not meta_path.is_file():
-        raise CheckpointError(f"{root} is not a run folder (no run.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{meta_path} is corrupted: {err}") from err
-    if meta.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{meta_path} is not a mi_margin run ({meta.get('format')!r})")
-    model = load_model(root / "model.safetensors")
-    state, _ = load_tensors(root / "train_state.safetensors")
-    checkpoints = {s: load_tensors(_checkpoint_path(root, s))[0] for s in meta["checkpoints"]}
-    history_path = root / "history.csv"
-    history = pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame()
-    return Run(model=model, task=task_from_dict(meta["task"]),
-               config=TrainConfig.from_dict(meta["train"]), history=history,
-               checkpoints=checkpoints, step=int(meta["step"]), status=meta["status"],
-               path=root, train_state=state)

@@ -40,3 +40,45 @@ def test_python_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mi_margin", "--help"], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+TINY = ["train", "--task", "modular_addition", "--p", "5", "--model", "mlp", "--d-mlp", "8",
+        "--eval-every", "5"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mi-margin: error:") and "Traceback" not in err
+    return err
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main([*TINY, "--steps", "10", "--out", out]) == 0
+    capsys.readouterr()
+    assert main([*TINY, "--steps", "10", "--out", out]) == 2
+    assert "already holds a run" in one_line_error(capsys)
+    assert main([*TINY, "--steps", "20", "--out", out, "--resume"]) == 0
+    assert mm.load(out).step == 20
+    assert main([*TINY, "--steps", "5", "--out", out, "--overwrite"]) == 0
+    assert mm.load(out).step == 5
+
+
+def test_anticipated_failures_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main([*TINY, "--steps", "2", "--out", str(afile / "run")]) == 2   # OSError
+    assert "afile" in one_line_error(capsys)
+    assert main([*TINY, "--steps", "2", "--out", str(afile)]) == 2
+    assert "afile" in one_line_error(capsys)
+    model_file = tmp_path / "m.safetensors"
+    mm.save(mm.HookedMLP(mm.MLPConfig(d_vocab=5, d_vocab_out=5, d_mlp=4)), model_file)
+    capsys.readouterr()
+    assert main(["report", str(model_file)]) == 2
+    assert "run folder" in one_line_error(capsys)
+    assert main(["info", str(model_file)]) == 2
+    one_line_error(capsys)
+    spec = tmp_path / "s.toml"
+    spec.write_text("[task\n")
+    assert main(["sweep", str(spec), "--sequential"]) == 2
+    assert "s.toml" in one_line_error(capsys)

@@ -364,3 +364,22 @@ def test_ray_sweep_equals_sequential_records_failure_and_resumes(ray_local, tmp_
     assert again.table["status"].tolist() == table["status"].tolist()   # failed ones retried
     assert {p: (Path(p) / "model.safetensors").stat().st_mtime_ns for p in stamps} == stamps
     assert ray_local.is_initialized()                            # a caller's Ray is left running
+
+
+def test_analysis_options_match_the_analyzers_signatures():
+    import inspect
+
+    from mi_margin.analysis.fourier import key_frequencies
+    from mi_margin.analysis.irreps import key_irreps
+    from mi_margin.analysis.margin import margin
+    from mi_margin.sweep.analyses import OPTIONS
+
+    for name, fn in {"fourier": key_frequencies, "irreps": key_irreps, "margin": margin}.items():
+        assert set(OPTIONS[name]) == set(inspect.signature(fn).parameters) - {"model", "task"}
+
+
+def test_invalid_analysis_option_value_counts_as_a_failure(tmp_path):
+    spec = small_spec(axes={"seed": [0]}, analyses=("margin",),
+                      analysis_options={"margin": {"subset": "everything"}})
+    res = run_sweep(spec, tmp_path / "sw", sequential=True, progress=False)
+    assert res.n_failed == 1 and "everything" in res.table.iloc[0]["margin_error"]

@@ -1,0 +1,98 @@
+"""Validation of configuration values: one set of checks that every config and task calls.
+
+Each check raises :class:`~mi_margin.errors.MiMarginError` naming the field, the value it got and
+what is valid. ``bool`` is refused where an integer or a number is expected (``True`` is an ``int``
+to Python, but ``steps=True`` is always a mistake), and numbers must be finite unless a check says
+otherwise.
+
+Example:
+    >>> check_int("steps", 10, low=1)
+    10
+    >>> check_int("steps", True, low=1)
+    Traceback (most recent call last):
+    ...
+    mi_margin.errors.MiMarginError: steps must be an integer >= 1, got steps=True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from mi_margin.errors import MiMarginError
+
+
+def _fail(name: str, rule: str, value: Any) -> MiMarginError:
+    return MiMarginError(f"{name} must be {rule}, got {name}={value!r}")
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool = False) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"<= {high}")
+    return " and ".join(parts)
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) in ``[low, high]``."""
+    rule = " ".join(["an integer", _bounds(low, high)]).strip()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(name, rule, value)
+    n = int(value)
+    if (low is not None and n < low) or (high is not None and n > high):
+        raise _fail(name, rule, value)
+    return n
+
+
+def check_optional_int(name: str, value: Any, low: int | None = None) -> int | None:
+    """None, or an integer >= ``low``."""
+    return None if value is None else check_int(name, value, low)
+
+
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> float:
+    """``value`` as a finite ``float`` in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    rule = " ".join(["a finite number", _bounds(low, high, low_open)]).strip()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _fail(name, rule, value)
+    x = float(value)
+    if not math.isfinite(x) or (high is not None and x > high):
+        raise _fail(name, rule, value)
+    if low is not None and (x < low or (low_open and x == low)):
+        raise _fail(name, rule, value)
+    return x
+
+
+def check_optional_float(name: str, value: Any, low: float | None = None,
+                         high: float | None = None, low_open: bool = False) -> float | None:
+    """None, or a finite number in range (see :func:`check_float`)."""
+    return None if value is None else check_float(name, value, low, high, low_open)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise _fail(name, "True or False", value)
+    return value
+
+
+def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``options``."""
+    if not isinstance(value, (str, type(None))) or value not in options:
+        raise _fail(name, f"one of {list(options)}", value)
+    return value
+
+
+def check_int_tuple(name: str, value: Any, low: int | None = None) -> tuple[int, ...]:
+    """A list or tuple of integers >= ``low``, as a tuple."""
+    rule = " ".join(["a list of integers", _bounds(low, None)]).strip()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise _fail(name, rule, value)
+    try:
+        return tuple(check_int(name, v, low) for v in value)
+    except MiMarginError:
+        raise _fail(name, rule, value) from None

@@ -1,0 +1,134 @@
+"""Exact fast paths: each model's first layer as a small per-(position, token) table.
+
+In every model here the first layer's output for an example depends only on which token sits at
+which position, and there are few such pairs (k·d_vocab for the MLPs, n_ctx·d_vocab for the
+transformer) against thousands of examples. So each training step first computes that small
+table from the weights, then every example *gathers* its rows from it. Autograd carries the
+gradient back through the gather (an index-add into the table) and through the table's
+construction into the weights, so forward values and gradients are those of the ordinary path up
+to float rounding (the sums run in another order). docs/performance.md has the measurements.
+
+* Embed-style MLP (Chughtai et al. 2023 §3.2): the hidden pre-activation of (a_1..a_k) is
+  ``Σ_i W_E[i, a_i] @ W_in[i] = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp] (the
+  model's ``W_in_eff``); the theory-style MLP's ``W_in`` already is that table.
+* One-layer transformer (Nanda et al. 2023), when every example ends with the same token ('='):
+  the last query is one constant vector per head, and a key, a value and its image under W_O
+  depend only on (position, token). Attention of the last position is then
+  ``scores[b, j, h] = S[j, t_bj, h]`` with ``S = q_h · K[j, t, h] / sqrt(d_head)``, softmax over j,
+  and ``attn_out[b] = Σ_{j,h} pattern[b, j, h] · VO[j, t_bj, h] + b_O``. Only the MLP and the
+  unembedding are computed per example.
+
+A fast path skips some hook points. If any hook (forward or backward, TransformerLens's
+``add_hook``/``hooks()``/``run_with_hooks`` or PyTorch's own) is attached to one of them, the
+model takes its ordinary path, so a hook is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules import module as torch_module
+
+
+def has_hooks(points: list[nn.Module]) -> bool:
+    """Whether any of ``points`` (or every module, through PyTorch's global hooks) has a hook.
+
+    Example:
+        >>> from mi_margin._tl import HookPoint
+        >>> point = HookPoint()
+        >>> has_hooks([point])
+        False
+        >>> _ = point.add_hook(lambda x, hook: x)
+        >>> has_hooks([point])
+        True
+    """
+    global_hooks = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks,
+                    torch_module._global_backward_hooks, torch_module._global_backward_pre_hooks)
+    if any(global_hooks):
+        return True
+    return any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks
+               or p._backward_pre_hooks for p in points)
+
+
+def summed_rows(table: Tensor, inputs: Tensor) -> Tensor:
+    """``Σ_i table[i, inputs[:, i]]``: [B, width] from a [k, d_vocab, width] table and [B, k] indices.
+
+    One ``embedding_bag`` (its backward is a single index-add into the table).
+
+    Example:
+        >>> table = torch.arange(12.).reshape(2, 3, 2)     # k=2 operands, 3 tokens, width 2
+        >>> summed_rows(table, torch.tensor([[0, 2], [1, 1]])).tolist()
+        [[10.0, 12.0], [10.0, 12.0]]
+    """
+    k, d_vocab, _ = table.shape
+    offsets = torch.arange(k, device=inputs.device) * d_vocab
+    return F.embedding_bag(inputs.long() + offsets, table.flatten(0, 1), mode="sum")
+
+
+# -- the one-hidden-layer MLP ------------------------------------------------------------------------
+def mlp_applies(model: Any) -> bool:
+    """The table path serves index inputs (not sparse parity's vector) and no hook on ``hook_embed``."""
+    return model.cfg.input_kind == "one_hot" and not has_hooks([model.hook_embed])
+
+
+def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
+    """The MLP's logits from its effective input table ``W_in_eff`` [k, d_vocab, d_mlp]."""
+    return model.layer(summed_rows(model.W_in_eff, inputs))
+
+
+# -- the one-layer transformer ----------------------------------------------------------------------
+def _skipped_transformer_hooks(model: Any) -> list[nn.Module]:
+    attn = model.block.attn
+    return [model.hook_embed, model.hook_pos_embed, model.block.hook_resid_pre, attn.hook_q,
+            attn.hook_k, attn.hook_v, attn.hook_attn_scores, attn.hook_pattern, attn.hook_z]
+
+
+def transformer_applies(model: Any, tokens: Tensor) -> bool:
+    """Every example ends with the same token, and no hook sits on a hook point the tables skip."""
+    if tokens.shape[0] == 0 or has_hooks(_skipped_transformer_hooks(model)):
+        return False
+    return bool((tokens[:, -1] == tokens[0, -1]).all())
+
+
+def attention_tables(model: Any, last_token: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(residual at the last position [d_model], score table S [n, d_vocab, H],
+    value-output table VO [n, d_vocab, H, d_model]) for contexts of length ``n`` ending in
+    ``last_token``.
+
+    ``X[j, t] = W_E[t] + W_pos[j]`` is the residual of token t at position j; the last query is
+    ``q_h = X[n-1, last] @ W_Q[h] + b_Q[h]``; ``S[j, t, h] = q_h · (X[j, t] @ W_K[h] + b_K[h]) /
+    sqrt(d_head)`` and ``VO[j, t, h] = (X[j, t] @ W_V[h] + b_V[h]) @ W_O[h]``.
+    """
+    attn = model.block.attn
+    X = model.W_E[None] + model.W_pos[:n, None]                                  # n V d
+    x_last = X[n - 1, last_token]                                                  # d
+    q = torch.einsum("d,hde->he", x_last, attn.W_Q) + attn.b_Q                     # H e
+    keys = torch.einsum("nvd,hde->nvhe", X, attn.W_K) + attn.b_K                   # n V H e
+    scores = torch.einsum("nvhe,he->nvh", keys, q) / math.sqrt(attn.W_Q.shape[-1])
+    values = torch.einsum("nvd,hde->nvhe", X, attn.W_V) + attn.b_V
+    value_out = torch.einsum("nvhe,hed->nvhd", values, attn.W_O)                   # n V H d
+    return x_last, scores, value_out
+
+
+def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
+    """Last-position logits [B, d_vocab_out] of ``model`` on ``tokens`` whose last token is shared.
+
+    Equal to ``model(tokens, final_pos_only=True)[:, -1]`` to float rounding; the hook points from
+    ``hook_attn_out`` on are called with the tensors the ordinary path gives them.
+    """
+    n = tokens.shape[1]
+    x_last, scores, value_out = attention_tables(model, tokens[0, -1], n)
+    _, d_vocab, H, d_model = value_out.shape
+    rows = tokens + torch.arange(n, device=tokens.device) * d_vocab                 # B n: (j, t_bj)
+    pattern = F.embedding(rows, scores.flatten(0, 1)).softmax(dim=1)              # B n H
+    heads = (rows[..., None] * H + torch.arange(H, device=tokens.device)).flatten(1)   # B (n H)
+    attn_out = F.embedding_bag(heads, value_out.reshape(-1, d_model), mode="sum",
+                               per_sample_weights=pattern.flatten(1))              # B d
+    block = model.block
+    attn_out = block.hook_attn_out((attn_out + block.attn.b_O)[:, None])           # B 1 d
+    resid = block.after_attention(x_last + attn_out)
+    return (resid @ model.W_U + model.b_U)[:, -1]

@@ -1,0 +1,235 @@
+"""The table fast paths (models/fast_paths.py) against each model's ordinary path.
+
+Forward logits, the gradient of every parameter and a few hundred training steps must agree to
+float rounding, on every model family and in both dtypes; a hook on a point the fast path skips
+must switch it off (and be called), a hook on a point it keeps must see the ordinary tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.models import fast_paths
+from mi_margin.models.evaluation import cross_entropy64, model_inputs
+
+# float32 / float64: (rtol, atol) for one forward or backward pass; after a training run, the largest
+# difference relative to the largest entry (300 steps amplify rounding, most in float32).
+PASS_TOL = {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)}
+RUN_TOL = {"float32": 1e-4, "float64": 1e-9}
+
+
+def modular(k: int = 2) -> mm.ModularAddition:
+    return mm.ModularAddition(p=7 if k == 2 else 5, k=k, train_fraction=0.6, seed=1)
+
+
+def build(family: str, dtype: str) -> tuple[Any, Any]:
+    """(model, task) of one family; biases and weights are perturbed so every term is non-zero."""
+    if family == "theory MLP":
+        task: Any = modular()
+        model: Any = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, dtype=dtype))
+    elif family == "theory MLP k=3":
+        task = modular(k=3)
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="power", dtype=dtype))
+    elif family == "embed MLP":
+        task = mm.GroupComposition("S3", train_fraction=0.6, seed=1)
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, d_embed=12, act_fn="relu",
+                                                   input_style="embed", use_biases=True,
+                                                   dtype=dtype))
+    elif family == "parity MLP":
+        task = mm.SparseParity(n=8, k=3, train_fraction=0.6, seed=1)
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, dtype=dtype))
+    else:
+        k = 3 if family.endswith("k=3") else 2
+        task = modular(k)
+        model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+            task, d_model=16, n_heads=2, d_head=8, d_mlp=32, dtype=dtype,
+            use_biases=family.startswith("transformer with biases")))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(2)
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model, task
+
+
+# b_K adds the same q·b_K to every score of a query, which softmax ignores: its exact gradient is 0.
+SHIFT_INVARIANT = "blocks.0.attn.b_K"
+FAMILIES = ["theory MLP", "theory MLP k=3", "embed MLP", "parity MLP", "transformer",
+            "transformer with biases", "transformer with biases k=3"]
+DTYPES = ["float32", "float64"]
+
+
+def ordinary_logits(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The path without tables: the full forward (all positions for the transformer)."""
+    return model(x)[:, -1] if model.model_kind == "transformer" else model(x)
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: tuple[float, float]) -> None:
+    torch.testing.assert_close(a, b, rtol=tol[0], atol=tol[1])
+
+
+def close_at_scale(a: torch.Tensor, b: torch.Tensor, rel: float, what: str) -> None:
+    scale = float(b.abs().max())
+    assert float((a - b).abs().max()) <= rel * scale, (what, float((a - b).abs().max()), scale)
+
+
+def takes_fast_path(model: Any, x: torch.Tensor) -> bool:
+    if model.model_kind == "transformer":
+        return fast_paths.transformer_applies(model, x)
+    return fast_paths.mlp_applies(model)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_logits_match_the_ordinary_path(family, dtype):
+    model, task = build(family, dtype)
+    x = model_inputs(model, task)
+    assert takes_fast_path(model, x) == (family != "parity MLP")
+    close(model.last_logits(x), ordinary_logits(model, x), PASS_TOL[dtype])
+
+
+def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor]
+              ) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    x = model_inputs(model, task)
+    cross_entropy64(logits_of(model, x), task.labels).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradients_of_every_parameter_match(family, dtype):
+    model, task = build(family, dtype)
+    fast = gradients(model, task, lambda m, x: m.last_logits(x))
+    ordinary = gradients(model, task, ordinary_logits)
+    assert fast.keys() == ordinary.keys() and len(fast) >= 2
+    for name in fast:
+        if name == SHIFT_INVARIANT:
+            close(fast[name], torch.zeros_like(fast[name]), PASS_TOL[dtype])
+            continue
+        assert ordinary[name].abs().max() > 0, name
+        close(fast[name], ordinary[name], PASS_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "parity MLP"])
+def test_training_runs_match(family, dtype):
+    """300 AdamW steps through train(): one model on the fast path, its twin on the ordinary path
+    (a no-op hook on a skipped point switches the table path off).
+
+    b_K is compared through the logits only: its exact gradient is 0, so AdamW turns each path's
+    rounding noise in it into steps of size ~lr in float32 (on either path), and no output
+    depends on it."""
+    config = mm.TrainConfig(steps=300, lr=3e-3, weight_decay=0.5, eval_every=100,
+                            checkpoint_schedule="none", progress=False)
+    fast_model, task = build(family, dtype)
+    slow_model, _ = build(family, dtype)
+    calls = []
+    slow_model.hook_embed.add_hook(lambda t, hook: calls.append(1))
+    x = model_inputs(fast_model, task)
+    assert takes_fast_path(fast_model, x) and not takes_fast_path(slow_model, x)
+    fast_run = mm.train(fast_model, task, config)
+    slow_run = mm.train(slow_model, task, config)
+    assert len(calls) > 300
+    for name, value in fast_model.state_dict().items():
+        if name != SHIFT_INVARIANT and value.abs().max() > 0:
+            close_at_scale(value, slow_model.state_dict()[name], RUN_TOL[dtype], name)
+    with torch.no_grad():
+        close_at_scale(fast_model.last_logits(x), slow_model.last_logits(x), RUN_TOL[dtype], "logits")
+    for column in ["train_loss", "test_loss", "train_acc", "test_acc"]:
+        close_at_scale(torch.tensor(fast_run.history[column].to_numpy()),
+                       torch.tensor(slow_run.history[column].to_numpy()), RUN_TOL[dtype], column)
+    assert fast_run.history["train_loss"].iloc[-1] < fast_run.history["train_loss"].iloc[0] / 2
+
+
+def test_transformer_falls_back_when_the_last_token_varies():
+    model, task = build("transformer with biases", "float64")
+    tokens = task.tokens.clone()
+    tokens[::2, -1] = 0
+    assert not fast_paths.transformer_applies(model, tokens)
+    close(model.last_logits(tokens), model(tokens)[:, -1], PASS_TOL["float64"])
+    assert not fast_paths.transformer_applies(model, tokens[:0])
+
+
+def hooked_families() -> list[str]:
+    return ["embed MLP", "theory MLP", "transformer with biases"]
+
+
+@pytest.mark.parametrize("family", hooked_families())
+@pytest.mark.parametrize("how", ["add_hook", "hooks context", "torch forward hook",
+                                 "torch forward pre-hook", "torch global hook"])
+def test_a_forward_hook_on_a_skipped_point_is_never_skipped(family, how):
+    """A hook that changes a skipped activation changes the logits exactly as on the ordinary path."""
+    model, task = build(family, "float64")
+    x = model_inputs(model, task)
+    calls: list[int] = []
+
+    def halve(tensor: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        calls.append(1)
+        return tensor / 2
+
+    point = model.hook_embed                       # skipped by every fast path
+    if how == "add_hook":
+        point.add_hook(halve)
+        got = model.last_logits(x)
+        want = ordinary_logits(model, x)
+        model.reset_hooks()
+    elif how == "hooks context":
+        with model.hooks(fwd_hooks=[("hook_embed", halve)]):
+            got = model.last_logits(x)
+            want = ordinary_logits(model, x)
+    elif how == "torch forward hook":
+        handle = point.register_forward_hook(lambda module, args, out: halve(out))
+        got, want = model.last_logits(x), ordinary_logits(model, x)
+        handle.remove()
+    elif how == "torch forward pre-hook":
+        handle = point.register_forward_pre_hook(lambda module, args: (halve(args[0]),))
+        got, want = model.last_logits(x), ordinary_logits(model, x)
+        handle.remove()
+    else:
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda module, args, out: halve(out) if module is point else None)
+        got, want = model.last_logits(x), ordinary_logits(model, x)
+        handle.remove()
+    assert len(calls) == 2
+    close(got, want, PASS_TOL["float64"])
+    assert (got - model.last_logits(x)).abs().max() > 1e-3     # the hook mattered
+    assert takes_fast_path(model, x)                             # and is gone again
+
+
+@pytest.mark.parametrize("family", hooked_families())
+def test_a_backward_hook_on_a_skipped_point_is_called(family):
+    model, task = build(family, "float64")
+    x = model_inputs(model, task)
+    grads: list[torch.Tensor] = []
+    with model.hooks(bwd_hooks=[("hook_embed", lambda g, hook: grads.append(g))]):
+        assert not takes_fast_path(model, x)
+        cross_entropy64(model.last_logits(x), task.labels).backward()
+    assert len(grads) == 1 and grads[0].shape[:2] == x.shape[:2]
+
+
+@pytest.mark.parametrize("family", hooked_families())
+def test_hooks_on_points_the_fast_path_keeps_see_the_ordinary_tensors(family):
+    model, task = build(family, "float64")
+    x = model_inputs(model, task)
+    names = ["blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post"]
+    if model.model_kind == "transformer":
+        names += ["blocks.0.hook_attn_out", "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out",
+                  "blocks.0.hook_resid_post"]
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    hooks = [(name, lambda t, hook: seen[hook.name].append(t.clone())) for name in names]
+    with model.hooks(fwd_hooks=hooks):
+        assert takes_fast_path(model, x)
+        model.last_logits(x)
+        if model.model_kind == "transformer":
+            model(x, final_pos_only=True)
+        else:
+            model(x)
+    for name in names:
+        fast, ordinary = seen[name]
+        assert fast.shape == ordinary.shape, name
+        close(fast, ordinary, PASS_TOL["float64"])

@@ -1,0 +1,179 @@
+"""Snapshots are all or nothing: kill real training processes anywhere, resume, get the same run.
+
+Each trial forks a training process (a real process: it is killed with SIGKILL, by the fault hook
+of mi_margin.models.files inside its writes or by the test at a random moment), then resumes the
+run folder in a fresh process until it finishes, and compares the final weights, kept checkpoints
+and history bit for bit with a run that was never interrupted. Forking keeps a trial cheap (the
+child starts with mi_margin already imported); tests/training/test_snapshots.py::
+test_kill_a_fresh_interpreter runs the same in a new interpreter (slow).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.models import files
+from mi_margin.training.run_folder import holds_run
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+
+STEPS = 9
+
+
+def task() -> mm.ModularAddition:
+    return mm.ModularAddition(p=5, train_fraction=0.6)
+
+
+def config(**changes) -> mm.TrainConfig:
+    base = dict(steps=STEPS, lr=0.05, eval_every=3, n_checkpoints=4, snapshot_every=1,
+                batch_size=8, progress=False)
+    return mm.TrainConfig(**{**base, **changes})
+
+
+def fresh_model() -> mm.HookedMLP:
+    return mm.HookedMLP(mm.MLPConfig.for_task(task(), d_mlp=8, seed=3))
+
+
+def train_or_resume(root: Path, cfg: mm.TrainConfig) -> None:
+    """What every trial process does: continue the run in ``root``, or start it."""
+    if holds_run(root):
+        mm.resume(root)
+    else:
+        mm.train(fresh_model(), task(), cfg, out_dir=root)
+
+
+def in_process(root: Path, cfg: mm.TrainConfig, kill_at: int | None = None,
+               kill_after: float | None = None, count_to: Path | None = None) -> int:
+    """Run :func:`train_or_resume` in a forked process; its exit code, or -signal if killed.
+
+    ``kill_at``: the fault point (mi_margin.models.files) at which the process SIGKILLs itself;
+    ``kill_after``: seconds after which the test SIGKILLs it; ``count_to``: write the number of
+    fault points passed there.
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: train, then leave without running pytest's teardown
+        code = 0
+        try:
+            torch.set_num_threads(1)
+            os.environ[files.KILL_AT_ENV] = str(kill_at if kill_at is not None else 10**9)
+            files._points[0] = 0
+            train_or_resume(root, cfg)
+            if count_to is not None:
+                count_to.write_text(str(files._points[0]))
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    if kill_after is not None:
+        time.sleep(kill_after)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+@pytest.fixture(scope="module")
+def reference() -> mm.Run:
+    """The uninterrupted run (no run folder)."""
+    return mm.train(fresh_model(), task(), config())
+
+
+def assert_same_run(root: Path, ref: mm.Run) -> None:
+    run = mm.load(root)
+    assert run.status == "finished" and run.step == ref.step
+    for name, value in ref.model.state_dict().items():
+        assert torch.equal(run.model.state_dict()[name], value), name
+    assert sorted(run.checkpoints) == sorted(ref.checkpoints)
+    for step, state in ref.checkpoints.items():
+        assert all(torch.equal(run.checkpoints[step][k], v) for k, v in state.items()), step
+    pd.testing.assert_frame_equal(run.history, ref.history, check_exact=True)
+    leftovers = [p for p in root.rglob("*") if files.is_temporary(p)]
+    assert leftovers == []
+    assert len(list((root / "snapshots").iterdir())) == 1
+
+
+def count_points(tmp_path: Path) -> int:
+    counter = tmp_path / "count"
+    assert in_process(tmp_path / "count_run", config(), count_to=counter) == 0
+    return int(counter.read_text())
+
+
+def test_uninterrupted_folder_run_equals_in_memory_run(tmp_path, reference):
+    assert in_process(tmp_path / "run", config()) == 0
+    assert_same_run(tmp_path / "run", reference)
+
+
+def kill_and_resume(tmp_path: Path, points: list[int], ref: mm.Run) -> None:
+    for k in points:
+        root = tmp_path / f"k{k}"
+        assert in_process(root, config(), kill_at=k) == -signal.SIGKILL, k
+        assert in_process(root, config()) == 0, k
+        assert_same_run(root, ref)
+
+
+def test_kill_inside_the_writes_then_resume_is_exact(tmp_path, reference):
+    """SIGKILL at every fault point of the first snapshot and of the last one (checkpoint,
+    snapshot folder, history, run.json, cleanup, finish) and at a stride of those in between."""
+    n = count_points(tmp_path)
+    assert n > 100
+    kill_and_resume(tmp_path, sorted(set(range(1, 22)) | set(range(22, n - 25, 9))
+                                     | set(range(n - 25, n + 1))), reference)
+
+
+@pytest.mark.slow
+def test_kill_at_every_fault_point(tmp_path, reference):
+    kill_and_resume(tmp_path, list(range(1, count_points(tmp_path) + 1)), reference)
+
+
+def test_killed_again_while_resuming(tmp_path, reference):
+    rng = random.Random(0)
+    n = count_points(tmp_path)
+    for trial in range(4):
+        root = tmp_path / f"t{trial}"
+        assert in_process(root, config(), kill_at=rng.randrange(20, n)) == -signal.SIGKILL
+        code = in_process(root, config(), kill_at=rng.randrange(1, n // 2))
+        assert code in (0, -signal.SIGKILL)
+        assert in_process(root, config()) == 0
+        assert_same_run(root, reference)
+
+
+def test_kill_at_random_moments(tmp_path):
+    """The test kills the process at random times (adaptive snapshot cadence, more steps)."""
+    cfg = config(steps=400, snapshot_every=None, eval_every=25, n_checkpoints=6)
+    ref = mm.train(fresh_model(), task(), cfg)
+    start = time.perf_counter()
+    assert in_process(tmp_path / "timing", cfg) == 0
+    seconds = time.perf_counter() - start
+    rng = random.Random(1)
+    for trial in range(5):
+        root = tmp_path / f"r{trial}"
+        code = in_process(root, cfg, kill_after=rng.uniform(0, seconds))
+        assert code in (0, -signal.SIGKILL)
+        assert in_process(root, cfg) == 0
+        assert_same_run(root, ref)
+
+
+@pytest.mark.slow
+def test_kill_a_fresh_interpreter(tmp_path, reference):
+    """The same as the forked trials, in new interpreters started with subprocess."""
+    root = tmp_path / "run"
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"from test_snapshots import train_or_resume, config; from pathlib import Path; "
+            f"train_or_resume(Path({str(root)!r}), config())")
+    env = {**os.environ, files.KILL_AT_ENV: "45"}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    env.pop(files.KILL_AT_ENV)
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+    assert_same_run(root, reference)
