@@ -59,6 +59,6 @@ def pick_checkpoints(available: list[int], history: pd.DataFrame, n: int, kind: 
     edges = [first] + [s for s in (bounds["memorized"], bounds["cleanup_start"], bounds["grokked"])
                        if s is not None and first < s < last] + [last]
     edges = sorted(set(edges))
-    per_phase = max(2, n // (len(edges) - 1))
+    per_phase = max(3, n // (len(edges) - 1))       # both ends and at least one inside
     targets = np.concatenate([np.linspace(a, b, per_phase) for a, b in zip(edges, edges[1:])])
     return sorted({first, last, *_nearest(available, targets)})

@@ -102,13 +102,16 @@ def li_p23_k3_cubic() -> Made:
 
 # -- Chughtai et al. (2023): universality on groups -----------------------------------------------------
 def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Made:
-    """Chughtai et al.'s MLP (embed 256, hidden 128, ReLU) with their full-batch AdamW recipe."""
+    """Chughtai et al.'s MLP (embed 256, hidden 128, ReLU) with their full-batch AdamW recipe.
+
+    Weights are kept every 100 steps (at most 300 times), so that the short memorization phase
+    is sampled too."""
     task = mm.GroupComposition(group, train_fraction=train_fraction, seed=seed)
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, input_style="embed", d_embed=256, d_mlp=128,
                                                act_fn="relu", seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=steps // 500, seed=seed, progress=False)
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
     return model, task, train
 
 
@@ -118,7 +121,7 @@ def chughtai_transformer(group: str, train_fraction: float, seed: int, steps: in
     model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=steps // 500, seed=seed, progress=False)
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
     return model, task, train
 
 
