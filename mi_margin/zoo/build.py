@@ -149,6 +149,19 @@ def reproductions_table(dest: str | Path = DATA) -> str:
     return "\n".join(rows)
 
 
+TABLE_START, TABLE_END = "<!-- zoo-table -->", "<!-- /zoo-table -->"
+
+
+def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
+    """Replace the table between the zoo-table markers of ``path`` by :func:`reproductions_table`."""
+    text = Path(path).read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise MiMarginError(f"{path} has no {TABLE_START} ... {TABLE_END} markers")
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    Path(path).write_text(f"{head}{TABLE_START}\n{reproductions_table(dest)}\n{TABLE_END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mi_margin.zoo.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,13 +175,17 @@ def main(argv: list[str] | None = None) -> None:
     p_entry.add_argument("--run", required=True)
     for p in (p_train, p_entry):
         p.add_argument("--dest", default=str(DATA))
-    sub.add_parser("table", help="print the Reproductions table")
+    p_table = sub.add_parser("table", help="print the Reproductions table")
+    p_table.add_argument("--readme", help="rewrite the table inside this README instead")
     p_cards = sub.add_parser("cards", help="regenerate every entry's card from its shipped files")
     p_cards.add_argument("--dest", default=str(DATA))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.command == "table":
-        print(reproductions_table())
+        if args.readme:
+            update_readme(args.readme)
+        else:
+            print(reproductions_table())
         return
     if args.command == "cards":
         for root in sorted(p for p in Path(args.dest).iterdir() if (p / "entry.json").is_file()):

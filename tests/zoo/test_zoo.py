@@ -155,3 +155,14 @@ def test_recipes_are_deterministic(name):
     assert c1 == c2 and t1.to_dict() == t2.to_dict() and torch.equal(t1.train_idx, t2.train_idx)
     for key, value in m1.state_dict().items():
         assert torch.equal(value, m2.state_dict()[key])
+
+
+def test_readme_reproductions_table_is_the_cards_table():
+    from pathlib import Path
+
+    from mi_margin.zoo.build import TABLE_END, TABLE_START, reproductions_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
+    assert table == reproductions_table()
+    assert all(f"`{name}`" in table for name in ENTRIES)
