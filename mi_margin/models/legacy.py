@@ -55,7 +55,7 @@ def unwrap(obj: Any, index: int = -1) -> tuple[dict[str, torch.Tensor], dict[str
     """(state dict, stored config or {}) from any of the layouts in the module docstring."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"expected a state dict or a dict holding one, got {type(obj).__name__}")
-    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    config: dict[str, Any] = obj["config"] if isinstance(obj.get("config"), dict) else {}
     for key in NESTED:
         if isinstance(obj.get(key), dict):
             return unwrap(obj[key])[0], config

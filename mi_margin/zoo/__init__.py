@@ -13,7 +13,7 @@ Example:
     >>> "morwani_parity_n10_k4_quartic" in mm.zoo.list()
     True
     >>> run = mm.zoo.load("morwani_parity_n10_k4_quartic")
-    >>> run.history["train_acc"].iloc[-1]
+    >>> float(run.history["train_acc"].iloc[-1])
     1.0
 """
 
@@ -29,7 +29,7 @@ from mi_margin.zoo.store import read_entry
 DATA = Path(__file__).parent / "data"
 
 
-def list() -> builtins.list[str]:  # noqa: A001 - mm.zoo.list() is the documented name
+def list() -> builtins.list[str]:
     """The names of the installed entries, sorted."""
     if not DATA.is_dir():
         return []

@@ -61,7 +61,8 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
     what = key.split(" (")[0]
     if marks[key] is None:
         return df, f"{what}: not reached in {run.step} steps"
-    return df, f"{what} at step {marks[key]} ({_wall(h, marks[key])} wall, {_wall(h, marks[key], 'cpu_s')} CPU)"
+    step = marks[key]
+    return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
 
 
 def final_metrics(run: Run) -> pd.DataFrame:

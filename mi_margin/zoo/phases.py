@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -60,5 +61,5 @@ def pick_checkpoints(available: list[int], history: pd.DataFrame, n: int, kind: 
                        if s is not None and first < s < last] + [last]
     edges = sorted(set(edges))
     per_phase = max(3, n // (len(edges) - 1))       # both ends and at least one inside
-    targets = np.concatenate([np.linspace(a, b, per_phase) for a, b in zip(edges, edges[1:])])
+    targets = np.concatenate([np.linspace(a, b, per_phase) for a, b in itertools.pairwise(edges)])
     return sorted({first, last, *_nearest(available, targets)})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mi_margin as mm
@@ -171,13 +172,13 @@ _RECIPES = [
              "margin"))),
     *[Recipe(f"chughtai_S4_mlp_seed{seed}", f"S4 composition, Chughtai et al.'s ReLU MLP, 70% train, "
              f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
-             lambda seed=seed: chughtai_mlp("S4", 0.7, seed, 15_000), "grokking",
+             partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
              (("key irreps", "differ between seeds; S4 is not in the paper (S5: Fig. 7)", "key"),),
              n_ship=8)
       for seed in (0, 1, 2, 3)],
     Recipe("chughtai_A5_mlp_seed1", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 6 (A5 MLP)",
-           lambda: chughtai_mlp("A5", 0.5, 1, 60_000), "grokking",
+           partial(chughtai_mlp, "A5", 0.5, 1, 60_000), "grokking",
            (("key irreps, 4 seeds", "{std, 3d-a, 3d-b}, {std, 3d-a, 3d-b}, {3d-a, 5d-a, std}, "
                                     "{5d-a, 3d-a, std, 3d-b} (Table 6)", "key"),
             ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=10),
@@ -190,11 +191,11 @@ _RECIPES = [
             ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=24, heavy=True),
     *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
              f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
-             lambda seed=seed: chughtai_mlp("S5", 0.4, seed, 150_000), "grokking",
+             partial(chughtai_mlp, "S5", 0.4, seed, 150_000), "grokking",
              CHUGHTAI_S5_NUMBERS, n_ship=8, heavy=True) for seed in (1, 2, 3)],
     Recipe("chughtai_S5_transformer_seed1", "S5 composition, one-layer transformer, 60% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 5 (S5 transformer)",
-           lambda: chughtai_transformer("S5", 0.6, 1, 50_000), "grokking",
+           partial(chughtai_transformer, "S5", 0.6, 1, 50_000), "grokking",
            (("key irreps, 4 seeds", "{sign, std_sign} ×2, {sign, std} ×2 (Table 5)", "key"),
             ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=8, heavy=True),
 ]

@@ -3,6 +3,7 @@ checkpoints and cards give what the full-precision weights gave."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -144,7 +145,7 @@ def test_phases_and_checkpoint_choice():
         assert sum(a < s < b for s in picked) >= 1
     log = pick_checkpoints(steps, history, 6, "max_margin")
     assert log[0] == 0 and log[-1] == 10_000 and len(log) <= 7
-    gaps = [b - a for a, b in zip(log[1:], log[2:])]
+    gaps = [b - a for a, b in itertools.pairwise(log[1:])]
     assert gaps == sorted(gaps)                                              # log-spaced
 
 
