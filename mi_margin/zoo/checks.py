@@ -23,9 +23,8 @@ from typing import Any
 
 import torch
 
-from mi_margin.analysis.fourier import key_frequencies
-from mi_margin.analysis.irreps import KEY_THRESHOLD, key_irreps
 from mi_margin.analysis.margin import margin
+from mi_margin.analysis.spectrum import KEY_SIMILARITY, key_frequencies, key_irreps
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.predictions import prediction_for
 
@@ -36,7 +35,7 @@ MARGIN_RTOL = 1e-2
 def irrep_threshold(task: Any) -> float:
     """Key-irrep threshold: Chughtai's 0.005, raised on small groups to four times the chance
     similarity |G|^{−(k+1)/2} of an untrained model (docstring of ``key_irreps``)."""
-    return max(KEY_THRESHOLD, 4.0 * task.d_vocab ** (-(task.k + 1) / 2))
+    return max(KEY_SIMILARITY, 4.0 * task.d_vocab ** (-(task.k + 1) / 2))
 
 
 def key_labels(model: Any, task: Any) -> list[Any]:
