@@ -41,6 +41,7 @@ from mi_margin.models import (
     HookedOneLayerTransformer,
     MLPConfig,
     TransformerConfig,
+    load_tl_checkpoint,
 )
 from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
 from mi_margin.theory import compare_to_theory
@@ -52,7 +53,7 @@ analysis.results.figure_loader = lambda: importlib.import_module("mi_margin.viz"
 __version__ = "0.1.0"
 
 #: subpackages imported on first attribute access (plotly, circuitsvis, Ray load with them)
-LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli")
+LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli", "zoo")
 
 
 def __getattr__(name: str) -> Any:
@@ -93,6 +94,7 @@ __all__ = [
     "key_frequencies",
     "key_irreps",
     "load",
+    "load_tl_checkpoint",
     "logit_similarity",
     "margin",
     "models",
@@ -112,4 +114,5 @@ __all__ = [
     "train_batched",
     "training",
     "viz",
+    "zoo",
 ]

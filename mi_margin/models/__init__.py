@@ -2,9 +2,10 @@
 
 from mi_margin.models.config import MLPConfig, TransformerConfig, config_from_dict
 from mi_margin.models.io import build_model, load_model, save_model
+from mi_margin.models.legacy import load_tl_checkpoint
 from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.tl_interface import TLInterface
 from mi_margin.models.transformer import HookedOneLayerTransformer
 
 __all__ = ["HookedMLP", "HookedOneLayerTransformer", "MLPConfig", "TLInterface", "TransformerConfig",
-           "build_model", "config_from_dict", "load_model", "save_model"]
+           "build_model", "config_from_dict", "load_model", "load_tl_checkpoint", "save_model"]

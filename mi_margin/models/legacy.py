@@ -1,0 +1,152 @@
+"""Load a published TransformerLens checkpoint (legacy ``HookedTransformer`` layout) safely.
+
+Grokking runs shared by Nanda et al. and the ARENA course are ``torch.save``'d state dicts of a
+one-layer, LayerNorm-free ``HookedTransformer``: ``embed.W_E`` [d_vocab, d_model],
+``pos_embed.W_pos`` [n_ctx, d_model], ``blocks.0.attn.W_Q/W_K/W_V`` [H, d_model, d_head],
+``blocks.0.attn.W_O`` [H, d_head, d_model], ``blocks.0.mlp.W_in`` [d_model, d_mlp],
+``blocks.0.mlp.W_out`` [d_mlp, d_model], ``unembed.W_U`` [d_model, d_vocab_out], their biases
+and the buffers ``blocks.0.attn.mask`` / ``blocks.0.attn.IGNORE``. They come bare, nested as
+``{"model": state_dict, "config": {...}}`` (or ``"state_dict"``), or as a list of checkpoints
+``{"state_dicts": [...], ...}``. :func:`load_tl_checkpoint` reads the file with
+``torch.load(..., weights_only=True)`` (tensors and plain containers only: a file that needs
+arbitrary pickled objects is refused), infers the :class:`TransformerConfig` from the shapes,
+checks it against a stored config, and returns a :class:`HookedOneLayerTransformer`.
+
+Example:
+    >>> import mi_margin as mm
+    >>> model = mm.load_tl_checkpoint("grokking/full_run_data.pth", index=-1)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mi_margin.errors import CheckpointError
+from mi_margin.models.config import TransformerConfig
+from mi_margin.models.transformer import HookedOneLayerTransformer
+
+#: buffers of TransformerLens's attention that our model rebuilds from the config
+BUFFERS = ("blocks.0.attn.mask", "blocks.0.attn.IGNORE")
+NESTED = ("model", "state_dict")
+LISTS = ("state_dicts", "checkpoints")
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` restricted to tensors and plain containers; anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain "
+            f"containers, and unpickling them could run arbitrary code ({err}). Re-save its state "
+            "dict (torch.save(model.state_dict(), ...)) or convert it with a trusted script.") from err
+    except (RuntimeError, OSError, EOFError) as err:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {err}") from err
+
+
+def unwrap(obj: Any, index: int = -1) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, stored config or {}) from any of the layouts in the module docstring."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"expected a state dict or a dict holding one, got {type(obj).__name__}")
+    config: dict[str, Any] = obj["config"] if isinstance(obj.get("config"), dict) else {}
+    for key in NESTED:
+        if isinstance(obj.get(key), dict):
+            return unwrap(obj[key])[0], config
+    for key in LISTS:
+        if isinstance(obj.get(key), (list, tuple)):
+            states = obj[key]
+            if not -len(states) <= index < len(states):
+                raise CheckpointError(f"index={index} is out of range for {len(states)} {key!r}")
+            return unwrap(states[index])[0], config
+    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"no state dict found; top-level keys: {sorted(map(str, obj))[:12]}; "
+                              f"expected tensors, or one of {[*NESTED, *LISTS]}")
+    return obj, config
+
+
+def infer_config(state: dict[str, torch.Tensor], stored: dict[str, Any] | None = None,
+                 **overrides: Any) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a legacy one-layer state dict, checked against ``stored``.
+
+    Raises :class:`CheckpointError` for LayerNorm weights, more than one layer, missing or extra
+    keys, inconsistent shapes, or a stored config that disagrees with the weights.
+    """
+    stored = stored or {}
+    norms = sorted(k for k in state if ".ln" in k or k.startswith("ln_final"))
+    if norms or stored.get("normalization_type") not in (None, "None"):
+        raise CheckpointError(f"the checkpoint has LayerNorm ({norms or stored['normalization_type']}); "
+                              "HookedOneLayerTransformer has none (Nanda et al.'s model)")
+    layers = sorted({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if layers != ["0"] or stored.get("n_layers", 1) != 1:
+        raise CheckpointError(f"expected one layer (blocks.0), got blocks {layers}")
+    need = ["embed.W_E", "blocks.0.attn.W_Q", "blocks.0.mlp.W_in", "unembed.W_U"]
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise CheckpointError(f"missing keys {missing}; present: {sorted(state)}")
+    (H, d_model, d_head), (d_vocab, _) = state["blocks.0.attn.W_Q"].shape, state["embed.W_E"].shape
+    uses_pos = "pos_embed.W_pos" in state
+    fields: dict[str, Any] = {
+        "d_vocab": d_vocab, "d_model": d_model, "n_heads": H, "d_head": d_head,
+        "d_mlp": state["blocks.0.mlp.W_in"].shape[1], "d_vocab_out": state["unembed.W_U"].shape[1],
+        "n_ctx": state["pos_embed.W_pos"].shape[0] if uses_pos else stored.get("n_ctx", 3),
+        "use_pos_embed": uses_pos, "act_fn": stored.get("act_fn", "relu"),
+        "use_biases": any(bool(v.abs().sum()) for k, v in state.items() if ".b_" in k),
+        "attention_dir": stored.get("attention_dir", "causal")}
+    for name, value in stored.items():
+        if name in fields and value != fields[name]:
+            raise CheckpointError(f"the stored config says {name}={value!r} but the weights give "
+                                  f"{name}={fields[name]!r}")
+    if stored.get("attn_only"):
+        raise CheckpointError("attention-only checkpoints are not supported (attn_only=True)")
+    if "dtype" not in overrides:
+        overrides["dtype"] = "float64" if state["embed.W_E"].dtype == torch.float64 else "float32"
+    return TransformerConfig(**{**fields, **overrides})
+
+
+def load_tl_checkpoint(path: str | Path, *, index: int = -1, d_vocab_out: int | None = None,
+                       **overrides: Any) -> HookedOneLayerTransformer:
+    """A :class:`HookedOneLayerTransformer` with the weights of a legacy TransformerLens file.
+
+    Args:
+        path: a file written by ``torch.save`` (see the module docstring for the layouts).
+        index: which checkpoint of a ``"state_dicts"`` list (default the last).
+        d_vocab_out: keep only the first ``d_vocab_out`` output columns of ``W_U``/``b_U``
+            (Nanda et al. trained with p + 1 = 114 outputs, '=' included; the analyses use 113).
+        overrides: config fields the weights cannot tell (``act_fn``, ``attention_dir``, ``seed``).
+
+    Raises:
+        CheckpointError: the file needs unpickling of arbitrary objects, has no state dict, or its
+            weights do not fit a LayerNorm-free one-layer transformer (the message says why).
+    """
+    state, stored = unwrap(read_checkpoint(path), index)
+    state = {k: v for k, v in state.items() if k not in BUFFERS}
+    if d_vocab_out is not None:
+        state = dict(state)
+        state["unembed.W_U"] = state["unembed.W_U"][:, :d_vocab_out]
+        if "unembed.b_U" in state:
+            state["unembed.b_U"] = state["unembed.b_U"][:d_vocab_out]
+        stored = {k: v for k, v in stored.items() if k != "d_vocab_out"}
+    model = HookedOneLayerTransformer(infer_config(state, stored, **overrides))
+    expected = model.state_dict()
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"unexpected keys {extra} for a one-layer transformer; "
+                              f"expected {sorted(expected)}")
+    full = {k: state.get(k, torch.zeros_like(v)) for k, v in expected.items()}
+    bad = [f"{k}: {tuple(full[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+           if full[k].shape != v.shape]
+    if bad:
+        raise CheckpointError("shapes do not match the inferred config (file vs model): "
+                              + "; ".join(bad))
+    missing = sorted(k for k in expected if k not in state and ".b_" not in k and k != "pos_embed.W_pos")
+    if missing:
+        raise CheckpointError(f"missing weights {missing}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()})
+    return model.eval()

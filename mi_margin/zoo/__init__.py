@@ -1,0 +1,56 @@
+"""The model zoo: the papers' models, trained by committed recipes, shipped with the package.
+
+``mm.zoo.list()`` names the entries, ``mm.zoo.load(name)`` gives a :class:`~mi_margin.Run`
+(model in eval mode, task, train config, history, checkpoints) offline from the installed files,
+``mm.zoo.card(name)`` the entry's card (recipe, wall time to grok and on what machine, final
+metrics, key frequencies or irreps, margin against the theory, the paper's numbers next to ours).
+Entries are built by ``python -m mi_margin.zoo.build`` from the recipes in
+:mod:`mi_margin.zoo.recipes`; the format (safetensors + JSON, no pickle) is in
+:mod:`mi_margin.zoo.store`.
+
+Example:
+    >>> import mi_margin as mm
+    >>> "morwani_parity_n10_k4_quartic" in mm.zoo.list()
+    True
+    >>> run = mm.zoo.load("morwani_parity_n10_k4_quartic")
+    >>> float(run.history["train_acc"].iloc[-1])
+    1.0
+"""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+from mi_margin.errors import MiMarginError
+from mi_margin.training import Run
+from mi_margin.zoo.store import read_entry
+
+DATA = Path(__file__).parent / "data"
+
+
+def list() -> builtins.list[str]:
+    """The names of the installed entries, sorted."""
+    if not DATA.is_dir():
+        return []
+    return sorted(p.name for p in DATA.iterdir() if (p / "entry.json").is_file())
+
+
+def _folder(name: str) -> Path:
+    names = list()
+    if name not in names:
+        raise MiMarginError(f"no zoo entry {name!r}; valid: {names}")
+    return DATA / name
+
+
+def load(name: str) -> Run:
+    """The entry ``name`` as a :class:`~mi_margin.Run` (model in eval mode, final weights)."""
+    return read_entry(_folder(name))
+
+
+def card(name: str) -> str:
+    """The markdown card of entry ``name``."""
+    return (_folder(name) / "card.md").read_text()
+
+
+__all__ = ["card", "list", "load"]

@@ -1,0 +1,206 @@
+"""Build zoo entries: train a recipe, or take a run folder, and write the entry with its card.
+
+Command line (one torch thread; see docs/performance.md)::
+
+    python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
+    python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
+    python -m mi_margin.zoo.build table                       # the README "Reproductions" table
+
+``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
+machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
+(:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores the intermediate ones in float16 when the
+analyses give the same answers on them (:mod:`mi_margin.zoo.checks`) and float32 otherwise, and
+writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mi_margin as mm
+from mi_margin.errors import MiMarginError
+from mi_margin.theory.predictions import max_margin
+from mi_margin.theory.recipe import margin_metric
+from mi_margin.training import Run
+from mi_margin.zoo import cards
+from mi_margin.zoo.checks import same_answers, signature
+from mi_margin.zoo.phases import pick_checkpoints
+from mi_margin.zoo.recipes import RECIPES, Recipe
+from mi_margin.zoo.store import read_entry, read_meta, write_entry
+
+DATA = Path(__file__).parent / "data"
+REDUCED = "float16"
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name`` (a clear error listing the valid names otherwise)."""
+    if name not in RECIPES:
+        raise MiMarginError(f"no zoo recipe {name!r}; valid: {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, thread count and library versions a timing was measured with."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version()}
+
+
+def wall_clock() -> Any:
+    """A ``train(metrics=...)`` callable: wall-clock and CPU seconds (this process) since training
+    started, ``wall_s`` and ``cpu_s`` (CPU time is what a busy shared machine does not inflate)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    return lambda model, task: {"wall_s": time.perf_counter() - wall,
+                                "cpu_s": time.process_time() - cpu}
+
+
+def train_recipe(name: str, out: str | Path | None = None) -> Run:
+    """Train recipe ``name``; with ``out``, the run folder is ``out/run`` and the machine is
+    recorded in ``out/machine.json``."""
+    rec = recipe(name)
+    model, task, config = rec.make()
+    metrics = [wall_clock()]
+    if rec.kind == "max_margin":
+        metrics.append(margin_metric(max_margin(task).gamma))
+    run_dir = None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "machine.json").write_text(json.dumps(machine(), indent=1))
+        run_dir = Path(out) / "run"
+    return mm.train(model, task, config, out_dir=run_dir, metrics=metrics)
+
+
+def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[str, Any]]:
+    """dtype per kept step (final: the model's own; others float16 when their signature is
+    unchanged) and the full-precision signatures the entry records."""
+    dtypes: dict[int, str] = {}
+    recorded: dict[str, Any] = {}
+    for step in steps:
+        model = run.model_at(step)
+        full = signature(model, run.task)
+        recorded[str(step)] = full
+        if step == run.step:
+            dtypes[step] = model.cfg.dtype
+            continue
+        reduced = run.model_at(step)
+        reduced.load_state_dict({k: v.to(getattr(torch, REDUCED)).to(v.dtype)
+                                 for k, v in run.checkpoints[step].items()})
+        dtypes[step] = REDUCED if same_answers(full, signature(reduced, run.task)) else model.cfg.dtype
+    return dtypes, recorded
+
+
+def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
+                machine_info: dict[str, Any] | None = None) -> Path:
+    """Write the zoo entry ``name`` from ``run`` (a Run or a run folder) and its card; returns
+    the entry folder."""
+    rec = recipe(name)
+    if not isinstance(run, Run):
+        folder = Path(run)
+        run = mm.load(folder)
+        info = folder.parent / "machine.json"
+        if machine_info is None and info.is_file():
+            machine_info = json.loads(info.read_text())
+    assert isinstance(run, Run)
+    if run.step not in run.checkpoints:
+        run.checkpoints[run.step] = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    steps = pick_checkpoints(sorted(run.checkpoints), run.history, rec.n_ship, rec.kind)
+    dtypes, recorded = choose_precision(run, steps)
+    build: dict[str, Any] = {"recipe": name, "machine": machine_info or {},
+                             "built": time.strftime("%Y-%m-%d")}
+    final = None
+    if rec.finish is not None:
+        start = time.perf_counter()
+        final = dict(rec.finish(run.model_at(run.step), run.task).state_dict())
+        build["finish"] = {"function": rec.finish.__name__,
+                           "seconds": round(time.perf_counter() - start, 2)}
+    root = Path(dest) / name
+    write_entry(root, run, dtypes, build, {"signatures": recorded}, final)
+    shipped = read_entry(root)
+    (root / "card.md").write_text(cards.card(rec, shipped, build, dtypes))
+    return root
+
+
+def rewrite_card(root: Path) -> None:
+    """Regenerate an entry's card from its shipped files (after a change to the card layout)."""
+    meta = read_meta(root)
+    dtypes = {int(s): d for s, d in meta["checkpoints"].items()}
+    (root / "card.md").write_text(cards.card(recipe(root.name), read_entry(root), meta["build"], dtypes))
+
+
+def reproductions_table(dest: str | Path = DATA) -> str:
+    """The README's "Reproductions" table, one row per built entry, read from the cards."""
+    rows = ["| paper figure | ours | how to regenerate |", "|---|---|---|"]
+    for root in sorted(p for p in Path(dest).iterdir() if (p / "card.md").is_file()):
+        rows.append(cards.table_row(recipe(root.name), (root / "card.md").read_text()))
+    return "\n".join(rows)
+
+
+TABLE_START, TABLE_END = "<!-- zoo-table -->", "<!-- /zoo-table -->"
+
+
+def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
+    """Replace the table between the zoo-table markers of ``path`` by :func:`reproductions_table`."""
+    text = Path(path).read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise MiMarginError(f"{path} has no {TABLE_START} ... {TABLE_END} markers")
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    Path(path).write_text(f"{head}{TABLE_START}\n{reproductions_table(dest)}\n{TABLE_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mi_margin.zoo.build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train a recipe into OUT/run, then build its entry")
+    p_train.add_argument("name")
+    p_train.add_argument("--out", required=True)
+    p_train.add_argument("--no-entry", action="store_true", help="only train")
+    p_entry = sub.add_parser("entry", help="build an entry from a run folder")
+    p_entry.add_argument("name")
+    p_entry.add_argument("--run", required=True)
+    for p in (p_train, p_entry):
+        p.add_argument("--dest", default=str(DATA))
+    p_table = sub.add_parser("table", help="print the Reproductions table")
+    p_table.add_argument("--readme", help="rewrite the table inside this README instead")
+    p_cards = sub.add_parser("cards", help="regenerate every entry's card from its shipped files")
+    p_cards.add_argument("--dest", default=str(DATA))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.command == "table":
+        if args.readme:
+            update_readme(args.readme)
+        else:
+            print(reproductions_table())
+        return
+    if args.command == "cards":
+        for root in sorted(p for p in Path(args.dest).iterdir() if (p / "entry.json").is_file()):
+            rewrite_card(root)
+            print(root / "card.md")
+        return
+    if args.command == "train":
+        run = train_recipe(args.name, args.out)
+        print(f"trained {args.name}: {run}", flush=True)
+        if args.no_entry:
+            return
+        print(build_entry(args.name, Path(args.out) / "run", args.dest))
+        return
+    print(build_entry(args.name, args.run, args.dest))
+
+
+if __name__ == "__main__":
+    main()

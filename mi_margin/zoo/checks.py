@@ -1,0 +1,77 @@
+"""What an entry's analyses say about one checkpoint, to hold reduced precision to full precision.
+
+:func:`signature` is the set of reported answers that must not change when an intermediate
+checkpoint is stored in float16: the number of correctly classified train and test examples, the
+key frequencies (modular addition) or key irreps (groups), and, for networks of a theorem's
+family, the normalized margin's ratio to γ* (to a relative tolerance: float16 keeps 11 bits).
+The build computes it on the full-precision weights and keeps a checkpoint in float16 only if
+the float16 copy gives the same signature; the entry records the full-precision signature so
+that a test recomputes it on the shipped files.
+
+Example:
+    >>> import mi_margin as mm
+    >>> task = mm.ModularAddition(p=7, train_fraction=0.5)
+    >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16))
+    >>> sorted(signature(model, task))
+    ['key', 'margin_ratio', 'test_correct', 'train_correct']
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from mi_margin.analysis.margin import margin
+from mi_margin.analysis.spectrum import KEY_SIMILARITY, key_frequencies, key_irreps
+from mi_margin.models.evaluation import evaluate
+from mi_margin.theory.predictions import prediction_for
+
+#: relative tolerance on margin / γ* between full and reduced precision
+MARGIN_RTOL = 1e-2
+
+
+def irrep_threshold(task: Any) -> float:
+    """Key-irrep threshold: Chughtai's 0.005, raised on small groups to four times the chance
+    similarity |G|^{−(k+1)/2} of an untrained model (docstring of ``key_irreps``)."""
+    return max(KEY_SIMILARITY, 4.0 * task.d_vocab ** (-(task.k + 1) / 2))
+
+
+def key_labels(model: Any, task: Any) -> list[Any]:
+    """Key frequencies (modular addition), key irreps (groups), or [] (sparse parity)."""
+    if task.kind == "modular_addition":
+        return key_frequencies(model, task)
+    if task.kind == "group_composition":
+        return key_irreps(model, task, irrep_threshold(task))
+    return []
+
+
+def margin_ratio(model: Any, task: Any) -> float | None:
+    """Normalized margin / γ* when the model is of the theorem's family, else None."""
+    pred = prediction_for(model, task)
+    if not pred.applies or not pred.gamma:
+        return None
+    res = margin(model, task)
+    return None if res.normalized is None else float(res.normalized / pred.gamma)
+
+
+@torch.no_grad()
+def signature(model: Any, task: Any) -> dict[str, Any]:
+    """The answers the card reports for ``model`` (see the module docstring)."""
+    _, train_acc = evaluate(model, task, task.train_idx)
+    _, test_acc = evaluate(model, task, task.test_idx)
+    return {"train_correct": round(train_acc * len(task.train_idx)),
+            "test_correct": 0 if len(task.test_idx) == 0 else round(test_acc * len(task.test_idx)),
+            "key": key_labels(model, task), "margin_ratio": margin_ratio(model, task)}
+
+
+def same_answers(full: dict[str, Any], reduced: dict[str, Any]) -> bool:
+    """True when two signatures agree (exactly, margin ratio to ``MARGIN_RTOL``)."""
+    if {k: v for k, v in full.items() if k != "margin_ratio"} != \
+            {k: v for k, v in reduced.items() if k != "margin_ratio"}:
+        return False
+    a, b = full["margin_ratio"], reduced["margin_ratio"]
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=MARGIN_RTOL, abs_tol=MARGIN_RTOL * 1e-3)

@@ -1,0 +1,65 @@
+"""Which checkpoints an entry ships: linear within each phase of training.
+
+A grokking run (Nanda et al. 2023, Fig. 7; docs/mathematics.md §4.3) goes through memorization
+(train accuracy rises), circuit formation (train and test flat, the Fourier/irrep circuit grows)
+and cleanup (test accuracy jumps, the weight norm falls). The boundaries are read from the
+history (:func:`phase_bounds`): memorization ends when train accuracy first reaches ``level``;
+cleanup starts when test accuracy then first reaches ``level / 4``; the model has grokked when
+test accuracy reaches ``level``. (Nanda et al. read their boundaries by eye from the progress
+measures; these accuracy thresholds are a reproducible stand-in for choosing checkpoints.)
+Checkpoints are then spread linearly over each phase (dense where the phase is short), so the
+progress measures show all three phases from the shipped checkpoints alone.
+
+Example:
+    >>> import pandas as pd
+    >>> h = pd.DataFrame({"step": [0, 10, 20, 30, 40, 50, 60], "train_acc": [0, .5, 1, 1, 1, 1, 1],
+    ...                   "test_acc": [0, 0, 0, 0, .5, 1, 1]})
+    >>> phase_bounds(h)
+    {'memorized': 20, 'cleanup_start': 40, 'grokked': 50, 'end': 60}
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def first_step(history: pd.DataFrame, column: str, level: float) -> int | None:
+    """First recorded step where ``history[column] >= level`` (None if never)."""
+    hit = history[history[column] >= level]["step"]
+    return int(hit.iloc[0]) if len(hit) else None
+
+
+def phase_bounds(history: pd.DataFrame, level: float = 0.99) -> dict[str, Any]:
+    """Steps that separate the phases: memorized (train acc ≥ level), cleanup start (test acc
+    ≥ level / 4 after memorization), grokked (test acc ≥ level) and the last step."""
+    end = int(history["step"].iloc[-1])
+    memorized = first_step(history, "train_acc", level)
+    after = history if memorized is None else history[history["step"] >= memorized]
+    return {"memorized": memorized, "cleanup_start": first_step(after, "test_acc", level / 4),
+            "grokked": first_step(after, "test_acc", level), "end": end}
+
+
+def _nearest(available: list[int], targets: np.ndarray) -> list[int]:
+    arr = np.asarray(available)
+    return sorted({int(arr[np.abs(arr - t).argmin()]) for t in targets})
+
+
+def pick_checkpoints(available: list[int], history: pd.DataFrame, n: int, kind: str) -> list[int]:
+    """About ``n`` of the ``available`` steps: linear within each phase for "grokking" runs,
+    log-spaced for "max_margin" runs; always the first and the last."""
+    available = sorted(available)
+    first, last = available[0], available[-1]
+    if kind == "max_margin" or len(available) <= n:
+        targets = np.geomspace(max(first, 1), last, n) if kind == "max_margin" else np.array(available)
+        return sorted({first, last, *_nearest(available, targets)})
+    bounds = phase_bounds(history)
+    edges = [first] + [s for s in (bounds["memorized"], bounds["cleanup_start"], bounds["grokked"])
+                       if s is not None and first < s < last] + [last]
+    edges = sorted(set(edges))
+    per_phase = max(3, n // (len(edges) - 1))       # both ends and at least one inside
+    targets = np.concatenate([np.linspace(a, b, per_phase) for a, b in itertools.pairwise(edges)])
+    return sorted({first, last, *_nearest(available, targets)})

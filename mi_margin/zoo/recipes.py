@@ -1,0 +1,204 @@
+"""The recipes that train the zoo's entries: model, task and training config, every seed explicit.
+
+Each recipe is a function returning ``(model, task, TrainConfig)`` built with the public API only,
+so a reader can copy it into a notebook. :mod:`mi_margin.zoo.build` trains a recipe (or takes an
+existing run folder), keeps checkpoints across the phases of training and writes the entry and its
+card. Paper numbers are quoted as the papers' numbers, with where they come from
+(docs/mathematics.md §1.6, §2.4, §3.3–3.5, §4.1–4.3); nothing here is a result of ours.
+
+Example:
+    >>> from mi_margin.zoo.recipes import RECIPES
+    >>> model, task, config = RECIPES["morwani_parity_n10_k4_quartic"].make()
+    >>> task, model.cfg.act_fn, config.steps
+    (SparseParity(n=10, k=4, ...), 'power', 1000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import mi_margin as mm
+from mi_margin.theory.recipe import max_margin_recipe, reweight_neurons
+
+Made = tuple[Any, Any, "mm.TrainConfig"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one zoo entry is trained, and what the paper reports for it.
+
+    Attributes:
+        name: the entry name (says what it is: paper, task, architecture, seed).
+        title: one line for the card and the README.
+        paper: the paper and figure/table it reproduces.
+        make: ``() -> (model, task, TrainConfig)``.
+        kind: "grokking" (train/test split, delayed generalization: checkpoints across the
+            memorization, circuit-formation and cleanup phases) or "max_margin" (full table,
+            L_{2,ν} penalty: checkpoints log-spaced, margin/γ* recorded while training).
+        paper_numbers: (quantity, the paper's value and where it is stated, our measurement:
+            "key", "margin", "purity", "test_loss" or "phases"; see ``zoo.cards.ours``).
+        n_ship: number of checkpoints shipped (the final one in full precision, the others
+            in float16 when the analyses agree).
+        heavy: needs hours at today's CPU speed (docs/performance.md).
+        finish: ``(model, task) -> model`` applied to the trained weights (e.g.
+            :func:`~mi_margin.theory.recipe.reweight_neurons`); the entry keeps both.
+    """
+
+    name: str
+    title: str
+    paper: str
+    make: Callable[[], Made]
+    kind: str
+    paper_numbers: tuple[tuple[str, str, str], ...] = ()
+    n_ship: int = 12
+    heavy: bool = False
+    finish: Callable[[Any, Any], Any] | None = None
+
+
+# -- Morwani et al. (2024): networks trained to the max margin ----------------------------------------
+def morwani_p71_quadratic() -> Made:
+    """Modular addition p=71, quadratic MLP m=500 (the paper's width), full table, L_{2,3} penalty."""
+    task = mm.ModularAddition(p=71, seed=0)
+    train, model_cfg = max_margin_recipe(task, width=500, steps=4000, method="adam",
+                                         penalty=1e-4, seed=0, eval_every=200,
+                                         checkpoint_schedule="log", n_checkpoints=40)
+    return mm.HookedMLP(model_cfg), task, train
+
+
+def morwani_s4_quadratic() -> Made:
+    """S4 composition, quadratic MLP (twice Theorem 9's width bound), full table, L_{2,3} penalty.
+
+    Training plateaus below γ* (the neurons' budget across irreps stays off the optimum); the
+    recipe's finish, :func:`reweight_neurons` (Lemma 6: the best non-negative rescaling of the
+    trained neurons, an LP), moves it to the max margin with the same neuron directions."""
+    task = mm.GroupComposition("S4", seed=0)
+    train, model_cfg = max_margin_recipe(task, steps=10_000, method="adam", penalty=1e-4, seed=0,
+                                         eval_every=250, checkpoint_schedule="log",
+                                         n_checkpoints=40)
+    return mm.HookedMLP(model_cfg), task, train
+
+
+def morwani_parity() -> Made:
+    """(10, 4)-sparse parity, x^4 MLP of the paper's width m=40, full table, L_{2,5} penalty 1e-3."""
+    task = mm.SparseParity(n=10, k=4, seed=0)
+    train, model_cfg = max_margin_recipe(task, width=40, steps=1000, method="adam", penalty=1e-3,
+                                         seed=0, eval_every=50, checkpoint_schedule="log",
+                                         n_checkpoints=20)
+    return mm.HookedMLP(model_cfg), task, train
+
+
+# -- Li et al. (2024): k = 3 operands -------------------------------------------------------------------
+def li_p23_k3_cubic() -> Made:
+    """(a+b+c) mod 23, x^3 MLP of Li et al.'s width 2^{2k-2}(p-1), 50/50 split, AdamW (App. J.1)."""
+    task = mm.ModularAddition(p=23, k=3, train_fraction=0.5, seed=0)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16 * (23 - 1), act_fn="power", seed=0))
+    train = mm.TrainConfig(steps=4000, lr=5e-3, betas=(0.9, 0.98), weight_decay=0.005,
+                           warmup_steps=10, eval_every=50, checkpoint_schedule="linear",
+                           n_checkpoints=80, seed=0, progress=False)
+    return model, task, train
+
+
+# -- Chughtai et al. (2023): universality on groups -----------------------------------------------------
+def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Made:
+    """Chughtai et al.'s MLP (embed 256, hidden 128, ReLU) with their full-batch AdamW recipe.
+
+    Weights are kept every 100 steps (at most 300 times), so that the short memorization phase
+    is sampled too."""
+    task = mm.GroupComposition(group, train_fraction=train_fraction, seed=seed)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, input_style="embed", d_embed=256, d_mlp=128,
+                                               act_fn="relu", seed=seed))
+    train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
+                           warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
+    return model, task, train
+
+
+def chughtai_transformer(group: str, train_fraction: float, seed: int, steps: int) -> Made:
+    """Chughtai et al.'s one-layer transformer (Nanda's architecture, biases off)."""
+    task = mm.GroupComposition(group, train_fraction=train_fraction, seed=seed)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=seed))
+    train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
+                           warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
+    return model, task, train
+
+
+# -- Nanda et al. (2023): progress measures -------------------------------------------------------------
+def nanda_p113_transformer() -> Made:
+    """Nanda et al.'s mainline: p=113, 30% train, one-layer ReLU transformer, AdamW wd 1."""
+    task = mm.ModularAddition(p=113, train_fraction=0.3, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=0))
+    train = mm.TrainConfig(steps=25_000, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
+                           warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
+                           n_checkpoints=250, seed=0, progress=False)
+    return model, task, train
+
+
+CHUGHTAI_S5_NUMBERS = (
+    ("key irreps, mainline seed", "{sign, standard} (§5, S5 MLP seed 2)", "key"),
+    ("key irreps over 50 seeds", "sign 49, standard 49, standard_sign 17, 5d_a 18, 5d_b 10, 6d 0 "
+                                 "(their repository's per-seed key_reps)", "key"),
+    ("test loss (4-seed mean)", "1.02e-5 (Table 3)", "test_loss"),
+    ("phases", "memorization 0–2k, circuit formation 2.2k–87k, cleanup 87k–120k epochs (App. E)",
+     "phases"),
+)
+
+_RECIPES = [
+    Recipe("morwani_p71_quadratic", "p = 71 modular addition, quadratic MLP (m = 500) trained to the max "
+           "L_{2,3} margin", "Morwani et al. 2024, Fig. 1c and Fig. 4", morwani_p71_quadratic,
+           "max_margin",
+           (("normalized margin", "approaches γ*(71) from below (Fig. 1c; 40k GD steps)", "margin"),
+            ("max normalized power per neuron", "≈ 1 for the quadratic net with L_{2,3} (Fig. 4)",
+             "purity"),
+            ("frequencies used", "all (neurons per frequency ≈ uniform, Fig. 7)", "key")),
+           n_ship=10),
+    Recipe("morwani_S4_quadratic", "S4 composition, quadratic MLP trained to the max L_{2,3} margin",
+           "Morwani et al. 2024, Theorem 9 and Fig. 9", morwani_s4_quadratic, "max_margin",
+           (("irreps used", "every non-trivial irrep (Theorem 9)", "key"),
+            ("normalized margin", "approaches γ*(S4) (Fig. 9)", "margin")), n_ship=10,
+           finish=reweight_neurons),
+    Recipe("morwani_parity_n10_k4_quartic", "(10, 4)-sparse parity, x^4 MLP (m = 40) trained to the "
+           "max L_{2,5} margin", "Morwani et al. 2024, Theorem 8 and Fig. 5", morwani_parity,
+           "max_margin", (("normalized margin", "approaches γ* (Fig. 5; 30k GD steps, lr 0.1)", "margin"),),
+           n_ship=8),
+    Recipe("li_p23_k3_cubic", "(a + b + c) mod 23, x^3 MLP (m = 352), 50/50 split",
+           "Li et al. 2024, Fig. 1–2 and App. J.2 (k = 3)", li_p23_k3_cubic, "grokking",
+           (("frequencies used", "all, ≈ uniform histogram (Fig. 2; k = 3 at p = 97 in App. J.2)", "key"),
+            ("max normalized power per neuron", "≈ 1 after training (Fig. 1)", "purity"),
+            ("normalized margin", "γ* = 3 / (16 p (p − 1)) at the max margin (Theorem I.1)",
+             "margin"))),
+    *[Recipe(f"chughtai_S4_mlp_seed{seed}", f"S4 composition, Chughtai et al.'s ReLU MLP, 70% train, "
+             f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
+             partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
+             (("key irreps", "differ between seeds; S4 is not in the paper (S5: Fig. 7)", "key"),),
+             n_ship=8)
+      for seed in (0, 1, 2, 3)],
+    Recipe("chughtai_A5_mlp_seed1", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train, seed 1",
+           "Chughtai et al. 2023, Table 3 and Table 6 (A5 MLP)",
+           partial(chughtai_mlp, "A5", 0.5, 1, 60_000), "grokking",
+           (("key irreps, 4 seeds", "{std, 3d-a, 3d-b}, {std, 3d-a, 3d-b}, {3d-a, 5d-a, std}, "
+                                    "{5d-a, 3d-a, std, 3d-b} (Table 6)", "key"),
+            ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=10),
+    Recipe("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s one-layer transformer, "
+           "30% train, past cleanup", "Nanda et al. 2023, Fig. 7 (progress measures)",
+           nanda_p113_transformer, "grokking",
+           (("key frequencies (mainline seed)", "{14, 35, 41, 42, 52} (§4.2)", "key"),
+            ("phases", "memorization 0–1.4k, circuit formation 1.4k–9.4k, cleanup 9.4k–14k "
+                       "epochs (Fig. 7)", "phases"),
+            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=24, heavy=True),
+    *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
+             f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
+             partial(chughtai_mlp, "S5", 0.4, seed, 150_000), "grokking",
+             CHUGHTAI_S5_NUMBERS, n_ship=8, heavy=True) for seed in (1, 2, 3)],
+    Recipe("chughtai_S5_transformer_seed1", "S5 composition, one-layer transformer, 60% train, seed 1",
+           "Chughtai et al. 2023, Table 3 and Table 5 (S5 transformer)",
+           partial(chughtai_transformer, "S5", 0.6, 1, 50_000), "grokking",
+           (("key irreps, 4 seeds", "{sign, std_sign} ×2, {sign, std} ×2 (Table 5)", "key"),
+            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=8, heavy=True),
+]
+
+#: every recipe by entry name
+RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}

@@ -1,0 +1,169 @@
+"""The model zoo: entries load offline as Runs, fit the size budget, and their reduced-precision
+checkpoints and cards give what the full-precision weights gave."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.errors import CheckpointError, MiMarginError
+from mi_margin.models.evaluation import evaluate
+from mi_margin.zoo import DATA, cards, store
+from mi_margin.zoo.build import build_entry, recipe
+from mi_margin.zoo.checks import margin_ratio, same_answers, signature
+from mi_margin.zoo.phases import phase_bounds, pick_checkpoints
+from mi_margin.zoo.recipes import RECIPES
+
+ENTRIES = mm.zoo.list()
+MAX_BYTES = 25 * 2**20
+
+
+def test_there_are_entries_and_each_has_its_recipe():
+    assert ENTRIES, "no zoo entries installed"
+    assert set(ENTRIES) <= set(RECIPES)
+
+
+def test_all_files_together_fit_the_budget():
+    total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
+    assert total <= MAX_BYTES, f"{total / 2**20:.1f} MiB > 25 MiB"
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(MiMarginError, match="no zoo entry 'nanda'; valid: \\[") as err:
+        mm.zoo.load("nanda")
+    assert all(name in str(err.value) for name in ENTRIES)
+    with pytest.raises(MiMarginError, match="valid"):
+        mm.zoo.card("S5")
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_load_gives_a_run(name):
+    run = mm.zoo.load(name)
+    meta = store.read_meta(DATA / name)
+    assert isinstance(run, mm.Run) and not run.model.training
+    assert run.step == meta["step"] == int(run.history["step"].iloc[-1])
+    assert sorted(run.checkpoints) == sorted(int(s) for s in meta["checkpoints"])
+    if recipe(name).finish is None:                        # final weights = last checkpoint, exactly
+        for key, value in run.model.state_dict().items():
+            assert torch.equal(value, run.checkpoints[run.step][key])
+    else:       # the LP finish never lowers the normalized margin, and no network exceeds γ*
+        assert meta["final"] == "finished"
+        trained, final = margin_ratio(run.model_at(run.step), run.task), margin_ratio(run.model, run.task)
+        assert trained <= final <= 1 + 1e-9
+    _, acc = evaluate(run.model, run.task, run.task.train_idx)
+    assert acc == pytest.approx(run.history["train_acc"].iloc[-1], abs=1e-12)
+    assert run.model_at(0).cfg == run.model.cfg
+    assert f"# {name}" in mm.zoo.card(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ENTRIES if recipe(n).finish is not None])
+def test_finished_weights_are_the_finish_of_the_last_checkpoint(name):
+    """Recompute the recipe's finish (an LP: minutes) on the shipped last checkpoint."""
+    run = mm.zoo.load(name)
+    expected = recipe(name).finish(run.model_at(run.step), run.task).state_dict()
+    for key, value in run.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_shipped_checkpoints_give_the_full_precision_answers(name):
+    """Accuracy, key frequencies/irreps and margin ratio recomputed on the shipped (possibly
+    float16) checkpoints equal those the build computed on the full-precision weights."""
+    run = mm.zoo.load(name)
+    meta = store.read_meta(DATA / name)
+    recorded = meta["checks"]["signatures"]
+    assert sorted(map(int, recorded)) == sorted(run.checkpoints)
+    reduced = [s for s, d in meta["checkpoints"].items() if d == "float16"]
+    assert reduced, "every intermediate checkpoint kept in full precision: nothing to check"
+    for step, full in recorded.items():
+        assert same_answers(full, signature(run.model_at(int(step)), run.task)), step
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_card_is_regenerated_from_the_shipped_weights(name):
+    """The card is computation, not text: rebuilding it from the entry gives the same card."""
+    run = mm.zoo.load(name)
+    meta = store.read_meta(DATA / name)
+    dtypes = {int(s): d for s, d in meta["checkpoints"].items()}
+    assert cards.card(recipe(name), run, meta["build"], dtypes) == mm.zoo.card(name)
+
+
+def test_corrupted_weights_are_a_clear_error(tmp_path):
+    name = ENTRIES[0]
+    shutil.copytree(DATA / name, tmp_path / name)
+    path = tmp_path / name / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        store.read_entry(tmp_path / name)
+    (tmp_path / name / "entry.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(CheckpointError, match="not a zoo entry"):
+        store.read_entry(tmp_path / name)
+
+
+def test_build_writes_float16_only_where_answers_agree(tmp_path):
+    """Build an entry from a freshly trained tiny run: the final weights come back bit-exact,
+    float16 checkpoints are the rounded weights, and every checkpoint's answers are recorded."""
+    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=1)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=32, act_fn="relu", seed=1))
+    run = mm.train(model, task, mm.TrainConfig(steps=300, lr=3e-3, eval_every=20, progress=False,
+                                               checkpoint_schedule="linear", n_checkpoints=15))
+    root = build_entry("li_p23_k3_cubic", run, tmp_path)       # any grokking recipe's card layout
+    shipped = store.read_entry(root)
+    meta = store.read_meta(root)
+    for key, value in run.model.state_dict().items():
+        assert torch.equal(shipped.model.state_dict()[key], value)
+    for step, dtype in meta["checkpoints"].items():
+        original = run.checkpoints[int(step)]
+        for key, value in shipped.checkpoints[int(step)].items():
+            expect = original[key].to(store.DTYPES[dtype]).to(value.dtype)
+            assert torch.equal(value, expect)
+        assert same_answers(meta["checks"]["signatures"][step],
+                            signature(run.model_at(int(step)), task))
+    pd.testing.assert_frame_equal(shipped.history, run.history, check_dtype=False)
+    assert (root / "card.md").read_text().startswith("# li_p23_k3_cubic")
+
+
+def test_phases_and_checkpoint_choice():
+    steps = list(range(0, 10_001, 100))
+    history = pd.DataFrame({"step": steps,
+                            "train_acc": [min(s / 1000, 1.0) for s in steps],
+                            "test_acc": [0.0 if s < 6000 else min((s - 6000) / 2000, 1.0) for s in steps]})
+    bounds = phase_bounds(history)
+    assert bounds == {"memorized": 1000, "cleanup_start": 6500, "grokked": 8000, "end": 10_000}
+    picked = pick_checkpoints(steps, history, 12, "grokking")
+    assert picked[0] == 0 and picked[-1] == 10_000
+    for a, b in [(0, 1000), (1000, 6500), (6500, 8000), (8000, 10_000)]:    # every phase sampled
+        assert sum(a < s < b for s in picked) >= 1
+    log = pick_checkpoints(steps, history, 6, "max_margin")
+    assert log[0] == 0 and log[-1] == 10_000 and len(log) <= 7
+    gaps = [b - a for a, b in itertools.pairwise(log[1:])]
+    assert gaps == sorted(gaps)                                              # log-spaced
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipes_are_deterministic(name):
+    """Every seed is in the recipe: building it twice gives the same split and initial weights."""
+    (m1, t1, c1), (m2, t2, c2) = RECIPES[name].make(), RECIPES[name].make()
+    assert c1 == c2 and t1.to_dict() == t2.to_dict() and torch.equal(t1.train_idx, t2.train_idx)
+    for key, value in m1.state_dict().items():
+        assert torch.equal(value, m2.state_dict()[key])
+
+
+def test_readme_reproductions_table_is_the_cards_table():
+    from pathlib import Path
+
+    from mi_margin.zoo.build import TABLE_END, TABLE_START, reproductions_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
+    assert table == reproductions_table()
+    assert all(f"`{name}`" in table for name in ENTRIES)
