@@ -8,6 +8,9 @@ Example:
     >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
 """
 
+import importlib
+from typing import Any
+
 from mi_margin import analysis, fourier, groups, sweep, theory
 from mi_margin.analysis import (
     clock_pizza,
@@ -39,6 +42,13 @@ from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``mm.viz`` on first use, so ``import mi_margin`` does not pay for importing plotly."""
+    if name == "viz":
+        return importlib.import_module("mi_margin.viz")
+    raise AttributeError(f"module 'mi_margin' has no attribute {name!r}")
 
 __all__ = [
     "CheckpointError",

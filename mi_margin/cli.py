@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -120,10 +122,29 @@ def _print_summary(run: Any) -> None:
               f"(acc {last['test_acc']:.3f})")
 
 
+def resolve_run(name: str) -> tuple[Any, Path | None]:
+    """What ``mi-margin report NAME`` reports on, and where by default.
+
+    An existing path is a run folder (report inside it); otherwise, when this installation has
+    a model zoo (``mi_margin.zoo``), a zoo entry by name (report ``NAME.html`` here).
+    """
+    if Path(name).exists():
+        return Path(name), None
+    if importlib.util.find_spec("mi_margin.zoo") is None:
+        raise MiMarginError(f"no run folder {name!r} (and this installation has no model zoo)")
+    zoo = importlib.import_module("mi_margin.zoo")
+    entries = list(zoo.list())
+    if name not in entries:
+        raise MiMarginError(f"{name!r} is neither a run folder nor a zoo entry; zoo entries: "
+                            f"{', '.join(map(str, entries))}")
+    return zoo.load(name), Path(f"{name}.html")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from mi_margin.viz.report import write_report
 
-    out = write_report(args.run, args.out)
+    run, default = resolve_run(args.run)
+    out = write_report(run, args.out or default)
     print(f"report written to {out.resolve()}")
     return 0
 
@@ -148,9 +169,11 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a run folder")
     p.add_argument("run")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("report", help="write a self-contained HTML report of a run folder")
-    p.add_argument("run", help="run folder")
-    p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run folder or "
+                                      "a zoo entry")
+    p.add_argument("run", help="run folder, or the name of a zoo entry")
+    p.add_argument("--out", default=None,
+                   help="HTML file (default: RUN/report.html, or NAME.html for a zoo entry)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
     p.add_argument("--out", default="mi_margin_demo")

@@ -195,6 +195,18 @@ def _irreps(ctx: Context) -> dict[str, Item]:
     return items
 
 
+def _timeline(ctx: Context) -> dict[str, Item]:
+    from mi_margin.viz.timeline import timeline, timeline_html
+
+    return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run))]}
+
+
+def _inspector(ctx: Context) -> dict[str, Item]:
+    from mi_margin.viz.inspector import inspector, inspector_html
+
+    return {"Pick a neuron or a cluster": lambda: [inspector_html(inspector(ctx.model, ctx.task))]}
+
+
 def _theory(ctx: Context) -> dict[str, Item]:
     m, t = ctx.model, ctx.task
 
@@ -247,6 +259,10 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
         out.append(("Fourier analysis", _fourier))
     if kind == "group_composition":
         out.append(("Irreducible representations", _irreps))
+    if kind in ("modular_addition", "group_composition"):
+        if len(run.checkpoints) > 1:
+            out.append(("Training timeline", _timeline))
+        out.append(("Neuron inspector", _inspector))
     if model_kind == "mlp":
         out.append(("Margins and theory", _theory))
     if model_kind == "transformer":
