@@ -7,7 +7,9 @@ subspaces (Chughtai et al. 2023, Table 2) — and the vectors it reads from each
 the logits, expressed in the task's basis: the real Fourier basis of Z_p, or orthonormal bases of
 the irreps' matrix-coefficient spaces (docs/mathematics.md §3). Its activation over the (a, b)
 grid (other operands 0 when k > 2) is stored for the strongest neurons of every cluster, up to
-:data:`HEATMAP_BYTES`. A cluster shows its pooled spectrum and its strongest neuron.
+:data:`HEATMAP_BYTES`. Clusters are those of :func:`~mi_margin.neuron_clusters` (dominant
+frequency of the activation) and :func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the
+weights, Morwani et al. 2024 Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
 
 To keep the file small, spectra and weights are stored as int16 with one scale per neuron and
 heatmaps as uint8 with one range per neuron (base64; decoded by a few lines of inline script).
@@ -191,11 +193,12 @@ def _irreps(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], li
     for j, name in enumerate(res.irrep):
         if name is None:
             info.append(f"n{j}: no irrep dominates{' (dead)' if bool(res.dead[j]) else ''}; "
-                        f"purity {purity[j]:.0%}")
+                        f"weight purity {purity[j]:.0%}")
             continue
         parts = split[j, spec.irreps.index(name)]
-        info.append(f"n{j}: irrep {name} (purity {purity[j]:.0%}); its variance in {name}'s "
-                    f"{terms}: " + ", ".join(f"{v:.0%}" for v in parts))
+        info.append(f"n{j}: irrep {name} (weight purity {purity[j]:.0%}); share of its "
+                    f"activation variance in {name}'s {terms}: "
+                    + ", ".join(f"{v:.0%}" for v in parts))
     clusters = []
     for name, members in res.clusters.items():
         members = sorted(members, key=lambda j: -purity[j])
@@ -250,7 +253,7 @@ def encode_int16(rows: np.ndarray) -> dict[str, Any]:
 
     Example:
         >>> m = encode_int16(np.array([[0.5, -1.0], [0.0, 0.0]]))
-        >>> m["cols"], m["scale"][1], decode_int16(m).tolist()
+        >>> m["cols"], m["scale"][1], decode_int16(m).round(4).tolist()
         (2, 1.0, [[0.5, -1.0], [0.0, 0.0]])
     """
     rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)

@@ -102,16 +102,20 @@ def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
 
     Embeddings: every input map's share of squared Fourier norm (averaged over operands for
     MLPs); neurons and logits: variance-weighted share of their variance over the input grid
-    (:func:`~mi_margin.fourier_spectrum`). Clusters: :func:`~mi_margin.neuron_clusters`.
+    (as ``fourier_spectrum(...).frequency_shares``). The neurons' shares are pooled from
+    :func:`~mi_margin.neuron_clusters`, which also gives the cluster counts, so the neurons'
+    grid spectrum is computed once per checkpoint.
     """
-    spec = A.fourier_spectrum(model, task, where=("embed", "neurons", "logits"))
+    spec = A.fourier_spectrum(model, task, where=("embed", "logits"))
     embeds = [spec.frequency_shares(c).tolist() for c in spec.weights if c.startswith("embed")]
-    counts = A.neuron_clusters(model, task).counts
+    clusters = A.neuron_clusters(model, task)
+    total = float(clusters.variance.sum())
+    neurons = (clusters.variance @ clusters.block_fraction / total if total > 0 else
+               clusters.block_fraction[0] * 0)
     loss = A.restricted_loss(model, task, keys) if keys else None
-    return Snapshot(spectra={"embeddings": _mean(embeds),
-                             "neurons": spec.frequency_shares("neurons").tolist(),
+    return Snapshot(spectra={"embeddings": _mean(embeds), "neurons": neurons.tolist(),
                              "logits": spec.frequency_shares("logits").tolist()},
-                    counts=[counts.get(f, 0) for f in range(task.p // 2 + 1)],
+                    counts=[clusters.counts.get(f, 0) for f in range(task.p // 2 + 1)],
                     restricted=loss.restricted if loss else float("nan"),
                     excluded=loss.excluded if loss else float("nan"))
 
