@@ -34,7 +34,7 @@ from mi_margin.viz import _html
 from mi_margin.viz.timeline import _json
 
 #: raw bytes of heatmaps stored (one byte per grid cell and neuron)
-HEATMAP_BYTES = 500_000
+HEATMAP_BYTES = 400_000
 POST = "blocks.0.mlp.hook_post"
 IDS = {"pick": "mm-inspector-pick", "info": "mm-inspector-info", "data": "mm-inspector-data",
        "spectrum": "mm-inspector-spectrum", "weights": "mm-inspector-weights",
@@ -320,8 +320,8 @@ def figures(ins: Inspector, neuron: int) -> list[go.Figure]:
     weights.update_layout(title=f"weights in the {ins.basis} basis", barmode="group",
                           height=360, width=1000, xaxis_type="category")
     slot = ins.grid_neurons.index(neuron)
-    heatmap = go.Figure(go.Heatmap(z=ins.grid[slot].tolist(), x=ins.axis, y=ins.axis,
-                                   colorscale="Viridis"))
+    z = [[float(f"{v:.3g}") for v in row] for row in ins.grid[slot]]        # for the eye
+    heatmap = go.Figure(go.Heatmap(z=z, x=ins.axis, y=ins.axis, colorscale="Viridis"))
     heatmap.update_layout(title=f"activation of n{neuron} over the grid", height=460, width=500,
                           xaxis={"title": "b (second operand)", "type": "category"},
                           yaxis={"title": "a (first operand)", "type": "category",

@@ -146,6 +146,18 @@ def test_transformer_reads_through_the_embedding():
     assert ins.grid.shape == (16, 7, 7)
 
 
+def test_k3_heatmap_is_the_slice_with_the_third_operand_zero():
+    task = mm.ModularAddition(p=5, k=3)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=6, act_fn="relu", dtype="float64"))
+    ins = inspector(model, task)
+    rows = (task.inputs[:, 2] == 0).nonzero().flatten()
+    _, cache = model.run_with_cache(task.inputs[rows])
+    acts = cache["blocks.0.mlp.hook_post"].detach().numpy()
+    a1, a2 = task.inputs[rows, 0].numpy(), task.inputs[rows, 1].numpy()
+    for slot, j in enumerate(ins.grid_neurons):
+        np.testing.assert_allclose(ins.grid[slot][a1, a2], acts[:, j], rtol=1e-12)
+
+
 def test_encodings_round_trip_within_their_bounds():
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(5, 40)) * rng.uniform(0.01, 100, size=(5, 1))
