@@ -97,6 +97,13 @@ def _mean(rows: list[Any]) -> list[float]:
     return np.mean([np.asarray(r, dtype=float) for r in rows], axis=0).tolist()
 
 
+def _snapshot(spectra: dict[str, list[float]], counts: list[int], loss: Any | None) -> Snapshot:
+    """A :class:`Snapshot`; ``loss`` is a restricted-loss result, or None without a key set."""
+    nan = float("nan")
+    return Snapshot(spectra, counts, loss.restricted if loss else nan,
+                    loss.excluded if loss else nan)
+
+
 def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
     """Frequency shares (1..p//2) of the embeddings, neurons and logits; neurons per frequency.
 
@@ -113,11 +120,9 @@ def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
     neurons = (clusters.variance @ clusters.block_fraction / total if total > 0 else
                clusters.block_fraction[0] * 0)
     loss = A.restricted_loss(model, task, keys) if keys else None
-    return Snapshot(spectra={"embeddings": _mean(embeds), "neurons": neurons.tolist(),
-                             "logits": spec.frequency_shares("logits").tolist()},
-                    counts=[clusters.counts.get(f, 0) for f in range(task.p // 2 + 1)],
-                    restricted=loss.restricted if loss else float("nan"),
-                    excluded=loss.excluded if loss else float("nan"))
+    return _snapshot({"embeddings": _mean(embeds), "neurons": neurons.tolist(),
+                      "logits": spec.frequency_shares("logits").tolist()},
+                     [clusters.counts.get(f, 0) for f in range(task.p // 2 + 1)], loss)
 
 
 def irrep_snapshot(model: Any, task: Any, keys: list[str]) -> Snapshot:
@@ -132,13 +137,11 @@ def irrep_snapshot(model: Any, task: Any, keys: list[str]) -> Snapshot:
     embeds = [v.tolist() for c, v in spec.weights.items() if c.startswith("embed")]
     counts = A.neuron_irrep_clusters(model, task).counts
     loss = A.irrep_restricted_loss(model, task, keys) if keys else None
-    return Snapshot(spectra={"embeddings": _mean(embeds),
-                             "neurons": spec.hidden_fractions().sum(1).tolist(),
-                             "logits": A.irrep_logit_similarity(model, task).similarity
-                             .square().tolist()},
-                    counts=[counts.get(name, 0) for name in [*spec.irreps, None]],
-                    restricted=loss.restricted if loss else float("nan"),
-                    excluded=loss.excluded if loss else float("nan"))
+    logits = A.irrep_logit_similarity(model, task).similarity.square()
+    return _snapshot({"embeddings": _mean(embeds),
+                      "neurons": spec.hidden_fractions().sum(1).tolist(),
+                      "logits": logits.tolist()},
+                     [counts.get(name, 0) for name in [*spec.irreps, None]], loss)
 
 
 def basis_of(run: Any) -> Basis:
