@@ -4,12 +4,15 @@ The run: Nanda et al.'s p = 113 one-layer transformer (d_model 128, 4 heads of 3
 ``--checkpoints`` checkpoints. Its weights are random (one seed per checkpoint; sizes and times do
 not depend on training), and its history is the real loss and accuracy of each checkpoint. We
 write the report (timing its generation), then open it in headless Chromium and time from
-navigation until every plotly figure is drawn. The baseline, measured in the same run, is an
-empty page with the same inlined bundles (plotly.js and circuitsvis): the ratio says what the
-report's own content costs on top of the scripts every report carries.
+navigation until every plotly figure is drawn. Two baselines are opened in the same browser
+session, alternating with the report: the same report without the training-timeline and
+neuron-inspector sections (what those two cost), and an empty page with the same inlined bundles
+(plotly.js and circuitsvis; what every report pays). Opening times depend on the machine's load,
+so compare the ratios.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_report.py [--checkpoints 40]``
-→ prints sizes and times, writes ``bench/results/report.json`` (the report is kept in a temp dir).
+(``--report PATH`` re-measures a report written before) → prints sizes and times, writes
+``bench/results/report.json`` (the report is kept in a temp dir).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +37,7 @@ from mi_margin.viz import _html
 from mi_margin.viz.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
+NEW_SECTIONS = ("training-timeline", "neuron-inspector")
 FIGURES_DRAWN = ("[...document.querySelectorAll('.mm-figure .js-plotly-plot')]"
                  ".filter(d => d.querySelector('svg.main-svg')).length")
 
@@ -66,52 +72,71 @@ def load_browser() -> Any:
     return module.Browser(binary)
 
 
-def open_time(browser: Any, path: Path, n_figures: int, repeat: int) -> float:
-    """Best time from navigation until ``n_figures`` plotly figures are drawn."""
-    best = float("inf")
-    for _ in range(repeat):
-        browser.call("Page.navigate", session=True, url="about:blank")
-        browser.events.clear()
-        start = time.perf_counter()
-        browser.open(path)
-        if not browser.wait_until(f"{FIGURES_DRAWN} === {n_figures}", polls=2000, every=0.005):
-            raise RuntimeError(f"only {browser.evaluate(FIGURES_DRAWN)} of {n_figures} drawn")
-        best = min(best, time.perf_counter() - start)
-        if browser.errors():
-            raise RuntimeError(f"script errors: {browser.errors()}")
-    return best
+def without_new_sections(html: str) -> str:
+    """The report without its training-timeline and neuron-inspector sections."""
+    for name in NEW_SECTIONS:
+        html = re.sub(rf'<section id="{name}">.*?</section>', "", html, flags=re.DOTALL)
+    return html
+
+
+def open_once(browser: Any, path: Path) -> float:
+    """Time from navigation until every plotly figure of ``path`` is drawn."""
+    n_figures = path.read_text().count('class="mm-figure"')
+    browser.call("Page.navigate", session=True, url="about:blank")
+    browser.events.clear()
+    start = time.perf_counter()
+    browser.open(path)
+    if not browser.wait_until(f"{FIGURES_DRAWN} === {n_figures}", polls=4000, every=0.005):
+        raise RuntimeError(f"only {browser.evaluate(FIGURES_DRAWN)} of {n_figures} drawn")
+    elapsed = time.perf_counter() - start
+    if browser.errors():
+        raise RuntimeError(f"script errors: {browser.errors()}")
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoints", type=int, default=40)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--report", type=Path, default=None, help="measure this report instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out_dir = Path(tempfile.mkdtemp(prefix="mm-bench-report-"))
-    run = nanda_run(args.checkpoints)
-    start = time.perf_counter()
-    report = write_report(run, out_dir / "report.html")
-    t_write = time.perf_counter() - start
+    t_write = None
+    if args.report is None:
+        run = nanda_run(args.checkpoints)
+        start = time.perf_counter()
+        report = write_report(run, out_dir / "report.html")
+        t_write = time.perf_counter() - start
+    else:
+        report = args.report
     html = report.read_text()
-    baseline = out_dir / "bundles.html"
-    baseline.write_text(_html.page("bundles only", "",
-                                   [_html.plotly_script(), _html.circuitsvis_script()]))
-    n_figures = html.count('class="mm-figure"')
+    pages = {"report": report, "without": out_dir / "without_new_sections.html",
+             "bundles": out_dir / "bundles.html"}
+    pages["without"].write_text(without_new_sections(html))
+    pages["bundles"].write_text(_html.page("bundles only", "", [_html.plotly_script(),
+                                                                _html.circuitsvis_script()]))
+    times: dict[str, list[float]] = {name: [] for name in pages}
     with load_browser() as browser:
-        t_base = open_time(browser, baseline, 0, args.repeat)
-        t_open = open_time(browser, report, n_figures, args.repeat)
+        for _ in range(args.repeat):
+            for name, path in pages.items():
+                times[name].append(open_once(browser, path))
+        browser.open(report)
         remote = [u for u in browser.requests() if not u.startswith(("file:", "data:", "about:"))]
-    size, base_size = report.stat().st_size, baseline.stat().st_size
-    row = {"checkpoints": len(run.checkpoints), "report_bytes": size,
-           "bundles_bytes": base_size, "figures": n_figures, "write_s": t_write,
-           "open_s": t_open, "bundles_open_s": t_base, "open_ratio": t_open / t_base,
-           "remote_requests": remote, "report": str(report), "machine": platform.platform()}
-    print(f"report of a p=113 transformer run with {len(run.checkpoints)} checkpoints: "
-          f"{size / 1e6:.2f} MB ({base_size / 1e6:.2f} MB of it the inlined bundles), "
-          f"{n_figures} figures, written in {t_write:.1f} s")
-    print(f"opens in {t_open:.2f} s in headless Chromium (all figures drawn); the bundles alone "
-          f"{t_base:.2f} s → {t_open / t_base:.1f}×; remote requests: {remote}")
+    best = {name: min(t) for name, t in times.items()}
+    size = {name: path.stat().st_size for name, path in pages.items()}
+    row = {"checkpoints": args.checkpoints, "bytes": size, "write_s": t_write,
+           "open_s_best": best, "open_s_all": times, "remote_requests": remote,
+           "load_average": os.getloadavg(), "report": str(report), "machine": platform.platform()}
+    print(f"report of a p=113 transformer run with {args.checkpoints} checkpoints: "
+          f"{size['report'] / 1e6:.2f} MB; without the timeline and inspector "
+          f"{size['without'] / 1e6:.2f} MB; the inlined bundles {size['bundles'] / 1e6:.2f} MB"
+          + (f"; written in {t_write:.1f} s" if t_write is not None else ""))
+    print(f"opens in {best['report']:.2f} s in headless Chromium (best of {args.repeat}; all "
+          f"figures drawn); without the two sections {best['without']:.2f} s "
+          f"(→ {best['report'] / best['without']:.2f}×); the bundles alone "
+          f"{best['bundles']:.2f} s; load average {os.getloadavg()[0]:.1f}; "
+          f"remote requests: {remote}")
     (ROOT / "bench/results").mkdir(exist_ok=True)
     (ROOT / "bench/results/report.json").write_text(json.dumps(row, indent=2))
 

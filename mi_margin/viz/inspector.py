@@ -43,11 +43,12 @@ _SCRIPT = """
 (() => {
   const d = JSON.parse(document.getElementById("%(data)s").textContent);
   const raw = s => Uint8Array.from(atob(s), c => c.charCodeAt(0));
-  const int16 = m => { const q = new Int16Array(raw(m.b64).buffer);
-    return r => Array.from(q.subarray(r * m.cols, (r + 1) * m.cols), v => v * m.scale[r]); };
-  const uint8 = m => { const q = raw(m.b64);
-    return r => Array.from(q.subarray(r * m.cols, (r + 1) * m.cols),
-                           v => m.lo[r] + v * (m.hi[r] - m.lo[r]) / 255); };
+  const rows = (m, decode, value) => {      // decoded on first use, not while the page loads
+    let q = null;
+    return r => { q = q || decode(raw(m.b64));
+      return Array.from(q.subarray(r * m.cols, (r + 1) * m.cols), v => value(v, r)); }; };
+  const int16 = m => rows(m, b => new Int16Array(b.buffer), (v, r) => v * m.scale[r]);
+  const uint8 = m => rows(m, b => b, (v, r) => m.lo[r] + v * (m.hi[r] - m.lo[r]) / 255);
   const spectrum = int16(d.spectrum), weights = d.weights.map(int16), grid = uint8(d.grid);
   const T = d.terms.length, side = d.grid.side;
   const byTerm = flat => d.terms.map((_, t) => flat.filter((_, i) => i %% T === t));
