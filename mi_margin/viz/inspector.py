@@ -297,9 +297,7 @@ def decode_uint8(m: dict[str, Any]) -> np.ndarray:
 # -- figures and page -----------------------------------------------------------------------------
 def payload(ins: Inspector) -> dict[str, Any]:
     """The page's data (see the module docstring for the encodings)."""
-    n = len(ins.spectrum)
-    note = (f"stored for {len(ins.grid_neurons)} of {n} neurons, the strongest of every cluster, "
-            f"to keep the file small")
+    note = f"kept for {len(ins.grid_neurons)} of {len(ins.spectrum)} neurons"
     return {"terms": ins.terms, "info": ins.info, "spectrum": encode_int16(ins.spectrum),
             "weights": [encode_int16(w) for w in ins.weights.values()],
             "grid": {**encode_uint8(ins.grid), "side": len(ins.axis),
@@ -340,7 +338,10 @@ def inspector_html(ins: Inspector) -> str:
     spectrum, weights, heatmap = figures(ins, first)
     control = (f'<p><label for="{IDS["pick"]}"><b>Neuron or cluster</b></label> '
                f'<select id="{IDS["pick"]}" style="max-width: 80%;">{"".join(options)}</select></p>'
-               f'<p id="{IDS["info"]}">{_html.escape(ins.info[first])}</p>')
+               f'<p id="{IDS["info"]}">{_html.escape(ins.info[first])}</p>'
+               f'<p>Final model. Spectra and weights are kept for every neuron; activations '
+               f'over the grid for {len(ins.grid_neurons)} of {len(ins.info)} (the strongest '
+               f'neurons of each cluster in turn), to keep the file small.</p>')
     parts = [control,
              _html.row([_html.figure_div(heatmap, IDS["heatmap"]),
                         _html.figure_div(spectrum, IDS["spectrum"])]),

@@ -29,6 +29,7 @@ from mi_margin.viz import _html
 
 MAX_CHECKPOINTS = 40
 SPECTRA = ("embeddings", "neurons", "logits")
+PLURAL = {"frequency": "frequencies", "irrep": "irreps"}
 IDS = {"slider": "mm-timeline-slider", "label": "mm-timeline-step", "data": "mm-timeline-data",
        "spectra": "mm-timeline-spectra", "clusters": "mm-timeline-clusters",
        "curves": "mm-timeline-curves"}
@@ -216,7 +217,9 @@ def spectra_figure(t: Timeline, i: int = -1) -> go.Figure:
     for col, name in enumerate(SPECTRA, start=1):
         fig.add_bar(x=t.labels, y=_round(t.snapshots[i].spectra[name]), name=name, row=1, col=col)
         fig.update_xaxes(title_text=t.basis, type="category", row=1, col=col)
-    fig.update_yaxes(range=[0, 1])
+    for col, name in enumerate(SPECTRA, start=1):      # one scale for all checkpoints
+        top = max(max(s.spectra[name]) for s in t.snapshots)
+        fig.update_yaxes(range=[0, min(1.0, top * 1.05) or 1.0], row=1, col=col)
     fig.update_layout(showlegend=False, height=360, title=f"Spectra over training (by {t.basis})")
     return fig
 
@@ -244,7 +247,9 @@ def curves_figure(t: Timeline, i: int = -1) -> go.Figure:
                             mode="lines+markers", name=f"{name} loss")
     step = t.steps[i]
     fig.add_vline(x=step, line_color="crimson", line_width=2)
-    keys = (f"key {t.basis}s {t.keys}" if t.keys else
+    plural = PLURAL[t.basis]
+    shown = t.keys if len(t.keys) <= 12 else [*t.keys[:12], f"… {len(t.keys)} in all"]
+    keys = (f"key {plural} {shown}" if t.keys else
             f"no key {t.basis} in the final model, so no restricted/excluded loss")
     fig.update_layout(title=f"Loss over training ({keys}); red line: selected checkpoint",
                       height=380, width=1000, xaxis_title="step", yaxis_type="log")
