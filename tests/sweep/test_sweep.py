@@ -372,7 +372,7 @@ def test_ray_sweep_equals_sequential_records_failure_and_resumes(ray_local, tmp_
 
 
 def test_misspelt_analysis_option_is_refused_naming_the_valid_ones():
-    with pytest.raises(MiMarginError, match="min_simlarity.*min_similarity"):
+    with pytest.raises(MiMarginError, match=r"min_simlarity.*min_similarity"):
         small_spec(analysis_options={"irreps": {"min_simlarity": 0.05}})
 
 
