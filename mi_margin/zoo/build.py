@@ -57,7 +57,8 @@ def machine() -> dict[str, Any]:
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2)}
 
 
 def wall_clock() -> Any:
