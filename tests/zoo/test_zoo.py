@@ -86,7 +86,8 @@ def test_shipped_checkpoints_give_the_full_precision_answers(name):
         assert same_answers(full, signature(run.model_at(int(step)), run.task)), step
 
 
-@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if recipe(n).heavy else n
+                                  for n in ENTRIES])
 def test_card_is_regenerated_from_the_shipped_weights(name):
     """The card is computation, not text: rebuilding it from the entry gives the same card."""
     run = mm.zoo.load(name)
