@@ -4,6 +4,7 @@ Command line (one torch thread; see docs/performance.md)::
 
     python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
     python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build entry NAME... --runs-root ROOT   # run folders ROOT/NAME/run
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
 
@@ -177,9 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     p_train.add_argument("name")
     p_train.add_argument("--out", required=True)
     p_train.add_argument("--no-entry", action="store_true", help="only train")
-    p_entry = sub.add_parser("entry", help="build an entry from a run folder")
-    p_entry.add_argument("name")
-    p_entry.add_argument("--run", required=True)
+    p_entry = sub.add_parser("entry", help="build entries from run folders")
+    p_entry.add_argument("names", nargs="+")
+    where = p_entry.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", help="the run folder (one name)")
+    where.add_argument("--runs-root", help="run folders are RUNS_ROOT/NAME/run (train --out RUNS_ROOT/NAME)")
     for p in (p_train, p_entry):
         p.add_argument("--dest", default=str(DATA))
     p_table = sub.add_parser("table", help="print the Reproductions table")
@@ -206,7 +209,11 @@ def main(argv: list[str] | None = None) -> None:
             return
         print(build_entry(args.name, Path(args.out) / "run", args.dest), report_size(args.dest))
         return
-    print(build_entry(args.name, args.run, args.dest), report_size(args.dest))
+    if args.run and len(args.names) > 1:
+        parser.error("--run takes one name; use --runs-root for several")
+    for name in args.names:
+        folder = args.run or Path(args.runs_root) / name / "run"
+        print(build_entry(name, folder, args.dest), report_size(args.dest), flush=True)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,18 @@ def test_unknown_recipe_and_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("# no table here\n")
     with pytest.raises(MiMarginError, match="no <!-- zoo-table -->"):
         update_readme(tmp_path / "README.md")
+
+
+def test_cli_builds_entries_from_run_folders(tmp_path, capsys):
+    from mi_margin.zoo.build import main
+
+    task = mm.ModularAddition(p=5, train_fraction=0.6, seed=2)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, act_fn="relu", seed=2))
+    mm.train(model, task, mm.TrainConfig(steps=60, lr=1e-2, eval_every=10, progress=False),
+             out_dir=tmp_path / "runs" / "li_p23_k3_cubic" / "run")
+    main(["entry", "li_p23_k3_cubic", "--runs-root", str(tmp_path / "runs"), "--dest", str(tmp_path / "zoo")])
+    assert "MiB of the 25 MiB budget" in capsys.readouterr().out
+    shipped = store.read_entry(tmp_path / "zoo" / "li_p23_k3_cubic")
+    assert shipped.step == 60 and shipped.task.to_dict() == task.to_dict()
+    with pytest.raises(SystemExit):
+        main(["entry", "a", "b", "--run", str(tmp_path)])
