@@ -4,6 +4,7 @@ Command line (one torch thread; see docs/performance.md)::
 
     python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
     python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build entry NAME... --runs-root ROOT   # run folders ROOT/NAME/run
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
 
@@ -57,7 +58,8 @@ def machine() -> dict[str, Any]:
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2)}
 
 
 def wall_clock() -> Any:
@@ -162,6 +164,12 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
     Path(path).write_text(f"{head}{TABLE_START}\n{reproductions_table(dest)}\n{TABLE_END}{tail}")
 
 
+def report_size(dest: str | Path = DATA) -> str:
+    """Total size of the entries under ``dest`` against the 25 MiB budget (tests/zoo checks it)."""
+    total = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
+    return f"zoo size {total / 2**20:.2f} MiB of the 25 MiB budget"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mi_margin.zoo.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,9 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     p_train.add_argument("name")
     p_train.add_argument("--out", required=True)
     p_train.add_argument("--no-entry", action="store_true", help="only train")
-    p_entry = sub.add_parser("entry", help="build an entry from a run folder")
-    p_entry.add_argument("name")
-    p_entry.add_argument("--run", required=True)
+    p_entry = sub.add_parser("entry", help="build entries from run folders")
+    p_entry.add_argument("names", nargs="+")
+    where = p_entry.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", help="the run folder (one name)")
+    where.add_argument("--runs-root", help="run folders are RUNS_ROOT/NAME/run (train --out RUNS_ROOT/NAME)")
     for p in (p_train, p_entry):
         p.add_argument("--dest", default=str(DATA))
     p_table = sub.add_parser("table", help="print the Reproductions table")
@@ -197,9 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trained {args.name}: {run}", flush=True)
         if args.no_entry:
             return
-        print(build_entry(args.name, Path(args.out) / "run", args.dest))
+        print(build_entry(args.name, Path(args.out) / "run", args.dest), report_size(args.dest))
         return
-    print(build_entry(args.name, args.run, args.dest))
+    if args.run and len(args.names) > 1:
+        parser.error("--run takes one name; use --runs-root for several")
+    for name in args.names:
+        folder = args.run or Path(args.runs_root) / name / "run"
+        print(build_entry(name, folder, args.dest), report_size(args.dest), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.analysis.irrep_progress import irrep_progress
+from mi_margin.analysis.progress import progress_measures
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
@@ -65,6 +67,31 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
     return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
 
 
+PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_loss", "excluded_loss",
+                    "gini_embed", "gini_W_L", "key_logit_fve", "hidden_product_fve", "weight_norm_sq"]
+
+
+def progress_lines(run: Run, keys: list[Any]) -> list[str]:
+    """Progress measures at every shipped checkpoint (Nanda et al. Fig. 7; Chughtai et al. App. E),
+    for the key frequencies/irreps of the final model: the phases as the zoo alone shows them."""
+    if run.task.kind == "modular_addition":
+        table = progress_measures(run, frequencies=keys).table
+    elif run.task.kind == "group_composition":
+        table = irrep_progress(run, irreps=keys).table
+    else:
+        return []
+    return ["## Progress measures on the shipped checkpoints", "",
+            markdown_table(table[[c for c in PROGRESS_COLUMNS if c in table]]), ""]
+
+
+def contention(history: pd.DataFrame) -> str:
+    """Wall time over CPU time of the whole run (about 1 when the process had a core to itself)."""
+    if not {"wall_s", "cpu_s"} <= set(history) or not history["cpu_s"].iloc[-1] > 0:
+        return ""
+    ratio = float(history["wall_s"].iloc[-1] / history["cpu_s"].iloc[-1])
+    return f"; wall time / CPU time = {ratio:.1f} (the machine was shared when above 1)"
+
+
 def final_metrics(run: Run) -> pd.DataFrame:
     """Loss and accuracy of the final model on train, test and all inputs."""
     task, rows = run.task, []
@@ -113,8 +140,11 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
             result += f" after `{build['finish']['function']}` (trained weights: " \
                       f"{margin_ratio(run.model_at(run.step), run.task):.4f})"
     mach = build.get("machine") or {}
-    machine_line = (f"{mach.get('cpu')}, {mach.get('torch_threads')} torch thread(s), torch "
-                    f"{mach.get('torch')} (machine shared with other jobs)" if mach
+    load = mach.get("loadavg_at_start")
+    machine_line = (f"{mach.get('cpu')} ({mach.get('cores')} cores), {mach.get('torch_threads')} torch "
+                    f"thread(s), torch {mach.get('torch')}"
+                    + (f"; load average {load} when training started" if load is not None else "")
+                    + contention(run.history) if mach
                     else "not recorded (built from a run folder without machine.json)")
     parts = [
         f"# {rec.name}", "", f"{rec.title}. Reproduces: {rec.paper}.", "", RESULT + result, "",
@@ -136,6 +166,7 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         markdown_table(cmp.scalars()), "",
         "## The paper's numbers and ours", "",
         markdown_table(paper_table(rec, ours(run, cmp, keys))), "",
+        *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
         "Intermediate checkpoints are stored in float16 only where accuracy, the key "
