@@ -169,8 +169,8 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
-        "Intermediate checkpoints are stored in float16 only where accuracy, the key "
-        "frequencies/irreps and the margin ratio computed on them equal those of the "
+        "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
+        "on which accuracy, the key frequencies/irreps and the margin ratio equal those of the "
         "full-precision weights (entry.json `checks`).", ""]
     return "\n".join(parts)
 
