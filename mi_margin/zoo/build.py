@@ -10,8 +10,8 @@ Command line (one torch thread; see docs/performance.md)::
 
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
 machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
-(:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores the intermediate ones in float16 when the
-analyses give the same answers on them (:mod:`mi_margin.zoo.checks`) and float32 otherwise, and
+(:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores each intermediate one in the smallest of
+float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`), and
 writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
 """
 
@@ -39,7 +39,8 @@ from mi_margin.zoo.recipes import RECIPES, Recipe
 from mi_margin.zoo.store import read_entry, read_meta, write_entry
 
 DATA = Path(__file__).parent / "data"
-REDUCED = "float16"
+#: reduced precisions tried for intermediate checkpoints, smallest first
+REDUCED = ("float16", "float32")
 
 
 def recipe(name: str) -> Recipe:
@@ -87,8 +88,9 @@ def train_recipe(name: str, out: str | Path | None = None) -> Run:
 
 
 def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[str, Any]]:
-    """dtype per kept step (final: the model's own; others float16 when their signature is
-    unchanged) and the full-precision signatures the entry records."""
+    """dtype per kept step (final: the model's own; others the first of ``REDUCED`` that leaves
+    their signature unchanged, else the model's own) and the full-precision signatures the entry
+    records."""
     dtypes: dict[int, str] = {}
     recorded: dict[str, Any] = {}
     for step in steps:
@@ -98,11 +100,18 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
         if step == run.step:
             dtypes[step] = model.cfg.dtype
             continue
-        reduced = run.model_at(step)
-        reduced.load_state_dict({k: v.to(getattr(torch, REDUCED)).to(v.dtype)
-                                 for k, v in run.checkpoints[step].items()})
-        dtypes[step] = REDUCED if same_answers(full, signature(reduced, run.task)) else model.cfg.dtype
+        dtypes[step] = next((d for d in REDUCED if d != model.cfg.dtype
+                             and same_answers(full, signature(rounded(run, step, d), run.task))),
+                            model.cfg.dtype)
     return dtypes, recorded
+
+
+def rounded(run: Run, step: int, dtype: str) -> Any:
+    """The model at checkpoint ``step`` with its weights rounded to ``dtype`` (and back)."""
+    model = run.model_at(step)
+    model.load_state_dict({k: v.to(getattr(torch, dtype)).to(v.dtype)
+                           for k, v in run.checkpoints[step].items()})
+    return model
 
 
 def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
