@@ -15,8 +15,8 @@ import pytest
 
 import mi_margin as mm
 from mi_margin import groups
-from mi_margin.viz import _html, report
 from mi_margin.analysis import progress_measures
+from mi_margin.viz import _html, report
 from mi_margin.viz.report import write_report
 from mi_margin.viz.timeline import MAX_CHECKPOINTS, select_steps
 
