@@ -135,6 +135,9 @@ def resolve_run(name: str) -> tuple[Any, Path | None]:
         raise MiMarginError(f"report needs a run folder (from mi-margin train --out) or a zoo entry, "
                             f"got the file {name}")
     entries = zoo.list()
+    if not entries:
+        raise MiMarginError(f"no run folder {name!r}, and no model zoo is installed "
+                            f"({zoo.DATA} holds no entries)")
     if name not in entries:
         raise MiMarginError(f"{name!r} is neither a run folder nor a zoo entry; zoo entries: "
                             f"{', '.join(map(str, entries))}")

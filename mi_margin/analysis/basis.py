@@ -32,6 +32,7 @@ from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import (
+    basis_labels,
     check_frequencies,
     filter_grid,
     fourier_basis,
@@ -134,6 +135,18 @@ class HarmonicBasis(ABC):
         orthonormal basis of all labels' subspaces, label by label (see ``index_labels``)."""
         W = W.detach().double()
         return torch.cat([self.operand_basis(lab).T @ W for lab in self.labels])
+
+    def coefficient_names(self) -> list[str]:
+        """A name for every coefficient of :meth:`coefficients`, in its order: the label, with
+        ``[i]`` for the i-th basis vector of a label whose subspace has several.
+
+        Example:
+            >>> from mi_margin.groups import symmetric
+            >>> IrrepBasis(symmetric(3), 2).coefficient_names()
+            ['trivial', '(1,1,1)', '(2,1)[0]', '(2,1)[1]', '(2,1)[2]', '(2,1)[3]']
+        """
+        return [str(lab) if d == 1 else f"{lab}[{i}]" for lab, d in zip(self.labels, self.dims)
+                for i in range(d)]
 
     @property
     def index_labels(self) -> Tensor:
@@ -268,6 +281,15 @@ class CyclicBasis(HarmonicBasis):
 
     def coefficients(self, W: Tensor) -> Tensor:
         return to_fourier(W.detach(), dims=(0,))
+
+    def coefficient_names(self) -> list[str]:
+        """``const``, ``cos 1``, ``sin 1``, ... (the real Fourier basis of Z_p).
+
+        Example:
+            >>> CyclicBasis(5, 2).coefficient_names()
+            ['const', 'cos 1', 'sin 1', 'cos 2', 'sin 2']
+        """
+        return basis_labels(self.n)
 
     def term_elements(self, task: Any, term: str) -> Tensor:
         return _term_column(self, task, term)

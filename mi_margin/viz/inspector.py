@@ -4,10 +4,10 @@ For every MLP neuron (at the last position for transformers) the report stores i
 share of its variance over the input grid in each single-frequency block (Nanda et al. 2023 §4.2;
 docs/mathematics.md §4.2) or, for group composition, in each irrep's ρ(a), ρ(b) and ρ(ab)
 subspaces (Chughtai et al. 2023, Table 2) — and the vectors it reads from each token and writes to
-the logits, expressed in the task's basis: the real Fourier basis of Z_p, or orthonormal bases of
-the irreps' matrix-coefficient spaces (docs/mathematics.md §3). Its activation over the (a, b)
-grid (other operands 0 when k > 2) is stored for the strongest neurons of every cluster, up to
-:data:`HEATMAP_BYTES`. Clusters are those of :func:`~mi_margin.neuron_clusters` (dominant
+the logits, expressed in the task's basis (the analysis core's ``basis_for(task)``): the real
+Fourier basis of Z_p, or orthonormal bases of the irreps' isotypic subspaces (docs/mathematics.md
+§3). Its activation over the (a, b) grid (other operands 0 when k > 2) is stored for the
+strongest neurons of every cluster, up to :data:`HEATMAP_BYTES`. Clusters are those of :func:`~mi_margin.neuron_clusters` (dominant
 frequency of the activation) and :func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the
 weights, Morwani et al. 2024 Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
 
@@ -27,15 +27,13 @@ import plotly.graph_objects as go
 import torch
 
 import mi_margin.analysis as A
+from mi_margin.analysis.core import Subject, subject
 from mi_margin.errors import MiMarginError
-from mi_margin.fourier import basis_labels, isotypic_basis, to_fourier
-from mi_margin.models.evaluation import model_inputs
 from mi_margin.viz import _html
 from mi_margin.viz.timeline import _json
 
 #: raw bytes of heatmaps stored (one byte per grid cell and neuron)
 HEATMAP_BYTES = 400_000
-POST = "blocks.0.mlp.hook_post"
 IDS = {"pick": "mm-inspector-pick", "info": "mm-inspector-info", "data": "mm-inspector-data",
        "spectrum": "mm-inspector-spectrum", "weights": "mm-inspector-weights",
        "heatmap": "mm-inspector-heatmap"}
@@ -116,65 +114,52 @@ class Inspector:
 
 
 # -- what the neurons read and write, in the task's basis ----------------------------------------
-def neuron_vectors(model: Any, n: int) -> dict[str, torch.Tensor]:
-    """The vectors over the n tokens a neuron reads (per operand) and writes, each [n, d_mlp].
-
-    Transformer: W_E[:n]·W_in (the direct path of a token into the neurons) and (W_out·W_U)ᵀ;
-    MLP: each operand's W_in_eff[i] and W_outᵀ (the conventions of
-    :func:`~mi_margin.fourier_spectrum`).
-    """
-    if model.model_kind == "transformer":
-        return {"reads (W_E·W_in)": model.W_E[:n] @ model.W_in[0],
-                "writes (W_out·W_U)": (model.W_out[0] @ model.W_U).T}
-    W = model.W_in_eff
-    reads = {f"reads operand {i + 1}": W[i] for i in range(W.shape[0])}
-    return {**reads, "writes (W_out)": model.W_out.T}
+def neuron_maps(s: Subject) -> dict[str, torch.Tensor]:
+    """The maps over the group a neuron reads (per operand) and writes, each [n, d_mlp], named
+    for the page: the analysis core's :meth:`~mi_margin.analysis.core.Subject.neuron_input_maps`
+    (W_E[:n]·W_in, or each W_in_eff[i]) and :meth:`~mi_margin.analysis.core.Subject.
+    neuron_logit_map` (W_out·W_U, or W_out) transposed."""
+    reads = s.neuron_input_maps()
+    if s.kind == "transformer":
+        return {"reads (W_E·W_in)": reads[0], "writes (W_out·W_U)": s.neuron_logit_map().T}
+    return {**{f"reads operand {i + 1}": W for i, W in enumerate(reads)},
+            "writes (W_out)": s.neuron_logit_map().T}
 
 
-def in_basis(model: Any, task: Any) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Basis labels and every neuron vector's coefficients, name → [d_mlp, n]."""
-    n = task.d_vocab_out
-    vectors = {k: v.detach().double() for k, v in neuron_vectors(model, n).items()}
-    if task.kind == "modular_addition":
-        return basis_labels(n), {k: to_fourier(v, dims=(0,)).T.numpy() for k, v in vectors.items()}
-    G = task.group
-    bases = [np.asarray(isotypic_basis(G, rho)) for rho in G.irreps()]
-    labels = [rho.name if Q.shape[1] == 1 else f"{rho.name}[{i}]"
-              for rho, Q in zip(G.irreps(), bases) for i in range(Q.shape[1])]
-    Q = np.concatenate(bases, axis=1)
-    return labels, {k: (Q.T @ v.numpy()).T for k, v in vectors.items()}
+def in_basis(s: Subject) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Names of the task basis's vectors and every neuron map's coefficients, name → [d_mlp, n]."""
+    return s.basis.coefficient_names(), {name: s.basis.coefficients(W).T.numpy()
+                                         for name, W in neuron_maps(s).items()}
 
 
-@torch.no_grad()
-def grid_activations(model: Any, task: Any) -> np.ndarray:
+def grid_activations(s: Subject) -> np.ndarray:
     """Neuron activations over (a_1, a_2) with the other operands 0, [d_mlp, n, n]."""
-    _, cache = model.run_with_cache(model_inputs(model, task), names_filter=POST)
-    post = cache[POST]
-    post = (post[:, -1] if post.ndim == 3 else post).double().numpy()
-    n = task.d_vocab_out
+    post = s.neurons().double().numpy()
+    n = s.basis.n
     return post.reshape(n, n, -1, post.shape[-1])[:, :, 0].transpose(2, 0, 1)
 
 
 # -- spectra and clusters ----------------------------------------------------------------------
 def _fourier(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], list[Cluster]]:
     res = A.neuron_clusters(model, task)
-    blocks = res.block_fraction.double().numpy()
-    var = res.variance.double().numpy()
+    blocks = res.shares[:, 1:].double().numpy()           # [d_mlp, p//2]: frequencies 1..p//2
+    var = res.total.double().numpy()
+    purity = np.nan_to_num(res.purity.double().numpy())
     info = []
-    for j, (f, share) in enumerate(zip(res.frequency.tolist(), res.fraction.tolist())):
+    for j, (f, share) in enumerate(zip(res.label, purity)):
         best = int(blocks[j].argmax()) + 1 if var[j] > 0 else 0
-        line = (f"n{j}: frequency {f} ({share:.0%} of its variance)" if f else
+        line = (f"n{j}: frequency {f} ({share:.0%} of its variance)" if f is not None else
                 f"n{j}: no frequency dominates (best {best}, {share:.0%})")
-        if res.phase_error is not None and f:
+        if res.phase_error is not None and f is not None:
             line += f"; phase error |θ_1+…+θ_k − θ_w| = {float(res.phase_error[j]):.3f}"
         info.append(line)
     clusters = []
     for f, members in res.clusters.items():
-        members = sorted(members, key=lambda j: -float(res.fraction[j]))
+        members = sorted(members, key=lambda j: -purity[j])
         total = var[members].sum()
         pooled = var[members] @ blocks[members] / total if total > 0 else blocks[0] * 0
-        label = f"frequency {f}" if f else "no dominant frequency"
-        clusters.append(Cluster(label, bool(f), members, pooled[:, None],
+        label = f"frequency {f}" if f is not None else "no dominant frequency"
+        clusters.append(Cluster(label, f is not None, members, pooled[:, None],
                                 f"{label}: {len(members)} neurons; variance-weighted spectrum "
                                 f"of the cluster; weights and activation of its strongest "
                                 f"neuron, n{members[0]}"))
@@ -240,9 +225,10 @@ def inspector(model: Any, task: Any, heatmap_bytes: int = HEATMAP_BYTES) -> Insp
         raise MiMarginError(f"the neuron inspector needs a modular_addition or group_composition "
                             f"task, got {task.kind!r}")
     clusters = sorted(clusters, key=lambda c: (not c.assigned, -len(c.neurons)))
-    weight_labels, weights = in_basis(model, task)
+    s = subject(model, task)
+    weight_labels, weights = in_basis(s)
     chosen = _heatmap_neurons(clusters, max(1, heatmap_bytes // len(axis) ** 2))
-    grid = grid_activations(model, task)[chosen]
+    grid = grid_activations(s)[chosen]
     return Inspector(basis=basis, labels=labels, terms=terms, spectrum=spectrum,
                      weight_labels=weight_labels, weights=weights, info=info, clusters=clusters,
                      grid_neurons=chosen, grid=grid, axis=axis)

@@ -36,7 +36,9 @@ from mi_margin.training import load
 from mi_margin.viz import _html
 from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_view
 from mi_margin.viz.figures import plot
+from mi_margin.viz.inspector import inspector, inspector_html
 from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
+from mi_margin.viz.timeline import select_steps, timeline, timeline_html
 from mi_margin.viz.training import progress_columns, progress_curves, training_curves
 
 #: NFA is computed only when (training examples) × (input dim) × (hidden width) is at most this.
@@ -151,20 +153,17 @@ def _harmonic(ctx: Context) -> dict[str, Item]:
                                                  table=True)
     if kind == "frequency" and t.k == 2:
         items["Clock or pizza"] = show(lambda: clock_pizza(m, t), table=True)
-    if len(run.checkpoints) > 1:
-        items["Progress measures over checkpoints"] = show(lambda: progress_measures(run))
+    if len(run.checkpoints) > 1:            # the slider's checkpoints: bounded however dense
+        items["Progress measures over checkpoints"] = show(
+            lambda: progress_measures(run, keys(), steps=select_steps(run.checkpoints)))
     return items
 
 
 def _timeline(ctx: Context) -> dict[str, Item]:
-    from mi_margin.viz.timeline import timeline, timeline_html
-
     return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run))]}
 
 
 def _inspector(ctx: Context) -> dict[str, Item]:
-    from mi_margin.viz.inspector import inspector, inspector_html
-
     return {"Pick a neuron or a cluster": lambda: [inspector_html(inspector(ctx.model, ctx.task))]}
 
 

@@ -110,20 +110,21 @@ def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
 
     Embeddings: every input map's share of squared Fourier norm (averaged over operands for
     MLPs); neurons and logits: variance-weighted share of their variance over the input grid
-    (as ``fourier_spectrum(...).frequency_shares``). The neurons' shares are pooled from
-    :func:`~mi_margin.neuron_clusters`, which also gives the cluster counts, so the neurons'
-    grid spectrum is computed once per checkpoint.
+    (as ``fourier_spectrum(...).shares``). The neurons' shares are pooled from
+    :func:`~mi_margin.neuron_clusters` (Σ_j energy_j / Σ_j total_j), which also gives the cluster
+    counts, so the neurons' grid spectrum is computed once per checkpoint.
     """
     spec = A.fourier_spectrum(model, task, where=("embed", "logits"))
-    embeds = [spec.frequency_shares(c).tolist() for c in spec.weights if c.startswith("embed")]
+    embeds = [spec.shares(c).tolist() for c in spec.weights if c.startswith("embed")]
     clusters = A.neuron_clusters(model, task)
-    total = float(clusters.variance.sum())
-    neurons = (clusters.variance @ clusters.block_fraction / total if total > 0 else
-               clusters.block_fraction[0] * 0)
+    total = float(clusters.total.sum())
+    blocks = clusters.energy[:, 1:].sum(0)
+    neurons = blocks / total if total > 0 else blocks * 0
     loss = A.restricted_loss(model, task, keys) if keys else None
+    counts = clusters.counts
     return _snapshot({"embeddings": _mean(embeds), "neurons": neurons.tolist(),
-                      "logits": spec.frequency_shares("logits").tolist()},
-                     [clusters.counts.get(f, 0) for f in range(task.p // 2 + 1)], loss)
+                      "logits": spec.shares("logits").tolist()},
+                     [counts.get(f, 0) for f in [None, *A.basis_for(task).nontrivial]], loss)
 
 
 def irrep_snapshot(model: Any, task: Any, keys: list[str]) -> Snapshot:
@@ -149,11 +150,11 @@ def basis_of(run: Any) -> Basis:
     """The :class:`Basis` of a run's task (modular addition or group composition)."""
     task, model = run.task, run.model
     if task.kind == "modular_addition":
-        freqs = [str(f) for f in range(1, task.p // 2 + 1)]
+        freqs = [str(f) for f in A.basis_for(task).nontrivial]
         return Basis("frequency", freqs, ["none", *freqs], A.key_frequencies(model, task),
                      fourier_snapshot)
     if task.kind == "group_composition":
-        names = [rho.name for rho in task.group.irreps()]
+        names = list(A.basis_for(task).labels)
         return Basis("irrep", names, [*names, "none"], A.key_irreps(model, task), irrep_snapshot)
     raise MiMarginError(f"the timeline needs a modular_addition or group_composition task, got "
                         f"{task.kind!r}")
@@ -215,7 +216,9 @@ def spectra_figure(t: Timeline, i: int = -1) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=[f"{name}: share per {t.basis}"
                                                         for name in SPECTRA])
     for col, name in enumerate(SPECTRA, start=1):
-        fig.add_bar(x=t.labels, y=_round(t.snapshots[i].spectra[name]), name=name, row=1, col=col)
+        y = _round(t.snapshots[i].spectra[name])
+        x = t.labels[len(t.labels) - len(y):]     # irrep logit similarity has no trivial entry
+        fig.add_bar(x=x, y=y, name=name, row=1, col=col)
         fig.update_xaxes(title_text=t.basis, type="category", row=1, col=col)
     for col, name in enumerate(SPECTRA, start=1):      # one scale for all checkpoints
         top = max(max(s.spectra[name]) for s in t.snapshots)

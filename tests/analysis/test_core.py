@@ -49,6 +49,30 @@ def test_blocks_and_terms_match_dense_projections(task):
             assert torch.allclose(energy, (Q.T @ centred).square().sum(0), atol=1e-9)
 
 
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=6), mm.ModularAddition(p=7),
+                                  mm.GroupComposition("S3"), mm.GroupComposition("D4"),
+                                  mm.SparseParity(n=3, k=2)],
+                         ids=["Z6", "Z7", "S3", "D4", "parity"])
+def test_coefficient_names_name_each_basis_vector(task):
+    """Each label's orthonormal basis vectors have one coefficient 1, at a name of that label."""
+    b = basis_for(task)
+    names = b.coefficient_names()
+    assert len(names) == len(set(names)) == sum(b.dims) == b.n
+    for lab in b.labels:
+        Q = b.operand_basis(lab)
+        coef = b.coefficients(Q)
+        for i in range(Q.shape[1]):
+            at = int(coef[:, i].abs().argmax())
+            assert coef[at, i].abs() == pytest.approx(1.0, abs=1e-9)
+            assert coef[:, i].square().sum() == pytest.approx(1.0, abs=1e-9)
+            assert int(b.index_labels[at]) == b.labels.index(lab)
+            word = names[at]
+            if b.label_kind == "frequency":    # "const", "cos f" or "sin f"
+                assert word == "const" if lab == 0 else word.split()[1:] == [str(lab)]
+            else:
+                assert word.split("[")[0] == str(lab)
+
+
 def test_basis_kinds_and_labels():
     assert isinstance(basis_for(mm.ModularAddition(p=7)), CyclicBasis)
     assert basis_for(mm.GroupComposition("D5")).labels == ("trivial", "sign", "freq_1", "freq_2")

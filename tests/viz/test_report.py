@@ -15,8 +15,10 @@ import pytest
 
 import mi_margin as mm
 from mi_margin import groups
+from mi_margin.analysis import progress_measures
 from mi_margin.viz import _html, report
 from mi_margin.viz.report import write_report
+from mi_margin.viz.timeline import MAX_CHECKPOINTS, select_steps
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PLOTLY_BANNER = re.compile(r"\* plotly\.js v\d")
@@ -98,6 +100,24 @@ def test_a_failing_analysis_becomes_an_error_box(transformer_run, tmp_path, monk
     errors = _boxes(html, "error")
     assert len(errors) == 1 and "Fourier spectrum" in errors[0] and "planted failure" in errors[0]
     assert HEADINGS.findall(html) == EXPECTED["transformer"]       # the rest still rendered
+
+
+def test_progress_measures_use_the_sliders_checkpoints(mlp_run, monkeypatch):
+    """A densely checkpointed run: the progress item evaluates the timeline's selection only."""
+    state = mlp_run.checkpoints[max(mlp_run.checkpoints)]
+    dense = mm.Run(model=mlp_run.model, task=mlp_run.task, config=mlp_run.config,
+                   history=mlp_run.history, checkpoints={s: state for s in range(3 * MAX_CHECKPOINTS)})
+    seen = []
+
+    def spy(run, labels=None, steps=None):
+        seen.append(steps)
+        return progress_measures(run, labels, steps)
+
+    monkeypatch.setattr(report, "progress_measures", spy)
+    items = report._harmonic(report.Context(dense))
+    parts = items["Progress measures over checkpoints"]()
+    assert seen == [select_steps(dense.checkpoints)] and len(seen[0]) == MAX_CHECKPOINTS
+    assert seen[0][0] == 0 and seen[0][-1] == 3 * MAX_CHECKPOINTS - 1 and len(parts) == 1
 
 
 def test_report_rejects_other_objects(tmp_path):

@@ -3,16 +3,14 @@
 In headless Chromium (conftest.py) we move the checkpoint slider and pick neurons and clusters,
 and check that the figures' data and drawings change, that the page made no request outside the
 file, and that no script error occurred. Then: ``mm.viz.write_report`` from a fresh interpreter,
-and ``mi-margin report NAME`` on a run folder, on a zoo entry (a stand-in ``mi_margin.zoo``
-module until the zoo is merged) and on a name that is neither.
+and ``mi-margin report NAME`` on a run folder, on an entry of the shipped zoo
+(``mm.zoo.list()[0]``), on a name that is neither, and with no zoo entries installed.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -104,36 +102,27 @@ def test_mm_viz_is_there_after_import_mi_margin(tmp_path):
         mm.vizz  # noqa: B018
 
 
-@pytest.fixture
-def zoo(run, monkeypatch):
-    """A stand-in ``mi_margin.zoo`` with one entry, ``tiny``."""
-    module = types.ModuleType("mi_margin.zoo")
-    module.__spec__ = importlib.machinery.ModuleSpec("mi_margin.zoo", None)
-    module.list = lambda: ["tiny"]            # type: ignore[attr-defined]
-    module.load = {"tiny": run}.__getitem__   # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mi_margin.zoo", module)
-    return module
-
-
-def test_report_command_on_a_zoo_entry_and_a_run_folder(zoo, run, tmp_path, monkeypatch, capsys):
+def test_report_command_on_a_zoo_entry_and_a_run_folder(run, tmp_path, monkeypatch, capsys):
+    name = mm.zoo.list()[0]
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "tiny"]) == 0
-    assert (tmp_path / "tiny.html").is_file()
-    assert "tiny.html" in capsys.readouterr().out
-    folder = mm.save(run, tmp_path / "tiny")          # a folder by that name wins over the zoo
-    assert main(["report", "tiny"]) == 0
+    assert main(["report", name]) == 0
+    assert (tmp_path / f"{name}.html").is_file()
+    assert f"{name}.html" in capsys.readouterr().out
+    folder = mm.save(run, tmp_path / name)            # a folder by that name wins over the zoo
+    assert main(["report", name]) == 0
     assert (folder / "report.html").is_file()
 
 
-def test_report_command_on_an_unknown_name_is_one_line(zoo, tmp_path, monkeypatch, capsys):
+def test_report_command_on_an_unknown_name_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["report", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'nope'" in err and "zoo entries: tiny" in err
+    assert err.count("\n") == 1 and "'nope'" in err
+    assert f"zoo entries: {', '.join(mm.zoo.list())}" in err
 
 
 def test_report_command_without_a_zoo_names_the_missing_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "mi_margin.zoo", None)      # find_spec then returns None
+    monkeypatch.setattr(mm.zoo, "DATA", tmp_path / "no-zoo")    # an install without entries
     monkeypatch.chdir(tmp_path)
     assert main(["report", "runs/p113"]) == 2
     err = capsys.readouterr().err
