@@ -101,6 +101,16 @@ def li_p23_k3_cubic() -> Made:
     return model, task, train
 
 
+def li_p23_k3_max_margin() -> Made:
+    """(a+b+c) mod 23, the theorem's x^3 MLP (twice its width bound 2^{2k-2}(p-1)), full table,
+    L_{2,4} penalty: Li et al.'s Theorem 4.1 / I.1 setting."""
+    task = mm.ModularAddition(p=23, k=3, seed=0)
+    train, model_cfg = max_margin_recipe(task, steps=2000, method="adam", penalty=1e-4, seed=0,
+                                         eval_every=100, checkpoint_schedule="log",
+                                         n_checkpoints=30)
+    return mm.HookedMLP(model_cfg), task, train
+
+
 # -- Chughtai et al. (2023): universality on groups -----------------------------------------------------
 def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Made:
     """Chughtai et al.'s MLP (embed 256, hidden 128, ReLU) with their full-batch AdamW recipe.
@@ -170,6 +180,11 @@ _RECIPES = [
             ("max normalized power per neuron", "≈ 1 after training (Fig. 1)", "purity"),
             ("normalized margin", "γ* = 3 / (16 p (p − 1)) at the max margin (Theorem I.1)",
              "margin"))),
+    Recipe("li_p23_k3_max_margin", "(a + b + c) mod 23, x^3 MLP trained to the max L_{2,4} margin",
+           "Li et al. 2024, Theorem 4.1 / I.1 (k = 3)", li_p23_k3_max_margin, "max_margin",
+           (("frequencies used", "every frequency ζ is used by some neuron (Theorem 4.1)", "key"),
+            ("neurons", "single-frequency cosines (Theorem 4.1)", "purity"),
+            ("normalized margin", "γ* = 3 / (16 p (p − 1)) (Theorem I.1)", "margin")), n_ship=8),
     *[Recipe(f"chughtai_S4_mlp_seed{seed}", f"S4 composition, Chughtai et al.'s ReLU MLP, 70% train, "
              f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
              partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
