@@ -57,7 +57,8 @@ def machine() -> dict[str, Any]:
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2)}
 
 
 def wall_clock() -> Any:
@@ -162,6 +163,12 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
     Path(path).write_text(f"{head}{TABLE_START}\n{reproductions_table(dest)}\n{TABLE_END}{tail}")
 
 
+def report_size(dest: str | Path = DATA) -> str:
+    """Total size of the entries under ``dest`` against the 25 MiB budget (tests/zoo checks it)."""
+    total = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
+    return f"zoo size {total / 2**20:.2f} MiB of the 25 MiB budget"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mi_margin.zoo.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,9 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trained {args.name}: {run}", flush=True)
         if args.no_entry:
             return
-        print(build_entry(args.name, Path(args.out) / "run", args.dest))
+        print(build_entry(args.name, Path(args.out) / "run", args.dest), report_size(args.dest))
         return
-    print(build_entry(args.name, args.run, args.dest))
+    print(build_entry(args.name, args.run, args.dest), report_size(args.dest))
 
 
 if __name__ == "__main__":

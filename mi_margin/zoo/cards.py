@@ -65,6 +65,14 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
     return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
 
 
+def contention(history: pd.DataFrame) -> str:
+    """Wall time over CPU time of the whole run (about 1 when the process had a core to itself)."""
+    if not {"wall_s", "cpu_s"} <= set(history) or not history["cpu_s"].iloc[-1] > 0:
+        return ""
+    ratio = float(history["wall_s"].iloc[-1] / history["cpu_s"].iloc[-1])
+    return f"; wall time / CPU time = {ratio:.1f} (the machine was shared when above 1)"
+
+
 def final_metrics(run: Run) -> pd.DataFrame:
     """Loss and accuracy of the final model on train, test and all inputs."""
     task, rows = run.task, []
@@ -113,8 +121,11 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
             result += f" after `{build['finish']['function']}` (trained weights: " \
                       f"{margin_ratio(run.model_at(run.step), run.task):.4f})"
     mach = build.get("machine") or {}
-    machine_line = (f"{mach.get('cpu')}, {mach.get('torch_threads')} torch thread(s), torch "
-                    f"{mach.get('torch')} (machine shared with other jobs)" if mach
+    load = mach.get("loadavg_at_start")
+    machine_line = (f"{mach.get('cpu')} ({mach.get('cores')} cores), {mach.get('torch_threads')} torch "
+                    f"thread(s), torch {mach.get('torch')}"
+                    + (f"; load average {load} when training started" if load is not None else "")
+                    + contention(run.history) if mach
                     else "not recorded (built from a run folder without machine.json)")
     parts = [
         f"# {rec.name}", "", f"{rec.title}. Reproduces: {rec.paper}.", "", RESULT + result, "",

@@ -164,7 +164,7 @@ _RECIPES = [
             ("max normalized power per neuron", "≈ 1 for the quadratic net with L_{2,3} (Fig. 4)",
              "purity"),
             ("frequencies used", "all (neurons per frequency ≈ uniform, Fig. 7)", "key")),
-           n_ship=10),
+           n_ship=8),
     Recipe("morwani_S4_quadratic", "S4 composition, quadratic MLP trained to the max L_{2,3} margin",
            "Morwani et al. 2024, Theorem 9 and Fig. 9", morwani_s4_quadratic, "max_margin",
            (("irreps used", "every non-trivial irrep (Theorem 9)", "key"),
@@ -189,30 +189,30 @@ _RECIPES = [
              f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
              partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
              (("key irreps", "differ between seeds; S4 is not in the paper (S5: Fig. 7)", "key"),),
-             n_ship=8)
+             n_ship=5)
       for seed in (0, 1, 2, 3)],
     Recipe("chughtai_A5_mlp_seed1", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 6 (A5 MLP)",
            partial(chughtai_mlp, "A5", 0.5, 1, 60_000), "grokking",
            (("key irreps, 4 seeds", "{std, 3d-a, 3d-b}, {std, 3d-a, 3d-b}, {3d-a, 5d-a, std}, "
                                     "{5d-a, 3d-a, std, 3d-b} (Table 6)", "key"),
-            ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=10),
+            ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=5),
     Recipe("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s one-layer transformer, "
            "30% train, past cleanup", "Nanda et al. 2023, Fig. 7 (progress measures)",
            nanda_p113_transformer, "grokking",
            (("key frequencies (mainline seed)", "{14, 35, 41, 42, 52} (§4.2)", "key"),
             ("phases", "memorization 0–1.4k, circuit formation 1.4k–9.4k, cleanup 9.4k–14k "
                        "epochs (Fig. 7)", "phases"),
-            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=24, heavy=True),
+            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=14, heavy=True),
     *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
              f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
              partial(chughtai_mlp, "S5", 0.4, seed, 150_000), "grokking",
-             CHUGHTAI_S5_NUMBERS, n_ship=8, heavy=True) for seed in (1, 2, 3)],
+             CHUGHTAI_S5_NUMBERS, n_ship=5, heavy=True) for seed in (1, 2, 3)],
     Recipe("chughtai_S5_transformer_seed1", "S5 composition, one-layer transformer, 60% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 5 (S5 transformer)",
            partial(chughtai_transformer, "S5", 0.6, 1, 50_000), "grokking",
            (("key irreps, 4 seeds", "{sign, std_sign} ×2, {sign, std} ×2 (Table 5)", "key"),
-            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=8, heavy=True),
+            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=4, heavy=True),
 ]
 
 #: every recipe by entry name

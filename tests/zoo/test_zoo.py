@@ -167,3 +167,13 @@ def test_readme_reproductions_table_is_the_cards_table():
     table = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
     assert table == reproductions_table()
     assert all(f"`{name}`" in table for name in ENTRIES)
+
+
+def test_unknown_recipe_and_readme_without_markers(tmp_path):
+    from mi_margin.zoo.build import update_readme
+
+    with pytest.raises(MiMarginError, match="no zoo recipe 'nanda_p97'; valid: \\['chughtai_A5"):
+        recipe("nanda_p97")
+    (tmp_path / "README.md").write_text("# no table here\n")
+    with pytest.raises(MiMarginError, match="no <!-- zoo-table -->"):
+        update_readme(tmp_path / "README.md")
