@@ -801,6 +801,14 @@ print("certificate: normalized margin / γ* =", cert3.ratio, "with", theory.cert
       "neurons")
 cmp3.scalars()"""),
     md(r"""
+Read the two columns against each other. The certificate sits exactly at $\gamma^*$ with every
+neuron pure. A model trained with weight decay on half the triples is a different object: its
+normalized margin over the *whole* table can be far below $\gamma^*$ (negative as soon as one
+unseen triple is answered wrongly), while it may already use most frequencies with neurons only
+partly concentrated on one (compare `mean_purity` and `labels_used` with the certificate's). How
+far a trained model is from the theorem's network, in each respect separately, is what these rows
+measure; `mm.zoo.card("li_p23_k3_cubic")` lists the paper's numbers next to ours.
+
 ## Sparse parity: Theorem 8
 
 $(n, k)$-sparse parity: inputs $x \in \{\pm1\}^n$, label $\chi_S(x) = \prod_{j \in S} x_j$ for a
@@ -960,6 +968,15 @@ with torch.no_grad():
 heads = pd.DataFrame(head_table).T
 heads"""),
     md(r"""
+How to read the three columns. Zero and mean ablation usually agree when a head's output is
+centred near 0; when zero ablation hurts much more than mean ablation, part of the damage comes from
+pushing the residual stream off its usual range, not from the lost information. Resample ablation
+is typically the most damaging of the three for a head that carries information: it does not just
+remove the information about this input, it inserts confidently wrong information about another
+one (here: the head reports the operands of a different pair). All heads matter in this model: each
+one moves part of the waves of $a$ and $b$ to the `=` position, which is why the circuit is spread
+over them rather than localized in one.
+
 The same three ablations on the MLP's neurons, one **frequency cluster** at a time (the neurons whose
 activation is dominated by one frequency, tutorial 1). `hook_post` is [batch, position, neuron]; the
 neuron index can be a list.
@@ -996,6 +1013,13 @@ px.bar(cluster_losses, barmode="group", log_y=True,
        title=f"loss after ablating one neuron cluster (unablated: {BASE:.2g})").show()
 cluster_losses"""),
     md(r"""
+Compare each cluster's losses with the unablated loss and with chance ($\log p$). Removing one
+frequency's neurons brings back the near-ties of the remaining waves (tutorial 1's interference
+picture), so the loss rises; as long as the other frequencies still peak at the right answer for
+most pairs, zero and mean ablation stay below chance, while resampling, which injects another
+pair's waves, can push it above.
+"""),
+    md(r"""
 ## 2. Fourier ablation with the package's hook factory
 
 `ablation_hook(task, freqs, mode)` works in the *input* space instead of on units: over the whole
@@ -1004,6 +1028,8 @@ neuron's activation, the directions the algorithm of tutorial 1 needs. Removing 
 should destroy the model; keeping only them should not.
 """),
     code("""
+import math
+
 from mi_margin.analysis import ablation_hook
 
 others = [f for f in range(1, P // 2 + 1) if f not in key]
@@ -1013,8 +1039,14 @@ with torch.no_grad():
                               ("remove all others", others, "remove")]:
         hook = ablation_hook(task, freqs, mode=mode)
         fourier[name] = loss(model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mlp.hook_post", hook)]))
-print("key frequencies:", key)
+print("key frequencies:", key, "| chance level log p =", round(math.log(P), 3))
 fourier"""),
+    md(r"""
+Keeping only the key frequencies' $a+b$ directions leaves the loss as low as (or lower than) the
+full model's: everything else in the neurons is noise the model has not yet fully cleaned up.
+Removing them leaves the model at or beyond chance. Unlike unit ablations, this intervention
+follows the *algorithm*, not the architecture: it cuts across neurons and heads.
+"""),
     md(r"""
 ## 3. Activation patching with `transformer_lens.patching`
 

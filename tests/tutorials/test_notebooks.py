@@ -173,3 +173,28 @@ def test_05_ablation_studies():
         for losses in table.values():
             assert set(losses) == {"zero", "mean", "resample"}
             assert all(math.isfinite(v) and v >= 0 for v in losses.values())
+
+
+RENDERED = ROOT / "docs" / "tutorials"
+#: the rendered pages and their figures stay small (the repository ships them)
+RENDERED_BUDGET_BYTES = 4_000_000
+
+
+@pytest.mark.parametrize("path", sorted(TUTORIALS.glob("[0-9]*.ipynb")), ids=lambda p: p.stem)
+def test_rendered_page_matches_the_notebook(path):
+    """docs/tutorials/<name>.md was rendered from the current notebook: same code, same text
+    (rerun tutorials/_render.py after editing tutorials/_build.py)."""
+    page = RENDERED / f"{path.stem}.md"
+    assert page.is_file(), f"{page} missing: run python tutorials/_render.py {path.stem[:2]}"
+    text = page.read_text(encoding="utf-8")
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert re.findall(r"^```python\n(.*?)\n```$", text, flags=re.M | re.S) == code
+    assert all(c.source in text for c in nb.cells if c.cell_type == "markdown")
+    for image in re.findall(r"!\[figure\]\((.*?)\)", text):
+        assert (RENDERED / image).is_file(), image
+
+
+def test_rendered_pages_stay_small():
+    size = sum(f.stat().st_size for f in RENDERED.rglob("*") if f.is_file())
+    assert 0 < size <= RENDERED_BUDGET_BYTES, size
