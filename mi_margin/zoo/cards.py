@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.analysis.irrep_progress import irrep_progress
+from mi_margin.analysis.progress import progress_measures
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
@@ -63,6 +65,23 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
         return df, f"{what}: not reached in {run.step} steps"
     step = marks[key]
     return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
+
+
+PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_loss", "excluded_loss",
+                    "gini_embed", "gini_W_L", "key_logit_fve", "hidden_product_fve", "weight_norm_sq"]
+
+
+def progress_lines(run: Run, keys: list[Any]) -> list[str]:
+    """Progress measures at every shipped checkpoint (Nanda et al. Fig. 7; Chughtai et al. App. E),
+    for the key frequencies/irreps of the final model: the phases as the zoo alone shows them."""
+    if run.task.kind == "modular_addition":
+        table = progress_measures(run, frequencies=keys).table
+    elif run.task.kind == "group_composition":
+        table = irrep_progress(run, irreps=keys).table
+    else:
+        return []
+    return ["## Progress measures on the shipped checkpoints", "",
+            markdown_table(table[[c for c in PROGRESS_COLUMNS if c in table]]), ""]
 
 
 def contention(history: pd.DataFrame) -> str:
@@ -147,10 +166,11 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         markdown_table(cmp.scalars()), "",
         "## The paper's numbers and ours", "",
         markdown_table(paper_table(rec, ours(run, cmp, keys))), "",
+        *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
-        "Intermediate checkpoints are stored in float16 only where accuracy, the key "
-        "frequencies/irreps and the margin ratio computed on them equal those of the "
+        "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
+        "on which accuracy, the key frequencies/irreps and the margin ratio equal those of the "
         "full-precision weights (entry.json `checks`).", ""]
     return "\n".join(parts)
 

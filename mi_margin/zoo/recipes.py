@@ -41,7 +41,7 @@ class Recipe:
         paper_numbers: (quantity, the paper's value and where it is stated, our measurement:
             "key", "margin", "purity", "test_loss" or "phases"; see ``zoo.cards.ours``).
         n_ship: number of checkpoints shipped (the final one in full precision, the others
-            in float16 when the analyses agree).
+            in float16 or float32 where the analyses agree; see ``zoo.build``).
         heavy: needs hours at today's CPU speed (docs/performance.md).
         finish: ``(model, task) -> model`` applied to the trained weights (e.g.
             :func:`~mi_margin.theory.recipe.reweight_neurons`); the entry keeps both.
