@@ -44,8 +44,7 @@ SNAPSHOT_MODULES = {"mi_margin.training.run", "mi_margin.models.io", "mi_margin.
 def nanda(seed: int, target: float, max_steps: int, eval_every: int) -> tuple[Any, Any, Any]:
     task = mm.ModularAddition(p=113, train_fraction=0.3, seed=0)
     model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=seed))
-    config = mm.TrainConfig(steps=max_steps, target_test_acc=target, eval_every=eval_every,
-                            progress=False)
+    config = mm.TrainConfig(steps=max_steps, target_test_acc=target, eval_every=eval_every)
     return model, task, config
 
 
@@ -55,7 +54,7 @@ def chughtai_s5(seed: int, target: float, max_steps: int, eval_every: int
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=128, d_embed=256, act_fn="relu",
                                                input_style="embed", use_biases=True, seed=seed))
     config = mm.TrainConfig(steps=max_steps, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98),
-                            target_test_acc=target, eval_every=eval_every, progress=False)
+                            target_test_acc=target, eval_every=eval_every)
     return model, task, config
 
 

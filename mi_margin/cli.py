@@ -123,13 +123,29 @@ def _print_summary(run: Any) -> None:
               f"(acc {last['test_acc']:.3f})")
 
 
+def resolve_run(name: str) -> tuple[Any, Path | None]:
+    """What ``mi-margin report NAME`` reports on, and where by default: a run folder (report
+    inside it), else a model-zoo entry by name (report ``NAME.html`` here)."""
+    from mi_margin import zoo
+
+    path = Path(name)
+    if path.is_dir():
+        return path, None
+    if path.is_file():
+        raise MiMarginError(f"report needs a run folder (from mi-margin train --out) or a zoo entry, "
+                            f"got the file {name}")
+    entries = zoo.list()
+    if name not in entries:
+        raise MiMarginError(f"{name!r} is neither a run folder nor a zoo entry; zoo entries: "
+                            f"{', '.join(map(str, entries))}")
+    return zoo.load(name), Path(f"{name}.html")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from mi_margin.viz.report import write_report
 
-    if not Path(args.run).is_dir():
-        raise MiMarginError(f"report needs a run folder (from mi-margin train --out), got {args.run}"
-                            + (" (a file)" if Path(args.run).is_file() else " (does not exist)"))
-    out = write_report(args.run, args.out)
+    run, default = resolve_run(args.run)
+    out = write_report(run, args.out or default)
     print(f"report written to {out.resolve()}")
     return 0
 
@@ -160,9 +176,11 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a run folder")
     p.add_argument("run")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("report", help="write a self-contained HTML report of a run folder")
-    p.add_argument("run", help="run folder")
-    p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run folder or "
+                                      "a zoo entry")
+    p.add_argument("run", help="run folder, or the name of a zoo entry")
+    p.add_argument("--out", default=None,
+                   help="HTML file (default: RUN/report.html, or NAME.html for a zoo entry)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
     p.add_argument("--out", default="mi_margin_demo")

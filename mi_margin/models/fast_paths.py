@@ -18,14 +18,17 @@ to float rounding (the sums run in another order). docs/performance.md has the m
   and ``attn_out[b] = Σ_{j,h} pattern[b, j, h] · VO[j, t_bj, h] + b_O``. Only the MLP and the
   unembedding are computed per example.
 
-A fast path skips some hook points. If any hook (forward or backward, TransformerLens's
-``add_hook``/``hooks()``/``run_with_hooks`` or PyTorch's own) is attached to one of them, the
-model takes its ordinary path, so a hook is never silently skipped.
+A fast path skips some hook points and modules. If any hook (forward or backward,
+TransformerLens's ``add_hook``/``hooks()``/``run_with_hooks`` or PyTorch's own, also a global
+module hook) is attached to one of them, the model takes its ordinary path, so a hook is never
+silently skipped; the hook points the fast path still computes (the MLP's ``hook_pre`` and
+``hook_post``, the transformer's from ``hook_attn_out`` on) see the tensors the ordinary path gives.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,24 +37,27 @@ from torch import Tensor, nn
 from torch.nn.modules import module as torch_module
 
 
-def has_hooks(points: list[nn.Module]) -> bool:
-    """Whether any of ``points`` (or every module, through PyTorch's global hooks) has a hook.
+def has_hooks(model: nn.Module, called: Sequence[nn.Module] = ()) -> bool:
+    """Whether a hook (forward or backward, TransformerLens's or PyTorch's, or a PyTorch global
+    module hook) sits on a submodule of ``model`` other than those in ``called`` and their
+    submodules, which the fast path still calls.
 
     Example:
-        >>> from mi_margin._tl import HookPoint
-        >>> point = HookPoint()
-        >>> has_hooks([point])
+        >>> import mi_margin as mm
+        >>> mlp = mm.HookedMLP(mm.MLPConfig.for_task(mm.ModularAddition(p=5), d_mlp=4))
+        >>> has_hooks(mlp, [mlp.layer])
         False
-        >>> _ = point.add_hook(lambda x, hook: x)
-        >>> has_hooks([point])
+        >>> _ = mlp.hook_embed.add_hook(lambda x, hook: x)
+        >>> has_hooks(mlp, [mlp.layer])
         True
     """
     global_hooks = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks,
                     torch_module._global_backward_hooks, torch_module._global_backward_pre_hooks)
     if any(global_hooks):
         return True
-    return any(p._forward_hooks or p._forward_pre_hooks or p._backward_hooks
-               or p._backward_pre_hooks for p in points)
+    kept = {id(m) for c in called for m in c.modules()}
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+               or m._backward_pre_hooks for m in model.modules() if id(m) not in kept)
 
 
 def summed_rows(table: Tensor, inputs: Tensor) -> Tensor:
@@ -71,8 +77,9 @@ def summed_rows(table: Tensor, inputs: Tensor) -> Tensor:
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
 def mlp_applies(model: Any) -> bool:
-    """The table path serves index inputs (not sparse parity's vector) and no hook on ``hook_embed``."""
-    return model.cfg.input_kind == "one_hot" and not has_hooks([model.hook_embed])
+    """The table path serves index inputs (not sparse parity's vector) when no hook sits outside the
+    hidden layer (``hook_embed``, or a PyTorch hook on the model itself)."""
+    return model.cfg.input_kind == "one_hot" and not has_hooks(model, [model.layer])
 
 
 def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
@@ -81,15 +88,15 @@ def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
 
 
 # -- the one-layer transformer ----------------------------------------------------------------------
-def _skipped_transformer_hooks(model: Any) -> list[nn.Module]:
-    attn = model.block.attn
-    return [model.hook_embed, model.hook_pos_embed, model.block.hook_resid_pre, attn.hook_q,
-            attn.hook_k, attn.hook_v, attn.hook_attn_scores, attn.hook_pattern, attn.hook_z]
-
-
 def transformer_applies(model: Any, tokens: Tensor) -> bool:
-    """Every example ends with the same token, and no hook sits on a hook point the tables skip."""
-    if tokens.shape[0] == 0 or has_hooks(_skipped_transformer_hooks(model)):
+    """Every example ends with the same token, no hook sits on a point the tables skip (all before
+    ``hook_attn_out``), and per-head results are not asked for (``use_attn_result``)."""
+    block = model.block
+    called = [block.hook_attn_out, block.hook_resid_mid, block.hook_mlp_out, block.hook_resid_post]
+    if not model.cfg.attn_only:
+        called.append(block.mlp)
+    if (tokens.shape[0] == 0 or model.cfg.use_attn_result
+            or has_hooks(model, called)):
         return False
     return bool((tokens[:, -1] == tokens[0, -1]).all())
 

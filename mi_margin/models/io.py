@@ -136,15 +136,15 @@ def model_from_meta(meta: dict[str, Any], path: str | Path) -> Any:
 
 
 def read_model(path: str | Path) -> tuple[Any, dict[str, Any], str]:
-    """(model, meta, digest) of a file written by :func:`save_model`."""
+    """(model, meta, digest) of a file written by :func:`save_model`; the model is in eval mode
+    (TransformerLens's patching and analysis tools refuse models in training mode; ours have no
+    dropout, so the mode changes nothing they compute)."""
     tensors, meta, digest = read_tensors(path)
     model = model_from_meta(meta, path)
     load_state(model, tensors, path)
-    return model, meta, digest
+    return model.eval(), meta, digest
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model`, bit-exact, in eval mode (TransformerLens's
-    patching and analysis tools refuse models in training mode; ours have no dropout, so the mode
-    changes nothing they compute)."""
-    return read_model(path)[0].eval()
+    """Load a model saved by :func:`save_model`, bit-exact, in eval mode."""
+    return read_model(path)[0]

@@ -167,6 +167,7 @@ class HookedMLP(TLInterface, CachingRoot):
         """Same as ``self(inputs)`` (the name the training loop calls for every model kind), by the
         exact table fast path of models.fast_paths unless a hook sits on ``hook_embed``."""
         if fast_paths.mlp_applies(self):
+            self._check_input(inputs)
             return fast_paths.mlp_logits(self, inputs)
         return self(inputs)
 

@@ -265,6 +265,7 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
         per-(position, token) attention tables when every example ends with the same token and no
         hook sits on a point they skip (models.fast_paths), else by ``final_pos_only``."""
         if fast_paths.transformer_applies(self, tokens):
+            self._check_input(tokens)
             return fast_paths.transformer_logits(self, tokens)
         return self(tokens, final_pos_only=True)[:, -1]
 

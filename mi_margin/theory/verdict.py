@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from mi_margin.analysis.restricted import restricted_loss
+from mi_margin.analysis.spectrum import key_frequencies, key_irreps
 from mi_margin.theory.compare import compare_to_theory
 
 #: test accuracy at which a run counts as generalized
@@ -51,9 +53,6 @@ def training_story(history: pd.DataFrame) -> str:
 def structure_story(model: Any, task: Any) -> str:
     """The frequencies or irreps the model uses, and whether they explain it."""
     if task.kind == "modular_addition":
-        from mi_margin.analysis.fourier import key_frequencies
-        from mi_margin.analysis.restricted import restricted_loss
-
         keys = key_frequencies(model, task)
         if not keys:
             return "No Fourier frequency stands out in its logits."
@@ -63,8 +62,6 @@ def structure_story(model: Any, task: Any) -> str:
                 f"(accuracy {res.restricted_acc:.0%}), removing them gives training loss "
                 f"{res.excluded:.2g}.")
     if task.kind == "group_composition":
-        from mi_margin.analysis.irreps import key_irreps
-
         irreps = key_irreps(model, task)
         return (f"It uses the irreps {', '.join(irreps)} of {task.group.name}." if irreps
                 else "No irrep stands out in its logits.")

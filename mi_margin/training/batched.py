@@ -12,7 +12,10 @@ measured yet). On CPU the instances are computed in groups whose activations fit
 The stacked forward repeats the single model's operations with an extra leading axis (same matmul
 shapes per instance, same micro-batches), and the optimizer update repeats the operations of
 ``torch.optim.AdamW`` / ``SGD`` with tensor instead of scalar hyperparameters. On CPU each batched run
-therefore reproduces :func:`~mi_margin.train` bit for bit (tests/training/test_batched.py).
+therefore reproduces :func:`~mi_margin.train` on the model's ordinary path bit for bit
+(tests/training/test_batched.py), and ``train()``'s default table fast path (models/fast_paths.py)
+to float rounding. The stacked forward does not use the tables, so on CPU a single ``train()`` per
+model is faster (docs/performance.md).
 """
 
 from __future__ import annotations

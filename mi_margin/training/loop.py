@@ -1,8 +1,9 @@
 """``train()``: full-batch (or minibatch) training with float64 loss, metrics, checkpoints, resume.
 
-Speed (docs/performance.md): the transformer computes only the last position while training; the
-full-batch gradient is accumulated over micro-batches that stay in cache; nothing synchronises
-with the host between evaluations (no ``.item()`` per step).
+Speed (docs/performance.md): ``model.last_logits`` takes the exact table fast path of
+models/fast_paths.py (first layers as per-(position, token) tables; the transformer computes only
+the last position); the full-batch gradient is accumulated over micro-batches that stay in cache;
+nothing synchronises with the host between evaluations (no ``.item()`` per step).
 """
 
 from __future__ import annotations

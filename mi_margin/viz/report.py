@@ -156,6 +156,18 @@ def _harmonic(ctx: Context) -> dict[str, Item]:
     return items
 
 
+def _timeline(ctx: Context) -> dict[str, Item]:
+    from mi_margin.viz.timeline import timeline, timeline_html
+
+    return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run))]}
+
+
+def _inspector(ctx: Context) -> dict[str, Item]:
+    from mi_margin.viz.inspector import inspector, inspector_html
+
+    return {"Pick a neuron or a cluster": lambda: [inspector_html(inspector(ctx.model, ctx.task))]}
+
+
 def _theory(ctx: Context) -> dict[str, Item]:
     m, t = ctx.model, ctx.task
 
@@ -204,6 +216,10 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
     if kind != "sparse_parity" or len(run.task.inputs) == 2**run.task.n:
         label = {"modular_addition": "frequency", "group_composition": "irrep"}.get(kind, "subset")
         out.append((HARMONIC[label][0], _harmonic))
+    if kind in ("modular_addition", "group_composition"):
+        if len(run.checkpoints) > 1:
+            out.append(("Training timeline", _timeline))
+        out.append(("Neuron inspector", _inspector))
     if model_kind == "mlp":
         out.append(("Margins and theory", _theory))
     if model_kind == "transformer":

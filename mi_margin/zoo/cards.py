@@ -21,7 +21,7 @@ from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
 from mi_margin.zoo.checks import irrep_threshold, key_labels, margin_ratio
-from mi_margin.zoo.phases import first_step, phase_bounds
+from mi_margin.zoo.phases import LEVEL, first_step, phase_bounds
 
 RESULT = "**Result:** "
 
@@ -37,7 +37,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _wall(history: pd.DataFrame, step: int | None, column: str = "wall_s") -> str:
+def _seconds(history: pd.DataFrame, step: int | None, column: str = "wall_s") -> str:
+    """The history's ``column`` (seconds) at ``step``, as text."""
     if step is None or column not in history:
         return "—"
     row = history[history["step"] == step]
@@ -51,20 +52,20 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
         marks = {f"margin ≥ {t} γ*": first_step(h, "ratio_to_gamma", t) for t in (0.9, 0.99)}
     else:
         b = phase_bounds(h)
-        marks = {"memorized (train acc ≥ 0.99)": b["memorized"],
-                 "cleanup starts (test acc ≥ 0.25)": b["cleanup_start"],
-                 "grokked (test acc ≥ 0.99)": b["grokked"]}
+        marks = {f"memorized (train acc ≥ {LEVEL})": b["memorized"],
+                 f"cleanup starts (test acc ≥ {LEVEL / 4:.4g})": b["cleanup_start"],
+                 f"grokked (test acc ≥ {LEVEL})": b["grokked"]}
     marks["end of training"] = run.step
     df = pd.DataFrame({"milestone": list(marks), "step": [s if s is not None else "never"
                                                           for s in marks.values()],
-                       "wall time": [_wall(h, s) for s in marks.values()],
-                       "CPU time": [_wall(h, s, "cpu_s") for s in marks.values()]})
+                       "wall time": [_seconds(h, s) for s in marks.values()],
+                       "CPU time": [_seconds(h, s, "cpu_s") for s in marks.values()]})
     key = list(marks)[1 if kind == "max_margin" else 2]
     what = key.split(" (")[0]
     if marks[key] is None:
         return df, f"{what}: not reached in {run.step} steps"
     step = marks[key]
-    return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
+    return df, f"{what} at step {step} ({_seconds(h, step)} wall, {_seconds(h, step, 'cpu_s')} CPU)"
 
 
 PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_loss", "excluded_loss",

@@ -33,7 +33,11 @@ def first_step(history: pd.DataFrame, column: str, level: float) -> int | None:
     return int(hit.iloc[0]) if len(hit) else None
 
 
-def phase_bounds(history: pd.DataFrame, level: float = 0.99) -> dict[str, Any]:
+#: accuracy that counts as memorized (train) or grokked (test)
+LEVEL = 0.99
+
+
+def phase_bounds(history: pd.DataFrame, level: float = LEVEL) -> dict[str, Any]:
     """Steps that separate the phases: memorized (train acc ≥ level), cleanup start (test acc
     ≥ level / 4 after memorization), grokked (test acc ≥ level) and the last step."""
     end = int(history["step"].iloc[-1])

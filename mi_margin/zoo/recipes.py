@@ -4,7 +4,7 @@ Each recipe is a function returning ``(model, task, TrainConfig)`` built with th
 so a reader can copy it into a notebook. :mod:`mi_margin.zoo.build` trains a recipe (or takes an
 existing run folder), keeps checkpoints across the phases of training and writes the entry and its
 card. Paper numbers are quoted as the papers' numbers, with where they come from
-(docs/mathematics.md §1.6, §2.4, §3.3–3.5, §4.1–4.3); nothing here is a result of ours.
+(docs/mathematics.md §1.6, §2.3, §3.3–3.5, §4.1–4.3); nothing here is a result of ours.
 
 Example:
     >>> from mi_margin.zoo.recipes import RECIPES

@@ -155,12 +155,15 @@ def test_training_runs_match(family, dtype):
     assert fast_run.history["train_loss"].iloc[-1] < fast_run.history["train_loss"].iloc[0] / 2
 
 
-def test_transformer_falls_back_when_the_last_token_varies():
+def test_transformer_tables_refuse_a_varying_last_token():
+    """The tables assume one shared last token; inputs without '=' last are refused on both paths."""
     model, task = build("transformer with biases", "float64")
     tokens = task.tokens.clone()
     tokens[::2, -1] = 0
     assert not fast_paths.transformer_applies(model, tokens)
-    close(model.last_logits(tokens), model(tokens)[:, -1], PASS_TOL["float64"])
+    for run in (model.last_logits, model):
+        with pytest.raises(mm.MiMarginError, match="last token must be '='"):
+            run(tokens)
     assert not fast_paths.transformer_applies(model, tokens[:0])
 
 
@@ -208,6 +211,27 @@ def test_a_forward_hook_on_a_skipped_point_is_never_skipped(family, how):
     close(got, want, PASS_TOL["float64"])
     assert (got - model.last_logits(x)).abs().max() > 1e-3     # the hook mattered
     assert takes_fast_path(model, x)                             # and is gone again
+
+
+@pytest.mark.parametrize("family", hooked_families())
+@pytest.mark.parametrize("where", ["model", "first block", "attention pattern"])
+def test_a_torch_hook_on_a_skipped_module_is_never_skipped(family, where):
+    """Forward hooks on modules the fast path does not call (the model itself, the transformer's
+    block, its attention pattern) switch it off and are called."""
+    model, task = build(family, "float64")
+    x = model_inputs(model, task)
+    if where == "attention pattern" and model.model_kind != "transformer":
+        where = "model"
+    module = {"model": model, "first block": model.blocks[0],
+              "attention pattern": getattr(model.blocks[0], "attn", None) and
+              model.blocks[0].attn.hook_pattern}[where]
+    calls: list[int] = []
+    handle = module.register_forward_hook(lambda m, args, out: calls.append(1))
+    assert not takes_fast_path(model, x)
+    model.last_logits(x)
+    handle.remove()
+    assert takes_fast_path(model, x)
+    assert calls == ([1] if where != "first block" or model.model_kind == "transformer" else [])
 
 
 @pytest.mark.parametrize("family", hooked_families())

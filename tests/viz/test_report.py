@@ -61,12 +61,12 @@ def _check_offline_page(html: str, circuitsvis: bool) -> None:
 
 
 EXPECTED = {
-    "transformer": ["Configuration", "Training", "Fourier analysis", "Attention",
-                    "Feature alignment (NFA)"],
-    "mlp": ["Configuration", "Training", "Fourier analysis", "Margins and theory",
-            "Feature alignment (NFA)"],
-    "group": ["Configuration", "Training", "Irreducible representations", "Margins and theory",
-              "Feature alignment (NFA)"],
+    "transformer": ["Configuration", "Training", "Fourier analysis", "Training timeline",
+                    "Neuron inspector", "Attention", "Feature alignment (NFA)"],
+    "mlp": ["Configuration", "Training", "Fourier analysis", "Training timeline",
+            "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
+    "group": ["Configuration", "Training", "Irreducible representations", "Training timeline",
+              "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
 }
 
 

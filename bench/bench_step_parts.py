@@ -1,0 +1,113 @@
+"""Where one training step's time goes, for the Nanda transformer and Chughtai's S5 MLP.
+
+For each model on ``train()``'s path (table fast path, float64 loss, micro-batches of 2048), in
+this thread's CPU time (one torch thread; on a shared machine wall time mostly measures the other
+tenants): the forward (logits), the float64 cross-entropy with its backward, the rest of the
+backward, the AdamW update in torch's three implementations (for-loop, the default on CPU;
+``foreach``; ``fused``), one evaluation of all pairs (what ``train()`` does every ``eval_every``
+steps) and the whole step at other micro-batch sizes. Each number is the median of ``--repeats``
+measurements taken in interleaved rounds. Writes bench/results/step_parts.json.
+
+Run: ``.venv/bin/python bench/bench_step_parts.py [--repeats 15]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mi_margin as mm
+from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
+
+
+def nanda() -> tuple[Any, Any]:
+    task = mm.ModularAddition(p=113, train_fraction=0.3, seed=0)
+    return mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task)), task
+
+
+def chughtai_s5() -> tuple[Any, Any]:
+    task = mm.GroupComposition("S5", train_fraction=0.4, seed=0)
+    return mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=128, d_embed=256, act_fn="relu",
+                                              input_style="embed", use_biases=True)), task
+
+
+def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
+    """Closures, each doing one part of a step (or a whole step) on the training set."""
+    x, y = model_inputs(model, task)[task.train_idx], task.labels[task.train_idx]
+    chunks = list(torch.arange(len(y)).split(2048))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizers = {kind: torch.optim.AdamW(params, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98),
+                                          **({} if kind == "for-loop" else {kind: True}))
+                  for kind in ["for-loop", "foreach", "fused"]}
+    logits = [model.last_logits(x[c]).detach().requires_grad_() for c in chunks]
+
+    def forward() -> None:
+        with torch.no_grad():
+            for c in chunks:
+                model.last_logits(x[c])
+
+    def loss64() -> None:
+        for z, c in zip(logits, chunks, strict=True):
+            (cross_entropy64(z, y[c], "sum") / len(y)).backward()
+
+    def loss32() -> None:
+        for z, c in zip(logits, chunks, strict=True):
+            (torch.nn.functional.cross_entropy(z, y[c], reduction="sum") / len(y)).backward()
+
+    def forward_backward(microbatch: int | None = 2048) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            for c in torch.arange(len(y)).split(microbatch or len(y)):
+                (cross_entropy64(model.last_logits(x[c]), y[c], "sum") / len(y)).backward()
+        return run
+
+    def adamw(kind: str) -> Callable[[], None]:
+        return optimizers[kind].step
+
+    forward_backward()()
+    out = {"forward (logits, no grad)": forward, "float64 loss + its backward": loss64,
+           "(float32 loss + its backward, for comparison)": loss32,
+           "forward + loss + backward, microbatch 2048 (default)": forward_backward(),
+           "forward + loss + backward, microbatch 1024": forward_backward(1024),
+           "forward + loss + backward, one chunk": forward_backward(None),
+           "evaluation of all pairs (train + test)": lambda: [
+               evaluate(model, task, idx) for idx in (task.train_idx, task.test_idx)]}
+    out |= {f"AdamW step, {kind}": adamw(kind) for kind in optimizers}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "step_parts.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: dict[str, dict[str, float]] = {}
+    for name, build in [("Nanda transformer p=113", nanda), ("Chughtai S5 MLP", chughtai_s5)]:
+        model, task = build()
+        fns = parts(model, task)
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(args.repeats):
+            for part, fn in fns.items():
+                start = time.thread_time()
+                fn()
+                times[part].append((time.thread_time() - start) * 1e3)
+        results[name] = {part: statistics.median(ts) for part, ts in times.items()}
+        print(f"\n== {name} (ms of CPU time, median of {args.repeats}) ==")
+        for part, ms in results[name].items():
+            print(f"{part:55s} {ms:8.2f}")
+    out = Path(args.out)
+    out.write_text(json.dumps({"torch": torch.__version__, "threads": 1, "clock": "thread CPU time",
+                               "repeats": args.repeats, "ms": results}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The report's interactive sections in a real browser, and the ways to ask for a report.
+
+In headless Chromium (conftest.py) we move the checkpoint slider and pick neurons and clusters,
+and check that the figures' data and drawings change, that the page made no request outside the
+file, and that no script error occurred. Then: ``mm.viz.write_report`` from a fresh interpreter,
+and ``mi-margin report NAME`` on a run folder, on a zoo entry (a stand-in ``mi_margin.zoo``
+module until the zoo is merged) and on a name that is neither.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import mi_margin as mm
+from mi_margin.cli import main
+from mi_margin.viz.inspector import IDS as INSPECTOR
+from mi_margin.viz.report import write_report
+from mi_margin.viz.timeline import IDS as TIMELINE
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def run():
+    task = mm.ModularAddition(p=11, train_fraction=0.6, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, n_heads=2, d_head=4, d_model=16, d_mlp=32, seed=0))
+    return mm.train(model, task, mm.TrainConfig(steps=60, lr=1e-2, eval_every=10,
+                                                n_checkpoints=5, progress=False))
+
+
+def _state(browser, div: str) -> dict:
+    """A figure's trace data (y or z) and its drawn SVG, as the page has them now."""
+    return browser.evaluate(
+        f"(() => {{ const gd = document.getElementById('{div}');"
+        f" return {{data: JSON.stringify(gd.data.map(t => t.z || t.y)),"
+        f" svg: gd.querySelector('.main-svg').innerHTML,"
+        f" shapes: JSON.stringify((gd.layout.shapes || []).map(s => s.x0))}}; }})()")
+
+
+def _set(browser, element: str, value: str, event: str) -> None:
+    browser.evaluate(f"(() => {{ const e = document.getElementById('{element}');"
+                     f" e.value = '{value}'; e.dispatchEvent(new Event('{event}')); }})()")
+    browser.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
+
+
+@pytest.mark.browser
+def test_slider_and_inspector_change_the_figures_offline(browser, run, tmp_path):
+    path = write_report(run, tmp_path / "report.html")
+    html = path.read_text()
+    n_figures = html.count('class="mm-figure"')
+    browser.events.clear()
+    browser.open(path)
+    drawn = ("[...document.querySelectorAll('.mm-figure .js-plotly-plot')]"
+             ".filter(d => d.querySelector('svg.main-svg')).length")
+    assert browser.wait_until(f"{drawn} === {n_figures}")
+    moved = [TIMELINE["spectra"], TIMELINE["clusters"], TIMELINE["curves"]]
+    last = {div: _state(browser, div) for div in moved}
+    _set(browser, TIMELINE["slider"], "0", "input")
+    first = {div: _state(browser, div) for div in moved}
+    for div in (TIMELINE["spectra"], TIMELINE["clusters"]):
+        assert first[div]["data"] != last[div]["data"], div
+        assert first[div]["svg"] != last[div]["svg"], div
+    steps = sorted(run.checkpoints)
+    assert first[TIMELINE["curves"]]["shapes"] == f"[{steps[0]}]"
+    assert last[TIMELINE["curves"]]["shapes"] == f"[{steps[-1]}]"
+    assert browser.evaluate(f"document.getElementById('{TIMELINE['label']}').textContent") == \
+        f"step {steps[0]} (checkpoint 1 of {len(steps)})"
+
+    shown = {div: _state(browser, div) for div in ("heatmap", "spectrum", "weights")
+             for div in [INSPECTOR[div]]}
+    options = browser.evaluate(f"[...document.getElementById('{INSPECTOR['pick']}').options]"
+                               ".map(o => o.value)")
+    selected = browser.evaluate(f"document.getElementById('{INSPECTOR['pick']}').value")
+    other = next(v for v in options if v.startswith("n") and v != selected)
+    _set(browser, INSPECTOR["pick"], other, "change")
+    for div, before in shown.items():
+        assert _state(browser, div)["data"] != before["data"], div
+    assert browser.evaluate(f"document.getElementById('{INSPECTOR['info']}').textContent"
+                            ).startswith(f"n{other[1:]}:")
+    _set(browser, INSPECTOR["pick"], "c0", "change")
+    assert "neurons" in browser.evaluate(
+        f"document.getElementById('{INSPECTOR['info']}').textContent")
+
+    assert browser.errors() == [], browser.errors()
+    remote = [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
+    assert remote == [], remote
+    browser.screenshot(ARTIFACTS / "report_interactive.png")
+
+
+def test_mm_viz_is_there_after_import_mi_margin(tmp_path):
+    code = ("import sys, mi_margin as mm; assert 'mi_margin.viz' not in sys.modules; "
+            "print(mm.viz.write_report.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "mi_margin.viz.report"
+    with pytest.raises(AttributeError, match="no attribute 'vizz'"):
+        mm.vizz  # noqa: B018
+
+
+@pytest.fixture
+def zoo(run, monkeypatch):
+    """A stand-in ``mi_margin.zoo`` with one entry, ``tiny``."""
+    module = types.ModuleType("mi_margin.zoo")
+    module.__spec__ = importlib.machinery.ModuleSpec("mi_margin.zoo", None)
+    module.list = lambda: ["tiny"]            # type: ignore[attr-defined]
+    module.load = {"tiny": run}.__getitem__   # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mi_margin.zoo", module)
+    return module
+
+
+def test_report_command_on_a_zoo_entry_and_a_run_folder(zoo, run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "tiny"]) == 0
+    assert (tmp_path / "tiny.html").is_file()
+    assert "tiny.html" in capsys.readouterr().out
+    folder = mm.save(run, tmp_path / "tiny")          # a folder by that name wins over the zoo
+    assert main(["report", "tiny"]) == 0
+    assert (folder / "report.html").is_file()
+
+
+def test_report_command_on_an_unknown_name_is_one_line(zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nope'" in err and "zoo entries: tiny" in err
+
+
+def test_report_command_without_a_zoo_names_the_missing_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mi_margin.zoo", None)      # find_spec then returns None
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "runs/p113"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run folder 'runs/p113'" in err and "no model zoo" in err
