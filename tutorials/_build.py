@@ -471,7 +471,8 @@ print("RESULT " + json.dumps({
     "p": P, "from_zoo": FROM_ZOO, "d_mlp": model.cfg.d_mlp, "gamma": pred.gamma,
     "nu": m1.nu, "homogeneity_ratio": m2.value / m1.value, "lambda": LAMBDA,
     "normalized_unchanged": abs(m2.normalized - m1.normalized) / abs(m1.normalized),
-    "certificate_ratio": cert_cmp.ratio, "certificate_logits": logits.tolist(),
+    "certificate_ratio": cert_cmp.ratio, "certificate_correct": float(logits[0]),
+    "certificate_wrong": [float(logits[1:].min()), float(logits[1:].max())],
     "trained_ratio": trained_cmp.ratio, "labels_used": float(scal["labels_used"]),
     "fraction_pure": float(scal["fraction_pure"]), "relu_applies": relu_pred.applies}))"""),
 ]
@@ -557,8 +558,8 @@ gcr_correct"""),
 ## Chughtai et al.'s networks, one per seed
 
 The MLP embeds $a$ and $b$ separately (width 256 each), concatenates, applies 128 ReLU neurons and
-unembeds; it is trained with full-batch AdamW (weight decay 1) on part of the table (docs/
-mathematics.md §3.2–3.3). The zoo holds several seeds of the same recipe. To find what each
+unembeds; it is trained with full-batch AdamW (weight decay 1) on part of the table
+(docs/mathematics.md §3.2–3.3). The zoo holds several seeds of the same recipe. To find what each
 learned, we use their **logit similarity**: centre the logits over the answers and take the cosine
 with the character $\chi_\rho(abc^{-1})$ over all $(a, b, c)$. An irrep is **key** when its
 similarity exceeds 0.005 (their rule; `key_irreps`).

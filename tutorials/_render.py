@@ -43,8 +43,22 @@ def execute(path: Path, fast: bool) -> tuple[nbformat.NotebookNode, float]:
     return nb, time.perf_counter() - start
 
 
+def _merged_streams(outputs: list[Any]) -> list[Any]:
+    """Consecutive outputs to the same stream as one (progress bars write many small pieces)."""
+    merged: list[Any] = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]):
+            merged[-1] = nbformat.from_dict({**merged[-1], "text": merged[-1]["text"] + out["text"]})
+        else:
+            merged.append(out)
+    return merged
+
+
 def _text(text: str) -> str:
-    lines = text.rstrip().splitlines()
+    # a carriage return redraws the line (progress bars): keep what the terminal would show last
+    lines = [line.split("\r")[-1] for line in text.rstrip().split("\n")]
+    lines = [line for line in lines if line.strip()]
     if len(lines) > MAX_LINES:
         lines = [*lines[:MAX_LINES], f"... ({len(lines) - MAX_LINES} more lines)"]
     return "```text\n" + "\n".join(lines) + "\n```\n" if lines else ""
@@ -96,7 +110,7 @@ def render(nb: nbformat.NotebookNode, name: str, seconds: float, fast: bool) -> 
             parts.append(cell.source + "\n")
             continue
         parts.append("```python\n" + cell.source + "\n```\n")
-        parts += [_output(out, files, counter) for out in cell.get("outputs", [])]
+        parts += [_output(out, files, counter) for out in _merged_streams(cell.get("outputs", []))]
     page = OUT / f"{name}.md"
     page.write_text("\n".join(p for p in parts if p))
     return page
