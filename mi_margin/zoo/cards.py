@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mi_margin.analysis.irrep_progress import irrep_progress
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
@@ -75,12 +74,7 @@ PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_lo
 def progress_lines(run: Run, keys: list[Any]) -> list[str]:
     """Progress measures at every shipped checkpoint (Nanda et al. Fig. 7; Chughtai et al. App. E),
     for the key frequencies/irreps of the final model: the phases as the zoo alone shows them."""
-    if run.task.kind == "modular_addition":
-        table = progress_measures(run, frequencies=keys).table
-    elif run.task.kind == "group_composition":
-        table = irrep_progress(run, irreps=keys).table
-    else:
-        return []
+    table = progress_measures(run, keys).table
     return ["## Progress measures on the shipped checkpoints", "",
             markdown_table(table[[c for c in PROGRESS_COLUMNS if c in table]]), ""]
 
