@@ -2,7 +2,9 @@
 
 Run ``python tutorials/_build.py`` after editing; commit this script and the notebooks together.
 Every notebook reads ``MI_MARGIN_FAST=1`` (small settings, used by tests/tutorials) and ends by
-printing a ``RESULT {json}`` line that the tests check.
+printing a ``RESULT {json}`` line that the tests check. The notebooks load the model zoo's trained
+models (``mm.zoo``); where an entry is not installed they say so and train a short run instead.
+``python tutorials/_render.py`` executes them and writes the rendered pages under docs/tutorials/.
 """
 
 from __future__ import annotations
@@ -27,12 +29,23 @@ import mi_margin as mm
 # front ends (plotly.js inlined once by the "notebook" renderer): no CDN is needed.
 pio.renderers.default = "plotly_mimetype+notebook"
 
-# Fast mode (MI_MARGIN_FAST=1) runs in seconds for the test suite; the default is the full setting.
+# Fast mode (MI_MARGIN_FAST=1) keeps any fallback training tiny, for the test suite.
 FAST = os.environ.get("MI_MARGIN_FAST") == "1"
 if FAST:
     torch.set_num_threads(1)     # the test suite runs notebooks side by side on few cores
 torch.manual_seed(0)
-print("fast mode" if FAST else "full settings")"""
+print("fast mode" if FAST else "full settings")
+
+
+def from_zoo(name, fallback):
+    \"\"\"The zoo entry ``name`` as a Run, or, when it is not installed, ``fallback()`` (a short
+    training run with the public API), saying so. Returns (run, loaded_from_zoo).\"\"\"
+    if name in mm.zoo.list():
+        print(f"loaded zoo entry {name!r} (its card: mm.zoo.card({name!r}))")
+        return mm.zoo.load(name), True
+    print(f"NOTE: zoo entry {name!r} is not installed here; training a SHORT substitute run "
+          "instead (smaller than the paper's model: expect rougher pictures).")
+    return fallback(), False"""
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -44,381 +57,1066 @@ def code(text: str) -> nbformat.NotebookNode:
 
 
 GROKKING = [
-    md("""
-# 1. Grokking modular addition with a one-layer transformer
+    md(r"""
+# 1. Grokking modular addition: how a transformer adds with waves
 
-Nanda et al. (2023, "Progress measures for grokking") train a one-layer transformer on
-`a + b mod 113` from 30% of the table. It first memorizes, then (under weight decay) forms a
-circuit that works in the Fourier basis: it embeds `a` and `b` as cos/sin(ω_k a) for a few *key
-frequencies* k, multiplies them in the MLP and reads out cos(ω_k(a + b − c)). This notebook trains
-that model, finds the key frequencies, the neuron clusters and the attention pattern, and follows
-the restricted/excluded loss over training.
+Nanda, Chan, Lieberum, Smith & Steinhardt ("Progress measures for grokking via mechanistic
+interpretability", ICLR 2023) trained a one-layer transformer on
 
-Full settings (p = 113, 20k steps) take a while on a CPU; set `MI_MARGIN_FAST=1` for a small run.
+$$ (a, b) \mapsto a + b \bmod p, \qquad p = 113, $$
+
+showing it only 30% of the $p^2 = 12\,769$ pairs. The model first **memorizes** the training pairs
+(train loss near zero, test loss high), and thousands of steps later, with nothing changed in the
+training, suddenly **generalizes**: *grokking*. They then reverse-engineered the trained network
+completely. It does not add numbers the way we do: it represents each number as a point on a few
+circles and adds *angles*, using trigonometric identities. Knowing the algorithm, they built
+**progress measures** that show the generalizing circuit forming long before the test loss moves.
+
+This notebook retells that story on the zoo's reproduction of their model
+(`nanda_p113_transformer`: the paper's architecture and recipe, checkpoints kept linearly and densely
+across the three phases of training). The mathematics is in `docs/mathematics.md` §4.
 """),
     code(SETUP),
-    code("""
-P, FRACTION, STEPS, D_MODEL, LR = (17, 0.7, 800, 48, 3e-3) if FAST else (113, 0.3, 20_000, 128, 1e-3)
-task = mm.ModularAddition(p=P, k=2, train_fraction=FRACTION, seed=0)
-cfg = mm.TransformerConfig.for_task(task, d_model=D_MODEL, n_heads=4, d_head=D_MODEL // 4,
-                                    d_mlp=4 * D_MODEL, act_fn="relu", seed=0)
-model = mm.HookedOneLayerTransformer(cfg)
-run = mm.train(model, task, mm.TrainConfig(steps=STEPS, lr=LR, weight_decay=1.0,
-                                           eval_every=max(STEPS // 100, 10), n_checkpoints=12,
-                                           progress=not FAST))
-run.history.tail(3)"""),
-    md("""
-## Training curves
-Train loss falls first; test loss falls much later (grokking), while weight decay shrinks the
-weights.
+    md(r"""
+## The model and its training
+
+Inputs are three tokens `[a, b, =]`; the logits for the answer $c \in \mathbb{Z}_p$ are read at the
+`=` position. The architecture: embedding of width 128, one attention layer with 4 heads, an MLP of
+512 ReLU neurons, no LayerNorm. Training: full-batch AdamW, learning rate $10^{-3}$, **weight decay
+1** (without it the model never groks), a random 30% of the table.
 """),
     code("""
-from mi_margin.viz.training import training_curves
+def short_grokking_run():
+    # a smaller cousin of Nanda et al.'s run that groks in seconds (fast mode) or minutes
+    p, fraction, steps, width = (17, 0.7, 1000, 48) if FAST else (53, 0.4, 6000, 128)
+    task = mm.ModularAddition(p=p, train_fraction=fraction, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=width, n_heads=4, d_head=width // 4, d_mlp=4 * width, seed=0))
+    config = mm.TrainConfig(steps=steps, lr=3e-3 if FAST else 1e-3, weight_decay=1.0,
+                            eval_every=steps // 100, checkpoint_schedule="linear",
+                            n_checkpoints=40 if FAST else 100, progress=not FAST)
+    return mm.train(model, task, config)
 
+
+run, FROM_ZOO = from_zoo("nanda_p113_transformer", short_grokking_run)
+model, task = run.model.eval(), run.task
+P = task.p
+print(task, "| checkpoints kept:", len(run.checkpoints))
+run.history[["step", "train_loss", "train_acc", "test_loss", "test_acc"]].tail(3)"""),
+    md(r"""
+On a logarithmic step axis the three phases are easy to see: the train loss falls first
+(memorization), the test loss stays high for a long time, then drops by orders of magnitude
+(grokking), while the squared weight norm, pushed down by weight decay, falls throughout.
+"""),
+    code("""
+from mi_margin.viz import training_curves
+from mi_margin.zoo.phases import phase_bounds
+
+bounds = phase_bounds(run.history)
+print("phase boundaries read from the accuracies:", bounds)
 training_curves(run, log_x=True).show()"""),
-    md("""
-## Fourier spectra and key frequencies
-Each component (embedding, neuron inputs, neurons over the (a, b) grid, logits, W_L) is projected
-onto the Fourier basis of Z_p. A trained model concentrates on a handful of frequencies.
-"""),
-    code("""
-from mi_margin.analysis import fourier_spectrum, key_frequencies, logit_similarity
+    md(r"""
+## Numbers as waves: the embedding in the Fourier basis
 
-spec = fourier_spectrum(model, task)
-spec.plot().show()
-spec.top(3)"""),
-    code("""
-key = key_frequencies(model, task)
-sim = logit_similarity(model, task)
-print("key frequencies:", key, " logit FVE of all frequencies:", round(sim.fve(), 3))
-sim.plot().show()"""),
-    md("""
-## Neuron clusters
-Most neurons respond to a single key frequency (Nanda et al.: 85% of the neurons' variance is
-explained by one frequency).
-"""),
-    code("""
-from mi_margin.analysis import neuron_clusters
+A function $f$ on $\mathbb{Z}_p$ (for instance one coordinate of the embedding, $a \mapsto W_E[a, j]$)
+can be written in the real Fourier basis of $\mathbb{Z}_p$ (docs/mathematics.md §0):
 
-clusters = neuron_clusters(model, task)
-print("neurons per frequency:", clusters.counts)
-clusters.plot().show()"""),
-    md("""
-## Attention
-The attention from `=` to `a` is itself a periodic function of (a, b). The heatmaps show it over
-the whole table; the circuitsvis view shows single inputs (it works offline).
-"""),
-    code("""
-from mi_margin.viz.attention import attention_heatmap, attention_view
+$$ f(a) = c_0 \tfrac{1}{\sqrt p} + \sum_{k=1}^{(p-1)/2} \Big( c_{k}^{\cos}\sqrt{\tfrac2p}\cos(\omega_k a)
+   + c_{k}^{\sin}\sqrt{\tfrac2p}\sin(\omega_k a) \Big), \qquad \omega_k = \frac{2\pi k}{p}. $$
 
-attention_heatmap(model, task).show()
-attention_view(model, task, [(3, 5), (P - 1, 2)])"""),
-    md("""
-## Restricted and excluded loss over training
-Restricted loss keeps only the key frequencies (falls as the circuit forms); excluded loss removes
-them on the training set (rises once the model relies on the circuit, not on memorization).
-"""),
-    code("""
-from mi_margin.analysis.progress import progress_measures
-from mi_margin.analysis.restricted import restricted_loss
-
-progress = progress_measures(run, key or None)
-progress.plot().show()
-final = restricted_loss(model, task, key or None)
-final.to_dataframe()"""),
-    code("""
-last = run.history.iloc[-1]
-print("RESULT " + json.dumps({"p": P, "key_frequencies": key, "train_acc": last.train_acc,
-                             "test_acc": last.test_acc, "restricted": final.restricted,
-                             "excluded": final.excluded}))"""),
-]
-
-MARGINS = [
-    md("""
-# 2. Margins and theory
-
-Morwani et al. (ICLR 2024) prove that a one-hidden-layer network with x² activation that maximizes
-the L_{2,3}-normalized margin on the full addition table mod p uses every frequency, each neuron a
-single frequency, and attains γ* (docs/mathematics.md §1.3). Here we compute γ*, drive a quadratic MLP toward
-it with the max-margin recipe, build the certificate network that attains it exactly, put both
-side by side with `compare_to_theory`, and contrast a ReLU network trained with weight decay,
-which is outside the theorem.
-"""),
-    code(SETUP),
-    code("""
-from mi_margin import theory
-
-P, STEPS = (7, 800) if FAST else (23, 3000)
-task = mm.ModularAddition(p=P, k=2)                  # the theorem's dataset: the full table
-pred = theory.max_margin(task, act_fn="quadratic")
-pred.summary()"""),
-    md("""
-## Training toward the max margin
-Full-batch gradient descent on the L_{2,ν}-penalised loss with a growing learning rate (Morwani et
-al. App. B). The normalized margin approaches γ* from below.
+The basis is orthonormal, so the squared coefficients add up to $\|f\|^2$. Apply it to every column
+of the embedding matrix, i.e. compute $F W_E$ with $F$ the $p \times p$ matrix of basis vectors. A
+random embedding spreads its norm evenly over all $p$ basis vectors. The trained one puts almost all
+of it on the cosine and sine of a handful of **key frequencies** $k$: the model represents $a$ by
+$\big(\cos \omega_k a, \sin \omega_k a\big)$, a point on a circle, for each key $k$.
 """),
     code("""
 import plotly.express as px
 
-# the recipe doubles the learning rate every 20 steps, 10 times (Morwani et al. App. B)
-run = theory.train_to_max_margin(task, steps=STEPS, double_every=20, progress=not FAST)
-px.line(run.history, x="step", y="ratio_to_gamma",
-        title="normalized margin / γ* during training").show()
-run.history[["step", "train_acc", "normalized_margin", "ratio_to_gamma"]].tail(3)"""),
-    md("""
+from mi_margin.fourier.cyclic import basis_labels, fourier_basis
+
+F = fourier_basis(P)                                    # rows: const, cos 1, sin 1, cos 2, ...
+W_E = model.W_E[:P].detach().double()                   # the embeddings of the numbers 0..p-1
+coef = F @ W_E                                          # [basis vector, d_model]
+norms = coef.norm(dim=1)
+px.bar(x=basis_labels(P), y=norms.tolist(), labels={"x": "Fourier basis vector", "y": "norm"},
+       title="W_E in the Fourier basis: norm of each row of F·W_E").show()"""),
+    md(r"""
+## The algorithm: adding angles with the product formulas
+
+Suppose the network holds $\cos\omega a, \sin\omega a$ and $\cos\omega b, \sin\omega b$. It needs
+something that peaks at $c = a + b$. The angle-addition formulas give the wave of the sum from
+*products* of the waves of the operands:
+
+$$ \cos(\omega(a+b)) = \cos\omega a \,\cos\omega b - \sin\omega a\,\sin\omega b, $$
+$$ \sin(\omega(a+b)) = \sin\omega a \,\cos\omega b + \cos\omega a\,\sin\omega b . $$
+
+Products are what the attention and the MLP's ReLU neurons can compute (a ReLU of a sum of waves
+contains their product terms). The unembedding then scores each candidate $c$ with one more
+identity,
+
+$$ \cos(\omega(a+b-c)) = \cos(\omega(a+b))\cos\omega c + \sin(\omega(a+b))\sin\omega c , $$
+
+which is a *linear* function of the neurons' $\cos(\omega(a+b))$, $\sin(\omega(a+b))$: exactly what
+$W_U$ can do. The logit $\cos(\omega(a+b-c))$ equals 1 at $c = a+b$, but one frequency alone has
+near-ties (some $c \ne a+b$ get a value close to 1). Summing over a few key frequencies makes the
+waves interfere constructively only at the right answer:
+
+$$ \text{logit}(c) \approx \sum_{k \in K} \alpha_k \cos(\omega_k(a+b-c)). $$
+
+Below: the key frequencies $K$ of our model (found from its logits, next section) and the sum of
+their waves as a function of $c$ for $a + b = 0$: each wave alone has near-ties, the sum has a
+single clear peak.
+"""),
+    code("""
+import math
+
+import plotly.graph_objects as go
+
+from mi_margin.analysis import key_frequencies
+
+key = key_frequencies(model, task)
+c = torch.arange(P, dtype=torch.float64)
+waves = {k: torch.cos(2 * math.pi * k * (0 - c) / P) for k in key}
+total = sum(waves.values())
+fig = go.Figure([go.Scatter(x=c.tolist(), y=w.tolist(), name=f"cos(ω_{k}(a+b−c))", opacity=0.5)
+                 for k, w in waves.items()])
+fig.add_scatter(x=c.tolist(), y=(total / len(key)).tolist(), name="mean over key frequencies",
+                line={"width": 4, "color": "black"})
+fig.update_layout(title="constructive interference at c = a + b = 0", xaxis_title="c").show()
+best_wrong = float((total / len(key))[1:].max())
+print("key frequencies:", key, "| largest wrong value of the mean wave:", round(best_wrong, 3))
+
+# the product formula, checked on the whole table for the first key frequency
+a, b = task.inputs[:, 0].double(), task.inputs[:, 1].double()
+w = 2 * math.pi * key[0] / P
+identity_error = float((torch.cos(w * (a + b)) - (torch.cos(w * a) * torch.cos(w * b)
+                                                  - torch.sin(w * a) * torch.sin(w * b))).abs().max())
+print("max |cos ω(a+b) − (cos ωa cos ωb − sin ωa sin ωb)| over the table:", identity_error)"""),
+    md(r"""
+## Key frequencies from the logits
+
+The logits over the whole table form, for each answer $c$, a function of $(a, b)$. Centre them over
+the answers and project onto the Fourier blocks of $\mathbb{Z}_p^2$ (docs/mathematics.md §4.2): a
+frequency is **key** when its share of the logits' variance is at least `min_share` (default ½) times
+the share every frequency would have if all were equal. Chughtai's **logit similarity** asks the
+same question more directly: the cosine between the centred logits and $\cos(\omega_k(a+b-c))$.
+The sum of the squared similarities is the fraction of the logits' variance that the waves explain.
+"""),
+    code("""
+from mi_margin.analysis import fourier_spectrum, logit_similarity
+
+spec = fourier_spectrum(model, task)
+spec.plot().show()
+sim = logit_similarity(model, task)
+print("logit variance explained by the key frequencies:", round(sim.fve(key), 4))
+sim.plot().show()"""),
+    md(r"""
+## Neurons: each one lives on one frequency
+
+A neuron reads the attention output at `=`, which is (up to the softmax's small variation) a sum of
+waves in $a$ and in $b$. Its activation over the $(a, b)$ table is then a function of
+$\cos\omega_k a, \sin\omega_k a, \cos\omega_k b, \sin\omega_k b$ for one $k$: a degree-2 polynomial
+in those waves (before the ReLU), so its picture over the table repeats with period $p/k$ along
+both axes. The heatmaps show the four purest neurons; a neuron's **purity** is the share of its
+(centred) activation variance in its dominant frequency block. Nanda et al. find that most neurons
+are pure, and that the neurons of one frequency form a **cluster** that jointly computes
+$\cos(\omega_k(a+b))$ and $\sin(\omega_k(a+b))$.
+"""),
+    code("""
+from mi_margin.analysis import neuron_clusters
+from mi_margin.viz import neuron_heatmaps
+
+neuron_heatmaps(model, task, n=4).show()
+clusters = neuron_clusters(model, task)
+print("neurons per frequency (None: no dominant frequency):", clusters.counts)
+clusters.plot().show()"""),
+    md(r"""
+## Restricted and excluded loss
+
+If the story is right, the key frequencies alone should carry the answer. Write the logits over the
+whole table as a function of $(a, b)$ for each $c$ and split it into the directions
+$\cos(\omega_k(a+b))$, $\sin(\omega_k(a+b))$ for $k \in K$ (plus each answer's mean) and the rest
+(docs/mathematics.md §4.3):
+
+* **restricted loss**: keep only the key directions, compute the loss on *all* pairs. Low means the
+  circuit alone solves the task, including the pairs never seen in training.
+* **excluded loss**: remove the key directions, compute the loss on the *training* pairs. High means
+  the model can no longer fit even the data it was trained on without the circuit, i.e. it no longer
+  relies on memorization.
+"""),
+    code("""
+from mi_margin.analysis import restricted_loss
+
+final = restricted_loss(model, task, key)
+final.to_dataframe()"""),
+    md(r"""
+## Progress measures over training
+
+The same two losses, the Gini coefficients of the Fourier norms of $W_E$ and of
+$W_L = W_{out} W_U$ (how concentrated they are on few frequencies) and the squared weight norm,
+computed at every kept checkpoint. The checkpoints are spaced **linearly** within each phase, so
+the slow middle phase, where all the action is invisible in the accuracies, is sampled densely.
+Reading the curves:
+
+1. **memorization** (up to the first dashed line): train loss falls, the excluded loss falls with it:
+   the model fits the training pairs without the circuit;
+2. **circuit formation** (to the second line): train and test accuracy barely move, yet the
+   restricted loss falls and the excluded loss rises: the Fourier circuit grows and takes over from
+   memorization;
+3. **cleanup** (after it): weight decay removes the memorizing components, the test loss collapses,
+   the Gini coefficients rise and the weight norm falls.
+"""),
+    code("""
+from mi_margin.analysis import progress_measures
+
+progress = progress_measures(run, key)
+fig = progress.plot()
+for name in ("memorized", "grokked"):
+    if bounds[name] is not None:
+        fig.add_vline(x=bounds[name], line_dash="dash", line_color="grey")
+fig.show()
+table = progress.to_dataframe()
+table[["step", "train_loss", "test_loss", "restricted_loss", "excluded_loss", "gini_embed",
+       "weight_norm_sq"]].round(4)"""),
+    md(r"""
+What to take away: the accuracy curves say "nothing happens, then everything happens"; the
+progress measures, built from understanding the mechanism, show the circuit forming gradually all
+along. Grokking is a slow, continuous change that the test accuracy reveals suddenly. Where the
+zoo's card gives the paper's numbers next to ours (`mm.zoo.card("nanda_p113_transformer")`), the
+key frequencies and phase boundaries differ by seed but the shape of the story does not.
+"""),
+    code("""
+steps = sorted(run.checkpoints)
+last = run.history.iloc[-1]
+key_share = float(sum(norms[2 * k - 1] ** 2 + norms[2 * k] ** 2 for k in key) / (norms[1:] ** 2).sum())
+print("RESULT " + json.dumps({
+    "p": P, "from_zoo": FROM_ZOO, "key_frequencies": key, "train_acc": float(last.train_acc),
+    "test_acc": float(last.test_acc), "train_loss": float(last.train_loss),
+    "restricted": final.restricted, "excluded": final.excluded, "embed_key_share": key_share,
+    "identity_error": identity_error, "best_wrong_wave": best_wrong,
+    "checkpoint_steps": steps, "progress_excluded": table["excluded_loss"].tolist(),
+    "progress_restricted": table["restricted_loss"].tolist(), "bounds": bounds}))"""),
+]
+
+
+MARGINS = [
+    md(r"""
+# 2. Margins: why networks choose Fourier features
+
+Tutorial 1 *found* the Fourier algorithm inside a trained network. Morwani, Edelman, Oncescu, Zhao
+& Kakade ("Feature emergence via margin maximization", ICLR 2024) explain *why* such features appear,
+without looking at training dynamics: among all networks of a simple family that classify the
+whole table, the ones with the **largest normalized margin** are exactly Fourier networks, and the
+theorem says which ones. This notebook goes through the argument on modular addition with
+$p = 71$ and checks it on the zoo's `morwani_p71_quadratic` model, a quadratic network of the
+paper's width (500 neurons) trained towards the max margin (docs/mathematics.md §1).
+"""),
+    code(SETUP),
+    md(r"""
+## The network family and homogeneity
+
+The theorem is about one-hidden-layer networks without biases and with activation $x^2$:
+
+$$ f(\theta; a, b)[c] = \sum_{i=1}^m \big(u_i(a) + v_i(b)\big)^2\, w_i(c), $$
+
+where neuron $i$ has input weights $u_i, v_i \in \mathbb{R}^p$ (one per operand) and output weights
+$w_i \in \mathbb{R}^p$. Scaling a neuron's parameters $\omega_i = (u_i, v_i, w_i)$ by $\lambda > 0$
+scales its output by $\lambda^3$: the network is **homogeneous** of degree $\nu = 3$. So any margin
+can be made larger by inflating the weights, and margins are only comparable after normalizing by
+the matching norm $\|\theta\|_{2,\nu}^\nu = \sum_i \|\omega_i\|_2^\nu$.
+
+The **margin** of an example is the correct logit minus the best wrong one,
+$g(\theta; a, b) = f[a+b] - \max_{c \ne a+b} f[c]$; the network's margin $h(\theta)$ is its minimum
+over the table, and the **normalized margin** is
+
+$$ \bar h(\theta) = \frac{h(\theta)}{\sum_i \|\omega_i\|_2^{3}}, \qquad
+   \gamma^* = \max_\theta \bar h(\theta). $$
+
+Why this matters: for homogeneous networks, minimizing cross-entropy with a vanishing norm penalty
+drives the normalized margin to $\gamma^*$ (Wei et al. 2019), so max-margin networks model what
+weakly regularized training finds.
+"""),
+    code("""
+import math
+
+import plotly.express as px
+
+from mi_margin import theory
+
+
+def short_max_margin_run():
+    # the same recipe (full table, L_{2,3} penalty) on a smaller p, for a few hundred steps
+    small = mm.ModularAddition(p=11 if FAST else 23)
+    return theory.train_to_max_margin(small, steps=600 if FAST else 3000, progress=not FAST)
+
+
+run, FROM_ZOO = from_zoo("morwani_p71_quadratic", short_max_margin_run)
+model, task = run.model.eval(), run.task
+P = task.p
+print(task, "| neurons:", model.cfg.d_mlp, "| activation:", model.cfg.act_fn)
+
+# homogeneity, measured: scale every weight by λ and the margin grows by λ^ν
+LAMBDA = 2.0
+scaled = mm.models.io.build_model(model.cfg.to_dict()).eval()
+scaled.load_state_dict({k: LAMBDA * v for k, v in model.state_dict().items()})
+m1, m2 = mm.margin(model, task), mm.margin(scaled, task)
+print(f"h(θ) = {m1.value:.6g},  h(2θ) = {m2.value:.6g},  ratio = {m2.value / m1.value:.6f} = 2^{m1.nu}")
+print(f"normalized margins: {m1.normalized:.6g} and {m2.normalized:.6g} (unchanged)")"""),
+    md(r"""
+## Theorem 7: the max margin of modular addition
+
+**Theorem 7** (Morwani et al.). For the quadratic network on all $p^2$ pairs with at least
+$4(p-1)$ neurons,
+
+$$ \gamma^* = \frac{\sqrt{2/27}}{\sqrt p\,(p-1)}, $$
+
+and in *every* max-margin network (1) each neuron is a single-frequency cosine with matched phases,
+$u(a) = \lambda\cos(\theta_u + \omega_\zeta a)$, $v(b) = \lambda\cos(\theta_v + \omega_\zeta b)$,
+$w(c) = \lambda\cos(\theta_w + \omega_\zeta c)$ with $\theta_u + \theta_v = \theta_w$; (2) every
+frequency $\zeta = 1, \dots, (p-1)/2$ is used.
+
+*Why a single frequency.* Weight the examples uniformly and the wrong answers uniformly. Expanding
+$(u + v)^2 = u^2 + v^2 + 2uv$, only the cross term $2u(a)v(b)$ can correlate with the answer, and
+in Fourier space the expected margin of one neuron becomes
+$\sum_\zeta |\hat u(\zeta)||\hat v(\zeta)||\hat w(\zeta)|\cos(\theta_u + \theta_v - \theta_w)$ (up
+to a constant). Under a norm budget (Plancherel), this product of three magnitudes is largest when
+all the mass sits at *one* frequency, split equally, with the phases matched (AM–GM).
+
+*Why all frequencies.* A single frequency has near-ties, but
+
+$$ \sum_{\zeta=1}^{(p-1)/2} \cos\big(\omega_\zeta (a + b - c)\big) = \frac{p\,\mathbf 1[c = a+b] - 1}{2}: $$
+
+with every frequency used equally, **all wrong answers get the same logit**, which is what a
+maximal *minimum* margin needs.
+"""),
+    code("""
+pred = theory.max_margin(task, act_fn="quadratic", width=model.cfg.d_mlp)
+print(pred.summary())
+closed_form = math.sqrt(2 / 27) / (math.sqrt(P) * (P - 1))
+print("γ* from the closed form:", closed_form, "| from mm.theory:", pred.gamma)"""),
+    md(r"""
 ## The certificate network
-`theory.certificate` builds a real `HookedMLP` from the proof's construction; its margin equals
-γ* to floating-point precision.
+
+The theorem's proof can be turned into a network that attains $\gamma^*$ exactly. For every
+frequency $\zeta$ and phase pair $(\theta_u, \theta_v) \in \{0, \pi/2\}^2$ take the two neurons
+$(u, v, w)$ and $(u, -v, -w)$ with $\theta_w = \theta_u + \theta_v$: the pair sums to $4uvw$ (the
+squares cancel), and summing the four phase pairs leaves only $\cos(\omega_\zeta(a+b-c))$. That is
+8 neurons per frequency, $4(p-1)$ in all, and its logits are
+$\kappa\,(p\,\mathbf 1[c=a+b]-1)/2$. `theory.certificate` builds it as a real `HookedMLP`; below,
+its logits for one input (every wrong answer gets the same value) and its comparison with the
+theory.
 """),
     code("""
 cert = theory.certificate(task)
 cert_cmp = theory.compare_to_theory(cert, task)
+with torch.no_grad():
+    logits = cert(task.inputs[:1]).double()[0]
+px.bar(x=list(range(P)), y=logits.tolist(), labels={"x": "answer c", "y": "logit"},
+       title=f"certificate logits for (a, b) = {tuple(task.inputs[0].tolist())}").show()
 cert_cmp.scalars()"""),
-    md("## Trained vs predicted, side by side"),
+    md(r"""
+## The trained network approaches γ*
+
+The zoo model was trained as in Morwani et al.'s experiments (App. B): the full table, a small
+$L_{2,3}$ penalty ($\lambda = 10^{-4}$), and a step size that keeps up with the shrinking gradient
+(here Adam with the learning rate halved late in training; docs/mathematics.md §1.6). Its
+normalized margin, recorded during training, climbs towards $\gamma^*$ from below and never above
+it (the theorem is an upper bound for *every* network of the family).
+"""),
     code("""
-trained_cmp = theory.compare_to_theory(run.model, task)
+px.line(run.history, x="step", y="ratio_to_gamma", log_x=True,
+        title="normalized margin / γ* during training").add_hline(y=1, line_dash="dash").show()
+run.history[["step", "train_acc", "normalized_margin", "ratio_to_gamma"]].tail(3)"""),
+    md(r"""
+## `compare_to_theory`: the prediction, item by item
+
+`compare_to_theory` measures each of the theorem's predictions on the trained weights: the ratio
+of the normalized margin to $\gamma^*$; each neuron's **purity** (the share of its input and output
+weights' energy in its dominant frequency; 1 for a theorem neuron); how many frequencies dominate
+some neuron (the theorem: all $(p-1)/2$); the spread of the wrong logits (0 at the max margin); and
+the phase error $|\theta_u + \theta_v - \theta_w|$.
+"""),
+    code("""
+trained_cmp = theory.compare_to_theory(model, task)
 trained_cmp.plot().show()
 trained_cmp.scalars()"""),
-    md("""
-## Contrast: ReLU with weight decay
-A ReLU network is outside the theorem (not homogeneous of the theorem's degree): the prediction
-does not apply and the comparison says why, but the learned neurons are still mostly
-single-frequency.
+    md(r"""
+The margin histogram shows the other half of the saddle-point argument (docs/mathematics.md §1.2):
+at the max margin, a large set of examples sits *exactly* on the minimum margin (the support of
+the optimal example weighting $q^*$). A trained network close to $\gamma^*$ has its margins piled
+up against the minimum.
 """),
     code("""
-relu_task = mm.ModularAddition(p=P, k=2, train_fraction=0.8, seed=0)
-relu = mm.HookedMLP(mm.MLPConfig.for_task(relu_task, d_mlp=64 if FAST else 512, act_fn="relu"))
-relu_run = mm.train(relu, relu_task, mm.TrainConfig(steps=STEPS, lr=3e-3, weight_decay=1.0,
-                                                    eval_every=100, progress=not FAST))
-relu_cmp = theory.compare_to_theory(relu_run.model, relu_task)
-print("applies:", relu_cmp.prediction.applies, relu_cmp.prediction.reasons)
-relu_cmp.scalars()"""),
+m1.plot().show()
+print("fraction of examples within 1% of the minimum margin:",
+      round(float((m1.per_example <= m1.value * 1.01).double().mean()), 3))"""),
+    md(r"""
+## Where the theorem stops
+
+The predictions are about *this* family: power activation, no biases, the whole table, the
+$L_{2,\nu}$ norm. A ReLU network, a network with biases or one trained on a train/test split is
+outside it; `theory.max_margin` still returns the formula but says the theorem does not apply, and
+why (docs/mathematics.md §7). Nanda's transformer of tutorial 1 is such a case: it uses a few key
+frequencies, not all of them.
+"""),
     code("""
-print("RESULT " + json.dumps({"p": P, "gamma": pred.gamma, "certificate_ratio": cert_cmp.ratio,
-                             "trained_ratio": trained_cmp.ratio,
-                             "relu_applies": relu_cmp.prediction.applies}))"""),
+relu_pred = theory.max_margin(task, act_fn="relu", biases=True)
+print("applies:", relu_pred.applies)
+for reason in relu_pred.reasons:
+    print(" -", reason)"""),
+    code("""
+scal = trained_cmp.scalars().set_index("metric")["observed"]
+print("RESULT " + json.dumps({
+    "p": P, "from_zoo": FROM_ZOO, "d_mlp": model.cfg.d_mlp, "gamma": pred.gamma,
+    "nu": m1.nu, "homogeneity_ratio": m2.value / m1.value, "lambda": LAMBDA,
+    "normalized_unchanged": abs(m2.normalized - m1.normalized) / abs(m1.normalized),
+    "certificate_ratio": cert_cmp.ratio, "certificate_correct": float(logits[0]),
+    "certificate_wrong": [float(logits[1:].min()), float(logits[1:].max())],
+    "trained_ratio": trained_cmp.ratio, "labels_used": float(scal["labels_used"]),
+    "fraction_pure": float(scal["fraction_pure"]), "relu_applies": relu_pred.applies}))"""),
 ]
 
-GROUPS = [
-    md("""
-# 3. Group composition: irreps
 
-Chughtai et al. (ICML 2023) find that networks composing elements of a finite group G learn a few
-irreducible representations ρ and compute ρ(a)ρ(b) — the group analogue of Fourier frequencies.
-Here a quadratic MLP learns S4 (S5 with full settings); we find its key irreps, ablate them, and
-look at A5, where Morwani et al.'s Theorem 9 sign condition fails and our LP extension predicts
-the max-margin irreps.
+GROUPS = [
+    md(r"""
+# 3. Universality: one algorithm, different representations
+
+Chughtai, Chan & Nanda ("A toy model of universality", ICML 2023) asked whether networks trained on
+the same task learn the same thing. They trained many small networks to compose elements of finite
+groups, $(a, b) \mapsto ab$, found that all of them run one algorithm, **group composition via
+representations** (GCR), and that *which* representations a network uses changes from seed to
+seed. The algorithm is universal; its ingredients are not.
+
+This notebook follows their argument with Chughtai et al.'s own model family (an MLP with separate
+embeddings for the two operands and ReLU neurons) from the zoo, on several seeds, and puts it beside
+the max-margin quadratic network of Morwani et al., whose Theorem 9 predicts something different:
+*every* non-trivial irrep (docs/mathematics.md §1.5 and §3).
 """),
     code(SETUP),
-    code("""
-from mi_margin import groups
+    md(r"""
+## Representations and characters
 
-G = groups.symmetric(4) if FAST else groups.symmetric(5)
-STEPS, WIDTH = (1000, 128) if FAST else (10_000, 512)
-task = mm.GroupComposition(G, k=2, train_fraction=0.9 if FAST else 0.4, seed=0)
-mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=WIDTH, act_fn="quadratic", seed=0))
-run = mm.train(mlp, task, mm.TrainConfig(steps=STEPS, lr=3e-3, weight_decay=1.0,
-                                         eval_every=max(STEPS // 50, 10), progress=not FAST))
-print(G.name, "order", G.order, "irreps:", [(r.name, r.dim) for r in G.irreps()])
-run.history.tail(3)"""),
-    md("## The group itself: Cayley table and character table"),
-    code("""
-from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
+A **representation** of $G$ assigns to every element an orthogonal matrix, $g \mapsto \rho(g)$, so
+that composition becomes matrix multiplication: $\rho(ab) = \rho(a)\rho(b)$. Every representation
+splits into **irreducible** ones (irreps); a finite group has as many irreps as conjugacy classes,
+and their dimensions satisfy $\sum_\rho d_\rho^2 = |G|$. The **character** $\chi_\rho(g) =
+\operatorname{tr}\rho(g)$ depends only on the conjugacy class of $g$, and
 
-cayley_table_figure(G).show()
-character_table_figure(G).show()"""),
-    md("## Irrep spectra, key irreps and neuron clusters"),
-    code("""
-from mi_margin.analysis import (
-    irrep_logit_similarity,
-    irrep_spectrum,
-    key_irreps,
-    neuron_irrep_clusters,
-)
+$$ |\chi_\rho(g)| \le d_\rho = \chi_\rho(e), $$
 
-irrep_spectrum(mlp, task).plot().show()
-irrep_logit_similarity(mlp, task).plot().show()
-key = key_irreps(mlp, task)
-print("key irreps:", key)
-neuron_irrep_clusters(mlp, task).plot().show()"""),
-    md("""
-## Ablations
-Keep only the span of ρ(ab) for the key irreps in the neuron activations (restricted), or remove
-it (excluded), with the generic ablation hook `grid_projection_hook` and the task's harmonic basis.
+with equality at $g = e$ (and, for a *faithful* $\rho$, only there). For the cyclic group
+$\mathbb{Z}_p$ the 2-dimensional rotation irreps are exactly tutorial 1's frequencies:
+$\chi(g) = 2\cos(\omega g)$. The group we use is the symmetric group $S_5$ (the paper's mainline)
+when its zoo entries are installed, otherwise $S_4$. Below: its Cayley table (the task itself:
+the colour of cell $(a, b)$ is $ab$) and its character table.
 """),
     code("""
-from mi_margin.analysis import basis_for, grid_projection_hook
-from mi_margin.training import cross_entropy64
+from mi_margin import groups
+from mi_margin.viz import cayley_table_figure, character_table_figure
+
+S5_SEEDS = [f"chughtai_S5_mlp_seed{s}" for s in (1, 2, 3)]
+S4_SEEDS = [f"chughtai_S4_mlp_seed{s}" for s in (0, 1, 2, 3)]
+installed = set(mm.zoo.list())
+ENTRIES = S5_SEEDS if set(S5_SEEDS) <= installed else S4_SEEDS
+G = groups.symmetric(5 if ENTRIES is S5_SEEDS else 4)
+print(G.name, "order", G.order, "| irreps:", [(r.name, r.dim) for r in G.irreps()])
+print("Σ d² =", sum(r.dim ** 2 for r in G.irreps()))
+cayley_table_figure(G).show()
+character_table_figure(G).show()"""),
+    md(r"""
+## The GCR algorithm
+
+To compute $ab$, embed $a$ and $b$ as matrices $\rho(a), \rho(b)$, multiply them (the MLP's
+neurons compute the entries of the product, as in tutorial 1 they computed products of waves), and
+score each candidate answer $c$ by
+
+$$ \operatorname{tr}\big(\rho(a)\rho(b)\rho(c)^{-1}\big) = \operatorname{tr}\rho(abc^{-1})
+   = \chi_\rho(abc^{-1}), $$
+
+which is largest exactly at $c = ab$ when $\rho$ is faithful. For an unfaithful irrep (the sign
+representation, say) several answers tie, and a network combines irreps so that their characters
+add up constructively only at $c = ab$, the analogue of summing key frequencies. Characters of
+different irreps are orthogonal, so the logits of a GCR network are a sum
+$\sum_\rho \alpha_\rho \chi_\rho(abc^{-1})$ whose terms can be measured one by one.
+
+Below we run the algorithm by hand with each irrep and check the claim over the whole Cayley table.
+"""),
+    code("""
+import numpy as np
+
+table = np.asarray(G.table)                    # table[a, b] = ab
+gcr_correct = {}
+for rho in G.irreps():
+    M = rho.matrices                             # [|G|, d, d]
+    prod = np.einsum("aij,bjk->abik", M, M)      # ρ(a)ρ(b)
+    scores = np.einsum("abik,cik->abc", prod, M) # tr(ρ(a)ρ(b)ρ(c)ᵀ) = χ(a b c⁻¹)
+    gcr_correct[rho.name] = float((scores.argmax(-1) == table).mean())
+print("fraction of the table the GCR algorithm answers correctly with one irrep:")
+gcr_correct"""),
+    md(r"""
+## Chughtai et al.'s networks, one per seed
+
+The MLP embeds $a$ and $b$ separately (width 256 each), concatenates, applies 128 ReLU neurons and
+unembeds; it is trained with full-batch AdamW (weight decay 1) on part of the table
+(docs/mathematics.md §3.2–3.3). The zoo holds several seeds of the same recipe. To find what each
+learned, we use their **logit similarity**: centre the logits over the answers and take the cosine
+with the character $\chi_\rho(abc^{-1})$ over all $(a, b, c)$. An irrep is **key** when its
+similarity exceeds 0.005 (their rule; `key_irreps`).
+"""),
+    code("""
+import pandas as pd
+
+from mi_margin.analysis import irrep_logit_similarity, key_components, key_irreps
+from mi_margin.zoo.recipes import RECIPES
 
 
-def loss_with(hook=None, idx=None):
-    hooks = [("blocks.0.mlp.hook_post", hook)] if hook else []
-    logits = mlp.run_with_hooks(task.inputs, fwd_hooks=hooks)
-    idx = torch.arange(len(task.labels)) if idx is None else idx
-    return float(cross_entropy64(logits[idx], task.labels[idx]))
+def short_chughtai_run(name):
+    # the recipe's model with a larger step and more data, so that it groks in seconds
+    model, task, config = RECIPES[name].make()
+    task = mm.GroupComposition(task.group, train_fraction=0.9, seed=task.seed)
+    return mm.train(model, task, mm.TrainConfig(steps=1500, lr=3e-3, betas=(0.9, 0.98),
+                                                weight_decay=1.0, warmup_steps=10, eval_every=100,
+                                                seed=config.seed, progress=False))
 
-Q = basis_for(task).term_directions(task, key)     # span of ρ(ab)_ij for the key irreps
-losses = {"full": loss_with(),
-          "restricted (key irreps only)": loss_with(grid_projection_hook(Q, "keep")),
-          "excluded (key irreps removed, train)": loss_with(grid_projection_hook(Q, "remove"),
-                                                            task.train_idx)}
-losses"""),
-    md("""
-## A5: the LP prediction
-A5's irreps violate Theorem 9's sign condition, so γ* comes from our linear program over class
-functions (an extension, flagged as such).
+
+runs, from_zoo_flags = {}, {}
+for name in ENTRIES:
+    if FAST and name not in installed and not all(from_zoo_flags.values()):
+        print(f"NOTE: {name!r} is not installed; fast mode trains one substitute seed only")
+        continue
+    runs[name], from_zoo_flags[name] = from_zoo(name, lambda n=name: short_chughtai_run(n))
+
+rows, seed_keys, seed_dominant = {}, {}, {}
+for name, r in runs.items():
+    sim = irrep_logit_similarity(r.model, r.task)
+    rows[name] = dict(zip(sim.labels, sim.similarity.tolist()))
+    seed_keys[name] = key_irreps(r.model, r.task)            # Chughtai's rule: similarity > 0.005
+    seed_dominant[name] = key_components(r.model, r.task)    # share ≥ ½ of the uniform share
+similarities = pd.DataFrame(rows).T
+print("key irreps (similarity > 0.005):", seed_keys)
+print("dominant irreps (relative rule):", seed_dominant)
+similarities.round(3)"""),
+    md(r"""
+Every seed reaches (near) perfect test accuracy with the same algorithm: the logits are mostly a
+sum of characters (the squared similarities add up to most of the variance). What differs is how
+much each irrep contributes. On $S_5$, Chughtai et al. report over 50 seeds that even the **set** of
+key irreps varies: the sign and standard irreps are each used 49 times, the others less often, and
+the 6-dimensional irrep never; low-dimensional irreps are preferred, though not strictly. $S_4$ is
+small, and with their absolute threshold (0.005) a seed can count all four non-trivial irreps as
+key; the differences between seeds then show in the similarity profile, and in which irreps pass
+the stricter relative rule (`key_components`: at least half the share every irrep would have if
+all were equal).
+
+Below, for the first seed: the similarity bars, and its neurons clustered by the irrep that
+dominates their activations over the table (a neuron computing entries of $\rho(a)\rho(b)$ has its
+variance in the span of $\rho$'s matrix coefficients).
+"""),
+    code("""
+from mi_margin.analysis import irrep_restricted_loss, neuron_irrep_clusters
+
+first = next(iter(runs.values()))
+irrep_logit_similarity(first.model, first.task).plot().show()
+neuron_irrep_clusters(first.model, first.task).plot().show()
+restricted = {name: irrep_restricted_loss(r.model, r.task, seed_keys[name]) for name, r in runs.items()}
+pd.DataFrame({name: {"restricted (all data)": res.restricted, "excluded (train)": res.excluded}
+              for name, res in restricted.items()}).T"""),
+    md(r"""
+The restricted loss (keep only the key irreps' $\rho(ab)$ directions in the neurons) stays low: the
+key irreps alone solve the task. The excluded loss (remove them, measured on the training data) is
+high: the networks rely on them.
+
+## Beside the max-margin network: Theorem 9
+
+Morwani et al.'s **Theorem 9** says what a *max-margin* quadratic network on a group does. If every
+irrep of $G$ is real and the sign condition
+$\sum_{\rho \ne 1} d_\rho^{1.5}\chi_\rho(C) < 0$ holds for every non-trivial conjugacy class $C$,
+then with at least $2\sum_{\rho\ne1} d_\rho^3$ neurons
+
+$$ \gamma^* = \frac{2}{3\sqrt{3|G|}\,\sum_{\rho \ne 1} d_\rho^{2.5}}, $$
+
+every neuron lives in a single non-trivial irrep, and **every non-trivial irrep is used**. Wrong
+answers are weighted by a class function $\propto d_\rho^{1.5}$ so that each irrep gives the same
+single-neuron value; the certificate's logits are
+$\propto \sum_\rho d_\rho \chi_\rho(abc^{-1}) = |G|\mathbf 1[c = ab] - 1$: all wrong answers equal.
+
+The zoo's `morwani_S4_quadratic` is trained towards that max margin on $S_4$ (the full table, an
+$L_{2,3}$ penalty, then the best non-negative rescaling of its neurons, an LP;
+docs/mathematics.md §1.6). It uses all four non-trivial irreps of $S_4$,
+with the theorem's weights.
 """),
     code("""
 from mi_margin import theory
 
+
+def short_quadratic_run():
+    return theory.train_to_max_margin(mm.GroupComposition("S4"), steps=800 if FAST else 10_000,
+                                      progress=not FAST)
+
+
+quad_run, QUAD_FROM_ZOO = from_zoo("morwani_S4_quadratic", short_quadratic_run)
+quad_task = quad_run.task
+quad_pred = theory.max_margin(quad_task, act_fn="quadratic")
+quad_cmp = theory.compare_to_theory(quad_run.model, quad_task)
+quad_keys = key_irreps(quad_run.model, quad_task)
+print(quad_pred.summary())
+print("sign condition:", quad_pred.hypotheses, "| key irreps of the quadratic network:", quad_keys)
+quad_cmp.scalars()"""),
+    code("""
+import plotly.graph_objects as go
+
+quad_sim = irrep_logit_similarity(quad_run.model, quad_task)
+fig = go.Figure(go.Bar(x=list(quad_sim.labels), y=quad_sim.similarity.tolist(),
+                       name="max-margin quadratic (morwani_S4_quadratic)"))
+if G.name == "S4":
+    for name in runs:
+        fig.add_bar(x=list(similarities.columns), y=similarities.loc[name].tolist(), name=name)
+fig.update_layout(barmode="group", title="logit similarity with χ_ρ(abc⁻¹): ReLU seeds vs max margin",
+                  yaxis_title="cosine similarity").show()"""),
+    md(r"""
+Two different pictures of the same task: weight-decayed ReLU networks (Chughtai's setting) weight
+the irreps unequally, and differently per seed (on $S_5$ they drop some entirely); the
+margin-maximizing quadratic network uses *all* of them, in the proportions the theorem fixes.
+Both run the GCR algorithm. The difference comes from
+what is being optimized (docs/mathematics.md §7.1): the theorem is about the max-margin solution
+of its network family, and the ReLU networks are outside that family.
+
+## When Theorem 9 does not apply: $A_5$
+
+For $A_5$ the sign condition fails, so Theorem 9 says nothing. Our **LP extension** (an extension
+of the package, not a theorem; docs/mathematics.md §1.5) maximizes the margin over networks of
+single-irrep neurons whose logits are class functions, and predicts which irreps a max-margin
+network uses.
+"""),
+    code("""
 A5 = groups.alternating(5)
 a5 = theory.max_margin(mm.GroupComposition(A5), act_fn="quadratic")
 print(a5.summary())
 print("hypotheses:", a5.hypotheses)
 a5.to_dataframe()"""),
     code("""
-print("RESULT " + json.dumps({"group": G.name, "key_irreps": key,
-                             "train_acc": run.history.iloc[-1].train_acc, "a5_gamma": a5.gamma,
-                             "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or [])}))"""),
+print("RESULT " + json.dumps({
+    "group": G.name, "seed_key_irreps": seed_keys, "seed_dominant": seed_dominant,
+    "seed_similarity": rows, "from_zoo": from_zoo_flags,
+    "seed_test_acc": {n: float(r.history["test_acc"].iloc[-1]) for n, r in runs.items()},
+    "seed_restricted": {n: res.restricted for n, res in restricted.items()},
+    "seed_excluded": {n: res.excluded for n, res in restricted.items()},
+    "gcr_correct": gcr_correct, "quad_from_zoo": QUAD_FROM_ZOO, "quad_key_irreps": quad_keys,
+    "quad_gamma": quad_pred.gamma, "quad_ratio": quad_cmp.ratio,
+    "quad_labels_used": float(quad_cmp.scalars().set_index("metric")["observed"]["labels_used"]),
+    "a5_gamma": a5.gamma, "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or [])}))"""),
 ]
+
 
 K_INPUT = [
-    md("""
-# 4. k-input modular addition and sparse parity
+    md(r"""
+# 4. More operands, and sparse parity
 
-Morwani et al.'s theorems cover `a1 + ... + ak mod p` with an x^k network (Theorem 7; Li et al.
-2024) and (n, k)-sparse parity with x^k (Theorem 8). We take k = 3 for both, drive small networks
-toward the max margin and compare them with the prediction.
+Two tasks push the margin story of tutorial 2 further. Li, Liang, Shi, Song & Zhou ("Fourier
+circuits in neural networks and transformers", 2024) add **k operands**,
+$a_1 + \dots + a_k \bmod p$, and prove the max-margin network is again made of single-frequency
+neurons (their Theorem 4.1). Morwani et al.'s **Theorem 8** does the same for **sparse parity**,
+where the "Fourier basis" is the set of parity functions. This notebook derives both from the
+same mechanism, a polarization identity that turns products into powers, and compares them with
+the zoo's trained models (docs/mathematics.md §1.4, §2).
 """),
     code(SETUP),
-    code("""
-from mi_margin import theory
-from mi_margin.analysis import key_frequencies
+    md(r"""
+## k operands: the network and the theorem
 
-P, STEPS = (5, 800) if FAST else (11, 3000)
-task3 = mm.ModularAddition(p=P, k=3)
-pred3 = theory.max_margin(task3)            # the theorem's x^3 network
-print(pred3.summary(), "frequencies:", pred3.frequencies)
-# the recipe doubles the learning rate every 20 steps, 10 times (Morwani et al. App. B)
-run3 = theory.train_to_max_margin(task3, steps=STEPS, double_every=20, progress=not FAST)
-cmp3 = theory.compare_to_theory(run3.model, task3)
-key3 = key_frequencies(run3.model, task3)
-print("key frequencies:", key3)
-cmp3.scalars()"""),
-    code("cmp3.plot().show()"),
-    md("""
-## Sparse parity
-Labels are the product of k of the n ±1 coordinates. The max-margin x^k network puts all its
-weight on the support.
+With $k$ operands the network is $f(\theta; a_1, \dots, a_k)[c] = \sum_i \big(\sum_j u_{i,j}(a_j)
+\big)^k w_i(c)$, activation $x^k$, homogeneous of degree $\nu = k+1$, normalized by
+$\sum_i\|\omega_i\|_2^{k+1}$. **Theorem 4.1** (Li et al.): with at least $2^{2k-2}(p-1)$ neurons,
+
+$$ \gamma^* = \frac{2\,k!}{(2k+2)^{(k+1)/2}\,(p-1)\,p^{(k-1)/2}}, $$
+
+(Theorem 7's value at $k = 2$), every neuron is a cosine at one frequency in every operand and in the
+output with phases adding up, $\theta_{u_1} + \dots + \theta_{u_k} = \theta_w$, and every frequency
+is used.
+
+*Why a power of a sum.* The circuit needs $\cos(\omega(a_1 + \dots + a_k - c))$. Expanding the angle
+sum gives $2^k$ products such as $\cos\omega a_1 \cos\omega a_2 \cos\omega a_3$, and one neuron
+computes a $k$-th power of a *sum*. The bridge is the **polarization identity**: for $k = 3$,
+
+$$ x\,y\,z = \frac{1}{48}\sum_{s \in \{\pm1\}^3} s_1 s_2 s_3\,(s_1x + s_2y + s_3z)^3 , $$
+
+the coefficient of $xyz$ in each cube is $6 s_1 s_2 s_3$, so the signed sum collects
+$8 \cdot 6 = 2^k k!$ copies of it, and every other monomial (such as $3 s_1^2 s_2\, x^2 y$) is odd in
+some sign and cancels. Each product term therefore costs a handful
+of neurons, $2^{2k-1}$ per frequency in the construction. We check the identity numerically:
 """),
     code("""
-N_BITS = 6 if FAST else 10
-parity = mm.SparseParity(n=N_BITS, k=3, seed=0)
+import itertools
+
+import plotly.express as px
+
+from mi_margin import theory
+
+x, y, z = torch.randn(3, 1000, dtype=torch.float64)
+signs = list(itertools.product((1, -1), repeat=3))
+polarized = sum(s1 * s2 * s3 * (s1 * x + s2 * y + s3 * z) ** 3 for s1, s2, s3 in signs) / 48
+polarization_error = float((polarized - x * y * z).abs().max())
+print("max |polarization − xyz| over 1000 random triples:", polarization_error)"""),
+    md(r"""
+## The zoo's k = 3 model
+
+`li_p23_k3_cubic` is Li et al.'s experiment: $(a+b+c) \bmod 23$, an $x^3$ network of their width
+$2^{2k-2}(p-1) = 352$, trained with AdamW on half of the $23^3 = 12\,167$ triples (their App. J.1).
+This is *not* the theorem's setting (a train/test split and weight decay instead of the whole table
+and the $L_{2,4}$ penalty), so we compare its structure, not its margin, with the theorem: which
+frequencies it uses and how pure its neurons are. Its card states honestly how far it got.
+"""),
+    code("""
+from mi_margin.analysis import fourier_spectrum, key_frequencies, neuron_clusters
+
+
+def short_k3_run():
+    # the theorem's own setting on a smaller p: whole table, L_{2,4} penalty, a few hundred steps
+    return theory.train_to_max_margin(mm.ModularAddition(p=5 if FAST else 11, k=3),
+                                      steps=600 if FAST else 3000, progress=not FAST)
+
+
+run3, K3_FROM_ZOO = from_zoo("li_p23_k3_cubic", short_k3_run)
+task3, model3 = run3.task, run3.model.eval()
+P = task3.p
+last3 = run3.history.iloc[-1]
+print(task3, f"| train acc {last3.train_acc:.4f}, test acc {last3.test_acc:.4f}")
+key3 = key_frequencies(model3, task3)
+print("key frequencies:", key3, f"(of {P // 2})")
+fourier_spectrum(model3, task3).plot().show()"""),
+    md(r"""
+Li et al. measure each neuron's *maximum normalized power*: the share of its Fourier power in its
+best frequency, ≈ 1 after training. Our purity is the same quantity over the whole
+$\mathbb{Z}_p^3$ input grid, and `compare_to_theory` reports it for the weights. The heatmaps show
+activations over $(a_1, a_2)$ with $a_3 = 0$: a neuron computes the cube of a sum of waves, one per
+operand, so a pure neuron's picture repeats with its frequency along both axes.
+"""),
+    code("""
+from mi_margin.viz import neuron_heatmaps
+
+clusters3 = neuron_clusters(model3, task3)
+print("neurons per frequency:", clusters3.counts)
+clusters3.plot().show()
+neuron_heatmaps(model3, task3, n=4).show()"""),
+    md(r"""
+The theorem's numbers for this task, and the certificate network that attains them exactly
+(`theory.certificate`, built from the polarization construction):
+"""),
+    code("""
+pred3 = theory.max_margin(task3)
+cert3 = theory.compare_to_theory(theory.certificate(task3), task3)
+cmp3 = theory.compare_to_theory(model3, task3)
+print(pred3.summary())
+print("certificate: normalized margin / γ* =", cert3.ratio, "with", theory.certificate(task3).cfg.d_mlp,
+      "neurons")
+cmp3.scalars()"""),
+    md(r"""
+Read the two columns against each other. The certificate sits exactly at $\gamma^*$ with every
+neuron pure. A model trained with weight decay on half the triples is a different object: its
+normalized margin over the *whole* table can be far below $\gamma^*$ (negative as soon as one
+unseen triple is answered wrongly), while it may already use most frequencies with neurons only
+partly concentrated on one (compare `mean_purity` and `labels_used` with the certificate's). How
+far a trained model is from the theorem's network, in each respect separately, is what these rows
+measure; `mm.zoo.card("li_p23_k3_cubic")` lists the paper's numbers next to ours.
+
+## Sparse parity: Theorem 8
+
+$(n, k)$-sparse parity: inputs $x \in \{\pm1\}^n$, label $\chi_S(x) = \prod_{j \in S} x_j$ for a
+hidden support $|S| = k$. The parity functions $\chi_T$ are the characters of $\mathbb{Z}_2^n$ —
+the Fourier basis of this group. The network is $\sum_i (u_i^\top x)^k\, w_i$ with
+$w_i \in \mathbb{R}^2$ (one logit per class). Averaging one neuron's margin over all $x$ kills every
+monomial of $(u^\top x)^k$ except the full product of the support, so its expected margin is
+
+$$ k!\,\prod_{j\in S} u_j\,(w_+ - w_-), $$
+
+largest with $|u_j| = 1/\sqrt{k+1}$ on $S$ and zero elsewhere. **Theorem 8** (Morwani et al.): with
+at least $2^{k-1}$ neurons,
+
+$$ \gamma^* = k!\,\sqrt{2\,(k+1)^{-(k+1)}}, $$
+
+and every neuron of a max-margin network reads only the support, with equal magnitudes. The same
+polarization identity builds the certificate: one neuron per sign pattern of the support.
+
+The zoo's `morwani_parity_n10_k4_quartic` is the paper's Fig. 5 setting: $n = 10$, $k = 4$, an $x^4$
+network of 40 neurons trained towards the max margin. Its input weights should vanish outside the
+support:
+"""),
+    code("""
+def short_parity_run():
+    return theory.train_to_max_margin(mm.SparseParity(n=6, k=3, seed=0), steps=600,
+                                      progress=not FAST)
+
+
+run_par, PAR_FROM_ZOO = from_zoo("morwani_parity_n10_k4_quartic", short_parity_run)
+parity, model_par = run_par.task, run_par.model.eval()
+W = model_par.W_in.detach().double().reshape(parity.n, -1).abs()   # [input coordinate, neuron]
+px.imshow(W.T.tolist(), labels={"x": "input coordinate j", "y": "neuron"}, aspect="auto",
+          title=f"|input weights|; the support is {parity.support}").show()
+support_share = float((W[list(parity.support)] ** 2).sum() / (W ** 2).sum())
+print("share of the input weights' squared norm on the support:", round(support_share, 4))"""),
+    code("""
 pred_par = theory.max_margin(parity)
 cert_par = theory.compare_to_theory(theory.certificate(parity), parity)
-run_par = theory.train_to_max_margin(parity, steps=STEPS, double_every=20, progress=not FAST)
-cmp_par = theory.compare_to_theory(run_par.model, parity)
-print("support:", parity.support, "gamma*:", pred_par.gamma)
+cmp_par = theory.compare_to_theory(model_par, parity)
+px.line(run_par.history, x="step", y="ratio_to_gamma", log_x=True,
+        title="parity: normalized margin / γ* during training").show()
+print(pred_par.summary())
 cmp_par.scalars()"""),
+    md(r"""
+In both tasks the same mechanism decides the features: the margin is a sum over neurons of a
+single-neuron quantity, the norm budget rewards concentrating each neuron on one "frequency"
+(one Fourier block of $\mathbb{Z}_p^k$, or the one parity $\chi_S$), and the worst-case margin
+rewards spreading neurons over all the blocks that are needed.
+"""),
     code("""
-print("RESULT " + json.dumps({"p": P, "k3_key_frequencies": key3, "k3_ratio": cmp3.ratio,
-                             "parity_certificate_ratio": cert_par.ratio,
-                             "parity_ratio": cmp_par.ratio}))"""),
+print("RESULT " + json.dumps({
+    "p": P, "k": task3.k, "k3_from_zoo": K3_FROM_ZOO, "k3_key_frequencies": key3,
+    "k3_gamma": pred3.gamma, "k3_certificate_ratio": cert3.ratio, "k3_ratio": cmp3.ratio,
+    "k3_train_acc": float(last3.train_acc), "polarization_error": polarization_error,
+    "parity_n": parity.n, "parity_k": parity.k, "parity_from_zoo": PAR_FROM_ZOO,
+    "parity_gamma": pred_par.gamma, "parity_certificate_ratio": cert_par.ratio,
+    "parity_ratio": cmp_par.ratio, "support_share": support_share}))"""),
 ]
 
+
 ABLATIONS = [
-    md("""
-# 5. Writing your own ablation experiment
+    md(r"""
+# 5. Ablations and activation patching with TransformerLens's tools
 
-mi_margin's models are TransformerLens `HookedRootModule`s with TransformerLens hook names, so any
-hook experiment works on them directly; `model.to_bridge()` gives the same weights as a
-TransformerLens 4 `TransformerBridge` with TransformerLens's own tools. This notebook trains a
-small transformer and then
+Tutorials 1–4 *read* structure off the weights and activations. Causal experiments test it: change
+an activation during the forward pass and watch the output. mi_margin's transformer is a
+TransformerLens `HookedRootModule` with TransformerLens's hook names, so the field's standard tools
+(`run_with_hooks`, `run_with_cache`, `transformer_lens.patching`) run on it unchanged. This notebook
+takes the zoo's grokked transformer and does
 
-1. ablates frequencies with the hook factory `ablation_hook`,
-2. writes a hook by hand (zero one attention head),
-3. repeats an experiment on the bridge and uses `ActivationCache` tools there.
+1. **zero, mean and resample ablation** of each attention head and of each neuron cluster,
+2. **Fourier ablation** of the key frequencies with the package's hook factory,
+3. **activation patching** with `transformer_lens.patching`,
+
+and explains what each one measures.
 """),
     code(SETUP),
     code("""
-from mi_margin.training import cross_entropy64
+def short_grokking_run():
+    p, fraction, steps, width = (17, 0.7, 800, 48) if FAST else (53, 0.4, 6000, 128)
+    task = mm.ModularAddition(p=p, train_fraction=fraction, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=width, n_heads=4, d_head=width // 4, d_mlp=4 * width, seed=0))
+    return mm.train(model, task, mm.TrainConfig(steps=steps, lr=3e-3 if FAST else 1e-3,
+                                                weight_decay=1.0, eval_every=steps // 20,
+                                                progress=not FAST))
 
-P, FRACTION, STEPS, D_MODEL = (13, 0.8, 600, 32) if FAST else (59, 0.4, 10_000, 128)
-task = mm.ModularAddition(p=P, train_fraction=FRACTION, seed=0)
-model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
-    task, d_model=D_MODEL, n_heads=4, d_head=D_MODEL // 4, d_mlp=4 * D_MODEL, seed=0))
-run = mm.train(model, task, mm.TrainConfig(steps=STEPS, lr=3e-3, weight_decay=1.0,
-                                           eval_every=100, progress=not FAST))
 
-def loss(logits, idx=None):
-    idx = torch.arange(len(task.labels)) if idx is None else idx
-    return float(cross_entropy64(logits[idx, -1], task.labels[idx]))
+run, FROM_ZOO = from_zoo("nanda_p113_transformer", short_grokking_run)
+model, task = run.model.eval(), run.task       # TL's patching requires eval mode
+P, tokens, labels = task.p, task.tokens, task.labels
+print(task, "| tokens", tuple(tokens.shape), "e.g.", model.to_str_tokens(tokens[5]))"""),
+    md(r"""
+## The metric
 
-with torch.no_grad():
-    base = loss(model(task.tokens))
-print("loss on the whole table:", base)"""),
-    md("""
-## 1. Frequency ablations with the hook factory
-`ablation_hook(task, freqs, mode)` keeps or removes the directions cos/sin(ω_f(a+b)) in
-every unit's function over the whole (a, b) table, at the last position.
+All experiments use the cross-entropy loss on the whole table at the `=` position (computed in
+float64), and, for patching, the mean **logit difference** between two answers. A lower loss after
+an intervention means the intervened part was not needed.
 """),
     code("""
-from mi_margin.analysis import ablation_hook, key_frequencies
+from mi_margin.models.evaluation import cross_entropy64
 
-key = key_frequencies(model, task)
-others = [f for f in range(1, P // 2 + 1) if f not in key]
-results = {}
+
+def loss(logits):
+    return float(cross_entropy64(logits[:, -1], labels))
+
+
 with torch.no_grad():
-    for name, freqs, mode in [("keep key", key, "keep"), ("remove key", key, "remove"),
-                              ("remove others", others, "remove")]:
-        hook = ablation_hook(task, freqs, mode=mode)
-        logits = model.run_with_hooks(task.tokens, fwd_hooks=[("blocks.0.mlp.hook_post", hook)])
-        results[name] = loss(logits)
-print("key frequencies:", key)
-results"""),
-    md("""
-## 2. A hand-written hook: zero-ablate each attention head
-A hook is any function `(activation, hook) -> activation`. `hook_z` is [batch, pos, head, d_head].
+    base, cache = model.run_with_cache(tokens)
+BASE = loss(base)
+print("loss on the whole table:", BASE)"""),
+    md(r"""
+## 1. Zero, mean and resample ablation
+
+An ablation replaces an activation $x(\text{input})$ by something that carries no information about
+the current input:
+
+* **zero** ablation: $x \mapsto 0$. Simple, but 0 may be far from any value the model ever sees, so
+  the damage can overstate the component's role;
+* **mean** ablation: $x \mapsto \mathbb{E}_{\text{inputs}}[x]$. Keeps the typical value, removes the
+  input-dependence;
+* **resample** ablation: $x(\text{input}) \mapsto x(\text{input}')$ for a random other input.
+  Keeps the distribution of values, breaks the link with the current input (Chan et al.'s causal
+  scrubbing uses this).
+
+A hook is a function `(activation, hook) -> activation`. `hook_z` holds the heads' outputs before
+$W_O$, of shape [batch, position, head, d_head].
 """),
     code("""
-def zero_head(head):
-    def hook(z, hook):
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
+import pandas as pd
+
+generator = torch.Generator().manual_seed(0)
+PERM = torch.randperm(len(tokens), generator=generator)     # input -> the input it is resampled from
+
+
+def ablate(kind, index):
+    \"\"\"A hook replacing ``act[..., index, :]`` (a head of hook_z) zero/mean/resample-wise.\"\"\"
+    def hook(act, hook):
+        act = act.clone()
+        part = act[:, :, index]
+        if kind == "zero":
+            act[:, :, index] = 0.0
+        elif kind == "mean":
+            act[:, :, index] = part.mean(0, keepdim=True)
+        else:
+            act[:, :, index] = part[PERM]
+        return act
     return hook
 
+
+head_table = {}
 with torch.no_grad():
-    head_losses = {h: loss(model.run_with_hooks(task.tokens,
-                                                fwd_hooks=[("blocks.0.attn.hook_z", zero_head(h))]))
-                   for h in range(model.cfg.n_heads)}
-head_losses"""),
-    md("""
-## 3. The same weights as a TransformerBridge
-The bridge has TransformerLens's canonical names and the legacy aliases we use, and the
-`ActivationCache` tools (`decompose_resid`, `stack_head_results`, ...).
+    for h in range(model.cfg.n_heads):
+        head_table[f"head {h}"] = {
+            kind: loss(model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_z", ablate(kind, h))]))
+            for kind in ("zero", "mean", "resample")}
+heads = pd.DataFrame(head_table).T
+heads"""),
+    md(r"""
+How to read the three columns. Zero and mean ablation usually agree when a head's output is
+centred near 0; when zero ablation hurts much more than mean ablation, part of the damage comes from
+pushing the residual stream off its usual range, not from the lost information. Resample ablation
+is typically the most damaging of the three for a head that carries information: it does not just
+remove the information about this input, it inserts confidently wrong information about another
+one (here: the head reports the operands of a different pair). All heads matter in this model: each
+one moves part of the waves of $a$ and $b$ to the `=` position, which is why the circuit is spread
+over them rather than localized in one.
+
+The same three ablations on the MLP's neurons, one **frequency cluster** at a time (the neurons whose
+activation is dominated by one frequency, tutorial 1). `hook_post` is [batch, position, neuron]; the
+neuron index can be a list.
+"""),
+    code("""
+import plotly.express as px
+
+from mi_margin.analysis import key_frequencies, neuron_clusters
+
+
+def ablate_neurons(kind, neurons):
+    idx = torch.tensor(neurons)
+
+    def hook(act, hook):
+        act = act.clone()
+        part = act[..., idx]
+        act[..., idx] = 0.0 if kind == "zero" else (
+            part.mean(0, keepdim=True).expand_as(part) if kind == "mean" else part[PERM])
+        return act
+    return hook
+
+
+key = key_frequencies(model, task)
+clusters = {f: ns for f, ns in neuron_clusters(model, task).clusters.items() if f is not None}
+cluster_table = {}
+with torch.no_grad():
+    for f, neurons in sorted(clusters.items()):
+        cluster_table[f"freq {f} ({len(neurons)} neurons)"] = {
+            kind: loss(model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mlp.hook_post",
+                                                                 ablate_neurons(kind, neurons))]))
+            for kind in ("zero", "mean", "resample")}
+cluster_losses = pd.DataFrame(cluster_table).T
+px.bar(cluster_losses, barmode="group", log_y=True,
+       title=f"loss after ablating one neuron cluster (unablated: {BASE:.2g})").show()
+cluster_losses"""),
+    md(r"""
+Compare each cluster's losses with the unablated loss and with chance ($\log p$). Removing one
+frequency's neurons brings back the near-ties of the remaining waves (tutorial 1's interference
+picture), so the loss rises; as long as the other frequencies still peak at the right answer for
+most pairs, zero and mean ablation stay below chance, while resampling, which injects another
+pair's waves, can push it above.
+"""),
+    md(r"""
+## 2. Fourier ablation with the package's hook factory
+
+`ablation_hook(task, freqs, mode)` works in the *input* space instead of on units: over the whole
+table, it keeps (or removes) the components $\cos(\omega_f(a+b))$, $\sin(\omega_f(a+b))$ of every
+neuron's activation, the directions the algorithm of tutorial 1 needs. Removing the key frequencies
+should destroy the model; keeping only them should not.
+"""),
+    code("""
+import math
+
+from mi_margin.analysis import ablation_hook
+
+others = [f for f in range(1, P // 2 + 1) if f not in key]
+fourier = {}
+with torch.no_grad():
+    for name, freqs, mode in [("keep key", key, "keep"), ("remove key", key, "remove"),
+                              ("remove all others", others, "remove")]:
+        hook = ablation_hook(task, freqs, mode=mode)
+        fourier[name] = loss(model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mlp.hook_post", hook)]))
+print("key frequencies:", key, "| chance level log p =", round(math.log(P), 3))
+fourier"""),
+    md(r"""
+Keeping only the key frequencies' $a+b$ directions leaves the loss as low as (or lower than) the
+full model's: everything else in the neurons is noise the model has not yet fully cleaned up.
+Removing them leaves the model at or beyond chance. Unlike unit ablations, this intervention
+follows the *algorithm*, not the architecture: it cuts across neurons and heads.
+"""),
+    md(r"""
+## 3. Activation patching with `transformer_lens.patching`
+
+Patching asks *where* the information that distinguishes two inputs lives. Take a **clean** input
+$(a, b)$ and a **corrupted** one $(a', b)$ that differs only in $a$. Run the corrupted input, but
+paste in one activation from the clean run, and measure how much of the clean behaviour comes back:
+
+$$ \text{metric} = \text{logit}[a+b] - \text{logit}[a'+b] \quad\text{(mean over the batch)}. $$
+
+If the patched activation carries everything that depends on $a$, the metric returns to its clean
+value; if it carries nothing of $a$, it stays at the corrupted value. TransformerLens's
+`get_act_patch_resid_pre` patches the residual stream before the layer at every position:
+position 0 (the `a` token) must restore the clean run exactly, position 1 (`b`, equal in both) and
+position 2 (`=`) change nothing. The per-head version shows which heads move the information about
+$a$ to the `=` position.
+"""),
+    code("""
+import transformer_lens.patching as tl_patching
+
+b_fixed, shift = 3, 5
+clean = tokens[tokens[:, 1] == b_fixed][:16]
+corrupted = clean.clone()
+corrupted[:, 0] = (clean[:, 0] + shift) % P
+right, wrong = (clean[:, 0] + b_fixed) % P, (corrupted[:, 0] + b_fixed) % P
+rows = torch.arange(len(clean))
+
+
+def logit_diff(logits):
+    return (logits[rows, -1, right] - logits[rows, -1, wrong]).mean()
+
+
+with torch.no_grad():
+    clean_logits, clean_cache = model.run_with_cache(clean)
+    CLEAN, CORRUPTED = float(logit_diff(clean_logits)), float(logit_diff(model(corrupted)))
+    resid = tl_patching.get_act_patch_resid_pre(model, corrupted, clean_cache, logit_diff)
+    per_head = tl_patching.get_act_patch_attn_head_out_by_pos(model, corrupted, clean_cache, logit_diff)
+print(f"clean metric {CLEAN:.3f}, corrupted {CORRUPTED:.3f}")
+px.imshow(resid.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "layer"},
+          title="patching resid_pre (metric after patching)").show()
+px.imshow(per_head[0].T.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "head"},
+          title="patching each head's output at each position").show()"""),
+    md(r"""
+Only the heads' outputs at `=` matter: the logits are read there, and attention is the only way
+information about $a$ reaches that position. Every one of TransformerLens's `get_act_patch_*`
+functions runs on these models the same way, as does the rest of its toolbox (`decompose_resid`,
+`stack_head_results`, `logit_attrs` on the cache), and `model.to_bridge()` gives the same weights as
+a `TransformerBridge` with identical logits:
 """),
     code("""
 bridge = model.to_bridge()
 with torch.no_grad():
-    bridge_logits, cache = bridge.run_with_cache(task.tokens)
-    bridge_diff = float((bridge_logits - model(task.tokens)).abs().max())
-    hook = ablation_hook(task, key, mode="remove")
-    bridge_removed = loss(bridge.run_with_hooks(task.tokens,
-                                                fwd_hooks=[("blocks.0.mlp.hook_post", hook)]))
-print("max |bridge − model| logits:", bridge_diff)
-print("remove key frequencies on the bridge:", bridge_removed, "(model:", results["remove key"], ")")
-resid, labels = cache.decompose_resid(layer=1, pos_slice=-1, return_labels=True)
-print("residual stream components at '=':", labels)"""),
+    bridge_diff = float((bridge(tokens) - base).abs().max())
+resid_parts, part_labels = cache.decompose_resid(layer=1, pos_slice=-1, return_labels=True)
+print("max |bridge − model| logits:", bridge_diff, "| residual stream parts at '=':", part_labels)"""),
     code("""
-heads = cache.stack_head_results(layer=1, pos_slice=-1)          # [head, batch, d_model]
-correct_dirs = bridge.W_U[:, task.labels].T                         # [batch, d_model]
-direct = (heads * correct_dirs).sum(-1).mean(-1)
-print("mean direct effect of each head on the correct logit:", direct.tolist())"""),
-    code("""
-print("RESULT " + json.dumps({"p": P, "key_frequencies": key, "base": base,
-                             "keep_key": results["keep key"], "remove_key": results["remove key"],
-                             "bridge_diff": bridge_diff, "bridge_remove_key": bridge_removed}))"""),
+print("RESULT " + json.dumps({
+    "p": P, "from_zoo": FROM_ZOO, "key_frequencies": key, "base": BASE,
+    "heads": heads.to_dict(orient="index"), "clusters": cluster_losses.to_dict(orient="index"),
+    "fourier": fourier, "clean": CLEAN, "corrupted": CORRUPTED, "resid_patch": resid[0].tolist(),
+    "bridge_diff": bridge_diff}))"""),
 ]
 
 NOTEBOOKS = {
