@@ -12,6 +12,7 @@ Example:
 """
 
 import importlib
+import warnings
 from typing import Any
 
 from mi_margin import analysis, errors, fourier, groups, models, tasks, theory, training
@@ -49,6 +50,10 @@ from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume,
 
 # ``result.plot()`` imports the plotting layer on first use (it registers the figures).
 analysis.results.figure_loader = lambda: importlib.import_module("mi_margin.viz")
+
+# TransformerLens's patching module imports tqdm.auto, which warns "IProgress not found" in every
+# notebook without ipywidgets; the bars are usable without the widget (ours: mi_margin._progress).
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 __version__ = "0.1.0"
 

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from tqdm.auto import tqdm
 
 import mi_margin.analysis as A
+from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
 from mi_margin.viz import _html
 
@@ -197,7 +197,7 @@ def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = 
                             f"{len(run.checkpoints)}")
     basis = basis_of(run)
     steps = select_steps(run.checkpoints, max_checkpoints)
-    bar = tqdm(steps, desc="report: checkpoints", disable=not progress, leave=False)
+    bar = progress_bar(steps, desc="report: checkpoints", disable=not progress, leave=False)
     snapshots = [basis.snapshot(run.model_at(step), run.task, basis.keys) for step in bar]
     columns = [c for c in ("step", "train_loss", "test_loss") if c in run.history.columns]
     return Timeline(basis=basis.name, labels=basis.labels, cluster_labels=basis.cluster_labels,
