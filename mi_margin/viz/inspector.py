@@ -7,9 +7,10 @@ subspaces (Chughtai et al. 2023, Table 2) — and the vectors it reads from each
 the logits, expressed in the task's basis (the analysis core's ``basis_for(task)``): the real
 Fourier basis of Z_p, or orthonormal bases of the irreps' isotypic subspaces (docs/mathematics.md
 §3). Its activation over the (a, b) grid (other operands 0 when k > 2) is stored for the
-strongest neurons of every cluster, up to :data:`HEATMAP_BYTES`. Clusters are those of :func:`~mi_margin.neuron_clusters` (dominant
-frequency of the activation) and :func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the
-weights, Morwani et al. 2024 Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
+strongest neurons of every cluster, up to :data:`HEATMAP_BYTES`. Clusters are those of
+:func:`~mi_margin.neuron_clusters` (dominant frequency of the activation) and
+:func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the weights, Morwani et al. 2024
+Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
 
 To keep the file small, spectra and weights are stored as int16 with one scale per neuron and
 heatmaps as uint8 with one range per neuron (base64; decoded by a few lines of inline script).
