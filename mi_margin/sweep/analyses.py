@@ -15,6 +15,7 @@ of failing the sweep.
 
 from __future__ import annotations
 
+import inspect
 import json
 import traceback
 from collections.abc import Callable
@@ -67,11 +68,16 @@ def margin(model: Any, task: Any, **options: Any) -> dict[str, Any]:
 REGISTRY: dict[str, Analysis] = {"fourier": fourier, "irreps": irreps, "margin": margin}
 #: the analysis names a sweep spec may ask for
 ANALYSES = tuple(REGISTRY)
-#: the options each analysis takes (keyword arguments of ``key_frequencies``, ``key_irreps`` and
-#: ``margin`` under their current names; tests/sweep/test_sweep.py checks them against those
-#: signatures)
-OPTIONS: dict[str, tuple[str, ...]] = {"fourier": ("method", "min_share"),
-                                       "irreps": ("min_similarity",), "margin": ("subset",)}
+
+
+def _keywords(fn: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(n for n in inspect.signature(fn).parameters if n not in ("model", "task"))
+
+
+#: the options each analysis takes: the keyword arguments of the function it passes them to
+OPTIONS: dict[str, tuple[str, ...]] = {"fourier": _keywords(key_frequencies),
+                                       "irreps": _keywords(key_irreps),
+                                       "margin": _keywords(margin_of)}
 
 
 def run_analyses(names: tuple[str, ...], model: Any, task: Any,

@@ -4,13 +4,14 @@ Command line (one torch thread; see docs/performance.md)::
 
     python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
     python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build entry NAME... --runs-root ROOT   # run folders ROOT/NAME/run
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
 
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
 machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
-(:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores the intermediate ones in float16 when the
-analyses give the same answers on them (:mod:`mi_margin.zoo.checks`) and float32 otherwise, and
+(:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores each intermediate one in the smallest of
+float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`), and
 writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
 """
 
@@ -38,7 +39,8 @@ from mi_margin.zoo.recipes import RECIPES, Recipe
 from mi_margin.zoo.store import read_entry, read_meta, write_entry
 
 DATA = Path(__file__).parent / "data"
-REDUCED = "float16"
+#: reduced precisions tried for intermediate checkpoints, smallest first
+REDUCED = ("float16", "float32")
 
 
 def recipe(name: str) -> Recipe:
@@ -57,7 +59,8 @@ def machine() -> dict[str, Any]:
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "mi_margin": mm.__version__, "python": platform.python_version(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2)}
 
 
 def wall_clock() -> Any:
@@ -85,8 +88,9 @@ def train_recipe(name: str, out: str | Path | None = None) -> Run:
 
 
 def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[str, Any]]:
-    """dtype per kept step (final: the model's own; others float16 when their signature is
-    unchanged) and the full-precision signatures the entry records."""
+    """dtype per kept step (final: the model's own; others the first of ``REDUCED`` that leaves
+    their signature unchanged, else the model's own) and the full-precision signatures the entry
+    records."""
     dtypes: dict[int, str] = {}
     recorded: dict[str, Any] = {}
     for step in steps:
@@ -96,11 +100,18 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
         if step == run.step:
             dtypes[step] = model.cfg.dtype
             continue
-        reduced = run.model_at(step)
-        reduced.load_state_dict({k: v.to(getattr(torch, REDUCED)).to(v.dtype)
-                                 for k, v in run.checkpoints[step].items()})
-        dtypes[step] = REDUCED if same_answers(full, signature(reduced, run.task)) else model.cfg.dtype
+        dtypes[step] = next((d for d in REDUCED if d != model.cfg.dtype
+                             and same_answers(full, signature(rounded(run, step, d), run.task))),
+                            model.cfg.dtype)
     return dtypes, recorded
+
+
+def rounded(run: Run, step: int, dtype: str) -> Any:
+    """The model at checkpoint ``step`` with its weights rounded to ``dtype`` (and back)."""
+    model = run.model_at(step)
+    model.load_state_dict({k: v.to(getattr(torch, dtype)).to(v.dtype)
+                           for k, v in run.checkpoints[step].items()})
+    return model
 
 
 def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
@@ -162,6 +173,12 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
     Path(path).write_text(f"{head}{TABLE_START}\n{reproductions_table(dest)}\n{TABLE_END}{tail}")
 
 
+def report_size(dest: str | Path = DATA) -> str:
+    """Total size of the entries under ``dest`` against the 25 MiB budget (tests/zoo checks it)."""
+    total = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
+    return f"zoo size {total / 2**20:.2f} MiB of the 25 MiB budget"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mi_margin.zoo.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,9 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     p_train.add_argument("name")
     p_train.add_argument("--out", required=True)
     p_train.add_argument("--no-entry", action="store_true", help="only train")
-    p_entry = sub.add_parser("entry", help="build an entry from a run folder")
-    p_entry.add_argument("name")
-    p_entry.add_argument("--run", required=True)
+    p_entry = sub.add_parser("entry", help="build entries from run folders")
+    p_entry.add_argument("names", nargs="+")
+    where = p_entry.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", help="the run folder (one name)")
+    where.add_argument("--runs-root", help="run folders are RUNS_ROOT/NAME/run (train --out RUNS_ROOT/NAME)")
     for p in (p_train, p_entry):
         p.add_argument("--dest", default=str(DATA))
     p_table = sub.add_parser("table", help="print the Reproductions table")
@@ -197,9 +216,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trained {args.name}: {run}", flush=True)
         if args.no_entry:
             return
-        print(build_entry(args.name, Path(args.out) / "run", args.dest))
+        print(build_entry(args.name, Path(args.out) / "run", args.dest), report_size(args.dest))
         return
-    print(build_entry(args.name, args.run, args.dest))
+    if args.run and len(args.names) > 1:
+        parser.error("--run takes one name; use --runs-root for several")
+    for name in args.names:
+        folder = args.run or Path(args.runs_root) / name / "run"
+        print(build_entry(name, folder, args.dest), report_size(args.dest), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.analysis.progress import progress_measures
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
 from mi_margin.zoo.checks import irrep_threshold, key_labels, margin_ratio
-from mi_margin.zoo.phases import first_step, phase_bounds
+from mi_margin.zoo.phases import LEVEL, first_step, phase_bounds
 
 RESULT = "**Result:** "
 
@@ -35,7 +36,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _wall(history: pd.DataFrame, step: int | None, column: str = "wall_s") -> str:
+def _seconds(history: pd.DataFrame, step: int | None, column: str = "wall_s") -> str:
+    """The history's ``column`` (seconds) at ``step``, as text."""
     if step is None or column not in history:
         return "—"
     row = history[history["step"] == step]
@@ -49,20 +51,40 @@ def timing(run: Run, kind: str) -> tuple[pd.DataFrame, str]:
         marks = {f"margin ≥ {t} γ*": first_step(h, "ratio_to_gamma", t) for t in (0.9, 0.99)}
     else:
         b = phase_bounds(h)
-        marks = {"memorized (train acc ≥ 0.99)": b["memorized"],
-                 "cleanup starts (test acc ≥ 0.25)": b["cleanup_start"],
-                 "grokked (test acc ≥ 0.99)": b["grokked"]}
+        marks = {f"memorized (train acc ≥ {LEVEL})": b["memorized"],
+                 f"cleanup starts (test acc ≥ {LEVEL / 4:.4g})": b["cleanup_start"],
+                 f"grokked (test acc ≥ {LEVEL})": b["grokked"]}
     marks["end of training"] = run.step
     df = pd.DataFrame({"milestone": list(marks), "step": [s if s is not None else "never"
                                                           for s in marks.values()],
-                       "wall time": [_wall(h, s) for s in marks.values()],
-                       "CPU time": [_wall(h, s, "cpu_s") for s in marks.values()]})
+                       "wall time": [_seconds(h, s) for s in marks.values()],
+                       "CPU time": [_seconds(h, s, "cpu_s") for s in marks.values()]})
     key = list(marks)[1 if kind == "max_margin" else 2]
     what = key.split(" (")[0]
     if marks[key] is None:
         return df, f"{what}: not reached in {run.step} steps"
     step = marks[key]
-    return df, f"{what} at step {step} ({_wall(h, step)} wall, {_wall(h, step, 'cpu_s')} CPU)"
+    return df, f"{what} at step {step} ({_seconds(h, step)} wall, {_seconds(h, step, 'cpu_s')} CPU)"
+
+
+PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_loss", "excluded_loss",
+                    "gini_embed", "gini_W_L", "key_logit_fve", "hidden_product_fve", "weight_norm_sq"]
+
+
+def progress_lines(run: Run, keys: list[Any]) -> list[str]:
+    """Progress measures at every shipped checkpoint (Nanda et al. Fig. 7; Chughtai et al. App. E),
+    for the key frequencies/irreps of the final model: the phases as the zoo alone shows them."""
+    table = progress_measures(run, keys).table
+    return ["## Progress measures on the shipped checkpoints", "",
+            markdown_table(table[[c for c in PROGRESS_COLUMNS if c in table]]), ""]
+
+
+def contention(history: pd.DataFrame) -> str:
+    """Wall time over CPU time of the whole run (about 1 when the process had a core to itself)."""
+    if not {"wall_s", "cpu_s"} <= set(history) or not history["cpu_s"].iloc[-1] > 0:
+        return ""
+    ratio = float(history["wall_s"].iloc[-1] / history["cpu_s"].iloc[-1])
+    return f"; wall time / CPU time = {ratio:.1f} (the machine was shared when above 1)"
 
 
 def final_metrics(run: Run) -> pd.DataFrame:
@@ -113,8 +135,11 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
             result += f" after `{build['finish']['function']}` (trained weights: " \
                       f"{margin_ratio(run.model_at(run.step), run.task):.4f})"
     mach = build.get("machine") or {}
-    machine_line = (f"{mach.get('cpu')}, {mach.get('torch_threads')} torch thread(s), torch "
-                    f"{mach.get('torch')} (machine shared with other jobs)" if mach
+    load = mach.get("loadavg_at_start")
+    machine_line = (f"{mach.get('cpu')} ({mach.get('cores')} cores), {mach.get('torch_threads')} torch "
+                    f"thread(s), torch {mach.get('torch')}"
+                    + (f"; load average {load} when training started" if load is not None else "")
+                    + contention(run.history) if mach
                     else "not recorded (built from a run folder without machine.json)")
     parts = [
         f"# {rec.name}", "", f"{rec.title}. Reproduces: {rec.paper}.", "", RESULT + result, "",
@@ -136,10 +161,11 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         markdown_table(cmp.scalars()), "",
         "## The paper's numbers and ours", "",
         markdown_table(paper_table(rec, ours(run, cmp, keys))), "",
+        *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
-        "Intermediate checkpoints are stored in float16 only where accuracy, the key "
-        "frequencies/irreps and the margin ratio computed on them equal those of the "
+        "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
+        "on which accuracy, the key frequencies/irreps and the margin ratio equal those of the "
         "full-precision weights (entry.json `checks`).", ""]
     return "\n".join(parts)
 

@@ -1,12 +1,12 @@
 """What an entry's analyses say about one checkpoint, to hold reduced precision to full precision.
 
 :func:`signature` is the set of reported answers that must not change when an intermediate
-checkpoint is stored in float16: the number of correctly classified train and test examples, the
-key frequencies (modular addition) or key irreps (groups), and, for networks of a theorem's
-family, the normalized margin's ratio to γ* (to a relative tolerance: float16 keeps 11 bits).
-The build computes it on the full-precision weights and keeps a checkpoint in float16 only if
-the float16 copy gives the same signature; the entry records the full-precision signature so
-that a test recomputes it on the shipped files.
+checkpoint is stored in reduced precision: the number of correctly classified train and test
+examples, the key frequencies (modular addition) or key irreps (groups), and, for networks of a
+theorem's family, the normalized margin's ratio to γ* (to a relative tolerance: float16 keeps 11
+bits). The build computes it on the full-precision weights and stores a checkpoint in float16 (or
+else float32) only if the rounded copy gives the same signature; the entry records the
+full-precision signature so that a test recomputes it on the shipped files.
 
 Example:
     >>> import mi_margin as mm

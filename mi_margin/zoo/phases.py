@@ -33,7 +33,11 @@ def first_step(history: pd.DataFrame, column: str, level: float) -> int | None:
     return int(hit.iloc[0]) if len(hit) else None
 
 
-def phase_bounds(history: pd.DataFrame, level: float = 0.99) -> dict[str, Any]:
+#: accuracy that counts as memorized (train) or grokked (test)
+LEVEL = 0.99
+
+
+def phase_bounds(history: pd.DataFrame, level: float = LEVEL) -> dict[str, Any]:
     """Steps that separate the phases: memorized (train acc ≥ level), cleanup start (test acc
     ≥ level / 4 after memorization), grokked (test acc ≥ level) and the last step."""
     end = int(history["step"].iloc[-1])
@@ -49,17 +53,20 @@ def _nearest(available: list[int], targets: np.ndarray) -> list[int]:
 
 
 def pick_checkpoints(available: list[int], history: pd.DataFrame, n: int, kind: str) -> list[int]:
-    """About ``n`` of the ``available`` steps: linear within each phase for "grokking" runs,
-    log-spaced for "max_margin" runs; always the first and the last."""
+    """About ``n`` of the ``available`` steps, always the first and the last.
+
+    "max_margin" runs: log-spaced. "grokking" runs: the phase boundaries of :func:`phase_bounds`
+    first, then the rest spread linearly inside each phase (so a phase shorter than the others
+    is sampled more densely); at most ``max(n, number of boundaries)`` steps.
+    """
     available = sorted(available)
     first, last = available[0], available[-1]
-    if kind == "max_margin" or len(available) <= n:
-        targets = np.geomspace(max(first, 1), last, n) if kind == "max_margin" else np.array(available)
-        return sorted({first, last, *_nearest(available, targets)})
+    if kind == "max_margin":
+        return sorted({first, last, *_nearest(available, np.geomspace(max(first, 1), last, n))})
     bounds = phase_bounds(history)
-    edges = [first] + [s for s in (bounds["memorized"], bounds["cleanup_start"], bounds["grokked"])
-                       if s is not None and first < s < last] + [last]
-    edges = sorted(set(edges))
-    per_phase = max(3, n // (len(edges) - 1))       # both ends and at least one inside
-    targets = np.concatenate([np.linspace(a, b, per_phase) for a, b in itertools.pairwise(edges)])
-    return sorted({first, last, *_nearest(available, targets)})
+    edges = sorted({first, last, *(s for s in (bounds["memorized"], bounds["cleanup_start"],
+                                               bounds["grokked"]) if s is not None and first < s < last)})
+    inner = max(0, (n - len(edges)) // (len(edges) - 1)) if len(edges) > 1 else 0
+    targets = [*edges, *(t for a, b in itertools.pairwise(edges)
+                         for t in np.linspace(a, b, inner + 2)[1:-1])]
+    return _nearest(available, np.asarray(targets, dtype=float))

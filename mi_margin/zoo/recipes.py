@@ -4,7 +4,7 @@ Each recipe is a function returning ``(model, task, TrainConfig)`` built with th
 so a reader can copy it into a notebook. :mod:`mi_margin.zoo.build` trains a recipe (or takes an
 existing run folder), keeps checkpoints across the phases of training and writes the entry and its
 card. Paper numbers are quoted as the papers' numbers, with where they come from
-(docs/mathematics.md §1.6, §2, §3.3–3.5, §4.1–4.3); nothing here is a result of ours.
+(docs/mathematics.md §1.6, §2.3, §3.3–3.5, §4.1–4.3); nothing here is a result of ours.
 
 Example:
     >>> from mi_margin.zoo.recipes import RECIPES
@@ -41,7 +41,7 @@ class Recipe:
         paper_numbers: (quantity, the paper's value and where it is stated, our measurement:
             "key", "margin", "purity", "test_loss" or "phases"; see ``zoo.cards.ours``).
         n_ship: number of checkpoints shipped (the final one in full precision, the others
-            in float16 when the analyses agree).
+            in float16 or float32 where the analyses agree; see ``zoo.build``).
         heavy: needs hours at today's CPU speed (docs/performance.md).
         finish: ``(model, task) -> model`` applied to the trained weights (e.g.
             :func:`~mi_margin.theory.recipe.reweight_neurons`); the entry keeps both.
@@ -101,6 +101,16 @@ def li_p23_k3_cubic() -> Made:
     return model, task, train
 
 
+def li_p23_k3_max_margin() -> Made:
+    """(a+b+c) mod 23, the theorem's x^3 MLP (twice its width bound 2^{2k-2}(p-1)), full table,
+    L_{2,4} penalty: Li et al.'s Theorem 4.1 / I.1 setting."""
+    task = mm.ModularAddition(p=23, k=3, seed=0)
+    train, model_cfg = max_margin_recipe(task, steps=2000, method="adam", penalty=1e-4, seed=0,
+                                         eval_every=100, checkpoint_schedule="log",
+                                         n_checkpoints=30)
+    return mm.HookedMLP(model_cfg), task, train
+
+
 # -- Chughtai et al. (2023): universality on groups -----------------------------------------------------
 def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Made:
     """Chughtai et al.'s MLP (embed 256, hidden 128, ReLU) with their full-batch AdamW recipe.
@@ -154,7 +164,7 @@ _RECIPES = [
             ("max normalized power per neuron", "≈ 1 for the quadratic net with L_{2,3} (Fig. 4)",
              "purity"),
             ("frequencies used", "all (neurons per frequency ≈ uniform, Fig. 7)", "key")),
-           n_ship=10),
+           n_ship=8),
     Recipe("morwani_S4_quadratic", "S4 composition, quadratic MLP trained to the max L_{2,3} margin",
            "Morwani et al. 2024, Theorem 9 and Fig. 9", morwani_s4_quadratic, "max_margin",
            (("irreps used", "every non-trivial irrep (Theorem 9)", "key"),
@@ -170,34 +180,39 @@ _RECIPES = [
             ("max normalized power per neuron", "≈ 1 after training (Fig. 1)", "purity"),
             ("normalized margin", "γ* = 3 / (16 p (p − 1)) at the max margin (Theorem I.1)",
              "margin"))),
+    Recipe("li_p23_k3_max_margin", "(a + b + c) mod 23, x^3 MLP trained to the max L_{2,4} margin",
+           "Li et al. 2024, Theorem 4.1 / I.1 (k = 3)", li_p23_k3_max_margin, "max_margin",
+           (("frequencies used", "every frequency ζ is used by some neuron (Theorem 4.1)", "key"),
+            ("neurons", "single-frequency cosines (Theorem 4.1)", "purity"),
+            ("normalized margin", "γ* = 3 / (16 p (p − 1)) (Theorem I.1)", "margin")), n_ship=8),
     *[Recipe(f"chughtai_S4_mlp_seed{seed}", f"S4 composition, Chughtai et al.'s ReLU MLP, 70% train, "
              f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
              partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
              (("key irreps", "differ between seeds; S4 is not in the paper (S5: Fig. 7)", "key"),),
-             n_ship=8)
+             n_ship=5)
       for seed in (0, 1, 2, 3)],
     Recipe("chughtai_A5_mlp_seed1", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 6 (A5 MLP)",
            partial(chughtai_mlp, "A5", 0.5, 1, 60_000), "grokking",
            (("key irreps, 4 seeds", "{std, 3d-a, 3d-b}, {std, 3d-a, 3d-b}, {3d-a, 5d-a, std}, "
                                     "{5d-a, 3d-a, std, 3d-b} (Table 6)", "key"),
-            ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=10),
+            ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=5),
     Recipe("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s one-layer transformer, "
            "30% train, past cleanup", "Nanda et al. 2023, Fig. 7 (progress measures)",
            nanda_p113_transformer, "grokking",
            (("key frequencies (mainline seed)", "{14, 35, 41, 42, 52} (§4.2)", "key"),
             ("phases", "memorization 0–1.4k, circuit formation 1.4k–9.4k, cleanup 9.4k–14k "
                        "epochs (Fig. 7)", "phases"),
-            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=24, heavy=True),
+            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=14, heavy=True),
     *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
              f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
              partial(chughtai_mlp, "S5", 0.4, seed, 150_000), "grokking",
-             CHUGHTAI_S5_NUMBERS, n_ship=8, heavy=True) for seed in (1, 2, 3)],
+             CHUGHTAI_S5_NUMBERS, n_ship=5, heavy=True) for seed in (1, 2, 3)],
     Recipe("chughtai_S5_transformer_seed1", "S5 composition, one-layer transformer, 60% train, seed 1",
            "Chughtai et al. 2023, Table 3 and Table 5 (S5 transformer)",
            partial(chughtai_transformer, "S5", 0.6, 1, 50_000), "grokking",
            (("key irreps, 4 seeds", "{sign, std_sign} ×2, {sign, std} ×2 (Table 5)", "key"),
-            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=8, heavy=True),
+            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=4, heavy=True),
 ]
 
 #: every recipe by entry name

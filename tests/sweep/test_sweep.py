@@ -371,16 +371,9 @@ def test_ray_sweep_equals_sequential_records_failure_and_resumes(ray_local, tmp_
     assert ray_local.is_initialized()                            # a caller's Ray is left running
 
 
-def test_analysis_options_match_the_analyzers_signatures():
-    import inspect
-
-    from mi_margin.analysis import key_frequencies, key_irreps, margin
-    from mi_margin.sweep.analyses import OPTIONS
-
-    for name, fn in {"fourier": key_frequencies, "irreps": key_irreps, "margin": margin}.items():
-        params = inspect.signature(fn).parameters
-        current = {n for n, p in params.items() if p.kind is not p.KEYWORD_ONLY}  # not deprecated
-        assert set(OPTIONS[name]) == current - {"model", "task"}
+def test_misspelt_analysis_option_is_refused_naming_the_valid_ones():
+    with pytest.raises(MiMarginError, match=r"min_simlarity.*min_similarity"):
+        small_spec(analysis_options={"irreps": {"min_simlarity": 0.05}})
 
 
 def test_invalid_analysis_option_value_counts_as_a_failure(tmp_path):
