@@ -21,7 +21,7 @@ import pandas as pd
 from mi_margin.analysis.basis import basis_for
 from mi_margin.analysis.core import require
 from mi_margin.analysis.restricted import default_components, restricted_loss
-from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import fourier_gini, logit_similarity, renamed, spectrum
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import evaluate, weight_norm_sq
@@ -32,7 +32,7 @@ COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "restrict
 
 
 @dataclass(frozen=True)
-class ProgressMeasures(AnalysisResult):
+class ProgressMeasures(KeyLabels, AnalysisResult):
     """Progress measures per checkpoint (see :func:`progress_measures`).
 
     Attributes:
@@ -45,14 +45,6 @@ class ProgressMeasures(AnalysisResult):
     label_kind: str
     labels: tuple[Any, ...]
     table: pd.DataFrame = field(repr=False)
-
-    @property
-    def frequencies(self) -> tuple[Any, ...]:
-        return self.labels
-
-    @property
-    def irreps(self) -> tuple[Any, ...]:
-        return self.labels
 
     def _table(self) -> pd.DataFrame:
         return self.table.copy()

@@ -27,14 +27,14 @@ from torch import Tensor
 from mi_margin.analysis.ablation import ablation_edit
 from mi_margin.analysis.basis import columns
 from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, require, subject
-from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import cross_entropy64
 
 
 @dataclass(frozen=True)
-class RestrictedLoss(AnalysisResult):
+class RestrictedLoss(KeyLabels, AnalysisResult):
     """Restricted and excluded loss of a set of labels (see :func:`restricted_loss`).
 
     Attributes:
@@ -58,14 +58,6 @@ class RestrictedLoss(AnalysisResult):
     full_train_loss: float
     excluded: float
     excluded_acc: float
-
-    @property
-    def frequencies(self) -> tuple[Any, ...]:
-        return self.labels
-
-    @property
-    def irreps(self) -> tuple[Any, ...]:
-        return self.labels
 
     def subject(self) -> str:
         """What was kept or removed, for titles."""

@@ -80,3 +80,18 @@ def figure(result: Any, **kwargs: Any) -> Any:
     """A figure of ``result``; the plotting layer registers one per result type on import."""
     raise MiMarginError(f"no figure is registered for {type(result).__name__}; figures are "
                         "registered when the plotting package is imported (mm.viz)")
+
+
+class KeyLabels:
+    """Mixin for results about a set of basis labels (``labels``): ``frequencies`` and ``irreps``
+    are the field's names for them (Nanda et al. speak of frequencies, Chughtai et al. of irreps)."""
+
+    labels: tuple[Any, ...]
+
+    @property
+    def frequencies(self) -> tuple[Any, ...]:
+        return self.labels
+
+    @property
+    def irreps(self) -> tuple[Any, ...]:
+        return self.labels
