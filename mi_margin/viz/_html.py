@@ -71,6 +71,13 @@ def circuitsvis_call(div_id: str, element: str, props: dict[str, Any]) -> str:
             f"CircuitsVis.{element}, {convert_props(props)});</script>")
 
 
+def json_data(element_id: str, payload: Any) -> str:
+    """A ``<script type="application/json">`` element holding ``payload`` (compact, and safe inside
+    the page: ``</`` is escaped) for a page script to read by ``element_id``."""
+    text = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
 def figure_div(fig: go.Figure, div_id: str | None = None) -> str:
     """A plotly figure as a ``<div class="mm-figure">`` fragment that expects plotly.js on the page."""
     inner = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id,

@@ -31,7 +31,6 @@ import mi_margin.analysis as A
 from mi_margin.analysis.core import Subject, subject
 from mi_margin.errors import MiMarginError
 from mi_margin.viz import _html
-from mi_margin.viz.timeline import _json
 
 #: raw bytes of heatmaps stored (one byte per grid cell and neuron)
 HEATMAP_BYTES = 400_000
@@ -333,6 +332,6 @@ def inspector_html(ins: Inspector) -> str:
              _html.row([_html.figure_div(heatmap, IDS["heatmap"]),
                         _html.figure_div(spectrum, IDS["spectrum"])]),
              _html.figure_div(weights, IDS["weights"]),
-             f'<script type="application/json" id="{IDS["data"]}">{_json(payload(ins))}</script>',
+             _html.json_data(IDS["data"], payload(ins)),
              f"<script>{_SCRIPT % IDS}</script>"]
     return "\n".join(parts)

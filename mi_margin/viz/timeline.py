@@ -12,7 +12,6 @@ the file stays small however densely the run was checkpointed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -259,11 +258,6 @@ def curves_figure(t: Timeline, i: int = -1) -> go.Figure:
     return fig
 
 
-def _json(payload: Any) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    return json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
-
-
 def payload(t: Timeline) -> dict[str, Any]:
     """The page's data: per figure and trace, the y values at every selected step."""
     spectra = [[_round(s.spectra[name]) for s in t.snapshots] for name in SPECTRA]
@@ -282,5 +276,5 @@ def timeline_html(t: Timeline) -> str:
     figures = [_html.figure_div(spectra_figure(t), IDS["spectra"]),
                _html.row([_html.figure_div(clusters_figure(t), IDS["clusters"])]),
                _html.figure_div(curves_figure(t), IDS["curves"])]
-    data = f'<script type="application/json" id="{IDS["data"]}">{_json(payload(t))}</script>'
+    data = _html.json_data(IDS["data"], payload(t))
     return "\n".join([control, *figures, data, f"<script>{_SCRIPT % IDS}</script>"])
