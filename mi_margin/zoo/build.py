@@ -3,6 +3,7 @@
 Command line (one torch thread; see docs/performance.md)::
 
     python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
+    python -m mi_margin.zoo.build train NAME --out DIR --resume   # continues DIR/run
     python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
     python -m mi_margin.zoo.build entry NAME... --runs-root ROOT   # run folders ROOT/NAME/run
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
@@ -63,27 +64,38 @@ def machine() -> dict[str, Any]:
             "loadavg_at_start": round(os.getloadavg()[0], 2)}
 
 
-def wall_clock() -> Any:
+def wall_clock(wall_before: float = 0.0, cpu_before: float = 0.0) -> Any:
     """A ``train(metrics=...)`` callable: wall-clock and CPU seconds (this process) since training
-    started, ``wall_s`` and ``cpu_s`` (CPU time is what a busy shared machine does not inflate)."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    started, ``wall_s`` and ``cpu_s`` (CPU time is what a busy shared machine does not inflate).
+    A resumed run passes the seconds its earlier sessions used, so the columns keep counting."""
+    wall, cpu = time.perf_counter() - wall_before, time.process_time() - cpu_before
     return lambda model, task: {"wall_s": time.perf_counter() - wall,
                                 "cpu_s": time.process_time() - cpu}
 
 
-def train_recipe(name: str, out: str | Path | None = None) -> Run:
+def train_recipe(name: str, out: str | Path | None = None, resume: bool = False) -> Run:
     """Train recipe ``name``; with ``out``, the run folder is ``out/run`` and the machine is
-    recorded in ``out/machine.json``."""
+    recorded in ``out/machine.json``. With ``resume``, a run already in ``out/run`` continues
+    exactly where it stopped (a long recipe may take several sessions)."""
     rec = recipe(name)
     model, task, config = rec.make()
-    metrics = [wall_clock()]
+    run_dir = Path(out) / "run" if out is not None else None
+    previous = None
+    if resume:
+        if run_dir is None or not (run_dir / "run.json").is_file():
+            raise MiMarginError(f"nothing to resume: no run folder at {run_dir}")
+        previous = mm.load(run_dir)
+        if previous.config != config:
+            raise MiMarginError(f"{run_dir} was trained with another config than recipe {name!r}")
+    last = previous.history.iloc[-1] if previous is not None and len(previous.history) else {}
+    metrics = [wall_clock(float(last.get("wall_s", 0.0)), float(last.get("cpu_s", 0.0)))]
     if rec.kind == "max_margin":
         metrics.append(margin_metric(max_margin(task).gamma))
-    run_dir = None
+    if previous is not None:
+        return mm.train(previous.model, previous.task, config, run=previous, metrics=metrics)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "machine.json").write_text(json.dumps(machine(), indent=1))
-        run_dir = Path(out) / "run"
     return mm.train(model, task, config, out_dir=run_dir, metrics=metrics)
 
 
@@ -187,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     p_train.add_argument("name")
     p_train.add_argument("--out", required=True)
     p_train.add_argument("--no-entry", action="store_true", help="only train")
+    p_train.add_argument("--resume", action="store_true", help="continue the run in OUT/run")
     p_entry = sub.add_parser("entry", help="build entries from run folders")
     p_entry.add_argument("names", nargs="+")
     where = p_entry.add_mutually_exclusive_group(required=True)
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             print(root / "card.md")
         return
     if args.command == "train":
-        run = train_recipe(args.name, args.out)
+        run = train_recipe(args.name, args.out, args.resume)
         print(f"trained {args.name}: {run}", flush=True)
         if args.no_entry:
             return
