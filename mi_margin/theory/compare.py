@@ -279,8 +279,7 @@ def parity_structure(model: Any, task: Any) -> NeuronStructure:
               "fraction_balanced": float((balance / scale < 1e-2)[live].double().mean())}
     return NeuronStructure(labels=("support",), energy=on[:, None], mixed=off, weight=weight,
                            phase_error=None, checks=checks,
-                           reason="energy of the pre-activations on the characters χ_T, T ⊆ S, "
-                                  "plus w along (1, −1)")
+                           reason="energy of u on the support S plus w along (1, −1)")
 
 
 def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
