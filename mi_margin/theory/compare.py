@@ -11,7 +11,9 @@ puts it next to :func:`~mi_margin.theory.predictions.max_margin`:
   whose non-trivial factors all carry one label belongs to that label, anything else is "mixed".
   For a theory-style MLP this is exactly ||Q^T u||² + ||Q^T v||² + ... ; for a transformer it measures
   the same thing for whatever computes the pre-activation. Output map: ``W_out`` (MLP) or
-  ``W_out W_U`` (transformer);
+  ``W_out W_U`` (transformer). Sparse parity is read the same way in the Walsh basis of Z_2^n:
+  the one label "support" holds the characters χ_T with T ⊆ S (and w along (1, −1)), anything
+  else is "mixed" (Theorem 8, §1.4);
 - purity (best label / all non-trivial energy), the fraction of live neurons that are pure, which
   labels are used, neurons per label and budget share per label vs the certificate's, and for
   cyclic tasks the phase-relation error Σ_i arg û_i(ζ) − arg ŵ(ζ) (0 at the max margin).
@@ -235,24 +237,44 @@ def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure
                            reason="energy of input maps (from hook_pre) and output map per label")
 
 
+def _no_structure(reason: str) -> NeuronStructure:
+    """An empty parity structure that says why it was not measured."""
+    empty = torch.zeros(0, dtype=torch.float64)
+    return NeuronStructure(labels=("support",), energy=empty[:, None], mixed=empty, weight=empty,
+                           phase_error=None, checks={}, reason=reason)
+
+
 def parity_structure(model: Any, task: Any) -> NeuronStructure:
-    """Theorem 8's structure: spt(u) = S, w ∈ span(1, −1), |u_j| = ||w|| on S, sign condition."""
+    """Theorem 8's structure read through the parity basis (Morwani et al. 2024, Thm 8;
+    docs/mathematics.md §1.4): spt(u) = S, w ∈ span((1, −1)), |u_j| = ||w|| on S, sign condition.
+
+    The pre-activations on the whole cube are expanded in the characters χ_T of
+    :class:`~mi_margin.analysis.basis.ParityBasis` (the core's Walsh basis): a linear input map u
+    has coefficient u_j on χ_{j}, so the energy on the characters with T ⊆ S is ||u_S||² and
+    the rest is ||u||² − ||u_S||². The output map w is read in the class characters (1, 1) and
+    (1, −1) (``basis.characters()``): its part along (1, −1) is on the support, the rest is not.
+    """
     if getattr(model, "model_kind", "") != "mlp" or model.cfg.input_kind != "vector":
-        empty = torch.zeros(0, dtype=torch.float64)
-        return NeuronStructure(labels=("support",), energy=empty[:, None], mixed=empty,
-                               weight=empty, phase_error=None, checks={},
-                               reason="parity structure needs the MLP's linear input map u")
-    with torch.no_grad():
-        u, w = model.W_in[0].detach().double().T, model.W_out.detach().double()     # m n, m 2
-        S = list(task.support)
-        b = torch.tensor([1.0, -1.0], dtype=torch.float64) / math.sqrt(2)
-        on = (u[:, S] ** 2).sum(1) + (w @ b) ** 2
-        off = (u**2).sum(1) - (u[:, S] ** 2).sum(1) + (w**2).sum(1) - (w @ b) ** 2
-        weight = _weights(model, (u**2).sum(1), w)
-        live = weight >= LIVE_FRACTION * weight.max().clamp_min(1e-300)
-        sign_ok = (u[:, S].prod(1) * (w @ b)) >= 0
-        balance = (u[:, S].abs() - w.norm(dim=1, keepdim=True)).abs().max(1).values
-        scale = torch.cat([u, w], 1).norm(dim=1).clamp_min(1e-300)
+        return _no_structure("parity structure needs the MLP's linear input map u")
+    if len(task.inputs) != 2**task.n:
+        return _no_structure(f"parity structure is read on the whole cube {{±1}}^{task.n}; the "
+                             f"task holds {len(task.inputs)} of its {2**task.n} points")
+    s = subject(model, task)
+    pre = s.run([PRE])[1][PRE].double()
+    coef = s.basis.coefficients(pre - pre.mean(0)).T / math.sqrt(s.basis.n)    # m L: u_T
+    support = sum(1 << j for j in task.support)
+    inside = torch.tensor([0 < mask and mask & ~support == 0 for mask in range(len(coef.T))])
+    w = s.neuron_logit_map().double()                                         # m 2
+    const, sign = (chi / chi.norm() for chi in s.basis.characters().double())
+    on = coef[:, inside].square().sum(1) + (w @ sign) ** 2
+    off = coef[:, ~inside].square().sum(1) + (w @ const) ** 2
+    u_S = coef[:, [1 << j for j in task.support]]                             # m k: u_j, j ∈ S
+    total_in = coef.square().sum(1)
+    weight = _weights(model, total_in, w)
+    live = weight >= LIVE_FRACTION * weight.max().clamp_min(1e-300)
+    sign_ok = u_S.prod(1) * (w @ sign) >= 0
+    balance = (u_S.abs() - w.norm(dim=1, keepdim=True)).abs().max(1).values
+    scale = (total_in + w.square().sum(1)).sqrt().clamp_min(1e-300)
     checks = {"fraction_sign_condition": float(sign_ok[live].double().mean()),
               "fraction_balanced": float((balance / scale < 1e-2)[live].double().mean())}
     return NeuronStructure(labels=("support",), energy=on[:, None], mixed=off, weight=weight,

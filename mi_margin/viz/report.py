@@ -24,7 +24,7 @@ from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.margin import margin
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.nfa import nfa_correlation
-from mi_margin.analysis.progress import progress_measures
+from mi_margin.analysis.progress import ProgressMeasures, progress_measures
 from mi_margin.analysis.restricted import default_components, restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import logit_similarity, spectrum
@@ -133,15 +133,11 @@ def _harmonic(ctx: Context) -> dict[str, Item]:
     m, t, run = ctx.model, ctx.task, ctx.run
     kind = {"modular_addition": "frequency", "group_composition": "irrep"}.get(t.kind, "subset")
     _, spectrum_title, keys_title = HARMONIC[kind]
-
-    def keys() -> list[Any]:
-        return ctx.memo("keys", lambda: default_components(m, t))
-
     items: dict[str, Item] = {}
     if kind == "irrep":
         items["Cayley and character tables"] = lambda: [cayley_table_figure(t.group),
                                                         character_table_figure(t.group)]
-    items[keys_title] = lambda: [_html.paragraph(f"{keys_title}: {keys()}")]
+    items[keys_title] = lambda: [_html.paragraph(f"{keys_title}: {_keys(ctx)}")]
     source = "weights" if kind == "irrep" else "activations"
     results: dict[str, Callable[[], AnalysisResult]] = {
         spectrum_title: lambda: spectrum(m, t),
@@ -149,18 +145,31 @@ def _harmonic(ctx: Context) -> dict[str, Item]:
         "Neuron clusters": lambda: neuron_clusters(m, t, source=source),
     }
     items.update({title: show(fn) for title, fn in results.items()})
-    items["Restricted and excluded loss"] = show(lambda: restricted_loss(m, t, keys() or None),
-                                                 table=True)
+    items["Restricted and excluded loss"] = show(
+        lambda: restricted_loss(m, t, _keys(ctx) or None), table=True)
     if kind == "frequency" and t.k == 2:
         items["Clock or pizza"] = show(lambda: clock_pizza(m, t), table=True)
-    if len(run.checkpoints) > 1:            # the slider's checkpoints: bounded however dense
-        items["Progress measures over checkpoints"] = show(
-            lambda: progress_measures(run, keys(), steps=select_steps(run.checkpoints)))
+    if len(run.checkpoints) > 1:
+        items["Progress measures over checkpoints"] = show(lambda: _progress(ctx))
     return items
 
 
+def _keys(ctx: Context) -> list[Any]:
+    """The final model's key frequencies/irreps/subsets, computed once per report."""
+    return ctx.memo("keys", lambda: default_components(ctx.model, ctx.task))
+
+
+def _progress(ctx: Context) -> ProgressMeasures:
+    """The progress measures at the slider's checkpoints (bounded however densely the run was
+    checkpointed), computed once: the progress item shows them and the timeline reads its
+    restricted/excluded losses from them."""
+    return ctx.memo("progress", lambda: progress_measures(
+        ctx.run, _keys(ctx), steps=select_steps(ctx.run.checkpoints)))
+
+
 def _timeline(ctx: Context) -> dict[str, Item]:
-    return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run))]}
+    return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run,
+                                                                  measures=_progress(ctx)))]}
 
 
 def _inspector(ctx: Context) -> dict[str, Item]:

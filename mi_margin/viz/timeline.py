@@ -4,8 +4,11 @@ Watching a circuit form (Nanda et al. 2023 §5; docs/mathematics.md §4.3): at e
 we compute the spectra of the embeddings, the neurons and the logits — over frequencies for modular
 addition, over irreps for group composition (Chughtai et al. 2023) — the number of neurons in each
 frequency/irrep cluster, and the restricted and excluded losses for the final model's key
-frequencies/irreps. The page switches between the precomputed checkpoints with a few lines of
-inline script (no server, no network); a vertical marker shows the checkpoint on the loss curves.
+frequencies/irreps. Those losses are read from the run's progress measures
+(:func:`~mi_margin.analysis.progress_measures`), which the report computes anyway: each checkpoint's
+restricted and excluded loss is computed once. The page switches between the precomputed
+checkpoints with a few lines of inline script (no server, no network); a vertical marker shows the
+checkpoint on the loss curves.
 At most :data:`MAX_CHECKPOINTS` checkpoints are kept (evenly by index, first and last always), so
 the file stays small however densely the run was checkpointed.
 """
@@ -84,27 +87,21 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Basis:
-    """How one task kind is read: basis labels, cluster labels, the final key set, a snapshot."""
+    """How one task kind is read: basis labels, cluster labels, the final key set, and the
+    spectra and cluster counts of a model (``structure(model, task)``)."""
 
     name: str
     labels: list[str]
     cluster_labels: list[str]
     keys: list[Any]
-    snapshot: Callable[[Any, Any, list[Any]], Snapshot]
+    structure: Callable[[Any, Any], tuple[dict[str, list[float]], list[int]]]
 
 
 def _mean(rows: list[Any]) -> list[float]:
     return np.mean([np.asarray(r, dtype=float) for r in rows], axis=0).tolist()
 
 
-def _snapshot(spectra: dict[str, list[float]], counts: list[int], loss: Any | None) -> Snapshot:
-    """A :class:`Snapshot`; ``loss`` is a restricted-loss result, or None without a key set."""
-    nan = float("nan")
-    return Snapshot(spectra, counts, loss.restricted if loss else nan,
-                    loss.excluded if loss else nan)
-
-
-def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
+def fourier_structure(model: Any, task: Any) -> tuple[dict[str, list[float]], list[int]]:
     """Frequency shares (1..p//2) of the embeddings, neurons and logits; neurons per frequency.
 
     Embeddings: every input map's share of squared Fourier norm (averaged over operands for
@@ -119,14 +116,13 @@ def fourier_snapshot(model: Any, task: Any, keys: list[int]) -> Snapshot:
     total = float(clusters.total.sum())
     blocks = clusters.energy[:, 1:].sum(0)
     neurons = blocks / total if total > 0 else blocks * 0
-    loss = A.restricted_loss(model, task, keys) if keys else None
     counts = clusters.counts
-    return _snapshot({"embeddings": _mean(embeds), "neurons": neurons.tolist(),
-                      "logits": spec.shares("logits").tolist()},
-                     [counts.get(f, 0) for f in [None, *A.basis_for(task).nontrivial]], loss)
+    return ({"embeddings": _mean(embeds), "neurons": neurons.tolist(),
+             "logits": spec.shares("logits").tolist()},
+            [counts.get(f, 0) for f in [None, *A.basis_for(task).nontrivial]])
 
 
-def irrep_snapshot(model: Any, task: Any, keys: list[str]) -> Snapshot:
+def irrep_structure(model: Any, task: Any) -> tuple[dict[str, list[float]], list[int]]:
     """Irrep shares of the embeddings, neurons and logits; neurons per irrep (Chughtai et al.).
 
     Embeddings: share of squared norm per irrep (averaged over operands for MLPs); neurons: share
@@ -137,12 +133,10 @@ def irrep_snapshot(model: Any, task: Any, keys: list[str]) -> Snapshot:
     spec = A.irrep_spectrum(model, task, where=("embed", "neurons"))
     embeds = [v.tolist() for c, v in spec.weights.items() if c.startswith("embed")]
     counts = A.neuron_irrep_clusters(model, task).counts
-    loss = A.irrep_restricted_loss(model, task, keys) if keys else None
     logits = A.irrep_logit_similarity(model, task).similarity.square()
-    return _snapshot({"embeddings": _mean(embeds),
-                      "neurons": spec.hidden_fractions().sum(1).tolist(),
-                      "logits": logits.tolist()},
-                     [counts.get(name, 0) for name in [*spec.irreps, None]], loss)
+    return ({"embeddings": _mean(embeds), "neurons": spec.hidden_fractions().sum(1).tolist(),
+             "logits": logits.tolist()},
+            [counts.get(name, 0) for name in [*spec.irreps, None]])
 
 
 def basis_of(run: Any) -> Basis:
@@ -151,12 +145,37 @@ def basis_of(run: Any) -> Basis:
     if task.kind == "modular_addition":
         freqs = [str(f) for f in A.basis_for(task).nontrivial]
         return Basis("frequency", freqs, ["none", *freqs], A.key_frequencies(model, task),
-                     fourier_snapshot)
+                     fourier_structure)
     if task.kind == "group_composition":
         names = list(A.basis_for(task).labels)
-        return Basis("irrep", names, [*names, "none"], A.key_irreps(model, task), irrep_snapshot)
+        return Basis("irrep", names, [*names, "none"], A.key_irreps(model, task), irrep_structure)
     raise MiMarginError(f"the timeline needs a modular_addition or group_composition task, got "
                         f"{task.kind!r}")
+
+
+def key_losses(run: Any, keys: list[Any], steps: list[int],
+               measures: A.ProgressMeasures | None = None) -> list[tuple[float, float]]:
+    """Restricted and excluded loss of ``keys`` at every step, read from progress measures.
+
+    ``measures`` (e.g. the report's) must hold those steps for those keys; without it they are
+    computed with :func:`~mi_margin.analysis.progress_measures`. No keys: NaN at every step.
+    """
+    if not keys:
+        return [(float("nan"), float("nan"))] * len(steps)
+    if measures is None:
+        measures = A.progress_measures(run, keys, steps)
+    wanted = A.basis_for(run.task).resolve(keys)
+    if tuple(measures.labels) != wanted:
+        kind = PLURAL.get(measures.label_kind, measures.label_kind)
+        raise MiMarginError(f"the progress measures are for {kind} {list(measures.labels)}, the "
+                            f"timeline needs {list(wanted)}")
+    table = measures.table.set_index("step")
+    missing = sorted(set(steps) - set(table.index))
+    if missing:
+        raise MiMarginError(f"the progress measures have no rows at steps {missing}; they hold "
+                            f"{sorted(table.index)}")
+    return [(float(table.at[s, "restricted_loss"]), float(table.at[s, "excluded_loss"]))
+            for s in steps]
 
 
 @dataclass(frozen=True)
@@ -179,8 +198,13 @@ class Timeline:
     history: pd.DataFrame
 
 
-def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = True) -> Timeline:
+def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = True,
+             measures: A.ProgressMeasures | None = None) -> Timeline:
     """Precompute the slider's data at up to ``max_checkpoints`` of the run's checkpoints.
+
+    ``measures``: the run's progress measures at (at least) these checkpoints for the final
+    model's key labels; the report passes its own so that no restricted/excluded loss is computed
+    twice (default: computed here, see :func:`key_losses`).
 
     Example:
         >>> import mi_margin as mm
@@ -196,8 +220,11 @@ def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = 
                             f"{len(run.checkpoints)}")
     basis = basis_of(run)
     steps = select_steps(run.checkpoints, max_checkpoints)
-    bar = progress_bar(steps, desc="report: checkpoints", disable=not progress, leave=False)
-    snapshots = [basis.snapshot(run.model_at(step), run.task, basis.keys) for step in bar]
+    losses = key_losses(run, basis.keys, steps, measures)
+    bar = progress_bar(list(zip(steps, losses)), desc="report: checkpoints",
+                       disable=not progress, leave=False)
+    snapshots = [Snapshot(*basis.structure(run.model_at(step), run.task), *loss)
+                 for step, loss in bar]
     columns = [c for c in ("step", "train_loss", "test_loss") if c in run.history.columns]
     return Timeline(basis=basis.name, labels=basis.labels, cluster_labels=basis.cluster_labels,
                     keys=basis.keys, steps=steps, snapshots=snapshots,

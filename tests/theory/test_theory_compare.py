@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
 
 import mi_margin as mm
+from mi_margin.analysis import basis_for, key_components, logit_similarity, spectrum
 from mi_margin.theory import certificate, compare_to_theory
+from mi_margin.theory.certificates import parity_weights
 
 
 @pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
@@ -152,3 +155,56 @@ def test_parity_planted_off_support_neuron():
     assert bool((purity[:-1] == 1.0).all()) and float(purity[-1]) == pytest.approx(
         (0.09 + 0.18) / (0.09 + 0.09 + 0.18), rel=1e-12)
     assert report.ratio < 1.0
+
+
+def test_parity_through_the_core():
+    """Parity through the core: Theorem 8's neurons planted on S = (1, 3, 4) and weaker ones on
+    T = (0, 2, 5). The core's spectrum, logit similarity and key subsets recover S alone, and
+    compare_to_theory's per-neuron structure is the planted weights' energy on S's characters
+    (u on S, w along (1, −1)), the same as the parity basis's Walsh energy of the neurons' input."""
+    S, T, weak = (1, 3, 4), (0, 2, 5), 0.5
+    task = mm.SparseParity(n=6, k=3, support=S)
+    (in_S, out_S), (in_T, out_T) = parity_weights(6, S), parity_weights(6, T)
+    W_in = torch.from_numpy(np.concatenate([in_S, weak * in_T], -1))
+    W_out = torch.from_numpy(np.concatenate([out_S, weak * out_T]))
+    model = mm.HookedMLP(certificate(task).cfg.replace(d_mlp=W_out.shape[0]))
+    with torch.no_grad():
+        model.W_in.copy_(W_in)
+        model.W_out.copy_(W_out)
+    # the core recovers S
+    assert key_components(model, task) == [S] == key_components(model, task, method="similarity")
+    spec, sim = spectrum(model, task), logit_similarity(model, task)
+    assert spec.labels[1:][int(spec.shares("logits").argmax())] == S
+    assert sim.labels[int(sim.similarity.abs().argmax())] == S
+    # compare_to_theory reads the planted structure
+    report = compare_to_theory(model, task)
+    u, w = W_in[0].T, W_out                                           # m n, m 2
+    off_S = [j for j in range(task.n) if j not in S]
+    along = torch.tensor([1.0, -1.0], dtype=torch.float64) / math.sqrt(2)
+    const = torch.tensor([1.0, 1.0], dtype=torch.float64) / math.sqrt(2)
+    on = u[:, list(S)].square().sum(1) + (w @ along) ** 2
+    torch.testing.assert_close(report.structure.energy[:, 0], on, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(report.structure.mixed,
+                               u[:, off_S].square().sum(1) + (w @ const) ** 2,
+                               rtol=1e-12, atol=1e-15)
+    basis = basis_for(task)
+    pre = task.inputs.double() @ u.T
+    inside = [i for i, lab in enumerate(basis.nontrivial) if set(lab) <= set(S)]
+    walsh = basis.grid_energy(pre).blocks[:, inside].sum(1) / len(task.inputs)
+    torch.testing.assert_close(report.structure.energy[:, 0], walsh + (w @ along) ** 2,
+                               rtol=1e-12, atol=1e-15)
+    n_S = in_S.shape[-1]
+    torch.testing.assert_close(report.structure.purity[:n_S],
+                               torch.ones(n_S, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert bool((report.structure.purity[n_S:] < 1.0).all())
+    assert report.fraction_pure == n_S / len(w) and report.dominant == ["support"] * len(w)
+    assert report.summary()["fraction_sign_condition"] == 1.0
+
+
+def test_parity_on_a_sample_of_the_cube_reports_missing_structure():
+    """The parity basis needs the whole cube: on a sample the margins are still compared and the
+    structure says why it is empty."""
+    task = mm.SparseParity(n=20, k=2, n_samples=64, seed=0)
+    report = compare_to_theory(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task)
+    assert report.structure.weight.numel() == 0 and "whole cube" in report.structure.reason
+    assert report.margins.normalized is not None and report.fraction_pure == 0.0

@@ -9,13 +9,14 @@ section headings are the expected ones. A screenshot is kept at tests/artifacts/
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import mi_margin as mm
 from mi_margin import groups
-from mi_margin.analysis import progress_measures
+from mi_margin.analysis import progress_measures, restricted
 from mi_margin.viz import _html, report
 from mi_margin.viz.report import write_report
 from mi_margin.viz.timeline import MAX_CHECKPOINTS, select_steps
@@ -118,6 +119,35 @@ def test_progress_measures_use_the_sliders_checkpoints(mlp_run, monkeypatch):
     parts = items["Progress measures over checkpoints"]()
     assert seen == [select_steps(dense.checkpoints)] and len(seen[0]) == MAX_CHECKPOINTS
     assert seen[0][0] == 0 and seen[0][-1] == 3 * MAX_CHECKPOINTS - 1 and len(parts) == 1
+
+
+def _weights_key(model) -> bytes:
+    return b"".join(v.detach().cpu().numpy().tobytes() for _, v in sorted(model.state_dict().items()))
+
+
+def test_report_computes_each_checkpoints_restricted_loss_once(mlp_run, tmp_path, monkeypatch):
+    """The progress item and the slider share one restricted/excluded-loss computation per
+    checkpoint. Every such computation goes through restricted._ablated (both losses of one
+    model in one call); we count the calls by the weights they ran on. The run's final model is
+    not one of its checkpoints here, so its own item (and the verdict) are counted apart."""
+    final = mm.HookedMLP(mm.MLPConfig.for_task(mlp_run.task, d_mlp=24, act_fn="quadratic", seed=7))
+    run = mm.Run(model=final, task=mlp_run.task, config=mlp_run.config, history=mlp_run.history,
+                 checkpoints=mlp_run.checkpoints)
+    calls: Counter[bytes] = Counter()
+    ablated = restricted._ablated
+
+    def counting(s, *args, **kwargs):
+        calls[_weights_key(s.model)] += 1
+        return ablated(s, *args, **kwargs)
+
+    monkeypatch.setattr(restricted, "_ablated", counting)
+    html = write_report(run, tmp_path / "r.html").read_text()
+    assert _boxes(html, "error") == []
+    steps = select_steps(run.checkpoints)
+    per_checkpoint = {step: calls[_weights_key(run.model_at(step))] for step in steps}
+    assert len(steps) == len(run.checkpoints) > 1
+    assert per_checkpoint == {step: 1 for step in steps}
+    assert sum(calls.values()) == len(steps) + calls[_weights_key(final)]
 
 
 def test_report_rejects_other_objects(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import mi_margin as mm
 import mi_margin.analysis as A
 from mi_margin import groups
+from mi_margin.analysis import restricted
 from mi_margin.viz.timeline import (
     IDS,
     curves_figure,
@@ -117,3 +118,30 @@ def test_timeline_needs_checkpoints_and_an_algebraic_task(addition_run):
                  n_checkpoints=2)
     with pytest.raises(mm.MiMarginError, match="sparse_parity"):
         timeline(run, progress=False)
+
+
+def test_timeline_reads_the_losses_of_given_progress_measures(addition_run, monkeypatch):
+    """Given progress measures, the slider's restricted/excluded losses are their columns and no
+    restricted loss is computed again; measures for other labels or steps are refused."""
+    run = addition_run
+    keys = A.key_frequencies(run.model, run.task)
+    steps = select_steps(run.checkpoints, 4)
+    measures = A.progress_measures(run, keys, steps)
+
+    def no_ablation(*args, **kwargs):
+        raise AssertionError("restricted loss computed again")
+
+    monkeypatch.setattr(restricted, "_ablated", no_ablation)
+    t = timeline(run, max_checkpoints=4, progress=False, measures=measures)
+    table = measures.table.set_index("step")
+    assert [s.restricted for s in t.snapshots] == table.loc[t.steps, "restricted_loss"].tolist()
+    assert [s.excluded for s in t.snapshots] == table.loc[t.steps, "excluded_loss"].tolist()
+    monkeypatch.undo()
+    fewer = A.progress_measures(run, keys, steps[:2])
+    with pytest.raises(mm.MiMarginError, match=re.escape(f"no rows at steps {steps[2:]}")):
+        timeline(run, max_checkpoints=4, progress=False, measures=fewer)
+    other = [f for f in range(1, run.task.p // 2 + 1) if f not in keys][:1] or keys[1:]
+    assert other and other != keys
+    with pytest.raises(mm.MiMarginError, match="progress measures are for frequencies"):
+        timeline(run, max_checkpoints=4, progress=False,
+                 measures=A.progress_measures(run, other, steps))
