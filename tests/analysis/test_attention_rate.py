@@ -58,6 +58,7 @@ def test_planted_pizza_is_a_pizza(p, frequency):
     res = clock_pizza(model, task)
     assert torch.allclose(res.similarities, torch.ones_like(res.similarities), atol=1e-12)
     assert res.distance_irrelevance == pytest.approx(0.0, abs=1e-12)
+    assert res.algorithm == "pizza"
     a, b = task.inputs[:, 0].double(), task.inputs[:, 1].double()
     omega = 2 * math.pi * frequency / p
     expected = 4 * torch.cos(omega * (a - b) / 2) ** 2
@@ -75,6 +76,7 @@ def test_planted_clock_is_a_clock(p, frequency):
     assert torch.allclose(res.similarities, expected, atol=1e-9)
     assert res.distance_irrelevance == pytest.approx(1.0, abs=1e-9)
     assert res.gradient_symmetricity < 0.5       # far from the pizza's 1
+    assert res.algorithm == "clock"
 
 
 def test_stacked_training_forward_honours_the_rate():
