@@ -43,6 +43,16 @@ def test_rate_one_is_ordinary_attention_and_rate_zero_ignores_queries_and_keys()
     assert torch.allclose(constant(task.tokens), before, atol=1e-12)
 
 
+def test_rate_zero_reading_at_the_eq_token_is_exactly_gradient_symmetric():
+    """At α = 0 the '=' position gets W_OV(E_a + E_b) plus terms free of E_a, E_b (positional
+    embeddings included), so ∂Q/∂E_a = ∂Q/∂E_b for any weights: s_g = 1 exactly. At α = 1 a random
+    model is not symmetric."""
+    task = mm.ModularAddition(p=11)
+    res = clock_pizza(model_with_rate(task, 0.0, "bidirectional"), task)
+    assert torch.allclose(res.similarities, torch.ones_like(res.similarities), atol=1e-12)
+    assert clock_pizza(model_with_rate(task, 1.0, "bidirectional"), task).gradient_symmetricity < 0.99
+
+
 def test_attn_rate_is_validated_and_saved():
     with pytest.raises(mm.MiMarginError, match="attn_rate"):
         mm.TransformerConfig(attn_rate=1.5)
