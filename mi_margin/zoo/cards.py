@@ -17,6 +17,7 @@ import torch
 
 from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.progress import progress_measures
+from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.training import Run
@@ -100,6 +101,24 @@ def final_metrics(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def common_names(keys: list[Any], task: Any) -> str:
+    """Key irreps with the names Chughtai et al. use where one exists (``(4,1) = standard``);
+    other key labels as they are.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> common_names(["(1,1,1,1)", "(3,1)", "(2,2)"], mm.GroupComposition("S4"))
+        '(1,1,1,1) = sign, (3,1) = standard, (2,2)'
+    """
+    if task.kind != "group_composition":
+        return ", ".join(map(str, keys))
+    named = []
+    for key in keys:
+        words = [a for a in find_irrep(task.group, key).aliases if a.isidentifier()]
+        named.append(f"{key} = {words[0]}" if words else str(key))
+    return ", ".join(named)
+
+
 def clock_or_pizza(run: Run) -> dict[str, str]:
     """Zhong et al.'s distance irrelevance q and gradient symmetricity s_g (docs/mathematics.md
     §6.2), and which of clock or pizza their Fig. 7 rule calls the model; {} unless the task is
@@ -117,7 +136,7 @@ def ours(run: Run, cmp: Any, keys: list[Any]) -> dict[str, str]:
     """Our measurements, by the keys the recipes' paper numbers name."""
     b = phase_bounds(run.history)
     purity = cmp.summary()["mean_purity"]
-    out = {"key": f"{keys} ({len(keys)} of {len(cmp.structure.labels)})",
+    out = {"key": f"{common_names(keys, run.task)} ({len(keys)} of {len(cmp.structure.labels)})",
            "test_loss": f"{evaluate(run.model, run.task, run.task.test_idx)[0]:.3g}",
            "purity": "—" if purity is None else
            f"{purity:.3f} (mean purity of live neurons, compare_to_theory)",
@@ -145,7 +164,7 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
     key_text = ("key frequencies" if run.task.kind == "modular_addition" else "key irreps")
     result = f"accuracy {all_acc:.4f} on all inputs; {when}"
     if keys:
-        result += f"; {key_text} {keys}"
+        result += f"; {key_text} {common_names(keys, run.task)}"
     result += "".join(f"; {mine[k]}" for *_, k in rec.paper_numbers if k in HEADLINE)
     if cmp.ratio is not None:
         result += f"; margin {cmp.ratio:.4f} of γ*"
@@ -171,8 +190,9 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         *finish_lines(run, build),
         "## Final metrics", "", markdown_table(metrics), "",
         "## Structure and theory", "",
-        (f"{key_text.capitalize()}: {keys}" + (f" (threshold {irrep_threshold(run.task):.3g})"
-                                                if run.task.kind == "group_composition" else "")
+        (f"{key_text.capitalize()}: {common_names(keys, run.task)}"
+         + (f" (threshold {irrep_threshold(run.task):.3g})"
+            if run.task.kind == "group_composition" else "")
          if run.task.kind != "sparse_parity" else "Sparse parity: see the theory table."), "",
         "`compare_to_theory` (observed vs the max-margin prediction; the theorems are about "
         "networks of their family only, see the note column):", "",
