@@ -26,6 +26,9 @@ from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 
 N_TRIPLES = 100
+#: Zhong et al.'s Fig. 7 counts a run as a pizza when s_g exceeds this and q is below the next
+PIZZA_MIN_SYMMETRICITY = 0.98
+PIZZA_MAX_IRRELEVANCE = 0.6
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ class ClockPizza(AnalysisResult):
     triples: Int[Tensor, "n 3"] = field(repr=False)
     similarities: Float[Tensor, " n"] = field(repr=False)
     correct_logits: Float[Tensor, "p p"] = field(repr=False)
+
+    @property
+    def algorithm(self) -> str:
+        """"pizza" when s_g > 98% and q < 0.6 (the rule of Zhong et al.'s Fig. 7), else "clock"."""
+        pizza = (self.gradient_symmetricity > PIZZA_MIN_SYMMETRICITY
+                 and self.distance_irrelevance < PIZZA_MAX_IRRELEVANCE)
+        return "pizza" if pizza else "clock"
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame([

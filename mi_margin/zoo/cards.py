@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import evaluate
@@ -24,6 +25,8 @@ from mi_margin.zoo.checks import irrep_threshold, key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, first_step, phase_bounds
 
 RESULT = "**Result:** "
+#: measured rows that also go on the Result line (and so into the README table) when a recipe names them
+HEADLINE = ("clock_or_pizza",)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -116,6 +119,19 @@ def common_names(keys: list[Any], task: Any) -> str:
     return ", ".join(named)
 
 
+def clock_or_pizza(run: Run) -> dict[str, str]:
+    """Zhong et al.'s distance irrelevance q and gradient symmetricity s_g (docs/mathematics.md
+    §6.2), and which of clock or pizza their Fig. 7 rule calls the model; {} unless the task is
+    two-operand modular addition."""
+    if run.task.kind != "modular_addition" or run.task.k != 2:
+        return {}
+    res = clock_pizza(run.model, run.task)
+    q, s_g = res.distance_irrelevance, res.gradient_symmetricity
+    return {"distance_irrelevance": f"{q:.3f} (mm.clock_pizza)",
+            "gradient_symmetricity": f"{s_g:.2%} (mm.clock_pizza, 100 random triples)",
+            "clock_or_pizza": f"{res.algorithm} (q = {q:.2f}, s_g = {s_g:.1%})"}
+
+
 def ours(run: Run, cmp: Any, keys: list[Any]) -> dict[str, str]:
     """Our measurements, by the keys the recipes' paper numbers name."""
     b = phase_bounds(run.history)
@@ -128,7 +144,7 @@ def ours(run: Run, cmp: Any, keys: list[Any]) -> dict[str, str]:
                      f"{b['grokked']} steps (full batch: steps = epochs)"}
     out["margin"] = (f"{cmp.ratio:.4f} of γ* = {cmp.prediction.gamma:.6g}" if cmp.ratio is not None
                      else f"not comparable: {cmp.ratio_reason}")
-    return out
+    return out | clock_or_pizza(run)
 
 
 def paper_table(rec: Any, mine: dict[str, str]) -> pd.DataFrame:
@@ -143,11 +159,13 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
     keys = key_labels(run.model, run.task)
     times, when = timing(run, rec.kind)
     metrics = final_metrics(run)
+    mine = ours(run, cmp, keys)
     all_acc = float(metrics["accuracy"].iloc[-1])
     key_text = ("key frequencies" if run.task.kind == "modular_addition" else "key irreps")
     result = f"accuracy {all_acc:.4f} on all inputs; {when}"
     if keys:
         result += f"; {key_text} {common_names(keys, run.task)}"
+    result += "".join(f"; {mine[k]}" for *_, k in rec.paper_numbers if k in HEADLINE)
     if cmp.ratio is not None:
         result += f"; margin {cmp.ratio:.4f} of γ*"
         if build.get("finish"):
@@ -172,14 +190,15 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         *finish_lines(run, build),
         "## Final metrics", "", markdown_table(metrics), "",
         "## Structure and theory", "",
-        (f"{key_text.capitalize()}: {common_names(keys, run.task)}" + (f" (threshold {irrep_threshold(run.task):.3g})"
-                                                if run.task.kind == "group_composition" else "")
+        (f"{key_text.capitalize()}: {common_names(keys, run.task)}"
+         + (f" (threshold {irrep_threshold(run.task):.3g})"
+            if run.task.kind == "group_composition" else "")
          if run.task.kind != "sparse_parity" else "Sparse parity: see the theory table."), "",
         "`compare_to_theory` (observed vs the max-margin prediction; the theorems are about "
         "networks of their family only, see the note column):", "",
         markdown_table(cmp.scalars()), "",
         "## The paper's numbers and ours", "",
-        markdown_table(paper_table(rec, ours(run, cmp, keys))), "",
+        markdown_table(paper_table(rec, mine)), "",
         *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",

@@ -147,6 +147,27 @@ def nanda_p113_transformer() -> Made:
     return model, task, train
 
 
+# -- Zhong et al. (2023): the clock and the pizza ----------------------------------------------------
+def zhong_transformer(attn_rate: float, seed: int, steps: int) -> Made:
+    """Zhong et al.'s p = 59 model at attention rate α (App. F.1; docs/mathematics.md §6.2).
+
+    One-layer ReLU transformer of their default width 128 (4 heads, MLP 512), bidirectional
+    attention mixed with constant attention at rate α, 80% train, full-batch AdamW lr 1e-3,
+    weight decay 2, betas (0.9, 0.98) and 10 warm-up steps (as in their training script), for
+    half their 20,000 epochs. Their inputs are [a, b]; ours keep the '=' token, so at α = 0 the
+    logits see E_a and E_b only through their sum and s_g is exactly 1 (theirs: 99.37%).
+    Weights are kept every 100 steps."""
+    task = mm.ModularAddition(p=59, train_fraction=0.8, seed=seed)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, attention_dir="bidirectional", attn_rate=attn_rate, seed=seed))
+    train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=2.0,
+                           warmup_steps=10, eval_every=50, checkpoint_schedule="linear",
+                           n_checkpoints=steps // 100, seed=seed, progress=False)
+    return model, task, train
+
+
+ZHONG_PHASE_RULE = "Fig. 7 counts a run as a pizza when s_g > 98% and q < 0.6"
+
 CHUGHTAI_S5_NUMBERS = (
     ("key irreps, mainline seed", "{sign, standard} (§5, S5 MLP seed 2)", "key"),
     ("key irreps over 50 seeds", "sign 49, standard 49, standard_sign 17, 5d_a 18, 5d_b 10, 6d 0 "
@@ -197,6 +218,24 @@ _RECIPES = [
            (("key irreps, 4 seeds", "{std, 3d-a, 3d-b}, {std, 3d-a, 3d-b}, {3d-a, 5d-a, std}, "
                                     "{5d-a, 3d-a, std, 3d-b} (Table 6)", "key"),
             ("test loss (4-seed mean)", "1.94e-5 (Table 3)", "test_loss")), n_ship=5),
+    Recipe("zhong_p59_clock_transformer", "p = 59 modular addition, Zhong et al.'s one-layer "
+           "transformer with standard attention (α = 1), 80% train, seed 0",
+           "Zhong et al. 2023, Model B (§4) and Fig. 7 (α = 1)",
+           partial(zhong_transformer, 1.0, 0, 10_000), "grokking",
+           (("distance irrelevance q", "0.85 for Model B (α = 1; §4); typical clocks 0.4–1, "
+                                       "pizzas 0–0.4", "distance_irrelevance"),
+            ("gradient symmetricity s_g", "33.36% for Model B (§4)", "gradient_symmetricity"),
+            ("algorithm", f"α = 1 at width 128: mostly clocks (Fig. 7); {ZHONG_PHASE_RULE}",
+             "clock_or_pizza")), n_ship=4),
+    Recipe("zhong_p59_pizza_transformer", "p = 59 modular addition, Zhong et al.'s one-layer "
+           "transformer with constant attention (α = 0), 80% train, seed 0",
+           "Zhong et al. 2023, Model A (§4) and Fig. 7 (α = 0)",
+           partial(zhong_transformer, 0.0, 0, 10_000), "grokking",
+           (("distance irrelevance q", "0.17 for Model A (α = 0; §4); typical pizzas 0–0.4, "
+                                       "clocks 0.4–1", "distance_irrelevance"),
+            ("gradient symmetricity s_g", "99.37% for Model A (§4)", "gradient_symmetricity"),
+            ("algorithm", f"α = 0: pizzas (Fig. 7); {ZHONG_PHASE_RULE}", "clock_or_pizza")),
+           n_ship=4),
     Recipe("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s one-layer transformer, "
            "30% train, past cleanup", "Nanda et al. 2023, Fig. 7 (progress measures)",
            nanda_p113_transformer, "grokking",

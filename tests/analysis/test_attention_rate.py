@@ -43,6 +43,16 @@ def test_rate_one_is_ordinary_attention_and_rate_zero_ignores_queries_and_keys()
     assert torch.allclose(constant(task.tokens), before, atol=1e-12)
 
 
+def test_rate_zero_reading_at_the_eq_token_is_exactly_gradient_symmetric():
+    """At α = 0 the '=' position gets W_OV(E_a + E_b) plus terms free of E_a, E_b (positional
+    embeddings included), so ∂Q/∂E_a = ∂Q/∂E_b for any weights: s_g = 1 exactly. At α = 1 a random
+    model is not symmetric."""
+    task = mm.ModularAddition(p=11)
+    res = clock_pizza(model_with_rate(task, 0.0, "bidirectional"), task)
+    assert torch.allclose(res.similarities, torch.ones_like(res.similarities), atol=1e-12)
+    assert clock_pizza(model_with_rate(task, 1.0, "bidirectional"), task).gradient_symmetricity < 0.99
+
+
 def test_attn_rate_is_validated_and_saved():
     with pytest.raises(mm.MiMarginError, match="attn_rate"):
         mm.TransformerConfig(attn_rate=1.5)
@@ -58,6 +68,7 @@ def test_planted_pizza_is_a_pizza(p, frequency):
     res = clock_pizza(model, task)
     assert torch.allclose(res.similarities, torch.ones_like(res.similarities), atol=1e-12)
     assert res.distance_irrelevance == pytest.approx(0.0, abs=1e-12)
+    assert res.algorithm == "pizza"
     a, b = task.inputs[:, 0].double(), task.inputs[:, 1].double()
     omega = 2 * math.pi * frequency / p
     expected = 4 * torch.cos(omega * (a - b) / 2) ** 2
@@ -75,6 +86,7 @@ def test_planted_clock_is_a_clock(p, frequency):
     assert torch.allclose(res.similarities, expected, atol=1e-9)
     assert res.distance_irrelevance == pytest.approx(1.0, abs=1e-9)
     assert res.gradient_symmetricity < 0.5       # far from the pizza's 1
+    assert res.algorithm == "clock"
 
 
 def test_stacked_training_forward_honours_the_rate():

@@ -7,7 +7,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis._planted import cosine_mlp
-from mi_margin.analysis.clock_pizza import clock_pizza, distance_irrelevance
+from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza, distance_irrelevance
 from mi_margin.errors import MiMarginError
 
 
@@ -78,3 +78,12 @@ def test_clock_pizza_needs_two_operands():
     task = mm.ModularAddition(p=5, k=3)
     with pytest.raises(MiMarginError, match="k=2"):
         clock_pizza(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=4)), task)
+
+
+@pytest.mark.parametrize("s_g,q,expected", [(0.99, 0.59, "pizza"), (0.97, 0.1, "clock"),
+                                            (0.99, 0.6, "clock"), (0.3336, 0.85, "clock")])
+def test_algorithm_follows_zhongs_phase_rule(s_g, q, expected):
+    """Fig. 7 of Zhong et al.: a pizza has s_g > 98% and q < 0.6 (both strict)."""
+    z = torch.zeros(1)
+    res = ClockPizza(s_g, q, torch.zeros(1, 3, dtype=torch.long), z, torch.zeros(2, 2))
+    assert res.algorithm == expected
