@@ -185,11 +185,11 @@ _RECIPES = [
             ("max normalized power per neuron", "≈ 1 for the quadratic net with L_{2,3} (Fig. 4)",
              "purity"),
             ("frequencies used", "all (neurons per frequency ≈ uniform, Fig. 7)", "key")),
-           n_ship=8),
+           n_ship=5),
     Recipe("morwani_S4_quadratic", "S4 composition, quadratic MLP trained to the max L_{2,3} margin",
            "Morwani et al. 2024, Theorem 9 and Fig. 9", morwani_s4_quadratic, "max_margin",
            (("irreps used", "every non-trivial irrep (Theorem 9)", "key"),
-            ("normalized margin", "approaches γ*(S4) (Fig. 9)", "margin")), n_ship=10,
+            ("normalized margin", "approaches γ*(S4) (Fig. 9)", "margin")), n_ship=6,
            finish=reweight_neurons),
     Recipe("morwani_parity_n10_k4_quartic", "(10, 4)-sparse parity, x^4 MLP (m = 40) trained to the "
            "max L_{2,5} margin", "Morwani et al. 2024, Theorem 8 and Fig. 5", morwani_parity,
@@ -205,7 +205,7 @@ _RECIPES = [
            "Li et al. 2024, Theorem 4.1 / I.1 (k = 3)", li_p23_k3_max_margin, "max_margin",
            (("frequencies used", "every frequency ζ is used by some neuron (Theorem 4.1)", "key"),
             ("neurons", "single-frequency cosines (Theorem 4.1)", "purity"),
-            ("normalized margin", "γ* = 3 / (16 p (p − 1)) (Theorem I.1)", "margin")), n_ship=8),
+            ("normalized margin", "γ* = 3 / (16 p (p − 1)) (Theorem I.1)", "margin")), n_ship=5),
     *[Recipe(f"chughtai_S4_mlp_seed{seed}", f"S4 composition, Chughtai et al.'s ReLU MLP, 70% train, "
              f"seed {seed}", "Chughtai et al. 2023, Fig. 7 (universality over seeds), on S4",
              partial(chughtai_mlp, "S4", 0.7, seed, 15_000), "grokking",
@@ -242,7 +242,7 @@ _RECIPES = [
            (("key frequencies (mainline seed)", "{14, 35, 41, 42, 52} (§4.2)", "key"),
             ("phases", "memorization 0–1.4k, circuit formation 1.4k–9.4k, cleanup 9.4k–14k "
                        "epochs (Fig. 7)", "phases"),
-            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=14, heavy=True),
+            ("test loss after grokking", "≈ 2.4e-7 (§4.2)", "test_loss")), n_ship=12, heavy=True),
     *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
              f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
              partial(chughtai_mlp, "S5", 0.4, seed, 150_000), "grokking",
