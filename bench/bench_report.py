@@ -11,7 +11,8 @@ neuron-inspector sections (what those two cost), and an empty page with the same
 so compare the ratios.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_report.py [--checkpoints 40]``
-(``--report PATH`` re-measures a report written before) → prints sizes and times, writes
+(``--report PATH`` re-measures a report written before; ``--zoo nanda_p113_transformer`` writes and
+measures the report of a zoo entry, into ``bench/results/report_<name>.json``) → prints sizes and times, writes
 ``bench/results/report.json`` (the report is kept in a temp dir).
 """
 
@@ -99,17 +100,22 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--report", type=Path, default=None, help="measure this report instead")
+    parser.add_argument("--zoo", default=None, help="write and measure the report of this zoo entry "
+                                                    "(e.g. nanda_p113_transformer) instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out_dir = Path(tempfile.mkdtemp(prefix="mm-bench-report-"))
     t_write = cpu_write = None
+    what = f"a random p=113 transformer run with {args.checkpoints} checkpoints"
     if args.report is None:
-        run = nanda_run(args.checkpoints)
+        run = nanda_run(args.checkpoints) if args.zoo is None else mm.zoo.load(args.zoo)
+        if args.zoo is not None:
+            what = f"zoo entry {args.zoo} ({len(run.checkpoints)} checkpoints)"
         start, cpu = time.perf_counter(), time.process_time()
         report = write_report(run, out_dir / "report.html")
         t_write, cpu_write = time.perf_counter() - start, time.process_time() - cpu
     else:
-        report = args.report
+        report, what = args.report, str(args.report)
     html = report.read_text()
     pages = {"report": report, "without": out_dir / "without_new_sections.html",
              "bundles": out_dir / "bundles.html"}
@@ -125,11 +131,11 @@ def main() -> None:
         remote = [u for u in browser.requests() if not u.startswith(("file:", "data:", "about:"))]
     best = {name: min(t) for name, t in times.items()}
     size = {name: path.stat().st_size for name, path in pages.items()}
-    row = {"checkpoints": args.checkpoints, "bytes": size, "write_s": t_write,
+    row = {"what": what, "checkpoints": args.checkpoints, "bytes": size, "write_s": t_write,
            "write_cpu_s": cpu_write,
            "open_s_best": best, "open_s_all": times, "remote_requests": remote,
            "load_average": os.getloadavg(), "report": str(report), "machine": platform.platform()}
-    print(f"report of a p=113 transformer run with {args.checkpoints} checkpoints: "
+    print(f"report of {what}: "
           f"{size['report'] / 1e6:.2f} MB; without the timeline and inspector "
           f"{size['without'] / 1e6:.2f} MB; the inlined bundles {size['bundles'] / 1e6:.2f} MB"
           + (f"; written in {t_write:.1f} s ({cpu_write:.1f} s of CPU)" if t_write is not None
@@ -140,7 +146,8 @@ def main() -> None:
           f"{best['bundles']:.2f} s; load average {os.getloadavg()[0]:.1f}; "
           f"remote requests: {remote}")
     (ROOT / "bench/results").mkdir(exist_ok=True)
-    (ROOT / "bench/results/report.json").write_text(json.dumps(row, indent=2))
+    name = "report.json" if args.zoo is None else f"report_{args.zoo}.json"
+    (ROOT / "bench/results" / name).write_text(json.dumps(row, indent=2))
 
 
 if __name__ == "__main__":
