@@ -12,8 +12,8 @@ so compare the ratios.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_report.py [--checkpoints 40]``
 (``--report PATH`` re-measures a report written before; ``--zoo nanda_p113_transformer`` writes and
-measures the report of a zoo entry, into ``bench/results/report_<name>.json``) → prints sizes and times, writes
-``bench/results/report.json`` (the report is kept in a temp dir).
+measures the report of a zoo entry) → prints sizes and times, writes ``bench/results/report.json``
+(or ``report_<name>.json``; the report itself is kept in a temp dir).
 """
 
 from __future__ import annotations
