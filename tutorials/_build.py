@@ -516,7 +516,7 @@ from mi_margin import groups
 from mi_margin.viz import cayley_table_figure, character_table_figure
 
 S5_SEEDS = [f"chughtai_S5_mlp_seed{s}" for s in (1, 2, 3)]
-S4_SEEDS = [f"chughtai_S4_mlp_seed{s}" for s in (0, 1, 2, 3)]
+S4_SEEDS = [f"chughtai_S4_mlp_seed{s}" for s in (0, 1, 2)]
 installed = set(mm.zoo.list())
 ENTRIES = S5_SEEDS if set(S5_SEEDS) <= installed else S4_SEEDS
 G = groups.symmetric(5 if ENTRIES is S5_SEEDS else 4)

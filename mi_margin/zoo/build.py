@@ -12,7 +12,8 @@ Command line (one torch thread; see docs/performance.md)::
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
 machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
 (:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores each intermediate one in the smallest of
-float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`), and
+float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`); the
+initialisation is not stored when the model config's seed rebuilds it bit for bit), and
 writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
 """
 
@@ -30,6 +31,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
+from mi_margin.models.io import build_model
 from mi_margin.theory.predictions import max_margin
 from mi_margin.theory.recipe import margin_metric
 from mi_margin.training import Run
@@ -37,7 +39,7 @@ from mi_margin.zoo import cards
 from mi_margin.zoo.checks import same_answers, signature
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.store import read_entry, read_meta, write_entry
+from mi_margin.zoo.store import INIT, read_entry, read_meta, write_entry
 
 DATA = Path(__file__).parent / "data"
 #: reduced precisions tried for intermediate checkpoints, smallest first
@@ -112,10 +114,20 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
         if step == run.step:
             dtypes[step] = model.cfg.dtype
             continue
+        if is_seeded_init(run, step):
+            dtypes[step] = INIT
+            continue
         dtypes[step] = next((d for d in REDUCED if d != model.cfg.dtype
                              and same_answers(full, signature(rounded(run, step, d), run.task))),
                             model.cfg.dtype)
     return dtypes, recorded
+
+
+def is_seeded_init(run: Run, step: int) -> bool:
+    """Checkpoint ``step`` is bit for bit the model its config's seed builds (then the entry does
+    not store it: loading rebuilds it, :func:`~mi_margin.zoo.store.read_entry`)."""
+    fresh = build_model(run.model.cfg.to_dict()).state_dict()
+    return all(torch.equal(value, fresh[name]) for name, value in run.checkpoints[step].items())
 
 
 def rounded(run: Run, step: int, dtype: str) -> Any:

@@ -204,7 +204,8 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
         "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
         "on which accuracy, the key frequencies/irreps and the margin ratio equal those of the "
-        "full-precision weights (entry.json `checks`).", ""]
+        "full-precision weights (entry.json `checks`). The initialisation (`init`) is not stored: "
+        "loading rebuilds it from the model config's seed and checks its SHA-256.", ""]
     return "\n".join(parts)
 
 

@@ -57,10 +57,13 @@ def pick_checkpoints(available: list[int], history: pd.DataFrame, n: int, kind: 
 
     "max_margin" runs: log-spaced. "grokking" runs: the phase boundaries of :func:`phase_bounds`
     first, then the rest spread linearly inside each phase (so a phase shorter than the others
-    is sampled more densely); at most ``max(n, number of boundaries)`` steps.
+    is sampled more densely); at most ``max(n, number of boundaries)`` steps. ``n <= 2``: the first
+    and last only (an entry whose point is the final algorithm, not the training dynamics).
     """
     available = sorted(available)
     first, last = available[0], available[-1]
+    if n <= 2:
+        return sorted({first, last})
     if kind == "max_margin":
         return sorted({first, last, *_nearest(available, np.geomspace(max(first, 1), last, n))})
     bounds = phase_bounds(history)

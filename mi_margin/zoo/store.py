@@ -4,7 +4,9 @@ An entry folder holds
 
 - ``entry.json``: ``{"format": "mi_margin.zoo/1", "name", "task", "model", "train", "step",
   "status", "checkpoints": {step: dtype}, "build": {...}, "checks": {...}}`` — the task, model
-  and train configs as their ``to_dict()``, the dtype each checkpoint is stored in, how the entry
+  and train configs as their ``to_dict()``, the dtype each checkpoint is stored in (``"init"``: not
+  stored, because it is the initialisation that the model config's seed rebuilds; ``init_digest``
+  holds its SHA-256, checked on loading), how the entry
   was built (recipe, wall time, machine) and the analyses computed on the full-precision weights
   at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
 - ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
@@ -20,6 +22,7 @@ converts a :class:`~mi_margin.Run` into an entry (:mod:`mi_margin.zoo.build`).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ import pandas as pd
 import torch
 
 from mi_margin.errors import CheckpointError
-from mi_margin.models.io import atomic_write, build_model, load_tensors, save_tensors
+from mi_margin.models.io import atomic_write, build_model, load_tensors, save_tensors, tensors_digest
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig
 
@@ -36,8 +39,8 @@ ZOO_FORMAT = "mi_margin.zoo/1"
 ENTRY_FILES = ("entry.json", "weights.safetensors", "history.csv", "card.md")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
-
-
+#: the "dtype" of a checkpoint that is not stored: the seeded initialisation, rebuilt on loading
+INIT = "init"
 FINAL = "final/"
 
 
@@ -55,8 +58,12 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
     if run.step not in dtypes:
         raise CheckpointError(f"the final step {run.step} must be kept; kept: {sorted(dtypes)}")
     tensors: dict[str, torch.Tensor] = {}
+    init_digest = None
     for step, dtype in sorted(dtypes.items()):
         state = run.checkpoints[step]
+        if dtype == INIT:
+            init_digest = tensors_digest(state)
+            continue
         for name, value in state.items():
             tensors[_prefix(step) + name] = value.detach().to(DTYPES[dtype])
     for name, value in (final or {}).items():
@@ -64,7 +71,8 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
     meta = {"format": ZOO_FORMAT, "name": root.name, "task": run.task.to_dict(),
             "model": run.model.cfg.to_dict(), "train": run.config.to_dict(), "step": run.step,
             "status": run.status, "checkpoints": {str(s): d for s, d in sorted(dtypes.items())},
-            "final": "finished" if final else "checkpoint", "build": build, "checks": checks}
+            "final": "finished" if final else "checkpoint", "init_digest": init_digest,
+            "build": build, "checks": checks}
     root.mkdir(parents=True, exist_ok=True)
     save_tensors(root / "weights.safetensors", tensors, {"format": ZOO_FORMAT})
     atomic_write(root / "history.csv", lambda tmp: run.history.to_csv(tmp, index=False))
@@ -92,14 +100,25 @@ def read_entry(root: Path) -> Run:
 
     The model holds the ``final/`` weights when the entry has a finishing step, else the last
     checkpoint. Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
-    the rounded ones; the build checked that the reported analyses do not change).
+    the rounded ones; the build checked that the reported analyses do not change). The ``"init"``
+    checkpoint is the freshly built model's own weights, used only if their SHA-256 is the one
+    recorded (another torch build may initialise differently: then it is left out, with a warning).
     """
     meta = read_meta(root)
     tensors, _ = load_tensors(root / "weights.safetensors")
     model = build_model(meta["model"])
     dtype = next(iter(model.state_dict().values())).dtype
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
-    for step_text in meta["checkpoints"]:
+    for step_text, stored in meta["checkpoints"].items():
+        if stored == INIT:
+            init = {name: value.clone() for name, value in model.state_dict().items()}
+            if tensors_digest(init) == meta.get("init_digest"):
+                checkpoints[int(step_text)] = init
+            else:
+                warnings.warn(f"{root.name}: this torch initialises the model differently from the "
+                              f"one that built the entry, so checkpoint {step_text} (the "
+                              "initialisation) is left out", stacklevel=2)
+            continue
         prefix = _prefix(int(step_text))
         checkpoints[int(step_text)] = {name[len(prefix):]: value.to(dtype)
                                        for name, value in tensors.items()
