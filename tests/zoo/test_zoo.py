@@ -14,6 +14,7 @@ import torch
 import mi_margin as mm
 from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.evaluation import evaluate
+from mi_margin.models.io import load_tensors
 from mi_margin.zoo import DATA, cards, store
 from mi_margin.zoo.build import build_entry, recipe
 from mi_margin.zoo.checks import margin_ratio, same_answers, signature
@@ -110,6 +111,27 @@ def test_corrupted_weights_are_a_clear_error(tmp_path):
         store.read_entry(tmp_path / name)
 
 
+def test_the_initialisation_is_rebuilt_not_stored_and_checked(tmp_path):
+    """Step 0 of a seeded run is not in the weights file; loading rebuilds it bit for bit. If
+    the rebuilt weights differ (another torch), that checkpoint is left out with a warning."""
+    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=1)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, seed=3))
+    run = mm.train(model, task, mm.TrainConfig(steps=40, lr=3e-3, eval_every=20, progress=False,
+                                               checkpoint_schedule="linear", n_checkpoints=2))
+    root = build_entry("li_p23_k3_cubic", run, tmp_path)
+    assert store.read_meta(root)["checkpoints"]["0"] == store.INIT
+    tensors, _ = load_tensors(root / "weights.safetensors")
+    assert not any(name.startswith("step_00000000/") for name in tensors)
+    shipped = store.read_entry(root)
+    for key, value in run.checkpoints[0].items():
+        assert torch.equal(shipped.checkpoints[0][key], value)
+    meta = store.read_meta(root)
+    meta["init_digest"] = "0" * 64
+    (root / "entry.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="checkpoint 0 .the initialisation. is left out"):
+        assert 0 not in store.read_entry(root).checkpoints
+
+
 def test_build_rounds_only_where_answers_agree(tmp_path):
     """Build an entry from a freshly trained tiny run: the final weights come back bit-exact,
     reduced-precision checkpoints are the rounded weights, and every checkpoint's answers are
@@ -126,8 +148,8 @@ def test_build_rounds_only_where_answers_agree(tmp_path):
     for step, dtype in meta["checkpoints"].items():
         original = run.checkpoints[int(step)]
         for key, value in shipped.checkpoints[int(step)].items():
-            expect = original[key].to(store.DTYPES[dtype]).to(value.dtype)
-            assert torch.equal(value, expect)
+            stored = original[key] if dtype == store.INIT else original[key].to(store.DTYPES[dtype])
+            assert torch.equal(value, stored.to(value.dtype))
         assert same_answers(meta["checks"]["signatures"][step],
                             signature(run.model_at(int(step)), task))
     pd.testing.assert_frame_equal(shipped.history, run.history, check_dtype=False)
