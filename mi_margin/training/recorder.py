@@ -1,5 +1,6 @@
-"""What ``train()`` and ``train_batched()`` share: history rows, kept checkpoints, snapshots and
-the divergence check, for one run each (the batched loop holds one :class:`Recorder` per model).
+"""One run's bookkeeping inside the training loop (:func:`~mi_margin.training.loop.fit`, which
+holds one :class:`Recorder` per model): history rows, kept checkpoints, snapshots and the
+divergence check.
 
 Snapshots go to disk on their own cadence (:class:`SnapshotClock`), separate from evaluations:
 by default whenever the time since the last write is ``1 / WRITE_BUDGET`` times what that write
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.evaluation import weight_norm_sq
 from mi_margin.tasks import Task
 from mi_margin.training.config import checkpoint_steps
 from mi_margin.training.run import Run
@@ -61,7 +63,7 @@ class LossWatch:
         self.pending: list[torch.Tensor] = []
 
     def add(self, losses: torch.Tensor) -> None:
-        """Losses of one step: a scalar (one run) or [N] (one per batched instance)."""
+        """Losses of one step, [N] (one per model)."""
         self.pending.append(losses)
 
     def check(self, done: int) -> dict[int, tuple[int, float]]:
@@ -69,7 +71,7 @@ class LossWatch:
         last check (``done`` = steps taken so far)."""
         if not self.pending:
             return {}
-        losses = torch.stack(self.pending).reshape(len(self.pending), -1).cpu()
+        losses = torch.stack(self.pending).cpu()
         self.pending.clear()
         first = done - len(losses) + 1
         bad = ~torch.isfinite(losses)
@@ -100,10 +102,29 @@ class Recorder:
     def wants_checkpoint(self, done: int) -> bool:
         return done in self.keep_at or done == self.run.config.steps
 
+    def due(self, done: int, write: bool) -> bool:
+        """Whether the run is still training and has something to do after ``done`` steps (a
+        snapshot is due for every run when ``write``)."""
+        return self.run.status == "running" and (write or self.wants_eval(done)
+                                                 or self.wants_checkpoint(done))
+
+    def save(self, done: int, model: Any, evals: Sequence[float] | None,
+             train_state: dict[str, torch.Tensor], write: bool) -> dict[str, Any] | None:
+        """After ``done`` steps: keep the weights and record ``evals`` if the run asks for them,
+        stop it if it finished or reached its target, and snapshot it. The new row, if any."""
+        if self.wants_checkpoint(done):
+            self.keep(done, model.state_dict())
+        row = None
+        if self.wants_eval(done):
+            assert evals is not None
+            row = self.record(done, model, evals)
+        status = ("stopped_early" if row is not None and self.target_reached(row)
+                  else "finished" if done == self.run.config.steps else "running")
+        self.snapshot(done, train_state, status, write)
+        return row
+
     def record(self, step: int, model: Any, evals: Sequence[float]) -> dict[str, Any]:
         """Append the history row of ``step`` (metrics computed on ``model``)."""
-        from mi_margin.models.evaluation import weight_norm_sq
-
         row: dict[str, Any] = {"step": step, "lr": self.run.config.lr_at(max(step - 1, 0))}
         row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"] = map(float, evals)
         row["weight_norm_sq"] = weight_norm_sq(model)

@@ -18,11 +18,8 @@ from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.evaluation import cross_entropy64, model_inputs
 from mi_margin.tasks import Task
-from mi_margin.training.loop import (
-    cross_entropy64,
-    model_inputs,
-)
 
 #: Config fields that only change a model's initial weights, so they may differ between instances.
 INIT_ONLY_FIELDS = ("seed", "init_scale")
