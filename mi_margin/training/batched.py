@@ -1,22 +1,18 @@
-"""Train N models of one architecture at once: ``train_batched()``, the training loop of
-:mod:`~mi_margin.training.loop` driving a :class:`StackEngine`.
+"""``train_batched()``: N models of one architecture trained as one computation, by the training
+loop of :mod:`~mi_margin.training.loop` driving a :class:`StackEngine`.
 
-Many seeds, and per-instance learning rates, LR schedules, weight decays, betas, momenta and norm
-penalties, train as one computation with an explicit instance axis (docs/performance.md, "stacked
-module"): every parameter is stacked to [N, ...], the loss is Σ_n mean_n (so instance n receives
-exactly its own gradient), and one elementwise AdamW or SGD whose hyperparameters are [N, 1, ...]
-tensors updates the whole stack. On a GPU this turns N launch-bound steps into one step (not
-measured yet). On CPU the instances are computed in groups whose activations fit in cache
-(:data:`CPU_CACHE_FLOATS`), which makes the per-model time equal to a single run's on a quiet
-2-core machine and several times shorter on a contended one (bench/bench_training.py).
+Every parameter is stacked to [N, ...] (:mod:`~mi_margin.training.stacked`), the loss is Σ_n mean_n
+(so instance n receives exactly its own gradient), and one elementwise AdamW or SGD with [N, 1, ...]
+hyperparameter tensors (:mod:`~mi_margin.training.stacked_optim`) updates the stack; so seeds,
+learning rates and their schedules, weight decays, betas, momenta and norm penalties may differ
+between instances (docs/performance.md, "stacked module"). On a GPU this turns N launch-bound steps
+into one (not measured yet); on CPU the instances are computed in groups whose activations fit in
+cache (:data:`CPU_CACHE_FLOATS`).
 
-The stacked forward repeats the single model's operations with an extra leading axis (same matmul
-shapes per instance, same micro-batches), and the optimizer update repeats the operations of
-``torch.optim.AdamW`` / ``SGD`` with tensor instead of scalar hyperparameters. On CPU each batched run
-therefore reproduces :func:`~mi_margin.train` on the model's ordinary path bit for bit
-(tests/training/test_batched.py), and ``train()``'s default table fast path (models/fast_paths.py)
-to float rounding. The stacked forward does not use the tables, so on CPU a single ``train()`` per
-model is faster (docs/performance.md).
+The stacked forward and update repeat the single model's operations with an extra leading axis, so
+on CPU each batched run reproduces :func:`~mi_margin.train` on the model's ordinary path bit for bit
+(tests/training/test_batched.py), and its default table fast path (models/fast_paths.py) to float
+rounding. The stacked forward has no tables, so on CPU one ``train()`` per model is faster.
 """
 
 from __future__ import annotations
@@ -62,15 +58,6 @@ def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -
     return configs
 
 
-def _penalty_power(models: Sequence[Any], configs: Sequence[TrainConfig]) -> float | None:
-    """The one norm-penalty exponent of the instances that have a penalty (None: no penalty)."""
-    used = {penalty_power(m, c) for m, c in zip(models, configs) if c.norm_penalty > 0}
-    if len(used) > 1:
-        raise MiMarginError(f"the norm-penalty exponent must be the same for every model in a batch, "
-                            f"got {sorted(used)}")
-    return used.pop() if used else None
-
-
 class StackEngine:
     """N same-architecture models as one :class:`~mi_margin.training.stacked.Stack` with a stacked
     AdamW or SGD (an :class:`~mi_margin.training.loop.Engine`). The models receive their
@@ -82,7 +69,11 @@ class StackEngine:
         self.stack = Stack(models, device)
         for model in models:
             check_fits(model, task)
-        self.power = _penalty_power(models, configs)
+        powers = {penalty_power(m, c) for m, c in zip(models, configs) if c.norm_penalty > 0}
+        if len(powers) > 1:
+            raise MiMarginError(f"the norm-penalty exponent must be the same for every model in a "
+                                f"batch, got {sorted(powers)}")
+        self.power = powers.pop() if powers else None
         self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
         opt_cls = StackedAdamW if configs[0].optimizer == "adamw" else StackedSGD
         self.opt = opt_cls(self.stack.params, configs)

@@ -34,35 +34,30 @@ from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClo
 from mi_margin.training.run import Run
 from mi_margin.training.run_folder import RunWriter, load_run
 
-__all__ = ["Engine", "ModelEngine", "fit", "make_optimizer", "penalty_power", "resume", "start_run",
-           "take_step", "train"]
+__all__ = ["Engine", "ModelEngine", "fit", "penalty_power", "resume", "start_run", "take_step",
+           "train"]
 
 
 # -- what the loop needs from the models ------------------------------------------------------------
 class Engine(Protocol):
-    """N models' weights and optimizer state, and how they compute; :func:`fit` decides the rest."""
+    """N models' weights, optimizer state and computation; :func:`fit` makes every decision."""
 
     def gradients(self, parts: list[Tensor], batch_len: int) -> Tensor:
-        """Set every trainable parameter's gradient to that of this step's loss: Σ over the
-        micro-batches ``parts`` (indices into the training split) of the summed float64
-        cross-entropy / ``batch_len``, plus the norm penalty. Returns the [N] losses (detached)."""
-        ...
+        """Set the gradients to those of this step's loss (over the micro-batches ``parts`` of
+        the training split: Σ float64 cross-entropy / ``batch_len``, plus the norm penalty);
+        return the [N] losses."""
 
     def update(self, lrs: Sequence[float]) -> None:
         """One optimizer step, instance n at learning rate ``lrs[n]``."""
-        ...
 
     def evaluate(self) -> list[Sequence[float]]:
         """Per instance: (train loss, train acc, test loss, test acc)."""
-        ...
 
     def model(self, n: int) -> Any:
         """Instance n's model, holding its current weights."""
-        ...
 
     def optimizer_state(self, n: int) -> dict[str, Tensor]:
-        """Instance n's optimizer state as ``opt.{param index}.{name}`` CPU tensors."""
-        ...
+        """Instance n's optimizer state as ``opt.{parameter index}.{name}`` CPU tensors."""
 
 
 def penalty_power(model: Any, config: TrainConfig) -> float:
@@ -113,8 +108,7 @@ class ModelEngine:
         return total.view(1)
 
     def update(self, lrs: Sequence[float]) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = lrs[0]
+        self.opt.param_groups[0]["lr"] = lrs[0]  # the one group of make_optimizer
         self.opt.step()
 
     def evaluate(self) -> list[Sequence[float]]:
@@ -198,23 +192,16 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
             torch.Generator().manual_seed(configs[n].seed)
         return {"rng": rng.get_state(), **engine.optimizer_state(n)}
 
-    def save(due: list[int], done: int, write: bool) -> list[dict[str, Any]]:
-        """Evaluate, keep, record and snapshot the runs ``due`` after ``done`` steps; new rows."""
+    def save(due: list[int], done: int, write: bool) -> None:
+        """Evaluate, keep, record and snapshot the runs ``due`` after ``done`` steps."""
         evals = engine.evaluate() if any(recorders[n].wants_eval(done) for n in due) else []
-        rows = []
         with clock.writing(done) if write else nullcontext():
             for n in due:
-                row = recorders[n].save(done, engine.model(n), evals[n] if evals else None,
-                                        train_state(n), write)
-                rows += [row] if row is not None else []
-        return rows
+                recorders[n].save(done, engine.model(n), evals[n] if evals else None,
+                                  train_state(n), write)
 
-    if start == 0 and not recorders[0].rows:
-        evals = engine.evaluate()
-        with clock.writing(0):
-            for n, rec in enumerate(recorders):
-                rec.record(0, engine.model(n), evals[n])
-                rec.snapshot(0, train_state(n), "running", write=True)
+    if start == 0 and not recorders[0].rows:  # the initial weights and their evaluation
+        save(list(range(len(runs))), 0, write=True)
     total = max(c.steps for c in configs)
     with progress_bar(range(start, total), initial=start, total=total, desc=desc, leave=False,
                       disable=not any(c.progress for c in configs)) as bar:
@@ -229,7 +216,8 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
             for n, (at, loss) in watch.check(done).items():
                 if runs[n].status == "running":
                     diverged(n, recorders[n].diverge(at, loss))
-            rows = save([n for n in due if runs[n].status == "running"], done, write)
+            save([n for n in due if runs[n].status == "running"], done, write)
+            rows = [rec.rows[-1] for rec in recorders if rec.rows and rec.rows[-1]["step"] == done]
             if rows:
                 bar.set_postfix(train=f"{min(r['train_loss'] for r in rows):.2e}",
                                 test_acc=f"{max(r['test_acc'] for r in rows):.3f}")
@@ -241,10 +229,9 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
 # -- train() and resume() ---------------------------------------------------------------------------
 def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Metric],
               out_dir: str | Path | None, overwrite: bool) -> Recorder:
-    """A new run of ``model`` (its initial weights kept), in a new run folder if ``out_dir``."""
+    """A new run of ``model``, in a new run folder if ``out_dir``."""
     writer = RunWriter.start(out_dir, overwrite) if out_dir is not None else None
     run = Run(model=model, task=task, config=config, path=writer.root if writer else None)
-    run.checkpoints[0] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return Recorder(run, metrics, writer)
 
 
@@ -283,25 +270,23 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         raise MiMarginError(f"config must be a TrainConfig, got {type(config).__name__}")
     check_fits(model, task)
     engine = ModelEngine(model, task, config)
+    gen = torch.Generator().manual_seed(config.seed)
     if run is None:
         rec = start_run(model, task, config, metrics, out_dir, overwrite)
     else:
         writer = RunWriter.reopen(run) if run.path is not None else None
-        run.config = config
+        run.config, run.status, run.error = config, "running", None
         rec = Recorder(run, metrics, writer)
-    run = rec.run
-    run.status, run.error = "running", None
-    gen = torch.Generator().manual_seed(config.seed)
-    if run.train_state:
-        _load_state(engine.opt, gen, run.train_state, run.path or "the run")
+        if run.train_state:
+            _load_state(engine.opt, gen, run.train_state, run.path or "the run")
 
     def raise_diverged(_: int, message: str) -> None:
         err = TrainingDivergedError(message)
-        err.run = run  # type: ignore[attr-defined]
+        err.run = rec.run  # type: ignore[attr-defined]
         raise err
 
     fit(engine, [rec], gen, raise_diverged)
-    return run
+    return rec.run
 
 
 def resume(run_or_path: Run | str | Path, steps: int | None = None, **changes: Any) -> Run:

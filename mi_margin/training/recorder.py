@@ -109,19 +109,22 @@ class Recorder:
                                                  or self.wants_checkpoint(done))
 
     def save(self, done: int, model: Any, evals: Sequence[float] | None,
-             train_state: dict[str, torch.Tensor], write: bool) -> dict[str, Any] | None:
+             train_state: dict[str, torch.Tensor], write: bool) -> None:
         """After ``done`` steps: keep the weights and record ``evals`` if the run asks for them,
-        stop it if it finished or reached its target, and snapshot it. The new row, if any."""
-        if self.wants_checkpoint(done):
-            self.keep(done, model.state_dict())
+        stop it if it finished or reached its target (from step 1 on), and snapshot it."""
+        if self.wants_checkpoint(done):  # kept in memory, written with the next snapshot
+            self.run.checkpoints[done] = {k: v.detach().cpu().clone()
+                                          for k, v in model.state_dict().items()}
         row = None
         if self.wants_eval(done):
             assert evals is not None
             row = self.record(done, model, evals)
-        status = ("stopped_early" if row is not None and self.target_reached(row)
-                  else "finished" if done == self.run.config.steps else "running")
+        cfg = self.run.config
+        reached = row is not None and done > 0 and (
+            (cfg.target_test_acc is not None and row["test_acc"] >= cfg.target_test_acc)
+            or (cfg.target_train_loss is not None and row["train_loss"] <= cfg.target_train_loss))
+        status = "stopped_early" if reached else "finished" if done == cfg.steps else "running"
         self.snapshot(done, train_state, status, write)
-        return row
 
     def record(self, step: int, model: Any, evals: Sequence[float]) -> dict[str, Any]:
         """Append the history row of ``step`` (metrics computed on ``model``)."""
@@ -135,15 +138,6 @@ class Recorder:
                                 f"{step} gave columns {list(row)}, earlier rows {list(self.rows[0])}")
         self.rows.append(row)
         return row
-
-    def keep(self, step: int, state: dict[str, torch.Tensor]) -> None:
-        """Keep the weights after ``step`` steps (written to disk with the next snapshot)."""
-        self.run.checkpoints[step] = {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    def target_reached(self, row: dict[str, Any]) -> bool:
-        acc, loss = self.run.config.target_test_acc, self.run.config.target_train_loss
-        return bool((acc is not None and row["test_acc"] >= acc)
-                    or (loss is not None and row["train_loss"] <= loss))
 
     def snapshot(self, step: int, train_state: dict[str, torch.Tensor], status: str,
                  write: bool) -> None:

@@ -74,10 +74,6 @@ class Stack:
             return max(cfg.d_mlp, cfg.n_ctx * cfg.d_model, cfg.d_vocab_out)
         return max(cfg.d_mlp, cfg.d_vocab_out)
 
-    def state_dict(self, n: int) -> dict[str, Tensor]:
-        """Instance ``n``'s state dict (detached CPU copies, keys as ``model.state_dict()``)."""
-        return {k: self.tensors[k][n].detach().cpu().clone() for k in self.keys}
-
     @torch.no_grad()
     def write_to(self, model: Any, n: int) -> None:
         """Copy instance ``n``'s trainable weights into ``model``."""
