@@ -6,7 +6,9 @@ for NaN/inf, when a run is evaluated, keeps a checkpoint, writes a snapshot, sto
 finishes. How the N models compute is left to an :class:`Engine`: :class:`ModelEngine` trains one
 model in place, by its own forward and a ``torch.optim`` optimizer (``train()``, N = 1);
 ``StackEngine`` (:mod:`~mi_margin.training.batched`) trains N models stacked into one computation
-(``train_batched()``). So a batched run is the single run with N models, not a second loop.
+(``train_batched()``). So a batched run is the single run with N models, not a second loop. (A
+single run is not a stack of one: the stacked forward has no tables, and a hook attached to the
+model must keep its meaning.)
 
 Speed (docs/performance.md): ``model.last_logits`` takes the exact table fast path of
 models/fast_paths.py (first layers as per-(position, token) tables; the transformer computes only
@@ -180,6 +182,16 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
     checked for NaN/inf losses (a diverged run is stopped and ``diverged(n, message)`` called),
     evaluated, checkpointed and snapshotted, and stop early when they reach their target. A
     stopped run stays frozen; the engine may keep computing its weights.
+
+    Example (what ``train()`` does, without its checks and resume):
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=5)
+        >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16))
+        >>> config = mm.TrainConfig(steps=20, eval_every=10, progress=False)
+        >>> rec = start_run(model, task, config, metrics=(), out_dir=None, overwrite=False)
+        >>> fit(ModelEngine(model, task, config), [rec], torch.Generator().manual_seed(0), print)
+        >>> rec.run.status, rec.run.history["step"].tolist()
+        ('finished', [0, 10, 20])
     """
     runs = [rec.run for rec in recorders]
     configs, task, start = [run.config for run in runs], runs[0].task, runs[0].step
