@@ -77,8 +77,7 @@ class StackEngine:
         self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
         opt_cls = StackedAdamW if configs[0].optimizer == "adamw" else StackedSGD
         self.opt = opt_cls(self.stack.params, configs)
-        self.x = model_inputs(models[0], task).to(device)
-        self.y = task.labels.to(device)
+        self.x, self.y = model_inputs(models[0], task).to(device), task.labels.to(device)
         self.train_idx = task.train_idx.to(device)
         self.group = self.group_size()
 
@@ -175,8 +174,7 @@ def train_batched(models: Sequence[Any], task: Task,
         [1.0, 1.0, 1.0]
     """
     configs = check_configs(configs, len(models))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     engine = StackEngine(models, task, configs, torch.device(device))
     roots = list(out_dirs) if out_dirs is not None else [None] * len(models)
     if len(roots) != len(models):

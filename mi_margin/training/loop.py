@@ -10,10 +10,9 @@ model in place, by its own forward and a ``torch.optim`` optimizer (``train()``,
 single run is not a stack of one: the stacked forward has no tables, and a hook attached to the
 model must keep its meaning.)
 
-Speed (docs/performance.md): ``model.last_logits`` takes the exact table fast path of
-models/fast_paths.py (first layers as per-(position, token) tables; the transformer computes only
-the last position); the full-batch gradient is accumulated over micro-batches that stay in cache;
-nothing synchronises with the host between evaluations (no ``.item()`` per step).
+Speed (docs/performance.md): the exact table fast paths (:class:`ModelEngine`); a full-batch
+gradient accumulated over micro-batches that stay in cache; no synchronisation with the host
+between evaluations (no ``.item()`` per step).
 """
 
 from __future__ import annotations
@@ -45,9 +44,8 @@ class Engine(Protocol):
     """N models' weights, optimizer state and computation; :func:`fit` makes every decision."""
 
     def gradients(self, parts: list[Tensor], batch_len: int) -> Tensor:
-        """Set the gradients to those of this step's loss (over the micro-batches ``parts`` of
-        the training split: Σ float64 cross-entropy / ``batch_len``, plus the norm penalty);
-        return the [N] losses."""
+        """Set the gradients to those of the step's loss on the micro-batches ``parts`` (Σ float64
+        cross-entropy / ``batch_len``, plus the norm penalty); return the [N] losses."""
 
     def update(self, lrs: Sequence[float]) -> None:
         """One optimizer step, instance n at learning rate ``lrs[n]``."""
@@ -100,13 +98,12 @@ class ModelEngine:
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64)
         for part in parts:
-            loss = cross_entropy64(self.net.last_logits(self.x[part]), self.y[part], "sum")
-            loss = loss / batch_len
+            logits = self.net.last_logits(self.x[part])
+            loss = cross_entropy64(logits, self.y[part], "sum") / batch_len
             loss.backward()
             total = total + loss.detach()
         if self.power is not None:
-            pen = self.config.norm_penalty * self.net.neuron_norms().pow(self.power).sum()
-            pen.backward()
+            (self.config.norm_penalty * self.net.neuron_norms().pow(self.power).sum()).backward()
         return total.view(1)
 
     def update(self, lrs: Sequence[float]) -> None:
@@ -136,12 +133,12 @@ def _load_state(opt: torch.optim.Optimizer, gen: torch.Generator,
         if name == "rng":
             continue
         parts = name.split(".", 2)
-        if len(parts) != 3 or parts[0] != "opt" or not parts[1].isdigit() \
-                or int(parts[1]) >= len(params) \
-                or (value.dim() > 0 and value.shape != params[int(parts[1])].shape):
+        ok = len(parts) == 3 and parts[0] == "opt" and parts[1].isdigit()
+        i = int(parts[1]) if ok else len(params)
+        if i >= len(params) or (value.dim() > 0 and value.shape != params[i].shape):
             raise CheckpointError(f"the training state in {where} does not fit this model's "
                                   f"optimizer (entry {name!r}, shape {tuple(value.shape)})")
-        state.setdefault(int(parts[1]), {})[parts[2]] = value
+        state.setdefault(i, {})[parts[2]] = value
     try:
         gen.set_state(tensors["rng"])
     except (KeyError, RuntimeError) as err:
@@ -222,7 +219,8 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
                 break
             watch.add(take_step(engine, configs, step, n_train, gen))
             done, write = step + 1, clock.due(step + 1)
-            due = [n for n, rec in enumerate(recorders) if rec.due(done, write)]
+            due = [n for n, rec in enumerate(recorders) if runs[n].status == "running"
+                   and (write or rec.wants_eval(done) or rec.wants_checkpoint(done))]
             if not due:
                 continue
             for n, (at, loss) in watch.check(done).items():

@@ -84,10 +84,7 @@ class LossWatch:
 
 class Recorder:
     """One run's bookkeeping while it trains: history rows, kept weights, snapshots, divergence.
-
-    ``evals`` passed to :meth:`record` are (train loss, train acc, test loss, test acc), computed
-    by the caller (one model, or a stack of them).
-    """
+    ``evals`` are (train loss, train acc, test loss, test acc), computed by the loop's engine."""
 
     def __init__(self, run: Run, metrics: Sequence[Metric], writer: RunWriter | None):
         self.run, self.metrics, self.writer = run, metrics, writer
@@ -101,12 +98,6 @@ class Recorder:
 
     def wants_checkpoint(self, done: int) -> bool:
         return done in self.keep_at or done == self.run.config.steps
-
-    def due(self, done: int, write: bool) -> bool:
-        """Whether the run is still training and has something to do after ``done`` steps (a
-        snapshot is due for every run when ``write``)."""
-        return self.run.status == "running" and (write or self.wants_eval(done)
-                                                 or self.wants_checkpoint(done))
 
     def save(self, done: int, model: Any, evals: Sequence[float] | None,
              train_state: dict[str, torch.Tensor], write: bool) -> None:
