@@ -98,8 +98,8 @@ class ModelEngine:
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64)
         for part in parts:
-            logits = self.net.last_logits(self.x[part])
-            loss = cross_entropy64(logits, self.y[part], "sum") / batch_len
+            loss = cross_entropy64(self.net.last_logits(self.x[part]), self.y[part], "sum")
+            loss = loss / batch_len
             loss.backward()
             total = total + loss.detach()
         if self.power is not None:
