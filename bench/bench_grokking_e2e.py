@@ -8,10 +8,11 @@
   units, biases), ``GroupComposition("S5", train_fraction=0.4, seed=0)``, AdamW lr 1e-3, weight decay 1,
   betas (0.9, 0.98), full batch, stopped at test accuracy ``--target`` (default 0.99).
 
-The wall time is split into optimizer steps, evaluation (the loop's ``evaluate`` and
-``weight_norm_sq`` calls) and snapshots (the loop's in-memory state copies and, with ``--out-dir``,
-its file writes), by timing the functions ``mi_margin.training.loop`` calls; the wrapped names are
-printed and saved, so the split stays honest if the loop changes. One torch thread (the advice of
+The wall time is split into optimizer steps, evaluation (``ModelEngine.evaluate`` and the
+recorder's ``weight_norm_sq``) and snapshots (the optimizer state copies and ``Recorder.snapshot``:
+the in-memory run state and, with ``--out-dir``, the file writes), by timing those functions
+(:data:`TIMED`); the wrapped names are printed and saved, so the split stays honest if the loop
+changes. One torch thread (the advice of
 docs/performance.md). The process's CPU time is saved too: on a shared machine it says what the
 wall time would be without the other tenants (wall ≫ CPU means the run waited for a core).
 Writes bench/results/grokking_e2e_<model>_seed<seed>[_out].json.
@@ -22,7 +23,6 @@ Run: ``.venv/bin/python bench/bench_grokking_e2e.py [--model nanda] [--seed 0] [
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -35,10 +35,12 @@ from typing import Any
 import torch
 
 import mi_margin as mm
-from mi_margin.training import loop
+from mi_margin.training import loop, recorder
 
-EVALUATION = {"evaluate", "weight_norm_sq"}
-SNAPSHOT_MODULES = {"mi_margin.training.run", "mi_margin.models.io", "mi_margin.training.io"}
+#: what the training loop calls, by bucket: (owner, attribute)
+TIMED: dict[str, list[tuple[Any, str]]] = {
+    "evaluation": [(loop.ModelEngine, "evaluate"), (recorder, "weight_norm_sq")],
+    "snapshot": [(loop.ModelEngine, "optimizer_state"), (recorder.Recorder, "snapshot")]}
 
 
 def nanda(seed: int, target: float, max_steps: int, eval_every: int) -> tuple[Any, Any, Any]:
@@ -74,17 +76,10 @@ def timed(fn: Callable[..., Any], bucket: str, seconds: dict[str, float]) -> Cal
 def instrument(seconds: dict[str, float]) -> dict[str, str]:
     """Wrap the evaluation and snapshot functions the training loop calls; {name: bucket}."""
     wrapped = {}
-    for name, fn in list(vars(loop).items()):
-        if not inspect.isfunction(fn):
-            continue
-        if name in EVALUATION:
-            bucket = "evaluation"
-        elif fn.__module__ in SNAPSHOT_MODULES or name == "_state_to_tensors":
-            bucket = "snapshot"
-        else:
-            continue
-        setattr(loop, name, timed(fn, bucket, seconds))
-        wrapped[name] = bucket
+    for bucket, targets in TIMED.items():
+        for owner, name in targets:
+            setattr(owner, name, timed(getattr(owner, name), bucket, seconds))
+            wrapped[f"{owner.__name__}.{name}"] = bucket
     return wrapped
 
 

@@ -52,14 +52,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 import mi_margin as mm
-from mi_margin.training.batched import _BatchedTrainer
-from mi_margin.training.loop import (
-    _batch_len,
-    _batches,
-    cross_entropy64,
-    make_optimizer,
-    model_inputs,
-)
+from mi_margin.training.batched import StackEngine
+from mi_margin.training.loop import Engine, ModelEngine, take_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_chughtai import ChughtaiMLP
@@ -113,42 +107,26 @@ def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Step
     return step
 
 
-def single_step(model: Any, task: Any, config: mm.TrainConfig, device: torch.device) -> Step:
-    """One optimizer step exactly as ``mm.train``'s loop does it (same helpers, same order)."""
-    model.to(device)
-    opt, gen = make_optimizer(model, config), torch.Generator().manual_seed(config.seed)
-    x, y = model_inputs(model, task).to(device), task.labels.to(device)
-    x_train, y_train = x[task.train_idx.to(device)], y[task.train_idx.to(device)]
-    n_train = len(y_train)
-    batch_len = _batch_len(n_train, config)
-    counter = [0]
+def engine_step(engine: Engine, task: Any, configs: list[mm.TrainConfig]) -> Step:
+    """One optimizer step of the training loop (``take_step``, as ``fit`` calls it)."""
+    gen, counter = torch.Generator().manual_seed(configs[0].seed), [0]
 
     def step() -> None:
-        for group in opt.param_groups:
-            group["lr"] = config.lr_at(counter[0])
-        opt.zero_grad(set_to_none=True)
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for part in _batches(n_train, config, gen):
-            part = part.to(device)
-            loss = cross_entropy64(model.last_logits(x_train[part]), y_train[part], "sum")
-            loss = loss / batch_len
-            loss.backward()
-            total = total + loss.detach()
-        opt.step()
+        take_step(engine, configs, counter[0], len(task.train_idx), gen)
         counter[0] += 1
     return step
+
+
+def single_step(model: Any, task: Any, config: mm.TrainConfig, device: torch.device) -> Step:
+    """One step of ``mm.train`` (its engine: the model's own forward and torch.optim)."""
+    return engine_step(ModelEngine(model.to(device), task, config), task, [config])
 
 
 def batched_step(models: list[Any], task: Any, config: mm.TrainConfig,
                  device: torch.device) -> Step:
-    """One step of ``train_batched`` (its trainer's own ``step``)."""
-    trainer = _BatchedTrainer(models, task, [config] * len(models), device, (), None)
-    counter = [0]
-
-    def step() -> None:
-        trainer.step(counter[0])
-        counter[0] += 1
-    return step
+    """One step of ``train_batched`` (its engine: the stacked models and optimizer)."""
+    configs = [config] * len(models)
+    return engine_step(StackEngine(models, task, configs, device), task, configs)
 
 
 def ordinary_path(model: Any) -> Any:

@@ -1,29 +1,24 @@
-"""Train N models of one architecture at once: stacked weights [N, ...] and one batched step.
+"""``train_batched()``: N models of one architecture trained as one computation, by the training
+loop of :mod:`~mi_margin.training.loop` driving a :class:`StackEngine`.
 
-Many seeds, and per-instance learning rates, LR schedules, weight decays, betas, momenta and norm
-penalties, train as one computation with an explicit instance axis (docs/performance.md, "stacked
-module"): every parameter is stacked to [N, ...], the loss is Σ_n mean_n (so instance n receives
-exactly its own gradient), and one elementwise AdamW or SGD whose hyperparameters are [N, 1, ...]
-tensors updates the whole stack. On a GPU this turns N launch-bound steps into one step (not
-measured yet). On CPU the instances are computed in groups whose activations fit in cache
-(:data:`CPU_CACHE_FLOATS`), which makes the per-model time equal to a single run's on a quiet
-2-core machine and several times shorter on a contended one (bench/bench_training.py).
+Every parameter is stacked to [N, ...] (:mod:`~mi_margin.training.stacked`), the loss is Σ_n mean_n
+(so instance n receives exactly its own gradient), and one elementwise AdamW or SGD with [N, 1, ...]
+hyperparameter tensors (:mod:`~mi_margin.training.stacked_optim`) updates the stack; so seeds,
+learning rates and their schedules, weight decays, betas, momenta and norm penalties may differ
+between instances (docs/performance.md, "stacked module"). On a GPU this turns N launch-bound steps
+into one (not measured yet); on CPU the instances are computed in groups whose activations fit in
+cache (:data:`CPU_CACHE_FLOATS`).
 
-The stacked forward repeats the single model's operations with an extra leading axis (same matmul
-shapes per instance, same micro-batches), and the optimizer update repeats the operations of
-``torch.optim.AdamW`` / ``SGD`` with tensor instead of scalar hyperparameters. On CPU each batched run
-therefore reproduces :func:`~mi_margin.train` on the model's ordinary path bit for bit
-(tests/training/test_batched.py), and ``train()``'s default table fast path (models/fast_paths.py)
-to float rounding. The stacked forward does not use the tables, so on CPU a single ``train()`` per
-model is faster (docs/performance.md).
+The stacked forward and update repeat the single model's operations with an extra leading axis, so
+on CPU each batched run reproduces :func:`~mi_margin.train` on the model's ordinary path bit for bit
+(tests/training/test_batched.py), and its default table fast path (models/fast_paths.py) to float
+rounding. The stacked forward has no tables, so on CPU one ``train()`` per model is faster.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
-from mi_margin.training.loop import _batch_len, _batches, penalty_power
-from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
+from mi_margin.training.loop import fit, penalty_power, start_run
+from mi_margin.training.recorder import Metric
 from mi_margin.training.run import Run
-from mi_margin.training.run_folder import RunWriter
-from mi_margin.training.stacked import (
-    CPU_CACHE_FLOATS,
-    Stack,
-    evaluate_stack,
-    neuron_norms,
-)
+from mi_margin.training.stacked import CPU_CACHE_FLOATS, Stack, evaluate_stack, neuron_norms
 from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
 
 #: TrainConfig fields every instance must share (they decide which examples are computed when,
 #: and when the instances' snapshots are written: all together).
 SHARED_FIELDS = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 
-# -- configs ----------------------------------------------------------------------------------------
+
 def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -> list[TrainConfig]:
     """One :class:`TrainConfig` per model; raise naming any field that must be shared but is not."""
     if configs is None or isinstance(configs, TrainConfig):
@@ -70,70 +58,27 @@ def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -
     return configs
 
 
-# -- per-instance bookkeeping -----------------------------------------------------------------------
-@dataclass
-class _Instance:
-    """One model's run and its bookkeeping (:class:`Recorder`) inside a batched training loop."""
-
-    index: int
-    model: Any
-    rec: Recorder
-    power: float | None
-    active: bool = True
-
-    @property
-    def run(self) -> Run:
-        return self.rec.run
-
-    @property
-    def config(self) -> TrainConfig:
-        return self.rec.run.config
-
-    def due(self, done: int) -> bool:
-        return self.rec.wants_eval(done) or self.rec.wants_checkpoint(done)
-
-
-def _penalty_powers(models: Sequence[Any], configs: Sequence[TrainConfig]) -> list[float | None]:
-    powers = [penalty_power(m, c) if c.norm_penalty > 0 else None for m, c in zip(models, configs)]
-    used = {p for p in powers if p is not None}
-    if len(used) > 1:
-        raise MiMarginError(f"the norm-penalty exponent must be the same for every model in a batch, "
-                            f"got {[p for p in powers if p is not None]}")
-    return powers
-
-
-# -- the training loop ------------------------------------------------------------------------------
-class _BatchedTrainer:
-    """State shared by the steps of :func:`train_batched` (kept out of one long function)."""
+class StackEngine:
+    """N same-architecture models as one :class:`~mi_margin.training.stacked.Stack` with a stacked
+    AdamW or SGD (an :class:`~mi_margin.training.loop.Engine`). The models receive their
+    instance's weights when the loop asks for them (:meth:`model`)."""
 
     def __init__(self, models: Sequence[Any], task: Task, configs: list[TrainConfig],
-                 device: torch.device, metrics: Sequence[Metric],
-                 out_dirs: Sequence[str | Path] | None, overwrite: bool):
-        self.task, self.configs, self.metrics, self.device = task, configs, metrics, device
+                 device: torch.device):
+        self.models, self.task, self.configs, self.device = list(models), task, configs, device
         self.stack = Stack(models, device)
         for model in models:
             check_fits(model, task)
-        powers = _penalty_powers(models, configs)
-        roots = [Path(p) for p in out_dirs] if out_dirs is not None else [None] * len(models)
-        if len(roots) != len(models):
-            raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")
-        writers = [RunWriter.start(root, overwrite) if root is not None else None
-                   for root in roots]
-        self.clock = SnapshotClock(configs[0].snapshot_every, out_dirs is not None)
-        self.watch = LossWatch()
-        self.items: list[_Instance] = []
-        for n, (model, cfg, writer) in enumerate(zip(models, configs, writers, strict=True)):
-            run = Run(model=model, task=task, config=cfg, status="running",
-                      path=writer.root if writer else None)
-            run.checkpoints[0] = self.stack.state_dict(n)
-            self.items.append(_Instance(n, model, Recorder(run, metrics, writer), powers[n]))
+        powers = {penalty_power(m, c) for m, c in zip(models, configs) if c.norm_penalty > 0}
+        if len(powers) > 1:
+            raise MiMarginError(f"the norm-penalty exponent must be the same for every model in a "
+                                f"batch, got {sorted(powers)}")
+        self.power = powers.pop() if powers else None
+        self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
         opt_cls = StackedAdamW if configs[0].optimizer == "adamw" else StackedSGD
         self.opt = opt_cls(self.stack.params, configs)
-        self.gen = torch.Generator().manual_seed(configs[0].seed)
-        self.x = model_inputs(models[0], task).to(device)
-        self.y = task.labels.to(device)
+        self.x, self.y = model_inputs(models[0], task).to(device), task.labels.to(device)
         self.train_idx = task.train_idx.to(device)
-        self.penalty = torch.tensor([c.norm_penalty for c in configs], device=device)
         self.group = self.group_size()
 
     def group_size(self) -> int:
@@ -146,21 +91,17 @@ class _BatchedTrainer:
         per_instance = min(chunk, len(self.train_idx)) * self.stack.activation_width()
         return max(1, min(self.stack.n, CPU_CACHE_FLOATS // per_instance))
 
-    # one optimizer step for every instance
-    def step(self, step: int) -> None:
-        cfg0, n_train, N = self.configs[0], len(self.train_idx), self.stack.n
-        batch_len = _batch_len(n_train, cfg0)
-        params = self.stack.params
+    def gradients(self, parts: list[Tensor], batch_len: int) -> Tensor:
+        N, params = self.stack.n, self.stack.params
         grads = [torch.zeros_like(p) for p in params]
         total = torch.zeros(N, dtype=torch.float64, device=self.device)
-        parts = [self.train_idx[part.to(self.device)] for part in _batches(n_train, cfg0, self.gen)]
-        g = self.group
-        for lo in range(0, N, g):
-            group = slice(lo, min(lo + g, N))
+        rows_of = [self.train_idx[part.to(self.device)] for part in parts]
+        for lo in range(0, N, self.group):
+            group = slice(lo, min(lo + self.group, N))
             views = [p[group] for p in params]
             tensors = {**{k: v[group] for k, v in self.stack.tensors.items()},
                        **dict(zip(self.stack.names, views, strict=True))}
-            for rows in parts:
+            for rows in rows_of:
                 logits = self.stack.logits(self.x[rows], tensors)
                 n = logits.shape[0]
                 losses = F.cross_entropy(logits.flatten(0, 1).double(), self.y[rows].repeat(n),
@@ -172,70 +113,25 @@ class _BatchedTrainer:
                 total[group] += losses.detach()
         for p, d in zip(params, grads, strict=True):
             p.grad = d
-        power = next((it.power for it in self.items if it.power is not None), None)
-        if power is not None:
-            pen = neuron_norms(self.stack.tensors).pow(power).sum(1)
+        if self.power is not None:
+            pen = neuron_norms(self.stack.tensors).pow(self.power).sum(1)
             (self.penalty.to(pen.dtype) * pen).sum().backward()
-        self.watch.add(total)
-        self.opt.step([c.lr_at(step) for c in self.configs])
+        return total
 
-    def evaluate(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        tr = evaluate_stack(self.stack, self.x, self.y, self.train_idx)
-        te = evaluate_stack(self.stack, self.x, self.y, self.task.test_idx.to(self.device))
-        return tr[0], tr[1], te[0], te[1]
+    def update(self, lrs: Sequence[float]) -> None:
+        self.opt.step(lrs)
 
-    def check_finite(self, done: int) -> None:
-        """Mark instances whose loss became NaN/inf since the last check as diverged."""
-        for n, (step, loss) in self.watch.check(done).items():
-            it = self.items[n]
-            if it.active:
-                it.active = False
-                warnings.warn(f"models[{n}] diverged: {it.rec.diverge(step, loss)}",
-                              RuntimeWarning, stacklevel=4)
+    def evaluate(self) -> list[Sequence[float]]:
+        train = evaluate_stack(self.stack, self.x, self.y, self.train_idx)
+        test = evaluate_stack(self.stack, self.x, self.y, self.task.test_idx.to(self.device))
+        return list(zip(*(t.tolist() for t in train + test), strict=True))
 
-    def save(self, it: _Instance, done: int, evals: tuple[Tensor, ...], write: bool) -> None:
-        """Record, keep and snapshot what instance ``it`` asks for at ``done``."""
-        n, rec = it.index, it.rec
-        self.stack.write_to(it.model, n)
-        if rec.wants_checkpoint(done):
-            rec.keep(done, self.stack.state_dict(n))
-        row = None
-        if rec.wants_eval(done):
-            row = rec.record(done, it.model, [float(e[n]) for e in evals])
-        status = ("stopped_early" if row is not None and rec.target_reached(row)
-                  else "finished" if done == it.config.steps else "running")
-        rec.snapshot(done, {"rng": self.rng_state(it), **self.opt.state(n)}, status, write)
-        it.active = status == "running"
+    def model(self, n: int) -> Any:
+        self.stack.write_to(self.models[n], n)
+        return self.models[n]
 
-    def rng_state(self, it: _Instance) -> Tensor:
-        """The minibatch generator's state as ``train()`` would hold it for this instance."""
-        if it.config.batch_size is not None:
-            return self.gen.get_state()
-        return torch.Generator().manual_seed(it.config.seed).get_state()
-
-    def after_step(self, done: int) -> None:
-        """Evaluate, checkpoint, snapshot, stop early or finish the instances due at ``done``."""
-        write = self.clock.due(done)
-        due = [it for it in self.items if it.active and (write or it.due(done))]
-        if not due:
-            return
-        self.check_finite(done)
-        due = [it for it in due if it.active]
-        evals: tuple[Tensor, ...] = ()
-        if any(it.rec.wants_eval(done) for it in due):
-            evals = self.evaluate()
-        with self.clock.writing(done) if write else nullcontext():
-            for it in due:
-                self.save(it, done, evals, write)
-
-    def start(self) -> None:
-        evals = self.evaluate()
-        with self.clock.writing(0):
-            for it in self.items:
-                self.stack.write_to(it.model, it.index)
-                it.rec.record(0, it.model, [float(e[it.index]) for e in evals])
-                it.rec.snapshot(0, {"rng": self.rng_state(it), **self.opt.state(it.index)},
-                                "running", write=True)
+    def optimizer_state(self, n: int) -> dict[str, Tensor]:
+        return self.opt.state(n)
 
 
 def train_batched(models: Sequence[Any], task: Task,
@@ -252,9 +148,9 @@ def train_batched(models: Sequence[Any], task: Task,
     and its schedule, weight decay, betas, momentum, norm penalty, step count, evaluation and
     checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size``, ``microbatch``
     and ``snapshot_every`` (and ``seed`` with minibatches) must agree. An instance that stops
-    (finished, target reached, or diverged: status ``"diverged"`` where ``train()`` would raise)
-    keeps its run frozen while the others go on; its weights in the stack keep being computed
-    until the last instance stops.
+    (finished, target reached, or diverged: status ``"diverged"`` and a ``RuntimeWarning`` where
+    ``train()`` would raise) keeps its run frozen while the others go on; its weights in the stack
+    keep being computed until the last instance stops.
     Forward hooks attached to the models are not run during batched training.
 
     Args:
@@ -278,18 +174,17 @@ def train_batched(models: Sequence[Any], task: Task,
         [1.0, 1.0, 1.0]
     """
     configs = check_configs(configs, len(models))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    trainer = _BatchedTrainer(models, task, configs, torch.device(device), metrics, out_dirs,
-                              overwrite)
-    trainer.start()
-    total = max(c.steps for c in configs)
-    bar = progress_bar(range(total), disable=not any(c.progress for c in configs), desc="train_batched",
-               leave=False)
-    for step in bar:
-        if not any(it.active for it in trainer.items):
-            break
-        trainer.step(step)
-        trainer.after_step(step + 1)
-    bar.close()
-    return [it.run for it in trainer.items]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    engine = StackEngine(models, task, configs, torch.device(device))
+    roots = list(out_dirs) if out_dirs is not None else [None] * len(models)
+    if len(roots) != len(models):
+        raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")
+    recorders = [start_run(model, task, cfg, metrics, root, overwrite)
+                 for model, cfg, root in zip(models, configs, roots, strict=True)]
+
+    def warn_diverged(n: int, message: str) -> None:
+        warnings.warn(f"models[{n}] diverged: {message}", RuntimeWarning, stacklevel=4)
+
+    fit(engine, recorders, torch.Generator().manual_seed(configs[0].seed), warn_diverged,
+        desc="train_batched")
+    return [rec.run for rec in recorders]

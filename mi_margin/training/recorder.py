@@ -1,5 +1,6 @@
-"""What ``train()`` and ``train_batched()`` share: history rows, kept checkpoints, snapshots and
-the divergence check, for one run each (the batched loop holds one :class:`Recorder` per model).
+"""One run's bookkeeping inside the training loop (:func:`~mi_margin.training.loop.fit`, which
+holds one :class:`Recorder` per model): history rows, kept checkpoints, snapshots and the
+divergence check.
 
 Snapshots go to disk on their own cadence (:class:`SnapshotClock`), separate from evaluations:
 by default whenever the time since the last write is ``1 / WRITE_BUDGET`` times what that write
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.evaluation import weight_norm_sq
 from mi_margin.tasks import Task
 from mi_margin.training.config import checkpoint_steps
 from mi_margin.training.run import Run
@@ -61,7 +63,7 @@ class LossWatch:
         self.pending: list[torch.Tensor] = []
 
     def add(self, losses: torch.Tensor) -> None:
-        """Losses of one step: a scalar (one run) or [N] (one per batched instance)."""
+        """Losses of one step, [N] (one per model)."""
         self.pending.append(losses)
 
     def check(self, done: int) -> dict[int, tuple[int, float]]:
@@ -69,7 +71,7 @@ class LossWatch:
         last check (``done`` = steps taken so far)."""
         if not self.pending:
             return {}
-        losses = torch.stack(self.pending).reshape(len(self.pending), -1).cpu()
+        losses = torch.stack(self.pending).cpu()
         self.pending.clear()
         first = done - len(losses) + 1
         bad = ~torch.isfinite(losses)
@@ -82,10 +84,7 @@ class LossWatch:
 
 class Recorder:
     """One run's bookkeeping while it trains: history rows, kept weights, snapshots, divergence.
-
-    ``evals`` passed to :meth:`record` are (train loss, train acc, test loss, test acc), computed
-    by the caller (one model, or a stack of them).
-    """
+    ``evals`` are (train loss, train acc, test loss, test acc), computed by the loop's engine."""
 
     def __init__(self, run: Run, metrics: Sequence[Metric], writer: RunWriter | None):
         self.run, self.metrics, self.writer = run, metrics, writer
@@ -100,10 +99,26 @@ class Recorder:
     def wants_checkpoint(self, done: int) -> bool:
         return done in self.keep_at or done == self.run.config.steps
 
+    def save(self, done: int, model: Any, evals: Sequence[float] | None,
+             train_state: dict[str, torch.Tensor], write: bool) -> None:
+        """After ``done`` steps: keep the weights and record ``evals`` if the run asks for them,
+        stop it if it finished or reached its target (from step 1 on), and snapshot it."""
+        if self.wants_checkpoint(done):  # kept in memory, written with the next snapshot
+            self.run.checkpoints[done] = {k: v.detach().cpu().clone()
+                                          for k, v in model.state_dict().items()}
+        row = None
+        if self.wants_eval(done):
+            assert evals is not None
+            row = self.record(done, model, evals)
+        cfg = self.run.config
+        reached = row is not None and done > 0 and (
+            (cfg.target_test_acc is not None and row["test_acc"] >= cfg.target_test_acc)
+            or (cfg.target_train_loss is not None and row["train_loss"] <= cfg.target_train_loss))
+        status = "stopped_early" if reached else "finished" if done == cfg.steps else "running"
+        self.snapshot(done, train_state, status, write)
+
     def record(self, step: int, model: Any, evals: Sequence[float]) -> dict[str, Any]:
         """Append the history row of ``step`` (metrics computed on ``model``)."""
-        from mi_margin.models.evaluation import weight_norm_sq
-
         row: dict[str, Any] = {"step": step, "lr": self.run.config.lr_at(max(step - 1, 0))}
         row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"] = map(float, evals)
         row["weight_norm_sq"] = weight_norm_sq(model)
@@ -114,15 +129,6 @@ class Recorder:
                                 f"{step} gave columns {list(row)}, earlier rows {list(self.rows[0])}")
         self.rows.append(row)
         return row
-
-    def keep(self, step: int, state: dict[str, torch.Tensor]) -> None:
-        """Keep the weights after ``step`` steps (written to disk with the next snapshot)."""
-        self.run.checkpoints[step] = {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    def target_reached(self, row: dict[str, Any]) -> bool:
-        acc, loss = self.run.config.target_test_acc, self.run.config.target_train_loss
-        return bool((acc is not None and row["test_acc"] >= acc)
-                    or (loss is not None and row["train_loss"] <= loss))
 
     def snapshot(self, step: int, train_state: dict[str, torch.Tensor], status: str,
                  write: bool) -> None:

@@ -18,11 +18,8 @@ from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.evaluation import cross_entropy64, model_inputs
 from mi_margin.tasks import Task
-from mi_margin.training.loop import (
-    cross_entropy64,
-    model_inputs,
-)
 
 #: Config fields that only change a model's initial weights, so they may differ between instances.
 INIT_ONLY_FIELDS = ("seed", "init_scale")
@@ -76,10 +73,6 @@ class Stack:
         if self.model_kind == "transformer":
             return max(cfg.d_mlp, cfg.n_ctx * cfg.d_model, cfg.d_vocab_out)
         return max(cfg.d_mlp, cfg.d_vocab_out)
-
-    def state_dict(self, n: int) -> dict[str, Tensor]:
-        """Instance ``n``'s state dict (detached CPU copies, keys as ``model.state_dict()``)."""
-        return {k: self.tensors[k][n].detach().cpu().clone() for k in self.keys}
 
     @torch.no_grad()
     def write_to(self, model: Any, n: int) -> None:
