@@ -142,7 +142,7 @@ def single_step(model: Any, task: Any, config: mm.TrainConfig, device: torch.dev
 def batched_step(models: list[Any], task: Any, config: mm.TrainConfig,
                  device: torch.device) -> Step:
     """One step of ``train_batched`` (its trainer's own ``step``)."""
-    trainer = _BatchedTrainer(models, task, [config] * len(models), device, (), None)
+    trainer = _BatchedTrainer(models, task, [config] * len(models), device, (), None, False)
     counter = [0]
 
     def step() -> None:
