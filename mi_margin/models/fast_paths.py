@@ -123,9 +123,10 @@ def transformer_applies(model: Any, tokens: Tensor) -> bool:
 
 
 def attention_tables(model: Any, last_token: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(residual at the last position [d_model], score table S [n·d_vocab, H],
-    value-output table VO [H, n·d_vocab, d_model]) for contexts of length ``n`` ending in
-    ``last_token``; row ``j·d_vocab + t`` of either table is token t at position j.
+    """(residual at the last position [d_model], score table S [R, H], value-output table
+    VO [H, R, d_model]) for contexts of length ``n`` ending in ``last_token``. Row ``j·d_vocab + t``
+    (j < n − 1) is token t at position j; the last row R − 1 = (n − 1)·d_vocab is ``last_token`` at
+    the last position, the only token found there.
 
     ``X[j, t] = W_E[t] + W_pos[j]`` is the residual of token t at position j; the last query is
     ``q_h = X[n-1, last] @ W_Q[h] + b_Q[h]``; ``S[j, t, h] = q_h · (X[j, t] @ W_K[h] + b_K[h]) /
@@ -134,14 +135,14 @@ def attention_tables(model: Any, last_token: Tensor, n: int) -> tuple[Tensor, Te
     """
     attn = model.block.attn
     H, d_model, d_head = attn.W_Q.shape
-    X = (model.W_E[None] + model.W_pos[:n, None]).flatten(0, 1)                   # (n V) d
-    x_last = X[(n - 1) * model.W_E.shape[0] + last_token]                         # d
+    x_last = model.W_E[last_token] + model.W_pos[n - 1]                           # d
+    X = torch.cat([(model.W_E[None] + model.W_pos[:n - 1, None]).flatten(0, 1), x_last[None]])
     q = torch.einsum("d,hde->he", x_last, attn.W_Q) + attn.b_Q                     # H e
     scale = 1 / math.sqrt(d_head)
     key_q = torch.einsum("hde,he->dh", attn.W_K, q) * scale                      # d H
-    scores = X @ key_q + (attn.b_K * q).sum(-1) * scale                           # (n V) H
+    scores = X @ key_q + (attn.b_K * q).sum(-1) * scale                           # R H
     values = (X @ attn.W_V.permute(1, 0, 2).reshape(d_model, H * d_head) + attn.b_V.flatten())
-    value_out = torch.bmm(values.unflatten(1, (H, d_head)).transpose(0, 1), attn.W_O)  # H (n V) d
+    value_out = torch.bmm(values.unflatten(1, (H, d_head)).transpose(0, 1), attn.W_O)  # H R d
     return x_last, scores, value_out
 
 
@@ -149,19 +150,22 @@ def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
     """Last-position logits [B, d_vocab_out] of ``model`` on ``tokens`` whose last token is shared.
 
     Equal to ``model(tokens, final_pos_only=True)[:, -1]`` to float rounding; the hook points from
-    ``hook_attn_out`` on are called with the tensors the ordinary path gives them.
+    ``hook_attn_out`` on are called with the tensors the ordinary path gives them. The last
+    position's score and value are the same for every example: one row of each table.
     """
-    n = tokens.shape[1]
+    B, n = tokens.shape
     x_last, scores, value_out = attention_tables(model, tokens[0, -1], n)
-    H, rows_per_head, d_model = value_out.shape
-    rows = tokens + torch.arange(n, device=tokens.device) * (rows_per_head // n)  # B n: (j, t_bj)
-    pattern = F.embedding(rows, scores).softmax(dim=1)                            # B n H
+    H, R, d_model = value_out.shape
+    rows = tokens[:, :-1] + torch.arange(n - 1, device=tokens.device) * (R // (n - 1))  # B n-1
+    pattern = torch.cat([F.embedding(rows, scores), scores[-1].expand(B, 1, H)], dim=1)
+    pattern = pattern.softmax(dim=1)                                                 # B n H
     alpha = model.cfg.attn_rate     # Zhong et al.'s mixture with constant attention (the last
     if alpha != 1:                  # query sees every position, causal or not)
         pattern = alpha * pattern + (1 - alpha)
-    heads = (rows[..., None] + torch.arange(H, device=tokens.device) * rows_per_head).flatten(1)
-    attn_out = F.embedding_bag(heads, value_out.flatten(0, 1), mode="sum",       # B d
-                               per_sample_weights=pattern.flatten(1))
+    heads = (rows[..., None] + torch.arange(H, device=tokens.device) * R).flatten(1)  # B (n-1)H
+    attn_out = F.embedding_bag(heads, value_out.flatten(0, 1), mode="sum",
+                               per_sample_weights=pattern[:, :-1].flatten(1))
+    attn_out = torch.addmm(attn_out, pattern[:, -1], value_out[:, -1])               # B d
     block = model.block
     attn_out = block.hook_attn_out((attn_out + block.attn.b_O)[:, None])           # B 1 d
     resid = block.after_attention(x_last + attn_out)
