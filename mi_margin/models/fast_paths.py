@@ -156,7 +156,8 @@ def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
     B, n = tokens.shape
     x_last, scores, value_out = attention_tables(model, tokens[0, -1], n)
     H, R, _ = value_out.shape
-    rows = tokens[:, :-1] + torch.arange(n - 1, device=tokens.device) * (R // (n - 1))  # B n-1
+    d_vocab = model.W_E.shape[0]
+    rows = tokens[:, :-1] + torch.arange(n - 1, device=tokens.device) * d_vocab     # B n-1
     pattern = torch.cat([F.embedding(rows, scores), scores[-1].expand(B, 1, H)], dim=1)
     pattern = pattern.softmax(dim=1)                                                 # B n H
     alpha = model.cfg.attn_rate     # Zhong et al.'s mixture with constant attention (the last
