@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks import Task
@@ -24,10 +25,11 @@ def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str =
     The same numbers as ``F.cross_entropy(logits.double(), labels)``, in one pass: log-softmax in
     float64 with one exponential per logit, and (when the logits need a gradient) the gradient
     ``softmax − onehot`` formed from the same exponentials and cast once to the logits' dtype,
-    which backward only scales (docs/performance.md §3 has the measurements).
+    which backward only scales (docs/performance.md §3 has the measurements). Float64 logits go
+    to ``F.cross_entropy`` itself, so float64 runs (the margin-theory recipes) retrain to the same
+    bits as before the fused version existed.
 
     Example:
-        >>> import torch.nn.functional as F
         >>> logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2])
         >>> bool(torch.isclose(cross_entropy64(logits, labels),
         ...                    F.cross_entropy(logits.double(), labels)))
@@ -35,6 +37,8 @@ def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str =
     """
     if reduction not in ("mean", "sum", "none"):
         raise MiMarginError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.dtype == torch.float64:     # nothing to cast: F.cross_entropy itself, so float64
+        return F.cross_entropy(logits, labels, reduction=reduction)   # runs keep their exact bits
     if torch.is_grad_enabled() and logits.requires_grad:
         rows = _CrossEntropy64.apply(logits, labels)
     else:
