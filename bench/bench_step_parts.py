@@ -2,8 +2,9 @@
 
 For each model on ``train()``'s path (table fast path, float64 loss, micro-batches of 2048), in
 this thread's CPU time (one torch thread; on a shared machine wall time mostly measures the other
-tenants): the forward (logits), the float64 cross-entropy with its backward, the rest of the
-backward, the AdamW update in torch's three implementations (for-loop, the default on CPU;
+tenants): the forward (logits), the float64 cross-entropy with its backward (and, to compare,
+F.cross_entropy on float64 logits, which cross_entropy64's fused version replaced), the rest of
+the backward, the AdamW update in torch's three implementations (for-loop, the default on CPU;
 ``foreach``; ``fused``), one evaluation of all pairs (what ``train()`` does every ``eval_every``
 steps) and the whole step at other micro-batch sizes. Each number is the median of ``--repeats``
 measurements taken in interleaved rounds. Writes bench/results/step_parts.json.
@@ -57,6 +58,10 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
         for z, c in zip(logits, chunks, strict=True):
             (cross_entropy64(z, y[c], "sum") / len(y)).backward()
 
+    def loss64_unfused() -> None:
+        for z, c in zip(logits, chunks, strict=True):
+            (torch.nn.functional.cross_entropy(z.double(), y[c], reduction="sum") / len(y)).backward()
+
     def loss32() -> None:
         for z, c in zip(logits, chunks, strict=True):
             (torch.nn.functional.cross_entropy(z, y[c], reduction="sum") / len(y)).backward()
@@ -73,6 +78,7 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
 
     forward_backward()()
     out = {"forward (logits, no grad)": forward, "float64 loss + its backward": loss64,
+           "(float64 loss by F.cross_entropy(z.double()), unfused)": loss64_unfused,
            "(float32 loss + its backward, for comparison)": loss32,
            "forward + loss + backward, microbatch 2048 (default)": forward_backward(),
            "forward + loss + backward, microbatch 1024": forward_backward(1024),

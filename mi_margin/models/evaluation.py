@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mi_margin.errors import MiMarginError
 from mi_margin.tasks import Task
 
 
@@ -19,8 +20,64 @@ def model_inputs(model: Any, task: Task) -> torch.Tensor:
 
 def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
                     ) -> torch.Tensor:
-    """Cross-entropy computed in float64 (grokking losses reach 1e-7; float32 rounds them)."""
-    return F.cross_entropy(logits.double(), labels, reduction=reduction)
+    """Cross-entropy computed in float64 (grokking losses reach 1e-7; float32 rounds them).
+
+    The same numbers as ``F.cross_entropy(logits.double(), labels)``, in one pass: log-softmax in
+    float64 with one exponential per logit, and (when the logits need a gradient) the gradient
+    ``softmax − onehot`` formed from the same exponentials and cast once to the logits' dtype,
+    which backward only scales (docs/performance.md §3 has the measurements). Float64 logits go
+    to ``F.cross_entropy`` itself, so float64 runs (the margin-theory recipes) retrain to the same
+    bits as before the fused version existed.
+
+    Example:
+        >>> logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2])
+        >>> bool(torch.isclose(cross_entropy64(logits, labels),
+        ...                    F.cross_entropy(logits.double(), labels)))
+        True
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise MiMarginError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.dtype == torch.float64:     # nothing to cast: F.cross_entropy itself, so float64
+        return F.cross_entropy(logits, labels, reduction=reduction)   # runs keep their exact bits
+    if torch.is_grad_enabled() and logits.requires_grad:
+        rows = _CrossEntropy64.apply(logits, labels)
+    else:
+        rows, _ = _cross_entropy_rows(logits, labels, with_grad=False)
+    return rows if reduction == "none" else rows.sum() if reduction == "sum" else rows.mean()
+
+
+def _cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor, with_grad: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(per-example float64 cross-entropy [B], its gradient softmax − onehot [B, C] in the logits'
+    dtype, or None): one float64 exponential per logit serves both."""
+    z = logits.to(torch.float64, copy=True)
+    z -= logits.detach().amax(dim=1, keepdim=True)          # the max is exact in any dtype
+    label_logit = z.gather(1, labels[:, None]).squeeze(1)
+    exps = z.exp_()
+    sums = exps.sum(dim=1, keepdim=True)
+    loss = sums.log().squeeze(1) - label_logit
+    if not with_grad:
+        return loss, None
+    grad = exps.div_(sums)
+    grad.scatter_add_(1, labels[:, None], grad.new_full((len(labels), 1), -1.0))
+    return loss, grad.to(logits.dtype)
+
+
+class _CrossEntropy64(torch.autograd.Function):
+    """Per-example float64 cross-entropy whose backward is ``(softmax − onehot) · grad`` with the
+    softmax kept from the forward pass (F.cross_entropy's backward recomputes the exponentials
+    and scatters into a float64 zero tensor: twice the cost)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss, grad = _cross_entropy_rows(logits, labels, with_grad=True)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss[:, None].to(grad.dtype), None
 
 
 @torch.no_grad()

@@ -64,7 +64,8 @@ class HiddenLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.hook_pre(x + self.b_in)
-        return self.hook_post(self.act(pre)) @ self.W_out + self.b_out
+        # post @ W_out + b_out with the bias added inside the matmul (addmm)
+        return F.linear(self.hook_post(self.act(pre)), self.W_out.t(), self.b_out)
 
 
 class MLPBlock(nn.Module):

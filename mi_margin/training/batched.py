@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
-from mi_margin.models.evaluation import model_inputs
+from mi_margin.models.evaluation import cross_entropy64, model_inputs
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
 from mi_margin.training.loop import fit, penalty_power, start_run
@@ -104,7 +103,7 @@ class StackEngine:
             for rows in rows_of:
                 logits = self.stack.logits(self.x[rows], tensors)
                 n = logits.shape[0]
-                losses = F.cross_entropy(logits.flatten(0, 1).double(), self.y[rows].repeat(n),
+                losses = cross_entropy64(logits.flatten(0, 1), self.y[rows].repeat(n),
                                          reduction="none").view(n, -1).sum(1) / batch_len
                 found = torch.autograd.grad(losses.sum(), views, allow_unused=True)
                 for acc, d in zip(grads, found, strict=True):

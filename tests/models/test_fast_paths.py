@@ -266,3 +266,20 @@ def test_hooks_on_points_the_fast_path_keeps_see_the_ordinary_tensors(family):
         fast, ordinary = seen[name]
         assert fast.shape == ordinary.shape, name
         close(fast, ordinary, PASS_TOL["float64"])
+
+
+def test_summed_rows_forward_and_gradient():
+    """summed_rows's own backward (index-adds) against autograd's numerical gradient and against
+    embedding_bag's backward, with repeated rows so that contributions must add up."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    inputs = torch.randint(0, 4, (9, 3), generator=gen)
+    inputs[:3] = inputs[3]                                     # the same rows several times
+    assert torch.autograd.gradcheck(lambda t: fast_paths.summed_rows(t, inputs), (table,))
+    want = sum(table[i, inputs[:, i]] for i in range(3))
+    got = fast_paths.summed_rows(table, inputs)
+    close(got, want, PASS_TOL["float64"])
+    weights = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    got_grad, = torch.autograd.grad((got * weights).sum(), table)
+    want_grad, = torch.autograd.grad((want * weights).sum(), table)
+    close(got_grad, want_grad, PASS_TOL["float64"])
