@@ -107,6 +107,7 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
     records."""
     dtypes: dict[int, str] = {}
     recorded: dict[str, Any] = {}
+    seeded = build_model(run.model.cfg.to_dict()).state_dict()
     for step in steps:
         model = run.model_at(step)
         full = signature(model, run.task)
@@ -114,7 +115,7 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
         if step == run.step:
             dtypes[step] = model.cfg.dtype
             continue
-        if is_seeded_init(run, step):
+        if same_weights(run.checkpoints[step], seeded):
             dtypes[step] = INIT
             continue
         dtypes[step] = next((d for d in REDUCED if d != model.cfg.dtype
@@ -123,11 +124,10 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
     return dtypes, recorded
 
 
-def is_seeded_init(run: Run, step: int) -> bool:
-    """Checkpoint ``step`` is bit for bit the model its config's seed builds (then the entry does
-    not store it: loading rebuilds it, :func:`~mi_margin.zoo.store.read_entry`)."""
-    fresh = build_model(run.model.cfg.to_dict()).state_dict()
-    return all(torch.equal(value, fresh[name]) for name, value in run.checkpoints[step].items())
+def same_weights(state: dict[str, torch.Tensor], seeded: dict[str, torch.Tensor]) -> bool:
+    """``state`` is bit for bit ``seeded``, the model its config's seed builds (then the entry
+    does not store it: loading rebuilds it, :func:`~mi_margin.zoo.store.read_entry`)."""
+    return all(torch.equal(value, seeded[name]) for name, value in state.items())
 
 
 def rounded(run: Run, step: int, dtype: str) -> Any:
