@@ -198,9 +198,9 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
 
 
 def report_size(dest: str | Path = DATA) -> str:
-    """Total size of the entries under ``dest`` against the 25 MiB budget (tests/zoo checks it)."""
+    """Total size of the entries under ``dest`` against the 25 MB budget (tests/zoo checks it)."""
     total = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
-    return f"zoo size {total / 2**20:.2f} MiB of the 25 MiB budget"
+    return f"zoo size {total / 1e6:.2f} MB of the 25 MB budget"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -251,7 +251,7 @@ _RECIPES = [
            "Chughtai et al. 2023, Table 3 and Table 5 (S5 transformer)",
            partial(chughtai_transformer, "S5", 0.6, 1, 50_000), "grokking",
            (("key irreps, 4 seeds", "{sign, std_sign} ×2, {sign, std} ×2 (Table 5)", "key"),
-            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=4, heavy=True),
+            ("test loss (4-seed mean)", "1.43e-7 (Table 3)", "test_loss")), n_ship=2, heavy=True),
 ]
 
 #: every recipe by entry name
