@@ -9,8 +9,9 @@ construction into the weights, so forward values and gradients are those of the 
 to float rounding (the sums run in another order). docs/performance.md has the measurements.
 
 * Embed-style MLP (Chughtai et al. 2023 §3.2): the hidden pre-activation of (a_1..a_k) is
-  ``Σ_i W_E[i, a_i] @ W_in[i] = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp] (the
-  model's ``W_in_eff``); the theory-style MLP's ``W_in`` already is that table.
+  ``Σ_i W_E[i, a_i] @ W_in[i] + b_in = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp]
+  (the model's ``W_in_eff``) and ``b_in`` added to T[0]'s rows; the theory-style MLP's ``W_in``
+  already is that table.
 * One-layer transformer (Nanda et al. 2023), when every example ends with the same token ('='):
   the last query is one constant vector per head, and a key, a value and its image under W_O
   depend only on (position, token). Attention of the last position is then
@@ -98,14 +99,23 @@ class _SummedRows(torch.autograd.Function):
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
 def mlp_applies(model: Any) -> bool:
-    """The table path serves index inputs (not sparse parity's vector) when no hook sits outside the
-    hidden layer (``hook_embed``, or a PyTorch hook on the model itself)."""
-    return model.cfg.input_kind == "one_hot" and not has_hooks(model, [model.layer])
+    """The table path serves index inputs (not sparse parity's vector) when no hook sits on a point
+    or module other than the hidden layer's ``hook_pre`` and ``hook_post`` (``hook_embed``, the
+    hidden layer module itself, a PyTorch hook on the model)."""
+    layer = model.layer
+    return model.cfg.input_kind == "one_hot" and not has_hooks(model, [layer.hook_pre,
+                                                                       layer.hook_post])
 
 
 def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
-    """The MLP's logits from its effective input table ``W_in_eff`` [k, d_vocab, d_mlp]."""
-    return model.layer(summed_rows(model.W_in_eff, inputs))
+    """The MLP's logits from its effective input table ``W_in_eff`` [k, d_vocab, d_mlp], with the
+    hidden bias ``b_in`` added to the first operand's rows, so that the gather gives the
+    pre-activation itself (no pass over [B, d_mlp] for the bias, and its gradient sums d_vocab
+    rows of the table's gradient instead of B rows)."""
+    layer, table = model.layer, model.W_in_eff
+    if model.cfg.use_biases:
+        table = torch.cat([table[:1] + layer.b_in, table[1:]])
+    return layer.from_pre(summed_rows(table, inputs))
 
 
 # -- the one-layer transformer ----------------------------------------------------------------------
