@@ -9,8 +9,9 @@ One "step" is forward + float64 loss + backward + AdamW update (lr 1e-3, weight 
   (b) ``bridge``: TransformerLens 4 ``TransformerBridge.boot_native`` with the same weights
       (``model.to_bridge()``; its zero biases frozen), every position;
   (c) ``single``: mi_margin's ``train()`` step path (the table fast path of models/fast_paths.py,
-      one chunk: the default micro-batch of 16384 holds every training set here); (c0) the same step on the ordinary path (last position only, no tables:
-      a no-op hook on ``hook_embed`` switches the tables off);
+      one chunk: the default micro-batch of 16384 holds every training set here); (c0) the
+      same step on the ordinary path (last position only, no tables: a no-op hook on
+      ``hook_embed`` switches the tables off);
   (d) ``batched N=8``: ``train_batched``'s step (per-model time = step / N);
   (e) ``mm.train()``: whole calls of ``train()`` (200 steps, evaluation of all pairs every 100 and at
       the start), wall time / 200: what a user gets per step, evaluation included.
