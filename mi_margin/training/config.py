@@ -24,7 +24,8 @@ MAX_SEED = 2**63 - 1
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Defaults are Nanda et al.'s grokking recipe (docs/mathematics.md §4.1): full batch,
-    AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), 10 warm-up steps, loss in float64.
+    AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), 10 warm-up steps, and a loss whose tiny late
+    values are kept (:func:`~mi_margin.models.evaluation.cross_entropy64`; theirs is float64).
 
     Attributes:
         steps: optimizer steps in total.
