@@ -1,9 +1,10 @@
 """Where one training step's time goes, for the Nanda transformer and Chughtai's S5 MLP.
 
-For each model on ``train()``'s path (table fast path, float64 loss, micro-batches of 2048), in
-this thread's CPU time (one torch thread; on a shared machine wall time mostly measures the other
-tenants): the forward (logits), the float64 cross-entropy with its backward (and, to compare,
-F.cross_entropy on float64 logits, which cross_entropy64's fused version replaced), the rest of
+For each model on ``train()``'s path (table fast path, ``cross_entropy64``, one chunk: the default
+micro-batch), in this thread's CPU time (one torch thread; on a shared machine wall time mostly
+measures the other tenants): the forward (logits), ``cross_entropy64`` with its backward (and, to
+compare, F.cross_entropy on float64 logits, the float64 arithmetic it replaced, and on float32
+logits, which rounds small losses away), the rest of
 the backward, the AdamW update in torch's three implementations (for-loop, the default on CPU;
 ``foreach``; ``fused``), one evaluation of all pairs (what ``train()`` does every ``eval_every``
 steps) and the whole step at other micro-batch sizes. Each number is the median of ``--repeats``
@@ -42,7 +43,8 @@ def chughtai_s5() -> tuple[Any, Any]:
 def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
     """Closures, each doing one part of a step (or a whole step) on the training set."""
     x, y = model_inputs(model, task)[task.train_idx], task.labels[task.train_idx]
-    chunks = list(torch.arange(len(y)).split(2048))
+    default = mm.TrainConfig().microbatch or len(y)
+    chunks = list(torch.arange(len(y)).split(default))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizers = {kind: torch.optim.AdamW(params, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98),
                                           **({} if kind == "for-loop" else {kind: True}))
@@ -66,7 +68,7 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
         for z, c in zip(logits, chunks, strict=True):
             (torch.nn.functional.cross_entropy(z, y[c], reduction="sum") / len(y)).backward()
 
-    def forward_backward(microbatch: int | None = 2048) -> Callable[[], None]:
+    def forward_backward(microbatch: int | None) -> Callable[[], None]:
         def run() -> None:
             model.zero_grad(set_to_none=True)
             for c in torch.arange(len(y)).split(microbatch or len(y)):
@@ -76,13 +78,13 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
     def adamw(kind: str) -> Callable[[], None]:
         return optimizers[kind].step
 
-    forward_backward()()
-    out = {"forward (logits, no grad)": forward, "float64 loss + its backward": loss64,
-           "(float64 loss by F.cross_entropy(z.double()), unfused)": loss64_unfused,
-           "(float32 loss + its backward, for comparison)": loss32,
-           "forward + loss + backward, microbatch 2048 (default)": forward_backward(),
+    forward_backward(default)()
+    out = {"forward (logits, no grad)": forward, "cross_entropy64 + its backward": loss64,
+           "(F.cross_entropy(z.double()): float64 arithmetic)": loss64_unfused,
+           "(F.cross_entropy(z) in float32: small losses lost)": loss32,
+           f"forward + loss + backward, microbatch {default} (default)": forward_backward(default),
+           "forward + loss + backward, microbatch 2048 (former default)": forward_backward(2048),
            "forward + loss + backward, microbatch 1024": forward_backward(1024),
-           "forward + loss + backward, one chunk": forward_backward(None),
            "evaluation of all pairs (train + test)": lambda: [
                evaluate(model, task, idx) for idx in (task.train_idx, task.test_idx)]}
     out |= {f"AdamW step, {kind}": adamw(kind) for kind in optimizers}

@@ -1,5 +1,6 @@
-"""What every layer above the models needs to run a model on a task: its inputs, its float64 loss,
-its accuracy and its weight norm (training, analysis and theory all call these)."""
+"""What every layer above the models needs to run a model on a task: its inputs, its loss (float64
+values that keep tiny losses), its accuracy and its weight norm (training, analysis and theory all
+call these)."""
 
 from __future__ import annotations
 
@@ -20,64 +21,87 @@ def model_inputs(model: Any, task: Task) -> torch.Tensor:
 
 def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
                     ) -> torch.Tensor:
-    """Cross-entropy computed in float64 (grokking losses reach 1e-7; float32 rounds them).
+    """Cross-entropy as float64 numbers that keep grokking's tiny losses (down to 1e-30 and below),
+    which a float32 log-softmax rounds to 0.
 
-    The same numbers as ``F.cross_entropy(logits.double(), labels)``, in one pass: log-softmax in
-    float64 with one exponential per logit, and (when the logits need a gradient) the gradient
-    ``softmax − onehot`` formed from the same exponentials and cast once to the logits' dtype,
-    which backward only scales (docs/performance.md §3 has the measurements). Float64 logits go
-    to ``F.cross_entropy`` itself, so float64 runs (the margin-theory recipes) retrain to the same
-    bits as before the fused version existed.
+    Float64 logits go to ``F.cross_entropy`` itself (float64 runs, such as the margin-theory
+    recipes, keep their exact bits). For float32 logits no float64 arithmetic runs over the
+    [B, C] logits: from the softmax p (one fused pass), ``q = Σ_{j≠y} p_j`` is summed without
+    the label's term (not obtained as 1 − p_y, which cancels), and each row's loss
+    ``−log p_y = −log1p(−q)`` is evaluated in float64 per row from q when q < 1/2 and from p_y
+    otherwise (:func:`_cross_entropy_parts`); the gradient is p_j for j ≠ y and −q for the label,
+    so neither rounds to 0. Each row's loss and each gradient entry then has the relative
+    precision of the logits' dtype (float32), against the exact loss of the same logits, down to
+    float32's smallest normal numbers; F.cross_entropy in float32 loses every loss below about
+    6e-8 and the label's gradient with it, and in float64 every loss below about 1e-16.
+    The backward is one pass over the logits, the upstream gradient's scaling included
+    (docs/performance.md §3; the maths is tested in tests/models/test_cross_entropy64.py).
 
     Example:
-        >>> logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2])
-        >>> bool(torch.isclose(cross_entropy64(logits, labels),
-        ...                    F.cross_entropy(logits.double(), labels)))
-        True
+        >>> logits, labels = torch.tensor([[2.0, 0.0, -1.0], [40.0, 0.0, 0.0]]), torch.tensor([0, 0])
+        >>> abs(F.cross_entropy(logits, labels, reduction="none")[1].item())  # float32 log-softmax
+        0.0
+        >>> import math
+        >>> loss = cross_entropy64(logits, labels, reduction="none")
+        >>> loss.dtype, abs(loss[1].item() / (2 * math.exp(-40)) - 1) < 1e-6   # log1p(2e^-40)
+        (torch.float64, True)
     """
     if reduction not in ("mean", "sum", "none"):
         raise MiMarginError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if logits.dtype == torch.float64:     # nothing to cast: F.cross_entropy itself, so float64
+    if logits.dtype == torch.float64:     # nothing to gain: F.cross_entropy itself, so float64
         return F.cross_entropy(logits, labels, reduction=reduction)   # runs keep their exact bits
     if torch.is_grad_enabled() and logits.requires_grad:
         rows = _CrossEntropy64.apply(logits, labels)
     else:
-        rows, _ = _cross_entropy_rows(logits, labels, with_grad=False)
+        rows = _cross_entropy_parts(logits, labels)[0]
     return rows if reduction == "none" else rows.sum() if reduction == "sum" else rows.mean()
 
 
-def _cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor, with_grad: bool
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(per-example float64 cross-entropy [B], its gradient softmax − onehot [B, C] in the logits'
-    dtype, or None): one float64 exponential per logit serves both."""
-    z = logits.to(torch.float64, copy=True)
-    z -= logits.detach().amax(dim=1, keepdim=True)          # the max is exact in any dtype
-    label_logit = z.gather(1, labels[:, None]).squeeze(1)
-    exps = z.exp_()
-    sums = exps.sum(dim=1, keepdim=True)
-    loss = sums.log().squeeze(1) - label_logit
-    if not with_grad:
-        return loss, None
-    grad = exps.div_(sums)
-    grad.scatter_add_(1, labels[:, None], grad.new_full((len(labels), 1), -1.0))
-    return loss, grad.to(logits.dtype)
+def _cross_entropy_parts(logits: torch.Tensor, labels: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(float64 row losses [B]; ``p`` [B, C], the softmax with 0 at each label; ``q`` [B], the
+    softmax mass off the label Σ_{j≠y} p_j, summed without the label's term; the flat indices of
+    the labels in ``p``), all but the losses in the logits' dtype.
+
+    A row's loss is −log p_y = −log1p(−q): from q while q < 1/2 (a small loss, which
+    ``log(S) − z_y`` would round away), from p_y otherwise (a loss above log 2, well conditioned).
+    Where p_y underflows (a loss above ~87 in float32) that row alone is recomputed as
+    ``logsumexp(z) − z_y`` in float64."""
+    z = logits.detach()
+    p = z.softmax(dim=1)
+    at_label = torch.arange(len(labels), device=z.device) * z.shape[1] + labels
+    flat = p.view(-1)
+    p_label = flat.index_select(0, at_label).double()
+    flat.index_fill_(0, at_label, 0.0)
+    q = p.sum(dim=1)
+    q64 = q.double()
+    loss = torch.where(q64 < 0.5, -torch.log1p(-q64), -p_label.log())
+    lost = (p_label < torch.finfo(z.dtype).tiny).nonzero().squeeze(1)   # NaN rows stay NaN
+    if len(lost):
+        far = z[lost].double()
+        loss[lost] = far.logsumexp(dim=1) - far.gather(1, labels[lost, None]).squeeze(1)
+    return loss, p, q, at_label
 
 
 class _CrossEntropy64(torch.autograd.Function):
-    """Per-example float64 cross-entropy whose backward is ``(softmax − onehot) · grad`` with the
-    softmax kept from the forward pass (F.cross_entropy's backward recomputes the exponentials
-    and scatters into a float64 zero tensor: twice the cost)."""
+    """Per-example cross-entropy rows (float64) of :func:`cross_entropy64`. The backward forms the
+    gradient ``softmax − onehot`` (p_j off the label, −q at it), already scaled by the upstream
+    gradient, in one pass over the softmax kept from the forward (F.cross_entropy's backward
+    recomputes the exponentials)."""
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss, grad = _cross_entropy_rows(logits, labels, with_grad=True)
-        ctx.save_for_backward(grad)
+        loss, p, q, at_label = _cross_entropy_parts(logits, labels)
+        ctx.save_for_backward(p, q, at_label)
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (grad,) = ctx.saved_tensors
-        return grad * grad_loss[:, None].to(grad.dtype), None
+        p, q, at_label = ctx.saved_tensors
+        factor = grad_loss.to(p.dtype)
+        grad = p * factor[:, None]                              # p_j · upstream, 0 at the label
+        grad.view(-1).index_copy_(0, at_label, -q * factor)
+        return grad, None
 
 
 @torch.no_grad()

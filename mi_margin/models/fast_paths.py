@@ -9,8 +9,9 @@ construction into the weights, so forward values and gradients are those of the 
 to float rounding (the sums run in another order). docs/performance.md has the measurements.
 
 * Embed-style MLP (Chughtai et al. 2023 §3.2): the hidden pre-activation of (a_1..a_k) is
-  ``Σ_i W_E[i, a_i] @ W_in[i] = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp] (the
-  model's ``W_in_eff``); the theory-style MLP's ``W_in`` already is that table.
+  ``Σ_i W_E[i, a_i] @ W_in[i] + b_in = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp]
+  (the model's ``W_in_eff``) and ``b_in`` added to T[0]'s rows; the theory-style MLP's ``W_in``
+  already is that table.
 * One-layer transformer (Nanda et al. 2023), when every example ends with the same token ('='):
   the last query is one constant vector per head, and a key, a value and its image under W_O
   depend only on (position, token). Attention of the last position is then
@@ -72,14 +73,26 @@ def summed_rows(table: Tensor, inputs: Tensor) -> Tensor:
         >>> summed_rows(table, torch.tensor([[0, 2], [1, 1]])).tolist()
         [[10.0, 12.0], [10.0, 12.0]]
     """
+    return _SummedRows.apply(table.flatten(0, 1), flat_rows(table, inputs))
+
+
+def flat_rows(table: Tensor, inputs: Tensor) -> Tensor:
+    """[B, k] indices of the rows ``table[i, inputs[:, i]]`` in ``table.flatten(0, 1)``."""
     k, d_vocab, _ = table.shape
-    rows = inputs.long() + torch.arange(k, device=inputs.device) * d_vocab     # B k, into k·d_vocab
-    return _SummedRows.apply(table.flatten(0, 1), rows)
+    return inputs.long() + torch.arange(k, device=inputs.device) * d_vocab
+
+
+def add_rows(grad: Tensor, rows: Tensor, n_rows: int) -> Tensor:
+    """The gradient of ``flat`` [n_rows, width] for ``out[b] = Σ_i flat[rows[b, i]]`` given
+    ``grad`` = ∂/∂out: ``grad[b]`` added at every ``rows[b, i]``, one ``index_add_`` per column."""
+    grad_flat = grad.new_zeros(n_rows, grad.shape[1])
+    for column in rows.unbind(1):
+        grad_flat.index_add_(0, column, grad)
+    return grad_flat
 
 
 class _SummedRows(torch.autograd.Function):
-    """``out[b] = Σ_i flat[rows[b, i]]``; the gradient of ``flat`` adds ``grad[b]`` at every
-    ``rows[b, i]``, one ``index_add_`` per column i."""
+    """``out[b] = Σ_i flat[rows[b, i]]`` by ``embedding_bag``, backward by :func:`add_rows`."""
 
     @staticmethod
     def forward(ctx: Any, flat: Tensor, rows: Tensor) -> Tensor:
@@ -90,22 +103,55 @@ class _SummedRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (rows,) = ctx.saved_tensors
-        grad_flat = grad.new_zeros(ctx.n_rows, grad.shape[1])
-        for column in rows.unbind(1):
-            grad_flat.index_add_(0, column, grad)
-        return grad_flat, None
+        return add_rows(grad, rows, ctx.n_rows), None
+
+
+class _ReluLayer(torch.autograd.Function):
+    """``relu(Σ_i flat[rows[b, i]]) @ W_out + b_out``: the gather, the ReLU and the output layer
+    of a ReLU MLP in one function, with the same operations as autograd's (addmm, and its
+    backward's two matmuls; ReLU's ``threshold_backward``), but the ReLU applied in place to the
+    gathered pre-activations and its backward written into the matmul's output: two [B, d_mlp]
+    tensors fewer per step, which on a CPU saves their memory traffic (docs/performance.md §3)."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor) -> Tensor:
+        post = F.embedding_bag(rows, flat, mode="sum").relu_()
+        ctx.save_for_backward(rows, post, W_out)
+        ctx.n_rows = flat.shape[0]
+        return torch.addmm(b_out, post, W_out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, Tensor, Tensor | None]:
+        rows, post, W_out = ctx.saved_tensors
+        grad_post = grad @ W_out.t()
+        torch.ops.aten.threshold_backward.grad_input(grad_post, post, 0, grad_input=grad_post)
+        grad_b = grad.sum(0) if ctx.needs_input_grad[3] else None
+        return add_rows(grad_post, rows, ctx.n_rows), None, post.t() @ grad, grad_b
 
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
 def mlp_applies(model: Any) -> bool:
-    """The table path serves index inputs (not sparse parity's vector) when no hook sits outside the
-    hidden layer (``hook_embed``, or a PyTorch hook on the model itself)."""
-    return model.cfg.input_kind == "one_hot" and not has_hooks(model, [model.layer])
+    """The table path serves index inputs (not sparse parity's vector) when no hook sits on a point
+    or module other than the hidden layer's ``hook_pre`` and ``hook_post`` (``hook_embed``, the
+    hidden layer module itself, a PyTorch hook on the model)."""
+    layer = model.layer
+    return model.cfg.input_kind == "one_hot" and not has_hooks(model, [layer.hook_pre,
+                                                                       layer.hook_post])
 
 
 def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
-    """The MLP's logits from its effective input table ``W_in_eff`` [k, d_vocab, d_mlp]."""
-    return model.layer(summed_rows(model.W_in_eff, inputs))
+    """The MLP's logits from its effective input table ``W_in_eff`` [k, d_vocab, d_mlp], with the
+    hidden bias ``b_in`` added to the first operand's rows, so that the gather gives the
+    pre-activation itself (no pass over [B, d_mlp] for the bias, and its gradient sums d_vocab
+    rows of the table's gradient instead of B rows). A ReLU MLP with no hook on ``hook_pre``,
+    ``hook_post`` or the hidden layer takes :class:`_ReluLayer` from there."""
+    layer, table = model.layer, model.W_in_eff
+    if model.cfg.use_biases:
+        table = torch.cat([table[:1] + layer.b_in, table[1:]])
+    if model.cfg.act_fn == "relu" and not has_hooks(layer):     # nothing to call in between
+        return _ReluLayer.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
+                                layer.b_out)
+    return layer.from_pre(summed_rows(table, inputs))
 
 
 # -- the one-layer transformer ----------------------------------------------------------------------

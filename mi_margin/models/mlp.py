@@ -63,9 +63,13 @@ class HiddenLayer(nn.Module):
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.hook_pre(x + self.b_in)
+        return self.from_pre(x + self.b_in)
+
+    def from_pre(self, pre: Tensor) -> Tensor:
+        """Logits from the pre-activations ``pre`` (= input + ``b_in``): the hooks, the activation
+        and the output layer (the table fast path gathers ``pre`` with ``b_in`` already in it)."""
         # post @ W_out + b_out with the bias added inside the matmul (addmm)
-        return F.linear(self.hook_post(self.act(pre)), self.W_out.t(), self.b_out)
+        return F.linear(self.hook_post(self.act(self.hook_pre(pre))), self.W_out.t(), self.b_out)
 
 
 class MLPBlock(nn.Module):

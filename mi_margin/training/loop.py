@@ -75,9 +75,9 @@ def penalty_power(model: Any, config: TrainConfig) -> float:
 
 def make_optimizer(model: Any, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
-                                 weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":   # foreach: the for-loop's operations on all parameters at
+        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas,   # once, the same bits
+                                 weight_decay=config.weight_decay, foreach=True)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
 

@@ -25,6 +25,11 @@ from mi_margin.theory.recipe import max_margin_recipe, reweight_neurons
 
 Made = tuple[Any, Any, "mm.TrainConfig"]
 
+#: every recipe pins the micro-batch its entry was trained with (the default of
+#: ``TrainConfig.microbatch`` was 2048 then), so that a stored config, and ``train --resume`` of a
+#: run started then, stay the recipe's config exactly; the gradient is the same full-batch one
+ZOO_MICROBATCH = 2048
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -64,7 +69,8 @@ def morwani_p71_quadratic() -> Made:
     task = mm.ModularAddition(p=71, seed=0)
     train, model_cfg = max_margin_recipe(task, width=500, steps=4000, method="adam",
                                          penalty=1e-4, seed=0, eval_every=200,
-                                         checkpoint_schedule="log", n_checkpoints=40)
+                                         checkpoint_schedule="log", n_checkpoints=40,
+                                         microbatch=ZOO_MICROBATCH)
     return mm.HookedMLP(model_cfg), task, train
 
 
@@ -77,7 +83,7 @@ def morwani_s4_quadratic() -> Made:
     task = mm.GroupComposition("S4", seed=0)
     train, model_cfg = max_margin_recipe(task, steps=10_000, method="adam", penalty=1e-4, seed=0,
                                          eval_every=250, checkpoint_schedule="log",
-                                         n_checkpoints=40)
+                                         n_checkpoints=40, microbatch=ZOO_MICROBATCH)
     return mm.HookedMLP(model_cfg), task, train
 
 
@@ -86,7 +92,7 @@ def morwani_parity() -> Made:
     task = mm.SparseParity(n=10, k=4, seed=0)
     train, model_cfg = max_margin_recipe(task, width=40, steps=1000, method="adam", penalty=1e-3,
                                          seed=0, eval_every=50, checkpoint_schedule="log",
-                                         n_checkpoints=20)
+                                         n_checkpoints=20, microbatch=ZOO_MICROBATCH)
     return mm.HookedMLP(model_cfg), task, train
 
 
@@ -97,7 +103,8 @@ def li_p23_k3_cubic() -> Made:
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16 * (23 - 1), act_fn="power", seed=0))
     train = mm.TrainConfig(steps=4000, lr=5e-3, betas=(0.9, 0.98), weight_decay=0.005,
                            warmup_steps=10, eval_every=50, checkpoint_schedule="linear",
-                           n_checkpoints=80, seed=0, progress=False)
+                           n_checkpoints=80, seed=0, progress=False,
+                           microbatch=ZOO_MICROBATCH)
     return model, task, train
 
 
@@ -107,7 +114,7 @@ def li_p23_k3_max_margin() -> Made:
     task = mm.ModularAddition(p=23, k=3, seed=0)
     train, model_cfg = max_margin_recipe(task, steps=2000, method="adam", penalty=1e-4, seed=0,
                                          eval_every=100, checkpoint_schedule="log",
-                                         n_checkpoints=30)
+                                         n_checkpoints=30, microbatch=ZOO_MICROBATCH)
     return mm.HookedMLP(model_cfg), task, train
 
 
@@ -122,7 +129,8 @@ def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Ma
                                                act_fn="relu", seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False,
+                           microbatch=ZOO_MICROBATCH)
     return model, task, train
 
 
@@ -132,7 +140,8 @@ def chughtai_transformer(group: str, train_fraction: float, seed: int, steps: in
     model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False)
+                           n_checkpoints=min(steps // 100, 300), seed=seed, progress=False,
+                           microbatch=ZOO_MICROBATCH)
     return model, task, train
 
 
@@ -143,7 +152,8 @@ def nanda_p113_transformer() -> Made:
     model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=0))
     train = mm.TrainConfig(steps=25_000, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=250, seed=0, progress=False)
+                           n_checkpoints=250, seed=0, progress=False,
+                           microbatch=ZOO_MICROBATCH)
     return model, task, train
 
 
@@ -162,7 +172,8 @@ def zhong_transformer(attn_rate: float, seed: int, steps: int) -> Made:
         task, attention_dir="bidirectional", attn_rate=attn_rate, seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=2.0,
                            warmup_steps=10, eval_every=50, checkpoint_schedule="linear",
-                           n_checkpoints=steps // 100, seed=seed, progress=False)
+                           n_checkpoints=steps // 100, seed=seed, progress=False,
+                           microbatch=ZOO_MICROBATCH)
     return model, task, train
 
 

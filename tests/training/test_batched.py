@@ -198,7 +198,8 @@ def test_evaluate_batched_matches_evaluate():
         assert float(losses[n]) == pytest.approx(loss, rel=1e-6) and float(accs[n]) == acc
 
 
-def test_stacked_adamw_equals_torch_adamw_bitwise():
+@pytest.mark.parametrize("foreach", [False, True])   # train() uses foreach (make_optimizer)
+def test_stacked_adamw_equals_torch_adamw_bitwise(foreach):
     gen = torch.Generator().manual_seed(0)
     shapes = [(5, 7), (3, 4, 6)]
     configs = [mm.TrainConfig(lr=1e-3, weight_decay=1.0), mm.TrainConfig(lr=3e-2, weight_decay=0),
@@ -206,7 +207,8 @@ def test_stacked_adamw_equals_torch_adamw_bitwise():
     N = len(configs)
     stacked = [torch.randn((N, *s), generator=gen) for s in shapes]
     singles = [[torch.nn.Parameter(t[n].clone()) for t in stacked] for n in range(N)]
-    opts = [torch.optim.AdamW(ps, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    opts = [torch.optim.AdamW(ps, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay,
+                              foreach=foreach)
             for ps, c in zip(singles, configs, strict=True)]
     ours = StackedAdamW(stacked, configs)
     for _ in range(25):
