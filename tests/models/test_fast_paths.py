@@ -95,11 +95,14 @@ def test_forward_logits_match_the_ordinary_path(family, dtype):
     close(model.last_logits(x), ordinary_logits(model, x), PASS_TOL[dtype])
 
 
-def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor]
-              ) -> dict[str, torch.Tensor]:
+def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor],
+              idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The gradient of the mean loss over the pairs ``idx`` (default: all pairs)."""
     model.zero_grad(set_to_none=True)
-    x = model_inputs(model, task)
-    cross_entropy64(logits_of(model, x), task.labels).backward()
+    x, y = model_inputs(model, task), task.labels
+    if idx is not None:
+        x, y = x[idx], y[idx]
+    cross_entropy64(logits_of(model, x), y).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
@@ -319,15 +322,6 @@ def test_the_fused_relu_layer_passes_gradcheck_and_equals_the_unfused_table_path
             close(grad, want[name], PASS_TOL[dtype])
 
 
-def train_gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor]
-                    ) -> dict[str, torch.Tensor]:
-    """The full-batch training gradient (the mean float64-accurate loss over the training split)."""
-    model.zero_grad(set_to_none=True)
-    x = model_inputs(model, task)[task.train_idx]
-    cross_entropy64(logits_of(model, x), task.labels[task.train_idx]).backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters()}
-
-
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "parity MLP"])
 def test_every_float32_training_step_matches_from_the_same_weights(family):
     """300 float32 AdamW steps on the fast path; at every step the ordinary path, started from the
@@ -345,8 +339,8 @@ def test_every_float32_training_step_matches_from_the_same_weights(family):
     losses = []
     for step in range(300):
         twin.load_state_dict(model.state_dict())
-        fast = train_gradients(model, task, lambda m, x: m.last_logits(x))
-        ordinary = train_gradients(twin, task, ordinary_logits)
+        fast = gradients(model, task, lambda m, x: m.last_logits(x), task.train_idx)
+        ordinary = gradients(twin, task, ordinary_logits, task.train_idx)
         for name, grad in fast.items():
             if name != SHIFT_INVARIANT and ordinary[name].abs().max() > 0:
                 close_at_scale(grad, ordinary[name], PASS_TOL["float32"][0], f"{name}, step {step}")
