@@ -277,6 +277,11 @@ def time_variant(v: Variant, device: torch.device, warmup: int) -> float:
     return statistics.median(times)
 
 
+#: in-place matmuls (the fused ReLU head accumulates its weight gradient with ``addmm_``) count
+#: as their out-of-place formula
+IN_PLACE = {torch.ops.aten.addmm_: torch.ops.aten.addmm, torch.ops.aten.baddbmm_: torch.ops.aten.baddbmm}
+
+
 class FlopCounter(TorchDispatchMode):
     """Matmul-like FLOPs by torch's own formulas (``flop_registry``). Unlike ``FlopCounterMode``,
     it registers no global module hooks, which would (rightly) send the models off their fast
@@ -288,7 +293,7 @@ class FlopCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        count = flop_registry.get(func._overloadpacket)
+        count = flop_registry.get(IN_PLACE.get(func._overloadpacket, func._overloadpacket))
         if count is not None:
             self.total += count(*args, **(kwargs or {}), out_val=out)
         return out

@@ -83,6 +83,23 @@ def _cross_entropy_parts(logits: torch.Tensor, labels: torch.Tensor
     return loss, p, q, at_label
 
 
+def cross_entropy_and_gradient(logits: torch.Tensor, labels: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float64 row losses [B] of :func:`cross_entropy64`, their sum's gradient ``softmax − onehot``
+    [B, C] in the logits' dtype: p_j off the label, −q at it), without autograd: for a caller
+    that forms the gradient itself (the fused ReLU head of models/fast_paths.py). Float logits
+    of either dtype; the precision is that of :func:`cross_entropy64`'s float32 path.
+
+    Example:
+        >>> rows, grad = cross_entropy_and_gradient(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))
+        >>> round(rows.item(), 4), grad.tolist()
+        (0.6931, [[0.5, -0.5]])
+    """
+    loss, p, q, at_label = _cross_entropy_parts(logits, labels)
+    p.view(-1).index_copy_(0, at_label, -q)
+    return loss, p
+
+
 class _CrossEntropy64(torch.autograd.Function):
     """Per-example cross-entropy rows (float64) of :func:`cross_entropy64`. The backward forms the
     gradient ``softmax − onehot`` (p_j off the label, −q at it), already scaled by the upstream

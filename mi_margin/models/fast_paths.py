@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as torch_module
 
+from mi_margin.models.evaluation import cross_entropy64, cross_entropy_and_gradient
+
 
 def has_hooks(model: nn.Module, called: Sequence[nn.Module] = ()) -> bool:
     """Whether a hook (forward or backward, TransformerLens's or PyTorch's, or a PyTorch global
@@ -129,6 +131,52 @@ class _ReluLayer(torch.autograd.Function):
         return add_rows(grad_post, rows, ctx.n_rows), None, post.t() @ grad, grad_b
 
 
+#: the fused head's rows per chunk: their [rows, d_mlp] and [rows, d_vocab] float32 activations
+#: then take about 1 MB, one core's L2 cache on the machines measured (docs/performance.md §3)
+HEAD_CHUNK_BYTES = 2**20
+
+
+class _ReluCrossEntropy(torch.autograd.Function):
+    """``Σ_b cross_entropy64(relu(Σ_i flat[rows[b, i]]) @ W_out + b_out, labels[b])``: a ReLU
+    MLP's output layer and its summed training loss in one function, whose gradients are formed
+    in the forward pass, ``chunk`` rows at a time (:func:`_relu_head_chunk`), so that each
+    chunk's activations, softmax and backward stay in the CPU's cache instead of making a dozen
+    passes over [B, d_mlp] and [B, d_vocab] tensors in memory. The loss is a sum, so its
+    upstream gradient is one number, and the backward only scales the gradients kept.
+    Same operations as :class:`_ReluLayer` followed by :func:`cross_entropy64` (the scaling
+    comes after the matmuls instead of before, and the weight gradients are summed over chunks):
+    equal to float rounding (tests/models/test_fast_paths.py)."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor,
+                labels: Tensor, chunk: int) -> Tensor:
+        grads = [torch.zeros_like(t) for t in (flat, W_out, b_out)]
+        total = torch.zeros((), dtype=torch.float64, device=flat.device)
+        for part, part_labels in zip(rows.split(chunk), labels.split(chunk), strict=True):
+            total += _relu_head_chunk(flat, part, W_out, b_out, part_labels, *grads)
+        ctx.save_for_backward(*grads)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        grad_flat, grad_W, grad_b = (g * grad.to(g.dtype) for g in ctx.saved_tensors)
+        return grad_flat, None, grad_W, grad_b if ctx.needs_input_grad[3] else None, None, None
+
+
+def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, labels: Tensor,
+                     grad_flat: Tensor, grad_W: Tensor, grad_b: Tensor) -> Tensor:
+    """One chunk of :class:`_ReluCrossEntropy`: its summed loss, its gradients added in place."""
+    post = F.embedding_bag(rows, flat, mode="sum").relu_()
+    loss, grad = cross_entropy_and_gradient(torch.addmm(b_out, post, W_out), labels)
+    grad_post = grad @ W_out.t()
+    torch.ops.aten.threshold_backward.grad_input(grad_post, post, 0, grad_input=grad_post)
+    grad_W.addmm_(post.t(), grad)
+    grad_b.add_(grad.sum(0))
+    for column in rows.unbind(1):
+        grad_flat.index_add_(0, column, grad_post)
+    return loss.sum()
+
+
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
 def mlp_applies(model: Any) -> bool:
     """The table path serves index inputs (not sparse parity's vector) when no hook sits on a point
@@ -152,6 +200,42 @@ def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
         return _ReluLayer.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
                                 layer.b_out)
     return layer.from_pre(summed_rows(table, inputs))
+
+
+def relu_head_applies(model: Any) -> bool:
+    """The fused head of :func:`summed_cross_entropy` serves a float32 ReLU MLP on the table path
+    with no hook on its hidden layer (float64 runs keep ``F.cross_entropy``'s exact bits)."""
+    return (getattr(model, "model_kind", None) == "mlp" and mlp_applies(model)
+            and model.cfg.act_fn == "relu" and not has_hooks(model.layer)
+            and model.W_out.dtype == torch.float32)
+
+
+def summed_cross_entropy(model: Any, inputs: Tensor, labels: Tensor) -> Tensor:
+    """``cross_entropy64(model.last_logits(inputs), labels, "sum")``, the loss ``train()``
+    minimizes (a float64 scalar with gradients into the model's weights). A float32 ReLU MLP
+    takes the fused head :class:`_ReluCrossEntropy` (:func:`relu_head_applies`), which is
+    about 10% of a step faster on Chughtai et al.'s S5 MLP (docs/performance.md §2).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.GroupComposition("S3")
+        >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8, d_embed=4, act_fn="relu",
+        ...                                            input_style="embed"))
+        >>> x, y = task.inputs, task.labels
+        >>> loss = summed_cross_entropy(model, x, y)
+        >>> relu_head_applies(model), torch.allclose(loss, cross_entropy64(model(x), y, "sum"))
+        (True, True)
+    """
+    if not relu_head_applies(model):
+        return cross_entropy64(model.last_logits(inputs), labels, "sum")
+    model._check_input(inputs)
+    layer, table = model.layer, model.W_in_eff
+    if model.cfg.use_biases:
+        table = torch.cat([table[:1] + layer.b_in, table[1:]])
+    width = layer.W_out.shape[0] + layer.W_out.shape[1]
+    chunk = max(1, HEAD_CHUNK_BYTES // (table.element_size() * width))
+    return _ReluCrossEntropy.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
+                                   layer.b_out, labels, chunk)
 
 
 # -- the one-layer transformer ----------------------------------------------------------------------

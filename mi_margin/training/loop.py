@@ -28,7 +28,8 @@ from torch import Tensor
 from mi_margin._progress import progress_bar
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
 from mi_margin.models.compat import check_fits
-from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
+from mi_margin.models.evaluation import evaluate, model_inputs
+from mi_margin.models.fast_paths import summed_cross_entropy
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
 from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
@@ -98,8 +99,9 @@ class ModelEngine:
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64)
         for part in parts:
-            loss = cross_entropy64(self.net.last_logits(self.x[part]), self.y[part], "sum")
-            loss = loss / batch_len
+            x, y = (self.x, self.y) if len(parts) == 1 and len(part) == len(self.y) else \
+                (self.x[part], self.y[part])   # one chunk of the full batch is arange: no copy
+            loss = summed_cross_entropy(self.net, x, y) / batch_len
             loss.backward()
             total = total + loss.detach()
         if self.power is not None:

@@ -32,6 +32,9 @@ def build(family: str, dtype: str) -> tuple[Any, Any]:
     if family == "theory MLP":
         task: Any = modular()
         model: Any = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, dtype=dtype))
+    elif family == "theory ReLU MLP":
+        task = modular()
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="relu", dtype=dtype))
     elif family == "theory MLP k=3":
         task = modular(k=3)
         model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="power", dtype=dtype))
@@ -60,7 +63,7 @@ def build(family: str, dtype: str) -> tuple[Any, Any]:
 
 # b_K adds the same q·b_K to every score of a query, which softmax ignores: its exact gradient is 0.
 SHIFT_INVARIANT = "blocks.0.attn.b_K"
-FAMILIES = ["theory MLP", "theory MLP k=3", "embed MLP", "parity MLP", "transformer",
+FAMILIES = ["theory MLP", "theory ReLU MLP", "theory MLP k=3", "embed MLP", "parity MLP", "transformer",
             "transformer with biases", "transformer with biases k=3",
             "transformer with attention rate", "transformer with attention rate, bidirectional"]
 DTYPES = ["float32", "float64"]
@@ -95,14 +98,19 @@ def test_forward_logits_match_the_ordinary_path(family, dtype):
     close(model.last_logits(x), ordinary_logits(model, x), PASS_TOL[dtype])
 
 
-def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor],
+def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], torch.Tensor] | None,
               idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The gradient of the mean loss over the pairs ``idx`` (default: all pairs)."""
+    """The gradient of the mean loss over the pairs ``idx`` (default: all pairs), of the logits
+    ``logits_of`` gives, or with ``None`` of the loss train() differentiates
+    (:func:`fast_paths.summed_cross_entropy`, which takes the fused ReLU head where it applies)."""
     model.zero_grad(set_to_none=True)
     x, y = model_inputs(model, task), task.labels
     if idx is not None:
         x, y = x[idx], y[idx]
-    cross_entropy64(logits_of(model, x), y).backward()
+    if logits_of is None:
+        (fast_paths.summed_cross_entropy(model, x, y) / len(y)).backward()
+    else:
+        cross_entropy64(logits_of(model, x), y).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
@@ -110,15 +118,16 @@ def gradients(model: Any, task: Any, logits_of: Callable[[Any, torch.Tensor], to
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradients_of_every_parameter_match(family, dtype):
     model, task = build(family, dtype)
-    fast = gradients(model, task, lambda m, x: m.last_logits(x))
     ordinary = gradients(model, task, ordinary_logits)
-    assert fast.keys() == ordinary.keys() and len(fast) >= 2
-    for name in fast:
-        if name == SHIFT_INVARIANT:
-            close(fast[name], torch.zeros_like(fast[name]), PASS_TOL[dtype])
-            continue
-        assert ordinary[name].abs().max() > 0, name
-        close(fast[name], ordinary[name], PASS_TOL[dtype])
+    for fast in [gradients(model, task, lambda m, x: m.last_logits(x)),
+                 gradients(model, task, None)]:         # the training loss (fused ReLU head)
+        assert fast.keys() == ordinary.keys() and len(fast) >= 2
+        for name in fast:
+            if name == SHIFT_INVARIANT:
+                close(fast[name], torch.zeros_like(fast[name]), PASS_TOL[dtype])
+                continue
+            assert ordinary[name].abs().max() > 0, name
+            close(fast[name], ordinary[name], PASS_TOL[dtype])
 
 
 # Zhong et al.'s mixture weighs every position by at least 1 − α (row sums α + (1 − α)·n), which
@@ -131,10 +140,12 @@ def test_gradients_of_every_parameter_match(family, dtype):
 # ReLU such a straddle is a matter of where rounding lands). Its one-pass forward and gradients
 # are checked in both dtypes above, its training runs in float64, where the twins differ by
 # 1e-16 and straddle nothing, and every one of its float32 training steps is checked from shared
-# weights below.
+# weights below. So does the theory-style ReLU MLP in float32 on the fused ReLU head: at step 289
+# a pre-activation sits 4e-6 from 0 and the twins part by 2e-4 of W_in's scale (without the fused
+# head, whose rounding differs, the straddle fell elsewhere).
+KINKED = ["transformer with biases k=3", "theory ReLU MLP"]
 TRAINED = [(f, d) for f in FAMILIES if f != "parity MLP" for d in DTYPES
-           if not (("attention rate" in f or f == "transformer with biases k=3")
-                   and d == "float32")]
+           if not (("attention rate" in f or f in KINKED) and d == "float32")]
 
 
 @pytest.mark.parametrize(("family", "dtype"), TRAINED)
@@ -324,8 +335,9 @@ def test_the_fused_relu_layer_passes_gradcheck_and_equals_the_unfused_table_path
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "parity MLP"])
 def test_every_float32_training_step_matches_from_the_same_weights(family):
-    """300 float32 AdamW steps on the fast path; at every step the ordinary path, started from the
-    same weights, gives the same gradient to float32 rounding (at each parameter's scale).
+    """300 float32 AdamW steps on the fast path (and the fused ReLU head where it applies); at every
+    step the ordinary path, started from the same weights, gives the same gradient to float32
+    rounding (at each parameter's scale).
 
     Unlike the twin runs above, rounding cannot compound along two trajectories here, so this
     covers in float32 every family, including those whose twin runs are only compared in
@@ -339,7 +351,7 @@ def test_every_float32_training_step_matches_from_the_same_weights(family):
     losses = []
     for step in range(300):
         twin.load_state_dict(model.state_dict())
-        fast = gradients(model, task, lambda m, x: m.last_logits(x), task.train_idx)
+        fast = gradients(model, task, None, task.train_idx)       # what train() differentiates
         ordinary = gradients(twin, task, ordinary_logits, task.train_idx)
         for name, grad in fast.items():
             if name != SHIFT_INVARIANT and ordinary[name].abs().max() > 0:
@@ -349,3 +361,66 @@ def test_every_float32_training_step_matches_from_the_same_weights(family):
             losses.append(float(cross_entropy64(model.last_logits(x[task.train_idx]),
                                                 task.labels[task.train_idx])))
     assert losses[-1] < losses[0] / 2
+
+
+def test_the_fused_relu_head_passes_gradcheck_over_chunks():
+    """_ReluCrossEntropy (the summed loss with its gradients formed in the forward pass, chunk by
+    chunk) against autograd's numerical gradient: 9 rows in chunks of 4, 4 and 1, rows repeated,
+    with b_out trained and frozen."""
+    gen = torch.Generator().manual_seed(0)
+    flat = torch.randn(8, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    rows = torch.randint(0, 8, (9, 2), generator=gen)
+    rows[:3] = rows[3]
+    labels = torch.randint(0, 3, (9,), generator=gen)
+    W_out = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    b_out = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    head = fast_paths._ReluCrossEntropy.apply
+    assert torch.autograd.gradcheck(lambda f, w, b: head(f, rows, w, b, labels, 4),
+                                    (flat, W_out, b_out))
+    frozen = b_out.detach()
+    assert torch.autograd.gradcheck(lambda f, w: head(f, rows, w, frozen, labels, 4), (flat, W_out))
+
+
+@pytest.mark.parametrize("family", ["theory ReLU MLP", "embed MLP"])
+def test_the_fused_relu_head_in_chunks_equals_the_ordinary_loss(family, monkeypatch):
+    """Five rows per chunk over all pairs (the last chunk shorter): the summed loss and every
+    gradient equal the ordinary path's, and every chunk was computed."""
+    model, task = build(family, "float32")
+    cfg = model.cfg
+    monkeypatch.setattr(fast_paths, "HEAD_CHUNK_BYTES", 4 * (cfg.d_mlp + cfg.d_vocab_out) * 5)
+    chunks = []
+    chunk_fn = fast_paths._relu_head_chunk
+    monkeypatch.setattr(fast_paths, "_relu_head_chunk",
+                        lambda *args: chunks.append(len(args[1])) or chunk_fn(*args))
+    x, y = model_inputs(model, task), task.labels
+    assert fast_paths.relu_head_applies(model) and len(y) % 5 != 0
+    with torch.no_grad():
+        want = cross_entropy64(ordinary_logits(model, x), y, "sum")
+        close(fast_paths.summed_cross_entropy(model, x, y), want, PASS_TOL["float32"])
+    chunks.clear()
+    fast = gradients(model, task, None)
+    assert chunks == [5] * (len(y) // 5) + [len(y) % 5]
+    ordinary = gradients(model, task, ordinary_logits)
+    for name, grad in fast.items():
+        assert ordinary[name].abs().max() > 0, name
+        close(grad, ordinary[name], PASS_TOL["float32"])
+
+
+def test_the_fused_relu_head_serves_only_float32_relu_mlps_without_hooks():
+    """Float64 runs keep F.cross_entropy's bits, other activations and the transformer have no
+    such head, and a hook on the hidden layer (or one the table path skips) is called, never
+    skipped: the loss then comes from ``last_logits``."""
+    assert fast_paths.relu_head_applies(build("embed MLP", "float32")[0])
+    for family, dtype in [("embed MLP", "float64"), ("theory MLP", "float32"),
+                          ("transformer", "float32")]:
+        assert not fast_paths.relu_head_applies(build(family, dtype)[0]), (family, dtype)
+    for point in ["hook_embed", "layer.hook_pre", "layer.hook_post"]:
+        model, task = build("embed MLP", "float32")
+        calls = []
+        model.get_submodule(point).add_hook(lambda t, hook: calls.append(hook.name))
+        assert not fast_paths.relu_head_applies(model)
+        x, y = model_inputs(model, task), task.labels
+        with torch.no_grad():
+            want = cross_entropy64(ordinary_logits(model, x), y, "sum")
+            close(fast_paths.summed_cross_entropy(model, x, y), want, PASS_TOL["float32"])
+        assert calls, point
