@@ -11,7 +11,9 @@ to float rounding (the sums run in another order). docs/performance.md has the m
 * Embed-style MLP (Chughtai et al. 2023 §3.2): the hidden pre-activation of (a_1..a_k) is
   ``Σ_i W_E[i, a_i] @ W_in[i] + b_in = Σ_i T[i, a_i]`` with ``T = W_E @ W_in`` [k, d_vocab, d_mlp]
   (the model's ``W_in_eff``) and ``b_in`` added to T[0]'s rows; the theory-style MLP's ``W_in``
-  already is that table.
+  already is that table. For training, a float32 ReLU MLP also fuses its output layer with the
+  summed loss (:func:`summed_cross_entropy`): the gradients are formed in the forward pass, a
+  cache-sized chunk of examples at a time.
 * One-layer transformer (Nanda et al. 2023), when every example ends with the same token ('='):
   the last query is one constant vector per head, and a key, a value and its image under W_O
   depend only on (position, token). Attention of the last position is then

@@ -416,8 +416,8 @@ def test_the_fused_relu_head_serves_only_float32_relu_mlps_without_hooks():
         assert not fast_paths.relu_head_applies(build(family, dtype)[0]), (family, dtype)
     for point in ["hook_embed", "layer.hook_pre", "layer.hook_post"]:
         model, task = build("embed MLP", "float32")
-        calls = []
-        model.get_submodule(point).add_hook(lambda t, hook: calls.append(hook.name))
+        calls: list[str] = []
+        model.get_submodule(point).add_hook(lambda t, hook, calls=calls: calls.append(hook.name))
         assert not fast_paths.relu_head_applies(model)
         x, y = model_inputs(model, task), task.labels
         with torch.no_grad():
