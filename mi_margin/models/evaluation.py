@@ -60,44 +60,51 @@ def cross_entropy64(logits: torch.Tensor, labels: torch.Tensor, reduction: str =
 def _cross_entropy_parts(logits: torch.Tensor, labels: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(float64 row losses [B]; ``p`` [B, C], the softmax with 0 at each label; ``q`` [B], the
-    softmax mass off the label Σ_{j≠y} p_j, summed without the label's term; the flat indices of
-    the labels in ``p``), all but the losses in the logits' dtype.
-
-    A row's loss is −log p_y = −log1p(−q): from q while q < 1/2 (a small loss, which
-    ``log(S) − z_y`` would round away), from p_y otherwise (a loss above log 2, well conditioned).
-    Where p_y underflows (a loss above ~87 in float32) that row alone is recomputed as
-    ``logsumexp(z) − z_y`` in float64."""
+    softmax mass off the label; the flat indices of the labels in ``p``), all but the losses in
+    the logits' dtype (:func:`softmax_off_label`, :func:`row_losses`, :func:`underflowed_losses`)."""
     z = logits.detach()
-    p = z.softmax(dim=1)
     at_label = torch.arange(len(labels), device=z.device) * z.shape[1] + labels
-    flat = p.view(-1)
-    p_label = flat.index_select(0, at_label).double()
-    flat.index_fill_(0, at_label, 0.0)
-    q = p.sum(dim=1)
-    q64 = q.double()
-    loss = torch.where(q64 < 0.5, -torch.log1p(-q64), -p_label.log())
-    lost = (p_label < torch.finfo(z.dtype).tiny).nonzero().squeeze(1)   # NaN rows stay NaN
-    if len(lost):
-        far = z[lost].double()
-        loss[lost] = far.logsumexp(dim=1) - far.gather(1, labels[lost, None]).squeeze(1)
+    p, p_label, q = softmax_off_label(z, at_label)
+    loss = row_losses(p_label, q)
+    underflowed = underflowed_losses(z, labels, p_label)
+    if underflowed is not None:
+        loss[underflowed[0]] = underflowed[1]
     return loss, p, q, at_label
 
 
-def cross_entropy_and_gradient(logits: torch.Tensor, labels: torch.Tensor
-                               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(float64 row losses [B] of :func:`cross_entropy64`, their sum's gradient ``softmax − onehot``
-    [B, C] in the logits' dtype: p_j off the label, −q at it), without autograd: for a caller
-    that forms the gradient itself (the fused ReLU head of models/fast_paths.py). Float logits
-    of either dtype; the precision is that of :func:`cross_entropy64`'s float32 path.
+def softmax_off_label(z: torch.Tensor, at_label: torch.Tensor, p_label: torch.Tensor | None = None,
+                      q: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(``p`` [B, C], the softmax of ``z`` with 0 at each label; ``p_y`` [B]; ``q`` [B] = Σ_{j≠y} p_j,
+    summed without the label's term, not obtained as 1 − p_y, which cancels), in z's dtype.
+    ``at_label``: the labels' indices in ``p.view(-1)``. ``p_y`` and ``q`` are written into the
+    tensors given (the fused ReLU head of models/fast_paths.py fills a chunk's rows of them)."""
+    p = z.softmax(dim=1)
+    flat = p.view(-1)
+    p_label = torch.index_select(flat, 0, at_label, out=p_label)
+    flat.index_fill_(0, at_label, 0.0)
+    return p, p_label, torch.sum(p, dim=1, out=q)
 
-    Example:
-        >>> rows, grad = cross_entropy_and_gradient(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))
-        >>> round(rows.item(), 4), grad.tolist()
-        (0.6931, [[0.5, -0.5]])
-    """
-    loss, p, q, at_label = _cross_entropy_parts(logits, labels)
-    p.view(-1).index_copy_(0, at_label, -q)
-    return loss, p
+
+def row_losses(p_label: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Each row's loss −log p_y in float64: −log1p(−q) while q < 1/2 (a small loss, which
+    ``log(S) − z_y`` would round away), −log p_y otherwise (a loss above log 2, well
+    conditioned). Rows whose p_y underflowed need :func:`underflowed_losses`."""
+    q64 = q.double()
+    return torch.where(q64 < 0.5, -torch.log1p(-q64), -p_label.double().log())
+
+
+def underflowed_losses(z: torch.Tensor, labels: torch.Tensor, p_label: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(rows, float64 losses) of the rows whose p_y underflowed (a loss above ~87 in float32),
+    recomputed as ``logsumexp(z) − z_y`` in float64, or ``None`` if there are none (NaN rows
+    stay NaN)."""
+    tiny = torch.finfo(z.dtype).tiny
+    if not len(p_label) or not bool(p_label.min() < tiny):
+        return None
+    lost = (p_label < tiny).nonzero().squeeze(1)
+    far = z[lost].double()
+    return lost, far.logsumexp(dim=1) - far.gather(1, labels[lost, None]).squeeze(1)
 
 
 class _CrossEntropy64(torch.autograd.Function):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as torch_module
 
-from mi_margin.models.evaluation import cross_entropy64, cross_entropy_and_gradient
+from mi_margin.models.evaluation import cross_entropy64, row_losses, softmax_off_label, underflowed_losses
 
 
 def has_hooks(model: nn.Module, called: Sequence[nn.Module] = ()) -> bool:
@@ -152,12 +152,23 @@ class _ReluCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor,
                 labels: Tensor, chunk: int) -> Tensor:
+        n = len(labels)
         grads = [torch.zeros_like(t) for t in (flat, W_out, b_out)]
-        total = torch.zeros((), dtype=torch.float64, device=flat.device)
-        for part, part_labels in zip(rows.split(chunk), labels.split(chunk), strict=True):
-            total += _relu_head_chunk(flat, part, W_out, b_out, part_labels, *grads)
+        p_label, q = W_out.new_empty(n), W_out.new_empty(n)
+        # each label's index in its chunk's flattened [rows, d_vocab] logits
+        at_label = (torch.arange(n, device=labels.device) % chunk) * W_out.shape[1] + labels
+        underflowed = []
+        for start in range(0, n, chunk):
+            part = slice(start, start + chunk)
+            lost = _relu_head_chunk(flat, rows[part], W_out, b_out, labels[part], at_label[part],
+                                    p_label[part], q[part], *grads)
+            if lost is not None:
+                underflowed.append((lost[0] + start, lost[1]))
+        loss = row_losses(p_label, q)
+        for lost_rows, lost_losses in underflowed:
+            loss[lost_rows] = lost_losses
         ctx.save_for_backward(*grads)
-        return total
+        return loss.sum()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -166,17 +177,23 @@ class _ReluCrossEntropy(torch.autograd.Function):
 
 
 def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, labels: Tensor,
-                     grad_flat: Tensor, grad_W: Tensor, grad_b: Tensor) -> Tensor:
-    """One chunk of :class:`_ReluCrossEntropy`: its summed loss, its gradients added in place."""
+                     at_label: Tensor, p_label: Tensor, q: Tensor, grad_flat: Tensor,
+                     grad_W: Tensor, grad_b: Tensor) -> tuple[Tensor, Tensor] | None:
+    """One chunk of :class:`_ReluCrossEntropy`: writes its rows' p_y and q (the row losses are
+    formed once, for all rows, from them), adds its gradients in place, and returns the losses
+    of its rows whose p_y underflowed (:func:`~mi_margin.models.evaluation.underflowed_losses`)."""
     post = F.embedding_bag(rows, flat, mode="sum").relu_()
-    loss, grad = cross_entropy_and_gradient(torch.addmm(b_out, post, W_out), labels)
+    logits = torch.addmm(b_out, post, W_out)
+    grad = softmax_off_label(logits, at_label, p_label, q)[0]
+    grad.view(-1).index_copy_(0, at_label, -q)                  # softmax − onehot
+    lost = underflowed_losses(logits, labels, p_label)
     grad_post = grad @ W_out.t()
     torch.ops.aten.threshold_backward.grad_input(grad_post, post, 0, grad_input=grad_post)
     grad_W.addmm_(post.t(), grad)
     grad_b.add_(grad.sum(0))
     for column in rows.unbind(1):
         grad_flat.index_add_(0, column, grad_post)
-    return loss.sum()
+    return lost
 
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------

@@ -381,6 +381,21 @@ def test_the_fused_relu_head_passes_gradcheck_over_chunks():
     assert torch.autograd.gradcheck(lambda f, w: head(f, rows, w, frozen, labels, 4), (flat, W_out))
 
 
+def test_the_fused_relu_head_keeps_losses_whose_label_probability_underflows():
+    """Float32 rows whose p_y underflows (losses above ~87) are recomputed from their chunk's
+    logits, as cross_entropy64 does, in whichever chunk they fall."""
+    gen = torch.Generator().manual_seed(1)
+    flat = torch.randn(8, 5, generator=gen)
+    rows = torch.randint(0, 8, (9, 2), generator=gen)
+    labels = torch.randint(0, 3, (9,), generator=gen)
+    W_out, b_out = 60 * torch.randn(5, 3, generator=gen), torch.randn(3, generator=gen)
+    want = cross_entropy64(fast_paths._ReluLayer.apply(flat, rows, W_out, b_out), labels, "none")
+    assert want.max() > 100 and want.min() < 80               # some rows underflow, some not
+    for chunk in [4, 9]:
+        got = fast_paths._ReluCrossEntropy.apply(flat, rows, W_out, b_out, labels, chunk)
+        torch.testing.assert_close(got, want.sum(), rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize("family", ["theory ReLU MLP", "embed MLP"])
 def test_the_fused_relu_head_in_chunks_equals_the_ordinary_loss(family, monkeypatch):
     """Five rows per chunk over all pairs (the last chunk shorter): the summed loss and every
