@@ -7,8 +7,10 @@ compare, F.cross_entropy on float64 logits, the float64 arithmetic it replaced, 
 logits, which rounds small losses away), the rest of
 the backward, the AdamW update in torch's three implementations (for-loop, the default on CPU;
 ``foreach``; ``fused``), one evaluation of all pairs (what ``train()`` does every ``eval_every``
-steps) and the whole step at other micro-batch sizes. Each number is the median of ``--repeats``
-measurements taken in interleaved rounds. Writes bench/results/step_parts.json.
+steps) and the whole step at other micro-batch sizes (with train()'s loss,
+``summed_cross_entropy``, which takes the fused ReLU head for the S5 MLP, and once without it).
+Each number is the median of ``--repeats`` measurements taken in interleaved rounds. Writes
+bench/results/step_parts.json.
 
 Run: ``.venv/bin/python bench/bench_step_parts.py [--repeats 15]``
 """
@@ -27,6 +29,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
+from mi_margin.models.fast_paths import summed_cross_entropy
 
 
 def nanda() -> tuple[Any, Any]:
@@ -68,11 +71,15 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
         for z, c in zip(logits, chunks, strict=True):
             (torch.nn.functional.cross_entropy(z, y[c], reduction="sum") / len(y)).backward()
 
-    def forward_backward(microbatch: int | None) -> Callable[[], None]:
+    def forward_backward(microbatch: int | None, head: bool = True) -> Callable[[], None]:
+        """train()'s loss (the fused ReLU head where it applies), or with ``head=False`` the
+        logits' loss (``_ReluLayer`` then ``cross_entropy64``)."""
         def run() -> None:
             model.zero_grad(set_to_none=True)
             for c in torch.arange(len(y)).split(microbatch or len(y)):
-                (cross_entropy64(model.last_logits(x[c]), y[c], "sum") / len(y)).backward()
+                loss = summed_cross_entropy(model, x[c], y[c]) if head else \
+                    cross_entropy64(model.last_logits(x[c]), y[c], "sum")
+                (loss / len(y)).backward()
         return run
 
     def adamw(kind: str) -> Callable[[], None]:
@@ -83,6 +90,7 @@ def parts(model: Any, task: Any) -> dict[str, Callable[[], None]]:
            "(F.cross_entropy(z.double()): float64 arithmetic)": loss64_unfused,
            "(F.cross_entropy(z) in float32: small losses lost)": loss32,
            f"forward + loss + backward, microbatch {default} (default)": forward_backward(default),
+           "(the same without the fused ReLU head)": forward_backward(default, head=False),
            "forward + loss + backward, microbatch 2048 (former default)": forward_backward(2048),
            "forward + loss + backward, microbatch 1024": forward_backward(1024),
            "evaluation of all pairs (train + test)": lambda: [
