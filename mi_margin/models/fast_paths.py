@@ -133,8 +133,9 @@ class _ReluLayer(torch.autograd.Function):
         return add_rows(grad_post, rows, ctx.n_rows), None, post.t() @ grad, grad_b
 
 
-#: the fused head's rows per chunk: their [rows, d_mlp] and [rows, d_vocab] float32 activations
-#: then take about 1 MB, one core's L2 cache on the machines measured (docs/performance.md §3)
+#: the fused head's activations per torch thread: a chunk has ``HEAD_CHUNK_BYTES × threads`` of
+#: [rows, d_mlp] and [rows, d_vocab] activations, so each thread's share fits its core's 1 MB L2
+#: cache on the machines measured (docs/performance.md §1)
 HEAD_CHUNK_BYTES = 2**20
 
 
@@ -252,7 +253,7 @@ def summed_cross_entropy(model: Any, inputs: Tensor, labels: Tensor) -> Tensor:
     if model.cfg.use_biases:
         table = torch.cat([table[:1] + layer.b_in, table[1:]])
     width = layer.W_out.shape[0] + layer.W_out.shape[1]
-    chunk = max(1, HEAD_CHUNK_BYTES // (table.element_size() * width))
+    chunk = max(1, HEAD_CHUNK_BYTES * torch.get_num_threads() // (table.element_size() * width))
     return _ReluCrossEntropy.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
                                    layer.b_out, labels, chunk)
 

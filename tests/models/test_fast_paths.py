@@ -398,23 +398,24 @@ def test_the_fused_relu_head_keeps_losses_whose_label_probability_underflows():
 
 @pytest.mark.parametrize("family", ["theory ReLU MLP", "embed MLP"])
 def test_the_fused_relu_head_in_chunks_equals_the_ordinary_loss(family, monkeypatch):
-    """Five rows per chunk over all pairs (the last chunk shorter): the summed loss and every
-    gradient equal the ordinary path's, and every chunk was computed."""
+    """Five rows per chunk and torch thread over all pairs (the last chunk shorter): the summed
+    loss and every gradient equal the ordinary path's, and every chunk was computed."""
     model, task = build(family, "float32")
     cfg = model.cfg
     monkeypatch.setattr(fast_paths, "HEAD_CHUNK_BYTES", 4 * (cfg.d_mlp + cfg.d_vocab_out) * 5)
+    rows = 5 * torch.get_num_threads()
     chunks = []
     chunk_fn = fast_paths._relu_head_chunk
     monkeypatch.setattr(fast_paths, "_relu_head_chunk",
                         lambda *args: chunks.append(len(args[1])) or chunk_fn(*args))
     x, y = model_inputs(model, task), task.labels
-    assert fast_paths.relu_head_applies(model) and len(y) % 5 != 0
+    assert fast_paths.relu_head_applies(model) and len(y) % rows != 0 and len(y) > rows
     with torch.no_grad():
         want = cross_entropy64(ordinary_logits(model, x), y, "sum")
         close(fast_paths.summed_cross_entropy(model, x, y), want, PASS_TOL["float32"])
     chunks.clear()
     fast = gradients(model, task, None)
-    assert chunks == [5] * (len(y) // 5) + [len(y) % 5]
+    assert chunks == [rows] * (len(y) // rows) + [len(y) % rows]
     ordinary = gradients(model, task, ordinary_logits)
     for name, grad in fast.items():
         assert ordinary[name].abs().max() > 0, name
