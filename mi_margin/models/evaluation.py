@@ -4,6 +4,7 @@ call these)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ def _cross_entropy_parts(logits: torch.Tensor, labels: torch.Tensor
     at_label = torch.arange(len(labels), device=z.device) * z.shape[1] + labels
     p, p_label, q = softmax_off_label(z, at_label)
     loss = row_losses(p_label, q)
-    underflowed = underflowed_losses(z, labels, p_label)
+    underflowed = underflowed_losses(p_label, z.__getitem__, labels)
     if underflowed is not None:
         loss[underflowed[0]] = underflowed[1]
     return loss, p, q, at_label
@@ -94,16 +95,15 @@ def row_losses(p_label: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.where(q64 < 0.5, -torch.log1p(-q64), -p_label.double().log())
 
 
-def underflowed_losses(z: torch.Tensor, labels: torch.Tensor, p_label: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def underflowed_losses(p_label: torch.Tensor, logits_of: Callable[[torch.Tensor], torch.Tensor],
+                       labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(rows, float64 losses) of the rows whose p_y underflowed (a loss above ~87 in float32),
-    recomputed as ``logsumexp(z) − z_y`` in float64, or ``None`` if there are none (NaN rows
-    stay NaN)."""
-    tiny = torch.finfo(z.dtype).tiny
-    if not len(p_label) or not bool(p_label.min() < tiny):
+    recomputed as ``logsumexp(z) − z_y`` in float64 from their logits ``logits_of(rows)``, or
+    ``None`` if there are none (NaN rows stay NaN)."""
+    lost = (p_label < torch.finfo(p_label.dtype).tiny).nonzero().squeeze(1)
+    if not len(lost):
         return None
-    lost = (p_label < tiny).nonzero().squeeze(1)
-    far = z[lost].double()
+    far = logits_of(lost).double()
     return lost, far.logsumexp(dim=1) - far.gather(1, labels[lost, None]).squeeze(1)
 
 

@@ -158,16 +158,15 @@ class _ReluCrossEntropy(torch.autograd.Function):
         p_label, q = W_out.new_empty(n), W_out.new_empty(n)
         # each label's index in its chunk's flattened [rows, d_vocab] logits
         at_label = (torch.arange(n, device=labels.device) % chunk) * W_out.shape[1] + labels
-        underflowed = []
         for start in range(0, n, chunk):
             part = slice(start, start + chunk)
-            lost = _relu_head_chunk(flat, rows[part], W_out, b_out, labels[part], at_label[part],
-                                    p_label[part], q[part], *grads)
-            if lost is not None:
-                underflowed.append((lost[0] + start, lost[1]))
+            _relu_head_chunk(flat, rows[part], W_out, b_out, at_label[part], p_label[part],
+                             q[part], *grads)
         loss = row_losses(p_label, q)
-        for lost_rows, lost_losses in underflowed:
-            loss[lost_rows] = lost_losses
+        underflowed = underflowed_losses(p_label, lambda lost: torch.addmm(
+            b_out, F.embedding_bag(rows[lost], flat, mode="sum").relu_(), W_out), labels)
+        if underflowed is not None:                 # those rows' logits formed again
+            loss[underflowed[0]] = underflowed[1]
         ctx.save_for_backward(*grads)
         return loss.sum()
 
@@ -177,24 +176,20 @@ class _ReluCrossEntropy(torch.autograd.Function):
         return grad_flat, None, grad_W, grad_b if ctx.needs_input_grad[3] else None, None, None
 
 
-def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, labels: Tensor,
-                     at_label: Tensor, p_label: Tensor, q: Tensor, grad_flat: Tensor,
-                     grad_W: Tensor, grad_b: Tensor) -> tuple[Tensor, Tensor] | None:
+def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, at_label: Tensor,
+                     p_label: Tensor, q: Tensor, grad_flat: Tensor, grad_W: Tensor,
+                     grad_b: Tensor) -> None:
     """One chunk of :class:`_ReluCrossEntropy`: writes its rows' p_y and q (the row losses are
-    formed once, for all rows, from them), adds its gradients in place, and returns the losses
-    of its rows whose p_y underflowed (:func:`~mi_margin.models.evaluation.underflowed_losses`)."""
+    formed once, for all rows, from them) and adds its gradients in place."""
     post = F.embedding_bag(rows, flat, mode="sum").relu_()
-    logits = torch.addmm(b_out, post, W_out)
-    grad = softmax_off_label(logits, at_label, p_label, q)[0]
+    grad = softmax_off_label(torch.addmm(b_out, post, W_out), at_label, p_label, q)[0]
     grad.view(-1).index_copy_(0, at_label, -q)                  # softmax − onehot
-    lost = underflowed_losses(logits, labels, p_label)
     grad_post = grad @ W_out.t()
     torch.ops.aten.threshold_backward.grad_input(grad_post, post, 0, grad_input=grad_post)
     grad_W.addmm_(post.t(), grad)
     grad_b.add_(grad.sum(0))
     for column in rows.unbind(1):
         grad_flat.index_add_(0, column, grad_post)
-    return lost
 
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
