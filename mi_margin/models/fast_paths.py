@@ -208,13 +208,20 @@ def mlp_logits(model: Any, inputs: Tensor) -> Tensor:
     pre-activation itself (no pass over [B, d_mlp] for the bias, and its gradient sums d_vocab
     rows of the table's gradient instead of B rows). A ReLU MLP with no hook on ``hook_pre``,
     ``hook_post`` or the hidden layer takes :class:`_ReluLayer` from there."""
-    layer, table = model.layer, model.W_in_eff
-    if model.cfg.use_biases:
-        table = torch.cat([table[:1] + layer.b_in, table[1:]])
+    layer, table = model.layer, input_table(model)
     if model.cfg.act_fn == "relu" and not has_hooks(layer):     # nothing to call in between
         return _ReluLayer.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
                                 layer.b_out)
     return layer.from_pre(summed_rows(table, inputs))
+
+
+def input_table(model: Any) -> Tensor:
+    """The MLP's ``W_in_eff`` [k, d_vocab, d_mlp] with ``b_in`` added to the first operand's rows:
+    one gathered row per operand sums to the pre-activation itself."""
+    table = model.W_in_eff
+    if model.cfg.use_biases:
+        table = torch.cat([table[:1] + model.layer.b_in, table[1:]])
+    return table
 
 
 def relu_head_applies(model: Any) -> bool:
@@ -229,7 +236,7 @@ def summed_cross_entropy(model: Any, inputs: Tensor, labels: Tensor) -> Tensor:
     """``cross_entropy64(model.last_logits(inputs), labels, "sum")``, the loss ``train()``
     minimizes (a float64 scalar with gradients into the model's weights). A float32 ReLU MLP
     takes the fused head :class:`_ReluCrossEntropy` (:func:`relu_head_applies`), which is
-    about 10% of a step faster on Chughtai et al.'s S5 MLP (docs/performance.md §2).
+    about 10% of a step faster on Chughtai et al.'s S5 MLP (docs/performance.md §1, §2).
 
     Example:
         >>> import mi_margin as mm
@@ -244,9 +251,7 @@ def summed_cross_entropy(model: Any, inputs: Tensor, labels: Tensor) -> Tensor:
     if not relu_head_applies(model):
         return cross_entropy64(model.last_logits(inputs), labels, "sum")
     model._check_input(inputs)
-    layer, table = model.layer, model.W_in_eff
-    if model.cfg.use_biases:
-        table = torch.cat([table[:1] + layer.b_in, table[1:]])
+    layer, table = model.layer, input_table(model)
     width = layer.W_out.shape[0] + layer.W_out.shape[1]
     chunk = max(1, HEAD_CHUNK_BYTES * torch.get_num_threads() // (table.element_size() * width))
     return _ReluCrossEntropy.apply(table.flatten(0, 1), flat_rows(table, inputs), layer.W_out,
