@@ -67,7 +67,7 @@ def _cross_entropy_parts(logits: torch.Tensor, labels: torch.Tensor
     at_label = torch.arange(len(labels), device=z.device) * z.shape[1] + labels
     p, p_label, q = softmax_off_label(z, at_label)
     loss = row_losses(p_label, q)
-    underflowed = underflowed_losses(p_label, z.__getitem__, labels)
+    underflowed = underflowed_losses(p_label, lambda lost: z[lost], labels)
     if underflowed is not None:
         loss[underflowed[0]] = underflowed[1]
     return loss, p, q, at_label

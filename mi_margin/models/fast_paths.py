@@ -86,10 +86,11 @@ def flat_rows(table: Tensor, inputs: Tensor) -> Tensor:
     return inputs.long() + torch.arange(k, device=inputs.device) * d_vocab
 
 
-def add_rows(grad: Tensor, rows: Tensor, n_rows: int) -> Tensor:
+def add_rows(grad: Tensor, rows: Tensor, n_rows: int, into: Tensor | None = None) -> Tensor:
     """The gradient of ``flat`` [n_rows, width] for ``out[b] = Σ_i flat[rows[b, i]]`` given
-    ``grad`` = ∂/∂out: ``grad[b]`` added at every ``rows[b, i]``, one ``index_add_`` per column."""
-    grad_flat = grad.new_zeros(n_rows, grad.shape[1])
+    ``grad`` = ∂/∂out: ``grad[b]`` added at every ``rows[b, i]``, one ``index_add_`` per column,
+    into a new zero tensor or, in place, into ``into``."""
+    grad_flat = grad.new_zeros(n_rows, grad.shape[1]) if into is None else into
     for column in rows.unbind(1):
         grad_flat.index_add_(0, column, grad)
     return grad_flat
@@ -188,8 +189,7 @@ def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, a
     torch.ops.aten.threshold_backward.grad_input(grad_post, post, 0, grad_input=grad_post)
     grad_W.addmm_(post.t(), grad)
     grad_b.add_(grad.sum(0))
-    for column in rows.unbind(1):
-        grad_flat.index_add_(0, column, grad_post)
+    add_rows(grad_post, rows, len(grad_flat), into=grad_flat)
 
 
 # -- the one-hidden-layer MLP ------------------------------------------------------------------------
