@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,13 +27,10 @@ import torch
 import mi_margin as mm
 from mi_margin.models import fast_paths
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_step_parts import chughtai_s5
+
 VARIANTS = ["fused head", "no fused head"]
-
-
-def s5_model() -> tuple[mm.HookedMLP, mm.GroupComposition]:
-    task = mm.GroupComposition("S5", train_fraction=0.4, seed=0)
-    return mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=128, d_embed=256, act_fn="relu",
-                                              input_style="embed", use_biases=True)), task
 
 
 def time_train(variant: str, steps: int) -> tuple[float, float]:
@@ -41,7 +39,7 @@ def time_train(variant: str, steps: int) -> tuple[float, float]:
     if variant == "no fused head":
         fast_paths.relu_head_applies = lambda model: False  # type: ignore[assignment]
     try:
-        model, task = s5_model()
+        model, task = chughtai_s5()
         wall, cpu = time.perf_counter(), time.process_time()
         mm.train(model, task, mm.TrainConfig(steps=steps, eval_every=10 * steps, progress=False))
         return ((time.perf_counter() - wall) * 1e3 / steps, (time.process_time() - cpu) * 1e3 / steps)
