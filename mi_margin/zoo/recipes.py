@@ -146,15 +146,21 @@ def chughtai_transformer(group: str, train_fraction: float, seed: int, steps: in
 
 
 # -- Nanda et al. (2023): progress measures -------------------------------------------------------------
-def nanda_p113_transformer() -> Made:
-    """Nanda et al.'s mainline: p=113, 30% train, one-layer ReLU transformer, AdamW wd 1."""
-    task = mm.ModularAddition(p=113, train_fraction=0.3, seed=0)
-    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=0))
+def nanda_transformer(seed: int) -> Made:
+    """Nanda et al.'s mainline: p=113, 30% train, one-layer ReLU transformer, AdamW wd 1; ``seed``
+    draws the split, the initialisation and nothing else (full batch)."""
+    task = mm.ModularAddition(p=113, train_fraction=0.3, seed=seed)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, seed=seed))
     train = mm.TrainConfig(steps=25_000, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
                            warmup_steps=10, eval_every=100, checkpoint_schedule="linear",
-                           n_checkpoints=250, seed=0, progress=False,
+                           n_checkpoints=250, seed=seed, progress=False,
                            microbatch=ZOO_MICROBATCH)
     return model, task, train
+
+
+def nanda_p113_transformer() -> Made:
+    """The zoo's Nanda entry: seed 0 of :func:`nanda_transformer`."""
+    return nanda_transformer(0)
 
 
 # -- Zhong et al. (2023): the clock and the pizza ----------------------------------------------------
@@ -267,3 +273,40 @@ _RECIPES = [
 
 #: every recipe by entry name
 RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
+
+
+@dataclass(frozen=True)
+class Population:
+    """Many seeds of one zoo setting (:mod:`mi_margin.study`), as the papers count them.
+
+    Attributes:
+        name: the population's name (``mm.zoo.population(name)``).
+        title: one line for its card.
+        make: ``seed -> (model, task, TrainConfig)``; ``steps`` is the per-seed budget.
+        seeds: how many seeds (0, 1, ..., seeds - 1).
+        paper: what the paper reports over its seeds (quoted, with where).
+    """
+
+    name: str
+    title: str
+    make: Callable[[int], Made]
+    seeds: int
+    paper: str
+
+
+POPULATIONS: dict[str, Population] = {p.name: p for p in [
+    Population("chughtai_S4_mlp", "S4 composition, Chughtai et al.'s ReLU MLP, 70% train",
+               partial(chughtai_mlp, "S4", 0.7, steps=15_000), 100,
+               "S4 is not in the paper; its S5 MLP seeds learn sign + standard in 49 of 50 (Fig. 7)"),
+    Population("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s transformer, "
+               "30% train", nanda_transformer, 10,
+               "key frequencies {14, 35, 41, 42, 52} in the mainline seed (§4.2)"),
+    Population("chughtai_A5_mlp", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train",
+               partial(chughtai_mlp, "A5", 0.5, steps=60_000), 20,
+               "key irreps of 4 seeds: {std, 3d-a, 3d-b} ×2, {3d-a, 5d-a, std}, "
+               "{5d-a, 3d-a, std, 3d-b} (Table 6)"),
+    Population("chughtai_S5_mlp", "S5 composition, Chughtai et al.'s ReLU MLP, 40% train",
+               partial(chughtai_mlp, "S5", 0.4, steps=150_000), 50,
+               "over 50 seeds: sign 49, standard 49, standard_sign 17, 5d_a 18, 5d_b 10, 6d 0 "
+               "(their repository's per-seed key_reps)"),
+]}

@@ -1,0 +1,83 @@
+"""Train one seed of a study to its stop rule, resumably, and keep what the summaries need.
+
+A seed lives in a run folder ``FOLDER/run`` (:mod:`~mi_margin.training.run_folder`: killed at any
+moment, it resumes to the exact weights an uninterrupted run reaches). It trains in chunks that end
+at multiples of ``rule.chunk`` (:class:`~mi_margin.study.stop.StopRule`), so an interrupted seed stops
+at the same step as one that never was. The recipe's learning-rate schedule does not depend on the
+step budget, so the chunks follow the recipe's own trajectory; only initial and final weights are
+kept (the history is recorded every ``eval_every`` steps as in the recipe).
+
+When a seed is done, :func:`export_seed` writes its record: ``final.safetensors`` (weights, model,
+task and train configs, step) and ``history.csv``, all a summary row is computed from, so that
+summaries can be recomputed after the analyses change without retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mi_margin.errors import MiMarginError
+from mi_margin.models.io import read_model, save_model
+from mi_margin.study.stop import StopRule
+from mi_margin.tasks import from_dict as task_from_dict
+from mi_margin.training import Run, TrainConfig, load, train
+
+#: ``seed -> (model, task, TrainConfig)``; the config's ``steps`` is the seed's step budget
+SeedRecipe = Callable[[int], tuple[Any, Any, TrainConfig]]
+FINAL, HISTORY = "final.safetensors", "history.csv"
+
+
+def _clock(history: pd.DataFrame) -> Callable[[Any, Any], dict[str, float]]:
+    """A ``train(metrics=...)`` callable counting wall and CPU seconds across resumed chunks."""
+    last = history.iloc[-1] if len(history) and "cpu_s" in history else {}
+    wall0 = time.perf_counter() - float(last.get("wall_s", 0.0))
+    cpu0 = time.process_time() - float(last.get("cpu_s", 0.0))
+    return lambda model, task: {"wall_s": time.perf_counter() - wall0,
+                                "cpu_s": time.process_time() - cpu0}
+
+
+def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule = StopRule()) -> Run:
+    """Train (or continue) ``seed`` of ``recipe`` in ``folder/run`` until ``rule`` says it is done
+    or its step budget is spent; returns the run."""
+    model, task, config = recipe(seed)
+    budget, run_dir = config.steps, Path(folder) / "run"
+    config = config.replace(checkpoint_schedule="none", progress=False)
+    run: Run | None = load(run_dir) if (run_dir / "run.json").is_file() else None
+    if run is not None and run.config.replace(steps=config.steps) != config:
+        raise MiMarginError(f"{run_dir} holds a run of another recipe or seed than seed {seed}")
+    while run is None or not (run.step >= budget or rule.done(run.history, run.step)):
+        step = 0 if run is None else run.step
+        chunk = config.replace(steps=rule.next_stop(step, budget))
+        if run is None:
+            run = train(model, task, chunk, out_dir=run_dir, metrics=[_clock(pd.DataFrame())])
+        else:
+            run = train(run.model, run.task, chunk, run=run, metrics=[_clock(run.history)])
+    return run
+
+
+def export_seed(run: Run, dest: str | Path, budget: int, rule: StopRule) -> Path:
+    """Write ``dest/final.safetensors`` and ``dest/history.csv`` of a finished seed (the history
+    first, the weights last: a seed counts as done once its weights are there)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    run.history.to_csv(dest / HISTORY, index=False)
+    save_model(run.model, dest / FINAL, step=run.step, task=run.task.to_dict(),
+               train=run.config.to_dict(), budget=budget, stop_rule=rule.to_dict())
+    return dest
+
+
+def is_exported(dest: str | Path) -> bool:
+    return (Path(dest) / FINAL).is_file()
+
+
+def read_seed(dest: str | Path) -> tuple[Any, Any, pd.DataFrame, dict[str, Any]]:
+    """``(model, task, history, meta)`` of an exported seed."""
+    model, meta, _ = read_model(Path(dest) / FINAL)
+    task_cfg = meta["task"] if isinstance(meta["task"], dict) else json.loads(meta["task"])
+    return model, task_from_dict(task_cfg), pd.read_csv(Path(dest) / HISTORY), meta
