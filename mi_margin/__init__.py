@@ -58,17 +58,21 @@ warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 __version__ = "0.1.0"
 
 #: subpackages imported on first attribute access (plotly, circuitsvis, Ray load with them)
-LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli", "zoo")
+LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli", "zoo", "studies")
+#: functions of lazy subpackages offered at the root: ``mm.study`` is ``mm.studies.study``
+LAZY_FUNCTIONS = {"study": "studies"}
 
 
 def __getattr__(name: str) -> Any:
     if name in LAZY_SUBMODULES:
         return importlib.import_module(f"mi_margin.{name}")
+    if name in LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f"mi_margin.{LAZY_FUNCTIONS[name]}"), name)
     raise AttributeError(f"module 'mi_margin' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *LAZY_SUBMODULES])
+    return sorted([*globals(), *LAZY_SUBMODULES, *LAZY_FUNCTIONS])
 
 __all__ = [
     "CheckpointError",
@@ -112,6 +116,8 @@ __all__ = [
     "resume",
     "save",
     "spectrum",
+    "studies",
+    "study",
     "sweep",
     "tasks",
     "theory",

@@ -192,6 +192,9 @@ def make_parser() -> argparse.ArgumentParser:
     from mi_margin.sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub)
+    from mi_margin.studies.cli import add_study_parser
+
+    add_study_parser(sub)
     return parser
 
 

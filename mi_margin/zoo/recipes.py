@@ -277,7 +277,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
 
 @dataclass(frozen=True)
 class Population:
-    """Many seeds of one zoo setting (:mod:`mi_margin.study`), as the papers count them.
+    """Many seeds of one zoo setting (:mod:`mi_margin.studies`), as the papers count them.
 
     Attributes:
         name: the population's name (``mm.zoo.population(name)``).
@@ -285,6 +285,9 @@ class Population:
         make: ``seed -> (model, task, TrainConfig)``; ``steps`` is the per-seed budget.
         seeds: how many seeds (0, 1, ..., seeds - 1).
         paper: what the paper reports over its seeds (quoted, with where).
+        paper_key: the paper's label name -> seeds (of ``paper_seeds``) in which it was key.
+        paper_n_key: number of key labels -> seeds (of ``paper_seeds``) with that many.
+        paper_seeds: how many seeds the paper's counts are over.
     """
 
     name: str
@@ -292,6 +295,9 @@ class Population:
     make: Callable[[int], Made]
     seeds: int
     paper: str
+    paper_key: dict[str, int] | None = None
+    paper_n_key: dict[int, int] | None = None
+    paper_seeds: int | None = None
 
 
 POPULATIONS: dict[str, Population] = {p.name: p for p in [
@@ -300,13 +306,20 @@ POPULATIONS: dict[str, Population] = {p.name: p for p in [
                "S4 is not in the paper; its S5 MLP seeds learn sign + standard in 49 of 50 (Fig. 7)"),
     Population("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s transformer, "
                "30% train", nanda_transformer, 10,
-               "key frequencies {14, 35, 41, 42, 52} in the mainline seed (§4.2)"),
+               "key frequencies {14, 35, 41, 42, 52} in the mainline seed (§4.2)",
+               paper_n_key={5: 1}, paper_seeds=1),
     Population("chughtai_A5_mlp", "A5 composition, Chughtai et al.'s ReLU MLP, 50% train",
                partial(chughtai_mlp, "A5", 0.5, steps=60_000), 20,
                "key irreps of 4 seeds: {std, 3d-a, 3d-b} ×2, {3d-a, 5d-a, std}, "
-               "{5d-a, 3d-a, std, 3d-b} (Table 6)"),
+               "{5d-a, 3d-a, std, 3d-b} (Table 6)",
+               paper_key={"standard": 4, "3d_a": 4, "3d_b": 3, "5d_a": 2},
+               paper_n_key={3: 3, 4: 1}, paper_seeds=4),
     Population("chughtai_S5_mlp", "S5 composition, Chughtai et al.'s ReLU MLP, 40% train",
                partial(chughtai_mlp, "S5", 0.4, steps=150_000), 50,
-               "over 50 seeds: sign 49, standard 49, standard_sign 17, 5d_a 18, 5d_b 10, 6d 0 "
-               "(their repository's per-seed key_reps)"),
+               "over 50 seeds: sign 49, standard 49, standard_sign 17, 5d_a 18, 5d_b 10, 6d 0; "
+               "key irreps per seed 2: 20 seeds, 3: 19, 4: 9, 5: 2 (Fig. 7; their repository's "
+               "per-seed key_reps)",
+               paper_key={"sign": 49, "standard": 49, "standard_sign": 17, "5d_a": 18, "5d_b": 10,
+                          "6d": 0},
+               paper_n_key={2: 20, 3: 19, 4: 9, 5: 2}, paper_seeds=50),
 ]}

@@ -2,7 +2,7 @@
 
 A seed lives in a run folder ``FOLDER/run`` (:mod:`~mi_margin.training.run_folder`: killed at any
 moment, it resumes to the exact weights an uninterrupted run reaches). It trains in chunks that end
-at multiples of ``rule.chunk`` (:class:`~mi_margin.study.stop.StopRule`), so an interrupted seed stops
+at multiples of ``rule.chunk`` (:class:`~mi_margin.studies.stop.StopRule`), so an interrupted seed stops
 at the same step as one that never was. The recipe's learning-rate schedule does not depend on the
 step budget, so the chunks follow the recipe's own trajectory; only initial and final weights are
 kept (the history is recorded every ``eval_every`` steps as in the recipe).
@@ -24,7 +24,7 @@ import pandas as pd
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.io import read_model, save_model
-from mi_margin.study.stop import StopRule
+from mi_margin.studies.stop import StopRule
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig, load, train
 

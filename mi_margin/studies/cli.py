@@ -1,0 +1,80 @@
+"""``mi-margin study NAME --out DIR``: train (or finish) a population of seeds and print its views
+(the root cli.py calls :func:`add_study_parser`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mi_margin.errors import MiMarginError
+
+
+def seed_arg(text: str) -> list[int] | int:
+    """``"50"`` (a count), ``"0-49"`` (a range) or ``"3,5,8"`` (a list) as seeds.
+
+    Example:
+        >>> seed_arg("3"), seed_arg("2-4"), seed_arg("1,7")
+        (3, [2, 3, 4], [1, 7])
+    """
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return list(range(lo, hi + 1))
+        if "," in text:
+            return [int(x) for x in text.split(",")]
+        return int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"seeds look like 50, 0-49 or 3,5,8; got {text!r}") from err
+
+
+def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``study`` command to ``mi-margin``'s subparsers.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="mi-margin")
+        >>> p = add_study_parser(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["study", "chughtai_S4_mlp", "--out", "s4", "--seeds", "0-3"]).seeds
+        [0, 1, 2, 3]
+    """
+    from mi_margin.zoo.recipes import POPULATIONS
+
+    p = subparsers.add_parser(
+        "study", help="train many seeds of a zoo population to a stop rule; one row per seed",
+        description="Seeds already finished in --out are skipped, interrupted ones resume; rows "
+                    "stream into OUT/rows.jsonl. Populations: " + ", ".join(sorted(POPULATIONS)),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("name", choices=sorted(POPULATIONS), metavar="NAME", help="population name")
+    p.add_argument("--out", required=True, help="study folder")
+    p.add_argument("--seeds", type=seed_arg, default=None,
+                   help="a count (50), a range (0-49) or a list (3,5,8); default: the population's")
+    p.add_argument("--address", default=None,
+                   help="run seeds as Ray tasks: a cluster address (auto, 127.0.0.1:6379, "
+                        "ray://head:10001) or 'local'; default: one after another here")
+    p.add_argument("--cleanup", type=float, default=0.25,
+                   help="train on for this fraction of the stable grokking step")
+    p.add_argument("--patience", type=int, default=5,
+                   help="evaluations at test accuracy >= 0.99 for a stable crossing")
+    p.add_argument("--keep-runs", action="store_true", help="keep each seed's run folder")
+    p.set_defaults(func=cmd_study)
+    return p
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from mi_margin.studies import StopRule, study
+    from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+    from mi_margin.zoo.recipes import POPULATIONS
+
+    pop = POPULATIONS[args.name]
+    try:
+        rule = StopRule(patience=args.patience, cleanup=args.cleanup)
+    except MiMarginError as err:
+        raise MiMarginError(f"study: {err}") from err
+    st = study(args.name, args.seeds, args.out, rule, address=args.address, keep_runs=args.keep_runs,
+               on_row=lambda row: print(f"seed {row['seed']}: step {row['step']}, grokked "
+                                        f"{row['grokked']} (stable at {row['stable']}), test acc "
+                                        f"{row['test_acc']:.4f}", flush=True))
+    print(label_frequency(st, pop.paper_key, pop.paper_seeds).to_dataframe().to_string(index=False))
+    print(key_count_distribution(st, pop.paper_n_key, pop.paper_seeds).to_dataframe()
+          .to_string(index=False))
+    print(grokking_distribution(st).describe().to_string())
+    return 0

@@ -1,0 +1,200 @@
+"""Studies: many seeds of one setting, trained to a stop rule, one summary row per seed.
+
+``mm.study(source, seeds, out)`` trains every seed that is not done yet (resuming any that were
+interrupted), streams one row per seed as it finishes into ``OUT/rows.jsonl``, and returns a
+:class:`Study` whose table and population views (:mod:`mi_margin.studies.views`) are what the papers
+print over seeds: how often each irrep or frequency is key, the grokking-step distribution, the
+number of key labels per seed. ``source`` is a zoo population name (``mm.zoo.recipes.POPULATIONS``)
+or any ``seed -> (model, task, TrainConfig)`` callable.
+
+Layout of ``OUT``::
+
+    study.json              what the study is (source, stop rule, seeds)
+    rows.jsonl              one summary row per finished seed, appended as seeds finish
+    seed_S/run/             the seed's run folder while it trains (removed once exported)
+    seed_S/final.safetensors, seed_S/history.csv   the finished seed (see mi_margin.studies.seeds)
+
+Every step is safe to kill: a run folder resumes exactly, the export is atomic, and a row is only
+trusted once its line is complete, so running the same call again finishes the study with the same
+table. With ``address=`` the seeds run as Ray tasks on a cluster (``"auto"`` or ``ray://...``);
+``OUT`` must then be on a filesystem every node sees.
+
+Example:
+    >>> import mi_margin as mm
+    >>> def tiny(seed):
+    ...     task = mm.ModularAddition(p=7, train_fraction=0.6, seed=seed)
+    ...     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=32, seed=seed))
+    ...     return model, task, mm.TrainConfig(steps=40, lr=1e-2, eval_every=20, progress=False)
+    >>> st = mm.study(tiny, seeds=2, out=getfixture("tmp_path") / "st", progress=False)
+    >>> st.table["seed"].tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mi_margin._progress import progress_bar
+from mi_margin.errors import MiMarginError
+from mi_margin.studies.seeds import SeedRecipe, export_seed, is_exported, read_seed, train_seed
+from mi_margin.studies.stop import StopRule
+from mi_margin.studies.summary import summary_row
+from mi_margin.sweep.execute import import_ray
+from mi_margin.zoo.recipes import POPULATIONS
+
+ROWS, META = "rows.jsonl", "study.json"
+
+
+def recipe_of(source: str | SeedRecipe) -> SeedRecipe:
+    """The seed recipe of a population name or a callable."""
+    if isinstance(source, str):
+        if source not in POPULATIONS:
+            raise MiMarginError(f"no population {source!r}; valid: {sorted(POPULATIONS)}")
+        return POPULATIONS[source].make
+    if not callable(source):
+        raise MiMarginError(f"source must be a population name or a seed -> (model, task, config) "
+                            f"callable, got {type(source).__name__}")
+    return source
+
+
+def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> list[int]:
+    """``seeds`` as a sorted list: a count (0..n-1), an iterable, or None (a population's all)."""
+    if seeds is None:
+        if not isinstance(source, str):
+            raise MiMarginError("seeds= is needed when the source is not a zoo population")
+        seeds = POPULATIONS[source].seeds
+    out = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+        raise MiMarginError(f"seeds must be a positive count or non-negative integers, got {seeds!r}")
+    if len(set(out)) != len(out):
+        raise MiMarginError(f"seeds must not repeat, got {sorted(out)}")
+    return sorted(out)
+
+
+def seed_job(source: str | SeedRecipe, seed: int, out: str, rule: StopRule,
+             keep_run: bool = False) -> dict[str, Any]:
+    """Train, export and summarize one seed (a Ray task on a cluster); returns its row."""
+    torch.set_num_threads(max(1, int(os.environ.get("MI_MARGIN_STUDY_THREADS", "1"))))
+    recipe, folder = recipe_of(source), Path(out) / f"seed_{seed}"
+    if not is_exported(folder):
+        run = train_seed(recipe, seed, folder, rule)
+        export_seed(run, folder, recipe(seed)[2].steps, rule)
+    if not keep_run and (folder / "run").exists():
+        shutil.rmtree(folder / "run")
+    model, task, history, meta = read_seed(folder)
+    return summary_row(seed, model, task, history, meta, rule)
+
+
+def read_rows(path: Path) -> dict[int, dict[str, Any]]:
+    """Rows by seed from ``rows.jsonl``; an incomplete last line (a kill mid-write) is ignored."""
+    rows: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows[int(row["seed"])] = row
+    return rows
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one row as a complete line, flushed to disk before returning."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _local(jobs: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+    for job in jobs:
+        yield seed_job(*job)
+
+
+def _ray(jobs: list[tuple[Any, ...]], address: str) -> Iterator[dict[str, Any]]:
+    """Rows of ``jobs`` run as Ray tasks, in the order they finish. A task whose worker or node
+    dies is run again (a seed resumes from its run folder, so a retry loses nothing and a seed is
+    never counted twice: rows are keyed by seed)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(**({} if address == "local" else {"address": address}), log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=3)(seed_job)
+    pending = [remote.remote(*job) for job in jobs]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+@dataclass
+class Study:
+    """A study's rows and where they live; views in :mod:`mi_margin.studies.views`.
+
+    Attributes:
+        source: population name (or the recipe's name); out: the study folder;
+        rule: the stop rule; table: one row per finished seed, sorted by seed.
+    """
+
+    source: str
+    out: Path
+    rule: StopRule
+    table: pd.DataFrame
+
+
+def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
+          out: str | Path = "study", rule: StopRule | None = None, address: str | None = None,
+          progress: bool = True, keep_runs: bool = False,
+          on_row: Callable[[dict[str, Any]], None] | None = None) -> Study:
+    """Run (or finish) a study and return it; see the module docstring.
+
+    Args:
+        source: a zoo population name or a ``seed -> (model, task, TrainConfig)`` callable.
+        seeds: a count, the seeds themselves, or None for a population's own count.
+        out: the study folder (created; a study already there continues).
+        rule: when a seed may stop (default :class:`StopRule`).
+        address: run seeds as Ray tasks: a cluster address (``"auto"``, ``"ray://head:10001"``,
+            ``"127.0.0.1:6379"``) or ``"local"`` for an embedded instance on this machine's cores;
+            None (default): one after another in this process.
+        keep_runs: keep each seed's run folder after export (checkpoints of its chunks).
+        on_row: called with each new row as it arrives (e.g. to print or plot live).
+    """
+    rule = rule or StopRule()
+    if not isinstance(rule, StopRule):
+        raise MiMarginError(f"rule must be a StopRule, got {type(rule).__name__}")
+    recipe_of(source)
+    wanted = seed_list(seeds, source)
+    name = source if isinstance(source, str) else getattr(source, "__name__", repr(source))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"source": name, "rule": rule.to_dict()}
+    meta_path = out / META
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in meta} != meta:
+            raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
+                                f"{old.get('rule')}; this call is {meta}: use another folder")
+    meta_path.write_text(json.dumps({**meta, "seeds": sorted(set(wanted) | set(
+        json.loads(meta_path.read_text()).get("seeds", []) if meta_path.is_file() else []))}))
+    rows = read_rows(out / ROWS)
+    jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
+    stream = _ray(jobs, address) if address is not None else _local(jobs)
+    with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",
+                      disable=not progress) as bar:
+        for row in stream:
+            append_row(out / ROWS, row)
+            rows[row["seed"]] = row
+            if on_row is not None:
+                on_row(row)
+            bar.update(1)
+            bar.set_postfix(grokked=f"{sum(r['grokked'] for r in rows.values())}/{len(rows)}")
+    table = pd.DataFrame([rows[s] for s in wanted if s in rows])
+    return Study(source=name, out=out, rule=rule, table=table)

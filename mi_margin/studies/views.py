@@ -1,0 +1,213 @@
+"""The population views a paper prints over seeds, each one call on a study's table.
+
+- :func:`label_frequency`: how often each irrep (or frequency) is key across seeds, beside its
+  dimension and Theorem 9's budget share ∝ d^2.5 (Morwani et al. 2024; the max-margin network uses
+  every irrep), and the paper's own counts where it gives them (Chughtai et al. 2023, Fig. 7 over
+  50 S5 MLP seeds). This is the contrast the package exists to show: cross-entropy networks learn a
+  few irreps, the max-margin solution spreads its budget over all of them.
+- :func:`grokking_distribution`: memorization, first and stable grokking steps and the delay, with
+  seeds that never grokked counted (not dropped).
+- :func:`key_count_distribution`: the number of key labels per seed, and N_δ (labels holding a
+  1 − δ share of the logit spectrum, docs/mathematics.md §4.2).
+
+Each returns an :class:`~mi_margin.analysis.results.AnalysisResult` (``.to_dataframe()``,
+``.plot()``); ``paper`` arguments take the counts a population records
+(:class:`~mi_margin.zoo.recipes.Population`).
+
+Example:
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"seed": [0, 1], "label_kind": ["irrep", "irrep"],
+    ...     "task": ['{"kind": "group_composition", "group": "S3", "k": 2, '
+    ...              '"train_fraction": 0.5, "seed": 0}'] * 2,
+    ...     "block_dims": ['{"(1,1,1)": 1, "(2,1)": 4}'] * 2,
+    ...     "similarity": ['{"(1,1,1)": 0.5, "(2,1)": 0.8}', '{"(1,1,1)": 0.0, "(2,1)": 0.9}']})
+    >>> view = label_frequency(table, paper={"sign": 3, "standard": 4}, paper_seeds=4)
+    >>> view.to_dataframe()[["label", "dim", "seeds_key", "paper"]].values.tolist()
+    [['(1,1,1)', 1, 1, 3], ['(2,1)', 2, 2, 4]]
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.errors import MiMarginError
+from mi_margin.studies.keys import key_labels, values
+from mi_margin.tasks import from_dict as task_from_dict
+from mi_margin.theory.predictions import max_margin
+
+
+def _check(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    if not isinstance(table, pd.DataFrame):
+        table = getattr(table, "table", None)
+    missing = [c for c in columns if table is None or c not in table]
+    if missing:
+        raise MiMarginError(f"a study table with columns {list(columns)} is needed; missing {missing}")
+
+
+def _table_of(study_or_table: Any) -> pd.DataFrame:
+    return study_or_table if isinstance(study_or_table, pd.DataFrame) else study_or_table.table
+
+
+@dataclass(frozen=True)
+class LabelFrequency(AnalysisResult):
+    """Per label: dimension, seeds in which it is key, that fraction, Theorem 9's budget share
+    (None where the theory gives none) and the paper's count (None where it gives none).
+
+    Attributes:
+        label_kind, n_seeds: what the labels are and over how many seeds.
+        rows: the table's rows (label, aliases, dim, seeds_key, fraction, theory_share, paper).
+        paper_seeds: how many seeds the paper's counts are over.
+        by_dim: the same counts pooled by dimension (where the paper names irreps we can only
+            match by dimension, e.g. S5's two 5-dimensional irreps "5d_a", "5d_b").
+    """
+
+    _score = "fraction"
+
+    label_kind: str
+    n_seeds: int
+    rows: tuple[dict[str, Any], ...] = field(repr=False)
+    paper_seeds: int | None = None
+    by_dim: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+    def _table(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows))
+
+    def dimension_table(self) -> pd.DataFrame:
+        """Key occurrences pooled by dimension, ours and the paper's, per seed."""
+        return pd.DataFrame(list(self.by_dim))
+
+
+def _theory_shares(task_json: str) -> dict[str, float]:
+    """Theorem 9's (or Theorem 7's) budget share per label for the task's max-margin network."""
+    try:
+        pred = max_margin(task_from_dict(json.loads(task_json)))
+    except MiMarginError:
+        return {}
+    return {str(k): float(v) for k, v in (pred.budget_share or {}).items()}
+
+
+def _irreps(task_json: str) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """Aliases and dimensions d of a group task's irreps by name (a row stores the dimension of
+    each label's block of the grid, d² for an irrep; other tasks' labels keep that one)."""
+    group = getattr(task_from_dict(json.loads(task_json)), "group", None)
+    if group is None:
+        return {}, {}
+    return ({rho.name: rho.aliases for rho in group.irreps()},
+            {rho.name: rho.dim for rho in group.irreps()})
+
+
+def _paper_dim(name: str, dims: dict[str, int], aliases: dict[str, tuple[str, ...]]) -> int | None:
+    """The dimension of a label as the paper names it: ours, one of our aliases, or "5d_a"."""
+    for label, names in aliases.items():
+        if name == label or name in names:
+            return dims.get(label)
+    head = name.split("d", 1)[0]
+    return int(head) if head.isdigit() and name[len(head):].startswith("d") else dims.get(name)
+
+
+def label_frequency(study_or_table: Any, paper: dict[str, int] | None = None,
+                    paper_seeds: int | None = None) -> LabelFrequency:
+    """How often each label is key over the seeds, against its dimension and the theory's share.
+
+    ``paper`` maps the paper's label names (ours, our aliases such as "standard", or names like
+    "5d_a" matched by dimension) to the number of its ``paper_seeds`` seeds in which it was key.
+    """
+    table = _table_of(study_or_table)
+    _check(table, ("label_kind", "task", "block_dims"))
+    first = table.iloc[0]
+    aliases, irrep_dims = _irreps(first["task"])
+    dims = {k: irrep_dims.get(k, int(v)) for k, v in values(first, "block_dims").items()}
+    shares = _theory_shares(first["task"])
+    counts = Counter(lab for _, row in table.iterrows() for lab in key_labels(row))
+    n = len(table)
+    paper = paper or {}
+    ours_of = {name: next((lab for lab, al in aliases.items() if name == lab or name in al), None)
+               for name in paper}
+    rows = tuple({"label": lab, "aliases": ", ".join(aliases.get(lab, ())), "dim": dims[lab],
+                  "seeds_key": counts[lab], "fraction": counts[lab] / n if n else 0.0,
+                  "theory_share": shares.get(lab),
+                  "paper": next((c for name, c in paper.items() if ours_of[name] == lab), None)}
+                 for lab in dims)
+    by_dim = []
+    for d in sorted(set(dims.values())):
+        labs = [lab for lab in dims if dims[lab] == d]
+        paper_d = [c for name, c in paper.items() if _paper_dim(name, dims, aliases) == d]
+        by_dim.append({"dim": d, "labels": len(labs), "key_per_seed": sum(counts[x] for x in labs) / n,
+                       "paper_key_per_seed": (sum(paper_d) / paper_seeds
+                                              if paper_d and paper_seeds else None),
+                       "theory_share": (sum(shares[x] for x in labs if x in shares)
+                                        if shares else None)})
+    return LabelFrequency(label_kind=str(first["label_kind"]), n_seeds=n, rows=rows,
+                          paper_seeds=paper_seeds, by_dim=tuple(by_dim))
+
+
+@dataclass(frozen=True)
+class GrokkingDistribution(AnalysisResult):
+    """Per seed: memorized, first_crossing, stable and delay (None: never grokked).
+
+    Attributes:
+        rows: one per seed; n_seeds, n_grokked.
+    """
+
+    _score = "stable"
+
+    rows: tuple[dict[str, Any], ...] = field(repr=False)
+    n_seeds: int = 0
+    n_grokked: int = 0
+
+    def _table(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows))
+
+    def describe(self) -> pd.DataFrame:
+        """Count, quantiles and mean of each step over the seeds that reached it."""
+        return self._table()[["memorized", "first_crossing", "stable", "delay"]].astype(
+            "float").describe()
+
+
+def grokking_distribution(study_or_table: Any) -> GrokkingDistribution:
+    """The grokking steps of every seed; seeds that never grokked stay in (as None)."""
+    table = _table_of(study_or_table)
+    _check(table, ("seed", "memorized", "first_crossing", "stable", "delay", "step"))
+    cols = ["seed", "memorized", "first_crossing", "stable", "delay", "step"]
+    rows = tuple({c: (None if pd.isna(row[c]) else int(row[c])) for c in cols}
+                 for _, row in table.iterrows())
+    return GrokkingDistribution(rows=rows, n_seeds=len(rows),
+                                n_grokked=sum(r["stable"] is not None for r in rows))
+
+
+@dataclass(frozen=True)
+class KeyCountDistribution(AnalysisResult):
+    """How many seeds have n key labels (and n labels holding 1 − δ of the logit spectrum).
+
+    Attributes:
+        rows: one per n: seeds with n key labels, seeds with N_δ = n, the paper's count.
+        paper_seeds: how many seeds the paper's counts are over.
+    """
+
+    _score = "seeds"
+
+    rows: tuple[dict[str, Any], ...] = field(repr=False)
+    paper_seeds: int | None = None
+
+    def _table(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows))
+
+
+def key_count_distribution(study_or_table: Any, paper: dict[int, int] | None = None,
+                           paper_seeds: int | None = None) -> KeyCountDistribution:
+    """Seeds per number of key labels and per N_δ; ``paper``: n -> seeds in the paper."""
+    table = _table_of(study_or_table)
+    _check(table, ("label_kind", "n_delta"))
+    keys = Counter(len(key_labels(row)) for _, row in table.iterrows())
+    ndelta = Counter(int(v) for v in table["n_delta"])
+    paper = paper or {}
+    ns = sorted(set(keys) | set(ndelta) | set(paper))
+    rows = tuple({"n": n, "seeds": keys.get(n, 0), "seeds_n_delta": ndelta.get(n, 0),
+                  "paper": paper.get(n)} for n in ns)
+    return KeyCountDistribution(rows=rows, paper_seeds=paper_seeds)
