@@ -45,6 +45,7 @@ import torch
 
 from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
+from mi_margin.models.files import append_durably
 from mi_margin.studies.seeds import SeedRecipe, export_seed, is_exported, read_seed, train_seed
 from mi_margin.studies.stop import StopRule
 from mi_margin.studies.summary import summary_row
@@ -72,7 +73,12 @@ def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> li
         if not isinstance(source, str):
             raise MiMarginError("seeds= is needed when the source is not a zoo population")
         seeds = POPULATIONS[source].seeds
-    out = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        out = list(range(seeds))
+    elif isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes)):
+        out = list(seeds)
+    else:
+        raise MiMarginError(f"seeds must be a count or a list of seeds, got {seeds!r}")
     if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
         raise MiMarginError(f"seeds must be a positive count or non-negative integers, got {seeds!r}")
     if len(set(out)) != len(out):
@@ -109,11 +115,8 @@ def read_rows(path: Path) -> dict[int, dict[str, Any]]:
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one row as a complete line, flushed to disk before returning."""
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one row as a complete line, on disk before returning."""
+    append_durably(path, (json.dumps(row) + "\n").encode())
 
 
 def _local(jobs: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,151 @@
+"""mm.study: chunks follow the recipe's trajectory, kills anywhere resume to the same table, and
+the population views count what the rows say."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import traceback
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.models import files
+from mi_margin.studies import StopRule, study
+from mi_margin.studies.seeds import FINAL, read_seed, train_seed
+from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+
+RULE = StopRule(patience=2, cleanup=0.5, chunk=30)
+TIMING = ["cpu_s", "wall_s"]
+
+
+def tiny(seed: int):
+    """Addition mod 11 on half the table: a ReLU MLP that memorizes and generalizes in ~100 steps."""
+    task = mm.ModularAddition(p=11, train_fraction=0.6, seed=seed)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=48, act_fn="relu",
+                                               input_style="embed", d_embed=32, seed=seed))
+    return model, task, mm.TrainConfig(steps=150, lr=1e-2, weight_decay=1.0, eval_every=10,
+                                       progress=False)
+
+
+def test_a_seed_trained_in_chunks_is_the_uninterrupted_run(tmp_path):
+    run = train_seed(tiny, 0, tmp_path / "s", RULE)
+    model, task, config = tiny(0)
+    plain = mm.train(model, task, config.replace(steps=run.step))
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(value, run.model.state_dict()[name]), name
+    pd.testing.assert_frame_equal(run.history.drop(columns=TIMING), plain.history)
+
+
+def rows_without_timing(out: Path) -> pd.DataFrame:
+    table = pd.DataFrame([json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()])
+    return table.drop(columns=TIMING).sort_values("seed").reset_index(drop=True)
+
+
+def study_in_child(out: Path, kill_at: int, count_to: Path | None = None) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            torch.set_num_threads(1)
+            os.environ[files.KILL_AT_ENV] = str(kill_at)
+            files._points[0] = 0
+            study(tiny, seeds=2, out=out, rule=RULE, progress=False)
+            if count_to is not None:
+                count_to.write_text(str(files._points[0]))
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path):
+    ref = tmp_path / "ref"
+    count = tmp_path / "count"
+    assert study_in_child(ref, 10**9, count) == 0
+    n = int(count.read_text())
+    expected = rows_without_timing(ref)
+    assert expected["seed"].tolist() == [0, 1]
+    for k in sorted({1, 2, 3, n // 3, n // 2, n - 3, n - 1, n}):
+        out = tmp_path / f"kill{k}"
+        assert study_in_child(out, k) == -signal.SIGKILL, k
+        again = study(tiny, seeds=2, out=out, rule=RULE, progress=False)
+        assert again.table["seed"].tolist() == [0, 1]
+        pd.testing.assert_frame_equal(rows_without_timing(out), expected)
+        for seed in (0, 1):
+            got, want = read_seed(out / f"seed_{seed}")[0], read_seed(ref / f"seed_{seed}")[0]
+            for name, value in want.state_dict().items():
+                assert torch.equal(value, got.state_dict()[name]), (k, seed, name)
+            assert not (out / f"seed_{seed}" / "run").exists()
+
+
+def test_a_folder_of_another_study_is_refused(tmp_path):
+    study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)
+    with pytest.raises(mm.MiMarginError, match="another folder"):
+        study(tiny, seeds=1, out=tmp_path, rule=StopRule(chunk=7), progress=False)
+
+
+@pytest.mark.parametrize("seeds", [0, -1, [1, 1], [0.5], True, "3"])
+def test_bad_seeds_are_refused(tmp_path, seeds):
+    with pytest.raises(mm.MiMarginError):
+        study(tiny, seeds=seeds, out=tmp_path, progress=False)
+
+
+def test_unknown_population_and_non_callable_sources_are_refused(tmp_path):
+    with pytest.raises(mm.MiMarginError, match="no population"):
+        study("chughtai_S7_mlp", out=tmp_path)
+    with pytest.raises(mm.MiMarginError, match="callable"):
+        study(42, seeds=1, out=tmp_path)
+
+
+S5 = json.dumps(mm.GroupComposition("S5").to_dict())
+
+
+def s5_row(seed: int, keys: set[str], stable: int | None) -> dict:
+    """A row of an S5 seed whose key irreps are ``keys`` (similarity 0.5, others 0)."""
+    irreps = [r for r in mm.GroupComposition("S5").group.irreps() if r.name != "trivial"]
+    sim = {r.name: (0.5 if r.name in keys else 0.0) for r in irreps}
+    return {"seed": seed, "task": S5, "label_kind": "irrep", "similarity": json.dumps(sim),
+            "block_dims": json.dumps({r.name: r.dim ** 2 for r in irreps}), "n_delta": len(keys),
+            "memorized": 300, "first_crossing": stable, "stable": stable,
+            "delay": None if stable is None else stable - 300, "step": 1000}
+
+
+def test_views_count_a_constructed_population():
+    sign, std, std_sign = "(1,1,1,1,1)", "(4,1)", "(2,1,1,1)"
+    table = pd.DataFrame([s5_row(0, {sign, std}, 800), s5_row(1, {sign, std, "(3,2)"}, 900),
+                          s5_row(2, {std_sign}, None)])
+    paper = {"sign": 49, "standard": 49, "standard_sign": 17, "5d_a": 18, "5d_b": 10, "6d": 0}
+    view = label_frequency(table, paper, 50)
+    rows = view.to_dataframe().set_index("label")
+    assert rows.loc[sign, "seeds_key"] == 2 and rows.loc[std, "seeds_key"] == 2
+    assert rows.loc[std_sign, "paper"] == 17 and pd.isna(rows.loc["(3,2)", "paper"])
+    dims = {r["dim"]: r for r in view.by_dim}
+    assert dims[5]["key_per_seed"] == pytest.approx(1 / 3)
+    assert dims[5]["paper_key_per_seed"] == pytest.approx(28 / 50)
+    assert dims[4]["paper_key_per_seed"] == pytest.approx(66 / 50)
+    # Theorem 9: shares ∝ d^2.5 over the non-trivial irreps
+    d = {r.name: r.dim for r in mm.GroupComposition("S5").group.irreps() if r.name != "trivial"}
+    total = sum(x ** 2.5 for x in d.values())
+    for lab, dim in d.items():
+        assert rows.loc[lab, "theory_share"] == pytest.approx(dim ** 2.5 / total, rel=1e-9)
+    counts = key_count_distribution(table, {2: 20, 3: 19}, 50).to_dataframe().set_index("n")
+    assert counts.loc[2, "seeds"] == 1 and counts.loc[3, "seeds"] == 1 and counts.loc[1, "seeds"] == 1
+    grok = grokking_distribution(table)
+    assert (grok.n_seeds, grok.n_grokked) == (3, 2)
+    assert grok.to_dataframe()["stable"].isna().sum() == 1
+
+
+def test_the_study_command_parses_and_refuses(capsys):
+    from mi_margin.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["study", "chughtai_S4_mlp", "--out", "x", "--seeds", "a-b"])
+    assert main(["study", "chughtai_S4_mlp", "--out", "x", "--cleanup", "-1"]) == 2
+    assert "cleanup" in capsys.readouterr().err
