@@ -42,7 +42,7 @@ def _clock(history: pd.DataFrame) -> Callable[[Any, Any], dict[str, float]]:
                                 "cpu_s": time.process_time() - cpu0}
 
 
-def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule = StopRule()) -> Run:
+def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule) -> Run:
     """Train (or continue) ``seed`` of ``recipe`` in ``folder/run`` until ``rule`` says it is done
     or its step budget is spent; returns the run."""
     model, task, config = recipe(seed)

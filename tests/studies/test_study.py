@@ -16,7 +16,7 @@ import torch
 import mi_margin as mm
 from mi_margin.models import files
 from mi_margin.studies import StopRule, study
-from mi_margin.studies.seeds import FINAL, read_seed, train_seed
+from mi_margin.studies.seeds import read_seed, train_seed
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
 
 RULE = StopRule(patience=2, cleanup=0.5, chunk=30)
