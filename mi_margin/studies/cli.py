@@ -55,6 +55,10 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5,
                    help="evaluations at test accuracy >= 0.99 for a stable crossing")
     p.add_argument("--keep-runs", action="store_true", help="keep each seed's run folder")
+    p.add_argument("--report", default=None, help="also write the study's HTML report here")
+    p.add_argument("--ship", default=None, metavar="DEST",
+                   help="also write the population's summary table and card into DEST (the zoo's "
+                        "is mi_margin/zoo/data/populations)")
     p.set_defaults(func=cmd_study)
     return p
 
@@ -77,4 +81,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(key_count_distribution(st, pop.paper_n_key, pop.paper_seeds).to_dataframe()
           .to_string(index=False))
     print(grokking_distribution(st).describe().to_string())
+    if args.report:
+        from mi_margin.viz.population import write_study_report
+
+        print(f"report written to {write_study_report(st, args.report, pop)}")
+    if args.ship:
+        from mi_margin.studies.ship import build
+
+        print(f"population summary written to {build(args.name, args.out, args.ship)}")
     return 0

@@ -1,6 +1,6 @@
 """When a seed of a study has grokked, and when it may stop.
 
-Grokking (Power et al. 2022; Nanda et al. 2023, docs/mathematics.md §4.3) is a *delay*: the
+Grokking (Power et al. 2022; Nanda et al. 2023, docs/mathematics.md §4.3, §4.4) is a *delay*: the
 training set is memorized first and test accuracy rises much later. A seed's history gives:
 
 - ``memorized``: the first evaluation with train accuracy ≥ ``level``;

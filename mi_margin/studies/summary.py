@@ -1,6 +1,6 @@
 """One summary row per seed of a study, computed from the seed's final weights and history.
 
-A row holds what the papers count over seeds (docs/mathematics.md §4.3, §3.5):
+A row holds what the papers count over seeds (docs/mathematics.md §3.5, §4.4):
 
 - the grokking steps of :func:`~mi_margin.studies.stop.grokking_steps` (memorization, first crossing,
   stable crossing, delay) and whether the seed grokked at all (seeds that never grok are rows too);

@@ -8,7 +8,7 @@
 - :func:`grokking_distribution`: memorization, first and stable grokking steps and the delay, with
   seeds that never grokked counted (not dropped).
 - :func:`key_count_distribution`: the number of key labels per seed, and N_δ (labels holding a
-  1 − δ share of the logit spectrum, docs/mathematics.md §4.2).
+  1 − δ share of the logit spectrum, docs/mathematics.md §4.4).
 
 Each returns an :class:`~mi_margin.analysis.results.AnalysisResult` (``.to_dataframe()``,
 ``.plot()``); ``paper`` arguments take the counts a population records

@@ -24,7 +24,8 @@ from mi_margin.analysis.restricted import RestrictedLoss
 from mi_margin.analysis.results import figure
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.theory.compare import TheoryComparison
-from mi_margin.viz import feature_alignment, fourier, irreps, theory
+from mi_margin.studies.views import GrokkingDistribution, KeyCountDistribution, LabelFrequency
+from mi_margin.viz import feature_alignment, fourier, irreps, population, theory
 from mi_margin.viz.ablation import plot_ablation_losses
 
 
@@ -74,5 +75,8 @@ figure.register(ClockPizza, fourier.plot_clock_pizza)
 figure.register(MarginResult, theory.margin_figure)
 figure.register(TheoryComparison, theory.comparison_figure)
 figure.register(FeatureMatrix, feature_alignment.feature_matrix_heatmap)
+figure.register(LabelFrequency, population.label_frequency_figure)
+figure.register(GrokkingDistribution, population.grokking_figure)
+figure.register(KeyCountDistribution, population.key_count_figure)
 figure.register(NFAResult, feature_alignment.nfa_heatmaps)
 figure.register(NFATrajectory, feature_alignment.nfa_training_figure)

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import builtins
 from pathlib import Path
+from typing import Any
 
 from mi_margin.errors import MiMarginError
 from mi_margin.training import Run
+from mi_margin.zoo import populations
 from mi_margin.zoo.store import read_entry
 
 DATA = Path(__file__).parent / "data"
@@ -53,4 +55,10 @@ def card(name: str) -> str:
     return (_folder(name) / "card.md").read_text()
 
 
-__all__ = ["card", "list", "load"]
+def population(name: str) -> Any:
+    """One row per seed of the shipped population ``name`` (a DataFrame; see
+    :mod:`mi_margin.zoo.populations`, whose ``names()`` lists them)."""
+    return populations.population(name)
+
+
+__all__ = ["card", "list", "load", "population"]

@@ -149,3 +149,28 @@ def test_the_study_command_parses_and_refuses(capsys):
         main(["study", "chughtai_S4_mlp", "--out", "x", "--seeds", "a-b"])
     assert main(["study", "chughtai_S4_mlp", "--out", "x", "--cleanup", "-1"]) == 2
     assert "cleanup" in capsys.readouterr().err
+
+
+def test_a_study_ships_as_a_population_and_reports(tmp_path, monkeypatch):
+    """The shipped table is the study's rows; the card and report show the views' numbers."""
+    from mi_margin.studies import ship
+    from mi_margin.viz.population import write_study_report
+    from mi_margin.zoo import populations
+    from mi_margin.zoo.recipes import Population
+
+    st = study(tiny, seeds=2, out=tmp_path / "st", rule=RULE, progress=False)
+    pop = Population("tiny_p11", "addition mod 11", tiny, 2, "none", paper_n_key={2: 1},
+                     paper_seeds=1)
+    monkeypatch.setitem(ship.POPULATIONS, "tiny_p11", pop)
+    monkeypatch.setattr(populations, "DATA", tmp_path / "zoo")
+    ship.build("tiny_p11", tmp_path / "st", tmp_path / "zoo")
+    shipped = mm.zoo.population("tiny_p11")
+    assert shipped["seed"].tolist() == [0, 1]
+    for col in ("memorized", "stable", "test_loss", "n_delta", "similarity"):
+        pd.testing.assert_series_equal(shipped[col], st.table[col].astype(shipped[col].dtype))
+    text = mm.zoo.populations.population_card("tiny_p11")
+    assert f"{int(st.table['grokked'].sum())} of 2 seeds" in text
+    page = write_study_report(st, tmp_path / "report.html", pop).read_text()
+    assert "Number of key labels" in page and "Grokking steps" in page
+    with pytest.raises(mm.MiMarginError, match="no population"):
+        mm.zoo.population("nope")

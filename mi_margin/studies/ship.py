@@ -1,0 +1,66 @@
+"""Ship a study as a zoo population: its rows as ``NAME.csv`` and a card ``NAME.md`` that sets the
+population views beside the paper's counts (read back by :mod:`mi_margin.zoo.populations`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mi_margin.errors import MiMarginError
+from mi_margin.studies.study import META, ROWS, read_rows
+from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+from mi_margin.zoo.recipes import POPULATIONS, Population
+
+
+def _md(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        rows.append("| " + " | ".join("" if pd.isna(v) else (f"{v:.3g}" if isinstance(v, float)
+                                                               else str(v)) for v in r) + " |")
+    return "\n".join(rows)
+
+
+def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
+    """The card of a population: what was trained, and each view beside the paper's counts."""
+    labels = label_frequency(table, pop.paper_key, pop.paper_seeds)
+    counts = key_count_distribution(table, pop.paper_n_key, pop.paper_seeds)
+    grok = grokking_distribution(table)
+    cpu = table["cpu_s"].dropna()
+    return "\n\n".join([
+        f"# Population {pop.name}",
+        f"{pop.title}: {len(table)} of {pop.seeds} planned seeds (0, 1, …) trained with the zoo "
+        f"recipe, each stopped by the rule {json.dumps(rule)} (stable grokking at test accuracy ≥ "
+        f"{rule['level']} for {rule['patience']} evaluations, then {rule['cleanup']:.0%} more steps "
+        f"for cleanup, checked every {rule['chunk']} steps) or at its step budget.",
+        f"**Paper:** {pop.paper}",
+        f"**Grokked:** {grok.n_grokked} of {grok.n_seeds} seeds; median CPU time per seed "
+        f"{cpu.median():.0f} s (one torch thread, niced, on a shared 2-core machine)."
+        if len(cpu) else "",
+        "## Which labels are key\n\nKey rule as `mi_margin.studies.keys.RULES` (the API's "
+        "defaults); theory_share is the max-margin network's budget share (Theorem 9: ∝ d^2.5 "
+        "for irreps).\n\n" + _md(labels.to_dataframe()),
+        "Pooled by dimension (key labels per seed):\n\n" + _md(labels.dimension_table()),
+        "## Number of key labels per seed\n\n" + _md(counts.to_dataframe()),
+        "## Grokking steps\n\n" + _md(grok.describe().reset_index()),
+        f"Regenerate: `mi-margin study {pop.name} --out populations/{pop.name} --ship "
+        "mi_margin/zoo/data/populations` (seeds already in the study folder are not retrained).",
+    ])
+
+
+def build(name: str, study_dir: str | Path, dest: str | Path) -> Path:
+    """Write ``dest/NAME.csv`` and ``dest/NAME.md`` from the study folder's rows."""
+    if name not in POPULATIONS:
+        raise MiMarginError(f"no population {name!r}; valid: {sorted(POPULATIONS)}")
+    study_dir, dest = Path(study_dir), Path(dest)
+    rows = read_rows(study_dir / ROWS)
+    if not rows:
+        raise MiMarginError(f"{study_dir} holds no finished seeds ({ROWS} is missing or empty)")
+    meta = json.loads((study_dir / META).read_text())
+    table = pd.DataFrame([rows[s] for s in sorted(rows)])
+    dest.mkdir(parents=True, exist_ok=True)
+    table.to_csv(dest / f"{name}.csv", index=False)
+    (dest / f"{name}.md").write_text(card(POPULATIONS[name], table, meta["rule"]) + "\n")
+    return dest / f"{name}.csv"

@@ -1,0 +1,114 @@
+"""Figures of the population views (:mod:`mi_margin.studies.views`) and a study's one-file report.
+
+- :func:`label_frequency_figure`: per label, the fraction of seeds in which it is key, beside
+  the paper's fraction and Theorem 9's budget share (Morwani et al. 2024) on the same axis; the
+  x axis is categorical and ordered by dimension, as Chughtai et al.'s Fig. 7.
+- :func:`grokking_figure`: each seed's memorization and stable grokking step (a strip per
+  quantity); seeds that never grokked are listed in the title, not dropped.
+- :func:`key_count_figure`: seeds per number of key labels and per N_δ, beside the paper's counts.
+- :func:`write_study_report`: the three figures and their tables in one HTML file that opens
+  offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from mi_margin.studies.views import (
+    GrokkingDistribution,
+    KeyCountDistribution,
+    LabelFrequency,
+    grokking_distribution,
+    key_count_distribution,
+    label_frequency,
+)
+from mi_margin.viz import _html
+
+
+def label_frequency_figure(view: LabelFrequency) -> go.Figure:
+    """Fraction of seeds with each label key vs the paper's fraction and the theory's share."""
+    table = view.to_dataframe().sort_values(["dim", "label"], kind="stable")
+    names = [f"{lab} ({al.split(', ')[0]})" if al else str(lab)
+             for lab, al in zip(table["label"], table["aliases"])]
+    fig = go.Figure(go.Bar(x=names, y=table["fraction"], name=f"ours ({view.n_seeds} seeds)"))
+    if table["paper"].notna().any() and view.paper_seeds:
+        fig.add_bar(x=names, y=table["paper"] / view.paper_seeds,
+                    name=f"paper ({view.paper_seeds} seeds)")
+    if table["theory_share"].notna().any():
+        fig.add_scatter(x=names, y=table["theory_share"], mode="markers", marker_symbol="diamond",
+                        marker_size=11, name="max-margin budget share (Thm 9: ∝ d^2.5)")
+    fig.update_layout(barmode="group", title=f"How often each {view.label_kind} is key",
+                      xaxis_title=f"{view.label_kind} (dimension order)",
+                      yaxis_title="fraction of seeds / budget share", xaxis_type="category")
+    return fig
+
+
+def grokking_figure(view: GrokkingDistribution) -> go.Figure:
+    """Memorization and stable grokking steps of every seed (never-grokked seeds in the title)."""
+    table = view.to_dataframe()
+    fig = go.Figure()
+    for col, name in [("memorized", "memorized (train acc ≥ 0.99)"),
+                      ("stable", "grokked (test acc ≥ 0.99, stable)")]:
+        seen = table[table[col].notna()]
+        fig.add_box(x=seen[col], name=name, boxpoints="all", jitter=0.4, text=seen["seed"],
+                    hovertemplate="seed %{text}: step %{x}<extra></extra>")
+    missing = view.n_seeds - view.n_grokked
+    fig.update_layout(title=f"Grokking steps: {view.n_grokked} of {view.n_seeds} seeds grokked"
+                            + (f" ({missing} did not within their budget)" if missing else ""),
+                      xaxis_title="optimizer step", showlegend=False)
+    return fig
+
+
+def key_count_figure(view: KeyCountDistribution) -> go.Figure:
+    """Seeds per number of key labels (and per N_δ), beside the paper's counts."""
+    table = view.to_dataframe()
+    fig = go.Figure(go.Bar(x=table["n"], y=table["seeds"], name="key labels (ours)"))
+    fig.add_bar(x=table["n"], y=table["seeds_n_delta"], name="N_δ, δ = 0.05 (ours)")
+    if table["paper"].notna().any():
+        fig.add_bar(x=table["n"], y=table["paper"], name=f"paper ({view.paper_seeds} seeds)")
+    fig.update_layout(barmode="group", title="Number of key labels per seed",
+                      xaxis_title="labels", yaxis_title="seeds", xaxis_type="category")
+    return fig
+
+
+def study_html(table: Any, title: str, population: Any | None = None) -> str:
+    """The report page of a study table (``population``: its paper counts, if a zoo population)."""
+    paper = (population.paper_key, population.paper_n_key, population.paper_seeds) \
+        if population is not None else (None, None, None)
+    labels = label_frequency(table, paper[0], paper[2])
+    counts = key_count_distribution(table, paper[1], paper[2])
+    grok = grokking_distribution(table)
+    intro = _html.paragraph(population.paper if population is not None else
+                            f"{len(table)} seeds.")
+    body = "\n".join([
+        intro,
+        _html.section("Which labels are key", _html.figure_div(label_frequency_figure(labels))
+                      + _html.table(labels.to_dataframe())
+                      + _html.table(labels.dimension_table())),
+        _html.section("Number of key labels", _html.figure_div(key_count_figure(counts))
+                      + _html.table(counts.to_dataframe())),
+        _html.section("Grokking", _html.figure_div(grokking_figure(grok))
+                      + _html.table(grok.describe().reset_index())),
+    ])
+    return _html.page(title, body, [_html.plotly_script()])
+
+
+def write_study_report(study_or_table: Any, path: str | Path, population: Any | None = None,
+                       title: str | None = None) -> Path:
+    """Write a study's report (one HTML file, offline) to ``path``; returns the path.
+
+    Example:
+        >>> import mi_margin as mm                                      # doctest: +SKIP
+        >>> st = mm.study("chughtai_S4_mlp", seeds=10, out="s4")        # doctest: +SKIP
+        >>> write_study_report(st, "s4/report.html")                    # doctest: +SKIP
+    """
+    table = getattr(study_or_table, "table", study_or_table)
+    name = title or getattr(study_or_table, "source", "study")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"no folder {path.parent} to write the report into")
+    path.write_text(study_html(table, f"Study: {name}", population), encoding="utf-8")
+    return path
