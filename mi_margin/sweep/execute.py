@@ -21,7 +21,7 @@ sweep is interrupted.
 same optimizer and batching; :func:`~mi_margin.sweep.worker.batch_key`) as one
 :func:`~mi_margin.training.batched.train_batched` job on a GPU, when the Ray cluster (or, with
 ``sequential=True``, this machine) has one; otherwise runs train one by one. On a CPU batching is
-not faster (docs/performance.md: stacked seeds cost as much or more per model), so it is never used there.
+not faster (bench/bench_throughput.py: a batch costs what its runs cost), so it is never used there.
 Note that the ``seed`` axis also changes the task's train/test split, so only runs that vary
 ``model.seed`` (and training hyperparameters) with one split share a task and can be batched.
 """

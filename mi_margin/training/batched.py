@@ -5,10 +5,10 @@ There is one model definition per architecture. The engine stacks the models' we
 [N, ...] tensors (``torch.func.stack_module_state``) and computes instance n by the single
 model's own loss, ``summed_cross_entropy`` with its exact table fast paths
 (models/fast_paths.py), through ``torch.func.functional_call`` on instance n's slice of the stack.
-A ``torch.optim`` AdamW or SGD steps the slices, one parameter group per instance, so seeds,
-learning rates and their schedules, weight decays, betas, momenta and norm penalties may differ
-between instances; AdamW and SGD are elementwise, so the N groups over the stack's slices are N
-``train()`` optimizers. Each instance may train on its own task (for example its own seed's
+A ``torch.optim`` AdamW or SGD steps the stack: AdamW and SGD are elementwise, so one optimizer
+over the stacked tensors is N ``train()`` optimizers when the instances share their optimizer
+settings, and otherwise it has one parameter group per instance's slices, so that seeds, learning
+rates and their schedules, weight decays, betas, momenta and norm penalties may differ. Each instance may train on its own task (for example its own seed's
 split), as long as the training sets have one size.
 
 So each batched run reproduces :func:`~mi_margin.train` on its model bit for bit on one machine
@@ -44,6 +44,9 @@ from mi_margin.training.run import Run
 SHARED_FIELDS = ("optimizer", "batch_size", "microbatch", "snapshot_every")
 #: Config fields that only change a model's initial weights, so they may differ between instances.
 INIT_ONLY_FIELDS = ("seed", "init_scale")
+#: TrainConfig fields the optimizer's steps depend on (with ``optimizer``, shared anyway).
+OPTIMIZER_FIELDS = ("lr", "betas", "momentum", "weight_decay", "warmup_steps", "lr_milestones",
+                    "lr_gamma")
 
 
 def check_configs(configs: TrainConfig | Sequence[TrainConfig] | None, n: int) -> list[TrainConfig]:
@@ -121,7 +124,8 @@ def _neuron_norms(model: Any) -> Tensor:
 class StackEngine:
     """N same-architecture models as stacked [N, ...] weights, each instance computed by its
     model's own loss through ``functional_call`` and stepped by one ``torch.optim`` optimizer
-    with a parameter group per instance (an :class:`~mi_margin.training.loop.Engine`).
+    (an :class:`~mi_margin.training.loop.Engine`): over the stacked tensors when the instances
+    share their optimizer settings (``shared``), else with a group per instance's slices.
 
     ``weights[n]`` maps each trainable parameter's name to instance n's slice of the stack: a
     leaf tensor sharing the stack's storage, whose ``.grad`` is the same slice of the stacked
@@ -140,6 +144,8 @@ class StackEngine:
         names = [k for k, p in models[0].named_parameters() if p.requires_grad]
         self.stack = {k: params[k].detach().to(device) for k in names}
         self.grads = {k: torch.zeros_like(t) for k, t in self.stack.items()}
+        for k, t in self.stack.items():
+            t.grad = self.grads[k]
         self.weights = [self._slices(n) for n in range(len(models))]
         self.fixed = [{f"model.{k}": v[n].to(device) for k, v in buffers.items()} |
                       {f"model.{k}": params[k][n].detach().to(device)
@@ -147,7 +153,10 @@ class StackEngine:
         self.losses = [_Bound(m, summed_cross_entropy) for m in models]
         self.norms = [_Bound(m, _neuron_norms) for m in models]
         self.evals = [_Bound(m, evaluate) for m in models]
-        self.opt = make_stacked_optimizer([list(w.values()) for w in self.weights], configs)
+        self.shared = len({tuple(getattr(c, f) for f in OPTIMIZER_FIELDS) for c in configs}) == 1
+        self.opt = make_stacked_optimizer(
+            [list(self.stack.values())] if self.shared else [list(w.values()) for w in self.weights],
+            configs[:1] if self.shared else configs)
         self.train_data = [(model_inputs(m, t)[t.train_idx].to(device), t.labels[t.train_idx]
                             .to(device)) for m, t in zip(models, tasks, strict=True)]
 
@@ -179,7 +188,7 @@ class StackEngine:
         return total
 
     def update(self, lrs: Sequence[float]) -> None:
-        for group, lr in zip(self.opt.param_groups, lrs, strict=True):
+        for group, lr in zip(self.opt.param_groups, lrs):   # one group: the lrs are all equal
             group["lr"] = lr
         self.opt.step()
 
@@ -197,14 +206,20 @@ class StackEngine:
         return model
 
     def optimizer_state(self, n: int) -> dict[str, Tensor]:
-        return {f"opt.{i}.{key}": value.detach().to("cpu", copy=True)
-                for i, p in enumerate(self.weights[n].values())
+        params = self.stack.values() if self.shared else self.weights[n].values()
+        return {f"opt.{i}.{key}": self._instance(value, n).detach().to("cpu", copy=True)
+                for i, p in enumerate(params)
                 for key, value in self.opt.state.get(p, {}).items() if isinstance(value, Tensor)}
+
+    def _instance(self, value: Tensor, n: int) -> Tensor:
+        """Instance n's part of an optimizer state tensor (the step count is a shared scalar)."""
+        return value[n] if self.shared and value.dim() > 0 else value
 
 
 def make_stacked_optimizer(groups: list[list[Tensor]], configs: Sequence[TrainConfig]
                            ) -> torch.optim.Optimizer:
-    """``train()``'s optimizer (``loop.make_optimizer``) with one parameter group per instance."""
+    """``train()``'s optimizer (``loop.make_optimizer``) with parameter group g set up by
+    ``configs[g]``."""
     if configs[0].optimizer == "adamw":
         return torch.optim.AdamW([{"params": ps, "lr": c.lr, "betas": c.betas,
                                    "weight_decay": c.weight_decay}

@@ -11,7 +11,9 @@ this process, one run after another). A wrong address must fail in seconds with 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,24 +48,28 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def loopback_cluster(monkeypatch, tmp_path):
+def loopback_cluster(monkeypatch):
     """A head (no CPUs: it only schedules) and two worker nodes of one CPU each, on 127.0.0.1."""
     from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")       # for the nodes' processes
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)     # for this process
+    # the test passes the address itself: leave the machine's /tmp/ray/ray_current_cluster alone
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kw: None)
     if ray.is_initialized():
         ray.shutdown()
     node = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args={
-        **node, "num_cpus": 0, "_temp_dir": str(tmp_path / "ray")})
+    temp = tempfile.mkdtemp(prefix="mmray")        # short: Ray's socket paths must stay short
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0,
+                                                            "temp_dir": temp})
     workers = [cluster.add_node(**node, num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     yield cluster, workers
     if ray.is_initialized():
         ray.shutdown()
     cluster.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def statuses(out: Path) -> list[str]:

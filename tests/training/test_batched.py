@@ -16,6 +16,7 @@ import torch
 import mi_margin as mm
 from mi_margin.tasks import Task
 from mi_margin.models.evaluation import evaluate
+from mi_margin.training import batched
 from mi_margin.training.batched import evaluate_batched, train_batched
 
 # each instance runs its model's own operations, so on one machine the runs agree to the bit
@@ -90,10 +91,12 @@ def test_transformer_variants_with_minibatches_and_microbatches():
         assert_same_run(run, ref)
 
 
-def test_attention_only_transformer():
+def test_attention_only_transformer_one_optimizer_group_over_the_stack():
     task = mm.ModularAddition(p=7)
-    runs, refs = train_both([small_transformer(task, s, attn_only=True) for s in (0, 1)], task,
-                            cfg(lr=1e-2))
+    models = [small_transformer(task, s, attn_only=True) for s in (0, 1)]
+    engine = batched.StackEngine(models, [task] * 2, [cfg(lr=1e-2, steps=9)] * 2, "cpu")
+    assert engine.shared and engine.opt.param_groups[0]["params"][0].shape[0] == 2
+    runs, refs = train_both(models, task, [cfg(lr=1e-2), cfg(lr=1e-2, steps=20)])
     for run, ref in zip(runs, refs, strict=True):
         assert_same_run(run, ref)
 
