@@ -59,7 +59,8 @@ def loopback_cluster(monkeypatch):
     monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kw: None)
     if ray.is_initialized():
         ray.shutdown()
-    node = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    node = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "include_log_monitor": False}
     temp = tempfile.mkdtemp(prefix="mmray")        # short: Ray's socket paths must stay short
     cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0,
                                                             "temp_dir": temp})
