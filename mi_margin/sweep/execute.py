@@ -167,14 +167,13 @@ def check_address(address: str) -> None:
         >>> check_address("ray-head")
         Traceback (most recent call last):
         ...
-        mi_margin.errors.MiMarginError: Ray cluster address 'ray-head' is not host:port, ray://host:port or 'auto'
+        mi_margin.errors.MiMarginError: Ray address 'ray-head' is not host:port, ray://host:port or auto
     """
     if address in ("auto", "local"):
         return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise MiMarginError(f"Ray cluster address {address!r} is not host:port, ray://host:port "
-                            "or 'auto'")
+        raise MiMarginError(f"Ray address {address!r} is not host:port, ray://host:port or auto")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as err:

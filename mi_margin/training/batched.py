@@ -8,8 +8,9 @@ model's own loss, ``summed_cross_entropy`` with its exact table fast paths
 A ``torch.optim`` AdamW or SGD steps the stack: AdamW and SGD are elementwise, so one optimizer
 over the stacked tensors is N ``train()`` optimizers when the instances share their optimizer
 settings, and otherwise it has one parameter group per instance's slices, so that seeds, learning
-rates and their schedules, weight decays, betas, momenta and norm penalties may differ. Each instance may train on its own task (for example its own seed's
-split), as long as the training sets have one size.
+rates and their schedules, weight decays, betas, momenta and norm penalties may differ. Each
+instance may train on its own task (for example its own seed's split), as long as the training
+sets have one size.
 
 So each batched run reproduces :func:`~mi_margin.train` on its model bit for bit on one machine
 (tests/training/test_batched.py), fast paths and hooks included. The instances' forwards are

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.tasks import Task
 from mi_margin.models.evaluation import evaluate
+from mi_margin.tasks import Task
 from mi_margin.training import batched
 from mi_margin.training.batched import evaluate_batched, train_batched
 
