@@ -183,9 +183,11 @@ def check_address(address: str) -> None:
             "cluster')") from err
 
 
-def _connect(ray: Any, address: str | None, num_cpus: int | None,
+def connect(ray: Any, address: str | None, num_cpus: int | None,
              runtime_env: dict[str, Any] | None) -> bool:
-    """Initialise Ray unless this process already is connected; True if we started it."""
+    """Initialise Ray unless this process already is connected (a local instance of ``num_cpus``
+    when ``address`` is None, else the cluster at ``address``, checked first by
+    :func:`check_address`); True if we started it (sweeps and studies share it)."""
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "runtime_env": runtime_env}
@@ -252,7 +254,7 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
             n_batched = sum(len(j) for j in jobs if len(j) > 1)
             _run_local(jobs, use_gpu, bar)
         else:
-            started = _connect(ray, address, num_cpus, runtime_env)
+            started = connect(ray, address, num_cpus, runtime_env)
             try:
                 use_gpu = batch_on_gpu and ray.cluster_resources().get("GPU", 0) >= 1
                 jobs = plan(todo, use_gpu, max_batch)

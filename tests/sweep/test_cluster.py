@@ -1,9 +1,5 @@
-"""Sweeps on a real multi-node Ray cluster, on one machine.
-
-Ray's own test cluster (``ray.cluster_utils.Cluster``) starts a head and worker nodes as separate
-processes (a GCS, and a raylet with its workers per node); every node and the driver use
-127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray take the loopback address), so the
-test sends traffic to loopback only. A worker node is killed mid-sweep: the sweep must complete
+"""Sweeps on a real multi-node Ray cluster, on one machine (the ``loopback_cluster`` fixture of
+tests/conftest.py: a head and two worker nodes as separate processes, all on 127.0.0.1). A worker node is killed mid-sweep: the sweep must complete
 with every run once and a table equal to a sequential run's (the oracle: the same spec run in
 this process, one run after another). A wrong address must fail in seconds with a clear error.
 """
@@ -11,9 +7,7 @@ this process, one run after another). A wrong address must fail in seconds with 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,38 +33,6 @@ def cluster_spec() -> SweepSpec:
                      model={"kind": "mlp", "d_mlp": 16},
                      train={"steps": 1500, "lr": 0.01, "eval_every": 100, "n_checkpoints": 3},
                      axes={"seed": list(range(6))}, analyses=("irreps",), name="cluster")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def loopback_cluster(monkeypatch):
-    """A head (no CPUs: it only schedules) and two worker nodes of one CPU each, on 127.0.0.1."""
-    from ray._private import ray_constants
-    from ray.cluster_utils import Cluster
-
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")       # for the nodes' processes
-    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)     # for this process
-    # the test passes the address itself: leave the machine's /tmp/ray/ray_current_cluster alone
-    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kw: None)
-    if ray.is_initialized():
-        ray.shutdown()
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    node = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "include_log_monitor": False}
-    temp = tempfile.mkdtemp(prefix="mmray")        # short: Ray's socket paths must stay short
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0,
-                                                            "temp_dir": temp})
-    workers = [cluster.add_node(**node, num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    yield cluster, workers
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def statuses(out: Path) -> list[str]:
@@ -125,10 +87,10 @@ def test_sweep_survives_a_worker_node_killed_mid_sweep(loopback_cluster, tmp_pat
         right[rest].map(lambda v: list(v) if isinstance(v, np.ndarray) else v))
 
 
-def test_wrong_address_fails_in_seconds_naming_it(tmp_path, monkeypatch):
+def test_wrong_address_fails_in_seconds_naming_it(tmp_path, monkeypatch, free_port):
     """The address is tried by one TCP connection with a timeout of CONNECT_TIMEOUT seconds
     before Ray sees it (Ray alone keeps retrying for minutes)."""
-    port = free_port()                           # nothing listens there
+    port = free_port                             # nothing listens there
     timeouts = []
     connect = socket.create_connection
     monkeypatch.setattr(socket, "create_connection",
