@@ -1,7 +1,8 @@
 """Sweeps on a real multi-node Ray cluster, on one machine (the ``loopback_cluster`` fixture of
 tests/conftest.py: a head and two worker nodes as separate processes, all on 127.0.0.1). A worker
 node is killed mid-sweep: the sweep must complete with every run once and a table equal to a
-sequential run's (the oracle: the same spec run in this process, one run after another). A wrong address must fail in seconds with a clear error.
+sequential run's (the oracle: the same spec run in this process, one run after another). A wrong
+address must fail in seconds with a clear error.
 """
 
 from __future__ import annotations
