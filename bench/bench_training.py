@@ -126,9 +126,11 @@ def single_step(model: Any, task: Any, config: mm.TrainConfig, device: torch.dev
 
 def batched_step(models: list[Any], task: Any, config: mm.TrainConfig,
                  device: torch.device) -> Step:
-    """One step of ``train_batched`` (its engine: the stacked models and optimizer)."""
+    """One step of ``train_batched`` (its engine: the models' own loss on slices of stacked
+    weights, one torch.optim group per model)."""
     configs = [config] * len(models)
-    return engine_step(StackEngine(models, task, configs, device), task, configs)
+    models = [model.to(device) for model in models]
+    return engine_step(StackEngine(models, [task] * len(models), configs, device), task, configs)
 
 
 def ordinary_path(model: Any) -> Any:

@@ -59,7 +59,8 @@ __version__ = "0.1.0"
 
 #: subpackages imported on first attribute access (plotly, circuitsvis, Ray load with them)
 LAZY_SUBMODULES = ("viz", "sweep", "demo", "cli", "zoo", "studies")
-#: functions of lazy subpackages offered at the root: ``mm.study`` is ``mm.studies.study``
+#: functions of lazy subpackages offered at the root: ``mm.study`` is ``mm.studies.study`` (documented
+#: there; not in ``__all__``, which the API reference resolves without importing lazy packages)
 LAZY_FUNCTIONS = {"study": "studies"}
 
 
@@ -117,7 +118,6 @@ __all__ = [
     "save",
     "spectrum",
     "studies",
-    "study",
     "sweep",
     "tasks",
     "theory",

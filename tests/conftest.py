@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -29,3 +33,43 @@ def build_group(name: str) -> FiniteGroup:
 def group_named():
     """:func:`build_group`, for the group tests."""
     return build_group
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (for wrong-address tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def loopback_cluster(monkeypatch):
+    """A head (no CPUs: it only schedules) and two worker nodes of one CPU each, on 127.0.0.1.
+
+    Ray's own test cluster (``ray.cluster_utils.Cluster``) starts each node as separate processes
+    (a GCS, and a raylet with its workers per node); ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes
+    every node and the driver take the loopback address, so tests send traffic to loopback only.
+    """
+    ray = pytest.importorskip("ray")  # optional (mi_margin[sweep]): only the cluster tests need it
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")       # for the nodes' processes
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)     # for this process
+    # the test passes the address itself: leave the machine's /tmp/ray/ray_current_cluster alone
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kw: None)
+    if ray.is_initialized():
+        ray.shutdown()
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    node = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "include_log_monitor": False}
+    temp = tempfile.mkdtemp(prefix="mmray")        # short: Ray's socket paths must stay short
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0,
+                                                            "temp_dir": temp})
+    workers = [cluster.add_node(**node, num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -134,9 +134,11 @@ def evaluate(model: Any, task: Task, idx: torch.Tensor, chunk: int = 8192
     """(mean float64 cross-entropy, accuracy) of ``model`` on the examples ``idx``."""
     if len(idx) == 0:
         return float("nan"), float("nan")
-    x, y = model_inputs(model, task), task.labels
-    loss, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
-    for part in idx.split(chunk):
+    device = next(model.parameters()).device
+    x, y = model_inputs(model, task).to(device), task.labels.to(device)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for part in idx.to(device).split(chunk):
         logits = model.last_logits(x[part])
         loss += cross_entropy64(logits, y[part], reduction="sum")
         correct += (logits.argmax(-1) == y[part]).sum()

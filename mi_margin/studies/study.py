@@ -16,8 +16,9 @@ Layout of ``OUT``::
 
 Every step is safe to kill: a run folder resumes exactly, the export is atomic, and a row is only
 trusted once its line is complete, so running the same call again finishes the study with the same
-table. With ``address=`` the seeds run as Ray tasks on a cluster (``"auto"`` or ``ray://...``);
-``OUT`` must then be on a filesystem every node sees.
+table. With ``address=`` the seeds run as Ray tasks on a cluster (``"auto"``, ``host:port`` of a
+cluster started with ``ray start --head``; a wrong address fails in seconds, checked as a sweep's
+is); ``OUT`` must then be on a filesystem every node sees.
 
 Example:
     >>> import mi_margin as mm
@@ -49,7 +50,7 @@ from mi_margin.models.files import append_durably
 from mi_margin.studies.seeds import SeedRecipe, export_seed, is_exported, read_seed, train_seed
 from mi_margin.studies.stop import StopRule
 from mi_margin.studies.summary import summary_row
-from mi_margin.sweep.execute import import_ray
+from mi_margin.sweep.execute import connect, import_ray
 from mi_margin.zoo.recipes import POPULATIONS
 
 ROWS, META = "rows.jsonl", "study.json"
@@ -124,18 +125,24 @@ def _local(jobs: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
         yield seed_job(*job)
 
 
-def _ray(jobs: list[tuple[Any, ...]], address: str) -> Iterator[dict[str, Any]]:
+def _ray(jobs: list[tuple[Any, ...]], address: str,
+         runtime_env: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
     """Rows of ``jobs`` run as Ray tasks, in the order they finish. A task whose worker or node
     dies is run again (a seed resumes from its run folder, so a retry loses nothing and a seed is
     never counted twice: rows are keyed by seed)."""
     ray = import_ray()
-    if not ray.is_initialized():
-        ray.init(**({} if address == "local" else {"address": address}), log_to_driver=False)
+    started = connect(ray, None if address == "local" else address, None, runtime_env)
     remote = ray.remote(num_cpus=1, max_retries=3)(seed_job)
     pending = [remote.remote(*job) for job in jobs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
 
 
 @dataclass
@@ -156,7 +163,8 @@ class Study:
 def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
           out: str | Path = "study", rule: StopRule | None = None, address: str | None = None,
           progress: bool = True, keep_runs: bool = False,
-          on_row: Callable[[dict[str, Any]], None] | None = None) -> Study:
+          on_row: Callable[[dict[str, Any]], None] | None = None,
+          runtime_env: dict[str, Any] | None = None) -> Study:
     """Run (or finish) a study and return it; see the module docstring.
 
     Args:
@@ -169,6 +177,8 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
             None (default): one after another in this process.
         keep_runs: keep each seed's run folder after export (checkpoints of its chunks).
         on_row: called with each new row as it arrives (e.g. to print or plot live).
+        runtime_env: Ray's runtime environment for the tasks (e.g. ``{"env_vars":
+            {"PYTHONPATH": ...}}`` when the nodes do not have mi_margin installed).
     """
     rule = rule or StopRule()
     if not isinstance(rule, StopRule):
@@ -189,7 +199,7 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
         json.loads(meta_path.read_text()).get("seeds", []) if meta_path.is_file() else []))}))
     rows = read_rows(out / ROWS)
     jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
-    stream = _ray(jobs, address) if address is not None else _local(jobs)
+    stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs)
     with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",
                       disable=not progress) as bar:
         for row in stream:

@@ -3,9 +3,13 @@
 By default an embedded local Ray instance uses this machine's cores (one run per core: each
 worker reserves ``cpus_per_run`` CPUs and trains with that many torch threads, which on a small
 CPU beats one run using all cores, docs/performance.md); ``address=`` connects to an existing Ray
-cluster instead (``"auto"`` or ``"ray://head:10001"``). Ray does the scheduling. On a cluster the
+cluster instead (``"auto"``, the head's ``"host:6379"`` as ``ray start --head`` prints it, or a
+Ray Client ``"ray://head:10001"``; an address where nothing answers fails within
+:data:`CONNECT_TIMEOUT` seconds). Ray does the scheduling; a run whose node dies is retried
+elsewhere and resumes from its last snapshot (tests/sweep/test_cluster.py). On a cluster the
 output folder must be on a filesystem every node sees (workers write the run folders), and the
-nodes need mi_margin installed (or pass ``runtime_env={"py_modules": [...]}``). ``sequential=True``
+nodes need mi_margin installed (or pass ``runtime_env={"py_modules": [...]}``); README.md,
+"Sweeps on a cluster", walks through it. ``sequential=True``
 runs everything in this process, in grid order, for debugging.
 
 Finished runs are skipped, interrupted ones resume, failed ones are retried and a failure is
@@ -17,7 +21,7 @@ sweep is interrupted.
 same optimizer and batching; :func:`~mi_margin.sweep.worker.batch_key`) as one
 :func:`~mi_margin.training.batched.train_batched` job on a GPU, when the Ray cluster (or, with
 ``sequential=True``, this machine) has one; otherwise runs train one by one. On a CPU batching is
-not faster (docs/performance.md: stacked seeds cost as much or more per model), so it is never used there.
+not faster (bench/bench_throughput.py: a batch costs what its runs cost), so it is never used there.
 Note that the ``seed`` axis also changes the task's train/test split, so only runs that vary
 ``model.seed`` (and training hyperparameters) with one split share a task and can be batched.
 """
@@ -25,6 +29,7 @@ Note that the ``seed`` axis also changes the task's train/test split, so only ru
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,10 @@ from mi_margin.sweep.worker import (
 )
 
 Job = list[tuple[RunSpec, Path]]
+
+#: seconds to wait for a TCP connection to a cluster address before calling it wrong (Ray itself
+#: keeps retrying an address where nothing answers for many minutes)
+CONNECT_TIMEOUT = 5.0
 
 
 @dataclass
@@ -150,17 +159,47 @@ def _run_ray(ray: Any, jobs: list[Job], cpus_per_run: int, use_gpu: bool, bar: A
             ray.cancel(ref, force=True)
 
 
-def _connect(ray: Any, address: str | None, num_cpus: int | None,
+def check_address(address: str) -> None:
+    """Raise :class:`MiMarginError` within :data:`CONNECT_TIMEOUT` seconds unless ``address``
+    (``host:port`` or ``ray://host:port``; ``"auto"`` is left to Ray) accepts a TCP connection.
+
+    Example:
+        >>> check_address("ray-head")
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: Ray address 'ray-head' is not host:port, ray://host:port or auto
+    """
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise MiMarginError(f"Ray address {address!r} is not host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise MiMarginError(
+            f"no Ray cluster answers at {address!r} ({err or 'timed out'}); start one with "
+            "`ray start --head` and pass the address it prints (README.md, 'Sweeps on a "
+            "cluster')") from err
+
+
+def connect(ray: Any, address: str | None, num_cpus: int | None,
              runtime_env: dict[str, Any] | None) -> bool:
-    """Initialise Ray unless this process already is connected; True if we started it."""
+    """Initialise Ray unless this process already is connected (a local instance of ``num_cpus``
+    when ``address`` is None, else the cluster at ``address``, checked first by
+    :func:`check_address`); True if we started it (sweeps and studies share it)."""
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "runtime_env": runtime_env}
     if address is None:
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     else:
+        check_address(address)
         kwargs.update(address=address)
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as err:     # "auto" with no cluster running on this machine
+        raise MiMarginError(f"could not connect to the Ray cluster at {address!r}: {err}") from err
     return True
 
 
@@ -175,7 +214,8 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
     Args:
         spec: a :class:`SweepSpec` or the path of a TOML / YAML / JSON spec.
         out_dir: the sweep folder (default ``sweep_<spec.name>``); one run folder per grid point.
-        address: an existing Ray cluster to use; None starts a local Ray instance with
+        address: an existing Ray cluster to use (``"auto"``, ``"host:port"``,
+            ``"ray://host:port"``; :func:`check_address`); None starts a local Ray instance with
             ``num_cpus`` CPUs (default: all cores) and stops it at the end. If this process is
             already connected to Ray, that connection is used (and left open).
         sequential: run in this process, one run after another, without Ray (debugging).
@@ -214,7 +254,7 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
             n_batched = sum(len(j) for j in jobs if len(j) > 1)
             _run_local(jobs, use_gpu, bar)
         else:
-            started = _connect(ray, address, num_cpus, runtime_env)
+            started = connect(ray, address, num_cpus, runtime_env)
             try:
                 use_gpu = batch_on_gpu and ray.cluster_resources().get("GPU", 0) >= 1
                 jobs = plan(todo, use_gpu, max_batch)

@@ -5,10 +5,9 @@ each step uses (minibatch and micro-batches), each run's learning rate, when the
 for NaN/inf, when a run is evaluated, keeps a checkpoint, writes a snapshot, stops early or
 finishes. How the N models compute is left to an :class:`Engine`: :class:`ModelEngine` trains one
 model in place, by its own forward and a ``torch.optim`` optimizer (``train()``, N = 1);
-``StackEngine`` (:mod:`~mi_margin.training.batched`) trains N models stacked into one computation
-(``train_batched()``). So a batched run is the single run with N models, not a second loop. (A
-single run is not a stack of one: the stacked forward has no tables, and a hook attached to the
-model must keep its meaning.)
+``StackEngine`` (:mod:`~mi_margin.training.batched`) trains N models with stacked weights, each by
+the same loss on its slice (``train_batched()``). So a batched run is the single run with N
+models, not a second loop nor a second forward.
 
 Speed (docs/performance.md): the exact table fast paths (:class:`ModelEngine`); a full-batch
 gradient accumulated over micro-batches that stay in cache; no synchronisation with the host

@@ -23,8 +23,8 @@ from mi_margin.analysis.progress import ProgressMeasures
 from mi_margin.analysis.restricted import RestrictedLoss
 from mi_margin.analysis.results import figure
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
-from mi_margin.theory.compare import TheoryComparison
 from mi_margin.studies.views import GrokkingDistribution, KeyCountDistribution, LabelFrequency
+from mi_margin.theory.compare import TheoryComparison
 from mi_margin.viz import feature_alignment, fourier, irreps, population, theory
 from mi_margin.viz.ablation import plot_ablation_losses
 

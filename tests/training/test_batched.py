@@ -1,9 +1,9 @@
 """Batched multi-model training: every instance must reproduce ``train()`` on its model alone.
 
 The oracle is ``mm.train`` itself: each batched run is compared with the single run of a copy of
-the same model under the same config (weights at every checkpoint, history, optimizer state,
-status). A negative control checks that the comparison can fail (the instances' hyperparameters
-really differ). The stacked optimizers are checked against ``torch.optim`` on random gradients.
+the same model under the same config and task (weights at every checkpoint, history, optimizer
+state, status), bit for bit (both runs on this machine). A negative control checks that the
+comparison can fail (the instances' hyperparameters really differ).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import torch
 
 import mi_margin as mm
 from mi_margin.models.evaluation import evaluate
+from mi_margin.tasks import Task
 from mi_margin.training import batched
-from mi_margin.training.batched import train_batched
-from mi_margin.training.stacked import evaluate_batched
-from mi_margin.training.stacked_optim import StackedAdamW, StackedSGD
+from mi_margin.training.batched import evaluate_batched, train_batched
 
-# float32 arithmetic; the batched ops mirror the single ones, so on CPU they agree to the bit
-ATOL, RTOL = 1e-6, 1e-5
+# each instance runs its model's own operations, so on one machine the runs agree to the bit
+ATOL, RTOL = 0, 0
 
 
 def cfg(**kw):
@@ -59,21 +58,13 @@ def assert_same_run(batched, single):
         torch.testing.assert_close(batched.train_state[key], value, atol=ATOL, rtol=RTOL, msg=key)
 
 
-def ordinary_copy(model):
-    """A copy of ``model`` whose ``train()`` takes the ordinary path, which the batched ops mirror op
-    for op: a no-op hook on ``hook_embed`` turns the table fast path off (that path agrees with the
-    ordinary one to float rounding: tests/models/test_fast_paths.py)."""
-    model = copy.deepcopy(model)
-    model.hook_embed.add_hook(lambda tensor, hook: None)
-    return model
-
-
 def train_both(models, task, configs):
-    singles = [ordinary_copy(m) for m in models]
+    singles = [copy.deepcopy(m) for m in models]
     runs = train_batched(models, task, configs, device="cpu")
     if isinstance(configs, mm.TrainConfig):
         configs = [configs] * len(models)
-    refs = [mm.train(m, task, c) for m, c in zip(singles, configs, strict=True)]
+    tasks = [task] * len(models) if isinstance(task, Task) else task
+    refs = [mm.train(m, t, c) for m, t, c in zip(singles, tasks, configs, strict=True)]
     return runs, refs
 
 
@@ -91,8 +82,7 @@ def test_transformer_seeds_and_hyperparameters_match_single_runs():
         torch.testing.assert_close(runs[1].model.W_U, refs[0].model.W_U, atol=ATOL, rtol=RTOL)
 
 
-def test_transformer_variants_with_minibatches_and_microbatches(monkeypatch):
-    monkeypatch.setattr(batched, "CPU_CACHE_FLOATS", 1)         # one instance at a time
+def test_transformer_variants_with_minibatches_and_microbatches():
     task = mm.ModularAddition(p=11, train_fraction=0.6)
     kw = {"act_fn": "quadratic", "use_biases": True, "use_pos_embed": False}
     configs = [cfg(batch_size=40, microbatch=16, seed=3, lr=lr) for lr in (1e-3, 1e-2)]
@@ -101,18 +91,17 @@ def test_transformer_variants_with_minibatches_and_microbatches(monkeypatch):
         assert_same_run(run, ref)
 
 
-def test_attention_only_transformer():
+def test_attention_only_transformer_one_optimizer_group_over_the_stack():
     task = mm.ModularAddition(p=7)
-    runs, refs = train_both([small_transformer(task, s, attn_only=True) for s in (0, 1)], task,
-                            cfg(lr=1e-2))
+    models = [small_transformer(task, s, attn_only=True) for s in (0, 1)]
+    engine = batched.StackEngine(models, [task] * 2, [cfg(lr=1e-2, steps=9)] * 2, "cpu")
+    assert engine.shared and engine.opt.param_groups[0]["params"][0].shape[0] == 2
+    runs, refs = train_both(models, task, [cfg(lr=1e-2), cfg(lr=1e-2, steps=20)])
     for run, ref in zip(runs, refs, strict=True):
         assert_same_run(run, ref)
 
 
-# 34 training examples × d_mlp 40 floats per instance: groups of 1 and of 2 of the 3 instances
-@pytest.mark.parametrize("cache_floats", [1, 2 * 34 * 40])
-def test_mlp_sgd_momentum_and_norm_penalty_per_instance(monkeypatch, cache_floats):
-    monkeypatch.setattr(batched, "CPU_CACHE_FLOATS", cache_floats)
+def test_mlp_sgd_momentum_and_norm_penalty_per_instance():
     task = mm.ModularAddition(p=7, train_fraction=0.7)
     configs = [cfg(optimizer="sgd", lr=0.05, momentum=0.9, norm_penalty=1e-2, weight_decay=0),
                cfg(optimizer="sgd", lr=0.02, momentum=0.0, norm_penalty=0.0, weight_decay=1e-3),
@@ -133,6 +122,32 @@ def test_mlp_styles(kw):
         assert_same_run(run, ref)
 
 
+def test_each_instance_its_own_split_as_a_study_of_seeds():
+    """Chughtai et al.'s recipe draws the split with the seed: instance n trains on task n."""
+    tasks = [mm.GroupComposition("S3", train_fraction=0.5, seed=s) for s in (0, 1, 2)]
+    assert not torch.equal(tasks[0].train_idx, tasks[1].train_idx)
+    models = [small_mlp(t, s, input_style="embed", d_embed=8, act_fn="relu")
+              for s, t in enumerate(tasks)]
+    runs, refs = train_both(models, tasks, cfg(lr=1e-2, betas=(0.9, 0.98), weight_decay=1.0))
+    for run, ref, t in zip(runs, refs, tasks, strict=True):
+        assert run.task is t
+        assert_same_run(run, ref)
+
+
+def test_hooks_on_a_batched_model_keep_their_meaning():
+    """A hook on ``hook_embed`` takes the ordinary path in ``train()``; batched, the same."""
+    task = mm.ModularAddition(p=7)
+    models = [small_mlp(task, s) for s in (0, 1)]
+    seen = []
+    models[1].hook_embed.add_hook(lambda tensor, hook: seen.append(tensor.shape) or tensor * 0.5)
+    runs, refs = train_both(models, task, cfg(lr=1e-2))
+    assert seen                      # it ran in the batch (and in train() on the copy)
+    for run, ref in zip(runs, refs, strict=True):
+        assert_same_run(run, ref)
+    with pytest.raises(AssertionError):                # the hook changed instance 1's training
+        assert_same_run(runs[1], mm.train(small_mlp(task, 1), task, cfg(lr=1e-2)))
+
+
 def test_parity_vector_input_and_per_instance_early_stop():
     task = mm.SparseParity(n=8, k=2, train_fraction=0.5)
     configs = [cfg(steps=60, lr=0.05, target_train_loss=0.6, eval_every=5),
@@ -147,7 +162,7 @@ def test_diverged_instance_is_frozen_and_others_go_on():
     task = mm.ModularAddition(p=5)
     configs = [cfg(optimizer="sgd", lr=1e12, weight_decay=0), cfg(optimizer="sgd", lr=0.05)]
     models = [small_mlp(task, s, act_fn="power", act_degree=4) for s in (0, 1)]
-    singles = [ordinary_copy(m) for m in models]
+    singles = [copy.deepcopy(m) for m in models]
     with pytest.warns(RuntimeWarning, match=r"models\[0\] diverged"):
         runs = train_batched(models, task, configs, device="cpu")
     with pytest.raises(mm.TrainingDivergedError):
@@ -160,9 +175,8 @@ def test_diverged_instance_is_frozen_and_others_go_on():
 def test_resume_continues_a_batched_run_alone():
     task = mm.ModularAddition(p=7)
     models = [small_mlp(task, s) for s in (0, 1)]
-    reference = mm.train(ordinary_copy(models[1]), task, cfg(steps=50, lr=0.01))
+    reference = mm.train(copy.deepcopy(models[1]), task, cfg(steps=50, lr=0.01))
     runs = train_batched(models, task, [cfg(steps=30, lr=0.01)] * 2, device="cpu")
-    runs[1].model.hook_embed.add_hook(lambda tensor, hook: None)
     resumed = mm.resume(runs[1], steps=50)
     torch.testing.assert_close(resumed.model.W_in, reference.model.W_in, atol=ATOL, rtol=RTOL)
     torch.testing.assert_close(resumed.model.W_out, reference.model.W_out, atol=ATOL, rtol=RTOL)
@@ -195,52 +209,7 @@ def test_evaluate_batched_matches_evaluate():
     losses, accs = evaluate_batched(models, task, task.test_idx, chunk=50)
     for n, model in enumerate(models):
         loss, acc = evaluate(model, task, task.test_idx, chunk=50)
-        assert float(losses[n]) == pytest.approx(loss, rel=1e-6) and float(accs[n]) == acc
-
-
-@pytest.mark.parametrize("foreach", [False, True])   # train() uses foreach (make_optimizer)
-def test_stacked_adamw_equals_torch_adamw_bitwise(foreach):
-    gen = torch.Generator().manual_seed(0)
-    shapes = [(5, 7), (3, 4, 6)]
-    configs = [mm.TrainConfig(lr=1e-3, weight_decay=1.0), mm.TrainConfig(lr=3e-2, weight_decay=0),
-               mm.TrainConfig(lr=1e-2, weight_decay=0.1, betas=(0.5, 0.9))]
-    N = len(configs)
-    stacked = [torch.randn((N, *s), generator=gen) for s in shapes]
-    singles = [[torch.nn.Parameter(t[n].clone()) for t in stacked] for n in range(N)]
-    opts = [torch.optim.AdamW(ps, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay,
-                              foreach=foreach)
-            for ps, c in zip(singles, configs, strict=True)]
-    ours = StackedAdamW(stacked, configs)
-    for _ in range(25):
-        for t in stacked:
-            t.grad = torch.randn(t.shape, generator=gen)
-        for n, opt in enumerate(opts):
-            for p, t in zip(singles[n], stacked, strict=True):
-                p.grad = t.grad[n].clone()
-            opt.step()
-        ours.step([c.lr for c in configs])
-    for n in range(N):
-        for p, t in zip(singles[n], stacked, strict=True):
-            assert torch.equal(p.detach(), t[n])
-
-
-def test_stacked_sgd_equals_torch_sgd():
-    gen = torch.Generator().manual_seed(1)
-    configs = [mm.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-2),
-               mm.TrainConfig(optimizer="sgd", lr=0.3, momentum=0.0, weight_decay=0)]
-    stacked = [torch.randn(2, 6, 5, generator=gen)]
-    singles = [torch.nn.Parameter(stacked[0][n].clone()) for n in range(2)]
-    opts = [torch.optim.SGD([p], lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-            for p, c in zip(singles, configs, strict=True)]
-    ours = StackedSGD(stacked, configs)
-    for _ in range(20):
-        stacked[0].grad = torch.randn(stacked[0].shape, generator=gen)
-        for n, opt in enumerate(opts):
-            singles[n].grad = stacked[0].grad[n].clone()
-            opt.step()
-        ours.step([c.lr for c in configs])
-    for n in range(2):
-        torch.testing.assert_close(stacked[0][n], singles[n].detach(), atol=ATOL, rtol=RTOL)
+        assert float(losses[n]) == loss and float(accs[n]) == acc
 
 
 def test_mismatches_are_named():
@@ -257,6 +226,12 @@ def test_mismatches_are_named():
                       [cfg(batch_size=8, seed=0), cfg(batch_size=8, seed=1)])
     with pytest.raises(mm.MiMarginError, match="3 TrainConfigs for 2 models"):
         train_batched([small_mlp(task, 0), small_mlp(task, 1)], task, [cfg()] * 3)
+    with pytest.raises(mm.MiMarginError, match=r"one size in a batch, got \[12, 8\]"):
+        train_batched([small_mlp(task, 0), small_mlp(task, 1)],
+                      [mm.ModularAddition(p=5, train_fraction=0.5),
+                       mm.ModularAddition(p=5, train_fraction=0.3)], cfg())
+    with pytest.raises(mm.MiMarginError, match="1 tasks for 2 models"):
+        train_batched([small_mlp(task, 0), small_mlp(task, 1)], [task], cfg())
     same = small_mlp(task, 0)
     with pytest.raises(mm.MiMarginError, match="same object"):
         train_batched([same, same], task, cfg())
