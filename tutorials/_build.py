@@ -15,9 +15,8 @@ import inspect
 from pathlib import Path
 
 import nbformat
+import walkthrough_solutions  # tutorial 6's solutions, shown folded after each check
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-import walkthrough_solutions        # tutorial 6's solutions, shown folded after each check
 
 HERE = Path(__file__).resolve().parent
 
@@ -1156,33 +1155,37 @@ what differs. The solution follows each check, folded (and in `tutorials/walkthr
 
 The mathematics is in docs/mathematics.md: §0 (the Fourier basis) and §4 (Nanda et al.).
 """),
-    code(SETUP),
+    code(SETUP.replace("import json\n", "")),       # no RESULT line: the tests read variables
     md(r"""
 ## TransformerLens 4: what moved
 
 Nanda's grokking notebook and ARENA's chapters start with `import transformer_lens.utils as
 utils` and `HookedTransformer`. TransformerLens 4 removed both:
 
-| TransformerLens ≤ 3 | TransformerLens 4 |
-|---|---|
-| `HookedTransformer`, `HookedTransformerConfig` | `TransformerBridge`; or any `HookedRootModule` with TL's hook and weight names, which is what mi_margin's models are (`model.to_bridge()` gives the bridge, with identical logits) |
-| `import transformer_lens.utils as utils` | `import transformer_lens.utilities as utils` (`get_act_name`, `to_numpy`, `test_prompt`, ...) |
-| `from transformer_lens.hook_points import HookedRootModule` | `from transformer_lens import HookedRootModule` (`HookPoint` stays in `transformer_lens.hook_points`) |
-| `model.cfg.use_attn_result = True`, then `cache["result", 0]` | `cache.stack_head_results(...)` (each head's output, computed from `hook_z` and `W_O`) |
-| Nanda's `fourier_basis` (helpers) | `mi_margin.fourier.cyclic.fourier_basis`, the same basis in the same order |
+- `HookedTransformer`, `HookedTransformerConfig` → `TransformerBridge`, or any
+  `HookedRootModule` with TL's hook and weight names, which is what mi_margin's models are
+  (`model.to_bridge()` gives the bridge, with identical logits);
+- `import transformer_lens.utils as utils` → `import transformer_lens.utilities as utils`
+  (`get_act_name`, `to_numpy`, `test_prompt`, ...);
+- `from transformer_lens.hook_points import HookedRootModule` →
+  `from transformer_lens import HookedRootModule` (`HookPoint` stays in `transformer_lens.hook_points`);
+- `model.cfg.use_attn_result = True`, then `cache["result", 0]` → `cache.stack_head_results(...)`
+  (each head's output, computed from `hook_z` and `W_O`);
+- Nanda's `fourier_basis` (his helpers) → `mi_margin.fourier.cyclic.fourier_basis`, the same basis
+  in the same order.
 
 Everything else used below (`run_with_cache`, `ActivationCache` and its helpers, `FactoredMatrix`,
 hooks, `transformer_lens.patching`) is unchanged.
 """),
     code("""
-import transformer_lens.utilities as utils      # TL 4's home of what was transformer_lens.utils
+import transformer_lens.utilities as utils  # TL 4's home of what was transformer_lens.utils
 
 try:
-    import transformer_lens.utils               # noqa: F401  (TL <= 3)
+    import transformer_lens.utils  # noqa: F401  (TL <= 3)
 except ModuleNotFoundError as error:
     print("TL 4:", error)
 try:
-    from transformer_lens import HookedTransformer   # noqa: F401
+    from transformer_lens import HookedTransformer  # noqa: F401
 except ImportError as error:
     print("TL 4:", error)
 print("utils.get_act_name('post', 0) =", utils.get_act_name("post", 0))"""),
@@ -1299,9 +1302,11 @@ basis_pooled = pool_frequencies(coef[sample].square(), dims=(-2, -1)).flatten(1)
 FFT_ERROR = float((fft_pooled - basis_pooled).abs().max() / basis_pooled.max())
 print("power per frequency pair, basis vs torch.fft.fft2, max relative difference:", FFT_ERROR)
 names = basis_labels(P)
-px.imshow(coef.square().sum(0).sqrt().numpy(), x=names, y=names,
+component_norms = coef.square().sum(0).sqrt()
+component_norms[0, 0] = 0.0                             # the mean: not part of any frequency
+px.imshow(component_norms.numpy(), x=names, y=names, color_continuous_scale="Blues",
           labels={"x": "b component", "y": "a component"},
-          title="norm over all neurons of each 2D Fourier component").show()"""),
+          title="norm over all neurons of each 2D Fourier component (mean removed)").show()"""),
     md(r"""
 Almost all of the neurons' activation lies in a few rows and columns: the constant and the
 cos/sin of a few **key frequencies**, and the products of cos/sin of the *same* frequency. Those
@@ -1371,7 +1376,7 @@ circuits = {"W_E·OV·W_U": W_E @ OV @ model.W_U,         # [head, p, p], never 
 with torch.no_grad():
     for name, M in circuits.items():
         S, which = (M.S, "") if M.S.ndim == 1 else (M.S[0], " (head 0)")
-        print(f"{name:12s} {str(tuple(M.shape)):16s} inner dim {M.mdim:3d}; largest singular "
+        print(f"{name:12s} {tuple(M.shape)!s:16s} inner dim {M.mdim:3d}; largest singular "
               f"values{which}: {[round(float(s), 1) for s in S[:10]]}")
     Ff = F.float()
     norms = {"W_E (tokens)": (Ff @ W_E).norm(dim=1),
@@ -1383,10 +1388,11 @@ for name, v in norms.items():
     fig.add_scatter(x=names, y=(v / v.max()).tolist(), name=name, mode="lines")
 fig.show()
 with torch.no_grad():
-    ov_fourier = (Ff @ circuits["W_E·OV·W_U"] @ Ff.T).AB[0]      # head 0, both axes in Fourier
-px.imshow(ov_fourier.abs().numpy(), x=names, y=names,
-          labels={"x": "answer component", "y": "token component"},
-          title="|F · W_E·OV·W_U · Fᵀ| for head 0").show()"""),
+    ov_fourier = (Ff @ circuits["W_E·OV·W_U"] @ Ff.T).AB.double()    # [head, token, answer]
+ov_pairs = pool_frequencies(ov_fourier.square(), dims=(-2, -1)).sqrt()   # per frequency pair
+px.imshow(ov_pairs.numpy(), facet_col=0, color_continuous_scale="Blues",
+          labels={"x": "answer frequency", "y": "token frequency", "facet_col": "head"},
+          title="W_E·OV·W_U in the Fourier basis: norm per (token, answer) frequency pair").show()"""),
     md(r"""
 **Neuron-to-logit maps.** Row $n$ of $W_{logit}$ is what neuron $n$ adds to the logits per unit of
 activation. If a neuron of frequency $f$ helps compute $\cos(\omega_f(a+b-c))$, its row should be a
@@ -1418,7 +1424,9 @@ check_logit_map_shares(logit_map_shares, model, task)"""),
 ## Direct logit attribution and the logit lens
 
 With no LayerNorm the residual stream at `=` is a plain sum,
-$$ x_{\text{post}} = \underbrace{W_E[t] + W_{pos}}_{\text{embed, pos\_embed}} + \underbrace{\textstyle\sum_h z^h W_O^h}_{\text{attn\_out}} + \underbrace{\mathrm{ReLU}(x_{\text{mid}} W_{in})\, W_{out}}_{\text{mlp\_out}}, $$
+$$ x_{\text{post}} = \underbrace{W_E[t] + W_{pos}}_{\text{embed, pos\_embed}}
+   + \underbrace{\textstyle\sum_h z^h W_O^h}_{\text{attn\_out}}
+   + \underbrace{\mathrm{ReLU}(x_{\text{mid}} W_{in})\, W_{out}}_{\text{mlp\_out}}, $$
 and the logits are linear in it: $\ell_c = x_{\text{post}} \cdot W_U[:, c] + b_U[c]$. A
 component's **direct logit attribution** is its dot product with the unembedding of the correct
 answer; the attributions add up to the correct logit. TransformerLens's `cache.decompose_resid`
@@ -1475,8 +1483,8 @@ by_cluster"""),
 The **logit lens** reads the residual stream at each stage through the unembedding, as if the
 rest of the model were skipped: after the embeddings (`0_pre`), after attention (`0_mid`) and at
 the end (`final_post`). `cache.accumulated_resid` stacks the stages (with `apply_ln=True` it
-applies the final LayerNorm, the identity here). Before the MLP the model knows nothing about the
-answer (chance is $\log p$); after it, everything:
+applies the final LayerNorm, the identity here). Before the MLP the lens reads little of the
+answer (a loss near chance, $\log p$); after it, everything:
 """),
     code("""
 import math
@@ -1537,9 +1545,9 @@ computes the Fourier spectra of the weights and of the grids (its `sources` say 
 hooks each part was read from); `mm.key_frequencies` applies the rule of docs/mathematics.md §4.2
 to the logits (a frequency is key when its share of the centred logits' variance over the table is
 at least half the share it would have if all $p//2$ frequencies shared equally); and
-`mm.restricted_loss` is exercise 5 (already compared there). The analyzers run the model again (in float32, through sums
-of up to `d_mlp` terms), so they agree with the hand computation to about $d_{mlp} \cdot 2^{-24}$,
-not bit for bit.
+`mm.restricted_loss` is exercise 5 (already compared there). The analyzers run the model again
+(in float32, through sums of up to `d_mlp` terms), so they agree with the hand computation to
+about $d_{mlp} \cdot 2^{-24}$, not bit for bit.
 """),
     code("""
 TOL = D_MLP * 2.0**-24
@@ -1571,7 +1579,7 @@ restricted.to_dataframe()           # exercise 5 checked its restricted loss aga
     md(r"""
 From here on, the one-line analyzers do the bookkeeping: `mm.neuron_clusters` (exercise 2's
 clusters, with phases), `mm.logit_similarity`, `mm.progress_measures` over checkpoints (tutorial
-1), `mm.compare_to_theory` (tutorial 2), and `mm.viz.report` for an HTML report. Every result
+1), `mm.compare_to_theory` (tutorial 2), and `mm.viz.write_report` for an HTML report. Every result
 says what it read (`spec.sources`, `restricted.source`, in their `to_dataframe()` too), so you can
 always go back to the tensors, as we did here. Tutorial 5 goes on with hooks: ablations and
 `transformer_lens.patching`.

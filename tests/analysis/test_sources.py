@@ -14,7 +14,7 @@ def _evaluate(expression: str, model) -> torch.Tensor:
     """A source such as ``"W_E[:7] @ W_in"`` evaluated on the model's weights (layer axis dropped)."""
     names = {n: getattr(model, n).detach() for n in ("W_E", "W_in", "W_out", "W_U", "W_in_eff")
              if hasattr(model, n)}
-    value = eval(expression, {"__builtins__": {}}, names)          # noqa: S307 (our own strings)
+    value = eval(expression, {"__builtins__": {}}, names)          # our own strings
     return value[0] if value.ndim == 3 and value.shape[0] == 1 else value
 
 

@@ -28,8 +28,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 import mi_margin as mm
-from mi_margin.fourier.cyclic import fourier_basis, pool_frequencies
 from mi_margin import theory
+from mi_margin.fourier.cyclic import fourier_basis, pool_frequencies
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
@@ -367,3 +367,13 @@ def test_06_checks_pass_the_solutions_and_fail_wrong_answers(small, capsys):
 
         with pytest.raises(NotImplementedError):
             check(stub, *args)
+
+
+def test_06_page_has_no_test_plumbing_and_no_machine_paths():
+    """The walkthrough's page shows the exercise stubs (not the filled-in imports), no RESULT dump,
+    no warnings and no file paths of the machine that rendered it."""
+    text = (RENDERED / "06_transformerlens_walkthrough.md").read_text(encoding="utf-8")
+    assert "RESULT" not in text and "from walkthrough_solutions import" not in text
+    assert text.count("raise NotImplementedError") == 5
+    assert "Warning:" not in text
+    assert not re.search(r"(?<![\w.])/(?:work|home|tmp|root|usr|opt|var)/", text)
