@@ -52,3 +52,20 @@ def test_logit_similarity_and_restricted_loss_name_their_source():
     assert res.source in model.hook_dict
     assert set(res.to_dataframe()["source"]) == {res.source}
     assert res.source in repr(res)
+
+
+def test_neuron_clusters_name_what_they_read():
+    task = mm.ModularAddition(p=7)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=16, d_mlp=24))
+    by_activations = mm.neuron_clusters(model, task)
+    assert by_activations.read_from == ("blocks.0.mlp.hook_post", "blocks.0.mlp.hook_pre",
+                                        "W_out @ W_U")
+    by_weights = mm.neuron_clusters(model, task, source="weights")
+    assert by_weights.read_from == ("W_E[:7] @ W_in", "W_out @ W_U", "blocks.0.mlp.hook_pre")
+    mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+    assert mm.neuron_clusters(mlp, task, source="weights").read_from == (
+        "W_in_eff[0]", "W_in_eff[1]", "W_out", "blocks.0.mlp.hook_pre")
+    for res in (by_activations, by_weights):
+        hooks = [name for name in res.read_from if name.startswith("blocks.")]
+        assert hooks and all(name in model.hook_dict for name in hooks)
+        assert set(res.to_dataframe()["read_from"]) == {", ".join(res.read_from)}
