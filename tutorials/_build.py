@@ -1,17 +1,21 @@
 """Write the tutorial notebooks (without outputs) from the cell sources below.
 
 Run ``python tutorials/_build.py`` after editing; commit this script and the notebooks together.
-Every notebook reads ``MI_MARGIN_FAST=1`` (small settings, used by tests/tutorials) and ends by
-printing a ``RESULT {json}`` line that the tests check. The notebooks load the model zoo's trained
+Every notebook reads ``MI_MARGIN_FAST=1`` (small settings, used by tests/tutorials); notebooks 1–5
+end by printing a ``RESULT {json}`` line that the tests check, tutorial 6 asserts its results in
+its own cells (the tests read its variables). Tutorial 6's exercise cells hold stubs; the tests
+and the renderer fill in the solutions (tutorials/_exercises.py). The notebooks load the model zoo's trained
 models (``mm.zoo``); where an entry is not installed they say so and train a short run instead.
 ``python tutorials/_render.py`` executes them and writes the rendered pages under docs/tutorials/.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import nbformat
+import walkthrough_solutions  # tutorial 6's solutions, shown folded after each check
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
@@ -1119,12 +1123,476 @@ print("RESULT " + json.dumps({
     "bridge_diff": bridge_diff}))"""),
 ]
 
+def exercise(name: str, text: str) -> nbformat.NotebookNode:
+    """An exercise cell: the stub a reader completes (tests fill in the solution, tutorials/_exercises.py)."""
+    cell = code(text)
+    cell.metadata.update({"tags": ["exercise"], "exercise": name})
+    return cell
+
+
+def solution(name: str) -> nbformat.NotebookNode:
+    """The solution of an exercise, folded, from tutorials/walkthrough_solutions.py."""
+    source = inspect.getsource(getattr(walkthrough_solutions, name)).strip()
+    return md(f"<details><summary>Solution</summary>\n\n```python\n{source}\n```\n\n</details>")
+
+
+WALKTHROUGH = [
+    md(r"""
+# 6. Nanda et al.'s circuit, the TransformerLens way
+
+Tutorials 1 and 5 told the story of the grokked modular-addition transformer with one-line
+analyzers (`mm.fourier_spectrum`, `mm.restricted_loss`, ...). This notebook does the same analysis
+by hand, the way a TransformerLens user would, as in Nanda et al.'s own notebooks and ARENA's
+grokking chapter: `run_with_cache` on all $p^2$ inputs → activation grids over the table → their
+2D Fourier transform → the effective circuits as `FactoredMatrix` products → direct logit
+attribution and the logit lens → circuitsvis. It ends where the one-line analyzers begin, and
+checks that they compute what we computed by hand.
+
+**Exercises.** Five cells ask you to write a function. Replace `raise NotImplementedError(...)`
+with your code and run the cell, then the check cell below it: it compares your answer with an
+independent computation (`tutorials/walkthrough_checks.py`) and raises an `AssertionError` saying
+what differs. The solution follows each check, folded (and in `tutorials/walkthrough_solutions.py`).
+
+The mathematics is in docs/mathematics.md: §0 (the Fourier basis) and §4 (Nanda et al.).
+"""),
+    code(SETUP.replace("import json\n", "")),       # no RESULT line: the tests read variables
+    md(r"""
+## TransformerLens 4: what moved
+
+Nanda's grokking notebook and ARENA's chapters start with `import transformer_lens.utils as
+utils` and `HookedTransformer`. TransformerLens 4 removed both:
+
+- `HookedTransformer`, `HookedTransformerConfig` → `TransformerBridge`, or any
+  `HookedRootModule` with TL's hook and weight names, which is what mi_margin's models are
+  (`model.to_bridge()` gives the bridge, with identical logits);
+- `import transformer_lens.utils as utils` → `import transformer_lens.utilities as utils`
+  (`get_act_name`, `to_numpy`, `test_prompt`, ...);
+- `from transformer_lens.hook_points import HookedRootModule` →
+  `from transformer_lens import HookedRootModule` (`HookPoint` stays in `transformer_lens.hook_points`);
+- `model.cfg.use_attn_result = True`, then `cache["result", 0]` → `cache.stack_head_results(...)`
+  (each head's output, computed from `hook_z` and `W_O`);
+- Nanda's `fourier_basis` (his helpers) → `mi_margin.fourier.cyclic.fourier_basis`, the same basis
+  in the same order.
+
+Everything else used below (`run_with_cache`, `ActivationCache` and its helpers, `FactoredMatrix`,
+hooks, `transformer_lens.patching`) is unchanged.
+"""),
+    code("""
+import transformer_lens.utilities as utils  # TL 4's home of what was transformer_lens.utils
+
+try:
+    import transformer_lens.utils  # noqa: F401  (TL <= 3)
+except ModuleNotFoundError as error:
+    print("TL 4:", error)
+try:
+    from transformer_lens import HookedTransformer  # noqa: F401
+except ImportError as error:
+    print("TL 4:", error)
+print("utils.get_act_name('post', 0) =", utils.get_act_name("post", 0))"""),
+    md(r"""
+## The model and its cache
+
+The zoo's reproduction of Nanda et al.'s model: tokens `[a, b, =]` with $a, b \in \mathbb{Z}_p$,
+$p = 113$; embedding width 128, 4 attention heads, 512 ReLU neurons, no LayerNorm; the answer
+$a + b \bmod p$ is read from the logits at `=` (docs/mathematics.md §4.1). The task's `tokens`
+hold the whole table in lexicographic order, row $a p + b$ for the pair $(a, b)$, so one
+`run_with_cache` call caches every activation on every input. TL's shorthand works:
+`cache["post", 0]` is `cache["blocks.0.mlp.hook_post"]`.
+"""),
+    code("""
+import einops
+import torch.nn.functional as F_nn
+
+
+def short_grokking_run():
+    p, fraction, steps, width = (17, 0.7, 800, 48) if FAST else (53, 0.4, 6000, 128)
+    task = mm.ModularAddition(p=p, train_fraction=fraction, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=width, n_heads=4, d_head=width // 4, d_mlp=4 * width, seed=0))
+    return mm.train(model, task, mm.TrainConfig(steps=steps, lr=3e-3 if FAST else 1e-3,
+                                                weight_decay=1.0, eval_every=steps // 20,
+                                                progress=not FAST))
+
+
+run, FROM_ZOO = from_zoo("nanda_p113_transformer", short_grokking_run)
+model, task = run.model.eval(), run.task
+P, H, D_MLP = task.p, model.cfg.n_heads, model.cfg.d_mlp
+tokens, labels = task.tokens, task.labels
+assert torch.equal(tokens[:, 0] * P + tokens[:, 1], torch.arange(P * P))   # row a·p + b is (a, b)
+
+with torch.no_grad():
+    logits, cache = model.run_with_cache(tokens)
+final = logits[:, -1]                                   # the logits at '=' [p², p]
+print("tokens", tuple(tokens.shape), "e.g.", model.to_str_tokens(tokens[P + 2]))
+for name in ("hook_embed", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z",
+             "blocks.0.mlp.hook_post", "blocks.0.hook_resid_post"):
+    print(f"  {name:28s} {tuple(cache[name].shape)}")
+assert torch.equal(cache["post", 0], cache["blocks.0.mlp.hook_post"])
+print("loss on the whole table:", float(F_nn.cross_entropy(final.double(), labels)),
+      "| accuracy:", float((final.argmax(-1) == labels).double().mean()))"""),
+    md(r"""
+## Activation grids
+
+Anything computed once per input is a function on the table $\mathbb{Z}_p \times \mathbb{Z}_p$:
+reshape the batch axis `(a b)` into two axes `a, b`. Nanda et al. look at the neurons at the `=`
+position, the only position whose output is read.
+
+**Exercise 1.** Write `neuron_grids(cache, p)`: the MLP activations at `=` as a tensor
+`[d_mlp, p, p]` with `grids[n, a, b]` the activation of neuron `n` on the input $(a, b)$.
+`einops.rearrange` does it in one line.
+"""),
+    exercise("neuron_grids", """
+def neuron_grids(cache, p):
+    # cache["post", 0] is [p*p, 3, d_mlp]: inputs in (a, b) order, then position, then neuron
+    raise NotImplementedError("exercise 1: return the [d_mlp, p, p] grids")"""),
+    code("""
+from walkthrough_checks import check_neuron_grids
+
+check_neuron_grids(neuron_grids, model, task, cache)"""),
+    solution("neuron_grids"),
+    md(r"""
+With the grids, the pictures of Nanda et al. are one reshape away: neurons over the table (waves
+along $a$, along $b$ and along the diagonals $a + b$ = const), and, from `hook_pattern`
+([batch, head, query, key]), each head's attention from `=` to `a`.
+"""),
+    code("""
+import plotly.express as px
+
+grids = neuron_grids(cache, P)                                       # [d_mlp, p, p]
+pattern = cache["pattern", 0][:, :, -1, :]                           # [p², head, key]: query '='
+attn_grids = einops.rearrange(pattern[..., 0], "(a b) h -> h a b", a=P)   # attention '=' → a
+px.imshow(grids[:4].numpy(), facet_col=0, labels={"x": "b", "y": "a", "facet_col": "neuron"},
+          title="neurons 0–3 at '=' over the table").show()
+px.imshow(attn_grids.numpy(), facet_col=0, labels={"x": "b", "y": "a", "facet_col": "head"},
+          title="attention from '=' to a, per head").show()"""),
+    md(r"""
+## The 2D Fourier transform
+
+The real Fourier basis of $\mathbb{Z}_p$ (docs/mathematics.md §0) is the orthonormal matrix $F$
+whose rows are the constant $1/\sqrt p$ and, for every frequency $f = 1, \dots, (p-1)/2$,
+$\sqrt{2/p}\cos(\omega_f x)$ and $\sqrt{2/p}\sin(\omega_f x)$ with $\omega_f = 2\pi f/p$. A grid
+$g(a, b)$ has the 2D coefficients
+
+$$ \hat g = F\, g\, F^\top, \qquad \sum_{a,b} g(a,b)^2 = \sum_{i,j} \hat g_{ij}^2 \quad\text{(Plancherel)}. $$
+
+For real data the cos/sin coefficients of frequency $f$ are $\sqrt{2/p}$ times the real part and
+minus the imaginary part of the complex DFT at $f$, so the power of a *pair of frequencies*
+$(f_a, f_b)$, pooled over cos/sin, equals $\frac{1}{p^2}\sum_{\pm f_a, \pm f_b} |\mathrm{DFT}(g)|^2$.
+Below: the basis product, the package's FFT-based `to_fourier` and a plain `torch.fft.fft2` give
+the same numbers.
+"""),
+    code("""
+from mi_margin.fourier.cyclic import basis_labels, fourier_basis, pool_frequencies, to_fourier
+
+F = fourier_basis(P)                                    # [p, p]; rows: const, cos 1, sin 1, ...
+assert torch.allclose(F @ F.T, torch.eye(P, dtype=torch.float64))
+g = grids.double()
+coef = F @ g @ F.T                                      # [d_mlp, p, p]: 2D Fourier coefficients
+sample = slice(0, 32)                                   # the comparisons on the first 32 neurons
+print("F·g·Fᵀ equals to_fourier(g, dims=(-2, -1)):",
+      torch.allclose(coef[sample], to_fourier(g[sample], dims=(-2, -1))))
+
+# the power per frequency pair from a complex FFT: bins j and p − j are frequency min(j, p − j)
+n_f = P // 2 + 1
+fold = torch.minimum(torch.arange(P), P - torch.arange(P))
+pair = (fold[:, None] * n_f + fold[None, :]).flatten()
+fft_power = torch.fft.fft2(g[sample]).abs().square().flatten(1) / P**2
+fft_pooled = torch.zeros(len(fft_power), n_f * n_f, dtype=torch.float64).index_add_(1, pair, fft_power)
+basis_pooled = pool_frequencies(coef[sample].square(), dims=(-2, -1)).flatten(1)
+FFT_ERROR = float((fft_pooled - basis_pooled).abs().max() / basis_pooled.max())
+print("power per frequency pair, basis vs torch.fft.fft2, max relative difference:", FFT_ERROR)
+names = basis_labels(P)
+component_norms = coef.square().sum(0).sqrt()
+component_norms[0, 0] = 0.0                             # the mean: not part of any frequency
+px.imshow(component_norms.numpy(), x=names, y=names, color_continuous_scale="Blues",
+          labels={"x": "b component", "y": "a component"},
+          title="norm over all neurons of each 2D Fourier component (mean removed)").show()"""),
+    md(r"""
+Almost all of the neurons' activation lies in a few rows and columns: the constant and the
+cos/sin of a few **key frequencies**, and the products of cos/sin of the *same* frequency. Those
+products are what the product formulas
+$\cos(\omega(a+b)) = \cos\omega a \cos\omega b - \sin\omega a \sin\omega b$ (and the same for sin)
+need (docs/mathematics.md §4.2). So a neuron is, before its ReLU, close to a degree-2 polynomial
+in $\cos\omega_f a, \sin\omega_f a, \cos\omega_f b, \sin\omega_f b$ of **one** frequency $f$: its
+variance lies in the block spanned by $\{\text{const}, \cos f, \sin f\}^{\otimes 2}$ minus the
+constant.
+
+**Exercise 2.** Write `frequency_shares(grids)`: for `grids` `[m, p, p]`, the share of each grid's
+*centred* variance in the block of each frequency $f = 1, \dots, p//2$, as `[m, p//2]`. Use
+`F @ grids @ F.T`, drop the constant coefficient, pool squares with `pool_frequencies`, and add
+the three parts of the block: (const, $f$), ($f$, const) and ($f$, $f$). A constant grid has no
+variance: give it shares 0.
+"""),
+    exercise("frequency_shares", """
+def frequency_shares(grids):
+    # coefficients F @ grids @ F.T; power pooled per (f_a, f_b); block f = (0, f) + (f, 0) + (f, f)
+    raise NotImplementedError("exercise 2: return the [m, p // 2] shares")"""),
+    code("""
+from walkthrough_checks import check_frequency_shares
+
+check_frequency_shares(frequency_shares, grids)"""),
+    solution("frequency_shares"),
+    md(r"""
+A neuron's **frequency** is its best block and its **purity** that block's share. Most neurons
+are pure, and they come in clusters, one per key frequency:
+"""),
+    code("""
+shares = frequency_shares(grids)                        # [d_mlp, p // 2]
+purity, best = shares.max(1)
+neuron_freq = best + 1
+clustered = (grids.flatten(1).var(1) > 0) & (purity >= 0.5)
+counts = torch.bincount(neuron_freq[clustered], minlength=n_f).tolist()
+print("neurons with at least half their variance in one frequency:",
+      {f: c for f, c in enumerate(counts) if c}, f"({int(clustered.sum())} of {D_MLP})")
+px.histogram(x=purity.numpy(), nbins=40, labels={"x": "purity"},
+             title="share of each neuron's variance in its best frequency").show()"""),
+    md(r"""
+## Effective circuits with `FactoredMatrix`
+
+Without LayerNorm every path from a token to the logits is a product of weight matrices, and
+TransformerLens keeps such products **factored**: a `FactoredMatrix` $AB$ stores $A$ and $B$,
+multiplies lazily and gives the SVD of the product cheaply. A head's **OV circuit** is
+`model.OV` $= W_V^h W_O^h$ (`[d_model, d_model]`, rank at most `d_head`): when head $h$ attends
+to a token with weight $A$, it adds $A\, x_{\text{token}} W_V^h W_O^h$ to the residual stream at
+`=`. The paths of this model:
+
+- $W_E \cdot OV^h \cdot W_U$ (`[p, p]`): how a token the head attends to moves each logit directly;
+- $W_E \cdot OV^h \cdot W_{in}$ (`[p, d_mlp]`): what a token sends to each neuron through head
+  $h$ (Nanda et al.'s $W_{neur}$);
+- $W_{logit} = W_{out} W_U$ (`[d_mlp, p]`): each neuron's effect on the logits (docs/mathematics.md §4.3).
+
+In the Fourier basis (multiply the token axes by $F$, the answer axis by $F^\top$) each of them
+is sparse: only the key frequencies carry weight. A few singular values carry each map (about 2
+per key frequency: a cos and a sin).
+"""),
+    code("""
+from transformer_lens import FactoredMatrix
+
+W_E = model.W_E[:P]                                     # the numbers' embeddings (no '=')
+OV = model.OV[0]                                        # FactoredMatrix [head, d_model, d_model]
+circuits = {"W_E·OV·W_U": W_E @ OV @ model.W_U,         # [head, p, p], never multiplied out
+            "W_E·OV·W_in": W_E @ OV @ model.W_in[0],    # [head, p, d_mlp]
+            "W_out·W_U": FactoredMatrix(model.W_out[0], model.W_U)}   # [d_mlp, p]
+with torch.no_grad():
+    for name, M in circuits.items():
+        S, which = (M.S, "") if M.S.ndim == 1 else (M.S[0], " (head 0)")
+        print(f"{name:12s} {tuple(M.shape)!s:16s} inner dim {M.mdim:3d}; largest singular "
+              f"values{which}: {[round(float(s), 1) for s in S[:10]]}")
+    Ff = F.float()
+    norms = {"W_E (tokens)": (Ff @ W_E).norm(dim=1),
+             "W_E·OV·W_in (tokens)": (Ff @ circuits["W_E·OV·W_in"]).AB.norm(dim=(0, 2)),
+             "W_out·W_U (answers)": (circuits["W_out·W_U"] @ Ff.T).AB.norm(dim=0)}
+fig = px.line(title="norm of each Fourier component of the effective circuits (normalized)",
+              labels={"index": "Fourier component", "value": "norm / max"})
+for name, v in norms.items():
+    fig.add_scatter(x=names, y=(v / v.max()).tolist(), name=name, mode="lines")
+fig.show()
+with torch.no_grad():
+    ov_fourier = (Ff @ circuits["W_E·OV·W_U"] @ Ff.T).AB.double()    # [head, token, answer]
+ov_pairs = pool_frequencies(ov_fourier.square(), dims=(-2, -1)).sqrt()   # per frequency pair
+px.imshow(ov_pairs.numpy(), facet_col=0, color_continuous_scale="Blues",
+          labels={"x": "answer frequency", "y": "token frequency", "facet_col": "head"},
+          title="W_E·OV·W_U in the Fourier basis: norm per (token, answer) frequency pair").show()"""),
+    md(r"""
+**Neuron-to-logit maps.** Row $n$ of $W_{logit}$ is what neuron $n$ adds to the logits per unit of
+activation. If a neuron of frequency $f$ helps compute $\cos(\omega_f(a+b-c))$, its row should be a
+wave of the same frequency in $c$. It is, for nearly every clustered neuron:
+"""),
+    code("""
+with torch.no_grad():
+    row_coef = (circuits["W_out·W_U"] @ Ff.T).AB.double()        # [d_mlp, p]: rows in Fourier
+row_power = pool_frequencies(row_coef.square())[:, 1:]          # [d_mlp, p // 2]
+writes_to = row_power.argmax(1) + 1
+AGREE = float((writes_to[clustered] == neuron_freq[clustered]).double().mean())
+print(f"clustered neurons whose W_logit row is mostly their own frequency: {AGREE:.1%}")"""),
+    md(r"""
+**Exercise 3.** Write `logit_map_shares(model, p)`: the share of $W_{logit} = W_{out} W_U$'s
+squared (Frobenius) norm in each frequency of the *answer* axis, as `[p//2 + 1]` with frequency 0
+(the constant) first. Build $W_{logit}$ as a `FactoredMatrix`, multiply by $F^\top$ on the right,
+and pool.
+"""),
+    exercise("logit_map_shares", """
+def logit_map_shares(model, p):
+    # FactoredMatrix(model.W_out[0], model.W_U) @ F.T, then .AB; square, sum over neurons, pool
+    raise NotImplementedError("exercise 3: return the [p // 2 + 1] shares")"""),
+    code("""
+from walkthrough_checks import check_logit_map_shares
+
+check_logit_map_shares(logit_map_shares, model, task)"""),
+    solution("logit_map_shares"),
+    md(r"""
+## Direct logit attribution and the logit lens
+
+With no LayerNorm the residual stream at `=` is a plain sum,
+$$ x_{\text{post}} = \underbrace{W_E[t] + W_{pos}}_{\text{embed, pos\_embed}}
+   + \underbrace{\textstyle\sum_h z^h W_O^h}_{\text{attn\_out}}
+   + \underbrace{\mathrm{ReLU}(x_{\text{mid}} W_{in})\, W_{out}}_{\text{mlp\_out}}, $$
+and the logits are linear in it: $\ell_c = x_{\text{post}} \cdot W_U[:, c] + b_U[c]$. A
+component's **direct logit attribution** is its dot product with the unembedding of the correct
+answer; the attributions add up to the correct logit. TransformerLens's `cache.decompose_resid`
+splits the stream into these components, `cache.logit_attrs` takes the dot products (applying the
+final LayerNorm's scale, the identity here). The direct effect of the attention is small: the
+heads move the waves of $a$ and $b$ to `=`, the MLP multiplies them and writes the answer.
+"""),
+    code("""
+parts, part_names = cache.decompose_resid(layer=1, pos_slice=-1, return_labels=True)
+with torch.no_grad():
+    attrs = cache.logit_attrs(parts, tokens=labels, pos_slice=-1)      # [component, p²]
+correct = final[torch.arange(len(labels)), labels]
+DLA_ERROR = float((attrs.sum(0) + model.b_U[labels] - correct).abs().max())
+DLA_SCALE = float(correct.abs().max())
+print(f"Σ attributions − correct logit: max {DLA_ERROR:.2g} (logits up to {DLA_SCALE:.3g})")
+px.bar(x=part_names, y=attrs.mean(1).tolist(), labels={"x": "component", "y": "mean attribution"},
+       title="direct attribution to the correct logit (mean over the table)").show()"""),
+    md(r"""
+**Exercise 4.** Write `head_logit_attribution(cache, labels)`: each head's direct contribution to
+the correct logit at `=`, `[n_heads, p²]`. `cache.stack_head_results` gives each head's output
+$z^h W_O^h$ (TL 4's replacement of `use_attn_result`).
+"""),
+    exercise("head_logit_attribution", """
+def head_logit_attribution(cache, labels):
+    # cache.stack_head_results(layer=1, pos_slice=-1), then cache.logit_attrs(..., tokens=labels)
+    raise NotImplementedError("exercise 4: return the [n_heads, p*p] attributions")"""),
+    code("""
+from walkthrough_checks import check_head_logit_attribution
+
+check_head_logit_attribution(head_logit_attribution, model, task, cache)"""),
+    solution("head_logit_attribution"),
+    md(r"""
+The same for neurons: neuron $n$ adds $\text{post}_n \cdot W_{logit}[n, c]$ to logit $c$.
+TransformerLens's `stack_neuron_results` gives it as `[d_mlp, batch, d_model]` vectors (12,769 ×
+512 × 128 floats on the whole table, so below on a slice of the batch, to check our product);
+grouped by the neurons' frequency clusters, each key frequency's neurons contribute a share of the
+correct logit:
+"""),
+    code("""
+with torch.no_grad():
+    W_logit = circuits["W_out·W_U"].AB                           # [d_mlp, p]
+    post = cache["post", 0][:, -1]                               # [p², d_mlp]
+    neuron_attr = post * W_logit[:, labels].T                    # [p², d_mlp]
+    head = cache.apply_slice_to_batch_dim(slice(0, 64))
+    tl_attr = head.logit_attrs(head.stack_neuron_results(layer=1, pos_slice=-1),
+                               tokens=labels[:64], pos_slice=-1)   # [d_mlp, 64]
+NEURON_ERROR = float((tl_attr.T - neuron_attr[:64]).abs().max())
+print("stack_neuron_results + logit_attrs vs post · W_logit: max difference", NEURON_ERROR)
+by_cluster = {f"freq {f}": float(neuron_attr[:, clustered & (neuron_freq == f)].sum(1).mean())
+              for f in sorted(set(neuron_freq[clustered].tolist()))}
+by_cluster["unclustered"] = float(neuron_attr[:, ~clustered].sum(1).mean())
+by_cluster"""),
+    md(r"""
+The **logit lens** reads the residual stream at each stage through the unembedding, as if the
+rest of the model were skipped: after the embeddings (`0_pre`), after attention (`0_mid`) and at
+the end (`final_post`). `cache.accumulated_resid` stacks the stages (with `apply_ln=True` it
+applies the final LayerNorm, the identity here). Before the MLP the lens reads little of the
+answer (a loss near chance, $\log p$); after it, everything:
+"""),
+    code("""
+import math
+
+import pandas as pd
+
+stages, stage_names = cache.accumulated_resid(layer=1, pos_slice=-1, incl_mid=True,
+                                              apply_ln=True, return_labels=True)
+with torch.no_grad():
+    lens_logits = stages @ model.W_U + model.b_U                 # [stage, p², p]
+lens = pd.DataFrame({"stage": stage_names,
+                     "loss": [float(F_nn.cross_entropy(x.double(), labels)) for x in lens_logits],
+                     "accuracy": [float((x.argmax(-1) == labels).double().mean()) for x in lens_logits]})
+LENS_FINAL_ERROR = float((lens_logits[-1] - final).abs().max())
+print("chance: log p =", round(math.log(P), 3), "| last stage − model logits:", LENS_FINAL_ERROR)
+lens"""),
+    md(r"""
+## circuitsvis
+
+circuitsvis draws per-example views; the attention of one input, all heads (it works offline: the
+notebook inlines its JavaScript when no network is reachable). For pictures over the whole table,
+use the grids above.
+"""),
+    code("""
+import circuitsvis as cv
+
+i = 5 * P + 17                                            # the input (5, 17)
+cv.attention.attention_heads(attention=cache["pattern", 0][i], tokens=model.to_str_tokens(tokens[i]),
+                             attention_head_names=[f"L0H{h}" for h in range(H)])"""),
+    md(r"""
+## Where the one-line analyzers begin
+
+The restricted loss of Nanda et al. (docs/mathematics.md §4.3) asks whether the key frequencies
+alone carry the answer. Over the whole table, keep of each neuron's activation (at `=`) only its
+mean and its components along the directions $\cos(\omega_f(a+b))$, $\sin(\omega_f(a+b))$ for the
+key $f$; replace the part of the residual stream that bypasses the MLP (`resid_mid`) by its mean
+over the table; read the logits through $W_{out}$ and $W_U$; take the cross-entropy on all
+inputs. Low: the circuit alone solves the task.
+
+**Exercise 5.** Write `restricted_loss_by_hand(cache, model, task, frequencies)`. The directions are
+orthogonal over the table; `torch.linalg.qr` makes them orthonormal, and the projection of the
+centred activations is then $Q Q^\top(\text{post} - \overline{\text{post}})$.
+"""),
+    exercise("restricted_loss_by_hand", """
+def restricted_loss_by_hand(cache, model, task, frequencies):
+    # a, b = task.inputs[:, 0], task.inputs[:, 1]; directions cos/sin(2π f (a + b) / p) as columns
+    raise NotImplementedError("exercise 5: return the restricted loss (a float)")"""),
+    code("""
+from walkthrough_checks import check_restricted_loss
+
+KEY = mm.key_frequencies(model, task)
+restricted = mm.restricted_loss(model, task, KEY)       # the analyzer, for the check
+check_restricted_loss(restricted_loss_by_hand, cache, model, task, restricted)"""),
+    solution("restricted_loss_by_hand"),
+    md(r"""
+Now the analyzers of tutorial 1, checked against the tensors we built. `mm.fourier_spectrum`
+computes the Fourier spectra of the weights and of the grids (its `sources` say which weights and
+hooks each part was read from); `mm.key_frequencies` applies the rule of docs/mathematics.md §4.2
+to the logits (a frequency is key when its share of the centred logits' variance over the table is
+at least half the share it would have if all $p//2$ frequencies shared equally); and
+`mm.restricted_loss` is exercise 5 (already compared there). The analyzers run the model again
+(in float32, through sums of up to `d_mlp` terms), so they agree with the hand computation to
+about $d_{mlp} \cdot 2^{-24}$, not bit for bit.
+"""),
+    code("""
+TOL = D_MLP * 2.0**-24
+spec = mm.fourier_spectrum(model, task)
+embed_power = pool_frequencies((F @ W_E.detach().double()).square().sum(1))
+attention_grids = einops.rearrange(pattern[..., :2], "(a b) h k -> (h k) a b", a=P)
+by_hand = {"embed": embed_power / embed_power.sum(),
+           "W_L": logit_map_shares(model, P),
+           "neurons": shares,
+           "attention": frequency_shares(attention_grids)}
+analyzer = {"embed": spec.weights["embed"], "W_L": spec.weights["W_L"],
+            "neurons": spec.grid["neurons"], "attention": spec.grid["attention"]}
+AGREEMENT = {}
+for name in by_hand:
+    AGREEMENT[name] = float((by_hand[name].detach() - analyzer[name]).abs().max())
+    print(f"{name:9s} read from {spec.sources[name]:27s} max |by hand − analyzer| = "
+          f"{AGREEMENT[name]:.1e}")
+    assert AGREEMENT[name] <= TOL, name
+
+# key frequencies: the variance-weighted block shares of the centred logits
+centred = final.double() - final.double().mean(1, keepdim=True)    # softmax ignores a constant
+logit_grids = einops.rearrange(centred, "(a b) c -> c a b", a=P)
+variance = logit_grids.flatten(1).var(1)
+logit_shares = variance @ frequency_shares(logit_grids) / variance.sum()
+KEY_BY_HAND = [f + 1 for f, s in enumerate(logit_shares.tolist()) if s >= 0.5 / (P // 2)]
+print("key frequencies by hand:", KEY_BY_HAND, "| mm.key_frequencies:", KEY)
+assert KEY_BY_HAND == KEY
+restricted.to_dataframe()           # exercise 5 checked its restricted loss against yours"""),
+    md(r"""
+From here on, the one-line analyzers do the bookkeeping: `mm.neuron_clusters` (exercise 2's
+clusters, with phases), `mm.logit_similarity`, `mm.progress_measures` over checkpoints (tutorial
+1), `mm.compare_to_theory` (tutorial 2), and `mm.viz.write_report` for an HTML report. Every result
+says what it read (`spec.sources`, `restricted.source`, in their `to_dataframe()` too), so you can
+always go back to the tensors, as we did here. Tutorial 5 goes on with hooks: ablations and
+`transformer_lens.patching`.
+"""),
+]
+
 NOTEBOOKS = {
     "01_grokking_modular_addition.ipynb": GROKKING,
     "02_margins_and_theory.ipynb": MARGINS,
     "03_group_composition.ipynb": GROUPS,
     "04_k_input_and_parity.ipynb": K_INPUT,
     "05_ablation_studies.ipynb": ABLATIONS,
+    "06_transformerlens_walkthrough.ipynb": WALKTHROUGH,
 }
 
 

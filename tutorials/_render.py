@@ -24,23 +24,33 @@ from typing import Any
 
 import nbformat
 import plotly.io as pio
+from _exercises import with_solutions
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "docs" / "tutorials"
 PLOTLY = "application/vnd.plotly.v1+json"
+#: a Python warning as printed to stderr: "<file>:<line>: <Category>: <message>" and the source line
+WARNING = re.compile(r"^\S+:\d+: \w*Warning: .*\n(?:  .*\n)?", re.MULTILINE)
 MAX_LINES = 60          # longer text outputs are cut (the notebook shows them in full)
 WIDTH, HEIGHT = 760, 440
 
 
 def execute(path: Path, fast: bool) -> tuple[nbformat.NotebookNode, float]:
-    """Run the notebook in a kernel (in the tutorials folder) and return it with its run time."""
+    """Run the notebook in a kernel (in the tutorials folder) and return it with its run time.
+
+    Exercise cells run with their solutions filled in (tutorials/_exercises.py); the returned
+    notebook shows the stubs again, with the outputs of the run.
+    """
     nb = nbformat.read(path, as_version=4)
+    filled = with_solutions(nb)
     os.environ["MI_MARGIN_FAST"] = "1" if fast else "0"
     start = time.perf_counter()
-    NotebookClient(nb, timeout=None, kernel_name="python3",
+    NotebookClient(filled, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(HERE)}}).execute()
-    return nb, time.perf_counter() - start
+    for cell, original in zip(filled.cells, nb.cells):
+        cell.source = original.source
+    return filled, time.perf_counter() - start
 
 
 def _merged_streams(outputs: list[Any]) -> list[Any]:
@@ -79,8 +89,8 @@ def _html(html: str) -> str:
 
 def _output(out: nbformat.NotebookNode, files: Path, counter: list[int]) -> str:
     kind = out.get("output_type")
-    if kind == "stream":
-        return _text(out.get("text", ""))
+    if kind == "stream":        # warnings name files on the machine that ran the notebook
+        return _text(WARNING.sub("", out.get("text", "")))
     if kind == "error":
         return _text("\n".join(re.sub(r"\x1b\[[0-9;]*m", "", t) for t in out.get("traceback", [])))
     data = out.get("data", {})

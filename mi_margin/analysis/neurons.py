@@ -32,6 +32,7 @@ from torch import Tensor
 from mi_margin.analysis.basis import sum_by
 from mi_margin.analysis.core import POST, PRE, Subject, require, subject
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import to_fourier
 
@@ -53,6 +54,9 @@ class NeuronClusters(AnalysisResult):
         phases: frequencies only, [d_mlp, k+1]: θ_1..θ_k of the input marginals and θ_w of the
             output map at the neuron's dominant frequency (x ↦ A cos(ω_f x + θ)); NaN unassigned.
         phase_error: frequencies only, [d_mlp] |wrap(θ_1+…+θ_k − θ_w)| ∈ [0, π].
+        read_from: the hooks and weights the energies (and phases) were computed from, e.g.
+            ``("blocks.0.mlp.hook_post", "blocks.0.mlp.hook_pre", "W_out @ W_U")``; also the
+            ``read_from`` column of :meth:`to_dataframe`.
     """
 
     _score = "purity"
@@ -69,6 +73,7 @@ class NeuronClusters(AnalysisResult):
     dead: Tensor = field(repr=False)
     phases: Float[Tensor, "d_mlp kp1"] | None = field(default=None, repr=False)
     phase_error: Float[Tensor, " d_mlp"] | None = field(default=None, repr=False)
+    read_from: tuple[str, ...] = ()
 
     @property
     def frequency(self) -> Int[Tensor, " d_mlp"]:
@@ -109,6 +114,7 @@ class NeuronClusters(AnalysisResult):
             for j, name in enumerate([f"theta_{i + 1}" for i in range(k)] + ["theta_w"]):
                 table[name] = self.phases[:, j].tolist()
             table["phase_error"] = self.phase_error.tolist()
+        table["read_from"] = ", ".join(self.read_from)
         return table
 
 
@@ -168,6 +174,19 @@ def _weight_energy(s: Subject) -> Tensor:
                         for X in maps]).sum(0).T
 
 
+def _read_from(s: Subject, source: str) -> tuple[str, ...]:
+    """What :func:`neuron_clusters` reads for ``source``: activations, or each neuron's maps over
+    the group; for frequencies also the pre-activations and output map of the phases."""
+    names = component_sources(s)
+    logit_map = names.get("W_L", names["unembed"])
+    inputs = [names["neuron_in"]] if s.kind == "transformer" else \
+        [v for k, v in names.items() if k.startswith("embed[")]
+    reads = [POST] if source == "activations" else [*inputs, logit_map]
+    if s.basis.label_kind == "frequency":
+        reads += [PRE, logit_map]
+    return tuple(dict.fromkeys(reads))
+
+
 def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",
                     *, min_fraction: float | None = None) -> NeuronClusters:
     """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
@@ -219,7 +238,7 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
-                          phase_error=error)
+                          phase_error=error, read_from=_read_from(s, source))
 
 
 def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,

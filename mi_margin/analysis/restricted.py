@@ -44,6 +44,8 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
         full_loss, restricted, restricted_acc: loss of the unmodified model and of the restricted
             model, with its accuracy, on ``restricted_on``.
         full_train_loss, excluded, excluded_acc: the same on the training set for the excluded model.
+        source: the hook whose activations were projected (``blocks.0.mlp.hook_post``, last
+            position); also the ``source`` column of :meth:`to_dataframe`.
     """
 
     _score = "loss"
@@ -58,19 +60,22 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
     full_train_loss: float
     excluded: float
     excluded_acc: float
+    source: str = POST
 
     def subject(self) -> str:
         """What was kept or removed, for titles."""
         return f"key {self.label_kind}s {list(self.labels)}"
 
     def _table(self) -> pd.DataFrame:
-        return pd.DataFrame([
+        table = pd.DataFrame([
             {"measure": "full", "data": self.restricted_on, "loss": self.full_loss},
             {"measure": "restricted", "data": self.restricted_on, "loss": self.restricted,
              "accuracy": self.restricted_acc},
             {"measure": "full", "data": "train", "loss": self.full_train_loss},
             {"measure": "excluded", "data": "train", "loss": self.excluded,
              "accuracy": self.excluded_acc}])
+        table["source"] = self.source
+        return table
 
 
 def _per_row(task: Any) -> Callable[[slice, Tensor], Tensor]:

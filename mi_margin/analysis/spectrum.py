@@ -100,6 +100,7 @@ class Spectrum(AnalysisResult):
     terms: tuple[str, ...] = ()
     hidden: Tensor | None = field(default=None, repr=False)
     hidden_variance: Tensor | None = field(default=None, repr=False)
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def p(self) -> int:
@@ -151,18 +152,21 @@ class Spectrum(AnalysisResult):
 
     def _table(self) -> pd.DataFrame:
         rows = [{"component": comp, "kind": "weight" if comp in self.weights else "grid",
-                 self.label_kind: lab, "term": "", "fraction": float(x)}
+                 self.label_kind: lab, "term": "", "fraction": float(x),
+                 "source": self.sources.get(comp, "")}
                 for comp in [*self.weights, *self.grid]
                 for lab, x in zip(self.labels[1:], self.shares(comp).tolist())]
         if self.hidden is not None:
             fr = self.hidden_fractions()
+            source = self.sources.get("neurons", "")
             rows += [{"component": "neurons", "kind": "term", self.label_kind: lab, "term": term,
-                      "fraction": float(fr[i, t])}
+                      "fraction": float(fr[i, t]), "source": source}
                      for i, lab in enumerate(self.labels) for t, term in enumerate(self.terms)]
             rows.append({"component": "neurons", "kind": "term", self.label_kind: "residual",
-                         "term": "", "fraction": float(1 - fr.sum()) if fr.sum() > 0 else 0.0})
+                         "term": "", "fraction": float(1 - fr.sum()) if fr.sum() > 0 else 0.0,
+                         "source": source})
         return pd.DataFrame(rows, columns=["component", "kind", self.label_kind, "term",
-                                           "fraction"])
+                                           "fraction", "source"])
 
 
 def _parse_where(where: Sequence[str] | str | None, s: Subject) -> set[str]:
@@ -186,6 +190,25 @@ def _weight_components(s: Subject, where: set[str]) -> dict[str, Tensor]:
     if "W_L" in where:
         comps["W_L"] = s.neuron_logit_map().T
     return comps
+
+
+def component_sources(s: Subject) -> dict[str, str]:
+    """Component name → the weights or hook it is read from, for this model and task.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> s = subject(mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task)), task)
+        >>> component_sources(s)["W_L"], component_sources(s)["neurons"]
+        ('W_out @ W_U', 'blocks.0.mlp.hook_post')
+    """
+    n = s.task.d_vocab
+    grids = {"neurons": POST, "attention": PATTERN, "logits": "logits"}
+    if s.kind == "transformer":
+        return {"embed": f"W_E[:{n}]", "neuron_in": f"W_E[:{n}] @ W_in", "unembed": "W_U",
+                "W_L": "W_out @ W_U", **grids}
+    inputs = {f"embed[{i}]": f"W_in_eff[{i}]" for i in range(s.model.W_in_eff.shape[0])}
+    return {**inputs, "unembed": "W_out", **grids}
 
 
 def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
@@ -260,7 +283,8 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
                     model_kind=s.kind, weights=weights, gini=ginis, grid=grid,
                     grid_variance=variance, unit_labels=units_of, neuron_tuples=tuples,
                     terms=b.terms() if hidden is not None else (), hidden=hidden,
-                    hidden_variance=hidden_variance)
+                    hidden_variance=hidden_variance,
+                    sources={name: component_sources(s)[name] for name in [*weights, *grid]})
 
 
 def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None
@@ -304,6 +328,7 @@ class LogitSimilarity(AnalysisResult):
         label_kind, labels: the non-trivial labels (the trivial character is constant over c, so
             its similarity with centred logits is always 0); dims: their dimensions.
         similarity: [L−1] one value per label.
+        source: what was compared with the characters: the logits at the last position.
     """
 
     _score = "fve_share"
@@ -312,6 +337,7 @@ class LogitSimilarity(AnalysisResult):
     labels: tuple[Any, ...]
     dims: tuple[int, ...]
     similarity: Float[Tensor, " L1"] = field(repr=False)
+    source: str = "logits"
 
     @property
     def irreps(self) -> tuple[Any, ...]:
@@ -330,7 +356,8 @@ class LogitSimilarity(AnalysisResult):
     def _table(self) -> pd.DataFrame:
         sim = self.similarity.tolist()
         return pd.DataFrame({self.label_kind: list(self.labels), "dim": list(self.dims),
-                             "similarity": sim, "fve_share": [s * s for s in sim]})
+                             "similarity": sim, "fve_share": [s * s for s in sim],
+                             "source": self.source})
 
 
 def logit_similarity(model: Any, task: Any) -> LogitSimilarity:

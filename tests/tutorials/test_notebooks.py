@@ -4,23 +4,32 @@ certificate attaining γ*, homogeneity, the product and polarization identities,
 the GCR algorithm exact, TransformerLens patching identities), not only that it ran. Where a
 notebook used a shipped zoo model (``from_zoo``), the checks include what the zoo promises
 (the p = 71 model within 1% of γ*, the S4 max-margin model using every non-trivial irrep).
+Tutorial 6 runs with its exercises' solutions filled in; its check cells must pass, and each check
+must fail on a wrong answer.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
+import einops
 import nbformat
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
 
 import mi_margin as mm
 from mi_margin import theory
+from mi_margin.fourier.cyclic import fourier_basis, pool_frequencies
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
@@ -35,11 +44,17 @@ def fast_mode(monkeypatch):
     monkeypatch.setenv("MI_MARGIN_FAST", "1")
 
 
-def run_notebook(name: str) -> dict[str, Any]:
-    """Execute tutorials/``name`` in fast mode and parse its ``RESULT {json}`` line."""
+def read_notebook(name: str) -> nbformat.NotebookNode:
     nb = nbformat.read(TUTORIALS / name, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         f"{name} is committed with outputs; rebuild it with tutorials/_build.py"
+    return nb
+
+
+def run_notebook(name: str, nb: nbformat.NotebookNode | None = None) -> dict[str, Any]:
+    """Execute tutorials/``name`` (or ``nb``, a modified copy of it) in fast mode and parse its
+    ``RESULT {json}`` line."""
+    nb = read_notebook(name) if nb is None else nb
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(TUTORIALS)}}).execute()
     text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
@@ -189,8 +204,11 @@ def test_rendered_page_matches_the_notebook(path):
     text = page.read_text(encoding="utf-8")
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert all(source in text for source in markdown)
+    for source in markdown:             # code blocks inside markdown (solutions) are not cells
+        text = text.replace(source, "")
     assert re.findall(r"^```python\n(.*?)\n```$", text, flags=re.M | re.S) == code
-    assert all(c.source in text for c in nb.cells if c.cell_type == "markdown")
     for image in re.findall(r"!\[figure\]\((.*?)\)", text):
         assert (RENDERED / image).is_file(), image
 
@@ -198,3 +216,167 @@ def test_rendered_page_matches_the_notebook(path):
 def test_rendered_pages_stay_small():
     size = sum(f.stat().st_size for f in RENDERED.rglob("*") if f.is_file())
     assert 0 < size <= RENDERED_BUDGET_BYTES, size
+
+
+# -- tutorial 6: the TransformerLens walkthrough and its exercises -----------------------------------
+WALKTHROUGH = "06_transformerlens_walkthrough.ipynb"
+#: appended to tutorial 6 by the test (the page carries no test plumbing): what the checks below read
+WALKTHROUGH_REPORT = """
+import json
+print("RESULT " + json.dumps({
+    "p": P, "from_zoo": FROM_ZOO, "key": KEY, "key_by_hand": KEY_BY_HAND, "fft_error": FFT_ERROR,
+    "dla_error": DLA_ERROR, "dla_scale": DLA_SCALE, "neuron_error": NEURON_ERROR,
+    "neuron_scale": float(neuron_attr[:64].abs().max()), "lens_final_error": LENS_FINAL_ERROR,
+    "logit_scale": float(final.abs().max()), "lens_loss": lens["loss"].tolist(),
+    "model_loss": float(F_nn.cross_entropy(final.double(), labels)), "agree": AGREE,
+    "agreement": AGREEMENT, "tol": TOL, "sources": spec.sources,
+    "restricted": restricted.restricted, "excluded": restricted.excluded,
+    "restricted_by_hand": restricted_loss_by_hand(cache, model, task, KEY)}))
+"""
+#: float32 results compared by different routes (see tutorials/walkthrough_checks.py)
+FLOAT32_TOL = math.sqrt(2.0**-24)
+
+
+def tutorial_module(name: str) -> Any:
+    """A module of the tutorials folder (not a package), imported from its file."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TUTORIALS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_06_exercises_are_stubs_with_solutions():
+    nb = read_notebook(WALKTHROUGH)
+    exercises, solutions = tutorial_module("_exercises"), tutorial_module("walkthrough_solutions")
+    names = exercises.exercise_names(nb)
+    assert len(names) == 5
+    stubs = [c for c in nb.cells if "exercise" in c.metadata]
+    for name, cell in zip(names, stubs):
+        assert f"def {name}(" in cell.source and "raise NotImplementedError" in cell.source
+        assert callable(getattr(solutions, name))
+    filled = exercises.with_solutions(nb)
+    assert [c.source for c in filled.cells if "exercise" in c.metadata] == \
+        [f"from walkthrough_solutions import {name}" for name in names]
+    assert [c.source for c in filled.cells if "exercise" not in c.metadata] == \
+        [c.source for c in nb.cells if "exercise" not in c.metadata]
+
+
+def test_06_transformerlens_walkthrough():
+    filled = tutorial_module("_exercises").with_solutions(read_notebook(WALKTHROUGH))
+    filled.cells.append(new_code_cell(WALKTHROUGH_REPORT.strip()))
+    res = run_notebook(WALKTHROUGH, filled)
+    p = res["p"]
+    _frequencies_in_range(res["key"], p)
+    assert res["key_by_hand"] == res["key"]
+    assert res["fft_error"] < 1e-12                         # the real basis is the FFT's, pooled
+    # the residual stream is a sum: the attributions add up to the correct logit (float32 sums)
+    assert res["dla_error"] <= FLOAT32_TOL * res["dla_scale"]
+    assert res["neuron_error"] <= FLOAT32_TOL * res["neuron_scale"]
+    # the logit lens' last stage is the model's own output
+    assert res["lens_final_error"] <= FLOAT32_TOL * res["logit_scale"]
+    assert res["lens_loss"][-1] == pytest.approx(res["model_loss"], rel=FLOAT32_TOL)
+    assert all(v <= res["tol"] for v in res["agreement"].values()), res["agreement"]
+    assert res["sources"]["neurons"] == "blocks.0.mlp.hook_post"
+    assert res["sources"]["W_L"] == "W_out @ W_U" and res["sources"]["embed"] == f"W_E[:{p}]"
+    assert res["restricted_by_hand"] == pytest.approx(res["restricted"], rel=FLOAT32_TOL)
+    assert res["restricted"] < res["excluded"]
+    if res["from_zoo"]:                                     # Nanda et al.'s trained model
+        assert res["agree"] >= 0.9                          # neurons write their own frequency
+        assert res["lens_loss"][-1] < 1e-3 < math.log(p) < res["lens_loss"][0]
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A small untrained transformer on p = 13 and its cache: the checks hold on any model."""
+    task = mm.ModularAddition(p=13, train_fraction=0.5, seed=0)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=32, n_heads=2, d_head=16, d_mlp=48, seed=3)).eval()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(task.tokens)
+    return model, task, cache
+
+
+def _check_cases(model, task, cache):
+    """check name → (arguments after the function, the solution, wrong answers)."""
+    sol = tutorial_module("walkthrough_solutions")
+    grids = sol.neuron_grids(cache, task.p)
+
+    def transposed(cache, p):
+        return einops.rearrange(cache["post", 0][:, -1], "(a b) n -> n b a", a=p, b=p)
+
+    def first_position(cache, p):
+        return einops.rearrange(cache["post", 0][:, 0], "(a b) n -> n a b", a=p, b=p)
+
+    def power(grids, centre):
+        B = fourier_basis(grids.shape[-1])
+        coef = B @ grids.double() @ B.T
+        if centre:
+            coef[:, 0, 0] = 0.0
+        return pool_frequencies(coef.square(), (-2, -1))
+
+    def uncentred(grids):
+        pw = power(grids, centre=False)
+        blocks = pw[:, 0, 1:] + pw[:, 1:, 0] + pw[:, 1:, 1:].diagonal(dim1=-2, dim2=-1)
+        return blocks / pw.sum((-2, -1))[:, None]
+
+    def products_only(grids):
+        pw = power(grids, centre=True)
+        return pw[:, 1:, 1:].diagonal(dim1=-2, dim2=-1) / pw.sum((-2, -1))[:, None]
+
+    def unembed_only(model, p):
+        pw = pool_frequencies((model.W_U.detach().double() @ fourier_basis(p).T).square().sum(0))
+        return pw / pw.sum()
+
+    def at_position_a(cache, labels):
+        return cache.logit_attrs(cache.stack_head_results(layer=1, pos_slice=0), tokens=labels,
+                                 pos_slice=0)
+
+    def kept_bypass(cache, model, task, frequencies):
+        mid, W_U = cache["resid_mid", 0][:, -1].double(), model.W_U.detach().double()
+        logits = mid @ W_U + cache["post", 0][:, -1].double() @ (
+            model.W_out[0].detach().double() @ W_U)
+        return float(F.cross_entropy(logits, task.labels))
+
+    restricted = mm.restricted_loss(model, task, [1, 4])
+    return {
+        "check_neuron_grids": ((model, task, cache), sol.neuron_grids,
+                               [transposed, first_position]),
+        "check_frequency_shares": ((grids,), sol.frequency_shares, [uncentred, products_only]),
+        "check_logit_map_shares": ((model, task), sol.logit_map_shares, [unembed_only]),
+        "check_head_logit_attribution": ((model, task, cache), sol.head_logit_attribution,
+                                         [at_position_a]),
+        "check_restricted_loss": ((cache, model, task, restricted), sol.restricted_loss_by_hand,
+                                  [kept_bypass]),
+    }
+
+
+def test_06_checks_pass_the_solutions_and_fail_wrong_answers(small, capsys):
+    checks = tutorial_module("walkthrough_checks")
+    cases = _check_cases(*small)
+    assert sorted(cases) == sorted(n for n in dir(checks) if n.startswith("check_"))
+    for name, (args, solution, wrong_answers) in cases.items():
+        check = getattr(checks, name)
+        check(solution, *args)
+        assert "passed" in capsys.readouterr().out
+        for wrong in wrong_answers:
+            with pytest.raises(AssertionError):
+                check(wrong, *args)
+
+        def stub(*args):
+            raise NotImplementedError("exercise")
+
+        with pytest.raises(NotImplementedError):
+            check(stub, *args)
+
+
+def test_06_page_has_no_test_plumbing_and_no_machine_paths():
+    """The walkthrough's page shows the exercise stubs (not the filled-in imports), no RESULT dump,
+    no warnings and no file paths of the machine that rendered it."""
+    text = (RENDERED / "06_transformerlens_walkthrough.md").read_text(encoding="utf-8")
+    assert "RESULT" not in text and "from walkthrough_solutions import" not in text
+    assert len(re.findall(r"^    raise NotImplementedError", text, flags=re.M)) == 5
+    assert "Warning:" not in text
+    assert not re.search(r"(?<![\w.])/(?:work|home|tmp|root|usr|opt|var)/", text)
