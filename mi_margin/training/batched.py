@@ -110,7 +110,7 @@ class _Bound(nn.Module):
     """``fn(model, *args)`` as a module's forward, so that ``functional_call`` can run any of the
     model's own computations (its training loss, neuron norms, evaluation) on swapped-in weights."""
 
-    def __init__(self, model: nn.Module, fn: Callable[..., Tensor]):
+    def __init__(self, model: nn.Module, fn: Callable[..., Any]):
         super().__init__()
         self.model, self.fn = model, fn
 
@@ -168,7 +168,7 @@ class StackEngine:
             out[k].grad = self.grads[k][n]
         return out
 
-    def _call(self, n: int, module: _Bound, *args: Any) -> Tensor:
+    def _call(self, n: int, module: _Bound, *args: Any) -> Any:
         named = {f"model.{k}": v for k, v in self.weights[n].items()} | self.fixed[n]
         return functional_call(module, named, args, strict=True)
 
