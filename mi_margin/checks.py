@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from mi_margin.errors import MiMarginError
+
+#: environment variable overriding the memory budget of :func:`check_memory`, in GiB
+MEMORY_ENV = "MI_MARGIN_MEMORY_GIB"
 
 
 def _fail(name: str, rule: str, value: Any) -> MiMarginError:
@@ -96,3 +100,44 @@ def check_int_tuple(name: str, value: Any, low: int | None = None) -> tuple[int,
         return tuple(check_int(name, v, low) for v in value)
     except MiMarginError:
         raise _fail(name, rule, value) from None
+
+
+def memory_budget() -> float:
+    """Bytes a single allocation may take: ``MI_MARGIN_MEMORY_GIB`` GiB if set, else the machine's
+    physical memory (infinite where the OS does not say, e.g. Windows)."""
+    text = os.environ.get(MEMORY_ENV)
+    if text:
+        try:
+            gib: Any = float(text)
+        except ValueError:
+            gib = text
+        return check_float(MEMORY_ENV, gib, low=0, low_open=True) * 2**30
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in the largest binary unit that keeps it >= 1 (``"1.5 GiB"``)."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:,.1f} {unit}"
+    return f"{n_bytes:.0f} B"
+
+
+def check_memory(what: str, n_bytes: float) -> None:
+    """Refuse, before allocating, ``n_bytes`` that exceed :func:`memory_budget` (naming the size).
+
+    Example:
+        >>> check_memory("a [2**40, 2**20] float32 table", 4 * 2.0**60)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: a [2**40, 2**20] float32 table needs 4,194,304.0 TiB ...
+    """
+    budget = memory_budget()
+    if n_bytes > budget:
+        raise MiMarginError(
+            f"{what} needs {format_bytes(n_bytes)} of memory, more than the budget of "
+            f"{format_bytes(budget)} (this machine's memory, or {MEMORY_ENV}); refused before "
+            "allocating")

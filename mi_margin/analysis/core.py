@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.basis import HarmonicBasis, basis_for
+from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits, model_kind
 
@@ -83,8 +84,14 @@ class Subject:
         store: dict[str, Tensor] = {}
 
         def put(name: str, rows: slice, value: Tensor) -> None:
-            """Write a chunk into the [N, ...] result (allocated once: no copy of the whole grid)."""
+            """Write a chunk into the [N, ...] result (allocated once: no copy of the whole grid;
+            its size estimated first, with what is already held)."""
             if name not in store:
+                held = sum(t.numel() * t.element_size() for t in store.values())
+                need = len(x) * value[:1].numel() * value.element_size()
+                check_memory(f"the {name or 'logits'} [{len(x):,}, "
+                             f"{', '.join(map(str, value.shape[1:]))}] of {self.task!r}'s grid",
+                             held + need)
                 store[name] = value.new_empty((len(x), *value.shape[1:]))
             store[name][rows] = value
 

@@ -76,6 +76,11 @@ def check_finite_weights(model: Any) -> None:
 
 
 # -- inputs a model can read (called by the models' forward) ----------------------------------------
+def is_integer(x: Tensor) -> bool:
+    """Whether ``x`` holds integers (not floats, complex numbers or bools)."""
+    return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+
+
 def check_transformer_tokens(cfg: Any, tokens: Any) -> None:
     """Refuse anything but integer tokens [B, n_ctx] = [a1, ..., ak, '='] with operands below '='.
 
@@ -92,7 +97,7 @@ def check_transformer_tokens(cfg: Any, tokens: Any) -> None:
         mi_margin.errors.MiMarginError: the transformer reads integer tokens [batch, n_ctx=3] ...
     """
     n, eq = cfg.n_ctx, cfg.d_vocab - 1
-    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point() \
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or not is_integer(tokens) \
             or tokens.shape[1] != n:
         got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, Tensor) else type(tokens).__name__
         hint = (" (task.inputs are for HookedMLP; a transformer reads task.tokens, which end in '=')"
@@ -126,11 +131,15 @@ def check_mlp_inputs(cfg: Any, x: Any) -> None:
     if not isinstance(x, Tensor):
         raise MiMarginError(f"HookedMLP reads a tensor, got {type(x).__name__}")
     if cfg.input_kind == "vector":
-        if x.ndim != 2 or x.shape[1] != cfg.d_vocab:
+        if x.ndim != 2 or x.shape[1] != cfg.d_vocab or x.is_complex() or x.dtype == torch.bool:
             raise MiMarginError(f"this HookedMLP (sparse parity, n={cfg.d_vocab}) reads ±1 vectors "
                                 f"[batch, {cfg.d_vocab}] (task.inputs), got {x.dtype} {tuple(x.shape)}")
+        off = x[(x != 1) & (x != -1)]
+        if off.numel():
+            raise MiMarginError(f"sparse-parity inputs must be ±1, got values "
+                                f"{sorted(set(off.tolist()))[:5]}")
         return
-    if x.ndim != 2 or x.is_floating_point() or x.shape[1] != cfg.k:
+    if x.ndim != 2 or not is_integer(x) or x.shape[1] != cfg.k:
         hint = ""
         if x.ndim == 2 and x.shape[1] == cfg.k + 1:
             hint = " (that looks like transformer tokens [a, b, '='], task.tokens; pass task.inputs)"

@@ -58,9 +58,13 @@ class _Config:
 
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos)."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos), and so is
+        the ``kind`` of the other config."""
         if not isinstance(d, dict):
             raise MiMarginError(f"a {cls.__name__} dict is needed, got {type(d).__name__}")
+        if d.get("kind", cls.kind) != cls.kind:
+            raise MiMarginError(f"{cls.__name__}.from_dict needs kind={cls.kind!r}, got "
+                                f"kind={d['kind']!r} (use config_from_dict for either kind)")
         d = {k: v for k, v in d.items() if k != "kind"}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)

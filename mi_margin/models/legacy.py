@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mi_margin.checks import check_int
 from mi_margin.errors import CheckpointError
 from mi_margin.models.config import TransformerConfig
 from mi_margin.models.transformer import HookedOneLayerTransformer
@@ -71,6 +72,16 @@ def unwrap(obj: Any, index: int = -1) -> tuple[dict[str, torch.Tensor], dict[str
     return obj, config
 
 
+def check_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights that are not finite real floating-point tensors (int, complex, NaN/inf)."""
+    for name, value in state.items():
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path}: {name} holds {value.dtype} values; the weights must "
+                                  "be real floating-point numbers")
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values")
+
+
 def infer_config(state: dict[str, torch.Tensor], stored: dict[str, Any] | None = None,
                  **overrides: Any) -> TransformerConfig:
     """The :class:`TransformerConfig` of a legacy one-layer state dict, checked against ``stored``.
@@ -99,6 +110,9 @@ def infer_config(state: dict[str, torch.Tensor], stored: dict[str, Any] | None =
         "use_pos_embed": uses_pos, "act_fn": stored.get("act_fn", "relu"),
         "use_biases": any(bool(v.abs().sum()) for k, v in state.items() if ".b_" in k),
         "attention_dir": stored.get("attention_dir", "causal")}
+    if fields["n_ctx"] < 2:
+        raise CheckpointError(f"pos_embed.W_pos has {fields['n_ctx']} row(s): the model reads "
+                              "at least one operand and '=' (n_ctx >= 2)")
     for name, value in stored.items():
         if name in fields and value != fields[name]:
             raise CheckpointError(f"the stored config says {name}={value!r} but the weights give "
@@ -125,9 +139,14 @@ def load_tl_checkpoint(path: str | Path, *, index: int = -1, d_vocab_out: int | 
         CheckpointError: the file needs unpickling of arbitrary objects, has no state dict, or its
             weights do not fit a LayerNorm-free one-layer transformer (the message says why).
     """
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise CheckpointError(f"index must be an integer, got index={index!r}")
     state, stored = unwrap(read_checkpoint(path), index)
     state = {k: v for k, v in state.items() if k not in BUFFERS}
+    check_weights(state, path)
     if d_vocab_out is not None:
+        columns = state["unembed.W_U"].shape[-1] if "unembed.W_U" in state else None
+        check_int("d_vocab_out", d_vocab_out, low=1, high=columns)
         state = dict(state)
         state["unembed.W_U"] = state["unembed.W_U"][:, :d_vocab_out]
         if "unembed.b_U" in state:

@@ -150,7 +150,7 @@ class HookedMLP(TLInterface, CachingRoot):
     def forward(self, inputs: Tensor, return_type: str | None = "logits", *,
                 labels: Tensor | None = None, loss_per_token: bool = False) -> Any:
         """Logits [B, d_vocab_out], or what ``return_type`` asks for (see the class docstring)."""
-        check_return_type(return_type)
+        check_return_type(return_type, labels, loss_per_token)
         self._check_input(inputs)
         logits = self._logits(inputs)
         return logits if return_type == "logits" else finish(logits, logits, return_type, labels,
@@ -179,6 +179,9 @@ class HookedMLP(TLInterface, CachingRoot):
     # -- inputs (see models.tl_interface) ------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
         check_mlp_inputs(self.cfg, x)
+
+    def _n_operands(self) -> int:
+        return self.cfg.d_vocab if self.cfg.input_kind == "vector" else self.cfg.k
 
     def _operands_to_input(self, operands: list[int]) -> Tensor:
         dtype = self.W_in.dtype if self.cfg.input_kind == "vector" else torch.long

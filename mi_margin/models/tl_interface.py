@@ -15,13 +15,16 @@ k > 2 operands), because the models read numbers, not text.
 from __future__ import annotations
 
 import copy
+import numbers
 import re
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mi_margin.checks import check_bool
 from mi_margin.errors import MiMarginError
+from mi_margin.models.compat import is_integer
 from mi_margin.models.evaluation import cross_entropy64
 
 RETURN_TYPES = ("logits", "loss", "both", None)
@@ -36,9 +39,21 @@ def operand_names(k: int) -> list[str]:
     return ["a", "b"] if k == 2 else [f"a{i + 1}" for i in range(k)]
 
 
-def check_return_type(return_type: Any) -> None:
-    if return_type not in RETURN_TYPES:
+#: the string form of an input: operands joined by "+" (the task's operation), then "="
+EXPRESSION = re.compile(r"\s*\d+(\s*\+\s*\d+)*\s*=?\s*")
+
+
+def check_return_type(return_type: Any, labels: Any = None, loss_per_token: Any = False) -> None:
+    """Refuse a ``return_type`` TransformerLens does not know, a ``loss_per_token`` that is not a
+    bool, and ``labels``/``loss_per_token=True`` where no loss is returned (they would be
+    ignored)."""
+    if not isinstance(return_type, (str, type(None))) or return_type not in RETURN_TYPES:
         raise MiMarginError(f"return_type must be one of {list(RETURN_TYPES)}, got {return_type!r}")
+    check_bool("loss_per_token", loss_per_token)
+    if return_type in ("logits", None) and (labels is not None or loss_per_token):
+        given = "labels" if labels is not None else "loss_per_token=True"
+        raise MiMarginError(f"{given} is only read with return_type='loss' or 'both', got "
+                            f"return_type={return_type!r} (no loss is returned)")
 
 
 def finish(logits: Tensor, last: Tensor, return_type: str | None, labels: Tensor | None,
@@ -58,7 +73,7 @@ def finish(logits: Tensor, last: Tensor, return_type: str | None, labels: Tensor
                             "task.labels[idx]); the model predicts the answer at the last position, "
                             "not the next token")
     labels = torch.as_tensor(labels)
-    if labels.shape != last.shape[:1] or labels.is_floating_point():
+    if labels.shape != last.shape[:1] or not is_integer(labels):
         raise MiMarginError(f"labels must be integer [batch={last.shape[0]}], got "
                             f"{labels.dtype} {tuple(labels.shape)}")
     if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < last.shape[-1]:
@@ -72,7 +87,7 @@ class TLInterface:
     """Mixin for :class:`~mi_margin.HookedOneLayerTransformer` and :class:`~mi_margin.HookedMLP`.
 
     Subclasses define ``_check_input(x)`` (raise :class:`MiMarginError` on input the model cannot
-    read), ``_token_label(position, value)`` and ``_n_operands``.
+    read), ``_token_label(position, value)`` and ``_n_operands()``.
     """
 
     cfg: Any
@@ -100,13 +115,30 @@ class TLInterface:
         if isinstance(input, Tensor):
             x = input if input.ndim == 2 else input[None]
         else:
-            if isinstance(input, str):
-                operands = [int(s) for s in re.findall(r"-?\d+", input)]
-            else:
-                operands = [int(v) for v in input]
-            x = self._operands_to_input(operands)
+            x = self._operands_to_input(self._operands(input))
         self._check_input(x)
         return x
+
+    def _operands(self, input: Any) -> list[int]:
+        """The operands of a string ``"a + b ="`` or a list; anything else is refused."""
+        if isinstance(input, str):
+            if not EXPRESSION.fullmatch(input):
+                raise MiMarginError(f"to_tokens reads operands joined by '+' (the task's "
+                                    f"operation), e.g. '12 + 5 =', got {input!r}")
+            return self._count_operands([int(s) for s in re.findall(r"\d+", input)], input)
+        if not isinstance(input, (list, tuple)):
+            raise MiMarginError(f"to_tokens reads a tensor, a string such as '12 + 5 =' or a list "
+                                f"of operands, got {type(input).__name__} {input!r}")
+        bad = [v for v in input if isinstance(v, bool) or not isinstance(v, numbers.Integral)]
+        if bad:
+            raise MiMarginError(f"operands must be integers, got {bad} in {list(input)!r}")
+        return self._count_operands([int(v) for v in input], list(input))
+
+    def _count_operands(self, operands: list[int], given: Any) -> list[int]:
+        if len(operands) != self._n_operands():
+            raise MiMarginError(f"this model reads {self._n_operands()} operands, got "
+                                f"{len(operands)} in {given!r}")
+        return operands
 
     def to_str_tokens(self, input: Any) -> list[str] | list[list[str]]:
         """Labels of the tokens, e.g. ``["a=12", "b=5", "="]`` (a list of lists for a batch).
@@ -131,6 +163,9 @@ class TLInterface:
         raise MiMarginError(f"{type(self).__name__} has no token {string!r}")
 
     def _operands_to_input(self, operands: list[int]) -> Tensor:
+        raise NotImplementedError
+
+    def _n_operands(self) -> int:
         raise NotImplementedError
 
     def _check_input(self, x: Tensor) -> None:

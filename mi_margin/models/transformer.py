@@ -251,7 +251,7 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
                 final_pos_only: bool = False) -> Any:
         """Logits [B, q, d_vocab_out] (q = pos, or 1 with ``final_pos_only``), or what
         ``return_type`` asks for ("loss"/"both" need ``labels``, the answers [B])."""
-        check_return_type(return_type)
+        check_return_type(return_type, labels, loss_per_token)
         self._check_input(tokens)
         x = self.hook_embed(self.embed(tokens))
         x = x + self.hook_pos_embed(self.pos_embed(tokens))
@@ -277,6 +277,9 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
 
     def _check_input(self, tokens: Tensor) -> None:
         check_transformer_tokens(self.cfg, tokens)
+
+    def _n_operands(self) -> int:
+        return self.cfg.n_ctx - 1
 
     def _operands_to_input(self, operands: list[int]) -> Tensor:
         return torch.tensor([[*operands, self.eq_token]], device=self.W_E.device)

@@ -6,12 +6,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from mi_margin.checks import check_int, check_int_tuple
+from mi_margin.checks import check_int, check_int_tuple, check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.tasks.base import MAX_EXAMPLES, MAX_SEED, Task
 
 #: Largest n for which the whole cube {±1}^n is enumerated; beyond it a seeded sample is drawn.
 MAX_FULL_CUBE_BITS = 16
+#: bytes per sampled bit while the task is built: int64 bits, their float32 copy and the ±1 inputs
+BYTES_PER_BIT = 16
 
 
 class SparseParity(Task):
@@ -47,6 +49,7 @@ class SparseParity(Task):
             bits = (torch.arange(2**n)[:, None] >> torch.arange(n)) & 1
         else:
             m = 2**14 if n_samples is None else check_int("n_samples", n_samples, 1, MAX_EXAMPLES)
+            check_memory(f"SparseParity(n={n}) with {m:,} samples", BYTES_PER_BIT * m * n)
             gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
             bits = torch.randint(0, 2, (m, n), generator=gen)
         x = 1.0 - 2.0 * bits.float()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,15 @@ from mi_margin.errors import MiMarginError
 
 #: the largest seed ``torch.Generator.manual_seed`` takes
 MAX_SEED = 2**63 - 1
+#: the largest optimizer coefficient (peak learning rate, weight decay, norm penalty): the square
+#: root of float32's largest number (3.4e38), so that a coefficient times a weight or gradient of
+#: up to the same size stays finite in the optimizer's float32 arithmetic; beyond it torch cannot
+#: even hold the coefficient in float32 (a raw RuntimeError) or the first step overflows
+MAX_COEFFICIENT = 2.0**64
+#: the largest norm-penalty power r: ||ω||^r overflows float32 for ||ω|| >= 2 beyond r = 128
+MAX_PENALTY_POWER = 128.0
+#: ``n_checkpoints`` may exceed ``steps + 1`` (then every step is kept) only up to this default
+DEFAULT_N_CHECKPOINTS = 20
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,10 @@ class TrainConfig:
     Attributes:
         steps: optimizer steps in total.
         lr, optimizer ("adamw" or "sgd"; full-batch "sgd" is plain gradient descent), betas,
-            momentum (SGD only), weight_decay (decoupled for AdamW, L2 for SGD).
+            momentum (SGD only, in [0, 1): the heavy-ball sum diverges from 1 on),
+            weight_decay (decoupled for AdamW, L2 for SGD). The peak learning rate (``lr`` times
+            ``lr_gamma`` per milestone), ``weight_decay`` and ``norm_penalty`` are at most
+            :data:`MAX_COEFFICIENT` (2^64).
         norm_penalty: λ of the L_{2,ν} penalty λ·Σ_i ||ω_i||_2^r on the MLP's neuron parameters
             (Morwani et al. §1.1); r = ``norm_penalty_power`` or, when None, the homogeneity ν.
         batch_size: None for full batch, else seeded minibatches drawn without replacement.
@@ -44,7 +57,8 @@ class TrainConfig:
             (Morwani et al. App. B doubles it: ``lr_gamma=2``).
         eval_every: record train/test loss and accuracy and the weight norm every N steps.
         checkpoint_schedule: "log" (log-spaced), "linear" or "none"; the initial and final weights
-            are always kept. ``n_checkpoints`` of them in total.
+            are always kept. ``n_checkpoints`` of them in total, at most ``steps + 1`` (every
+            step; counts up to the default 20 are allowed for shorter runs).
         target_test_acc, target_train_loss: stop early once reached (checked at eval steps).
         seed: seeds minibatch order (model init is seeded by the model config).
         progress: show a tqdm progress bar.
@@ -78,15 +92,21 @@ class TrainConfig:
     snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ["steps", "eval_every", "n_checkpoints"]:
+        for name in ["steps", "eval_every"]:
             check_int(name, getattr(self, name), low=1)
+        check_int("n_checkpoints", self.n_checkpoints, low=1,
+                  high=max(self.steps + 1, DEFAULT_N_CHECKPOINTS))
         check_int("warmup_steps", self.warmup_steps, low=0)
         check_int("seed", self.seed, low=0, high=MAX_SEED)
-        check_float("lr", self.lr, low=0, low_open=True)
-        check_float("lr_gamma", self.lr_gamma, low=0, low_open=True)
-        for name in ["weight_decay", "norm_penalty", "momentum"]:
-            check_float(name, getattr(self, name), low=0)
-        check_optional_float("norm_penalty_power", self.norm_penalty_power, low=0, low_open=True)
+        check_float("lr", self.lr, low=0, high=MAX_COEFFICIENT, low_open=True)
+        check_float("lr_gamma", self.lr_gamma, low=0, high=MAX_COEFFICIENT, low_open=True)
+        for name in ["weight_decay", "norm_penalty"]:
+            check_float(name, getattr(self, name), low=0, high=MAX_COEFFICIENT)
+        if not 0 <= check_float("momentum", self.momentum, low=0) < 1:
+            raise MiMarginError(f"momentum must be in [0, 1) (the heavy-ball sum diverges from 1 "
+                                f"on), got momentum={self.momentum!r}")
+        check_optional_float("norm_penalty_power", self.norm_penalty_power, low=0,
+                             high=MAX_PENALTY_POWER, low_open=True)
         check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
         check_choice("checkpoint_schedule", self.checkpoint_schedule, ("log", "linear", "none"))
         for name in ["batch_size", "microbatch", "snapshot_every"]:
@@ -103,6 +123,11 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         milestones = check_int_tuple("lr_milestones", self.lr_milestones, low=0)
         object.__setattr__(self, "lr_milestones", tuple(sorted(milestones)))
+        log_peak = math.log(self.lr) + max(0.0, len(milestones) * math.log(self.lr_gamma))
+        if log_peak > math.log(MAX_COEFFICIENT):
+            raise MiMarginError(f"the peak learning rate lr·lr_gamma^{len(milestones)} (lr="
+                                f"{self.lr!r}, lr_gamma={self.lr_gamma!r}, {len(milestones)} "
+                                f"milestones) must be at most {MAX_COEFFICIENT:.3g}")
 
     def lr_at(self, step: int) -> float:
         """The learning rate used at optimizer step ``step`` (0-based)."""
@@ -117,6 +142,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a model or task config's
+        ``kind`` too)."""
+        if not isinstance(d, dict):
+            raise MiMarginError(f"a TrainConfig dict is needed, got {type(d).__name__}: {d!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -2,12 +2,18 @@
 
 One table of (what, call, text the message must contain); each row is its own test case. The
 rows cover configs (types incl. bool-for-int, finiteness, ranges), tasks, model–task fit and
-non-finite weights at training, analyzer and theory entry points, and the sweep spec.
+non-finite weights at training, analyzer and theory entry points, and the sweep spec. A second
+table (rows that take a scratch folder) covers the newer features: damaged zoo entries, legacy
+TransformerLens checkpoints, ``to_tokens`` and the ``return_type`` options, sizes that cannot fit
+in memory and the report's output path. bench/bad_inputs.py runs both tables and counts the
+outcomes (refused cleanly, other exception, accepted silently).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +23,11 @@ import pytest
 import torch
 
 import mi_margin as mm
+from mi_margin.checks import format_bytes
 from mi_margin.groups import FiniteGroup
 from mi_margin.models.config import config_from_dict
+from mi_margin.zoo import DATA
+from mi_margin.zoo.store import read_entry
 from mi_margin.sweep import SweepSpec
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.theory import compare_to_theory, prediction_for, reweight_neurons
@@ -164,12 +173,240 @@ def sweep_rows(tmp: Path) -> list[tuple[str, Callable[[], Any], str]]:
 
 ROWS = TRAIN + MODELS + TASKS + FIT
 
+# -- the newer features: rows that take a scratch folder ----------------------------------------
+PARITY_ENTRY, ADDITION_ENTRY = "morwani_parity_n10_k4_quartic", "li_p23_k3_cubic"
+
+
+def edited_entry(name: str, change: Callable[[Path], None]) -> Callable[[Path], Any]:
+    """Load a copy of zoo entry ``name`` after ``change(folder)``."""
+    def call(tmp: Path) -> Any:
+        root = tmp / name
+        shutil.copytree(DATA / name, root)
+        change(root)
+        return read_entry(root)
+    return call
+
+
+def edit_json(change: Callable[[dict], Any]) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        meta = json.loads((root / "entry.json").read_text())
+        change(meta)
+        (root / "entry.json").write_text(json.dumps(meta, indent=1))
+    return edit
+
+
+def edit_history(change: Callable[[list[str]], list[str]]) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        header, *rows = (root / "history.csv").read_text().splitlines()
+        (root / "history.csv").write_text("\n".join([header, *change(rows)]) + "\n")
+    return edit
+
+
+def entry(change: Callable[[Path], None], name: str = PARITY_ENTRY) -> Callable[[Path], Any]:
+    return edited_entry(name, change)
+
+
+def write(name: str, data: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / name).write_bytes(data)
+
+
+ZOO = [
+    ("zoo: parity n changed so the model no longer fits",
+     entry(edit_json(lambda m: m["task"].update(n=12))), "12"),
+    ("zoo: task p changed", entry(edit_json(lambda m: m["task"].update(p=29)), ADDITION_ENTRY),
+     "29"),
+    ("zoo: parity support moved",
+     entry(edit_json(lambda m: m["task"].update(support=[4, 5, 6, 7]))), "[4, 5, 6, 7]"),
+    ("zoo: status banana", entry(edit_json(lambda m: m.update(status="banana"))), "banana"),
+    ("zoo: listed checkpoint not stored",
+     entry(edit_json(lambda m: m["checkpoints"].update({"7": "float16"}))), "7"),
+    ("zoo: checkpoint dtype float8",
+     entry(edit_json(lambda m: m["checkpoints"].update({"3": "float8"}))), "float8"),
+    ("zoo: act_degree changed", entry(edit_json(lambda m: m["model"].update(act_degree=3))),
+     "act_degree"),
+    ("zoo: d_mlp changed", entry(edit_json(lambda m: m["model"].update(d_mlp=41))), "d_mlp"),
+    ("zoo: train lr changed", entry(edit_json(lambda m: m["train"].update(lr=0.5))), "lr"),
+    ("zoo: step changed", entry(edit_json(lambda m: m.update(step=999))), "999"),
+    ("zoo: final says finished", entry(edit_json(lambda m: m.update(final="finished"))),
+     "finished"),
+    ("zoo: checkpoints missing", entry(edit_json(lambda m: m.pop("checkpoints"))),
+     "checkpoints"),
+    ("zoo: model config missing", entry(edit_json(lambda m: m.pop("model"))), "model"),
+    ("zoo: entry.json a list", entry(write("entry.json", b"[1, 2]")), "entry.json"),
+    ("zoo: history shuffled", entry(edit_history(lambda rows: rows[::-1])), "history.csv"),
+    ("zoo: history value edited",
+     entry(edit_history(lambda rows: [rows[0].replace("0.01", "0.02", 1), *rows[1:]])),
+     "history.csv"),
+    ("zoo: history.csv missing", entry(lambda r: (r / "history.csv").unlink()), "history.csv"),
+    ("zoo: history.csv not CSV", entry(write("history.csv", b"\xff\x00\x01")), "history.csv"),
+    ("zoo: weights missing", entry(lambda r: (r / "weights.safetensors").unlink()),
+     "weights.safetensors"),
+]
+
+
+def legacy_file(tmp: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+    """A legacy TransformerLens state dict (p=7, p + 1 outputs) after ``change``."""
+    cfg = mm.TransformerConfig(d_vocab=8, d_vocab_out=8, d_model=8, n_heads=2, d_head=4, d_mlp=8)
+    state = dict(mm.HookedOneLayerTransformer(cfg).state_dict())
+    change(state)
+    torch.save(state, tmp / "legacy.pth")
+    return tmp / "legacy.pth"
+
+
+def legacy(change: Callable[[dict], None] = lambda s: None, **kw: Any) -> Callable[[Path], Any]:
+    return lambda tmp: mm.load_tl_checkpoint(legacy_file(tmp, change), **kw)
+
+
+def set_weight(name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[dict], None]:
+    return lambda state: state.update({name: make(state[name])})
+
+
+def nan_in(w: torch.Tensor) -> torch.Tensor:
+    w = w.clone()
+    w.view(-1)[0] = NAN
+    return w
+
+
+LEGACY = [
+    ("load_tl_checkpoint d_vocab_out=-1", legacy(d_vocab_out=-1), "-1"),
+    ("load_tl_checkpoint d_vocab_out=0", legacy(d_vocab_out=0), "d_vocab_out=0"),
+    ("load_tl_checkpoint d_vocab_out beyond W_U", legacy(d_vocab_out=9), "9"),
+    ("load_tl_checkpoint d_vocab_out=True", legacy(d_vocab_out=True), "True"),
+    ("load_tl_checkpoint d_vocab_out=7.5", legacy(d_vocab_out=7.5), "7.5"),
+    ("load_tl_checkpoint NaN weight", legacy(set_weight("blocks.0.mlp.W_in", nan_in)), "W_in"),
+    ("load_tl_checkpoint int64 weights",
+     legacy(set_weight("embed.W_E", lambda w: w.long())), "int64"),
+    ("load_tl_checkpoint complex weights",
+     legacy(set_weight("unembed.W_U", lambda w: w.to(torch.complex64))), "complex64"),
+    ("load_tl_checkpoint one-row W_pos",
+     legacy(set_weight("pos_embed.W_pos", lambda w: w[:1])), "W_pos"),
+    ("load_tl_checkpoint index=True", legacy(index=True), "True"),
+]
+
+
+def tf_model(task: Any = P7) -> mm.HookedOneLayerTransformer:
+    return mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=8, n_heads=2,
+                                                                      d_head=4, d_mlp=8))
+
+
+PARITY = mm.SparseParity(4, 2)
+
+
+def forward(model: Any, x: Any, **kw: Any) -> Callable[[Path], Any]:
+    return lambda tmp: model(x, **kw)
+
+
+TOKENS = [
+    ("to_tokens '3 * 2 ='", lambda tmp: tf_model().to_tokens("3 * 2 ="), "*"),
+    ("to_tokens '3 - 2 ='", lambda tmp: tf_model().to_tokens("3 - 2 ="), "-"),
+    ("to_tokens '3 + x ='", lambda tmp: tf_model().to_tokens("3 + x ="), "x"),
+    ("to_tokens '3 + 2.5 ='", lambda tmp: tf_model().to_tokens("3 + 2.5 ="), "2.5"),
+    ("to_tokens '3 + 2 + 1 =' for k=2", lambda tmp: tf_model().to_tokens("3 + 2 + 1 ="),
+     "3 + 2 + 1"),
+    ("to_tokens [3, 5.7]", lambda tmp: tf_model().to_tokens([3, 5.7]), "5.7"),
+    ("to_tokens [True, 3]", lambda tmp: tf_model().to_tokens([True, 3]), "True"),
+    ("to_tokens ['3', 4]", lambda tmp: mlp_for(P7).to_tokens(["3", 4]), "'3'"),
+    ("to_tokens a number", lambda tmp: mlp_for(P7).to_tokens(3), "3"),
+    ("to_tokens parity [1, -1, 0, 1]", lambda tmp: mlp_for(PARITY).to_tokens([1, -1, 0, 1]),
+     "0"),
+    ("parity forward with 0.5 entries",
+     forward(mlp_for(PARITY), torch.full((2, 4), 0.5)), "0.5"),
+    ("transformer forward with bool tokens",
+     forward(tf_model(), torch.ones(2, 3, dtype=torch.bool)), "bool"),
+    ("MLP forward with complex inputs",
+     forward(mlp_for(P7), torch.ones(2, 2, dtype=torch.complex64)), "complex64"),
+    ("loss_per_token='yes'",
+     forward(mlp_for(P7), P7.inputs[:3], return_type="loss", labels=P7.labels[:3],
+             loss_per_token="yes"), "yes"),
+    ("loss_per_token=1 on a transformer",
+     forward(tf_model(), P7.tokens[:3], return_type="both", labels=P7.labels[:3],
+             loss_per_token=1), "1"),
+    ("return_type 'Loss'", forward(tf_model(), P7.tokens[:3], return_type="Loss"), "Loss"),
+    ("return_type logits with labels",
+     forward(mlp_for(P7), P7.inputs[:3], labels=P7.labels[:3]), "labels"),
+    ("return_type None with loss_per_token",
+     forward(tf_model(), P7.tokens[:3], return_type=None, loss_per_token=True),
+     "loss_per_token"),
+    ("labels as bools",
+     forward(mlp_for(P7), P7.inputs[:2], return_type="loss", labels=[True, False]), "bool"),
+]
+
+
+def config_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
+    rows = [(f"TrainConfig({k}={v!r})", (lambda tmp, k=k, v=v: mm.TrainConfig(**{k: v})), repr(v))
+            for k, v in [("momentum", 5.0), ("momentum", 1.0), ("lr", 1e308), ("lr", 1e30),
+                         ("lr", 1e20), ("weight_decay", 1e30), ("norm_penalty", 1e30),
+                         ("norm_penalty_power", 1e308), ("n_checkpoints", 10**9)]]
+    return rows + [
+        ("TrainConfig peak lr lr_gamma=1e30 at two milestones",
+         lambda tmp: mm.TrainConfig(lr_gamma=1e30, lr_milestones=(5, 10)), "1e+30"),
+        ("train with n_checkpoints=10**9",
+         lambda tmp: mm.train(mlp_for(P7), P7, quick(n_checkpoints=10**9)), "1000000000"),
+        ("SparseParity(n=10**6)", lambda tmp: mm.SparseParity(n=10**6, k=2), "n=1000000"),
+        ("SparseParity(n=10**5, n_samples=2**20)",
+         lambda tmp: mm.SparseParity(n=10**5, k=2, n_samples=2**20), "1,048,576 samples"),
+        ("TransformerConfig.from_dict of an MLP config",
+         lambda tmp: mm.TransformerConfig.from_dict(mm.MLPConfig().to_dict()), "'mlp'"),
+        ("MLPConfig.from_dict of a transformer config",
+         lambda tmp: mm.MLPConfig.from_dict(mm.TransformerConfig().to_dict()), "'transformer'"),
+        ("TrainConfig.from_dict of a model config",
+         lambda tmp: mm.TrainConfig.from_dict(mm.MLPConfig().to_dict()), "kind"),
+        ("TrainConfig.from_dict of a list", lambda tmp: mm.TrainConfig.from_dict([1]), "list"),
+        ("task from_dict of a model config",
+         lambda tmp: task_from_dict(mm.MLPConfig().to_dict()), "mlp"),
+    ]
+
+
+def report_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
+    from mi_margin.cli import main
+    from mi_margin.viz.report import write_report
+
+    def report_into_missing(tmp: Path) -> Any:
+        run = mm.train(mlp_for(P7), P7, quick())
+        return write_report(run, tmp / "missing" / "report.html")
+
+    def cli_report_into_missing(tmp: Path) -> Any:
+        mm.train(mlp_for(P7), P7, quick(), out_dir=tmp / "run")
+        return main(["report", str(tmp / "run"), "--out", str(tmp / "nowhere" / "r.html")])
+
+    return [("write_report into a missing folder", report_into_missing, "missing"),
+            ("mi-margin report --out into a missing folder", cli_report_into_missing, "nowhere")]
+
+
+def analyzer_at(p: int) -> Callable[[Path], Any]:
+    """key_frequencies of a p-token model: its logits over the p² grid are p³ numbers."""
+    return lambda tmp: mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
+
+
+NEW_ROWS = ZOO + LEGACY + TOKENS + config_rows() + report_rows()
+#: rows too heavy for the suite (building the task alone takes seconds and a GiB): the count only
+HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB")]
+
 
 @pytest.mark.parametrize(("what", "call", "text"), ROWS, ids=[r[0] for r in ROWS])
 def test_bad_input_is_refused_naming_the_value(what, call, text):
     with pytest.raises(mm.MiMarginError) as info:
         call()
     assert text in str(info.value), (what, str(info.value))
+
+
+@pytest.mark.parametrize(("what", "call", "text"), NEW_ROWS, ids=[r[0] for r in NEW_ROWS])
+def test_newer_features_refuse_bad_input_naming_the_value(tmp_path, what, call, text):
+    with pytest.raises(mm.MiMarginError) as info:
+        call(tmp_path)
+    assert text in str(info.value), (what, str(info.value))
+
+
+def test_an_analysis_too_large_for_memory_is_refused_before_allocating(monkeypatch):
+    """The grid's logits (p² rows of p classes) are estimated first; a budget below them refuses,
+    naming the size (at p=4093 they are 274 GB: bench/bad_inputs.py runs that case)."""
+    p = 31
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(p**3 * 4 / 2**30 / 2))
+    with pytest.raises(mm.MiMarginError, match="logits") as info:
+        mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
+    assert format_bytes(p**3 * 4) in str(info.value)        # float32 logits [p², p]
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(p**3 * 4 / 2**30 * 4))
+    mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
 def test_bad_sweep_specs(tmp_path):
