@@ -11,7 +11,11 @@ An entry folder holds
   at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
 - ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
   ``final/<param>`` when a finishing step changed the trained weights), with a
-  SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`);
+  SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`), and the
+  entry the weights were built with: entry.json's fields that say what the weights are
+  (:data:`SEALED`) and the SHA-256 of history.csv. Loading compares both, so an edited
+  entry.json (a task, model or train field, the status, the checkpoint list) or history.csv is
+  refused naming what differs; ``build`` and ``checks`` describe the build and are not sealed;
 - ``history.csv``: the training metrics, one row per evaluation;
 - ``card.md``: the human-readable card.
 
@@ -21,6 +25,8 @@ converts a :class:`~mi_margin.Run` into an entry (:mod:`mi_margin.zoo.build`).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import warnings
 from pathlib import Path
@@ -29,8 +35,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mi_margin.errors import CheckpointError
-from mi_margin.models.io import atomic_write, build_model, load_tensors, save_tensors, tensors_digest
+from mi_margin.errors import CheckpointError, MiMarginError
+from mi_margin.models.compat import check_fits
+from mi_margin.models.io import (
+    atomic_write,
+    build_model,
+    load_state,
+    load_tensors,
+    save_tensors,
+    tensors_digest,
+)
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig
 
@@ -42,6 +56,10 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 #: the "dtype" of a checkpoint that is not stored: the seeded initialisation, rebuilt on loading
 INIT = "init"
 FINAL = "final/"
+#: the fields of entry.json recorded in the weights' metadata and compared on loading
+SEALED = ("format", "name", "task", "model", "train", "step", "status", "checkpoints", "final",
+          "init_digest")
+MISSING = "<missing>"
 
 
 def _prefix(step: int) -> str:
@@ -73,9 +91,12 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
             "status": run.status, "checkpoints": {str(s): d for s, d in sorted(dtypes.items())},
             "final": "finished" if final else "checkpoint", "init_digest": init_digest,
             "build": build, "checks": checks}
+    history = run.history.to_csv(index=False).encode()
     root.mkdir(parents=True, exist_ok=True)
-    save_tensors(root / "weights.safetensors", tensors, {"format": ZOO_FORMAT})
-    atomic_write(root / "history.csv", lambda tmp: run.history.to_csv(tmp, index=False))
+    save_tensors(root / "weights.safetensors", tensors,
+                 {"format": ZOO_FORMAT, "entry": {k: meta[k] for k in SEALED},
+                  "history_sha256": hashlib.sha256(history).hexdigest()})
+    atomic_write(root / "history.csv", lambda tmp: Path(tmp).write_bytes(history))
     text = json.dumps(meta, indent=1)
     atomic_write(root / "entry.json", lambda tmp: Path(tmp).write_text(text))
     for name in ENTRY_FILES[:3]:
@@ -87,8 +108,11 @@ def read_meta(root: Path) -> dict[str, Any]:
     path = root / "entry.json"
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is missing or corrupted: {err}") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is corrupted: it holds a {type(meta).__name__}, not an "
+                              "entry's JSON object")
     if meta.get("format") != ZOO_FORMAT:
         raise CheckpointError(f"{path} is not a zoo entry ({meta.get('format')!r}, "
                               f"expected {ZOO_FORMAT!r})")
@@ -105,13 +129,19 @@ def read_entry(root: Path) -> Run:
     recorded (another torch build may initialise differently: then it is left out, with a warning).
     """
     meta = read_meta(root)
-    tensors, _ = load_tensors(root / "weights.safetensors")
-    model = build_model(meta["model"])
+    tensors, sealed = load_tensors(root / "weights.safetensors")
+    history = check_sealed(root, meta, sealed)
+    try:
+        model = build_model(meta["model"])
+        task, config = task_from_dict(meta["task"]), TrainConfig.from_dict(meta["train"])
+    except MiMarginError as err:
+        raise CheckpointError(f"{root / 'entry.json'} holds an invalid configuration: "
+                              f"{err}") from err
     dtype = next(iter(model.state_dict().values())).dtype
+    init = {name: value.clone() for name, value in model.state_dict().items()}
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     for step_text, stored in meta["checkpoints"].items():
         if stored == INIT:
-            init = {name: value.clone() for name, value in model.state_dict().items()}
             if tensors_digest(init) == meta.get("init_digest"):
                 checkpoints[int(step_text)] = init
             else:
@@ -123,10 +153,42 @@ def read_entry(root: Path) -> Run:
         checkpoints[int(step_text)] = {name[len(prefix):]: value.to(dtype)
                                        for name, value in tensors.items()
                                        if name.startswith(prefix)}
+        load_state(model, checkpoints[int(step_text)],      # checked here, loaded below
+                   f"{root / 'weights.safetensors'} (checkpoint {step_text})")
     final = {name[len(FINAL):]: value for name, value in tensors.items() if name.startswith(FINAL)}
-    model.load_state_dict(final or checkpoints[int(meta["step"])], strict=True)
+    load_state(model, final or checkpoints[int(meta["step"])], root / "weights.safetensors")
     model.eval()
-    return Run(model=model, task=task_from_dict(meta["task"]),
-               config=TrainConfig.from_dict(meta["train"]),
-               history=pd.read_csv(root / "history.csv"), checkpoints=checkpoints,
+    check_fits(model, task)
+    return Run(model=model, task=task, config=config, history=history, checkpoints=checkpoints,
                step=int(meta["step"]), status=meta["status"])
+
+
+def differences(found: Any, built: Any, where: str = "") -> list[str]:
+    """``field=value (built: value)`` for every leaf where ``found`` and ``built`` differ."""
+    if isinstance(found, dict) and isinstance(built, dict):
+        return [d for key in sorted(set(found) | set(built), key=str)
+                for d in differences(found.get(key, MISSING), built.get(key, MISSING),
+                                     f"{where}.{key}" if where else str(key))]
+    return [] if found == built else [f"{where}={found!r} (built: {built!r})"]
+
+
+def check_sealed(root: Path, meta: dict[str, Any], sealed: dict[str, Any]) -> pd.DataFrame:
+    """Refuse an entry.json or history.csv that is not the one the weights were built with
+    (:data:`SEALED`); the history, read."""
+    weights = root / "weights.safetensors"
+    if not isinstance(sealed.get("entry"), dict) or "history_sha256" not in sealed:
+        raise CheckpointError(f"{weights} does not record the entry it was built with (written "
+                              "by an older mi_margin): rebuild it with python -m mi_margin.zoo.build")
+    found = differences({k: meta.get(k, MISSING) for k in SEALED}, sealed["entry"])
+    if found:
+        raise CheckpointError(f"{root / 'entry.json'} is not the entry {weights.name} was built "
+                              f"with (edited?): {'; '.join(found)}")
+    path = root / "history.csv"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path} is missing or unreadable: {err}") from err
+    if hashlib.sha256(data).hexdigest() != sealed["history_sha256"]:
+        raise CheckpointError(f"{path} is not the history {weights.name} was built with "
+                              "(edited, reordered or truncated: its SHA-256 differs)")
+    return pd.read_csv(io.BytesIO(data))
