@@ -183,7 +183,8 @@ def make_parser() -> argparse.ArgumentParser:
                                       "a zoo entry")
     p.add_argument("run", help="run folder, or the name of a zoo entry")
     p.add_argument("--out", default=None,
-                   help="HTML file (default: RUN/report.html, or NAME.html for a zoo entry)")
+                   help="HTML file, in an existing folder (default: RUN/report.html, or "
+                        "NAME.html for a zoo entry)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
     p.add_argument("--out", default="mi_margin_demo")

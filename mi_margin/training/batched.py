@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -278,14 +279,17 @@ def train_batched(models: Sequence[Any], task: Task | Sequence[Task],
     roots = list(out_dirs) if out_dirs is not None else [None] * len(models)
     if len(roots) != len(models):
         raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")
-    recorders = [start_run(model, t, cfg, metrics, root, overwrite)
-                 for model, t, cfg, root in zip(models, tasks, configs, roots, strict=True)]
-
     def warn_diverged(n: int, message: str) -> None:
         warnings.warn(f"models[{n}] diverged: {message}", RuntimeWarning, stacklevel=4)
 
-    fit(engine, recorders, torch.Generator().manual_seed(configs[0].seed), warn_diverged,
-        desc="train_batched")
+    with ExitStack() as locks:     # the run folders' locks, released however training ends
+        recorders = []
+        for model, t, cfg, root in zip(models, tasks, configs, roots, strict=True):
+            recorders.append(start_run(model, t, cfg, metrics, root, overwrite))
+            if recorders[-1].writer is not None:
+                locks.enter_context(recorders[-1].writer)
+        fit(engine, recorders, torch.Generator().manual_seed(configs[0].seed), warn_diverged,
+            desc="train_batched")
     return [rec.run for rec in recorders]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.io import load_model, save_model
 from mi_margin.training.run import Run
-from mi_margin.training.run_folder import load_run, save_run
+from mi_margin.training.run_folder import META, MODEL, load_published_model, load_run, save_run
 
 
 def save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
@@ -28,10 +28,13 @@ def save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
 
 
 def load(path: str | Path) -> Any:
-    """Load what :func:`save` wrote: a run folder gives a :class:`Run`, a file a model."""
+    """Load what :func:`save` wrote: a run folder gives a :class:`Run`, a file a model (a run
+    folder's ``model.safetensors`` is checked to be the weights its ``run.json`` published)."""
     path = Path(path)
     if path.is_dir():
         return load_run(path)
     if path.is_file():
+        if path.name == MODEL and (path.parent / META).is_file():
+            return load_published_model(path.parent)
         return load_model(path)
     raise CheckpointError(f"nothing to load at {path}")

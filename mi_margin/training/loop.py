@@ -288,15 +288,16 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         writer = RunWriter.reopen(run) if run.path is not None else None
         run.config, run.status, run.error = config, "running", None
         rec = Recorder(run, metrics, writer)
-        if run.train_state:
-            _load_state(engine.opt, gen, run.train_state, run.path or "the run")
 
     def raise_diverged(_: int, message: str) -> None:
         err = TrainingDivergedError(message)
         err.run = rec.run  # type: ignore[attr-defined]
         raise err
 
-    fit(engine, [rec], gen, raise_diverged)
+    with rec.writer or nullcontext():   # the run folder's lock, released however training ends
+        if run is not None and run.train_state:
+            _load_state(engine.opt, gen, run.train_state, run.path or "the run")
+        fit(engine, [rec], gen, raise_diverged)
     return rec.run
 
 

@@ -11,12 +11,18 @@ Layout (format ``mi_margin.run/2``)::
                                  (optimizer and RNG state for an exact resume)
     checkpoints/step_XXXXXXXX.safetensors   kept weights (log- or linearly spaced steps)
     model.safetensors            a hard link to the published snapshot's weights (convenience;
-                                 the loader does not read it)
+                                 the folder's loader does not read it; ``mm.load`` of this file
+                                 checks it against run.json)
+    writer.lock                  the pid of the process writing the folder, locked while it writes
 
-A snapshot is written in this order: new checkpoint files, the snapshot folder (built under a
-temporary name, fsync-ed, renamed into ``snapshots/``), the new history rows (appended and
-fsync-ed), and last ``run.json``, replaced atomically and fsync-ed: that rename publishes the
-snapshot. Until then the previous ``run.json`` describes a complete earlier snapshot, and every file
+One process at a time writes a folder: :meth:`RunWriter.start` and :meth:`RunWriter.reopen` take
+an exclusive lock (``flock``) on ``writer.lock``, which the OS releases when the process ends,
+however it ends; a second writer is refused naming the holder's pid. A snapshot is written in this
+order: new checkpoint files, the snapshot folder (built under a temporary name, fsync-ed, renamed
+into ``snapshots/``), the new history rows (appended and fsync-ed), ``model.safetensors`` relinked
+to the new weights, and last ``run.json``, replaced atomically and fsync-ed: that rename publishes
+the snapshot. So ``model.safetensors`` is never older than ``run.json``; if a writer was killed
+between the two, it is newer, and :func:`load_published_model` refuses it. Until then the previous ``run.json`` describes a complete earlier snapshot, and every file
 it names is untouched, so a process killed at any moment leaves a loadable run. Files written after
 the last publication (an unfinished snapshot folder, checkpoints it does not list, history rows
 beyond its byte count, temporaries) are ignored by :func:`load_run` and removed when a writer opens
@@ -39,7 +45,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import torch
@@ -55,6 +61,11 @@ from mi_margin.models.files import (
     temporary_path,
 )
 from mi_margin.models.io import read_model, read_tensors, save_model, save_tensors
+
+try:  # POSIX; elsewhere (Windows) folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training.config import TrainConfig
 from mi_margin.training.run import STATUSES, Run
@@ -64,7 +75,7 @@ OLD_RUN_FORMAT = "mi_margin.run/1"
 CHECKPOINT_FORMAT = "mi_margin.checkpoint/1"
 STATE_FORMAT = "mi_margin.train_state/1"
 META, HISTORY, SNAPSHOTS, CHECKPOINTS = "run.json", "history.csv", "snapshots", "checkpoints"
-MODEL, STATE = "model.safetensors", "train_state.safetensors"
+MODEL, STATE, LOCK = "model.safetensors", "train_state.safetensors", "writer.lock"
 #: everything in a folder that belongs to a run (other files, such as a sweep's, are left alone)
 RUN_ENTRIES = (META, HISTORY, SNAPSHOTS, CHECKPOINTS, MODEL, STATE)
 SNAPSHOT_NAME = re.compile(r"snapshots/step_\d{8}_[0-9a-f]{8}")
@@ -107,15 +118,40 @@ def _remove(path: Path) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+def lock_folder(root: Path) -> IO[str]:
+    """Take the folder's writer lock (refused, naming the holder's pid, if another writer holds
+    it); it lasts until the returned file is closed or the process ends."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK, "a+")  # noqa: SIM115 -- held open: the lock lives with it
+    except OSError as err:
+        raise MiMarginError(f"cannot write a run folder at {root}: {err}") from err
+    if fcntl is None:
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise MiMarginError(f"{root} is being written by another process (pid {holder}); wait "
+                            "for it to finish (or stop it), then resume or overwrite") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class RunWriter:
     """Writes one run folder: checkpoints, snapshot folders, history rows, and ``run.json`` last.
 
     Use :meth:`start` for a new run and :meth:`reopen` to continue a loaded one; :meth:`publish`
     writes a snapshot of a :class:`Run`, :meth:`mark` republishes the current one with a new status.
+    The writer holds the folder's lock until :meth:`close` (or the end of a ``with`` block).
     """
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, lock: IO[str]):
+        self.root, self.lock = root, lock
         self.pointer: dict[str, Any] | None = None
         self.rows_written, self.bytes_written = 0, 0
         self.hasher = hashlib.sha256()
@@ -124,7 +160,18 @@ class RunWriter:
             (root / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
             (root / CHECKPOINTS).mkdir(exist_ok=True)
         except OSError as err:
+            self.close()
             raise MiMarginError(f"cannot write a run folder at {root}: {err}") from err
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        self.lock.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def start(cls, root: str | Path, overwrite: bool = False) -> RunWriter:
@@ -133,24 +180,35 @@ class RunWriter:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise MiMarginError(f"cannot write a run folder at {root}: it is a file")
+        lock = lock_folder(root)
         if holds_run(root) and not overwrite:
+            lock.close()
             raise MiMarginError(
                 f"{root} already holds a run; continue it with mm.resume({str(root)!r}) "
                 "(mi-margin train --resume) or replace it with overwrite=True "
                 "(mi-margin train --overwrite)")
-        if root.is_dir():  # an overwritten run (run.json first), or what a killed start left
-            for path in sorted(root.iterdir(), key=lambda p: p.name != META):
-                if path.name in RUN_ENTRIES or is_temporary(path):
-                    _remove(path)
-        return cls(root)
+        # an overwritten run (run.json first), or what a killed start left
+        for path in sorted(root.iterdir(), key=lambda p: p.name != META):
+            if path.name in RUN_ENTRIES or is_temporary(path):
+                _remove(path)
+        return cls(root, lock)
 
     @classmethod
     def reopen(cls, run: Run) -> RunWriter:
         """A writer continuing ``run`` in ``run.path``: drops what the last published snapshot
         does not name (a 0.1 folder is rewritten in the current layout first)."""
         assert run.path is not None
-        writer = cls(run.path)
-        pointer = read_pointer(run.path)
+        writer = cls(run.path, lock_folder(Path(run.path)))
+        try:
+            pointer = read_pointer(run.path)
+            if (pointer.get("step"), pointer.get("status")) != (run.step, run.status):
+                raise MiMarginError(
+                    f"{run.path} changed since this run was loaded (it is at step "
+                    f"{pointer.get('step')}, {pointer.get('status')}; the run at step {run.step}, "
+                    f"{run.status}): load it again to continue it")
+        except BaseException:
+            writer.close()
+            raise
         if pointer["format"] == OLD_RUN_FORMAT:
             writer.rewrite(run)
             return writer
@@ -212,16 +270,15 @@ class RunWriter:
         pointer["digest"] = meta_digest(pointer)
         text = json.dumps(pointer, indent=1)
         old = self.pointer
+        self._link_latest(pointer)      # first: the link is never older than run.json
         atomic_write(self.root / META, lambda tmp: Path(tmp).write_text(text))
         self.pointer = pointer
         if old is not None and old["snapshot"]["path"] != pointer["snapshot"]["path"]:
             _remove(self.root / old["snapshot"]["path"])
-        self._link_latest()
 
-    def _link_latest(self) -> None:
-        """Point ``model.safetensors`` at the published weights (hard link, else a copy)."""
-        assert self.pointer is not None
-        source = self.root / self.pointer["snapshot"]["path"] / MODEL
+    def _link_latest(self, pointer: dict[str, Any]) -> None:
+        """Point ``model.safetensors`` at ``pointer``'s weights (hard link, else a copy)."""
+        source = self.root / pointer["snapshot"]["path"] / MODEL
         tmp = temporary_path(self.root / MODEL)
         tmp.unlink()
         try:
@@ -285,7 +342,7 @@ class RunWriter:
         for path in list(root.iterdir()):
             if is_temporary(path) or path.name == STATE:
                 _remove(path)
-        self._link_latest()
+        self._link_latest(pointer)
 
 
 def save_run(run: Run, path: str | Path, overwrite: bool = False) -> Path:
@@ -295,10 +352,11 @@ def save_run(run: Run, path: str | Path, overwrite: bool = False) -> Path:
     """
     root = Path(path)
     if run.path is not None and root.resolve() == Path(run.path).resolve() and holds_run(root):
-        RunWriter.reopen(run).publish(run, run.history.to_dict("records")
-                                      if len(run.history) else [])
+        with RunWriter.reopen(run) as writer:
+            writer.publish(run, run.history.to_dict("records") if len(run.history) else [])
     else:
-        RunWriter.start(root, overwrite).rewrite(run)
+        with RunWriter.start(root, overwrite) as writer:
+            writer.rewrite(run)
     run.path = root
     return root
 
@@ -472,6 +530,21 @@ def load_run(path: str | Path) -> Run:
     return Run(model=model, task=task, config=config, history=history, checkpoints=kept,
                step=step, status=status, path=root, train_state=state,
                error=error if isinstance(error, str) else None)
+
+
+def load_published_model(root: Path) -> Any:
+    """The model in ``root/model.safetensors``, checked to be the weights ``run.json`` published
+    (a writer killed after relinking it and before publishing leaves newer, unpublished weights
+    there: refused)."""
+    path = root / MODEL
+    pointer = read_pointer(root)
+    model, meta, found = read_model(path)
+    if pointer["format"] == RUN_FORMAT and found != pointer["snapshot"]["model"]:
+        raise CheckpointError(
+            f"{path} holds step {meta.get('step')!r}, not the step {pointer['step']} that "
+            f"{root / META} published (its writer stopped before publishing): load the run "
+            f"folder {root} instead, or resume it")
+    return model
 
 
 def published_history(root: Path) -> pd.DataFrame:

@@ -101,7 +101,8 @@ def paragraph(text: str) -> str:
 
 
 def note_box(text: str) -> str:
-    """A yellow box for something left out on purpose (an analysis that does not apply or exists)."""
+    """A yellow box: something left out on purpose (an analysis that does not apply), or a
+    warning the reader must see first (NaN losses, no checkpoints)."""
     return f'<div class="mm-note">{escape(text)}</div>'
 
 

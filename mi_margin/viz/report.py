@@ -13,11 +13,13 @@ available" note, and the rest still renders.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
 from mi_margin.analysis.clock_pizza import clock_pizza
@@ -246,6 +248,27 @@ def _load(run_or_path: Any) -> Any:
     return run_or_path
 
 
+def notices(run: Any) -> list[str]:
+    """What a reader must know before trusting the report: non-finite losses (where the run has
+    examples to compute them on), a diverged run, no history, no checkpoints."""
+    history, out = run.history, []
+    columns = ["train_loss"] + (["test_loss"] if len(run.task.test_idx) else [])
+    for column in (c for c in columns if c in history):
+        bad = history[~np.isfinite(history[column].to_numpy(dtype=float))]
+        if len(bad):
+            out.append(f"{len(bad)} of {len(history)} recorded {column} values are NaN or "
+                       f"infinite (first at step {int(bad['step'].iloc[0])}): the figures of "
+                       "those steps mean nothing")
+    if run.status == "diverged":
+        out.append(f"the run diverged: {run.error or 'its loss became NaN or infinite'}")
+    if not len(history):
+        out.append("the run has no history: there are no training curves")
+    if not run.checkpoints:
+        out.append("the run has no checkpoints: the training timeline and progress measures "
+                   "are left out")
+    return out
+
+
 def verdict_html(run: Any) -> str:
     """The one-paragraph verdict at the top of the report (mi_margin.theory.verdict)."""
     return _run_item(Context(run), "Verdict", lambda: [_html.paragraph(
@@ -267,7 +290,8 @@ def build_html(run: Any) -> str:
     toc = " ".join(f'<a href="#{_html.anchor(t)}">{_html.escape(t)}</a>' for t, _ in sections(run))
     scripts = [_html.plotly_script()] + ([_html.circuitsvis_script()] if ctx.needs_circuitsvis else [])
     title = f"mi_margin report: {run.task!r}, {type(run.model).__name__}"
-    top = f'<nav class="mm-toc">{toc}</nav>\n' + verdict_html(run) + "\n"
+    warned = "".join(_html.note_box("Warning: " + text) for text in notices(run))
+    top = f'<nav class="mm-toc">{toc}</nav>\n' + warned + verdict_html(run) + "\n"
     return _html.page(title, top + "\n".join(bodies), scripts)
 
 
@@ -276,8 +300,12 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
 
     Args:
         run_or_path: a :class:`~mi_margin.Run` or a run folder.
-        path: the HTML file to write; default ``<run folder>/report.html``, or ``report.html`` in
-            the working directory for a run that was never saved.
+        path: the HTML file to write (its folder must exist); default
+            ``<run folder>/report.html``, or ``report.html`` in the working directory for a run
+            that was never saved.
+
+    What the reader must know first (NaN losses, a diverged run, no checkpoints:
+    :func:`notices`) is shown at the top of the report and given as a warning.
 
     Example:
         >>> import mi_margin as mm
@@ -289,7 +317,11 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
     run = _load(run_or_path)
     out = Path(path) if path is not None else (
         Path(run.path) / "report.html" if run.path is not None else Path("report.html"))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.is_dir():
+        raise MiMarginError(f"cannot write the report to {out}: the folder {out.parent} does not "
+                            "exist (create it first)")
+    for text in notices(run):
+        warnings.warn(f"report of {run.path or 'the run'}: {text}", UserWarning, stacklevel=2)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(build_html(run), encoding="utf-8")
     tmp.replace(out)

@@ -24,13 +24,15 @@ import torch
 
 import mi_margin as mm
 from mi_margin.checks import format_bytes
+from mi_margin.cli import make_parser
 from mi_margin.groups import FiniteGroup
 from mi_margin.models.config import config_from_dict
-from mi_margin.zoo import DATA
-from mi_margin.zoo.store import read_entry
 from mi_margin.sweep import SweepSpec
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.theory import compare_to_theory, prediction_for, reweight_neurons
+from mi_margin.viz.report import write_report
+from mi_margin.zoo import DATA
+from mi_margin.zoo.store import read_entry
 
 NAN, INF = math.nan, math.inf
 P7 = mm.ModularAddition(p=7)
@@ -358,16 +360,15 @@ def config_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
 
 
 def report_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
-    from mi_margin.cli import main
-    from mi_margin.viz.report import write_report
-
     def report_into_missing(tmp: Path) -> Any:
         run = mm.train(mlp_for(P7), P7, quick())
         return write_report(run, tmp / "missing" / "report.html")
 
     def cli_report_into_missing(tmp: Path) -> Any:
         mm.train(mlp_for(P7), P7, quick(), out_dir=tmp / "run")
-        return main(["report", str(tmp / "run"), "--out", str(tmp / "nowhere" / "r.html")])
+        args = make_parser().parse_args(["report", str(tmp / "run"), "--out",
+                                         str(tmp / "nowhere" / "r.html")])
+        return args.func(args)      # what `mi-margin report` runs (main prints its error)
 
     return [("write_report into a missing folder", report_into_missing, "missing"),
             ("mi-margin report --out into a missing folder", cli_report_into_missing, "nowhere")]
