@@ -105,8 +105,11 @@ def history_bytes(rows: list[dict[str, Any]], columns: list[str], header: bool) 
 
 
 def holds_run(root: Path) -> bool:
-    """Whether ``root`` holds a published run (of either format)."""
-    return any((root / name).exists() for name in (META, MODEL, STATE))
+    """Whether ``root`` holds a published run (of either format), or a model file a new run
+    would replace (a ``model.safetensors`` beside ``snapshots/`` but no ``run.json`` is what a
+    writer killed before its first publication left: no run)."""
+    return (root / META).exists() or (root / STATE).exists() or (
+        (root / MODEL).exists() and not (root / SNAPSHOTS).is_dir())
 
 
 def _remove(path: Path) -> None:

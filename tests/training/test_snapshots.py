@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,8 @@ import torch
 
 import mi_margin as mm
 from mi_margin.models import files
+from mi_margin.models.io import read_tensors
+from mi_margin.training import run_folder
 from mi_margin.training.run_folder import holds_run
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
@@ -114,10 +117,28 @@ def test_uninterrupted_folder_run_equals_in_memory_run(tmp_path, reference):
     assert_same_run(tmp_path / "run", reference)
 
 
+def assert_link_not_stale(root: Path) -> None:
+    """What a kill leaves: ``model.safetensors`` is never older than ``run.json``, and
+    ``mm.load`` of it gives the published weights or refuses (never other weights)."""
+    link = root / "model.safetensors"
+    if not (root / "run.json").exists() or not link.exists():
+        return
+    published = mm.load(root)
+    assert read_tensors(link)[1]["step"] >= published.step
+    try:
+        model = mm.load(link)
+    except mm.CheckpointError as err:
+        assert "published" in str(err)
+        return
+    for name, value in published.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
 def kill_and_resume(tmp_path: Path, points: list[int], ref: mm.Run) -> None:
     for k in points:
         root = tmp_path / f"k{k}"
         assert in_process(root, config(), kill_at=k) == -signal.SIGKILL, k
+        assert_link_not_stale(root)
         assert in_process(root, config()) == 0, k
         assert_same_run(root, ref)
 
@@ -176,4 +197,68 @@ def test_kill_a_fresh_interpreter(tmp_path, reference):
     assert killed.returncode == -signal.SIGKILL
     env.pop(files.KILL_AT_ENV)
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+    assert_same_run(root, reference)
+
+
+def paused_writer(root: Path, cfg: mm.TrainConfig) -> tuple[int, Callable[[], int]]:
+    """Fork a process that trains (or resumes) ``root`` and stops, holding the folder, right
+    after its first snapshot; its pid and a function that lets it finish (its exit code)."""
+    up_read, up_write = os.pipe()
+    down_read, down_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            torch.set_num_threads(1)
+            publish = run_folder.RunWriter.publish
+
+            def publish_then_wait(self, run, rows):
+                publish(self, run, rows)
+                run_folder.RunWriter.publish = publish     # only the first snapshot waits
+                os.write(up_write, b"1")
+                os.read(down_read, 1)                      # until the test lets it go on
+
+            run_folder.RunWriter.publish = publish_then_wait
+            train_or_resume(root, cfg)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    assert os.read(up_read, 1) == b"1"                  # it published a snapshot and holds root
+
+    def let_go() -> int:
+        os.write(down_write, b"1")
+        _, status = os.waitpid(pid, 0)
+        return os.WEXITSTATUS(status)
+
+    return pid, let_go
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, reference):
+    """`train` then `train --overwrite` (or a fresh train) while the first still writes: the
+    second is refused naming the folder and the first's pid; the first finishes intact."""
+    root = tmp_path / "run"
+    pid, let_go = paused_writer(root, config())
+    for overwrite in (True, False):
+        with pytest.raises(mm.MiMarginError, match=f"pid {pid}") as info:
+            mm.train(fresh_model(), task(), config(), out_dir=root, overwrite=overwrite)
+        assert str(root) in str(info.value)
+    assert let_go() == 0
+    assert_same_run(root, reference)
+
+
+def test_two_resumes_cannot_both_write(tmp_path, reference):
+    """A resume while another resume writes is refused; a run loaded before the other resume
+    went on is refused too (the folder changed under it); the folder stays loadable."""
+    root = tmp_path / "run"
+    assert in_process(root, config(), kill_at=60) == -signal.SIGKILL
+    stale = mm.load(root)
+    pid, let_go = paused_writer(root, config())
+    with pytest.raises(mm.MiMarginError, match=f"pid {pid}"):
+        mm.resume(root)
+    assert let_go() == 0
+    with pytest.raises(mm.MiMarginError, match="changed since this run was loaded"):
+        mm.resume(stale)
+    assert_same_run(root, reference)
+    mm.resume(root)                                     # the lock went with the process
     assert_same_run(root, reference)
