@@ -71,7 +71,7 @@ def run_row(call, text: str, takes_tmp: bool, memory_gib: float, timeout: float,
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 call(Path(tmp)) if takes_tmp else call()
-        except BaseException as err:  # noqa: BLE001 -- counting every kind is the point
+        except BaseException as err:  # counting every kind is the point
             error = err
         kind = outcome(error, text, base)
         detail = "" if error is None else f"{type(error).__name__}: {str(error)[:160]}"
@@ -108,8 +108,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     table = load_table(args.table, args.src)
-    import mi_margin
+    # imported here: from the checkout --src names, which load_table put first on sys.path
     import torch
+
+    import mi_margin
 
     torch.set_num_threads(1)
     print(f"mi_margin from {Path(mi_margin.__file__).parent}")

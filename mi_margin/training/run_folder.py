@@ -21,9 +21,10 @@ however it ends; a second writer is refused naming the holder's pid. A snapshot 
 order: new checkpoint files, the snapshot folder (built under a temporary name, fsync-ed, renamed
 into ``snapshots/``), the new history rows (appended and fsync-ed), ``model.safetensors`` relinked
 to the new weights, and last ``run.json``, replaced atomically and fsync-ed: that rename publishes
-the snapshot. So ``model.safetensors`` is never older than ``run.json``; if a writer was killed
-between the two, it is newer, and :func:`load_published_model` refuses it. Until then the previous ``run.json`` describes a complete earlier snapshot, and every file
-it names is untouched, so a process killed at any moment leaves a loadable run. Files written after
+the snapshot. Until then the previous ``run.json`` describes a complete earlier snapshot, and
+every file it names is untouched, so a process killed at any moment leaves a loadable run; and
+``model.safetensors`` is never older than ``run.json`` (if a writer was killed between the two,
+it is newer, and :func:`load_published_model` refuses it). Files written after
 the last publication (an unfinished snapshot folder, checkpoints it does not list, history rows
 beyond its byte count, temporaries) are ignored by :func:`load_run` and removed when a writer opens
 the folder again (:func:`~mi_margin.resume`); the loader itself only reads, since a run may still
@@ -126,7 +127,7 @@ def lock_folder(root: Path) -> IO[str]:
     it); it lasts until the returned file is closed or the process ends."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / LOCK, "a+")  # noqa: SIM115 -- held open: the lock lives with it
+        handle = open(root / LOCK, "a+")  # held open: the lock lives with it
     except OSError as err:
         raise MiMarginError(f"cannot write a run folder at {root}: {err}") from err
     if fcntl is None:

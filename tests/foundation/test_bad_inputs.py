@@ -339,7 +339,8 @@ def config_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
             for k, v in [("momentum", 5.0), ("momentum", 1.0), ("lr", 1e308), ("lr", 1e30),
                          ("lr", 1e20), ("weight_decay", 1e30), ("norm_penalty", 1e30),
                          ("norm_penalty_power", 1e308), ("n_checkpoints", 10**9)]]
-    return rows + [
+    return [
+        *rows,
         ("TrainConfig peak lr lr_gamma=1e30 at two milestones",
          lambda tmp: mm.TrainConfig(lr_gamma=1e30, lr_milestones=(5, 10)), "1e+30"),
         ("train with n_checkpoints=10**9",
