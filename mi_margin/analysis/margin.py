@@ -20,6 +20,7 @@ from jaxtyping import Float64, Int64
 from torch import Tensor
 
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
@@ -106,6 +107,9 @@ def logits64(model: Any, task: Task, idx: Tensor, chunk: int = 8192) -> Float64[
     A float32 model is evaluated on a float64 copy of its weights, so the difference of two large
     logits (a margin near γ*) is not lost to float32 rounding.
     """
+    n_classes = model.cfg.d_vocab_out
+    check_memory(f"the float64 logits [{len(idx):,}, {n_classes}] of {task!r} (in chunks, then "
+                 "joined)", 2 * len(idx) * n_classes * 8)
     if any(p.dtype != torch.float64 for p in model.parameters()):
         model = copy.deepcopy(model).double()
     x = model_inputs(model, task)

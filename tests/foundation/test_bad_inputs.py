@@ -375,14 +375,16 @@ def report_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
             ("mi-margin report --out into a missing folder", cli_report_into_missing, "nowhere")]
 
 
-def analyzer_at(p: int) -> Callable[[Path], Any]:
-    """key_frequencies of a p-token model: its logits over the p² grid are p³ numbers."""
-    return lambda tmp: mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
+def analyzer_at(p: int, analyzer: Callable[[Any, Any], Any] = mm.key_frequencies
+                ) -> Callable[[Path], Any]:
+    """``analyzer`` of a p-token model: its logits over the p² grid are p³ numbers."""
+    return lambda tmp: analyzer(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
 NEW_ROWS = ZOO + LEGACY + TOKENS + config_rows() + report_rows()
 #: rows too heavy for the suite (building the task alone takes seconds and a GiB): the count only
-HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB")]
+HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB"),
+              ("margin at p=4093 (float64 logits)", analyzer_at(4093, mm.margin), "GiB")]
 
 
 @pytest.mark.parametrize(("what", "call", "text"), ROWS, ids=[r[0] for r in ROWS])
@@ -401,14 +403,19 @@ def test_newer_features_refuse_bad_input_naming_the_value(tmp_path, what, call, 
 
 def test_an_analysis_too_large_for_memory_is_refused_before_allocating(monkeypatch):
     """The grid's logits (p² rows of p classes) are estimated first; a budget below them refuses,
-    naming the size (at p=4093 they are 274 GB: bench/bad_inputs.py runs that case)."""
+    naming the size (at p=4093 they are 274 GB: bench/bad_inputs.py runs that case); a budget
+    above them lets the analyses run."""
     p = 31
     monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(p**3 * 4 / 2**30 / 2))
     with pytest.raises(mm.MiMarginError, match="logits") as info:
         mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
     assert format_bytes(p**3 * 4) in str(info.value)        # float32 logits [p², p]
-    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(p**3 * 4 / 2**30 * 4))
+    with pytest.raises(mm.MiMarginError, match="float64 logits") as info:
+        mm.margin(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
+    assert format_bytes(2 * p**3 * 8) in str(info.value)    # chunks and their join, float64
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(p**3 * 16 / 2**30 * 2))
     mm.key_frequencies(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
+    mm.margin(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
 def test_bad_sweep_specs(tmp_path):
