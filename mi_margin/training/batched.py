@@ -38,7 +38,7 @@ from mi_margin.models.fast_paths import summed_cross_entropy
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
 from mi_margin.training.loop import fit, penalty_power, start_run
-from mi_margin.training.recorder import Metric
+from mi_margin.training.recorder import Metric, check_checkpoint_memory
 from mi_margin.training.run import Run
 
 #: TrainConfig fields every instance must share (they decide which examples are computed when,
@@ -276,6 +276,8 @@ def train_batched(models: Sequence[Any], task: Task | Sequence[Task],
     if device is not None:
         models = [model.to(device) for model in models]
     engine = StackEngine(models, tasks, configs, next(models[0].parameters()).device)
+    for model, cfg in zip(models, configs, strict=True):
+        check_checkpoint_memory(model, cfg)
     roots = list(out_dirs) if out_dirs is not None else [None] * len(models)
     if len(roots) != len(models):
         raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")

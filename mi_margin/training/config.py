@@ -27,8 +27,9 @@ MAX_SEED = 2**63 - 1
 MAX_COEFFICIENT = 2.0**64
 #: the largest norm-penalty power r: ||ω||^r overflows float32 for ||ω|| >= 2 beyond r = 128
 MAX_PENALTY_POWER = 128.0
-#: ``n_checkpoints`` may exceed ``steps + 1`` (then every step is kept) only up to this default
-DEFAULT_N_CHECKPOINTS = 20
+#: the most checkpoints a schedule may ask for (computing the schedule takes this many steps;
+#: the kept weights are held in memory, which training checks before it starts)
+MAX_CHECKPOINTS = 10**5
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class TrainConfig:
             (Morwani et al. App. B doubles it: ``lr_gamma=2``).
         eval_every: record train/test loss and accuracy and the weight norm every N steps.
         checkpoint_schedule: "log" (log-spaced), "linear" or "none"; the initial and final weights
-            are always kept. ``n_checkpoints`` of them in total, at most ``steps + 1`` (every
-            step; counts up to the default 20 are allowed for shorter runs).
+            are always kept. ``n_checkpoints`` of them in total (at most
+            :data:`MAX_CHECKPOINTS`; more than ``steps + 1`` keeps every step).
         target_test_acc, target_train_loss: stop early once reached (checked at eval steps).
         seed: seeds minibatch order (model init is seeded by the model config).
         progress: show a tqdm progress bar.
@@ -94,8 +95,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ["steps", "eval_every"]:
             check_int(name, getattr(self, name), low=1)
-        check_int("n_checkpoints", self.n_checkpoints, low=1,
-                  high=max(self.steps + 1, DEFAULT_N_CHECKPOINTS))
+        check_int("n_checkpoints", self.n_checkpoints, low=1, high=MAX_CHECKPOINTS)
         check_int("warmup_steps", self.warmup_steps, low=0)
         check_int("seed", self.seed, low=0, high=MAX_SEED)
         check_float("lr", self.lr, low=0, high=MAX_COEFFICIENT, low_open=True)

@@ -31,7 +31,13 @@ from mi_margin.models.evaluation import evaluate, model_inputs
 from mi_margin.models.fast_paths import summed_cross_entropy
 from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
-from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
+from mi_margin.training.recorder import (
+    LossWatch,
+    Metric,
+    Recorder,
+    SnapshotClock,
+    check_checkpoint_memory,
+)
 from mi_margin.training.run import Run
 from mi_margin.training.run_folder import RunWriter, load_run
 
@@ -280,6 +286,7 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
     if not isinstance(config, TrainConfig):
         raise MiMarginError(f"config must be a TrainConfig, got {type(config).__name__}")
     check_fits(model, task)
+    check_checkpoint_memory(model, config)
     engine = ModelEngine(model, task, config)
     gen = torch.Generator().manual_seed(config.seed)
     if run is None:

@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.checks import check_memory, format_bytes
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import weight_norm_sq
 from mi_margin.tasks import Task
-from mi_margin.training.config import checkpoint_steps
+from mi_margin.training.config import TrainConfig, checkpoint_steps
 from mi_margin.training.run import Run
 from mi_margin.training.run_folder import RunWriter
 
@@ -80,6 +81,14 @@ class LossWatch:
             i = int(bad[:, n].nonzero()[0])
             out[n] = (first + i, float(losses[i, n]))
         return out
+
+
+def check_checkpoint_memory(model: Any, config: TrainConfig) -> None:
+    """Refuse, before training, a checkpoint schedule whose kept weights cannot fit in memory."""
+    kept = len(checkpoint_steps(config))
+    each = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    check_memory(f"keeping {kept:,} checkpoints ({format_bytes(each)} each, n_checkpoints="
+                 f"{config.n_checkpoints}, steps={config.steps})", kept * each)
 
 
 class Recorder:

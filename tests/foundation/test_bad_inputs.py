@@ -418,6 +418,22 @@ def test_an_analysis_too_large_for_memory_is_refused_before_allocating(monkeypat
     mm.margin(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
+def test_checkpoints_that_cannot_fit_are_refused_before_training(tmp_path, monkeypatch):
+    """The kept weights are counted from the schedule (at most steps + 1 of them) and refused,
+    naming the count and size, before the run folder is touched."""
+    model, config = mlp_for(P7), quick(steps=30, n_checkpoints=10**5)
+    each = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(30 * each / 2**30))   # 30 < 31 kept
+    with pytest.raises(mm.MiMarginError, match="keeping 31 checkpoints") as info:
+        mm.train(model, P7, config, out_dir=tmp_path / "run")
+    assert format_bytes(31 * each) in str(info.value)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(mm.MiMarginError, match="keeping 31 checkpoints"):
+        mm.train_batched([model], P7, [config], device="cpu")
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", str(31 * each / 2**30))
+    assert len(mm.train(model, P7, config).checkpoints) == 31
+
+
 def test_bad_sweep_specs(tmp_path):
     for what, call, text in sweep_rows(tmp_path):
         with pytest.raises(mm.MiMarginError) as info:
