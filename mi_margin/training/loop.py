@@ -265,7 +265,8 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         out_dir: if given, the run folder is written there as training goes: snapshots that
             appear all at once or not at all (:mod:`~mi_margin.training.run_folder`), so a process
             killed at any moment can be resumed exactly. A folder that already holds a run is
-            refused unless ``overwrite=True``; continue one with :func:`resume`.
+            refused unless ``overwrite=True``; continue one with :func:`resume`. One process at
+            a time writes a folder: another writer's folder is refused, naming its pid.
         metrics: extra callables ``f(model, task) -> dict`` evaluated at every evaluation step.
         run: continue this run (use :func:`resume`).
 
