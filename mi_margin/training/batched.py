@@ -281,6 +281,7 @@ def train_batched(models: Sequence[Any], task: Task | Sequence[Task],
     roots = list(out_dirs) if out_dirs is not None else [None] * len(models)
     if len(roots) != len(models):
         raise MiMarginError(f"got {len(roots)} out_dirs for {len(models)} models")
+
     def warn_diverged(n: int, message: str) -> None:
         warnings.warn(f"models[{n}] diverged: {message}", RuntimeWarning, stacklevel=4)
 
