@@ -36,7 +36,7 @@ from mi_margin.analysis import (
     restricted_loss,
     spectrum,
 )
-from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
+from mi_margin.errors import CheckpointError, MiMarginError, NotGeneralizedWarning, TrainingDivergedError
 from mi_margin.models import (
     HookedMLP,
     HookedOneLayerTransformer,
@@ -82,6 +82,7 @@ __all__ = [
     "HookedOneLayerTransformer",
     "MLPConfig",
     "MiMarginError",
+    "NotGeneralizedWarning",
     "ModularAddition",
     "Run",
     "SparseParity",
