@@ -10,7 +10,8 @@ An entry folder holds
   was built (recipe, wall time, machine) and the analyses computed on the full-precision weights
   at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
 - ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
-  ``final/<param>`` when a finishing step changed the trained weights), with a
+  ``final/<param>``: the variant named ``build["finish"]["variant"]``, when a finishing step
+  post-processed the trained weights), with a
   SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`);
 - ``history.csv``: the training metrics, one row per evaluation;
 - ``card.md``: the human-readable card.
@@ -95,16 +96,25 @@ def read_meta(root: Path) -> dict[str, Any]:
     return meta
 
 
-def read_entry(root: Path) -> Run:
+def variants(meta: dict[str, Any]) -> list[str]:
+    """The named post-processed variants of an entry (e.g. ``["reweighted"]``), from its meta."""
+    finish = meta.get("build", {}).get("finish")
+    return [finish["variant"]] if meta.get("final") == "finished" and finish else []
+
+
+def read_entry(root: Path, variant: str | None = None) -> Run:
     """The :class:`Run` stored in the entry folder ``root``; its model is in eval mode.
 
-    The model holds the ``final/`` weights when the entry has a finishing step, else the last
-    checkpoint. Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
+    The model holds the trained weights (the last checkpoint); with ``variant`` (one of
+    :func:`variants`, e.g. ``"reweighted"``), the ``final/`` weights of the entry's finishing step
+    instead, while the checkpoints stay the trained ones. Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
     the rounded ones; the build checked that the reported analyses do not change). The ``"init"``
     checkpoint is the freshly built model's own weights, used only if their SHA-256 is the one
     recorded (another torch build may initialise differently: then it is left out, with a warning).
     """
     meta = read_meta(root)
+    if variant is not None and variant not in variants(meta):
+        raise CheckpointError(f"{root.name} has no variant {variant!r}; variants: {variants(meta)}")
     tensors, _ = load_tensors(root / "weights.safetensors")
     model = build_model(meta["model"])
     dtype = next(iter(model.state_dict().values())).dtype
@@ -124,7 +134,7 @@ def read_entry(root: Path) -> Run:
                                        for name, value in tensors.items()
                                        if name.startswith(prefix)}
     final = {name[len(FINAL):]: value for name, value in tensors.items() if name.startswith(FINAL)}
-    model.load_state_dict(final or checkpoints[int(meta["step"])], strict=True)
+    model.load_state_dict(final if variant else checkpoints[int(meta["step"])], strict=True)
     model.eval()
     return Run(model=model, task=task_from_dict(meta["task"]),
                config=TrainConfig.from_dict(meta["train"]),
