@@ -231,7 +231,7 @@ _RECIPES = [
            (("irreps used", "every non-trivial irrep (Theorem 9)", "key"),
             ("normalized margin", "approaches γ*(S4) (Fig. 9)", "margin")), n_ship=6,
            finish=reweight_neurons, variant="reweighted", verdict="partly",
-           differs="the trained network plateaus at 0.884 γ* (Fig. 9 approaches γ*); every "
+           differs="the trained network plateaus below γ* (Fig. 9 approaches γ*); every "
                    "non-trivial irrep is used as Theorem 9 says; only the LP-reweighted variant "
                    "`reweighted` reaches γ*", parity=MORWANI_PARITY),
     Recipe("morwani_parity_n10_k4_quartic", "(10, 4)-sparse parity, x^4 MLP (m = 40) trained to the "
@@ -286,9 +286,9 @@ _RECIPES = [
             ("gradient symmetricity s_g", "99.37% for Model A (§4)", "gradient_symmetricity"),
             ("algorithm", f"α = 0: pizzas (Fig. 7); {ZHONG_PHASE_RULE}", "clock_or_pizza")),
            n_ship=2, verdict="partly",
-           differs="a pizza by q (close to Model A's 0.17), but s_g = 100% is structural with our "
-                   "'=' input (1.0 for the untrained α = 0 model too), so it does not confirm the "
-                   "pizza as their 99.37% does",
+           differs="a pizza by q, close to Model A's; but s_g is structural with our '=' input "
+                   "(docs/mathematics.md §6.2: the same at initialization), so unlike their s_g it "
+                   "does not confirm the pizza",
            parity=ZHONG_PARITY),
     Recipe("nanda_p113_transformer", "p = 113 modular addition, Nanda et al.'s one-layer transformer, "
            "30% train, past cleanup", "Nanda et al. 2023, Fig. 7 (progress measures)",
@@ -300,7 +300,7 @@ _RECIPES = [
            verdict="partly",
            differs="grokking and a sparse Fourier circuit reproduce; our seed embeds other key "
                    "frequencies (the paper's are its mainline seed's) and ends at a higher test loss, "
-                   "carried by a few test examples whose margins fell after step 12,600",
+                   "carried by a few test examples whose margins fell late in training",
            parity=NANDA_PARITY),
     *[Recipe(f"chughtai_S5_mlp_seed{seed}", f"S5 composition, Chughtai et al.'s ReLU MLP, 40% train, "
              f"seed {seed}", "Chughtai et al. 2023, §5 and Fig. 7 (S5 MLP)",
