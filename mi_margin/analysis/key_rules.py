@@ -5,7 +5,7 @@ frequencies off the logits' Fourier spectrum, Chughtai et al. (2023, p4-10) call
 its logit similarity exceeds 0.005. :data:`KEY_RULES` is the one table the analyzers
 (:func:`~mi_margin.analysis.spectrum.key_frequencies`, :func:`~mi_margin.analysis.spectrum.key_irreps`,
 :func:`~mi_margin.analysis.spectrum.key_components`) take their defaults from, and the zoo's cards
-use them unchanged (docs/mathematics.md §4.2 and §3.3):
+use them unchanged (docs/mathematics.md §4.2 and §3.4):
 
 - ``"frequency"`` (Z_p^k) and ``"subset"`` (sparse parity): the relative rule — a label is key when
   its share of the class-centred logits' variance is at least 0.5 / L (half an equal share).
