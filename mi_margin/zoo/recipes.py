@@ -198,8 +198,15 @@ def zhong_transformer(attn_rate: float, seed: int, steps: int) -> Made:
     return model, task, train
 
 
-NANDA_PARITY = "Initialisation N(0, 1)/sqrt(fan) per weight as in Nanda et al.'s own code (W_E, W_pos, attention, W_in and W_out by 1/sqrt(d_model), W_U by 1/sqrt(d_vocab)), not TransformerLens's default initialisation; drawn from our seeded generator, so not their network; W_U has 113 output classes (theirs 114, with a logit for '='); full-batch AdamW as theirs, stopped at 25,000 steps."
-CHUGHTAI_PARITY = "Their MLP (their repository's MLP class) uses PyTorch's default initialisation and biases: nn.Embedding N(0, 1), nn.Linear U(±1/sqrt(fan_in)) with bias; ours: embeddings N(0, 1/256), W_in N(0, 1/512), W_out N(0, 1/128) and no biases. Full-batch AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98) as theirs."
+NANDA_PARITY = ("Initialisation N(0, 1)/sqrt(fan) per weight as in Nanda et al.'s own code (W_E, "
+                "W_pos, attention, W_in and W_out by 1/sqrt(d_model), W_U by 1/sqrt(d_vocab)), not "
+                "TransformerLens's default initialisation; drawn from our seeded generator, so not "
+                "their network; W_U has 113 output classes (theirs 114, with a logit for '='); "
+                "full-batch AdamW as theirs, stopped at 25,000 steps.")
+CHUGHTAI_PARITY = ("Their MLP (their repository's MLP class) uses PyTorch's default initialisation "
+                   "and biases: nn.Embedding N(0, 1), nn.Linear U(±1/sqrt(fan_in)) with bias; ours: "
+                   "embeddings N(0, 1/256), W_in N(0, 1/512), W_out N(0, 1/128) and no biases. "
+                   "Full-batch AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98) as theirs.")
 ZHONG_PARITY = ("Inputs [a, b, '='] (theirs [a, b]); 10,000 of their 20,000 full-batch steps; "
                 "initialisation: ours (Nanda et al.'s N(0, 1)/sqrt(fan)), not compared with theirs.")
 MORWANI_PARITY = ("AdamW with an explicit L_{2,ν} penalty and a step-decayed learning rate "

@@ -15,7 +15,6 @@ import torch
 import mi_margin as mm
 from mi_margin.analysis.key_rules import rule_for
 from mi_margin.errors import NotGeneralizedWarning
-from mi_margin.zoo import DATA
 from mi_margin.zoo.build import recipe, reproductions_table
 from mi_margin.zoo.cards import RESULT, initial_model
 from mi_margin.zoo.checks import key_labels, margin_ratio
@@ -72,7 +71,7 @@ def test_card_key_labels_are_the_api_defaults(name):
     keys = _keys(run)
     card = mm.zoo.card(name)
     line = next(ln for ln in card.splitlines() if ln.startswith(("Key frequencies:", "Key irreps:")))
-    threshold, half = _printed(line, r"threshold ([\d.e-]+) on this task")
+    threshold, _ = _printed(line, r"threshold ([\d.e-]+) on this task")
     rule = rule_for(run.task)
     assert keys.rule == rule if run.task.kind == "group_composition" else keys.rule.basis == rule.basis
     assert abs(threshold - rule.threshold) <= 5e-3 * rule.threshold        # 3 significant digits
