@@ -110,7 +110,8 @@ def read_entry(root: Path, variant: str | None = None) -> Run:
     instead, while the checkpoints stay the trained ones. Checkpoints stored in reduced precision
     are cast back to the model's dtype (their values are the rounded ones; the build checked that
     the reported analyses do not change). The ``"init"`` checkpoint is the freshly built model's
-    own weights, used only if their SHA-256 is the one recorded (another torch build may initialise differently: then it is left out, with a warning).
+    own weights, used only if their SHA-256 is the one recorded (another torch build may
+    initialise differently: then it is left out, with a warning).
     """
     meta = read_meta(root)
     if variant is not None and variant not in variants(meta):
