@@ -252,6 +252,9 @@ def ours(run: Run, cmp: Any, keys: list[Any]) -> dict[str, str]:
            f"{purity:.3f} (mean purity of live neurons, compare_to_theory)",
            "phases": f"memorized at {b['memorized']}, cleanup from {b['cleanup_start']}, test acc ≥ "
                      f"{LEVEL} from {g['generalized']} steps ({delay}; full batch: steps = epochs)"}
+    used = cmp.summary().get("labels_used")
+    out["labels_used"] = ("—" if used is None else f"{int(used)} of {len(cmp.structure.labels)} "
+                          "dominate at least one live neuron (compare_to_theory)")
     out["margin"] = (f"{cmp.ratio:.4f} of γ* = {cmp.prediction.gamma:.6g}" if cmp.ratio is not None
                      else f"not comparable: {cmp.ratio_reason}")
     return out | clock_or_pizza(run)
