@@ -19,8 +19,9 @@ generalized; a model that has not (accuracy below :data:`GENERALIZED`) gets a
 :class:`~mi_margin.errors.NotGeneralizedWarning`, since the key labels of a model that does not
 compute the task describe no algorithm. Key frequencies also separate the **output harmonics**: a
 key frequency of the logits that carries no key share of the embedding and is a sum or difference
-of two embedding key frequencies (2·21 = 42 in Nanda's mainline model) is produced by the ReLU's
-products, not embedded (Nanda et al. §4.2 list it among the key frequencies).
+of two embedding key frequencies is produced by the nonlinearity's products, not embedded (in
+the zoo's ``nanda_p113_transformer`` the embedding uses 1, 8 and 21, and the logits also carry
+42 = 2·21).
 
 Example:
     >>> import mi_margin as mm

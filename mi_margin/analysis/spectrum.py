@@ -536,7 +536,7 @@ def key_components(model: Any, task: Any, method: str = "logits", min_share: flo
 def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = MIN_SHARE, *,
                     threshold: float | None = None) -> KeySet:
     """:func:`key_components` of a modular-addition model: its key frequencies, sorted, with
-    the output harmonics among them in ``.harmonics`` (Nanda's 42 = 2·21).
+    the output harmonics among them in ``.harmonics`` (e.g. 42 = 2·21 in the zoo's Nanda model).
 
     ``threshold=`` is the deprecated name of ``min_share``.
 
