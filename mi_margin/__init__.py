@@ -36,7 +36,7 @@ from mi_margin.analysis import (
     restricted_loss,
     spectrum,
 )
-from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
+from mi_margin.errors import CheckpointError, MiMarginError, NotGeneralizedWarning, TrainingDivergedError
 from mi_margin.models import (
     HookedMLP,
     HookedOneLayerTransformer,
@@ -83,6 +83,7 @@ __all__ = [
     "MLPConfig",
     "MiMarginError",
     "ModularAddition",
+    "NotGeneralizedWarning",
     "Run",
     "SparseParity",
     "TrainConfig",

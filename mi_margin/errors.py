@@ -19,3 +19,8 @@ class TrainingDivergedError(MiMarginError):
 
 class MissingAttributeError(MiMarginError, AttributeError):
     """A model attribute that exists only for another configuration (``hasattr`` stays False)."""
+
+
+class NotGeneralizedWarning(UserWarning):
+    """An analysis of a model that has not generalized (its accuracy is named in the message);
+    the result also records it (e.g. ``KeySet.generalized``)."""

@@ -23,14 +23,21 @@ from torch import Tensor
 
 from mi_margin.analysis.basis import basis_for
 from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
+from mi_margin.analysis.key_rules import (
+    MIN_SHARE,
+    KeySet,
+    output_harmonics,
+    rule_for,
+    share_rule,
+    similarity_rule,
+    warn_unless_generalized,
+)
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
 KEY_METHODS = ("logits", "similarity", "embed", "W_L")
-#: Chughtai et al. (2023, p4-10): an irrep is key when its logit similarity exceeds this.
-KEY_SIMILARITY = 0.005
 
 
 def renamed(old: str, new: str, value: Any, current: Any, default: Any) -> Any:
@@ -329,6 +336,8 @@ class LogitSimilarity(AnalysisResult):
             its similarity with centred logits is always 0); dims: their dimensions.
         similarity: [L−1] one value per label.
         source: what was compared with the characters: the logits at the last position.
+        key_threshold: the irrep basis's key rule threshold on the task (:func:`key_irreps`;
+            None for the other bases, whose rule is on logit shares).
     """
 
     _score = "fve_share"
@@ -338,6 +347,7 @@ class LogitSimilarity(AnalysisResult):
     dims: tuple[int, ...]
     similarity: Float[Tensor, " L1"] = field(repr=False)
     source: str = "logits"
+    key_threshold: float | None = None
 
     @property
     def irreps(self) -> tuple[Any, ...]:
@@ -376,8 +386,10 @@ def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
     s = subject(model, task)
     logits, _ = s.run()
     sim = s.basis.logit_similarity(task, logits)
+    rule = rule_for(task)
     return LogitSimilarity(label_kind=s.basis.label_kind, labels=s.basis.nontrivial,
-                           dims=s.basis.dims[1:], similarity=sim[1:])
+                           dims=s.basis.dims[1:], similarity=sim[1:],
+                           key_threshold=rule.threshold if rule.basis == "irrep" else None)
 
 
 def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
@@ -460,11 +472,29 @@ def _check_min_share(min_share: float, n_labels: int) -> None:
                             f"share 1/{n_labels}), got min_share={min_share!r}")
 
 
-def key_components(model: Any, task: Any, method: str = "logits", min_share: float = 0.5
-                   ) -> list[Any]:
-    """The labels (frequencies, irreps, subsets) the model uses, in basis order.
+def _accuracy(s: Subject) -> float:
+    """Accuracy on the task's test split (all inputs when it has none), from one grid run."""
+    logits, _ = s.run()
+    idx = s.task.test_idx if len(s.task.test_idx) else slice(None)
+    return float((logits[idx].argmax(-1) == s.task.labels[idx]).double().mean())
 
-    Rule: label l is key when its share is at least ``min_share`` times the share it would have if
+
+def _shares(s: Subject, method: str, min_share: float) -> tuple[list[Any], dict[Any, float]]:
+    _check_min_share(min_share, len(s.basis.nontrivial))
+    share = component_shares(s.model, s.task, method, s).tolist()
+    values = dict(zip(s.basis.nontrivial, share))
+    return [lab for lab, x in values.items() if x >= min_share / len(share)], values
+
+
+def key_components(model: Any, task: Any, method: str = "logits", min_share: float = MIN_SHARE
+                   ) -> KeySet:
+    """The labels (frequencies, irreps, subsets) the model uses, in basis order, as a
+    :class:`~mi_margin.analysis.key_rules.KeySet` (a list that records the rule, the model's
+    accuracy and whether it has generalized; a :class:`~mi_margin.errors.NotGeneralizedWarning`
+    when it has not).
+
+    Rule (the frequency and subset bases' default, :data:`~mi_margin.analysis.key_rules.KEY_RULES`):
+    label l is key when its share is at least ``min_share`` times the share it would have if
     all L non-trivial labels shared equally, i.e. share_l ≥ min_share / L. The default 0.5 accepts
     every label of a max-margin network (equal shares, Morwani et al. Thm 7) and rejects labels
     carrying less than half an equal share. Shares by ``method``:
@@ -479,22 +509,34 @@ def key_components(model: Any, task: Any, method: str = "logits", min_share: flo
       W_in_eff[i]) in l (Nanda's "W_E is sparse in the Fourier basis").
     - ``"W_L"``: the same for the neuron-to-logit map over the output axis.
 
+    On Z_p^k the result's ``harmonics`` are the key frequencies that are output harmonics (no key
+    share of the embedding; a sum or difference of two embedded key frequencies); the embedding
+    rule itself has none.
+
     Example:
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=7)
         >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
-        >>> all(1 <= f <= 3 for f in key_components(model, task, method="embed"))
-        True
+        >>> import warnings; warnings.simplefilter("ignore", mm.NotGeneralizedWarning)
+        >>> keys = key_components(model, task, method="embed")
+        >>> all(1 <= f <= 3 for f in keys), keys.generalized
+        (True, False)
     """
     s = subject(model, task)
-    _check_min_share(min_share, len(s.basis.nontrivial))
-    share = component_shares(model, task, method, s)
-    return [lab for lab, x in zip(s.basis.nontrivial, share.tolist()) if x >= min_share / len(share)]
+    labels, values = _shares(s, method, min_share)
+    harmonics: list[Any] = []
+    if s.basis.label_kind == "frequency" and method not in ("embed", "similarity"):
+        embedded, _ = _shares(s, "embed", min_share)
+        harmonics = output_harmonics(labels, embedded, task.p)
+    keys = KeySet(labels, share_rule(s.basis.label_kind, len(values), min_share), values,
+                  _accuracy(s), harmonics)
+    return warn_unless_generalized(keys, "key_components")
 
 
-def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = 0.5, *,
-                    threshold: float | None = None) -> list[int]:
-    """:func:`key_components` of a modular-addition model: its key frequencies, sorted.
+def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = MIN_SHARE, *,
+                    threshold: float | None = None) -> KeySet:
+    """:func:`key_components` of a modular-addition model: its key frequencies, sorted, with
+    the output harmonics among them in ``.harmonics`` (e.g. 42 = 2·21 in the zoo's Nanda model).
 
     ``threshold=`` is the deprecated name of ``min_share``.
 
@@ -502,37 +544,47 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: fl
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=7)
         >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
+        >>> import warnings; warnings.simplefilter("ignore", mm.NotGeneralizedWarning)
         >>> all(1 <= f <= 3 for f in key_frequencies(model, task, method="embed"))
         True
     """
     require(task, "modular_addition", "key_frequencies")
-    min_share = renamed("threshold", "min_share", threshold, min_share, 0.5)
+    min_share = renamed("threshold", "min_share", threshold, min_share, MIN_SHARE)
     return key_components(model, task, method, min_share)
 
 
-def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY, *,
-               threshold: float | None = None) -> list[str]:
+def key_irreps(model: Any, task: Any, min_similarity: float | None = None, *,
+               threshold: float | None = None) -> KeySet:
     """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
 
-    Chughtai et al.'s absolute rule (p4-10; default 0.005): on their S5 models the non-key irreps
-    have similarity ≈ 0 and the key ones 0.5–0.8. On small groups an untrained model's chance
-    similarities, ~|G|^{−(k+1)/2}, can exceed it; raise it there, or use the relative rule of
-    :func:`key_components`. ``threshold=`` is the deprecated name of ``min_similarity``.
+    Default: the irrep basis's rule (:data:`~mi_margin.analysis.key_rules.KEY_RULES`),
+    max(0.005, 4 |G|^{−(k+1)/2}): Chughtai et al.'s absolute 0.005 (p4-10; on their S5 models the
+    non-key irreps have similarity ≈ 0 and the key ones 0.5–0.8), raised on small groups, where
+    an untrained model's chance similarities ~|G|^{−(k+1)/2} exceed it. Give ``min_similarity=0.005``
+    for Chughtai's rule as is. The result is a :class:`~mi_margin.analysis.key_rules.KeySet` that
+    records the rule and whether the model has generalized (a
+    :class:`~mi_margin.errors.NotGeneralizedWarning` when not). ``threshold=`` is the deprecated
+    name of ``min_similarity``.
 
     Example:
         >>> import mi_margin as mm
         >>> task = mm.GroupComposition("S4")
-        >>> key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task, 0.5)
-        []
+        >>> import warnings; warnings.simplefilter("ignore", mm.NotGeneralizedWarning)
+        >>> keys = key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task, 0.5)
+        >>> keys, keys.rule.threshold
+        ([], 0.5)
     """
     require(task, "group_composition", "key_irreps")
-    min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity,
-                             KEY_SIMILARITY)
-    if not 0 <= min_similarity < 1:
+    min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity, None)
+    rule = rule_for(task) if min_similarity is None else similarity_rule(min_similarity)
+    if not 0 <= rule.threshold < 1:
         raise MiMarginError(f"min_similarity must be in [0, 1) (a cosine similarity), "
                             f"got min_similarity={min_similarity!r}")
     sim = logit_similarity(model, task)
-    return [lab for lab, x in zip(sim.labels, sim.similarity.tolist()) if x > min_similarity]
+    values = dict(zip(sim.labels, sim.similarity.tolist()))
+    keys = KeySet([lab for lab, x in values.items() if x > rule.threshold], rule, values,
+                  _accuracy(subject(model, task)))
+    return warn_unless_generalized(keys, "key_irreps")
 
 
 def fourier_gini(model: Any, task: Any) -> dict[str, float]:

@@ -39,7 +39,7 @@ def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
         f"**Grokked:** {grok.n_grokked} of {grok.n_seeds} seeds; median CPU time per seed "
         f"{cpu.median():.0f} s (one torch thread, niced, on a shared 2-core machine)."
         if len(cpu) else "",
-        "## Which labels are key\n\nKey rule as `mi_margin.studies.keys.RULES` (the API's "
+        "## Which labels are key\n\nKey rule as `mi_margin.studies.keys.default_rule` (the API's "
         "defaults); theory_share is the max-margin network's budget share (Theorem 9: ∝ d^2.5 "
         "for irreps).\n\n" + _md(labels.to_dataframe()),
         "Pooled by dimension (key labels per seed):\n\n" + _md(labels.dimension_table()),

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mi_margin.analysis.spectrum import KEY_SIMILARITY
+from mi_margin.analysis.key_rules import KEY_SIMILARITY
 from mi_margin.groups import FiniteGroup
 
 
@@ -52,7 +52,8 @@ def plot_irrep_spectrum(result: Any, title: str | None = None) -> go.Figure:
 
 
 def plot_irrep_logit_similarity(result: Any, title: str | None = None) -> go.Figure:
-    """Logit similarity with χ_ρ(abc⁻¹) per irrep, with Chughtai's key-irrep threshold.
+    """Logit similarity with χ_ρ(abc⁻¹) per irrep, with the key-irrep threshold of the task's rule
+    (``result.key_threshold``; Chughtai's 0.005 when the result does not carry one).
 
     Example:
         >>> import torch
@@ -63,9 +64,10 @@ def plot_irrep_logit_similarity(result: Any, title: str | None = None) -> go.Fig
     """
     labels = [_irrep_label(n, d) for n, d in zip(result.irreps, result.dims)]
     sim = result.similarity.tolist()
-    colors = ["crimson" if s > KEY_SIMILARITY else "lightgray" for s in sim]
+    cut = KEY_SIMILARITY if result.key_threshold is None else result.key_threshold
+    colors = ["crimson" if s > cut else "lightgray" for s in sim]
     fig = go.Figure(go.Bar(x=labels, y=sim, marker_color=colors, name="similarity"))
-    fig.add_hline(y=KEY_SIMILARITY, line_dash="dot", annotation_text="key threshold")
+    fig.add_hline(y=cut, line_dash="dot", annotation_text=f"key threshold {cut:.3g}")
     fig.update_layout(title=title or "Logit similarity with χ_ρ(abc⁻¹); "
                       f"logit FVE {result.fve():.3f}", yaxis_title="cosine similarity",
                       height=420, width=640)

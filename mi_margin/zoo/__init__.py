@@ -1,7 +1,10 @@
 """The model zoo: the papers' models, trained by committed recipes, shipped with the package.
 
 ``mm.zoo.list()`` names the entries, ``mm.zoo.load(name)`` gives a :class:`~mi_margin.Run`
-(model in eval mode, task, train config, history, checkpoints) offline from the installed files,
+(the trained model in eval mode, task, train config, history, checkpoints) offline from the
+installed files; an entry whose recipe post-processes the trained weights (e.g. the LP reweighting
+of ``morwani_S4_quadratic``) ships that as a named variant, ``mm.zoo.variants(name)`` and
+``mm.zoo.load(name, variant="reweighted")``;
 ``mm.zoo.card(name)`` the entry's card (recipe, wall time to grok and on what machine, final
 metrics, key frequencies or irreps, margin against the theory, the paper's numbers next to ours).
 Entries are built by ``python -m mi_margin.zoo.build`` from the recipes in
@@ -26,7 +29,8 @@ from typing import Any
 from mi_margin.errors import MiMarginError
 from mi_margin.training import Run
 from mi_margin.zoo import populations
-from mi_margin.zoo.store import read_entry
+from mi_margin.zoo.store import read_entry, read_meta
+from mi_margin.zoo.store import variants as _variants
 
 DATA = Path(__file__).parent / "data"
 
@@ -45,9 +49,25 @@ def _folder(name: str) -> Path:
     return DATA / name
 
 
-def load(name: str) -> Run:
-    """The entry ``name`` as a :class:`~mi_margin.Run` (model in eval mode, final weights)."""
-    return read_entry(_folder(name))
+def load(name: str, variant: str | None = None) -> Run:
+    """The entry ``name`` as a :class:`~mi_margin.Run`: the trained model (eval mode, the last
+    checkpoint's weights), or with ``variant`` one of :func:`variants` (the post-processed weights;
+    the checkpoints stay the trained ones).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> mm.zoo.variants("morwani_S4_quadratic")
+        ['reweighted']
+        >>> run = mm.zoo.load("morwani_S4_quadratic", variant="reweighted")
+        >>> run.model.training
+        False
+    """
+    return read_entry(_folder(name), variant)
+
+
+def variants(name: str) -> builtins.list[str]:
+    """The named variants of entry ``name`` besides its trained weights ([] for most entries)."""
+    return _variants(read_meta(_folder(name)))
 
 
 def card(name: str) -> str:
@@ -61,4 +81,4 @@ def population(name: str) -> Any:
     return populations.population(name)
 
 
-__all__ = ["card", "list", "load", "population"]
+__all__ = ["card", "list", "load", "population", "variants"]

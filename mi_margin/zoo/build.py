@@ -39,7 +39,7 @@ from mi_margin.zoo import cards
 from mi_margin.zoo.checks import same_answers, signature
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.store import INIT, read_entry, read_meta, write_entry
+from mi_margin.zoo.store import INIT, read_entry, read_meta, variants, write_entry
 
 DATA = Path(__file__).parent / "data"
 #: reduced precisions tried for intermediate checkpoints, smallest first
@@ -161,24 +161,31 @@ def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
         start = time.perf_counter()
         final = dict(rec.finish(run.model_at(run.step), run.task).state_dict())
         build["finish"] = {"function": rec.finish.__name__,
-                           "seconds": round(time.perf_counter() - start, 2)}
+                           "seconds": round(time.perf_counter() - start, 2), "variant": rec.variant}
     root = Path(dest) / name
     write_entry(root, run, dtypes, build, {"signatures": recorded}, final)
-    shipped = read_entry(root)
-    (root / "card.md").write_text(cards.card(rec, shipped, build, dtypes))
+    write_card(root)
     return root
 
 
-def rewrite_card(root: Path) -> None:
-    """Regenerate an entry's card from its shipped files (after a change to the card layout)."""
+def card_text(root: Path) -> str:
+    """The card of the entry folder ``root``, computed from its shipped files: the trained model
+    and each named variant (:func:`~mi_margin.zoo.store.variants`)."""
     meta = read_meta(root)
     dtypes = {int(s): d for s, d in meta["checkpoints"].items()}
-    (root / "card.md").write_text(cards.card(recipe(root.name), read_entry(root), meta["build"], dtypes))
+    named = {v: read_entry(root, v).model for v in variants(meta)}
+    return cards.card(recipe(root.name), read_entry(root), meta["build"], dtypes, named)
+
+
+def write_card(root: Path) -> None:
+    """(Re)write an entry's card from its shipped files (also after a change to the card layout)."""
+    (root / "card.md").write_text(card_text(root))
 
 
 def reproductions_table(dest: str | Path = DATA) -> str:
     """The README's "Reproductions" table, one row per built entry, read from the cards."""
-    rows = ["| paper figure | ours | how to regenerate |", "|---|---|---|"]
+    rows = ["| paper figure | reproduced? (what differs) | ours (times: machine, threads, load) "
+            "| how to regenerate |", "|---|---|---|---|"]
     for root in sorted(p for p in Path(dest).iterdir() if (p / "card.md").is_file()):
         rows.append(cards.table_row(recipe(root.name), (root / "card.md").read_text()))
     return "\n".join(rows)
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "cards":
         for root in sorted(p for p in Path(args.dest).iterdir() if (p / "entry.json").is_file()):
-            rewrite_card(root)
+            write_card(root)
             print(root / "card.md")
         return
     if args.command == "train":

@@ -19,12 +19,14 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 
 from mi_margin.analysis.margin import margin
-from mi_margin.analysis.spectrum import KEY_SIMILARITY, key_frequencies, key_irreps
+from mi_margin.analysis.spectrum import key_frequencies, key_irreps
+from mi_margin.errors import NotGeneralizedWarning
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.predictions import prediction_for
 
@@ -32,18 +34,14 @@ from mi_margin.theory.predictions import prediction_for
 MARGIN_RTOL = 1e-2
 
 
-def irrep_threshold(task: Any) -> float:
-    """Key-irrep threshold: Chughtai's 0.005, raised on small groups to four times the chance
-    similarity |G|^{−(k+1)/2} of an untrained model (docstring of ``key_irreps``)."""
-    return max(KEY_SIMILARITY, 4.0 * task.d_vocab ** (-(task.k + 1) / 2))
-
-
 def key_labels(model: Any, task: Any) -> list[Any]:
-    """Key frequencies (modular addition), key irreps (groups), or [] (sparse parity)."""
+    """Key frequencies (modular addition) or key irreps (groups) by the API's defaults, the one
+    rule per basis of :data:`~mi_margin.analysis.key_rules.KEY_RULES` (a ``KeySet`` that records
+    it), or [] (sparse parity)."""
     if task.kind == "modular_addition":
         return key_frequencies(model, task)
     if task.kind == "group_composition":
-        return key_irreps(model, task, irrep_threshold(task))
+        return key_irreps(model, task)
     return []
 
 
@@ -61,9 +59,12 @@ def signature(model: Any, task: Any) -> dict[str, Any]:
     """The answers the card reports for ``model`` (see the module docstring)."""
     _, train_acc = evaluate(model, task, task.train_idx)
     _, test_acc = evaluate(model, task, task.test_idx)
+    with warnings.catch_warnings():         # early checkpoints have not generalized: by design
+        warnings.simplefilter("ignore", NotGeneralizedWarning)
+        keys = list(key_labels(model, task))
     return {"train_correct": round(train_acc * len(task.train_idx)),
             "test_correct": 0 if len(task.test_idx) == 0 else round(test_acc * len(task.test_idx)),
-            "key": key_labels(model, task), "margin_ratio": margin_ratio(model, task)}
+            "key": keys, "margin_ratio": margin_ratio(model, task)}
 
 
 def same_answers(full: dict[str, Any], reduced: dict[str, Any]) -> bool:

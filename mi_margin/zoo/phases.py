@@ -7,6 +7,13 @@ history (:func:`phase_bounds`): memorization ends when train accuracy first reac
 cleanup starts when test accuracy then first reaches ``level / 4``; the model has grokked when
 test accuracy reaches ``level``. (Nanda et al. read their boundaries by eye from the progress
 measures; these accuracy thresholds are a reproducible stand-in for choosing checkpoints.)
+
+Grokking is generalization *delayed* after memorization (Power et al. 2022; Nanda et al. 2023).
+:func:`generalization` measures it: the memorization step M (train accuracy first ≥ ``level``),
+the generalization step G (the first step from which test accuracy stays ≥ ``level``), the delay
+G − M, and the test accuracy at M. A run **grokked** when its test accuracy at M was still below
+``level / 4`` (it had not begun to generalize when it had memorized) and it generalized later;
+a run whose test accuracy rose with its train accuracy generalized without a delay.
 Checkpoints are then spread linearly over each phase (dense where the phase is short), so the
 progress measures show all three phases from the shipped checkpoints alone.
 
@@ -45,6 +52,29 @@ def phase_bounds(history: pd.DataFrame, level: float = LEVEL) -> dict[str, Any]:
     after = history if memorized is None else history[history["step"] >= memorized]
     return {"memorized": memorized, "cleanup_start": first_step(after, "test_acc", level / 4),
             "grokked": first_step(after, "test_acc", level), "end": end}
+
+
+def generalization(history: pd.DataFrame, level: float = LEVEL) -> dict[str, Any]:
+    """Memorization step, stable generalization step, their difference (the delay), the test
+    accuracy at memorization and whether that is grokking (see the module docstring).
+
+    Example:
+        >>> h = pd.DataFrame({"step": [0, 10, 20, 30, 40], "train_acc": [0, 1, 1, 1, 1],
+        ...                   "test_acc": [0, 0.6, 1, 0.9, 1]})
+        >>> g = generalization(h)
+        >>> g["memorized"], g["generalized"], g["delay"], g["grokked"]
+        (10, 40, 30, False)
+    """
+    memorized = first_step(history, "train_acc", level)
+    below = history[history["test_acc"] < level]["step"]
+    after = history[history["step"] > int(below.iloc[-1])] if len(below) else history
+    generalized = int(after["step"].iloc[0]) if len(after) else None
+    at_mem = (None if memorized is None else
+              float(history[history["step"] == memorized]["test_acc"].iloc[0]))
+    delay = None if memorized is None or generalized is None else generalized - memorized
+    return {"memorized": memorized, "generalized": generalized, "delay": delay,
+            "test_acc_at_memorization": at_mem,
+            "grokked": generalized is not None and at_mem is not None and at_mem < level / 4}
 
 
 def _nearest(available: list[int], targets: np.ndarray) -> list[int]:

@@ -10,12 +10,13 @@ An entry folder holds
   was built (recipe, wall time, machine) and the analyses computed on the full-precision weights
   at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
 - ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
-  ``final/<param>`` when a finishing step changed the trained weights), with a
-  SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`), and the
-  entry the weights were built with: entry.json's fields that say what the weights are
-  (:data:`SEALED`) and the SHA-256 of history.csv. Loading compares both, so an edited
-  entry.json (a task, model or train field, the status, the checkpoint list) or history.csv is
-  refused naming what differs; ``build`` and ``checks`` describe the build and are not sealed;
+  ``final/<param>``: the variant named ``build["finish"]["variant"]``, when a finishing step
+  post-processed the trained weights), with a SHA-256 of the tensors in its metadata
+  (:func:`mi_margin.models.io.save_tensors`), and the entry the weights were built with:
+  entry.json's fields that say what the weights are (:data:`SEALED`) and the SHA-256 of
+  history.csv. Loading compares both, so an edited entry.json (a task, model or train field, the
+  status, the checkpoint list) or history.csv is refused naming what differs; ``build`` and
+  ``checks`` describe the build and are not sealed;
 - ``history.csv``: the training metrics, one row per evaluation;
 - ``card.md``: the human-readable card.
 
@@ -119,16 +120,26 @@ def read_meta(root: Path) -> dict[str, Any]:
     return meta
 
 
-def read_entry(root: Path) -> Run:
+def variants(meta: dict[str, Any]) -> list[str]:
+    """The named post-processed variants of an entry (e.g. ``["reweighted"]``), from its meta."""
+    finish = meta.get("build", {}).get("finish")
+    return [finish["variant"]] if meta.get("final") == "finished" and finish else []
+
+
+def read_entry(root: Path, variant: str | None = None) -> Run:
     """The :class:`Run` stored in the entry folder ``root``; its model is in eval mode.
 
-    The model holds the ``final/`` weights when the entry has a finishing step, else the last
-    checkpoint. Checkpoints stored in reduced precision are cast back to the model's dtype (their values are
-    the rounded ones; the build checked that the reported analyses do not change). The ``"init"``
-    checkpoint is the freshly built model's own weights, used only if their SHA-256 is the one
-    recorded (another torch build may initialise differently: then it is left out, with a warning).
+    The model holds the trained weights (the last checkpoint); with ``variant`` (one of
+    :func:`variants`, e.g. ``"reweighted"``), the ``final/`` weights of the entry's finishing step
+    instead, while the checkpoints stay the trained ones. Checkpoints stored in reduced precision
+    are cast back to the model's dtype (their values are the rounded ones; the build checked that
+    the reported analyses do not change). The ``"init"`` checkpoint is the freshly built model's
+    own weights, used only if their SHA-256 is the one recorded (another torch build may
+    initialise differently: then it is left out, with a warning).
     """
     meta = read_meta(root)
+    if variant is not None and variant not in variants(meta):
+        raise CheckpointError(f"{root.name} has no variant {variant!r}; variants: {variants(meta)}")
     tensors, sealed = load_tensors(root / "weights.safetensors")
     history = check_sealed(root, meta, sealed)
     try:
@@ -156,7 +167,8 @@ def read_entry(root: Path) -> Run:
         load_state(model, checkpoints[int(step_text)],      # checked here, loaded below
                    f"{root / 'weights.safetensors'} (checkpoint {step_text})")
     final = {name[len(FINAL):]: value for name, value in tensors.items() if name.startswith(FINAL)}
-    load_state(model, final or checkpoints[int(meta["step"])], root / "weights.safetensors")
+    load_state(model, final if variant else checkpoints[int(meta["step"])],
+               root / "weights.safetensors")
     model.eval()
     check_fits(model, task)
     return Run(model=model, task=task, config=config, history=history, checkpoints=checkpoints,

@@ -50,12 +50,12 @@ def test_load_gives_a_run(name):
     assert isinstance(run, mm.Run) and not run.model.training
     assert run.step == meta["step"] == int(run.history["step"].iloc[-1])
     assert sorted(run.checkpoints) == sorted(int(s) for s in meta["checkpoints"])
-    if recipe(name).finish is None:                        # final weights = last checkpoint, exactly
-        for key, value in run.model.state_dict().items():
-            assert torch.equal(value, run.checkpoints[run.step][key])
-    else:       # the LP finish never lowers the normalized margin, and no network exceeds γ*
-        assert meta["final"] == "finished"
-        trained, final = margin_ratio(run.model_at(run.step), run.task), margin_ratio(run.model, run.task)
+    for key, value in run.model.state_dict().items():     # the model is the trained one, exactly
+        assert torch.equal(value, run.checkpoints[run.step][key])
+    if recipe(name).finish is not None:   # the LP finish never lowers the margin; none exceeds γ*
+        assert meta["final"] == "finished" and mm.zoo.variants(name) == [recipe(name).variant]
+        finished = mm.zoo.load(name, variant=recipe(name).variant).model
+        trained, final = margin_ratio(run.model, run.task), margin_ratio(finished, run.task)
         assert trained <= final <= 1 + 1e-9
     _, acc = evaluate(run.model, run.task, run.task.train_idx)
     assert acc == pytest.approx(run.history["train_acc"].iloc[-1], abs=1e-12)
@@ -67,7 +67,7 @@ def test_load_gives_a_run(name):
 @pytest.mark.parametrize("name", [n for n in ENTRIES if recipe(n).finish is not None])
 def test_finished_weights_are_the_finish_of_the_last_checkpoint(name):
     """Recompute the recipe's finish (an LP: minutes) on the shipped last checkpoint."""
-    run = mm.zoo.load(name)
+    run = mm.zoo.load(name, variant=recipe(name).variant)
     expected = recipe(name).finish(run.model_at(run.step), run.task).state_dict()
     for key, value in run.model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=1e-6, atol=1e-9)
@@ -94,7 +94,8 @@ def test_card_is_regenerated_from_the_shipped_weights(name):
     run = mm.zoo.load(name)
     meta = store.read_meta(DATA / name)
     dtypes = {int(s): d for s, d in meta["checkpoints"].items()}
-    assert cards.card(recipe(name), run, meta["build"], dtypes) == mm.zoo.card(name)
+    variants = {v: mm.zoo.load(name, variant=v).model for v in mm.zoo.variants(name)}
+    assert cards.card(recipe(name), run, meta["build"], dtypes, variants) == mm.zoo.card(name)
 
 
 def test_corrupted_weights_are_a_clear_error(tmp_path):
