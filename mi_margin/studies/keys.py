@@ -48,9 +48,10 @@ def key_labels(row: dict[str, Any] | Any, rule: tuple[str, str, float] | None = 
     :func:`default_rule`, the API's).
 
     Example:
-        >>> row = {"label_kind": "irrep", "similarity": '{"sign": 0.6, "standard": 0.001}'}
-        >>> key_labels(row)
-        ['sign']
+        >>> row = {"label_kind": "irrep", "similarity": '{"sign": 0.6, "standard": 0.2}',
+        ...        "block_dims": '{"sign": 1, "standard": 4}'}      # S3: threshold 4·6^-1.5 ≈ 0.27
+        >>> key_labels(row), key_labels(row, ("similarity", "absolute", 0.005))
+        (['sign'], ['sign', 'standard'])
     """
     column, kind, value = rule or default_rule(row)
     vals = values(row, column)
