@@ -6,6 +6,7 @@ import warnings
 from typing import Any, ClassVar
 
 from mi_margin.checks import check_int
+from mi_margin.tasks.algebra import Algebra, Cyclic
 from mi_margin.tasks.base import Task, check_grid_size, grid
 
 
@@ -46,6 +47,10 @@ class ModularAddition(Task):
         self.p, self.k_operands = p, k
         inputs = grid([p] * k)
         self._finish(inputs, inputs.sum(dim=1) % p, train_fraction, seed)
+
+    @property
+    def algebra(self) -> Algebra:
+        return Algebra(Cyclic(self.p), self.k)
 
     @property
     def k(self) -> int:

@@ -8,6 +8,7 @@ import torch
 
 from mi_margin.checks import check_int, check_int_tuple
 from mi_margin.errors import MiMarginError
+from mi_margin.tasks.algebra import Algebra, Cube
 from mi_margin.tasks.base import MAX_EXAMPLES, MAX_SEED, Task
 
 #: Largest n for which the whole cube {±1}^n is enumerated; beyond it a seeded sample is drawn.
@@ -52,6 +53,11 @@ class SparseParity(Task):
         x = 1.0 - 2.0 * bits.float()
         labels = (bits[:, list(support)].sum(dim=1) % 2).long()
         self._finish(x, labels, train_fraction, seed)
+
+    @property
+    def algebra(self) -> Algebra:
+        """The cube {±1}^n read as one vector (the label is the character χ_support)."""
+        return Algebra(Cube(self.n), 1, "vectors")
 
     @property
     def k(self) -> int:
