@@ -164,6 +164,11 @@ class HarmonicBasis(ABC):
         """Rows of W over the task's tokens (or classes) reordered to group-element order."""
         return W
 
+    def grid_order(self, values: Tensor) -> Tensor:
+        """Rows of grid values in the task's order reordered to the group's grid (element tuples in
+        lexicographic order, last operand fastest), so that they reshape to [n] * k."""
+        return values
+
     # -- functions on the grid -------------------------------------------------------------------
     def operand_elements(self, task: Any) -> Tensor:
         """The group element of every operand of every grid input, [N, k]."""
@@ -525,6 +530,9 @@ class EncodedBasis(HarmonicBasis):
                         ) -> Tensor:
         return self.inner.term_directions(self._view, labels, term)
 
+    def grid_order(self, values: Tensor) -> Tensor:
+        return values[self._rows]
+
     def grid_energy(self, values: Tensor) -> GridEnergy:
         return self.inner.grid_energy(values[self._rows])
 
@@ -547,6 +555,26 @@ class ElementView(NamedTuple):
 
     inputs: Tensor
     labels: Tensor
+
+
+def require_labels(task: Any, label_kind: str, what: str) -> HarmonicBasis:
+    """The task's basis, or an error unless its labels are ``label_kind`` (the field's views:
+    frequencies need a cyclic domain, irreps a group's). Returns the basis.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> require_labels(mm.GroupComposition("S3"), "frequency", "key_frequencies")
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: key_frequencies reads frequencies, but GroupComposition(group='S3', k=2, train_fraction=1.0, seed=0) is analysed in irreps; the task-independent analyzers (spectrum, key_components, ...) take every task
+    """
+    basis = basis_for(task)
+    if basis.label_kind != label_kind:
+        words = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
+        raise MiMarginError(f"{what} reads {words[label_kind]}, but {task!r} is analysed in "
+                            f"{words[basis.label_kind]}; the task-independent analyzers "
+                            "(spectrum, key_components, ...) take every task")
+    return basis
 
 
 def _cyclic(task: Any) -> HarmonicBasis:

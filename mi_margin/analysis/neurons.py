@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mi_margin.analysis.basis import sum_by
-from mi_margin.analysis.core import POST, PRE, Subject, require, subject
+from mi_margin.analysis.basis import require_labels, sum_by
+from mi_margin.analysis.core import POST, PRE, Subject, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
@@ -216,9 +216,9 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     post = acts[POST]
     dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
     if source == "weights":
-        if task.kind == "sparse_parity":
-            raise MiMarginError("source='weights' needs maps over group elements; sparse parity "
-                                "has none (use source='activations')")
+        if task.algebra.inputs != "operands":
+            raise MiMarginError("source='weights' needs maps over group elements; a task read as "
+                                "vectors (sparse parity) has none (use source='activations')")
         energy = _weight_energy(s)
         energy[:, 0] = 0.0                                  # centred: only rounding is left
         total = energy.sum(1)
@@ -233,8 +233,8 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     phases = error = None
     if b.label_kind == "frequency":
         frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
-        phases, error = neuron_phases(acts[PRE], task.inputs, s.neuron_logit_map(), frequency,
-                                      b.n)
+        out = b.by_element(s.neuron_logit_map().T).T          # classes as group elements
+        phases, error = neuron_phases(acts[PRE], b.operand_elements(task), out, frequency, b.n)
     return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
@@ -253,7 +253,7 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
         >>> tuple(res.energy.shape), len(res.irrep)
         ((8, 3), 8)
     """
-    require(task, "group_composition", "neuron_irrep_clusters")
+    require_labels(task, "irrep", "neuron_irrep_clusters")
     return neuron_clusters(model, task, min_purity, source)
 
 
@@ -266,7 +266,7 @@ def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[i
         >>> len(neuron_frequencies(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
         8
     """
-    require(task, "modular_addition", "neuron_frequencies")
+    require_labels(task, "frequency", "neuron_frequencies")
     return list(neuron_clusters(model, task, min_purity).label)
 
 

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
-from mi_margin.analysis.basis import columns
-from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, require, subject
+from mi_margin.analysis.basis import basis_for, columns, require_labels
+from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, subject
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
 from mi_margin.errors import MiMarginError
@@ -198,11 +198,8 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
 def default_components(model: Any, task: Any) -> list[Any]:
     """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
     and :func:`key_components` otherwise."""
-    if task.kind == "modular_addition":
-        return key_frequencies(model, task)
-    if task.kind == "group_composition":
-        return key_irreps(model, task)
-    return key_components(model, task)
+    field = {"frequency": key_frequencies, "irrep": key_irreps}
+    return field.get(basis_for(task).label_kind, key_components)(model, task)
 
 
 def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = None,
@@ -217,5 +214,5 @@ def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = 
         >>> irrep_restricted_loss(mlp, task, irreps=["standard"]).n_directions
         4
     """
-    require(task, "group_composition", "irrep_restricted_loss")
+    require_labels(task, "irrep", "irrep_restricted_loss")
     return restricted_loss(model, task, irreps, restricted_on, direct_path)

@@ -21,8 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mi_margin.analysis.basis import basis_for
-from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
+from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 
@@ -170,7 +170,8 @@ class Spectrum(AnalysisResult):
 
 
 def _parse_where(where: Sequence[str] | str | None, s: Subject) -> set[str]:
-    valid = set(GRID_PARTS) | (set() if s.task.kind == "sparse_parity" else set(WEIGHT_PARTS))
+    maps = s.task.algebra.inputs == "operands"           # weights are maps over elements
+    valid = set(GRID_PARTS) | (set(WEIGHT_PARTS) if maps else set())
     if s.kind == "mlp":
         valid -= {"neuron_in", "W_L", "attention"}
     if where is None:
@@ -298,7 +299,7 @@ def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = 
         >>> sorted(spec.weights), sorted(spec.grid)
         (['embed[0]', 'embed[1]', 'unembed'], ['logits', 'neurons'])
     """
-    require(task, "modular_addition", "fourier_spectrum")
+    require_labels(task, "frequency", "fourier_spectrum")
     return spectrum(model, task, where)
 
 
@@ -311,7 +312,7 @@ def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = No
         >>> irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
         ('trivial', '(1,1,1)', '(2,1)')
     """
-    require(task, "group_composition", "irrep_spectrum")
+    require_labels(task, "irrep", "irrep_spectrum")
     return spectrum(model, task, where)
 
 
@@ -389,7 +390,7 @@ def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
         >>> irrep_logit_similarity(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
         ('sign', 'freq_1', 'freq_2')
     """
-    require(task, "group_composition", "irrep_logit_similarity")
+    require_labels(task, "irrep", "irrep_logit_similarity")
     return logit_similarity(model, task)
 
 
@@ -446,9 +447,10 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         energy = b.grid_energy(logits)
         total = energy.total.sum()
         return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
-    if task.kind == "sparse_parity":
-        raise MiMarginError(f"method={method!r} needs weights indexed by group elements; sparse "
-                            "parity has none (use 'logits' or 'similarity')")
+    if task.algebra.inputs != "operands":
+        raise MiMarginError(f"method={method!r} needs weights indexed by group elements; a task "
+                            "read as vectors (sparse parity) has none (use 'logits' or "
+                            "'similarity')")
     W = _embedding(s) if method == "embed" else s.neuron_logit_map().T
     pooled = b.weight_energy(W).sum(1)[1:]
     return pooled / pooled.sum() if float(pooled.sum()) > 0 else pooled
@@ -505,7 +507,7 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: fl
         >>> all(1 <= f <= 3 for f in key_frequencies(model, task, method="embed"))
         True
     """
-    require(task, "modular_addition", "key_frequencies")
+    require_labels(task, "frequency", "key_frequencies")
     min_share = renamed("threshold", "min_share", threshold, min_share, 0.5)
     return key_components(model, task, method, min_share)
 
@@ -525,7 +527,7 @@ def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY, *,
         >>> key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task, 0.5)
         []
     """
-    require(task, "group_composition", "key_irreps")
+    require_labels(task, "irrep", "key_irreps")
     min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity,
                              KEY_SIMILARITY)
     if not 0 <= min_similarity < 1:

@@ -37,10 +37,7 @@ def expected_shape(model: Any, task: Any) -> dict[str, Any]:
     """The config fields a model of ``model``'s kind needs to fit ``task``."""
     if model_kind(model) == "transformer":
         return {"d_vocab": task.d_vocab + 1, "d_vocab_out": task.d_vocab_out, "n_ctx": task.n_ctx}
-    if getattr(task, "kind", "") == "sparse_parity":
-        return {"d_vocab": task.n, "d_vocab_out": 2, "k": 1, "input_kind": "vector"}
-    return {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k,
-            "input_kind": "one_hot"}
+    return dict(task.mlp_fields())
 
 
 def check_fits(model: Any, task: Any, *, finite: bool = False) -> None:

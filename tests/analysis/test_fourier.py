@@ -159,7 +159,7 @@ def test_bad_inputs_raise_clear_errors():
         key_frequencies(model, task, min_share=0)
     with pytest.raises(MiMarginError, match="method"):
         key_frequencies(model, task, method="vibes")
-    with pytest.raises(MiMarginError, match="ModularAddition"):
+    with pytest.raises(MiMarginError, match="reads frequencies"):
         fourier_spectrum(model, mm.SparseParity(n=4, k=2))
     with pytest.raises(MiMarginError, match="d_vocab_out"):
         fourier_spectrum(model, mm.ModularAddition(p=11))

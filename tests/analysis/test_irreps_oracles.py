@@ -255,7 +255,7 @@ def test_bad_input_raises_clear_errors():
     task = mm.GroupComposition("S3")
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
     add = mm.ModularAddition(p=5)
-    with pytest.raises(MiMarginError, match="GroupComposition"):
+    with pytest.raises(MiMarginError, match="reads irreps"):
         irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(add, d_mlp=8)), add)
     with pytest.raises(MiMarginError, match="k >= 2"):
         key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(mm.GroupComposition("S3", k=1), d_mlp=4)),
