@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -49,6 +49,7 @@ class Cyclic:
     """Z_n: labels are the real frequencies 0..n//2, grid functions transform with the FFT."""
 
     n: int
+    label_kind: ClassVar[str] = "frequency"
 
     @property
     def order(self) -> int:
@@ -64,6 +65,7 @@ class Group:
     """A finite group G: labels are its real irreps, functions project onto isotypic subspaces."""
 
     G: FiniteGroup
+    label_kind: ClassVar[str] = "irrep"
 
     @property
     def order(self) -> int:
@@ -78,6 +80,7 @@ class Cube:
     """Z_2^bits = {±1}^bits: labels are the subsets S (characters χ_S), the Walsh transform."""
 
     bits: int
+    label_kind: ClassVar[str] = "subset"
 
     @property
     def order(self) -> int:
@@ -142,17 +145,24 @@ class Algebra:
         """Elements of one operand's group."""
         return self.domain.order
 
+    def operand_elements(self, i: int) -> Tensor:
+        """The group element token t contributes as operand i (its inverse if operand i enters
+        inverted), int64 [n]."""
+        if self.encoding is None:
+            return torch.arange(self.order)
+        x = self.encoding.elements
+        if not self.encoding.inverted[i]:
+            return x
+        inverse = torch.as_tensor(self.domain.group().inverse.copy(), dtype=torch.long)
+        return inverse[x]
+
     def elements(self, task: Task) -> Tensor:
         """The group element each operand of each input contributes to the product, int64 [N, k]
         (inverted operands as their inverses)."""
         if self.encoding is None:
             return task.inputs.long()
-        G = self.domain.group()     # an encoding needs a group (Cyclic or Group)
-        inverse = torch.as_tensor(G.inverse.copy(), dtype=torch.long)
-        x = self.encoding.elements[task.inputs.long()]
-        flips = [inverse[x[:, i]] if inv else x[:, i] for i, inv in
-                 enumerate(self.encoding.inverted)]
-        return torch.stack(flips, 1) if flips else x
+        x = task.inputs.long()
+        return torch.stack([self.operand_elements(i)[x[:, i]] for i in range(self.k)], 1)
 
     def product(self, task: Task) -> Tensor:
         """The group element of each input's label, int64 [N]."""

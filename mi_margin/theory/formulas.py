@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from mi_margin.errors import MiMarginError
 from mi_margin.tasks import Task, is_prime
 
 ACTIVATIONS = ("quadratic", "power", "relu", "gelu")
@@ -77,6 +78,14 @@ class Prediction:
     class_weights: dict[str, float] | None = None
     logit_coefficients: dict[str, float] | None = None
     isomorphism: tuple[int, ...] | None = None
+
+    @property
+    def degree(self) -> int:
+        """The degree ν − 1 of the theorem's activation x^(ν−1) (x^k for Z_p^k and (n, k)-parity,
+        quadratic for Theorem 9's groups)."""
+        if self.nu is None:
+            raise MiMarginError(f"{self.theorem} states no homogeneity ν, so no activation degree")
+        return self.nu - 1
 
     @property
     def used_labels(self) -> set[str]:

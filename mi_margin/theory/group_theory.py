@@ -171,8 +171,8 @@ def cyclic_isomorphism(G: Any) -> tuple[int, ...]:
 
 
 def group_prediction(task: Any, net: NetworkSpec) -> Prediction:
-    """Prediction for ``GroupComposition``: Thm 7/4.1 (C_p), Thm 9, or the LP extension."""
-    G, k = task.group, task.k
+    """Prediction for composition in the task's group: Thm 7/4.1 (C_p), Thm 9, or the LP extension."""
+    G, k = task.algebra.domain.G, task.algebra.k
     extra = full_table_reason(task)
     if is_prime(G.order) and G.order > 2:
         note = (f"{G.name} is cyclic of prime order {G.order}: routed to the Z_p theorem "

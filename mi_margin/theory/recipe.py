@@ -38,11 +38,6 @@ from mi_margin.theory.predictions import max_margin
 from mi_margin.training import Run, TrainConfig, train
 
 
-def _degree(task: Task) -> int:
-    """Activation degree of the theorem's network: x^k (quadratic for group composition)."""
-    return 2 if task.kind == "group_composition" else task.k
-
-
 def _schedule(method: str, steps: int, lr: float | None, n_doublings: int,
               double_every: int | None) -> dict[str, Any]:
     """Optimizer and LR schedule of the two methods (see :func:`max_margin_recipe`)."""
@@ -92,7 +87,7 @@ def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *
     if pred.width_bound is None:
         raise MiMarginError(f"no max-margin theory for {task!r}: " + "; ".join(pred.reasons))
     width = 2 * pred.width_bound if width is None else width
-    degree = _degree(task)
+    degree = pred.degree
     act: dict[str, Any] = ({"act_fn": "quadratic"} if degree == 2
                            else {"act_fn": "power", "act_degree": degree})
     model_cfg = MLPConfig.for_task(task, d_mlp=width, dtype="float64", use_biases=False,
