@@ -1,7 +1,7 @@
 """Each neuron's dominant frequency or irrep, its purity, clusters and (frequencies) phases.
 
 One implementation through the task's harmonic basis (docs/mathematics.md §4.2, §6.3). A neuron's
-energy per label comes from one of two sources:
+energy per label comes from one of three sources:
 
 - ``"activations"`` — its centred activation over the grid (``blocks.0.mlp.hook_post``) in each
   single-label block {trivial, ρ}^{⊗k} minus the constant: Nanda et al.'s "degree-k polynomial in
@@ -9,6 +9,11 @@ energy per label comes from one of two sources:
 - ``"weights"`` — the vectors over the group a neuron reads and writes, each centred: for MLPs
   every W_in_eff[i][:, j] and W_out[j], for transformers W_E[:n]·W_in[:, j] and W_L[j]; energy_ρ =
   Σ ||Q_ρᵀ x||² (Morwani et al. Thm 9: a max-margin neuron lives in one irrep).
+- ``"maps"`` — what the margin theory speaks about (docs/mathematics.md §6.3): the input maps read
+  from the pre-activations (``blocks.0.mlp.hook_pre``) over the grid, each single-label block divided
+  by n^(k−1) (for a theory-style MLP exactly Σ_i ||Q_ρᵀ u_i||²; for a transformer whatever computes
+  the pre-activation, attention included), plus the output map's energy. What mixes labels in the
+  pre-activations counts against purity. ``compare_to_theory`` reads this source.
 
 purity = best label's energy / the neuron's total centred energy (what no single label explains,
 products of labels included, counts against it); the dominant label is assigned when
@@ -36,7 +41,7 @@ from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import to_fourier
 
-SOURCES = ("activations", "weights")
+SOURCES = ("activations", "weights", "maps")
 
 
 @dataclass(frozen=True)
@@ -181,10 +186,22 @@ def _read_from(s: Subject, source: str) -> tuple[str, ...]:
     logit_map = names.get("W_L", names["unembed"])
     inputs = [names["neuron_in"]] if s.kind == "transformer" else \
         [v for k, v in names.items() if k.startswith("embed[")]
-    reads = [POST] if source == "activations" else [*inputs, logit_map]
+    reads = ([POST] if source == "activations" else [PRE, logit_map] if source == "maps"
+             else [*inputs, logit_map])
     if s.basis.label_kind == "frequency":
         reads += [PRE, logit_map]
     return tuple(dict.fromkeys(reads))
+
+
+def _map_energy(s: Subject, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """Energy [d_mlp, L] (trivial 0) and total [d_mlp] of the ``"maps"`` source (docstring)."""
+    b = s.basis
+    grid = b.grid_energy(pre)
+    scale = b.n ** (b.k - 1)
+    out = b.weight_energy(s.neuron_logit_map().T)[1:].T
+    blocks = grid.blocks / scale + out
+    return (torch.cat([blocks.new_zeros((len(blocks), 1)), blocks], 1),
+            grid.total / scale + out.sum(1))
 
 
 def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",
@@ -222,6 +239,8 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         energy = _weight_energy(s)
         energy[:, 0] = 0.0                                  # centred: only rounding is left
         total = energy.sum(1)
+    elif source == "maps":
+        energy, total = _map_energy(s, acts[PRE])
     else:
         grid = b.grid_energy(post)
         energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
