@@ -54,6 +54,8 @@ class Task:
     """
 
     kind: ClassVar[str] = "task"
+    #: the constructor's arguments as :meth:`to_dict` spells them, besides train_fraction and seed
+    ARGS: ClassVar[tuple[str, ...]] = ()
     train_fraction: float
     seed: int
     inputs: Tensor

@@ -28,6 +28,7 @@ class GroupComposition(Task):
     """
 
     kind: ClassVar[str] = "group_composition"
+    ARGS: ClassVar[tuple[str, ...]] = ("group", "k")
 
     def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
                  seed: int = 0):

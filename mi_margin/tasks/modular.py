@@ -32,6 +32,7 @@ class ModularAddition(Task):
     """
 
     kind: ClassVar[str] = "modular_addition"
+    ARGS: ClassVar[tuple[str, ...]] = ("p", "k")
 
     def __init__(self, p: int = 113, k: int = 2, train_fraction: float = 1.0, seed: int = 0):
         check_int("p", p, low=2)

@@ -81,6 +81,7 @@ class ModularOperation(Task):
     """
 
     kind: ClassVar[str] = "modular_operation"
+    ARGS: ClassVar[tuple[str, ...]] = ("p", "op")
 
     def __init__(self, p: int = 97, op: str = "multiply", train_fraction: float = 1.0,
                  seed: int = 0):

@@ -30,6 +30,7 @@ class SparseParity(Task):
     """
 
     kind: ClassVar[str] = "sparse_parity"
+    ARGS: ClassVar[tuple[str, ...]] = ("n", "k", "support", "n_samples")
 
     def __init__(self, n: int, k: int, support: tuple[int, ...] | list[int] | None = None,
                  train_fraction: float = 1.0, seed: int = 0, n_samples: int | None = None):

@@ -97,9 +97,9 @@ def _check_transformer(model: Any, what: str) -> None:
 
 
 def _check_tokens(task: Any, what: str) -> None:
-    if getattr(task, "kind", None) not in ("modular_addition", "group_composition"):
-        raise MiMarginError(f"{what} needs a ModularAddition or GroupComposition task, got "
-                            f"{type(task).__name__}")
+    if task.algebra.inputs != "operands":
+        raise MiMarginError(f"{what} needs a task whose tokens are operands, got "
+                            f"{type(task).__name__} (its input is one vector)")
 
 
 def token_labels(task: Any, operands: Sequence[int]) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from mi_margin.analysis.progress import progress_measures
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import evaluate
 from mi_margin.theory.compare import compare_to_theory
+from mi_margin.theory.verdict import UNITS
 from mi_margin.training import Run
 from mi_margin.zoo.checks import irrep_threshold, key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, first_step, phase_bounds
@@ -110,11 +111,11 @@ def common_names(keys: list[Any], task: Any) -> str:
         >>> common_names(["(1,1,1,1)", "(3,1)", "(2,2)"], mm.GroupComposition("S4"))
         '(1,1,1,1) = sign, (3,1) = standard, (2,2)'
     """
-    if task.kind != "group_composition":
+    if task.algebra.domain.label_kind != "irrep":
         return ", ".join(map(str, keys))
     named = []
     for key in keys:
-        words = [a for a in find_irrep(task.group, key).aliases if a.isidentifier()]
+        words = [a for a in find_irrep(task.algebra.domain.G, key).aliases if a.isidentifier()]
         named.append(f"{key} = {words[0]}" if words else str(key))
     return ", ".join(named)
 
@@ -122,8 +123,8 @@ def common_names(keys: list[Any], task: Any) -> str:
 def clock_or_pizza(run: Run) -> dict[str, str]:
     """Zhong et al.'s distance irrelevance q and gradient symmetricity s_g (docs/mathematics.md
     §6.2), and which of clock or pizza their Fig. 7 rule calls the model; {} unless the task is
-    two-operand modular addition."""
-    if run.task.kind != "modular_addition" or run.task.k != 2:
+    the task composes two operands in a cyclic group."""
+    if run.task.algebra.domain.label_kind != "frequency" or run.task.algebra.k != 2:
         return {}
     res = clock_pizza(run.model, run.task)
     q, s_g = res.distance_irrelevance, res.gradient_symmetricity
@@ -161,7 +162,8 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
     metrics = final_metrics(run)
     mine = ours(run, cmp, keys)
     all_acc = float(metrics["accuracy"].iloc[-1])
-    key_text = ("key frequencies" if run.task.kind == "modular_addition" else "key irreps")
+    kind = run.task.algebra.domain.label_kind
+    key_text = f"key {UNITS.get(kind, 'labels')}"
     result = f"accuracy {all_acc:.4f} on all inputs; {when}"
     if keys:
         result += f"; {key_text} {common_names(keys, run.task)}"
@@ -191,9 +193,8 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str]) -> s
         "## Final metrics", "", markdown_table(metrics), "",
         "## Structure and theory", "",
         (f"{key_text.capitalize()}: {common_names(keys, run.task)}"
-         + (f" (threshold {irrep_threshold(run.task):.3g})"
-            if run.task.kind == "group_composition" else "")
-         if run.task.kind != "sparse_parity" else "Sparse parity: see the theory table."), "",
+         + (f" (threshold {irrep_threshold(run.task):.3g})" if kind == "irrep" else "")
+         if kind in UNITS else "Sparse parity: see the theory table."), "",
         "`compare_to_theory` (observed vs the max-margin prediction; the theorems are about "
         "networks of their family only, see the note column):", "",
         markdown_table(cmp.scalars()), "",

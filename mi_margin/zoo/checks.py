@@ -39,10 +39,11 @@ def irrep_threshold(task: Any) -> float:
 
 
 def key_labels(model: Any, task: Any) -> list[Any]:
-    """Key frequencies (modular addition), key irreps (groups), or [] (sparse parity)."""
-    if task.kind == "modular_addition":
+    """Key frequencies (a cyclic domain), key irreps (a group), or [] (the parity cube)."""
+    kind = task.algebra.domain.label_kind
+    if kind == "frequency":
         return key_frequencies(model, task)
-    if task.kind == "group_composition":
+    if kind == "irrep":
         return key_irreps(model, task, irrep_threshold(task))
     return []
 
