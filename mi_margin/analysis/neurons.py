@@ -25,7 +25,6 @@ neurons satisfy exactly (Morwani et al. Thm 7, Li et al. Thm 4.1, Gromov eq. 12)
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,13 +203,13 @@ def _map_energy(s: Subject, pre: Tensor) -> tuple[Tensor, Tensor]:
             grid.total / scale + out.sum(1))
 
 
-def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",
-                    *, min_fraction: float | None = None) -> NeuronClusters:
+def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations"
+                    ) -> NeuronClusters:
     """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
 
     Default 0.5: a majority of the neuron's energy, so at most one label can qualify; Nanda et al.
-    report neurons at 0.85, certificate neurons have purity 1. ``min_fraction=`` is the deprecated
-    name of ``min_purity``. See the module docstring for the two sources.
+    report neurons at 0.85, certificate neurons have purity 1. See the module docstring for the
+    three sources.
 
     Example:
         >>> import mi_margin as mm
@@ -219,10 +218,6 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         >>> res.frequency.shape, res.phases.shape
         (torch.Size([8]), torch.Size([8, 3]))
     """
-    if min_fraction is not None:
-        warnings.warn("min_fraction= is deprecated; use min_purity=", DeprecationWarning,
-                      stacklevel=2)
-        min_purity = min_fraction
     if not 0 < min_purity <= 1:
         raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
     if source not in SOURCES:

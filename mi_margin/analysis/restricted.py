@@ -28,7 +28,7 @@ from mi_margin.analysis.ablation import ablation_edit
 from mi_margin.analysis.basis import basis_for, columns, require_labels
 from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, subject
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
-from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
+from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import cross_entropy64
 
@@ -153,8 +153,7 @@ def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_pat
 
 
 def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
-                    restricted_on: str = "all", direct_path: str = "mean", *,
-                    frequencies: Sequence[int] | None = None) -> RestrictedLoss:
+                    restricted_on: str = "all", direct_path: str = "mean") -> RestrictedLoss:
     """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
     Args:
@@ -164,7 +163,6 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
             addition), :func:`key_irreps` (groups) or :func:`key_components` (parity).
         restricted_on: "all" (Nanda, Chughtai) or "test" data for the restricted loss.
         direct_path: transformers only — "mean" (default, Nanda's W_L-only logits) or "keep".
-        frequencies: deprecated name of ``labels``.
 
     Example:
         >>> import mi_margin as mm
@@ -174,7 +172,6 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
         >>> res.n_directions, list(res.to_dataframe()["measure"])
         (4, ['full', 'restricted', 'full', 'excluded'])
     """
-    labels = renamed("frequencies", "labels", frequencies, labels, None)
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
     s = subject(model, task)

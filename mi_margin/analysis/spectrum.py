@@ -431,10 +431,6 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         >>> component_shares(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).shape
         torch.Size([3])
     """
-    if method == "embedding":
-        warnings.warn("method='embedding' is deprecated; use method='embed'", DeprecationWarning,
-                      stacklevel=2)
-        method = "embed"
     if method not in KEY_METHODS:
         raise MiMarginError(f"method must be one of {KEY_METHODS}, got method={method!r}")
     s = subject(model, task) if s is None else s
@@ -494,11 +490,9 @@ def key_components(model: Any, task: Any, method: str = "logits", min_share: flo
     return [lab for lab, x in zip(s.basis.nontrivial, share.tolist()) if x >= min_share / len(share)]
 
 
-def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = 0.5, *,
-                    threshold: float | None = None) -> list[int]:
-    """:func:`key_components` of a modular-addition model: its key frequencies, sorted.
-
-    ``threshold=`` is the deprecated name of ``min_share``.
+def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = 0.5
+                    ) -> list[int]:
+    """:func:`key_components` of a model of a task in a cyclic group: its key frequencies, sorted.
 
     Example:
         >>> import mi_margin as mm
@@ -508,18 +502,16 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: fl
         True
     """
     require_labels(task, "frequency", "key_frequencies")
-    min_share = renamed("threshold", "min_share", threshold, min_share, 0.5)
     return key_components(model, task, method, min_share)
 
 
-def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY, *,
-               threshold: float | None = None) -> list[str]:
+def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY) -> list[str]:
     """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
 
     Chughtai et al.'s absolute rule (p4-10; default 0.005): on their S5 models the non-key irreps
     have similarity ≈ 0 and the key ones 0.5–0.8. On small groups an untrained model's chance
     similarities, ~|G|^{−(k+1)/2}, can exceed it; raise it there, or use the relative rule of
-    :func:`key_components`. ``threshold=`` is the deprecated name of ``min_similarity``.
+    :func:`key_components`.
 
     Example:
         >>> import mi_margin as mm
@@ -528,8 +520,6 @@ def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY, *,
         []
     """
     require_labels(task, "irrep", "key_irreps")
-    min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity,
-                             KEY_SIMILARITY)
     if not 0 <= min_similarity < 1:
         raise MiMarginError(f"min_similarity must be in [0, 1) (a cosine similarity), "
                             f"got min_similarity={min_similarity!r}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._planted_clock_pizza import clock_gradients, clock_transformer, pizza_transformer
+from oracles.planted_clock_pizza import clock_gradients, clock_transformer, pizza_transformer
 from mi_margin.analysis.clock_pizza import clock_pizza
 
 

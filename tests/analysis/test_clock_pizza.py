@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._planted import cosine_mlp
+from oracles.planted import cosine_mlp
 from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza, distance_irrelevance
 from mi_margin.errors import MiMarginError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._planted import cosine_mlp, exact_cosine_mlp, gromov_mlp
+from oracles.planted import cosine_mlp, exact_cosine_mlp, gromov_mlp
 from mi_margin.analysis.neurons import neuron_clusters, neuron_frequencies, wrap
 from mi_margin.analysis.spectrum import (
     fourier_gini,

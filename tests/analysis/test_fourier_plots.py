@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._planted import exact_cosine_mlp
+from oracles.planted import exact_cosine_mlp
 from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.progress import progress_measures

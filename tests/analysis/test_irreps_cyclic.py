@@ -12,7 +12,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin import groups
-from mi_margin.analysis._planted import exact_cosine_mlp
+from oracles.planted import exact_cosine_mlp
 from mi_margin.analysis.core import subject
 from mi_margin.analysis.neurons import (
     neuron_clusters,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis._planted import exact_cosine_mlp
+from oracles.planted import exact_cosine_mlp
 from mi_margin.analysis.ablation import ablation_hook, grid_projection_hook
 from mi_margin.analysis.restricted import ablated_logits, restricted_loss
 from mi_margin.errors import MiMarginError
