@@ -195,7 +195,8 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
 def default_components(model: Any, task: Any) -> list[Any]:
     """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
     and :func:`key_components` otherwise."""
-    field = {"frequency": key_frequencies, "irrep": key_irreps}
+    field: dict[str, Callable[[Any, Any], list[Any]]] = {"frequency": key_frequencies,
+                                                          "irrep": key_irreps}
     return field.get(basis_for(task).label_kind, key_components)(model, task)
 
 

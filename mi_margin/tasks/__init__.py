@@ -12,9 +12,24 @@ from mi_margin.tasks.modular import ModularAddition, NonPrimeModulusWarning, is_
 from mi_margin.tasks.operations import ModularOperation
 from mi_margin.tasks.parity import SparseParity
 
-__all__ = ["MAX_EXAMPLES", "Algebra", "Cube", "Cyclic", "Encoding", "Group", "GroupComposition",
-           "ModularAddition", "ModularOperation", "NonPrimeModulusWarning", "SparseParity", "Task",
-           "TASKS", "from_dict", "grid", "is_prime"]
+__all__ = [
+    "MAX_EXAMPLES",
+    "TASKS",
+    "Algebra",
+    "Cube",
+    "Cyclic",
+    "Encoding",
+    "Group",
+    "GroupComposition",
+    "ModularAddition",
+    "ModularOperation",
+    "NonPrimeModulusWarning",
+    "SparseParity",
+    "Task",
+    "from_dict",
+    "grid",
+    "is_prime",
+]
 
 #: every task class by its ``kind`` (what ``to_dict`` writes and :func:`from_dict` reads)
 TASKS: dict[str, type[Task]] = {c.kind: c for c in (ModularAddition, ModularOperation,

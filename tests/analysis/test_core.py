@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
-from oracles.planted import exact_cosine_mlp
 from mi_margin.analysis import (
     basis_for,
     key_components,

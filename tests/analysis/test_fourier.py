@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from oracles.planted import cosine_mlp, exact_cosine_mlp, gromov_mlp
 
 import mi_margin as mm
-from oracles.planted import cosine_mlp, exact_cosine_mlp, gromov_mlp
 from mi_margin.analysis.neurons import neuron_clusters, neuron_frequencies, wrap
 from mi_margin.analysis.spectrum import (
     fourier_gini,

@@ -1,7 +1,6 @@
 """Power et al.'s operations mod p (tasks/operations.py): exhaustive checks of the encodings, and a
 planted multiplication network whose frequencies are found in the discrete-log basis."""
 
-import math
 
 import pytest
 import torch

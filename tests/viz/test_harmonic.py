@@ -2,9 +2,9 @@
 
 import plotly.graph_objects as go
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
-from oracles.planted import exact_cosine_mlp
 from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.progress import progress_measures
