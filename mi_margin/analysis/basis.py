@@ -587,7 +587,7 @@ def _irrep(task: Any) -> HarmonicBasis:
     if not 2 <= k <= len(string.ascii_lowercase):
         raise MiMarginError(f"irrep analysis needs k >= 2 operands (a product to compose) "
                             f"and k <= 26, got k={k}")
-    return IrrepBasis(task.algebra.domain.G, k)
+    return IrrepBasis(task.algebra.domain.group(), k)
 
 
 def _cube(task: Any) -> HarmonicBasis:

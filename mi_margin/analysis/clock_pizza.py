@@ -25,6 +25,8 @@ from mi_margin.analysis.basis import require_labels
 from mi_margin.analysis.core import last, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 N_TRIPLES = 100
 #: Zhong et al.'s Fig. 7 counts a run as a pizza when s_g exceeds this and q is below the next
@@ -87,7 +89,7 @@ def distance_irrelevance(correct: Float[Tensor, "p p"]) -> float:
     return float(diag_std.mean() / total)
 
 
-def _embedding_gradients(model: Any, x: Tensor, c: Tensor) -> Tensor:
+def _embedding_gradients(model: HookedModel, x: Tensor, c: Tensor) -> Tensor:
     """∂Q_abc/∂(embedding at each operand position), [n, 2, width]."""
     leaf: dict[str, Tensor] = {}
 
@@ -102,7 +104,7 @@ def _embedding_gradients(model: Any, x: Tensor, c: Tensor) -> Tensor:
     return grad[:, :2].double()
 
 
-def clock_pizza(model: Any, task: Any, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
+def clock_pizza(model: HookedModel, task: Task, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
     """Gradient symmetricity and distance irrelevance of a k = 2 modular-addition model.
 
     Args:

@@ -39,6 +39,8 @@ from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import to_fourier
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 SOURCES = ("activations", "weights", "maps")
 
@@ -203,7 +205,7 @@ def _map_energy(s: Subject, pre: Tensor) -> tuple[Tensor, Tensor]:
             grid.total / scale + out.sum(1))
 
 
-def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations"
+def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, source: str = "activations"
                     ) -> NeuronClusters:
     """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
 
@@ -255,7 +257,7 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
                           phase_error=error, read_from=_read_from(s, source))
 
 
-def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
+def neuron_irrep_clusters(model: HookedModel, task: Task, min_purity: float = 0.5,
                           source: str = "weights") -> NeuronClusters:
     """:func:`neuron_clusters` of a group-composition model; by default from the weights
     (docs/mathematics.md §6.3, Morwani et al. Thm 9).
@@ -271,7 +273,7 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
     return neuron_clusters(model, task, min_purity, source)
 
 
-def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[int | None]:
+def neuron_frequencies(model: HookedModel, task: Task, min_purity: float = 0.5) -> list[int | None]:
     """Dominant frequency of every neuron (None where none dominates), from the activations.
 
     Example:
@@ -284,7 +286,7 @@ def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[i
     return list(neuron_clusters(model, task, min_purity).label)
 
 
-def neuron_irreps(model: Any, task: Any, min_purity: float = 0.5) -> list[str | None]:
+def neuron_irreps(model: HookedModel, task: Task, min_purity: float = 0.5) -> list[str | None]:
     """Dominant irrep of every neuron (None where none dominates or dead), from the weights.
 
     Example:

@@ -22,7 +22,8 @@ from mi_margin.analysis.nfm import axis_labels, layer_weight
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
-from mi_margin.tasks import Cyclic
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Cyclic, Task
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _mean_deviation(fm: FeatureMatrix) -> float:
     return sum(circulant_deviation(fm, pair) for pair in pairs) / len(pairs)
 
 
-def _row(model: Any, task: Any, W0: Tensor, layer: int, power: float, subset: str,
+def _row(model: HookedModel, task: Task, W0: Tensor, layer: int, power: float, subset: str,
          method: str, with_deviation: bool) -> dict[str, float]:
     W = layer_weight(model, layer)
     K = agop(model, task, layer, "preactivation", subset, method=method).matrix

@@ -31,6 +31,8 @@ from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import cross_entropy64
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
         return table
 
 
-def _per_row(task: Any) -> Callable[[slice, Tensor], Tensor]:
+def _per_row(task: Task) -> Callable[[slice, Tensor], Tensor]:
     """Each chunk's logits → [rows, 2]: float64 cross-entropy and correctness per example."""
     def fn(rows: slice, logits: Tensor) -> Tensor:
         y = task.labels[rows]
@@ -120,7 +122,7 @@ def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None,
     return s.run(hooks=hooks, logits_fn=logits_fn)[0]
 
 
-def ablated_logits(model: Any, task: Any, labels: Sequence[Any], mode: str,
+def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: str,
                    direct_path: str = "mean", subspace: str = "product") -> Tensor:
     """Logits over the whole grid with the labels' subspace kept or removed at the MLP output.
 
@@ -152,7 +154,7 @@ def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_pat
     return out
 
 
-def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
+def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None = None,
                     restricted_on: str = "all", direct_path: str = "mean") -> RestrictedLoss:
     """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
@@ -192,7 +194,7 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
                           excluded_acc=excluded_acc)
 
 
-def default_components(model: Any, task: Any) -> list[Any]:
+def default_components(model: HookedModel, task: Task) -> list[Any]:
     """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
     and :func:`key_components` otherwise."""
     field: dict[str, Callable[[Any, Any], list[Any]]] = {"frequency": key_frequencies,
@@ -200,7 +202,7 @@ def default_components(model: Any, task: Any) -> list[Any]:
     return field.get(basis_for(task).label_kind, key_components)(model, task)
 
 
-def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = None,
+def irrep_restricted_loss(model: HookedModel, task: Task, irreps: Sequence[str] | None = None,
                           restricted_on: str = "all", direct_path: str = "mean"
                           ) -> RestrictedLoss:
     """:func:`restricted_loss` of a group-composition model for irreps (Chughtai et al. App. E.1).

@@ -25,6 +25,8 @@ from mi_margin.analysis.basis import basis_for, require_labels
 from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
@@ -229,7 +231,7 @@ def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str
     return units
 
 
-def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+def spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
     """Which labels (frequencies, irreps, subsets) each part of a model carries.
 
     Weights (fraction of the squared norm per label along the element axis; Nanda et al. §4.1,
@@ -288,7 +290,7 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
                     sources={name: component_sources(s)[name] for name in [*weights, *grid]})
 
 
-def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None
+def fourier_spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None
                      ) -> Spectrum:
     """:func:`spectrum` of a modular-addition model, labelled by frequency (Nanda et al. §4.1).
 
@@ -303,7 +305,7 @@ def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = 
     return spectrum(model, task, where)
 
 
-def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+def irrep_spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
     """:func:`spectrum` of a group-composition model, labelled by irrep (Chughtai et al. §5).
 
     Example:
@@ -361,7 +363,7 @@ class LogitSimilarity(AnalysisResult):
                              "source": self.source})
 
 
-def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+def logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
     """Similarity of the model's logits with every non-trivial label's character cube.
 
     A max-margin network has logits ∝ Σ_ρ d_ρ χ_ρ(abc⁻¹) (Morwani et al. Thm 7, 9), so equal
@@ -381,7 +383,7 @@ def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
                            dims=s.basis.dims[1:], similarity=sim[1:])
 
 
-def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+def irrep_logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
     """:func:`logit_similarity` of a group-composition model with χ_ρ(abc⁻¹) (Chughtai et al.).
 
     Example:
@@ -394,7 +396,7 @@ def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
     return logit_similarity(model, task)
 
 
-def character_similarity(logits: Float[Tensor, "N n"], task: Any) -> Float[Tensor, " L"]:
+def character_similarity(logits: Float[Tensor, "N n"], task: Task) -> Float[Tensor, " L"]:
     """Similarity of given grid logits [N, classes] with every label's character cube, [L]
     (trivial first; see :class:`LogitSimilarity`), for logits that come from anywhere.
 
@@ -421,7 +423,7 @@ def _embedding(s: Subject) -> Tensor:
     return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
 
 
-def component_shares(model: Any, task: Any, method: str = "logits",
+def component_shares(model: HookedModel, task: Task, method: str = "logits",
                      s: Subject | None = None) -> Float[Tensor, " L1"]:
     """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
 
@@ -458,7 +460,7 @@ def _check_min_share(min_share: float, n_labels: int) -> None:
                             f"share 1/{n_labels}), got min_share={min_share!r}")
 
 
-def key_components(model: Any, task: Any, method: str = "logits", min_share: float = 0.5
+def key_components(model: HookedModel, task: Task, method: str = "logits", min_share: float = 0.5
                    ) -> list[Any]:
     """The labels (frequencies, irreps, subsets) the model uses, in basis order.
 
@@ -490,7 +492,7 @@ def key_components(model: Any, task: Any, method: str = "logits", min_share: flo
     return [lab for lab, x in zip(s.basis.nontrivial, share.tolist()) if x >= min_share / len(share)]
 
 
-def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = 0.5
+def key_frequencies(model: HookedModel, task: Task, method: str = "logits", min_share: float = 0.5
                     ) -> list[int]:
     """:func:`key_components` of a model of a task in a cyclic group: its key frequencies, sorted.
 
@@ -505,7 +507,7 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: fl
     return key_components(model, task, method, min_share)
 
 
-def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY) -> list[str]:
+def key_irreps(model: HookedModel, task: Task, min_similarity: float = KEY_SIMILARITY) -> list[str]:
     """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
 
     Chughtai et al.'s absolute rule (p4-10; default 0.005): on their S5 models the non-key irreps
@@ -527,7 +529,7 @@ def key_irreps(model: Any, task: Any, min_similarity: float = KEY_SIMILARITY) ->
     return [lab for lab, x in zip(sim.labels, sim.similarity.tolist()) if x > min_similarity]
 
 
-def fourier_gini(model: Any, task: Any) -> dict[str, float]:
+def fourier_gini(model: HookedModel, task: Task) -> dict[str, float]:
     """Gini of the per-basis-vector norms of the embedding and of W_L (Nanda et al. §5.1).
 
     ``"embed"``: over the token axis of W_E[:n] (transformer) or of all operands' W_in_eff side by

@@ -29,7 +29,7 @@ import torch
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import cosine_neurons, exact_cosine_rows
 from mi_margin.models import HookedMLP, MLPConfig
-from mi_margin.tasks import Cube, Cyclic, Group, Task
+from mi_margin.tasks import Cube, Cyclic, Group, SparseParity, Task
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
@@ -107,7 +107,7 @@ def _relabel(W_in: np.ndarray, W_out: np.ndarray, iso: tuple[int, ...]
     return W_in[:, idx, :], W_out[:, idx]
 
 
-def certificate(task: Any) -> HookedMLP:
+def certificate(task: Task) -> HookedMLP:
     """A network that attains the predicted max margin of ``task`` (normalized margin = γ*).
 
     Theory style, float64, no biases, activation x^k (quadratic for groups), width = the
@@ -133,18 +133,18 @@ def certificate(task: Any) -> HookedMLP:
     return _build(task, W_in, W_out, pred.degree)
 
 
-def _cyclic(task: Any, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+def _cyclic(task: Task, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
     return modular_weights(task.algebra.order, task.algebra.k)
 
 
-def _group(task: Any, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
-    G = task.algebra.domain.G
+def _group(task: Task, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    G = task.algebra.domain.group()
     if pred.isomorphism is not None:      # cyclic group of prime order: Theorem 7 / 4.1
         return _relabel(*modular_weights(G.order, task.algebra.k), pred.isomorphism)
     return group_weights(G, pred)
 
 
-def _cube(task: Any, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+def _cube(task: SparseParity, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
     return parity_weights(task.n, task.support)
 
 
@@ -153,7 +153,7 @@ WEIGHTS: dict[type, Callable[[Any, Prediction], tuple[np.ndarray, np.ndarray]]] 
     Cyclic: _cyclic, Group: _group, Cube: _cube}
 
 
-def _encode(task: Any, W_in: np.ndarray, W_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _encode(task: Task, W_in: np.ndarray, W_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weights over group elements moved to the task's tokens and classes (its encoding): operand
     i of token t reads the row of its element, class c the column of its element."""
     alg = task.algebra

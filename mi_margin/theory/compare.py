@@ -40,7 +40,8 @@ from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.models.compat import check_fits
-from mi_margin.tasks import Cube, Task
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Cube, SparseParity, Task
 from mi_margin.theory.predictions import Prediction, prediction_for
 
 #: a neuron is live when its weight is at least this fraction of the largest neuron weight
@@ -177,7 +178,7 @@ class TheoryComparison(AnalysisResult):
 
 
 # -- ratio -----------------------------------------------------------------------------------
-def margin_ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
+def margin_ratio(model: HookedModel, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
     """Normalized margin / γ* and what it compares, or None and why not.
 
     Only defined when the model is the theorem's network family: the same homogeneity ν and
@@ -197,7 +198,7 @@ def margin_ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float
 
 
 # -- structure -------------------------------------------------------------------------------
-def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
+def _weights(model: HookedModel, in_energy: Tensor, out: Tensor) -> Tensor:
     """Neuron weight: ||ω_i||^ν for a homogeneous MLP, else ||input map|| · ||output map||."""
     if hasattr(model, "homogeneity") and model.homogeneity()[0] is not None:
         return neuron_norms64(model) ** model.homogeneity()[0]
@@ -205,7 +206,7 @@ def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
     return in_energy.sqrt() * centered.norm(dim=1)
 
 
-def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure:
+def group_structure(model: HookedModel, task: Task, pred: Prediction) -> NeuronStructure:
     """Per-neuron label energies of a composition task, read from :func:`neuron_clusters` with
     the ``"maps"`` source (module docstring): input maps from the pre-activations, output map, phases
     at each neuron's dominant frequency. Labels are named as the prediction names them (``freq_f``
@@ -230,7 +231,8 @@ def _no_structure(reason: str) -> NeuronStructure:
                            phase_error=None, checks={}, reason=reason)
 
 
-def parity_structure(model: Any, task: Any, pred: Prediction | None = None) -> NeuronStructure:
+def parity_structure(model: HookedModel, task: SparseParity, pred: Prediction | None = None
+                     ) -> NeuronStructure:
     """Theorem 8's structure read through the parity basis (Morwani et al. 2024, Thm 8;
     docs/mathematics.md §1.4): spt(u) = S, w ∈ span((1, −1)), |u_j| = ||w|| on S, sign condition.
 
@@ -272,7 +274,7 @@ def parity_structure(model: Any, task: Any, pred: Prediction | None = None) -> N
 STRUCTURES: dict[type, Callable[[Any, Any, Prediction], NeuronStructure]] = {Cube: parity_structure}
 
 
-def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
+def compare_to_theory(model: HookedModel, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
     """Observed structure and margin of ``model`` next to the max-margin prediction for ``task``.
 
     Args:

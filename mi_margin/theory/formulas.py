@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mi_margin.errors import MiMarginError
-from mi_margin.tasks import Task, is_prime
+from mi_margin.tasks import SparseParity, Task, is_prime
 
 ACTIVATIONS = ("quadratic", "power", "relu", "gelu")
 
@@ -205,7 +205,7 @@ def parity_gamma(k: int) -> float:
     return math.factorial(k) * math.sqrt(2 * (k + 1) ** (-(k + 1)))
 
 
-def parity_prediction(task: Any, net: NetworkSpec) -> Prediction:
+def parity_prediction(task: SparseParity, net: NetworkSpec) -> Prediction:
     """Prediction for (n, k)-sparse parity with activation x^k (Morwani et al. Thm 8)."""
     k, bound = task.k, 2 ** (task.k - 1)
     reasons = full_table_reason(task) + network_reasons(net, k, bound)

@@ -18,6 +18,7 @@ from typing import Any
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
+from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Cube, Cyclic, Group, Task
 from mi_margin.theory.formulas import (
     ACTIVATIONS,
@@ -80,7 +81,7 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
     return PREDICTIONS[type(task.algebra.domain)](task, net)
 
 
-def prediction_for(model: Any, task: Task) -> Prediction:
+def prediction_for(model: HookedModel, task: Task) -> Prediction:
     """:func:`max_margin` for the network family of ``model`` (read from its config)."""
     check_fits(model, task)
     cfg = model.cfg

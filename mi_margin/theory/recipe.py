@@ -33,6 +33,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
+from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import max_margin
 from mi_margin.training import Run, TrainConfig, train
@@ -102,7 +103,7 @@ def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *
 
 def margin_metric(gamma: float | None) -> Any:
     """A ``train(metrics=...)`` callable recording the normalized margin (and its ratio to γ*)."""
-    def metric(model: Any, task: Task) -> dict[str, float]:
+    def metric(model: HookedModel, task: Task) -> dict[str, float]:
         res = margin(model, task)
         norm = float("nan") if res.normalized is None else res.normalized
         out = {"margin": res.value, "normalized_margin": norm}

@@ -11,7 +11,6 @@ L-BFGS on the sphere), an independent check of every γ* formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Float64
@@ -23,7 +22,7 @@ from mi_margin.theory.group_theory import class_label
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
-def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
+def class_weights(task: Task, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
     """τ(x)[c] for every example: uniform over wrong classes (Z_p, Thm 7/4.1), the other class
     (parity), or the prediction's class-function weights (groups: Lemma 19 or the LP dual)."""
     pred = pred or max_margin(task)
@@ -32,7 +31,7 @@ def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, 
     if isinstance(task.algebra.domain, Group) and pred.isomorphism is None:
         if pred.class_weights is None:
             raise MiMarginError(f"no class weighting is known for {task!r}")
-        G = task.algebra.domain.G
+        G = task.algebra.domain.group()
         per_class = torch.zeros(G.num_classes, dtype=torch.float64)
         for c in range(G.num_classes):
             per_class[c] = pred.class_weights.get(class_label(G, c), 0.0)
@@ -74,7 +73,7 @@ class SingleNeuronOptimum:
     omega: Float64[Tensor, " P"]
 
 
-def single_neuron_optimum(task: Any, restarts: int = 8, steps: int = 200, seed: int = 0,
+def single_neuron_optimum(task: Task, restarts: int = 8, steps: int = 200, seed: int = 0,
                           pred: Prediction | None = None) -> SingleNeuronOptimum:
     """Maximize ψ'(ω/||ω||) from ``restarts`` random starts with L-BFGS (float64).
 

@@ -15,6 +15,8 @@ import pandas as pd
 
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
 
 #: test accuracy at which a run counts as generalized
@@ -51,7 +53,7 @@ def training_story(history: pd.DataFrame) -> str:
     return f"It fit its training set and generalized together, by step {general}."
 
 
-def structure_story(model: Any, task: Any) -> str:
+def structure_story(model: HookedModel, task: Task) -> str:
     """The frequencies or irreps the model uses, and whether they explain it."""
     kind = task.algebra.domain.label_kind
     if kind == "frequency":
@@ -66,7 +68,7 @@ def structure_story(model: Any, task: Any) -> str:
                 f"{res.excluded:.2g}.")
     if kind == "irrep":
         irreps = key_irreps(model, task)
-        return (f"It uses the irreps {', '.join(irreps)} of {task.algebra.domain.G.name}."
+        return (f"It uses the irreps {', '.join(irreps)} of {task.algebra.domain.group().name}."
                 if irreps else "No irrep stands out in its logits.")
     return ""
 
@@ -84,7 +86,7 @@ def training_reasons(config: Any) -> list[str]:
     return reasons
 
 
-def theory_story(model: Any, task: Any, config: Any = None) -> str:
+def theory_story(model: HookedModel, task: Task, config: Any = None) -> str:
     """Normalized margin against γ*, neuron purity, and which hypotheses of the theorem fail
     (those of the task and network, and with ``config`` those of the training)."""
     cmp = compare_to_theory(model, task)

@@ -115,7 +115,7 @@ def common_names(keys: list[Any], task: Any) -> str:
         return ", ".join(map(str, keys))
     named = []
     for key in keys:
-        words = [a for a in find_irrep(task.algebra.domain.G, key).aliases if a.isidentifier()]
+        words = [a for a in find_irrep(task.algebra.domain.group(), key).aliases if a.isidentifier()]
         named.append(f"{key} = {words[0]}" if words else str(key))
     return ", ".join(named)
 
