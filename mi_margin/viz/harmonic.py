@@ -22,6 +22,8 @@ from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.progress import ProgressMeasures
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 #: the progress table's columns drawn on the losses panel
 LOSSES = ("train_loss", "test_loss", "restricted_loss", "excluded_loss")
@@ -162,7 +164,7 @@ def progress_figure(res: ProgressMeasures) -> go.Figure:
     return fig
 
 
-def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None, n: int = 4,
+def neuron_heatmaps(model: HookedModel, task: Task, neurons: Sequence[int] | None = None, n: int = 4,
                     min_purity: float = 0.5) -> go.Figure:
     """Heatmaps of neuron activations over the first two operands' group elements, titled with
     the dominant label (other operands at the identity element 0).

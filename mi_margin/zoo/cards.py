@@ -19,6 +19,7 @@ from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import evaluate
+from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.theory.verdict import UNITS
 from mi_margin.training import Run
@@ -102,7 +103,7 @@ def final_metrics(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def common_names(keys: list[Any], task: Any) -> str:
+def common_names(keys: list[Any], task: Task) -> str:
     """Key irreps with the names Chughtai et al. use where one exists (``(4,1) = standard``);
     other key labels as they are.
 

@@ -26,19 +26,21 @@ import torch
 from mi_margin.analysis.margin import margin
 from mi_margin.analysis.spectrum import KEY_SIMILARITY, key_frequencies, key_irreps
 from mi_margin.models.evaluation import evaluate
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.theory.predictions import prediction_for
 
 #: relative tolerance on margin / γ* between full and reduced precision
 MARGIN_RTOL = 1e-2
 
 
-def irrep_threshold(task: Any) -> float:
+def irrep_threshold(task: Task) -> float:
     """Key-irrep threshold: Chughtai's 0.005, raised on small groups to four times the chance
     similarity |G|^{−(k+1)/2} of an untrained model (docstring of ``key_irreps``)."""
     return max(KEY_SIMILARITY, 4.0 * task.d_vocab ** (-(task.k + 1) / 2))
 
 
-def key_labels(model: Any, task: Any) -> list[Any]:
+def key_labels(model: HookedModel, task: Task) -> list[Any]:
     """Key frequencies (a cyclic domain), key irreps (a group), or [] (the parity cube)."""
     kind = task.algebra.domain.label_kind
     if kind == "frequency":
@@ -48,7 +50,7 @@ def key_labels(model: Any, task: Any) -> list[Any]:
     return []
 
 
-def margin_ratio(model: Any, task: Any) -> float | None:
+def margin_ratio(model: HookedModel, task: Task) -> float | None:
     """Normalized margin / γ* when the model is of the theorem's family, else None."""
     pred = prediction_for(model, task)
     if not pred.applies or not pred.gamma:
@@ -58,7 +60,7 @@ def margin_ratio(model: Any, task: Any) -> float | None:
 
 
 @torch.no_grad()
-def signature(model: Any, task: Any) -> dict[str, Any]:
+def signature(model: HookedModel, task: Task) -> dict[str, Any]:
     """The answers the card reports for ``model`` (see the module docstring)."""
     _, train_acc = evaluate(model, task, task.train_idx)
     _, test_acc = evaluate(model, task, task.test_idx)
