@@ -127,3 +127,24 @@ def test_trained_multiplication_model_uses_discrete_log_frequencies():
     plain = CyclicBasis(10, 2).grid_energy(logits)        # residue order: a different function
     assert in_blocks > 0.9 > float(plain.blocks.sum() / plain.total.sum())
     assert mm.analysis.key_components(model, task)
+
+
+@pytest.mark.parametrize("p", [5, 7])
+def test_subtraction_certificate_attains_the_predicted_margin(p):
+    """Z_p's theorem applies through the encoding: the certificate, moved to the subtraction task's
+    tokens (second operand negated), reaches γ* of addition mod p, and compare_to_theory reads it
+    as perfect through neuron_clusters."""
+    task = ModularOperation(p=p, op="subtract")
+    pred = mm.theory.predictions.max_margin(task)
+    assert pred.applies and pred.gamma == mm.theory.predictions.max_margin(mm.ModularAddition(p)).gamma
+    model = mm.theory.certificate(task)
+    assert mm.margin(model, task).value == pytest.approx(pred.gamma, rel=1e-9)
+    report = mm.compare_to_theory(model, task)
+    assert report.ratio == pytest.approx(1.0, rel=1e-9) and report.fraction_pure == 1.0
+    assert report.summary()["phase_error"] < 1e-9
+
+
+def test_multiplication_theory_says_why_it_does_not_apply():
+    """Z_p* has even order p − 1, outside the odd-prime theorem: no γ*, and the reason is given."""
+    pred = mm.theory.predictions.max_margin(ModularOperation(p=7, op="multiply"))
+    assert not pred.applies and pred.gamma is None and "odd prime" in pred.reasons[0]
