@@ -1,5 +1,5 @@
 """Power et al.'s binary operations mod p beyond addition: a − b, a·b and a / b
-(docs/mathematics.md §4.3a).
+(docs/mathematics.md §4.5).
 
 Power et al. (2022, "Grokking", Table 1) train small transformers on the table of a binary operation
 mod a prime p. Each of these operations is a group composition under an input encoding
