@@ -44,7 +44,7 @@ from mi_margin.models import (
     TransformerConfig,
     load_tl_checkpoint,
 )
-from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
+from mi_margin.tasks import GroupComposition, ModularAddition, ModularOperation, SparseParity
 from mi_margin.theory import compare_to_theory
 from mi_margin.training import Run, TrainConfig, evaluate_batched, load, resume, save, train, train_batched
 
@@ -83,6 +83,7 @@ __all__ = [
     "MLPConfig",
     "MiMarginError",
     "ModularAddition",
+    "ModularOperation",
     "NotGeneralizedWarning",
     "Run",
     "SparseParity",

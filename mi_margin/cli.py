@@ -10,16 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models import HookedMLP, HookedOneLayerTransformer, MLPConfig, TransformerConfig
+from mi_margin.tasks import TASKS, ModularAddition, Task, from_dict
+from mi_margin.tasks.operations import OPERATIONS
+from mi_margin.training import TrainConfig, load_run, resume, train
 
 
 def _task_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task")
-    g.add_argument("--task", choices=["modular_addition", "group_composition", "sparse_parity"],
-                   default="modular_addition")
-    g.add_argument("--p", type=int, default=113, help="modulus (modular addition)")
+    g.add_argument("--task", choices=list(TASKS), default=ModularAddition.kind)
+    g.add_argument("--p", type=int, default=113, help="modulus (modular addition, operations)")
     g.add_argument("--k", type=int, default=2, help="operands (addition/groups) or parity degree")
     g.add_argument("--group", default="S4", help="group name for group_composition, e.g. S5, D7")
     g.add_argument("--n", type=int, default=10, help="number of bits (sparse parity)")
+    g.add_argument("--op", choices=list(OPERATIONS), default="multiply",
+                   help="operation mod p (modular_operation; Power et al. 2022)")
     g.add_argument("--train-fraction", type=float, default=0.3)
     g.add_argument("--data-seed", type=int, default=0)
 
@@ -53,19 +58,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="minibatch order seed")
 
 
-def build_task(args: argparse.Namespace) -> Any:
-    from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
-
-    if args.task == "modular_addition":
-        return ModularAddition(args.p, args.k, args.train_fraction, args.data_seed)
-    if args.task == "group_composition":
-        return GroupComposition(args.group, args.k, args.train_fraction, args.data_seed)
-    return SparseParity(args.n, args.k, train_fraction=args.train_fraction, seed=args.data_seed)
+def build_task(args: argparse.Namespace) -> Task:
+    """The ``--task`` kind built from the options its constructor takes (``Task.ARGS``)."""
+    given = {name: getattr(args, name) for name in TASKS[args.task].ARGS if hasattr(args, name)}
+    return from_dict({"kind": args.task, **given, "train_fraction": args.train_fraction,
+                      "seed": args.data_seed})
 
 
 def build_model(args: argparse.Namespace, task: Any) -> Any:
-    from mi_margin.models import HookedMLP, HookedOneLayerTransformer, MLPConfig, TransformerConfig
-
     if args.model == "transformer":
         return HookedOneLayerTransformer(TransformerConfig.for_task(
             task, d_model=args.d_model, n_heads=args.n_heads, d_head=args.d_head,
@@ -77,8 +77,6 @@ def build_model(args: argparse.Namespace, task: Any) -> Any:
 
 
 def build_train_config(args: argparse.Namespace) -> Any:
-    from mi_margin.training import TrainConfig
-
     return TrainConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
                        weight_decay=args.weight_decay, norm_penalty=args.norm_penalty,
                        batch_size=args.batch_size, eval_every=args.eval_every,
@@ -87,8 +85,6 @@ def build_train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mi_margin.training import resume, train
-
     out = Path(args.out)
     start = time.perf_counter()
     if args.resume:  # the task, model and training settings are the run's own
@@ -104,8 +100,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from mi_margin.training import load_run
-
     run = load_run(args.run)
     print(f"{run!r}")
     print(f"model config: {json.dumps(run.model.cfg.to_dict())}")

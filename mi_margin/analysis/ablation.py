@@ -31,6 +31,7 @@ from torch import Tensor
 
 from mi_margin.analysis.basis import HarmonicBasis, basis_for
 from mi_margin.errors import MiMarginError
+from mi_margin.tasks import Task
 
 HookFn = Callable[[Tensor, Any], Tensor]
 MODES = ("keep", "remove")
@@ -104,7 +105,7 @@ def _subspace(basis: HarmonicBasis, subspace: str) -> str:
     return basis.terms()[-1] if subspace == "product" else subspace
 
 
-def ablation_edit(task: Any, labels: Sequence[Any], mode: str = "keep",
+def ablation_edit(task: Task, labels: Sequence[Any], mode: str = "keep",
                   subspace: str = "product") -> Callable[[Tensor], Tensor]:
     """The edit of float64 [N, d] grid activations that keeps or removes ``labels``' subspace.
 
@@ -124,7 +125,7 @@ def ablation_edit(task: Any, labels: Sequence[Any], mode: str = "keep",
     return _subspace_edit(mode, lambda h: Q @ (Q.T @ h))
 
 
-def ablation_hook(task: Any, labels: Sequence[Any], mode: str = "keep",
+def ablation_hook(task: Task, labels: Sequence[Any], mode: str = "keep",
                   subspace: str = "product", position: int = -1) -> HookFn:
     """A hook keeping (or removing) the labels' subspace of each unit's function on the grid.
 

@@ -42,6 +42,8 @@ from mi_margin.analysis.nfm import axis_labels, check_layer, layer_weight
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import check_fits, model_kind
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.tasks.base import subset_indices
 
 WRT = ("input", "preactivation")
@@ -74,7 +76,7 @@ class LayerFunction:
         return self.from_preactivation(x @ self.weight.T + self.bias)
 
 
-def layer_function(model: Any, layer: int = 0) -> LayerFunction:
+def layer_function(model: HookedModel, layer: int = 0) -> LayerFunction:
     """The model's logits as a function of layer ``layer``'s input (see the module docstring).
 
     Example:
@@ -98,7 +100,7 @@ def layer_function(model: Any, layer: int = 0) -> LayerFunction:
 
 
 
-def layer_inputs(model: Any, task: Any, idx: Tensor, chunk: int = 4096
+def layer_inputs(model: HookedModel, task: Task, idx: Tensor, chunk: int = 4096
                  ) -> Float[Tensor, "n d_in"]:
     """The continuous layer inputs x of the examples ``idx`` (float64), see the module docstring."""
     cfg = model.cfg
@@ -183,7 +185,7 @@ def _matrix(fn: LayerFunction, points: Tensor, wrt: str, method: str, chunk: int
     return mean_gradient_outer_product(fn, points, fn.head_weight.shape[1], chunk)
 
 
-def agop(model: Any, task: Any, layer: int = 0, wrt: str = "input", subset: str = "train",
+def agop(model: HookedModel, task: Task, layer: int = 0, wrt: str = "input", subset: str = "train",
          chunk: int | None = None, method: str = "jacrev") -> FeatureMatrix:
     """AGOP of the logits w.r.t. the layer input, or the pre-activation tangent kernel K.
 
@@ -244,7 +246,7 @@ class AGOPAndKernel:
                      / G.abs().max())
 
 
-def agop_and_kernel(model: Any, task: Any, layer: int = 0, subset: str = "train",
+def agop_and_kernel(model: HookedModel, task: Task, layer: int = 0, subset: str = "train",
                     chunk: int | None = None) -> AGOPAndKernel:
     """Both the input AGOP and the pre-activation kernel K, each from its own ``jacrev``
     gradients (so that ``max_identity_error`` checks G = W^T K W independently).

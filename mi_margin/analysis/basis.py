@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,6 +42,7 @@ from mi_margin.fourier.cyclic import (
     to_fourier,
 )
 from mi_margin.fourier.group import isotypic_basis
+from mi_margin.tasks.algebra import Algebra, Cube, Cyclic, Group
 
 #: float64 entries per column chunk of the grid transforms (bounds memory on large grids)
 CHUNK = 2**23
@@ -159,7 +160,20 @@ class HarmonicBasis(ABC):
         return coef.new_zeros((len(self.labels), coef.shape[1])).index_add_(
             0, self.index_labels, coef.square())
 
+    def by_element(self, W: Tensor) -> Tensor:
+        """Rows of W over the task's tokens (or classes) reordered to group-element order."""
+        return W
+
+    def grid_order(self, values: Tensor) -> Tensor:
+        """Rows of grid values in the task's order reordered to the group's grid (element tuples in
+        lexicographic order, last operand fastest), so that they reshape to [n] * k."""
+        return values
+
     # -- functions on the grid -------------------------------------------------------------------
+    def operand_elements(self, task: Any) -> Tensor:
+        """The group element of every operand of every grid input, [N, k]."""
+        return task.inputs.long()
+
     @abstractmethod
     def term_elements(self, task: Any, term: str) -> Tensor:
         """The element each grid input feeds to ``term`` (one operand, or the product), [N]."""
@@ -462,35 +476,150 @@ def _term_column(basis: HarmonicBasis, task: Any, term: str) -> Tensor:
     return task.labels if term == labels[-1] and basis.k > 1 else task.inputs[:, labels.index(term)]
 
 
+class EncodedBasis(HarmonicBasis):
+    """A group's basis read through a task's :class:`~mi_margin.tasks.algebra.Encoding`.
+
+    Weights over tokens or classes, grid functions in the task's row order and the task's labels
+    are mapped to group elements, then handed to the group's own basis (its FFT fast path
+    included): a token's row is the function's value at the token's element, a grid row the value
+    at its operands' elements (inverted operands as their inverses). An inversion maps every
+    isotypic subspace to itself (ρ(g⁻¹) = ρ(g)ᵀ), so a weight over tokens is read without it.
+
+    Example:
+        >>> from mi_margin.tasks import ModularOperation
+        >>> b = basis_for(ModularOperation(p=7, op="multiply"))
+        >>> type(b.inner).__name__, b.labels
+        ('CyclicBasis', (0, 1, 2, 3))
+    """
+
+    def __init__(self, inner: HarmonicBasis, task: Any):
+        alg = task.algebra
+        self.inner, self.label_kind, self.labels = inner, inner.label_kind, inner.labels
+        self.dims, self.n, self.k = inner.dims, inner.n, inner.k
+        self._elements = alg.encoding.elements
+        self._tokens = alg.encoding.tokens
+        self._view = ElementView(alg.elements(task), alg.product(task))
+        key = (self._view.inputs * self.n ** torch.arange(self.k - 1, -1, -1)).sum(1)
+        self._rows = key.argsort()             # the task row at each position of the grid
+
+    def resolve(self, labels: Sequence[Any] | Any, trivial: bool = False) -> tuple[Any, ...]:
+        return self.inner.resolve(labels, trivial)
+
+    def operand_basis(self, label: Any) -> Tensor:
+        return self.inner.operand_basis(label)[self._elements]
+
+    def coefficients(self, W: Tensor) -> Tensor:
+        return self.inner.coefficients(W[self._tokens])
+
+    def coefficient_names(self) -> list[str]:
+        return self.inner.coefficient_names()
+
+    def by_element(self, W: Tensor) -> Tensor:
+        return W[self._tokens]
+
+    def operand_elements(self, task: Any) -> Tensor:
+        return self._view.inputs
+
+    def term_elements(self, task: Any, term: str) -> Tensor:
+        return self.inner.term_elements(self._view, term)
+
+    def term_energy(self, task: Any, values: Tensor, term: str) -> Tensor:
+        return self.inner.term_energy(self._view, values, term)
+
+    def term_directions(self, task: Any, labels: Sequence[Any], term: str | None = None
+                        ) -> Tensor:
+        return self.inner.term_directions(self._view, labels, term)
+
+    def grid_order(self, values: Tensor) -> Tensor:
+        return values[self._rows]
+
+    def grid_energy(self, values: Tensor) -> GridEnergy:
+        return self.inner.grid_energy(values[self._rows])
+
+    def block_projection(self, values: Tensor, labels: Sequence[Any]) -> Tensor:
+        out = self.inner.block_projection(values[self._rows], labels)
+        return torch.empty_like(out).index_copy_(0, self._rows, out)
+
+    def characters(self) -> Tensor:
+        return self.inner.characters()
+
+    def quotient(self) -> Tensor:
+        return self.inner.quotient()
+
+    def logit_similarity(self, task: Any, logits: Tensor) -> Tensor:
+        return self.inner.logit_similarity(self._view, logits[:, self._tokens])
+
+
+class ElementView(NamedTuple):
+    """A task's grid as group elements: operands [N, k] and labels' elements [N]."""
+
+    inputs: Tensor
+    labels: Tensor
+
+
+def require_labels(task: Any, label_kind: str, what: str) -> HarmonicBasis:
+    """The task's basis, or an error unless its labels are ``label_kind`` (the field's views:
+    frequencies need a cyclic domain, irreps a group's). Returns the basis.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> require_labels(mm.GroupComposition("S3"), "frequency", "key_frequencies")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: key_frequencies reads frequencies, but ... irreps; ...
+    """
+    basis = basis_for(task)
+    if basis.label_kind != label_kind:
+        words = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
+        raise MiMarginError(f"{what} reads {words[label_kind]}, but {task!r} is analysed in "
+                            f"{words[basis.label_kind]}; the task-independent analyzers "
+                            "(spectrum, key_components, ...) take every task")
+    return basis
+
+
+def _cyclic(task: Any) -> HarmonicBasis:
+    return CyclicBasis(task.algebra.domain.n, task.algebra.k)
+
+
+def _irrep(task: Any) -> HarmonicBasis:
+    k = task.algebra.k
+    if not 2 <= k <= len(string.ascii_lowercase):
+        raise MiMarginError(f"irrep analysis needs k >= 2 operands (a product to compose) "
+                            f"and k <= 26, got k={k}")
+    return IrrepBasis(task.algebra.domain.group(), k)
+
+
+def _cube(task: Any) -> HarmonicBasis:
+    return ParityBasis(task.algebra.domain.bits)
+
+
+#: the basis of each kind of domain (tasks/algebra.py), built from the task
+BASES: dict[type, Callable[[Any], HarmonicBasis]] = {Cyclic: _cyclic, Group: _irrep, Cube: _cube}
 _CACHE: dict[Hashable, HarmonicBasis] = {}
 
 
 def basis_for(task: Any) -> HarmonicBasis:
-    """The harmonic basis of ``task`` (cached per group and k).
+    """The harmonic basis of ``task``'s algebra: its domain's basis on domain^k (cached per domain
+    and k), read through the task's encoding when it has one.
+
+    The whole grid must be present (a sampled cube has no Walsh transform).
 
     Example:
         >>> import mi_margin as mm
         >>> basis_for(mm.ModularAddition(p=5, k=3)).label_kind
         'frequency'
     """
-    kind = getattr(task, "kind", None)
-    if kind == "modular_addition":
-        key: Hashable = ("cyclic", task.p, task.k)
-        make: Any = lambda: CyclicBasis(task.p, task.k)                            # noqa: E731
-    elif kind == "group_composition":
-        if not 2 <= task.k <= len(string.ascii_lowercase):
-            raise MiMarginError(f"irrep analysis needs k >= 2 operands (a product to compose) "
-                                f"and k <= 26, got k={task.k}")
-        key, make = (task.group, task.k), lambda: IrrepBasis(task.group, task.k)
-    elif kind == "sparse_parity":
-        if len(task.inputs) != 2**task.n:
-            raise MiMarginError(f"Fourier analysis of sparse parity needs the whole cube "
-                                f"(n <= 16 and n_samples=None), got {len(task.inputs)} of "
-                                f"{2**task.n} points")
-        key, make = ("parity", task.n), lambda: ParityBasis(task.n)
-    else:
-        raise MiMarginError(f"no harmonic basis for {type(task).__name__} (kind={kind!r}); "
-                            "expected ModularAddition, GroupComposition or SparseParity")
+    algebra = getattr(task, "algebra", None)
+    if not isinstance(algebra, Algebra):
+        raise MiMarginError(f"no harmonic basis for {type(task).__name__}: a task declares its "
+                            "algebra (mi_margin.tasks.algebra) to be analysed")
+    if len(task.labels) != algebra.order ** algebra.k:
+        raise MiMarginError(f"harmonic analysis needs the whole grid of {algebra.order}^"
+                            f"{algebra.k} = {algebra.order ** algebra.k} inputs; {task!r} holds "
+                            f"{len(task.labels)} (sparse parity needs the whole cube: n <= 16 and "
+                            "n_samples=None)")
+    key = (algebra.domain, algebra.k)
     if key not in _CACHE:
-        _CACHE[key] = make()
-    return _CACHE[key]
+        _CACHE[key] = BASES[type(algebra.domain)](task)
+    return _CACHE[key] if algebra.encoding is None else EncodedBasis(_CACHE[key], task)

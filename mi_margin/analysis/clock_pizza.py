@@ -21,9 +21,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mi_margin.analysis.core import last, require, subject
+from mi_margin.analysis.basis import require_labels
+from mi_margin.analysis.core import last, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 N_TRIPLES = 100
 #: Zhong et al.'s Fig. 7 counts a run as a pizza when s_g exceeds this and q is below the next
@@ -86,7 +89,7 @@ def distance_irrelevance(correct: Float[Tensor, "p p"]) -> float:
     return float(diag_std.mean() / total)
 
 
-def _embedding_gradients(model: Any, x: Tensor, c: Tensor) -> Tensor:
+def _embedding_gradients(model: HookedModel, x: Tensor, c: Tensor) -> Tensor:
     """∂Q_abc/∂(embedding at each operand position), [n, 2, width]."""
     leaf: dict[str, Tensor] = {}
 
@@ -101,7 +104,7 @@ def _embedding_gradients(model: Any, x: Tensor, c: Tensor) -> Tensor:
     return grad[:, :2].double()
 
 
-def clock_pizza(model: Any, task: Any, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
+def clock_pizza(model: HookedModel, task: Task, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
     """Gradient symmetricity and distance irrelevance of a k = 2 modular-addition model.
 
     Args:
@@ -117,22 +120,22 @@ def clock_pizza(model: Any, task: Any, seed: int = 0, n_triples: int = N_TRIPLES
         >>> round(res.gradient_symmetricity, 6)     # additive pre-activation: exactly symmetric
         1.0
     """
-    require(task, "modular_addition", "clock_pizza")
+    require_labels(task, "frequency", "clock_pizza")
     if task.k != 2:
         raise MiMarginError(f"clock_pizza is defined for k=2 operands, got k={task.k}")
     s = subject(model, task)
-    p = task.p
+    p = s.basis.n
     if n_triples < 1:
         raise MiMarginError(f"n_triples must be >= 1, got {n_triples}")
     gen = torch.Generator().manual_seed(seed)
-    triples = torch.randint(0, p, (n_triples, 3), generator=gen)
+    triples = torch.randint(0, task.d_vocab, (n_triples, 3), generator=gen)
     x = triples[:, :2]
     if s.kind == "transformer":
         x = torch.cat([x, torch.full((n_triples, 1), task.eq_token)], dim=1)
     grads = _embedding_gradients(model, x, triples[:, 2])
     sims = torch.nn.functional.cosine_similarity(grads[:, 0], grads[:, 1], dim=-1)
     logits, _ = s.run()
-    correct = logits.gather(1, task.labels[:, None]).reshape(p, p).double()
+    correct = s.basis.grid_order(logits.gather(1, task.labels[:, None])).reshape(p, p).double()
     return ClockPizza(gradient_symmetricity=float(sims.mean()),
                       distance_irrelevance=distance_irrelevance(correct), triples=triples,
                       similarities=sims, correct_logits=correct)

@@ -24,6 +24,7 @@ from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
+from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
 from mi_margin.tasks.base import subset_indices
 
@@ -101,7 +102,7 @@ class MarginResult(AnalysisResult):
 
 
 @torch.no_grad()
-def logits64(model: Any, task: Task, idx: Tensor, chunk: int = 8192) -> Float64[Tensor, "N C"]:
+def logits64(model: HookedModel, task: Task, idx: Tensor, chunk: int = 8192) -> Float64[Tensor, "N C"]:
     """Logits of ``model`` on examples ``idx`` computed in float64 arithmetic.
 
     A float32 model is evaluated on a float64 copy of its weights, so the difference of two large
@@ -126,13 +127,13 @@ def _margins(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return correct - best, runner, best - lowest
 
 
-def neuron_norms64(model: Any) -> Float64[Tensor, " d_mlp"]:
+def neuron_norms64(model: HookedModel) -> Float64[Tensor, " d_mlp"]:
     """||ω_i||_2 of every neuron computed in float64 (also for a float32 model)."""
     with torch.no_grad():
         return model.neuron_vectors().double().norm(dim=1)
 
 
-def normalization(model: Any) -> tuple[int | None, float | None, str]:
+def normalization(model: HookedModel) -> tuple[int | None, float | None, str]:
     """(ν, Σ_i ||ω_i||_2^ν, reason) for the normalized margin h(θ)/Σ||ω_i||^ν, or Nones + reason.
 
     Defined only for a model that reports its homogeneity (theory-style :class:`HookedMLP`) with
@@ -153,7 +154,7 @@ def normalization(model: Any) -> tuple[int | None, float | None, str]:
     return nu, total, f"h(θ)/Σ_i||ω_i||_2^{nu} (L_(2,{nu}) normalization; {why})"
 
 
-def margin(model: Any, task: Task, subset: str = "all") -> MarginResult:
+def margin(model: HookedModel, task: Task, subset: str = "all") -> MarginResult:
     """Per-example margins, the dataset margin h(θ) and the normalized margin of ``model``.
 
     Args:

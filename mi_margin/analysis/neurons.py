@@ -1,7 +1,7 @@
 """Each neuron's dominant frequency or irrep, its purity, clusters and (frequencies) phases.
 
 One implementation through the task's harmonic basis (docs/mathematics.md §4.2, §6.3). A neuron's
-energy per label comes from one of two sources:
+energy per label comes from one of three sources:
 
 - ``"activations"`` — its centred activation over the grid (``blocks.0.mlp.hook_post``) in each
   single-label block {trivial, ρ}^{⊗k} minus the constant: Nanda et al.'s "degree-k polynomial in
@@ -9,6 +9,11 @@ energy per label comes from one of two sources:
 - ``"weights"`` — the vectors over the group a neuron reads and writes, each centred: for MLPs
   every W_in_eff[i][:, j] and W_out[j], for transformers W_E[:n]·W_in[:, j] and W_L[j]; energy_ρ =
   Σ ||Q_ρᵀ x||² (Morwani et al. Thm 9: a max-margin neuron lives in one irrep).
+- ``"maps"`` — what the margin theory speaks about (docs/mathematics.md §6.3): the input maps read
+  from the pre-activations (``blocks.0.mlp.hook_pre``) over the grid, each single-label block divided
+  by n^(k−1) (for a theory-style MLP exactly Σ_i ||Q_ρᵀ u_i||²; for a transformer whatever computes
+  the pre-activation, attention included), plus the output map's energy. What mixes labels in the
+  pre-activations counts against purity. ``compare_to_theory`` reads this source.
 
 purity = best label's energy / the neuron's total centred energy (what no single label explains,
 products of labels included, counts against it); the dominant label is assigned when
@@ -20,7 +25,6 @@ neurons satisfy exactly (Morwani et al. Thm 7, Li et al. Thm 4.1, Gromov eq. 12)
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +33,16 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mi_margin.analysis.basis import sum_by
-from mi_margin.analysis.core import POST, PRE, Subject, require, subject
+from mi_margin.analysis.basis import require_labels, sum_by
+from mi_margin.analysis.core import POST, PRE, Subject, subject
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import to_fourier
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
-SOURCES = ("activations", "weights")
+SOURCES = ("activations", "weights", "maps")
 
 
 @dataclass(frozen=True)
@@ -181,19 +187,31 @@ def _read_from(s: Subject, source: str) -> tuple[str, ...]:
     logit_map = names.get("W_L", names["unembed"])
     inputs = [names["neuron_in"]] if s.kind == "transformer" else \
         [v for k, v in names.items() if k.startswith("embed[")]
-    reads = [POST] if source == "activations" else [*inputs, logit_map]
+    reads = ([POST] if source == "activations" else [PRE, logit_map] if source == "maps"
+             else [*inputs, logit_map])
     if s.basis.label_kind == "frequency":
         reads += [PRE, logit_map]
     return tuple(dict.fromkeys(reads))
 
 
-def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str = "activations",
-                    *, min_fraction: float | None = None) -> NeuronClusters:
+def _map_energy(s: Subject, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """Energy [d_mlp, L] (trivial 0) and total [d_mlp] of the ``"maps"`` source (docstring)."""
+    b = s.basis
+    grid = b.grid_energy(pre)
+    scale = b.n ** (b.k - 1)
+    out = b.weight_energy(s.neuron_logit_map().T)[1:].T
+    blocks = grid.blocks / scale + out
+    return (torch.cat([blocks.new_zeros((len(blocks), 1)), blocks], 1),
+            grid.total / scale + out.sum(1))
+
+
+def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, source: str = "activations"
+                    ) -> NeuronClusters:
     """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
 
     Default 0.5: a majority of the neuron's energy, so at most one label can qualify; Nanda et al.
-    report neurons at 0.85, certificate neurons have purity 1. ``min_fraction=`` is the deprecated
-    name of ``min_purity``. See the module docstring for the two sources.
+    report neurons at 0.85, certificate neurons have purity 1. See the module docstring for the
+    three sources.
 
     Example:
         >>> import mi_margin as mm
@@ -202,10 +220,6 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         >>> res.frequency.shape, res.phases.shape
         (torch.Size([8]), torch.Size([8, 3]))
     """
-    if min_fraction is not None:
-        warnings.warn("min_fraction= is deprecated; use min_purity=", DeprecationWarning,
-                      stacklevel=2)
-        min_purity = min_fraction
     if not 0 < min_purity <= 1:
         raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
     if source not in SOURCES:
@@ -216,12 +230,14 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     post = acts[POST]
     dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
     if source == "weights":
-        if task.kind == "sparse_parity":
-            raise MiMarginError("source='weights' needs maps over group elements; sparse parity "
-                                "has none (use source='activations')")
+        if task.algebra.inputs != "operands":
+            raise MiMarginError("source='weights' needs maps over group elements; a task read as "
+                                "vectors (sparse parity) has none (use source='activations')")
         energy = _weight_energy(s)
         energy[:, 0] = 0.0                                  # centred: only rounding is left
         total = energy.sum(1)
+    elif source == "maps":
+        energy, total = _map_energy(s, acts[PRE])
     else:
         grid = b.grid_energy(post)
         energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
@@ -233,15 +249,15 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     phases = error = None
     if b.label_kind == "frequency":
         frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
-        phases, error = neuron_phases(acts[PRE], task.inputs, s.neuron_logit_map(), frequency,
-                                      b.n)
+        out = b.by_element(s.neuron_logit_map().T).T          # classes as group elements
+        phases, error = neuron_phases(acts[PRE], b.operand_elements(task), out, frequency, b.n)
     return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
                           phase_error=error, read_from=_read_from(s, source))
 
 
-def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
+def neuron_irrep_clusters(model: HookedModel, task: Task, min_purity: float = 0.5,
                           source: str = "weights") -> NeuronClusters:
     """:func:`neuron_clusters` of a group-composition model; by default from the weights
     (docs/mathematics.md §6.3, Morwani et al. Thm 9).
@@ -253,11 +269,11 @@ def neuron_irrep_clusters(model: Any, task: Any, min_purity: float = 0.5,
         >>> tuple(res.energy.shape), len(res.irrep)
         ((8, 3), 8)
     """
-    require(task, "group_composition", "neuron_irrep_clusters")
+    require_labels(task, "irrep", "neuron_irrep_clusters")
     return neuron_clusters(model, task, min_purity, source)
 
 
-def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[int | None]:
+def neuron_frequencies(model: HookedModel, task: Task, min_purity: float = 0.5) -> list[int | None]:
     """Dominant frequency of every neuron (None where none dominates), from the activations.
 
     Example:
@@ -266,11 +282,11 @@ def neuron_frequencies(model: Any, task: Any, min_purity: float = 0.5) -> list[i
         >>> len(neuron_frequencies(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
         8
     """
-    require(task, "modular_addition", "neuron_frequencies")
+    require_labels(task, "frequency", "neuron_frequencies")
     return list(neuron_clusters(model, task, min_purity).label)
 
 
-def neuron_irreps(model: Any, task: Any, min_purity: float = 0.5) -> list[str | None]:
+def neuron_irreps(model: HookedModel, task: Task, min_purity: float = 0.5) -> list[str | None]:
     """Dominant irrep of every neuron (None where none dominates or dead), from the weights.
 
     Example:

@@ -24,6 +24,8 @@ from mi_margin.analysis.nfm import axis_labels, layer_weight, nfm
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 InitState = Any   # a Run (its checkpoints[0] is used) or a state dict of the initial weights
 
@@ -150,7 +152,7 @@ class NFAResult(AnalysisResult):
                              "eigenvector_overlap": (ua * ub).sum(0).abs().tolist()})
 
 
-def initial_weight(model: Any, init_state: InitState, layer: int = 0) -> Tensor:
+def initial_weight(model: HookedModel, init_state: InitState, layer: int = 0) -> Tensor:
     """W_0: the layer matrix of ``model``'s architecture with the initial weights loaded."""
     state = getattr(init_state, "initial_state", init_state)
     if not isinstance(state, dict):
@@ -173,7 +175,7 @@ def alignment(nfm_matrix: Tensor, gop: Tensor, power: float) -> dict[str, Any]:
             "off_diagonal_cosine": off[1], "target": target}
 
 
-def nfa_correlation(model: Any, task: Any, layer: int = 0, power: float = 0.5,
+def nfa_correlation(model: HookedModel, task: Task, layer: int = 0, power: float = 0.5,
                     centered: bool = False, init_state: InitState | None = None,
                     subset: str = "train", method: str = "jacrev") -> NFAResult:
     """NFA correlation ρ(W^T W, G^s), or the centered NFA ρ(ΔW^T ΔW, (ΔW^T K ΔW)^s).

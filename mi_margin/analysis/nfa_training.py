@@ -22,6 +22,8 @@ from mi_margin.analysis.nfm import axis_labels, layer_weight
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Cyclic, Task
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _mean_deviation(fm: FeatureMatrix) -> float:
     return sum(circulant_deviation(fm, pair) for pair in pairs) / len(pairs)
 
 
-def _row(model: Any, task: Any, W0: Tensor, layer: int, power: float, subset: str,
+def _row(model: HookedModel, task: Task, W0: Tensor, layer: int, power: float, subset: str,
          method: str, with_deviation: bool) -> dict[str, float]:
     W = layer_weight(model, layer)
     K = agop(model, task, layer, "preactivation", subset, method=method).matrix
@@ -105,8 +107,9 @@ def nfa_over_training(run: Any, layer: int = 0, power: float = 0.5, subset: str 
                             f"{missing}, kept: {kept}")
     W0 = layer_weight(run.model_at(0), layer)
     task = run.task
-    with_dev = (getattr(task, "kind", "") == "modular_addition" and run.model.model_kind == "mlp"
-                and task.k >= 2)
+    alg = task.algebra                   # circulant in token order: Z_n with tokens as elements
+    with_dev = (isinstance(alg.domain, Cyclic) and alg.encoding is None and alg.k >= 2
+                and run.model.model_kind == "mlp")
     rows = [{"step": s, **_row(run.model_at(s), task, W0, layer, power, subset, method,
                                with_dev)}
             for s in steps]

@@ -14,8 +14,6 @@ W ∈ R^{d_mlp × d}, NFM = W^T W ∈ R^{d × d}.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -23,12 +21,13 @@ from torch import Tensor
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import model_kind
+from mi_margin.models.protocol import HookedModel
 
 SPACES = {"mlp": ("input",), "transformer": ("residual", "token")}
 
 
 
-def check_layer(model: Any, layer: int) -> None:
+def check_layer(model: HookedModel, layer: int) -> None:
     """Only the first weight layer (the MLP's input map) is analysed: layer must be 0."""
     model_kind(model)
     if layer != 0:
@@ -36,7 +35,7 @@ def check_layer(model: Any, layer: int) -> None:
                             f"got layer={layer!r}")
 
 
-def default_space(model: Any, space: str | None) -> str:
+def default_space(model: HookedModel, space: str | None) -> str:
     """The input space of the layer: validates ``space`` against the model kind."""
     kind = model_kind(model)
     space = space or SPACES[kind][0]
@@ -46,7 +45,7 @@ def default_space(model: Any, space: str | None) -> str:
     return space
 
 
-def layer_weight(model: Any, layer: int = 0, space: str | None = None
+def layer_weight(model: HookedModel, layer: int = 0, space: str | None = None
                  ) -> Float[Tensor, "d_mlp d_in"]:
     """The layer matrix W (pre-activation h = W x + b) in float64, theory orientation.
 
@@ -69,7 +68,7 @@ def layer_weight(model: Any, layer: int = 0, space: str | None = None
         return W_in.T.contiguous()
 
 
-def axis_labels(model: Any, space: str | None = None) -> tuple[tuple[str, ...], int | None]:
+def axis_labels(model: HookedModel, space: str | None = None) -> tuple[tuple[str, ...], int | None]:
     """Labels of the layer-input coordinates and the operand block size (None without blocks)."""
     space = default_space(model, space)
     cfg = model.cfg
@@ -83,7 +82,7 @@ def axis_labels(model: Any, space: str | None = None) -> tuple[tuple[str, ...], 
     return tuple(f"resid[{j}]" for j in range(cfg.d_model)), None
 
 
-def nfm(model: Any, layer: int = 0, operand: int | None = None, space: str | None = None
+def nfm(model: HookedModel, layer: int = 0, operand: int | None = None, space: str | None = None
         ) -> FeatureMatrix:
     """Neural feature matrix W^T W of the first layer (Beaglehole et al. 2024, docs/mathematics.md §5.1).
 

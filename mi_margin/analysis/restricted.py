@@ -25,12 +25,14 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
-from mi_margin.analysis.basis import columns
-from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, require, subject
+from mi_margin.analysis.basis import basis_for, columns, require_labels
+from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, subject
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
-from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps, renamed
+from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import cross_entropy64
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
         return table
 
 
-def _per_row(task: Any) -> Callable[[slice, Tensor], Tensor]:
+def _per_row(task: Task) -> Callable[[slice, Tensor], Tensor]:
     """Each chunk's logits → [rows, 2]: float64 cross-entropy and correctness per example."""
     def fn(rows: slice, logits: Tensor) -> Tensor:
         y = task.labels[rows]
@@ -120,7 +122,7 @@ def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None,
     return s.run(hooks=hooks, logits_fn=logits_fn)[0]
 
 
-def ablated_logits(model: Any, task: Any, labels: Sequence[Any], mode: str,
+def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: str,
                    direct_path: str = "mean", subspace: str = "product") -> Tensor:
     """Logits over the whole grid with the labels' subspace kept or removed at the MLP output.
 
@@ -152,9 +154,8 @@ def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_pat
     return out
 
 
-def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
-                    restricted_on: str = "all", direct_path: str = "mean", *,
-                    frequencies: Sequence[int] | None = None) -> RestrictedLoss:
+def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None = None,
+                    restricted_on: str = "all", direct_path: str = "mean") -> RestrictedLoss:
     """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
     Args:
@@ -164,7 +165,6 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
             addition), :func:`key_irreps` (groups) or :func:`key_components` (parity).
         restricted_on: "all" (Nanda, Chughtai) or "test" data for the restricted loss.
         direct_path: transformers only — "mean" (default, Nanda's W_L-only logits) or "keep".
-        frequencies: deprecated name of ``labels``.
 
     Example:
         >>> import mi_margin as mm
@@ -174,7 +174,6 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
         >>> res.n_directions, list(res.to_dataframe()["measure"])
         (4, ['full', 'restricted', 'full', 'excluded'])
     """
-    labels = renamed("frequencies", "labels", frequencies, labels, None)
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
     s = subject(model, task)
@@ -195,17 +194,15 @@ def restricted_loss(model: Any, task: Any, labels: Sequence[Any] | None = None,
                           excluded_acc=excluded_acc)
 
 
-def default_components(model: Any, task: Any) -> list[Any]:
+def default_components(model: HookedModel, task: Task) -> list[Any]:
     """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
     and :func:`key_components` otherwise."""
-    if task.kind == "modular_addition":
-        return key_frequencies(model, task)
-    if task.kind == "group_composition":
-        return key_irreps(model, task)
-    return key_components(model, task)
+    field: dict[str, Callable[[Any, Any], list[Any]]] = {"frequency": key_frequencies,
+                                                          "irrep": key_irreps}
+    return field.get(basis_for(task).label_kind, key_components)(model, task)
 
 
-def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = None,
+def irrep_restricted_loss(model: HookedModel, task: Task, irreps: Sequence[str] | None = None,
                           restricted_on: str = "all", direct_path: str = "mean"
                           ) -> RestrictedLoss:
     """:func:`restricted_loss` of a group-composition model for irreps (Chughtai et al. App. E.1).
@@ -217,5 +214,5 @@ def irrep_restricted_loss(model: Any, task: Any, irreps: Sequence[str] | None = 
         >>> irrep_restricted_loss(mlp, task, irreps=["standard"]).n_directions
         4
     """
-    require(task, "group_composition", "irrep_restricted_loss")
+    require_labels(task, "irrep", "irrep_restricted_loss")
     return restricted_loss(model, task, irreps, restricted_on, direct_path)

@@ -21,8 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mi_margin.analysis.basis import basis_for
-from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
+from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, subject
 from mi_margin.analysis.key_rules import (
     MIN_SHARE,
     KeySet,
@@ -34,6 +34,8 @@ from mi_margin.analysis.key_rules import (
 )
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
@@ -177,7 +179,8 @@ class Spectrum(AnalysisResult):
 
 
 def _parse_where(where: Sequence[str] | str | None, s: Subject) -> set[str]:
-    valid = set(GRID_PARTS) | (set() if s.task.kind == "sparse_parity" else set(WEIGHT_PARTS))
+    maps = s.task.algebra.inputs == "operands"           # weights are maps over elements
+    valid = set(GRID_PARTS) | (set(WEIGHT_PARTS) if maps else set())
     if s.kind == "mlp":
         valid -= {"neuron_in", "W_L", "attention"}
     if where is None:
@@ -235,7 +238,7 @@ def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str
     return units
 
 
-def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+def spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
     """Which labels (frequencies, irreps, subsets) each part of a model carries.
 
     Weights (fraction of the squared norm per label along the element axis; Nanda et al. §4.1,
@@ -294,7 +297,7 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
                     sources={name: component_sources(s)[name] for name in [*weights, *grid]})
 
 
-def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None
+def fourier_spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None
                      ) -> Spectrum:
     """:func:`spectrum` of a modular-addition model, labelled by frequency (Nanda et al. §4.1).
 
@@ -305,11 +308,11 @@ def fourier_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = 
         >>> sorted(spec.weights), sorted(spec.grid)
         (['embed[0]', 'embed[1]', 'unembed'], ['logits', 'neurons'])
     """
-    require(task, "modular_addition", "fourier_spectrum")
+    require_labels(task, "frequency", "fourier_spectrum")
     return spectrum(model, task, where)
 
 
-def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) -> Spectrum:
+def irrep_spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
     """:func:`spectrum` of a group-composition model, labelled by irrep (Chughtai et al. §5).
 
     Example:
@@ -318,7 +321,7 @@ def irrep_spectrum(model: Any, task: Any, where: Sequence[str] | str | None = No
         >>> irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
         ('trivial', '(1,1,1)', '(2,1)')
     """
-    require(task, "group_composition", "irrep_spectrum")
+    require_labels(task, "irrep", "irrep_spectrum")
     return spectrum(model, task, where)
 
 
@@ -370,7 +373,7 @@ class LogitSimilarity(AnalysisResult):
                              "source": self.source})
 
 
-def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+def logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
     """Similarity of the model's logits with every non-trivial label's character cube.
 
     A max-margin network has logits ∝ Σ_ρ d_ρ χ_ρ(abc⁻¹) (Morwani et al. Thm 7, 9), so equal
@@ -392,7 +395,7 @@ def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
                            key_threshold=rule.threshold if rule.basis == "irrep" else None)
 
 
-def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
+def irrep_logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
     """:func:`logit_similarity` of a group-composition model with χ_ρ(abc⁻¹) (Chughtai et al.).
 
     Example:
@@ -401,11 +404,11 @@ def irrep_logit_similarity(model: Any, task: Any) -> LogitSimilarity:
         >>> irrep_logit_similarity(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).irreps
         ('sign', 'freq_1', 'freq_2')
     """
-    require(task, "group_composition", "irrep_logit_similarity")
+    require_labels(task, "irrep", "irrep_logit_similarity")
     return logit_similarity(model, task)
 
 
-def character_similarity(logits: Float[Tensor, "N n"], task: Any) -> Float[Tensor, " L"]:
+def character_similarity(logits: Float[Tensor, "N n"], task: Task) -> Float[Tensor, " L"]:
     """Similarity of given grid logits [N, classes] with every label's character cube, [L]
     (trivial first; see :class:`LogitSimilarity`), for logits that come from anywhere.
 
@@ -432,7 +435,7 @@ def _embedding(s: Subject) -> Tensor:
     return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
 
 
-def component_shares(model: Any, task: Any, method: str = "logits",
+def component_shares(model: HookedModel, task: Task, method: str = "logits",
                      s: Subject | None = None) -> Float[Tensor, " L1"]:
     """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
 
@@ -442,10 +445,6 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         >>> component_shares(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task).shape
         torch.Size([3])
     """
-    if method == "embedding":
-        warnings.warn("method='embedding' is deprecated; use method='embed'", DeprecationWarning,
-                      stacklevel=2)
-        method = "embed"
     if method not in KEY_METHODS:
         raise MiMarginError(f"method must be one of {KEY_METHODS}, got method={method!r}")
     s = subject(model, task) if s is None else s
@@ -458,9 +457,10 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         energy = b.grid_energy(logits)
         total = energy.total.sum()
         return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
-    if task.kind == "sparse_parity":
-        raise MiMarginError(f"method={method!r} needs weights indexed by group elements; sparse "
-                            "parity has none (use 'logits' or 'similarity')")
+    if task.algebra.inputs != "operands":
+        raise MiMarginError(f"method={method!r} needs weights indexed by group elements; a task "
+                            "read as vectors (sparse parity) has none (use 'logits' or "
+                            "'similarity')")
     W = _embedding(s) if method == "embed" else s.neuron_logit_map().T
     pooled = b.weight_energy(W).sum(1)[1:]
     return pooled / pooled.sum() if float(pooled.sum()) > 0 else pooled
@@ -486,8 +486,8 @@ def _shares(s: Subject, method: str, min_share: float) -> tuple[list[Any], dict[
     return [lab for lab, x in values.items() if x >= min_share / len(share)], values
 
 
-def key_components(model: Any, task: Any, method: str = "logits", min_share: float = MIN_SHARE
-                   ) -> KeySet:
+def key_components(model: HookedModel, task: Task, method: str = "logits",
+                   min_share: float = MIN_SHARE) -> KeySet:
     """The labels (frequencies, irreps, subsets) the model uses, in basis order, as a
     :class:`~mi_margin.analysis.key_rules.KeySet` (a list that records the rule, the model's
     accuracy and whether it has generalized; a :class:`~mi_margin.errors.NotGeneralizedWarning`
@@ -527,18 +527,17 @@ def key_components(model: Any, task: Any, method: str = "logits", min_share: flo
     harmonics: list[Any] = []
     if s.basis.label_kind == "frequency" and method not in ("embed", "similarity"):
         embedded, _ = _shares(s, "embed", min_share)
-        harmonics = output_harmonics(labels, embedded, task.p)
+        harmonics = output_harmonics(labels, embedded, task.algebra.domain.order)
     keys = KeySet(labels, share_rule(s.basis.label_kind, len(values), min_share), values,
                   _accuracy(s), harmonics)
     return warn_unless_generalized(keys, "key_components")
 
 
-def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: float = MIN_SHARE, *,
-                    threshold: float | None = None) -> KeySet:
-    """:func:`key_components` of a modular-addition model: its key frequencies, sorted, with
-    the output harmonics among them in ``.harmonics`` (e.g. 42 = 2·21 in the zoo's Nanda model).
-
-    ``threshold=`` is the deprecated name of ``min_share``.
+def key_frequencies(model: HookedModel, task: Task, method: str = "logits",
+                    min_share: float = MIN_SHARE) -> KeySet:
+    """:func:`key_components` of a model of a task in a cyclic group: its key frequencies, sorted,
+    with the output harmonics among them in ``.harmonics`` (e.g. 42 = 2·21 in the zoo's Nanda
+    model).
 
     Example:
         >>> import mi_margin as mm
@@ -548,13 +547,11 @@ def key_frequencies(model: Any, task: Any, method: str = "logits", min_share: fl
         >>> all(1 <= f <= 3 for f in key_frequencies(model, task, method="embed"))
         True
     """
-    require(task, "modular_addition", "key_frequencies")
-    min_share = renamed("threshold", "min_share", threshold, min_share, MIN_SHARE)
+    require_labels(task, "frequency", "key_frequencies")
     return key_components(model, task, method, min_share)
 
 
-def key_irreps(model: Any, task: Any, min_similarity: float | None = None, *,
-               threshold: float | None = None) -> KeySet:
+def key_irreps(model: HookedModel, task: Task, min_similarity: float | None = None) -> KeySet:
     """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
 
     Default: the irrep basis's rule (:data:`~mi_margin.analysis.key_rules.KEY_RULES`),
@@ -563,8 +560,7 @@ def key_irreps(model: Any, task: Any, min_similarity: float | None = None, *,
     an untrained model's chance similarities ~|G|^{−(k+1)/2} exceed it. Give ``min_similarity=0.005``
     for Chughtai's rule as is. The result is a :class:`~mi_margin.analysis.key_rules.KeySet` that
     records the rule and whether the model has generalized (a
-    :class:`~mi_margin.errors.NotGeneralizedWarning` when not). ``threshold=`` is the deprecated
-    name of ``min_similarity``.
+    :class:`~mi_margin.errors.NotGeneralizedWarning` when not).
 
     Example:
         >>> import mi_margin as mm
@@ -574,8 +570,7 @@ def key_irreps(model: Any, task: Any, min_similarity: float | None = None, *,
         >>> keys, keys.rule.threshold
         ([], 0.5)
     """
-    require(task, "group_composition", "key_irreps")
-    min_similarity = renamed("threshold", "min_similarity", threshold, min_similarity, None)
+    require_labels(task, "irrep", "key_irreps")
     rule = rule_for(task) if min_similarity is None else similarity_rule(min_similarity)
     if not 0 <= rule.threshold < 1:
         raise MiMarginError(f"min_similarity must be in [0, 1) (a cosine similarity), "
@@ -587,7 +582,7 @@ def key_irreps(model: Any, task: Any, min_similarity: float | None = None, *,
     return warn_unless_generalized(keys, "key_irreps")
 
 
-def fourier_gini(model: Any, task: Any) -> dict[str, float]:
+def fourier_gini(model: HookedModel, task: Task) -> dict[str, float]:
     """Gini of the per-basis-vector norms of the embedding and of W_L (Nanda et al. §5.1).
 
     ``"embed"``: over the token axis of W_E[:n] (transformer) or of all operands' W_in_eff side by

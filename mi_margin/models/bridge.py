@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from mi_margin._tl import bridge_config, convert_tl_checkpoint, transformer_bridge
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
@@ -44,9 +42,3 @@ def to_bridge(model: Any) -> Any:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bridge.load_state_dict(convert_tl_checkpoint(state, bcfg), strict=True)
     return bridge.to(dtype)
-
-
-def _check(model: Any, tokens: torch.Tensor) -> float:
-    """Max |logit difference| between ``model`` and its bridge on ``tokens`` (for tests)."""
-    with torch.no_grad():
-        return float((to_bridge(model)(tokens) - model(tokens)).abs().max())

@@ -14,11 +14,13 @@ import torch
 from torch import Tensor
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 
 MODEL_KINDS = ("transformer", "mlp")
 
 
-def model_kind(model: Any) -> str:
+def model_kind(model: HookedModel) -> str:
     """``"transformer"`` or ``"mlp"``; anything else is an error.
 
     Our models say so in their ``model_kind`` attribute; a TransformerLens ``TransformerBridge``
@@ -33,17 +35,14 @@ def model_kind(model: Any) -> str:
     return str(kind)
 
 
-def expected_shape(model: Any, task: Any) -> dict[str, Any]:
+def expected_shape(model: HookedModel, task: Task) -> dict[str, Any]:
     """The config fields a model of ``model``'s kind needs to fit ``task``."""
     if model_kind(model) == "transformer":
         return {"d_vocab": task.d_vocab + 1, "d_vocab_out": task.d_vocab_out, "n_ctx": task.n_ctx}
-    if getattr(task, "kind", "") == "sparse_parity":
-        return {"d_vocab": task.n, "d_vocab_out": 2, "k": 1, "input_kind": "vector"}
-    return {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k,
-            "input_kind": "one_hot"}
+    return dict(task.mlp_fields())
 
 
-def check_fits(model: Any, task: Any, *, finite: bool = False) -> None:
+def check_fits(model: HookedModel, task: Task, *, finite: bool = False) -> None:
     """Raise :class:`MiMarginError` naming every mismatch between ``model`` and ``task``.
 
     With ``finite=True`` also refuse NaN or infinite weights (what the analyzers ask for).
@@ -67,7 +66,7 @@ def check_fits(model: Any, task: Any, *, finite: bool = False) -> None:
         check_finite_weights(model)
 
 
-def check_finite_weights(model: Any) -> None:
+def check_finite_weights(model: HookedModel) -> None:
     """Raise :class:`MiMarginError` naming the first weight that holds NaN or inf."""
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):

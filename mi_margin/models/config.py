@@ -203,14 +203,11 @@ class MLPConfig(_Config):
     def for_task(cls, task: Any, **overrides: Any) -> MLPConfig:
         """Vocabulary, classes and number of operands from ``task``.
 
-        Sparse parity gets ``input_kind="vector"`` (d_vocab = n, k = 1); ``act_fn="power"``
-        defaults its degree to the task's k (x^k for k-input addition and (n, k)-parity).
+        The task says how an MLP reads it (``task.mlp_fields()``: one-hot operands, or one vector
+        for sparse parity, d_vocab = n, k = 1); ``act_fn="power"`` defaults its degree to the
+        task's k (x^k for k-input addition and (n, k)-parity).
         """
-        if getattr(task, "kind", "") == "sparse_parity":
-            base: dict[str, Any] = {"d_vocab": task.n, "d_vocab_out": 2, "k": 1,
-                                    "input_kind": "vector"}
-        else:
-            base = {"d_vocab": task.d_vocab, "d_vocab_out": task.d_vocab_out, "k": task.k}
+        base = task.mlp_fields()
         if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
             base["act_degree"] = task.k
         return cls(**{**base, **overrides})

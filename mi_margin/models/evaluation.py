@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
 
 
-def model_inputs(model: Any, task: Task) -> torch.Tensor:
+def model_inputs(model: HookedModel, task: Task) -> torch.Tensor:
     """All N inputs in the form ``model`` reads (tokens for transformers, operands for MLPs)."""
     x = task.model_inputs(getattr(model, "model_kind", "mlp"))
     return x.to(model.W_out.dtype) if x.is_floating_point() else x
@@ -129,7 +130,7 @@ class _CrossEntropy64(torch.autograd.Function):
 
 
 @torch.no_grad()
-def evaluate(model: Any, task: Task, idx: torch.Tensor, chunk: int = 8192
+def evaluate(model: HookedModel, task: Task, idx: torch.Tensor, chunk: int = 8192
              ) -> tuple[float, float]:
     """(mean float64 cross-entropy, accuracy) of ``model`` on the examples ``idx``."""
     if len(idx) == 0:
@@ -145,7 +146,7 @@ def evaluate(model: Any, task: Task, idx: torch.Tensor, chunk: int = 8192
     return float(loss) / len(idx), float(correct) / len(idx)
 
 
-def weight_norm_sq(model: Any) -> float:
+def weight_norm_sq(model: HookedModel) -> float:
     """Sum of squared trainable weights (Nanda et al.; Chughtai et al.)."""
     with torch.no_grad():
         return float(sum((p.double() ** 2).sum() for p in model.parameters() if p.requires_grad))

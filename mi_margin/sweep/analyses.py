@@ -23,13 +23,15 @@ from typing import Any
 
 from mi_margin.analysis.margin import margin as margin_of
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps, logit_similarity
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.theory.compare import margin_ratio
 from mi_margin.theory.predictions import prediction_for
 
 Analysis = Callable[..., dict[str, Any]]
 
 
-def _keys_and_similarity(keys: list[Any], model: Any, task: Any, word: str, label: str
+def _keys_and_similarity(keys: list[Any], model: HookedModel, task: Task, word: str, label: str
                          ) -> dict[str, Any]:
     """Key labels and every label's logit similarity, so the table can be re-thresholded
     without retraining."""
@@ -39,21 +41,21 @@ def _keys_and_similarity(keys: list[Any], model: Any, task: Any, word: str, labe
             f"{label}_similarity": json.dumps(values), "logit_fve": sim.fve()}
 
 
-def fourier(model: Any, task: Any, **options: Any) -> dict[str, Any]:
+def fourier(model: HookedModel, task: Task, **options: Any) -> dict[str, Any]:
     """Key frequencies (``options``: ``method``, ``min_share`` of ``key_frequencies``) and each
     frequency's logit similarity."""
     keys = [int(f) for f in key_frequencies(model, task, **options)]
     return _keys_and_similarity(keys, model, task, "frequencies", "frequency")
 
 
-def irreps(model: Any, task: Any, **options: Any) -> dict[str, Any]:
+def irreps(model: HookedModel, task: Task, **options: Any) -> dict[str, Any]:
     """Key irreps (``options``: ``min_similarity`` of ``key_irreps``) and every irrep's logit
     similarity with χ_ρ(abc⁻¹) (Chughtai et al. 2023, docs/mathematics.md §3.4)."""
     keys = [str(name) for name in key_irreps(model, task, **options)]
     return _keys_and_similarity(keys, model, task, "irreps", "irrep")
 
 
-def margin(model: Any, task: Any, **options: Any) -> dict[str, Any]:
+def margin(model: HookedModel, task: Task, **options: Any) -> dict[str, Any]:
     """h(θ), h(θ)/Σ||ω_i||^ν and its ratio to γ* of ``prediction_for(model, task)``
     (``options``: ``subset`` of ``margin``, default all examples: the theory's dataset)."""
     res = margin_of(model, task, **options)
@@ -80,7 +82,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {"fourier": _keywords(key_frequencies),
                                        "margin": _keywords(margin_of)}
 
 
-def run_analyses(names: tuple[str, ...], model: Any, task: Any,
+def run_analyses(names: tuple[str, ...], model: HookedModel, task: Task,
                  options: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """``{name: results}`` or ``{name: {"error": message, "traceback": text}}`` per analysis;
     ``options[name]`` are keyword arguments of that analysis (kept under ``"options"``).

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mi_margin.errors import MiMarginError
+from mi_margin.sweep.execute import failed_rows, run_sweep
+from mi_margin.sweep.summary import key_sets, universality
+
 
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` command to ``mi-margin``'s subparsers.
@@ -40,10 +44,6 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep, then print counts, the table path and the universality table if any."""
-    from mi_margin.errors import MiMarginError
-    from mi_margin.sweep.execute import failed_rows, run_sweep
-    from mi_margin.sweep.summary import key_sets, universality
-
     res = run_sweep(args.spec, args.out, address=args.address, sequential=args.sequential,
                     num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run,
                     batch_on_gpu=args.batch_on_gpu, table_format=args.format)

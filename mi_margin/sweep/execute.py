@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
@@ -275,6 +276,4 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path | None = None, *
 
 
 def _local_cuda() -> bool:
-    import torch
-
     return bool(torch.cuda.is_available())

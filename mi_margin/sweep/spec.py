@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import itertools
 import json
 import sys
@@ -38,7 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models import MLPConfig, TransformerConfig
 from mi_margin.sweep.analyses import ANALYSES, OPTIONS
+from mi_margin.tasks import TASKS
+from mi_margin.training import TrainConfig
 
 #: config sections and the axis that sets every seed
 SECTIONS = ("task", "model", "train")
@@ -47,19 +49,13 @@ SEED_FIELDS = ("task.seed", "model.seed", "train.seed")
 
 
 def _task_fields(kind: str) -> set[str]:
-    """Constructor arguments of the task ``kind`` as spelled in ``Task.to_dict`` (G -> group)."""
-    from mi_margin.tasks import GroupComposition, ModularAddition, SparseParity
-
-    classes = {c.kind: c for c in (ModularAddition, GroupComposition, SparseParity)}
-    if kind not in classes:
-        raise MiMarginError(f"task.kind must be one of {sorted(classes)}, got task.kind={kind!r}")
-    names = set(inspect.signature(classes[kind].__init__).parameters) - {"self"}
-    return {"group" if n == "G" else n for n in names}
+    """Constructor arguments of the task ``kind`` as spelled in ``Task.to_dict``."""
+    if kind not in TASKS:
+        raise MiMarginError(f"task.kind must be one of {sorted(TASKS)}, got task.kind={kind!r}")
+    return {*TASKS[kind].ARGS, "train_fraction", "seed"}
 
 
 def _model_fields(kind: str) -> set[str]:
-    from mi_margin.models import MLPConfig, TransformerConfig
-
     classes = {"mlp": MLPConfig, "transformer": TransformerConfig}
     if kind not in classes:
         raise MiMarginError(f"model.kind must be one of {sorted(classes)}, got model.kind={kind!r}")
@@ -67,8 +63,6 @@ def _model_fields(kind: str) -> set[str]:
 
 
 def _train_fields() -> set[str]:
-    from mi_margin.training import TrainConfig
-
     return {f.name for f in dataclasses.fields(TrainConfig)} - {"progress"}
 
 
@@ -124,8 +118,8 @@ class SweepSpec:
 
     Attributes:
         name: a label for the sweep (written into the output folder's ``sweep.json``).
-        task: base task, ``{"kind": "modular_addition" | "group_composition" | "sparse_parity",
-            ...constructor arguments}`` (the format of ``Task.to_dict``).
+        task: base task, ``{"kind": <a key of mi_margin.tasks.TASKS>, ...constructor
+            arguments}`` (the format of ``Task.to_dict``).
         model: ``{"kind": "mlp" | "transformer", ...config overrides}``; vocabulary sizes come
             from the task (``for_task``).
         train: :class:`~mi_margin.TrainConfig` fields (``progress`` is always off in sweeps).

@@ -26,9 +26,13 @@ from typing import Any
 
 import torch
 
+from mi_margin.models import HookedMLP, HookedOneLayerTransformer, MLPConfig, TransformerConfig
 from mi_margin.models.files import atomic_write
 from mi_margin.sweep.analyses import run_analyses
 from mi_margin.sweep.spec import RunSpec
+from mi_margin.tasks import from_dict as task_from_dict
+from mi_margin.training import TrainConfig, load_run, resume, train
+from mi_margin.training.batched import train_batched
 from mi_margin.training.run_folder import read_status
 
 SPEC_FILE = "sweep_run.json"
@@ -91,9 +95,6 @@ def analyses_to_do(root: Path, run: RunSpec) -> tuple[str, ...]:
 # -- building and training ------------------------------------------------------------------------
 def build(run: RunSpec) -> tuple[Any, Any, Any]:
     """(model, task, TrainConfig) of ``run``; bad values raise here (and fail only this run)."""
-    from mi_margin.models import HookedMLP, HookedOneLayerTransformer, MLPConfig, TransformerConfig
-    from mi_margin.tasks import from_dict as task_from_dict
-
     task = task_from_dict(run.task)
     overrides = {k: v for k, v in run.model.items() if k != "kind"}
     model: Any
@@ -106,14 +107,10 @@ def build(run: RunSpec) -> tuple[Any, Any, Any]:
 
 def train_config(run: RunSpec) -> Any:
     """The run's :class:`~mi_margin.TrainConfig` (progress bars off: the sweep has its own)."""
-    from mi_margin.training import TrainConfig
-
     return TrainConfig.from_dict({**run.train, "progress": False})
 
 
 def _train_one(root: Path, run: RunSpec) -> Any:
-    from mi_margin.training import load_run, resume, train
-
     status = run_status(root)
     if status == "running":  # interrupted: continue from the last snapshot, exactly
         return resume(root, steps=train_config(run).steps)
@@ -197,8 +194,6 @@ def execute_group(run_dicts: Sequence[dict[str, Any]], run_dirs: Sequence[str],
     If the batch cannot be built (a bad value in one run), every run falls back to
     :func:`execute_run` so that only the bad one fails.
     """
-    from mi_margin.training.batched import train_batched
-
     runs = [RunSpec.from_dict(d) for d in run_dicts]
     roots = [Path(p) for p in run_dirs]
     if threads is not None:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mi_margin.checks import check_float, check_int
 from mi_margin.errors import MiMarginError
+from mi_margin.tasks.algebra import Algebra
 
 #: Largest number of examples a task will materialise (tokens are int64 [N, k+1]; 2**24 rows of
 #: k+1 = 4 tokens is 0.5 GiB, and analyses hold several tensors of that size).
@@ -53,6 +54,8 @@ class Task:
     """
 
     kind: ClassVar[str] = "task"
+    #: the constructor's arguments as :meth:`to_dict` spells them, besides train_fraction and seed
+    ARGS: ClassVar[tuple[str, ...]] = ()
     train_fraction: float
     seed: int
     inputs: Tensor
@@ -61,6 +64,11 @@ class Task:
     test_idx: Int[Tensor, " n_test"]
 
     # -- filled by subclasses -------------------------------------------------------------------
+    @property
+    def algebra(self) -> Algebra:
+        """The task's domain, operands, input form and encoding (:mod:`mi_margin.tasks.algebra`)."""
+        raise NotImplementedError
+
     @property
     def k(self) -> int:
         """Number of operands (input positions before '=')."""
@@ -79,6 +87,11 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able constructor arguments; ``tasks.from_dict`` rebuilds the task."""
         raise NotImplementedError
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Task:
+        """The task from :meth:`to_dict`'s arguments (without ``kind``)."""
+        return cls(**args)
 
     # -- shared ---------------------------------------------------------------------------------
     def _finish(self, inputs: Tensor, labels: Tensor, train_fraction: float, seed: int) -> None:
@@ -112,6 +125,16 @@ class Task:
     def one_hot(self) -> Float[Tensor, "N k d_vocab"]:
         """One-hot operands, float [N, k, d_vocab] (the theory's x^(1), ..., x^(k))."""
         return torch.nn.functional.one_hot(self.inputs.long(), self.d_vocab).float()
+
+    def mlp_fields(self) -> dict[str, Any]:
+        """The :class:`~mi_margin.MLPConfig` fields an MLP needs to read this task: one-hot operands
+        (``d_vocab`` per operand, ``k`` operands) or, for vector inputs, one vector of
+        ``inputs.shape[1]`` entries."""
+        if self.algebra.inputs == "vectors":
+            return {"d_vocab": int(self.inputs.shape[1]), "d_vocab_out": self.d_vocab_out, "k": 1,
+                    "input_kind": "vector"}
+        return {"d_vocab": self.d_vocab, "d_vocab_out": self.d_vocab_out, "k": self.k,
+                "input_kind": "one_hot"}
 
     def model_inputs(self, model_kind: str) -> Tensor:
         """What a model of kind ``"transformer"`` or ``"mlp"`` takes as input for all N examples."""

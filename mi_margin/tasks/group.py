@@ -10,6 +10,7 @@ import torch
 from mi_margin.checks import check_int
 from mi_margin.errors import MiMarginError
 from mi_margin.groups import FiniteGroup, from_cayley_table, get
+from mi_margin.tasks.algebra import Algebra, Group
 from mi_margin.tasks.base import Task, check_grid_size, grid
 
 
@@ -27,6 +28,7 @@ class GroupComposition(Task):
     """
 
     kind: ClassVar[str] = "group_composition"
+    ARGS: ClassVar[tuple[str, ...]] = ("group", "k")
 
     def __init__(self, G: FiniteGroup | str, k: int = 2, train_fraction: float = 1.0,
                  seed: int = 0):
@@ -51,6 +53,10 @@ class GroupComposition(Task):
         self._finish(inputs, labels, train_fraction, seed)
 
     @property
+    def algebra(self) -> Algebra:
+        return Algebra(Group(self.group), self.k)
+
+    @property
     def k(self) -> int:
         return self.k_operands
 
@@ -61,6 +67,15 @@ class GroupComposition(Task):
     @property
     def d_vocab_out(self) -> int:
         return int(self.group.order)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> GroupComposition:
+        """The group by name, or from its saved Cayley table (a custom group)."""
+        args = dict(args)
+        table, name = args.pop("cayley_table", None), args.pop("group", None)
+        if not isinstance(name, str):
+            raise MiMarginError(f"a GroupComposition task needs a group name, got group={name!r}")
+        return cls(from_cayley_table(table, name=name) if table is not None else get(name), **args)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "group": self.group.name, "k": self.k,

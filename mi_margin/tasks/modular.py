@@ -6,6 +6,7 @@ import warnings
 from typing import Any, ClassVar
 
 from mi_margin.checks import check_int
+from mi_margin.tasks.algebra import Algebra, Cyclic
 from mi_margin.tasks.base import Task, check_grid_size, grid
 
 
@@ -31,6 +32,7 @@ class ModularAddition(Task):
     """
 
     kind: ClassVar[str] = "modular_addition"
+    ARGS: ClassVar[tuple[str, ...]] = ("p", "k")
 
     def __init__(self, p: int = 113, k: int = 2, train_fraction: float = 1.0, seed: int = 0):
         check_int("p", p, low=2)
@@ -46,6 +48,10 @@ class ModularAddition(Task):
         self.p, self.k_operands = p, k
         inputs = grid([p] * k)
         self._finish(inputs, inputs.sum(dim=1) % p, train_fraction, seed)
+
+    @property
+    def algebra(self) -> Algebra:
+        return Algebra(Cyclic(self.p), self.k)
 
     @property
     def k(self) -> int:

@@ -8,6 +8,7 @@ import torch
 
 from mi_margin.checks import check_int, check_int_tuple, check_memory
 from mi_margin.errors import MiMarginError
+from mi_margin.tasks.algebra import Algebra, Cube
 from mi_margin.tasks.base import MAX_EXAMPLES, MAX_SEED, Task
 
 #: Largest n for which the whole cube {±1}^n is enumerated; beyond it a seeded sample is drawn.
@@ -31,6 +32,7 @@ class SparseParity(Task):
     """
 
     kind: ClassVar[str] = "sparse_parity"
+    ARGS: ClassVar[tuple[str, ...]] = ("n", "k", "support", "n_samples")
 
     def __init__(self, n: int, k: int, support: tuple[int, ...] | list[int] | None = None,
                  train_fraction: float = 1.0, seed: int = 0, n_samples: int | None = None):
@@ -55,6 +57,11 @@ class SparseParity(Task):
         x = 1.0 - 2.0 * bits.float()
         labels = (bits[:, list(support)].sum(dim=1) % 2).long()
         self._finish(x, labels, train_fraction, seed)
+
+    @property
+    def algebra(self) -> Algebra:
+        """The cube {±1}^n read as one vector (the label is the character χ_support)."""
+        return Algebra(Cube(self.n), 1, "vectors")
 
     @property
     def k(self) -> int:

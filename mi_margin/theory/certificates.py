@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import cosine_neurons, exact_cosine_rows
 from mi_margin.models import HookedMLP, MLPConfig
-from mi_margin.tasks import Task
+from mi_margin.tasks import Cube, Cyclic, Group, SparseParity, Task
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
@@ -106,7 +107,7 @@ def _relabel(W_in: np.ndarray, W_out: np.ndarray, iso: tuple[int, ...]
     return W_in[:, idx, :], W_out[:, idx]
 
 
-def certificate(task: Any) -> HookedMLP:
+def certificate(task: Task) -> HookedMLP:
     """A network that attains the predicted max margin of ``task`` (normalized margin = γ*).
 
     Theory style, float64, no biases, activation x^k (quadratic for groups), width = the
@@ -127,15 +128,37 @@ def certificate(task: Any) -> HookedMLP:
     pred = max_margin(task)
     if pred.gamma is None:
         raise MiMarginError(f"no max-margin certificate for {task!r}: " + "; ".join(pred.reasons))
-    if task.kind == "sparse_parity":
-        W_in, W_out = parity_weights(task.n, task.support)
-        return _build(task, W_in, W_out, task.k)
-    if task.kind == "modular_addition":
-        W_in, W_out = modular_weights(task.p, task.k)
-        return _build(task, W_in, W_out, task.k)
+    W_in, W_out = WEIGHTS[type(task.algebra.domain)](task, pred)
+    W_in, W_out = _encode(task, W_in, W_out)
+    return _build(task, W_in, W_out, pred.degree)
+
+
+def _cyclic(task: Task, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    return modular_weights(task.algebra.order, task.algebra.k)
+
+
+def _group(task: Task, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    G = task.algebra.domain.group()
     if pred.isomorphism is not None:      # cyclic group of prime order: Theorem 7 / 4.1
-        W_in, W_out = modular_weights(task.group.order, task.k)
-        W_in, W_out = _relabel(W_in, W_out, pred.isomorphism)
-        return _build(task, W_in, W_out, task.k)
-    W_in, W_out = group_weights(task.group, pred)
-    return _build(task, W_in, W_out, 2)
+        return _relabel(*modular_weights(G.order, task.algebra.k), pred.isomorphism)
+    return group_weights(G, pred)
+
+
+def _cube(task: SparseParity, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    return parity_weights(task.n, task.support)
+
+
+#: the certificate's weights over group elements, per kind of domain (tasks/algebra.py)
+WEIGHTS: dict[type, Callable[[Any, Prediction], tuple[np.ndarray, np.ndarray]]] = {
+    Cyclic: _cyclic, Group: _group, Cube: _cube}
+
+
+def _encode(task: Task, W_in: np.ndarray, W_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights over group elements moved to the task's tokens and classes (its encoding): operand
+    i of token t reads the row of its element, class c the column of its element."""
+    alg = task.algebra
+    if alg.encoding is None:
+        return W_in, W_out
+    rows = [alg.operand_elements(i).numpy() for i in range(alg.k)]
+    return (np.stack([W_in[i][rows[i]] for i in range(alg.k)]),
+            W_out[:, alg.encoding.elements.numpy()])

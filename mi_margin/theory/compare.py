@@ -25,6 +25,7 @@ shows how far the model is from the theory's structure.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,13 +35,13 @@ import torch
 from jaxtyping import Bool, Float64
 from torch import Tensor
 
-from mi_margin.analysis.basis import CyclicBasis
 from mi_margin.analysis.core import PRE, subject
 from mi_margin.analysis.margin import MarginResult, margin, neuron_norms64
-from mi_margin.analysis.neurons import neuron_phases
+from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.models.compat import check_fits
-from mi_margin.tasks import Task
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Cube, SparseParity, Task
 from mi_margin.theory.predictions import Prediction, prediction_for
 
 #: a neuron is live when its weight is at least this fraction of the largest neuron weight
@@ -164,7 +165,8 @@ class TheoryComparison(AnalysisResult):
         ]
         if s.phase_error is not None:
             err = s.phase_error[live].abs()
-            rows.append({"metric": "phase_error", "observed": float(err.mean()) if live.any()
+            err = err[~err.isnan()]                    # neurons without a dominant frequency
+            rows.append({"metric": "phase_error", "observed": float(err.mean()) if len(err)
                          else None, "predicted": 0.0, "note": pred.phase_relation})
         rows += [{"metric": k, "observed": v, "predicted": 1.0, "note": "sparse parity (Thm 8)"}
                  for k, v in s.checks.items()]
@@ -176,7 +178,7 @@ class TheoryComparison(AnalysisResult):
 
 
 # -- ratio -----------------------------------------------------------------------------------
-def margin_ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
+def margin_ratio(model: HookedModel, pred: Prediction, res: MarginResult) -> tuple[float | None, str]:
     """Normalized margin / γ* and what it compares, or None and why not.
 
     Only defined when the model is the theorem's network family: the same homogeneity ν and
@@ -196,7 +198,7 @@ def margin_ratio(model: Any, pred: Prediction, res: MarginResult) -> tuple[float
 
 
 # -- structure -------------------------------------------------------------------------------
-def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
+def _weights(model: HookedModel, in_energy: Tensor, out: Tensor) -> Tensor:
     """Neuron weight: ||ω_i||^ν for a homogeneous MLP, else ||input map|| · ||output map||."""
     if hasattr(model, "homogeneity") and model.homogeneity()[0] is not None:
         return neuron_norms64(model) ** model.homogeneity()[0]
@@ -204,36 +206,21 @@ def _weights(model: Any, in_energy: Tensor, out: Tensor) -> Tensor:
     return in_energy.sqrt() * centered.norm(dim=1)
 
 
-def group_structure(model: Any, task: Task, pred: Prediction) -> NeuronStructure:
-    """Per-neuron label energies for modular addition and group composition (module docstring).
-
-    Through the task's harmonic basis; a cyclic group of prime order is read in Z_p coordinates
-    (``pred.isomorphism``) so that phases are defined.
-    """
-    s = subject(model, task)
-    pre = s.run([PRE])[1][PRE].double()
-    out = s.neuron_logit_map().double()
-    inputs = task.inputs
-    n, k = task.d_vocab, task.k
-    basis = s.basis
-    if pred.isomorphism is not None:                     # group C_p -> Z_p via the isomorphism
-        iso = torch.tensor(pred.isomorphism)
-        inputs = iso[task.inputs]
-        pre = pre[torch.argsort((inputs * n ** torch.arange(k - 1, -1, -1)).sum(1))]
-        out = out[:, torch.argsort(iso)]
-        basis = CyclicBasis(n, k)
-    grid = basis.grid_energy(pre)
-    in_energy, total_in = grid.blocks / n ** (k - 1), grid.total / n ** (k - 1)
-    energy = in_energy + basis.weight_energy(out.T)[1:].T
-    names = tuple(f"freq_{f}" if basis.label_kind == "frequency" else f for f in basis.nontrivial)
-    phase = None
-    if basis.label_kind == "frequency":
-        ordered = torch.cartesian_prod(*[torch.arange(n)] * k).reshape(-1, k) if k > 1 else \
-            torch.arange(n)[:, None]
-        phase = neuron_phases(pre, ordered, out, energy.argmax(1) + 1, n)[1]
+def group_structure(model: HookedModel, task: Task, pred: Prediction) -> NeuronStructure:
+    """Per-neuron label energies of a composition task, read from :func:`neuron_clusters` with
+    the ``"maps"`` source (module docstring): input maps from the pre-activations, output map, phases
+    at each neuron's dominant frequency. Labels are named as the prediction names them (``freq_f``
+    for frequencies, irrep names for irreps)."""
+    res = neuron_clusters(model, task, source="maps")
+    out = subject(model, task).neuron_logit_map().double()
+    centred_out = (out - out.mean(1, keepdim=True)).square().sum(1)
+    energy = res.energy[:, 1:]
+    names = tuple(f"freq_{f}" if res.label_kind == "frequency" else str(f) for f in
+                  res.labels[1:])
     return NeuronStructure(labels=names, energy=energy,
-                           mixed=(total_in - in_energy.sum(1)).clamp_min(0.0),
-                           weight=_weights(model, total_in, out), phase_error=phase, checks={},
+                           mixed=(res.total - energy.sum(1)).clamp_min(0.0),
+                           weight=_weights(model, res.total - centred_out, out),
+                           phase_error=res.phase_error, checks={},
                            reason="energy of input maps (from hook_pre) and output map per label")
 
 
@@ -244,7 +231,8 @@ def _no_structure(reason: str) -> NeuronStructure:
                            phase_error=None, checks={}, reason=reason)
 
 
-def parity_structure(model: Any, task: Any) -> NeuronStructure:
+def parity_structure(model: HookedModel, task: SparseParity, pred: Prediction | None = None
+                     ) -> NeuronStructure:
     """Theorem 8's structure read through the parity basis (Morwani et al. 2024, Thm 8;
     docs/mathematics.md §1.4): spt(u) = S, w ∈ span((1, −1)), |u_j| = ||w|| on S, sign condition.
 
@@ -282,7 +270,11 @@ def parity_structure(model: Any, task: Any) -> NeuronStructure:
                            reason="energy of u on the support S plus w along (1, −1)")
 
 
-def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
+#: how per-neuron structure is read, per kind of domain (tasks/algebra.py); groups by default
+STRUCTURES: dict[type, Callable[[Any, Any, Prediction], NeuronStructure]] = {Cube: parity_structure}
+
+
+def compare_to_theory(model: HookedModel, task: Task, pure_threshold: float = 0.95) -> TheoryComparison:
     """Observed structure and margin of ``model`` next to the max-margin prediction for ``task``.
 
     Args:
@@ -304,9 +296,7 @@ def compare_to_theory(model: Any, task: Task, pure_threshold: float = 0.95) -> T
     pred = prediction_for(model, task)
     res = margin(model, task, "all")
     ratio, why = margin_ratio(model, pred, res)
-    if task.kind == "sparse_parity":
-        structure = parity_structure(model, task)
-    else:
-        structure = group_structure(model, task, pred)
+    measure = STRUCTURES.get(type(task.algebra.domain), group_structure)
+    structure = measure(model, task, pred)
     return TheoryComparison(prediction=pred, margins=res, ratio=ratio, ratio_reason=why,
                             structure=structure, pure_threshold=pure_threshold)

@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from mi_margin.tasks import Task, is_prime
+from mi_margin.errors import MiMarginError
+from mi_margin.tasks import SparseParity, Task, is_prime
 
 ACTIVATIONS = ("quadratic", "power", "relu", "gelu")
 
@@ -77,6 +78,14 @@ class Prediction:
     class_weights: dict[str, float] | None = None
     logit_coefficients: dict[str, float] | None = None
     isomorphism: tuple[int, ...] | None = None
+
+    @property
+    def degree(self) -> int:
+        """The degree ν − 1 of the theorem's activation x^(ν−1) (x^k for Z_p^k and (n, k)-parity,
+        quadratic for Theorem 9's groups)."""
+        if self.nu is None:
+            raise MiMarginError(f"{self.theorem} states no homogeneity ν, so no activation degree")
+        return self.nu - 1
 
     @property
     def used_labels(self) -> set[str]:
@@ -196,7 +205,7 @@ def parity_gamma(k: int) -> float:
     return math.factorial(k) * math.sqrt(2 * (k + 1) ** (-(k + 1)))
 
 
-def parity_prediction(task: Any, net: NetworkSpec) -> Prediction:
+def parity_prediction(task: SparseParity, net: NetworkSpec) -> Prediction:
     """Prediction for (n, k)-sparse parity with activation x^k (Morwani et al. Thm 8)."""
     k, bound = task.k, 2 ** (task.k - 1)
     reasons = full_table_reason(task) + network_reasons(net, k, bound)

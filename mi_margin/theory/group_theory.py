@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mi_margin.errors import MiMarginError
-from mi_margin.tasks import is_prime
+from mi_margin.tasks import Task, is_prime
 from mi_margin.theory.formulas import (
     NetworkSpec,
     Prediction,
@@ -170,9 +170,9 @@ def cyclic_isomorphism(G: Any) -> tuple[int, ...]:
     return tuple(iso)
 
 
-def group_prediction(task: Any, net: NetworkSpec) -> Prediction:
-    """Prediction for ``GroupComposition``: Thm 7/4.1 (C_p), Thm 9, or the LP extension."""
-    G, k = task.group, task.k
+def group_prediction(task: Task, net: NetworkSpec) -> Prediction:
+    """Prediction for composition in the task's group: Thm 7/4.1 (C_p), Thm 9, or the LP extension."""
+    G, k = task.algebra.domain.group(), task.algebra.k
     extra = full_table_reason(task)
     if is_prime(G.order) and G.order > 2:
         note = (f"{G.name} is cyclic of prime order {G.order}: routed to the Z_p theorem "
@@ -183,7 +183,7 @@ def group_prediction(task: Any, net: NetworkSpec) -> Prediction:
     irreps = G.irreps()
     nonreal = [f"{r.name} ({r.kind})" for r in irreps if r.kind != "real"]
     hyp = {"all_irreps_real": not nonreal}
-    base = {"task_kind": task.kind, "nu": 3,
+    base: dict[str, Any] = {"task_kind": task.kind, "nu": 3,
             "labels": tuple(r.name for r in irreps if r.name != "trivial")}
     if k != 2:
         return Prediction(theorem=THEOREM_9, gamma=None, applies=False, hypotheses=hyp,

@@ -13,11 +13,13 @@ full dataset) and why not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
-from mi_margin.tasks import Task
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Cube, Cyclic, Group, Task
 from mi_margin.theory.formulas import (
     ACTIVATIONS,
     NetworkSpec,
@@ -33,6 +35,17 @@ from mi_margin.theory.group_theory import group_prediction
 __all__ = ["Prediction", "max_margin", "modular_gamma", "parity_gamma", "prediction_for"]
 
 
+def _cyclic(task: Task, net: NetworkSpec) -> Prediction:
+    """k-fold composition in Z_n (under any encoding: margins do not see a relabelling)."""
+    alg = task.algebra
+    return cyclic_prediction(alg.order, alg.k, net, full_table_reason(task), task.kind)
+
+
+#: the theorem family of each kind of domain (tasks/algebra.py)
+PREDICTIONS: dict[type, Callable[[Any, NetworkSpec], Prediction]] = {
+    Cyclic: _cyclic, Group: group_prediction, Cube: parity_prediction}
+
+
 # -- dispatch ----------------------------------------------------------------------------------
 def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
                biases: bool = False, *, act_degree: int | None = None,
@@ -40,7 +53,8 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
     """The max-margin prediction for ``task`` and a network described by the keywords.
 
     Args:
-        task: ModularAddition, SparseParity or GroupComposition.
+        task: any task; its algebra's domain chooses the theorem (Z_n: Thm 7/4.1, a group: Thm 9
+            or the LP extension, the cube: Thm 8).
         act_fn: "quadratic", "power" (degree ``act_degree``, default the task's k), "relu",
             "gelu", or None for the theorem's own activation (x^k).
         width: number of hidden neurons m (None: assume wide enough).
@@ -64,18 +78,10 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
     if width is not None and (not isinstance(width, int) or width < 1):
         raise MiMarginError(f"width must be None or a positive integer, got width={width!r}")
     net = NetworkSpec(act_fn, act_degree, width, bool(biases), input_style, model_kind)
-    if task.kind == "modular_addition":
-        modular: Any = task
-        return cyclic_prediction(modular.p, task.k, net, full_table_reason(task), task.kind)
-    if task.kind == "sparse_parity":
-        return parity_prediction(task, net)
-    if task.kind == "group_composition":
-        return group_prediction(task, net)
-    raise MiMarginError(f"no margin theory for task kind {task.kind!r}; expected "
-                        "'modular_addition', 'sparse_parity' or 'group_composition'")
+    return PREDICTIONS[type(task.algebra.domain)](task, net)
 
 
-def prediction_for(model: Any, task: Task) -> Prediction:
+def prediction_for(model: HookedModel, task: Task) -> Prediction:
     """:func:`max_margin` for the network family of ``model`` (read from its config)."""
     check_fits(model, task)
     cfg = model.cfg

@@ -33,14 +33,10 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
+from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import max_margin
 from mi_margin.training import Run, TrainConfig, train
-
-
-def _degree(task: Task) -> int:
-    """Activation degree of the theorem's network: x^k (quadratic for group composition)."""
-    return 2 if task.kind == "group_composition" else task.k
 
 
 def _schedule(method: str, steps: int, lr: float | None, n_doublings: int,
@@ -92,7 +88,7 @@ def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *
     if pred.width_bound is None:
         raise MiMarginError(f"no max-margin theory for {task!r}: " + "; ".join(pred.reasons))
     width = 2 * pred.width_bound if width is None else width
-    degree = _degree(task)
+    degree = pred.degree
     act: dict[str, Any] = ({"act_fn": "quadratic"} if degree == 2
                            else {"act_fn": "power", "act_degree": degree})
     model_cfg = MLPConfig.for_task(task, d_mlp=width, dtype="float64", use_biases=False,
@@ -107,7 +103,7 @@ def max_margin_recipe(task: Task, width: int | None = None, steps: int = 1000, *
 
 def margin_metric(gamma: float | None) -> Any:
     """A ``train(metrics=...)`` callable recording the normalized margin (and its ratio to γ*)."""
-    def metric(model: Any, task: Task) -> dict[str, float]:
+    def metric(model: HookedModel, task: Task) -> dict[str, float]:
         res = margin(model, task)
         norm = float("nan") if res.normalized is None else res.normalized
         out = {"margin": res.value, "normalized_margin": norm}

@@ -11,34 +11,34 @@ L-BFGS on the sphere), an independent check of every γ* formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Float64
 from torch import Tensor
 
 from mi_margin.errors import MiMarginError
-from mi_margin.tasks import Task
+from mi_margin.tasks import Group, Task
 from mi_margin.theory.group_theory import class_label
 from mi_margin.theory.predictions import Prediction, max_margin
 
 
-def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
+def class_weights(task: Task, pred: Prediction | None = None) -> Float64[Tensor, "N C"]:
     """τ(x)[c] for every example: uniform over wrong classes (Z_p, Thm 7/4.1), the other class
     (parity), or the prediction's class-function weights (groups: Lemma 19 or the LP dual)."""
     pred = pred or max_margin(task)
     N, C = len(task.labels), task.d_vocab_out
     y = task.labels
-    if task.kind == "group_composition" and pred.isomorphism is None:
+    if isinstance(task.algebra.domain, Group) and pred.isomorphism is None:
         if pred.class_weights is None:
             raise MiMarginError(f"no class weighting is known for {task!r}")
-        G = task.group
+        G = task.algebra.domain.group()
         per_class = torch.zeros(G.num_classes, dtype=torch.float64)
         for c in range(G.num_classes):
             per_class[c] = pred.class_weights.get(class_label(G, c), 0.0)
         table = torch.as_tensor(G.table.copy())
         inv = torch.as_tensor(G.inverse.copy())
-        g = table[y[:, None], inv[None, :]]                   # (ab)·c⁻¹ for every class c
+        classes = task.algebra.encoding.elements if task.algebra.encoding else torch.arange(C)
+        g = table[task.algebra.product(task)[:, None], inv[classes][None, :]]   # (ab)·c⁻¹
         tau = per_class[torch.as_tensor(G.class_of.copy())[g]]
     else:
         tau = torch.full((N, C), 1.0 / (C - 1), dtype=torch.float64)
@@ -48,7 +48,7 @@ def class_weights(task: Any, pred: Prediction | None = None) -> Float64[Tensor, 
 def _pre(task: Task, omegas: Tensor) -> Tensor:
     """Pre-activations [R, N] of R neurons ω = (u_1..u_k, w) flattened as [R, k·d_in + C]."""
     C = task.d_vocab_out
-    if task.kind == "sparse_parity":
+    if task.algebra.inputs == "vectors":
         return omegas[:, :-C] @ task.inputs.double().T
     k, d = task.k, task.d_vocab
     u = omegas[:, : k * d].reshape(-1, k, d)
@@ -73,7 +73,7 @@ class SingleNeuronOptimum:
     omega: Float64[Tensor, " P"]
 
 
-def single_neuron_optimum(task: Any, restarts: int = 8, steps: int = 200, seed: int = 0,
+def single_neuron_optimum(task: Task, restarts: int = 8, steps: int = 200, seed: int = 0,
                           pred: Prediction | None = None) -> SingleNeuronOptimum:
     """Maximize ψ'(ω/||ω||) from ``restarts`` random starts with L-BFGS (float64).
 
@@ -92,8 +92,9 @@ def single_neuron_optimum(task: Any, restarts: int = 8, steps: int = 200, seed: 
     """
     pred = pred or max_margin(task)
     tau = class_weights(task, pred)
-    degree = task.k if task.kind != "group_composition" or pred.isomorphism is not None else 2
-    n_in = task.n if task.kind == "sparse_parity" else task.k * task.d_vocab
+    degree = pred.degree
+    fields = task.mlp_fields()
+    n_in = fields["k"] * fields["d_vocab"]
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(restarts, n_in + task.d_vocab_out, generator=gen, dtype=torch.float64)
     x.requires_grad_(True)

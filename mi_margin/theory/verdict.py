@@ -15,11 +15,14 @@ import pandas as pd
 
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
 
 #: test accuracy at which a run counts as generalized
 GENERALIZED = 0.99
-UNITS = {"modular_addition": "frequencies", "group_composition": "irreps"}
+#: the word for each kind of basis label
+UNITS = {"frequency": "frequencies", "irrep": "irreps"}
 
 
 def first_step(history: pd.DataFrame, column: str, level: float) -> int | None:
@@ -50,21 +53,23 @@ def training_story(history: pd.DataFrame) -> str:
     return f"It fit its training set and generalized together, by step {general}."
 
 
-def structure_story(model: Any, task: Any) -> str:
+def structure_story(model: HookedModel, task: Task) -> str:
     """The frequencies or irreps the model uses, and whether they explain it."""
-    if task.kind == "modular_addition":
+    kind = task.algebra.domain.label_kind
+    if kind == "frequency":
         keys = key_frequencies(model, task)
         if not keys:
             return "No Fourier frequency stands out in its logits."
         res = restricted_loss(model, task, keys)
-        return (f"It computes addition with {len(keys)} of the {task.p // 2} frequencies "
+        return (f"It computes the task with {len(keys)} of the {task.algebra.order // 2} "
+                f"frequencies "
                 f"({', '.join(map(str, keys))}): keeping only them gives loss {res.restricted:.2g} "
                 f"(accuracy {res.restricted_acc:.0%}), removing them gives training loss "
                 f"{res.excluded:.2g}.")
-    if task.kind == "group_composition":
+    if kind == "irrep":
         irreps = key_irreps(model, task)
-        return (f"It uses the irreps {', '.join(irreps)} of {task.group.name}." if irreps
-                else "No irrep stands out in its logits.")
+        return (f"It uses the irreps {', '.join(irreps)} of {task.algebra.domain.group().name}."
+                if irreps else "No irrep stands out in its logits.")
     return ""
 
 
@@ -81,7 +86,7 @@ def training_reasons(config: Any) -> list[str]:
     return reasons
 
 
-def theory_story(model: Any, task: Any, config: Any = None) -> str:
+def theory_story(model: HookedModel, task: Task, config: Any = None) -> str:
     """Normalized margin against γ*, neuron purity, and which hypotheses of the theorem fail
     (those of the task and network, and with ``config`` those of the training)."""
     cmp = compare_to_theory(model, task)
@@ -89,7 +94,7 @@ def theory_story(model: Any, task: Any, config: Any = None) -> str:
     if cmp.ratio is None:
         return f"Its margin cannot be compared with the max-margin theory: {cmp.ratio_reason}."
     used = int(cmp.to_dataframe()["used_observed"].sum())
-    units = UNITS.get(task.kind, "structural units")
+    units = UNITS.get(task.algebra.domain.label_kind, "structural units")
     purity = cmp.scalars().set_index("metric")["observed"]["mean_purity"]
     text = (f"Its normalized margin is {cmp.ratio:.1%} of the max margin γ* = {pred.gamma:.3g} "
             f"({pred.theorem}); {cmp.fraction_pure:.0%} of its live neurons are pure (mean purity "

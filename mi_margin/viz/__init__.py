@@ -7,8 +7,8 @@ one figure per analysis result type (:mod:`mi_margin.viz.figures`), so ``result.
 
 from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_view, operand_attention
 from mi_margin.viz.figures import plot
-from mi_margin.viz.fourier import neuron_heatmaps
-from mi_margin.viz.irreps import cayley_table_figure, character_table_figure, neuron_purity_heatmap
+from mi_margin.viz.harmonic import neuron_heatmaps, neuron_purity_heatmap
+from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
 from mi_margin.viz.report import write_report
 from mi_margin.viz.training import progress_curves, training_curves
 

@@ -30,7 +30,6 @@ table.mm td, table.mm th { border: 1px solid #ddd; padding: 3px 8px; text-align:
 table.mm th { background: #f4f4f4; }
 .mm-error { border: 1px solid #d33; background: #fdecec; padding: .6em 1em; border-radius: 4px; }
 .mm-error pre { white-space: pre-wrap; font-size: 80%; }
-.mm-note { border: 1px solid #cb3; background: #fdf8e4; padding: .6em 1em; border-radius: 4px; }
 .mm-figure { margin: 1em 0; }
 .mm-row { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
 nav.mm-toc a { margin-right: 1em; }

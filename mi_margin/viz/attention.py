@@ -23,6 +23,8 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 
 from mi_margin.errors import MiMarginError
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.viz import _html
 
 PATTERN = "blocks.0.attn.hook_pattern"
@@ -90,19 +92,19 @@ class AttentionView:
         return out
 
 
-def _check_transformer(model: Any, what: str) -> None:
+def _check_transformer(model: HookedModel, what: str) -> None:
     if getattr(model, "model_kind", None) != "transformer":
         raise MiMarginError(f"{what} needs a HookedOneLayerTransformer (attention), got "
                             f"{type(model).__name__}")
 
 
-def _check_tokens(task: Any, what: str) -> None:
-    if getattr(task, "kind", None) not in ("modular_addition", "group_composition"):
-        raise MiMarginError(f"{what} needs a ModularAddition or GroupComposition task, got "
-                            f"{type(task).__name__}")
+def _check_tokens(task: Task, what: str) -> None:
+    if task.algebra.inputs != "operands":
+        raise MiMarginError(f"{what} needs a task whose tokens are operands, got "
+                            f"{type(task).__name__} (its input is one vector)")
 
 
-def token_labels(task: Any, operands: Sequence[int]) -> tuple[str, ...]:
+def token_labels(task: Task, operands: Sequence[int]) -> tuple[str, ...]:
     """Labels ``("a=12", "b=5", "=")`` for one input (group elements by their names).
 
     Example:
@@ -115,7 +117,7 @@ def token_labels(task: Any, operands: Sequence[int]) -> tuple[str, ...]:
     return (*labels, "=")
 
 
-def example_index(task: Any, operands: Sequence[int]) -> int:
+def example_index(task: Task, operands: Sequence[int]) -> int:
     """Row of ``task.inputs`` holding ``operands`` (the grid is lexicographic, last fastest)."""
     if len(operands) != task.k or not all(0 <= int(x) < task.d_vocab for x in operands):
         raise MiMarginError(f"operands must be {task.k} integers in [0, {task.d_vocab - 1}], "
@@ -126,14 +128,14 @@ def example_index(task: Any, operands: Sequence[int]) -> int:
     return index
 
 
-def _default_examples(task: Any, n: int = 3) -> list[tuple[int, ...]]:
+def _default_examples(task: Task, n: int = 3) -> list[tuple[int, ...]]:
     """The first ``n`` test inputs (training inputs when there is no test split)."""
     pool = task.test_idx if len(task.test_idx) else task.train_idx
     return [tuple(int(x) for x in task.inputs[int(i)]) for i in pool[:n]]
 
 
 @torch.no_grad()
-def attention_view(model: Any, task: Any, examples: Sequence[Sequence[int]] | None = None
+def attention_view(model: HookedModel, task: Task, examples: Sequence[Sequence[int]] | None = None
                    ) -> AttentionView:
     """circuitsvis attention-head views for chosen inputs (default: the first three test inputs).
 
@@ -168,7 +170,7 @@ def attention_view(model: Any, task: Any, examples: Sequence[Sequence[int]] | No
 
 
 @torch.no_grad()
-def operand_attention(model: Any, task: Any) -> Float[np.ndarray, "H k n n"]:
+def operand_attention(model: HookedModel, task: Task) -> Float[np.ndarray, "H k n n"]:
     """Attention from '=' to each operand as a function of the first two operands, [H, k, n, n].
 
     For k > 2 operands the map is averaged over the remaining operands.
@@ -184,7 +186,7 @@ def operand_attention(model: Any, task: Any) -> Float[np.ndarray, "H k n n"]:
     return grid.numpy()
 
 
-def attention_heatmap(model: Any, task: Any, heads: Sequence[int] | None = None,
+def attention_heatmap(model: HookedModel, task: Task, heads: Sequence[int] | None = None,
                       title: str | None = None) -> go.Figure:
     """Heatmaps of the attention from '=' to each operand over all (a, b): one row per head.
 

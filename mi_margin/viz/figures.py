@@ -2,9 +2,9 @@
 
 Importing this module registers one figure per result type with
 :func:`mi_margin.analysis.results.figure` (so ``result.plot()`` works); :func:`plot` is the same
-dispatch as a function. Results labelled by irreps get Chughtai et al.'s figures
-(:mod:`mi_margin.viz.irreps`), all others the frequency figures (:mod:`mi_margin.viz.fourier`).
-A new result type gets its figure by adding one registration here.
+dispatch as a function. A harmonic result's figure (:mod:`mi_margin.viz.harmonic`) is the same for
+every basis, labelled from the result's labels. A new result type gets its figure by adding one
+registration here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mi_margin.analysis.results import figure
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.studies.views import GrokkingDistribution, KeyCountDistribution, LabelFrequency
 from mi_margin.theory.compare import TheoryComparison
-from mi_margin.viz import feature_alignment, fourier, irreps, population, theory
+from mi_margin.viz import feature_alignment, harmonic, population, theory
 from mi_margin.viz.ablation import plot_ablation_losses
 
 
@@ -42,36 +42,12 @@ def plot(result: Any, **kwargs: Any) -> go.Figure:
     return figure(result, **kwargs)
 
 
-@figure.register
-def _spectrum(result: Spectrum, **kwargs: Any) -> go.Figure:
-    if result.label_kind == "irrep":
-        return irreps.plot_irrep_spectrum(result, **kwargs)
-    return fourier.plot_spectrum(result, **kwargs)
-
-
-@figure.register
-def _similarity(result: LogitSimilarity, **kwargs: Any) -> go.Figure:
-    if result.label_kind == "irrep":
-        return irreps.plot_irrep_logit_similarity(result, **kwargs)
-    return fourier.plot_logit_similarity(result, **kwargs)
-
-
-@figure.register
-def _clusters(result: NeuronClusters, **kwargs: Any) -> go.Figure:
-    if result.label_kind == "irrep":
-        return irreps.plot_neuron_irreps(result, **kwargs)
-    return fourier.plot_neuron_clusters(result, **kwargs)
-
-
-@figure.register
-def _progress(result: ProgressMeasures, **kwargs: Any) -> go.Figure:
-    if result.label_kind == "irrep":
-        return irreps.plot_irrep_progress(result, **kwargs)
-    return fourier.plot_progress(result, **kwargs)
-
-
+figure.register(Spectrum, harmonic.spectrum_figure)
+figure.register(LogitSimilarity, harmonic.similarity_figure)
+figure.register(NeuronClusters, harmonic.clusters_figure)
+figure.register(ProgressMeasures, harmonic.progress_figure)
 figure.register(RestrictedLoss, plot_ablation_losses)
-figure.register(ClockPizza, fourier.plot_clock_pizza)
+figure.register(ClockPizza, harmonic.clock_pizza_figure)
 figure.register(MarginResult, theory.margin_figure)
 figure.register(TheoryComparison, theory.comparison_figure)
 figure.register(FeatureMatrix, feature_alignment.feature_matrix_heatmap)

@@ -26,7 +26,9 @@ from mi_margin.analysis.progress import progress_measures
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
 from mi_margin.models.io import build_model
+from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
+from mi_margin.theory.verdict import UNITS
 from mi_margin.training import Run
 from mi_margin.zoo.checks import key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, first_step, generalization, phase_bounds
@@ -141,7 +143,7 @@ def final_metrics(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def common_names(keys: list[Any], task: Any) -> str:
+def common_names(keys: list[Any], task: Task) -> str:
     """Key irreps with the names Chughtai et al. use where one exists (``(4,1) = standard``);
     other key labels as they are.
 
@@ -150,11 +152,11 @@ def common_names(keys: list[Any], task: Any) -> str:
         >>> common_names(["(1,1,1,1)", "(3,1)", "(2,2)"], mm.GroupComposition("S4"))
         '(1,1,1,1) = sign, (3,1) = standard, (2,2)'
     """
-    if task.kind != "group_composition":
+    if task.algebra.domain.label_kind != "irrep":
         return ", ".join(map(str, keys))
     named = []
     for key in keys:
-        words = [a for a in find_irrep(task.group, key).aliases if a.isidentifier()]
+        words = [a for a in find_irrep(task.algebra.domain.group(), key).aliases if a.isidentifier()]
         named.append(f"{key} = {words[0]}" if words else str(key))
     return ", ".join(named)
 
@@ -168,8 +170,8 @@ def clock_or_pizza(run: Run) -> dict[str, str]:
     """Zhong et al.'s distance irrelevance q and gradient symmetricity s_g (docs/mathematics.md
     §6.2), each beside its value at initialization (s_g is structural for α = 0 with our '='
     input: 1 before any training), and which of clock or pizza their Fig. 7 rule calls the model;
-    {} unless the task is two-operand modular addition."""
-    if run.task.kind != "modular_addition" or run.task.k != 2:
+    {} unless the task composes two operands in a cyclic group."""
+    if run.task.algebra.domain.label_kind != "frequency" or run.task.algebra.k != 2:
         return {}
     res, init = clock_pizza(run.model, run.task), clock_pizza(initial_model(run), run.task)
     q, s_g = res.distance_irrelevance, res.gradient_symmetricity
@@ -194,9 +196,10 @@ def key_text(keys: Any, task: Any) -> str:
 def key_rule_line(keys: Any, task: Any) -> str:
     """The key labels, the rule that chose them with its threshold, the nearest label left out,
     and whether the model generalized (``KeySet``, :mod:`mi_margin.analysis.key_rules`)."""
-    if task.kind == "sparse_parity":
+    kind = task.algebra.domain.label_kind
+    if kind not in UNITS:
         return "Sparse parity: see the theory table."
-    what = "Key frequencies" if task.kind == "modular_addition" else "Key irreps"
+    what = f"Key {UNITS[kind]}"
     out = [lab for lab in keys.values if lab not in keys]
     near = max(out, key=lambda lab: keys.values[lab], default=None)
     line = f"{what}: {key_text(keys, task)}. Rule: {keys.rule}"
@@ -214,7 +217,8 @@ def test_loss_lines(run: Run) -> list[str]:
     """Where the final test loss comes from: the lowest recorded test loss, the share of the final
     one carried by the 5 worst test examples, and the smallest logit margin on test and train."""
     task = run.task
-    if run.task.kind == "sparse_parity" or not len(task.test_idx) or "test_loss" not in run.history:
+    if task.algebra.domain.label_kind not in UNITS or not len(task.test_idx) \
+            or "test_loss" not in run.history:
         return []
     h = run.history
     best = h.loc[h["test_loss"].idxmin()]
@@ -296,7 +300,7 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str],
     metrics = final_metrics(run)
     mine = ours(run, cmp, keys)
     all_acc = float(metrics["accuracy"].iloc[-1])
-    label = "key frequencies" if run.task.kind == "modular_addition" else "key irreps"
+    label = f"key {UNITS.get(run.task.algebra.domain.label_kind, 'labels')}"
     result = f"accuracy {all_acc:.4f} on all inputs; {when}"
     if keys:
         result += f"; {label} {key_text(keys, run.task)}"

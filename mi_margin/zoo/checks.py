@@ -28,24 +28,27 @@ from mi_margin.analysis.margin import margin
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
 from mi_margin.errors import NotGeneralizedWarning
 from mi_margin.models.evaluation import evaluate
+from mi_margin.models.protocol import HookedModel
+from mi_margin.tasks import Task
 from mi_margin.theory.predictions import prediction_for
 
 #: relative tolerance on margin / γ* between full and reduced precision
 MARGIN_RTOL = 1e-2
 
 
-def key_labels(model: Any, task: Any) -> list[Any]:
-    """Key frequencies (modular addition) or key irreps (groups) by the API's defaults, the one
+def key_labels(model: HookedModel, task: Task) -> list[Any]:
+    """Key frequencies (a cyclic domain) or key irreps (a group) by the API's defaults, the one
     rule per basis of :data:`~mi_margin.analysis.key_rules.KEY_RULES` (a ``KeySet`` that records
-    it), or [] (sparse parity)."""
-    if task.kind == "modular_addition":
+    it), or [] (the parity cube)."""
+    kind = task.algebra.domain.label_kind
+    if kind == "frequency":
         return key_frequencies(model, task)
-    if task.kind == "group_composition":
+    if kind == "irrep":
         return key_irreps(model, task)
     return []
 
 
-def margin_ratio(model: Any, task: Any) -> float | None:
+def margin_ratio(model: HookedModel, task: Task) -> float | None:
     """Normalized margin / γ* when the model is of the theorem's family, else None."""
     pred = prediction_for(model, task)
     if not pred.applies or not pred.gamma:
@@ -55,7 +58,7 @@ def margin_ratio(model: Any, task: Any) -> float | None:
 
 
 @torch.no_grad()
-def signature(model: Any, task: Any) -> dict[str, Any]:
+def signature(model: HookedModel, task: Task) -> dict[str, Any]:
     """The answers the card reports for ``model`` (see the module docstring)."""
     _, train_acc = evaluate(model, task, task.train_idx)
     _, test_acc = evaluate(model, task, task.test_idx)

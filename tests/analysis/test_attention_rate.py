@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
+from oracles.planted_clock_pizza import clock_gradients, clock_transformer, pizza_transformer
 
 import mi_margin as mm
-from mi_margin.analysis._planted_clock_pizza import clock_gradients, clock_transformer, pizza_transformer
 from mi_margin.analysis.clock_pizza import clock_pizza
 
 

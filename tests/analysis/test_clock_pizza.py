@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from oracles.planted import cosine_mlp
 
 import mi_margin as mm
-from mi_margin.analysis._planted import cosine_mlp
 from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza, distance_irrelevance
 from mi_margin.errors import MiMarginError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
 from mi_margin.analysis import (
@@ -177,25 +178,19 @@ def test_a_p113_k3_analysis_stays_within_4_gb():
     assert out["peak_bytes"] < 4 * 2**30, f"peak RSS {out['peak_bytes'] / 2**30:.2f} GiB"
 
 
-# -- deprecated keyword names keep working -----------------------------------------------------------
-def test_old_keyword_names_warn_and_mean_the_same():
-    from mi_margin.analysis import key_frequencies, key_irreps
-    from mi_margin.analysis._planted import exact_cosine_mlp
-
+# -- the old keyword names are gone ---------------------------------------------------------------
+def test_old_keyword_names_are_refused():
+    """threshold=, min_fraction=, frequencies= and method="embedding" were removed in 0.1."""
     task = mm.ModularAddition(p=7, train_fraction=0.5)
     model = exact_cosine_mlp(task, [1, 3])
-    with pytest.warns(DeprecationWarning, match="min_share"):
-        assert key_frequencies(model, task, threshold=0.5) == key_frequencies(model, task, min_share=0.5)
-    with pytest.warns(DeprecationWarning, match="embed"):
-        assert key_frequencies(model, task, method="embedding") == [1, 3]
-    with pytest.warns(DeprecationWarning, match="min_purity"):
-        assert neuron_clusters(model, task, min_fraction=0.9).label == \
-            neuron_clusters(model, task, min_purity=0.9).label
-    with pytest.warns(DeprecationWarning, match="labels"):
-        assert restricted_loss(model, task, frequencies=[1]).labels == (1,)
+    with pytest.raises(TypeError, match="threshold"):
+        mm.key_frequencies(model, task, threshold=0.5)
+    with pytest.raises(MiMarginError, match="method"):
+        mm.key_frequencies(model, task, method="embedding")
+    with pytest.raises(TypeError, match="min_fraction"):
+        neuron_clusters(model, task, min_fraction=0.9)
+    with pytest.raises(TypeError, match="frequencies"):
+        restricted_loss(model, task, frequencies=[1])
     group = mm.GroupComposition("S3")
-    mlp = mm.HookedMLP(mm.MLPConfig.for_task(group, d_mlp=8))
-    with pytest.warns(DeprecationWarning, match="min_similarity"):
-        assert key_irreps(mlp, group, threshold=0.3) == key_irreps(mlp, group, min_similarity=0.3)
-    with pytest.warns(DeprecationWarning), pytest.raises(MiMarginError, match="not both"):
-        key_irreps(mlp, group, 0.2, threshold=0.3)
+    with pytest.raises(TypeError, match="threshold"):
+        mm.key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(group, d_mlp=8)), group, threshold=0.3)

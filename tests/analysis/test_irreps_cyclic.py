@@ -9,10 +9,10 @@ assignments (Chughtai et al. 2023 §3: Nanda's algorithm is the cyclic case of G
 
 import pytest
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
 from mi_margin import groups
-from mi_margin.analysis._planted import exact_cosine_mlp
 from mi_margin.analysis.core import subject
 from mi_margin.analysis.neurons import (
     neuron_clusters,

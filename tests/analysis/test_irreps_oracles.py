@@ -30,7 +30,8 @@ from mi_margin.errors import MiMarginError
 from mi_margin.fourier.group import isotypic_basis
 from mi_margin.theory.certificates import certificate, group_weights
 from mi_margin.theory.predictions import Prediction, max_margin
-from mi_margin.viz.irreps import cayley_table_figure, character_table_figure, neuron_purity_heatmap
+from mi_margin.viz.harmonic import neuron_purity_heatmap
+from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
 
 PLANTED = [("S3", ["standard"]), ("D5", ["freq_1", "freq_2"]), ("S4", ["standard"]),
            ("S4", ["sign", "(2,2)", "standard_sign"]), ("A4", ["(3,1)"])]
@@ -255,7 +256,7 @@ def test_bad_input_raises_clear_errors():
     task = mm.GroupComposition("S3")
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
     add = mm.ModularAddition(p=5)
-    with pytest.raises(MiMarginError, match="GroupComposition"):
+    with pytest.raises(MiMarginError, match="reads irreps"):
         irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(add, d_mlp=8)), add)
     with pytest.raises(MiMarginError, match="k >= 2"):
         key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(mm.GroupComposition("S3", k=1), d_mlp=4)),
@@ -285,8 +286,10 @@ def planted_s4():
 
 def test_result_plots(planted_s4):
     task, model = planted_s4
-    spec = irrep_spectrum(model, task).plot()
-    assert isinstance(spec, go.Figure) and len(spec.data) == 3 + 3      # components + terms
+    result = irrep_spectrum(model, task)
+    spec = result.plot()                           # one trace per component, then per term
+    assert isinstance(spec, go.Figure) and [t.name for t in spec.data] == \
+        [*result.weights, *result.grid, *(f"ρ({t})" for t in result.terms)]
     sim = irrep_logit_similarity(model, task).plot()
     assert list(sim.data[0].y) == pytest.approx(irrep_logit_similarity(model, task).similarity.tolist())
     clusters = neuron_irrep_clusters(model, task)

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
-from mi_margin.analysis._planted import exact_cosine_mlp
 from mi_margin.analysis.ablation import ablation_hook, grid_projection_hook
 from mi_margin.analysis.restricted import ablated_logits, restricted_loss
 from mi_margin.errors import MiMarginError

@@ -255,7 +255,7 @@ def test_failed_analysis_is_recorded_then_redone_alone(tmp_path, monkeypatch):
     first = run_sweep(spec, tmp_path / "sw", sequential=True, progress=False).table
     row = first.iloc[0]
     assert row["status"] == "finished"
-    assert "irreps" in row["irreps_error"] and "ModularAddition" in row["fourier_error"]
+    assert "irreps" in row["irreps_error"] and "reads frequencies" in row["fourier_error"]
     weights = Path(row["path"]) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     monkeypatch.setitem(analyses.REGISTRY, "irreps", original)

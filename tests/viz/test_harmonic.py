@@ -2,15 +2,15 @@
 
 import plotly.graph_objects as go
 import torch
+from oracles.planted import exact_cosine_mlp
 
 import mi_margin as mm
-from mi_margin.analysis._planted import exact_cosine_mlp
 from mi_margin.analysis.clock_pizza import clock_pizza
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.progress import progress_measures
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.spectrum import fourier_spectrum, logit_similarity
-from mi_margin.viz.fourier import neuron_heatmaps
+from mi_margin.viz.harmonic import neuron_heatmaps
 
 
 def test_results_plot_their_own_numbers():
@@ -22,7 +22,7 @@ def test_results_plot_their_own_numbers():
     assert list(fig.data[0].y) == sim.similarity.tolist()
     spec = fourier_spectrum(model, task)
     names = {trace.name for trace in spec.plot().data}
-    assert names == set(spec.weights) | set(spec.grid)
+    assert names == set(spec.weights) | set(spec.grid) | {f"ρ({t})" for t in spec.terms}
     clusters = neuron_clusters(model, task)
     assert dict(zip(clusters.plot().data[0].x, clusters.plot().data[0].y, strict=True)) == \
         clusters.counts
