@@ -21,11 +21,8 @@ from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import check_mlp_inputs
 from mi_margin.models.config import MLPConfig
+from mi_margin.models.tokenizer import OperandTokenizer
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
-
-
-def _dtype(cfg: MLPConfig) -> torch.dtype:
-    return torch.float64 if cfg.dtype == "float64" else torch.float32
 
 
 class Embed(nn.Module):
@@ -35,7 +32,7 @@ class Embed(nn.Module):
         super().__init__()
         shape = (cfg.k, cfg.d_vocab, cfg.d_embed)
         scale = cfg.init_scale / math.sqrt(cfg.d_embed)
-        self.W_E = nn.Parameter(torch.randn(shape, generator=gen, dtype=_dtype(cfg)) * scale)
+        self.W_E = nn.Parameter(torch.randn(shape, generator=gen, dtype=cfg.dtype) * scale)
 
 
 class HiddenLayer(nn.Module):
@@ -46,7 +43,7 @@ class HiddenLayer(nn.Module):
 
     def __init__(self, cfg: MLPConfig, gen: torch.Generator):
         super().__init__()
-        dt = _dtype(cfg)
+        dt = cfg.dtype
         d_in = cfg.d_embed if cfg.input_style == "embed" else cfg.d_vocab
         fan_in = cfg.k * d_in
         self.W_in = nn.Parameter(torch.randn((cfg.k, d_in, cfg.d_mlp), generator=gen, dtype=dt)
@@ -228,6 +225,12 @@ class HookedMLP(TLInterface, CachingRoot):
         return self(inputs)
 
     # -- inputs (see models.tl_interface) ------------------------------------------------------
+    @property
+    def tokenizer(self) -> OperandTokenizer | None:
+        """Ids ↔ strings (``"12"``) for TransformerLens code that decodes tokens; ``None`` for
+        sparse parity, whose input is a ±1 vector, not tokens."""
+        return OperandTokenizer(self.cfg.d_vocab) if self.cfg.input_kind == "one_hot" else None
+
     def _check_input(self, x: Tensor) -> None:
         check_mlp_inputs(self.cfg, x)
 

@@ -33,7 +33,7 @@ from mi_margin.tasks import Task
 from mi_margin.training.config import TrainConfig
 from mi_margin.training.recorder import LossWatch, Metric, Recorder, SnapshotClock
 from mi_margin.training.run import Run
-from mi_margin.training.run_folder import RunWriter, load_run
+from mi_margin.training.run_folder import RunWriter, existing_run_error, holds_run, load_run
 
 __all__ = ["Engine", "ModelEngine", "fit", "penalty_power", "resume", "start_run", "take_step",
            "train"]
@@ -240,7 +240,11 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
 # -- train() and resume() ---------------------------------------------------------------------------
 def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Metric],
               out_dir: str | Path | None, overwrite: bool) -> Recorder:
-    """A new run of ``model``, in a new run folder if ``out_dir``."""
+    """A new run of ``model``, in a new run folder if ``out_dir`` (a folder holding a run is
+    refused unless ``overwrite``, with the way on: :func:`existing_run_error`)."""
+    if out_dir is not None and not overwrite and holds_run(Path(out_dir)):
+        raise existing_run_error(Path(out_dir), {"task": task.to_dict(), "model": model.cfg.to_dict(),
+                                                 "train": config.to_dict()})
     writer = RunWriter.start(out_dir, overwrite) if out_dir is not None else None
     run = Run(model=model, task=task, config=config, path=writer.root if writer else None)
     return Recorder(run, metrics, writer)
@@ -249,7 +253,9 @@ def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Met
 def train(model: Any, task: Task, config: TrainConfig | None = None, *,
           out_dir: str | Path | None = None, metrics: Sequence[Metric] = (),
           run: Run | None = None, overwrite: bool = False) -> Run:
-    """Train ``model`` on ``task``'s training split and return the :class:`Run`.
+    """Train ``model`` on ``task``'s training split and return the :class:`Run`; the model is
+    left in eval mode (also when training stops on an error), ready for analysis and
+    ``transformer_lens.patching``.
 
     Args:
         model: a :class:`HookedOneLayerTransformer` or :class:`HookedMLP` (trained in place) that
@@ -259,7 +265,9 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         out_dir: if given, the run folder is written there as training goes: snapshots that
             appear all at once or not at all (:mod:`~mi_margin.training.run_folder`), so a process
             killed at any moment can be resumed exactly. A folder that already holds a run is
-            refused unless ``overwrite=True``; continue one with :func:`resume`.
+            refused unless ``overwrite=True``, with the way on in the message (re-running a
+            notebook cell: ``mm.load(out_dir)`` for the same finished run, :func:`resume` for an
+            unfinished one).
         metrics: extra callables ``f(model, task) -> dict`` evaluated at every evaluation step.
         run: continue this run (use :func:`resume`).
 
@@ -296,7 +304,10 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         err.run = rec.run  # type: ignore[attr-defined]
         raise err
 
-    fit(engine, [rec], gen, raise_diverged)
+    try:
+        fit(engine, [rec], gen, raise_diverged)
+    finally:
+        model.eval()
     return rec.run
 
 

@@ -76,7 +76,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     assert main([*TINY, "--steps", "10", "--out", out]) == 0
     capsys.readouterr()
     assert main([*TINY, "--steps", "10", "--out", out]) == 2
-    assert "already holds a run" in one_line_error(capsys)
+    assert "already holds this run" in one_line_error(capsys)
     assert main([*TINY, "--steps", "20", "--out", out, "--resume"]) == 0
     assert mm.load(out).step == 20
     assert main([*TINY, "--steps", "5", "--out", out, "--overwrite"]) == 0
