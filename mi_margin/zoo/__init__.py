@@ -50,6 +50,13 @@ def load(name: str) -> Run:
     return read_entry(_folder(name))
 
 
+def titles() -> dict[str, str]:
+    """``{name: title}`` of the installed entries (the title is the recipe's one line)."""
+    from mi_margin.zoo.recipes import RECIPES  # imports the theory layer: only when asked
+
+    return {name: RECIPES[name].title if name in RECIPES else "" for name in list()}
+
+
 def card(name: str) -> str:
     """The markdown card of entry ``name``."""
     return (_folder(name) / "card.md").read_text()
@@ -61,4 +68,4 @@ def population(name: str) -> Any:
     return populations.population(name)
 
 
-__all__ = ["card", "list", "load", "population"]
+__all__ = ["card", "list", "load", "population", "titles"]
