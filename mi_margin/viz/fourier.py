@@ -18,6 +18,7 @@ from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.progress import ProgressMeasures
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.errors import MiMarginError
+from mi_margin.models.tl_interface import operand_names
 
 
 def plot_spectrum(spec: Spectrum, components: Sequence[str] | None = None) -> go.Figure:
@@ -57,11 +58,11 @@ def plot_neuron_clusters(res: NeuronClusters) -> go.Figure:
     counts = res.counts
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         f"neurons per {res.label_kind}", f"purity (share of variance of the best {res.label_kind})"))
-    fig.add_bar(x=["none" if lab is None else lab for lab in counts], y=list(counts.values()),
-                name="neurons", row=1, col=1)
+    fig.add_bar(x=["none" if lab is None else str(lab) for lab in counts],
+                y=list(counts.values()), name="neurons", row=1, col=1)
     fig.add_histogram(x=res.purity.tolist(), nbinsx=40, name="purity", row=1, col=2)
     fig.add_vline(x=res.min_purity, line_dash="dash", row=1, col=2)
-    fig.update_xaxes(title_text=res.label_kind, row=1, col=1)
+    fig.update_xaxes(title_text=res.label_kind, type="category", row=1, col=1)   # labels, not a scale
     fig.update_xaxes(title_text="purity", row=1, col=2)
     fig.update_layout(showlegend=False, title=f"Neuron clusters ({res.source}, {res.model_kind})")
     return fig
@@ -69,7 +70,8 @@ def plot_neuron_clusters(res: NeuronClusters) -> go.Figure:
 
 def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None, n: int = 4,
                     min_purity: float = 0.5) -> go.Figure:
-    """Heatmaps of neuron activations over the (a_1, a_2) grid, titled with the dominant frequency.
+    """Heatmaps of neuron activations over the (a, b) grid (rows a, columns b, as every grid
+    heatmap here), titled with the dominant frequency.
 
     For k > 2 the other operands are fixed to 0. Default neurons: the ``n`` with the largest
     purity.
@@ -87,11 +89,12 @@ def neuron_heatmaps(model: Any, task: Any, neurons: Sequence[int] | None = None,
     p, k = task.p, task.k
     acts = subject(model, task).neurons().double().reshape(p, p, p ** (k - 2), -1)[:, :, 0]
     titles = [f"n{j}: f={int(res.frequency[j])} ({float(res.purity[j]):.0%})" for j in chosen]
+    first, second = operand_names(k)[:2]       # "a", "b" as on every grid heatmap (a1, a2 for k > 2)
     fig = make_subplots(rows=1, cols=len(chosen), subplot_titles=titles)
     for col, j in enumerate(chosen, start=1):
         fig.add_heatmap(z=acts[..., j].tolist(), coloraxis="coloraxis", row=1, col=col)
-        fig.update_xaxes(title_text="a2", row=1, col=col)
-        fig.update_yaxes(title_text="a1", row=1, col=col)
+        fig.update_xaxes(title_text=second, row=1, col=col)
+        fig.update_yaxes(title_text=first, row=1, col=col)
     fig.update_layout(title="neuron activations over the input grid")
     return fig
 
