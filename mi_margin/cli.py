@@ -55,7 +55,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=["transformer", "mlp"], default="transformer",
                    help="one-layer transformer or one-hidden-layer MLP")
-    g.add_argument("--d-model", type=int, default=None, help="residual width, transformer only (default: 128)")
+    g.add_argument("--d-model", type=int, default=None,
+                   help="residual width, transformer only (default: 128)")
     g.add_argument("--n-heads", type=int, default=None, help="attention heads, transformer only (default: 4)")
     g.add_argument("--d-head", type=int, default=None, help="head width, transformer only (default: 32)")
     g.add_argument("--d-mlp", type=int, default=512, help="hidden width")

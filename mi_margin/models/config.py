@@ -88,7 +88,8 @@ class _Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict with a ``kind`` key (``dtype`` as its name, e.g. ``"float32"``)."""
-        return {"kind": self.kind, **dataclasses.asdict(self), "dtype": dtype_name(self.dtype)}
+        return {"kind": self.kind, **dataclasses.asdict(self),
+                "dtype": dtype_name(self.dtype)}  # type: ignore[attr-defined]  # both configs have it
 
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:

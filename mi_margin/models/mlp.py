@@ -21,8 +21,8 @@ from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import check_mlp_inputs
 from mi_margin.models.config import MLPConfig
-from mi_margin.models.tokenizer import OperandTokenizer
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
+from mi_margin.models.tokenizer import OperandTokenizer
 
 
 class Embed(nn.Module):

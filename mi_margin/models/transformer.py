@@ -23,8 +23,8 @@ from mi_margin.models.activations import activation
 from mi_margin.models.bridge import to_bridge
 from mi_margin.models.compat import check_transformer_tokens
 from mi_margin.models.config import TransformerConfig
-from mi_margin.models.tokenizer import OperandTokenizer
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
+from mi_margin.models.tokenizer import OperandTokenizer
 
 
 def _weight(gen: torch.Generator, shape: tuple[int, ...], fan: int, dtype: torch.dtype) -> nn.Parameter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import subprocess
 import sys
@@ -145,7 +146,7 @@ def test_train_takes_a_checkpoint_schedule(tmp_path):
     assert run.config.checkpoint_schedule == "linear" and run.config.n_checkpoints == 3
     steps = sorted(run.checkpoints)
     assert steps == sorted(mm.training.checkpoint_steps(run.config))
-    gaps = {b - a for a, b in zip(steps, steps[1:])}
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
     assert len(steps) == 4 and len(gaps) == 1                # evenly spaced, ends included
 
 

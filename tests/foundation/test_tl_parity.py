@@ -270,5 +270,5 @@ def test_cfg_has_the_fields_tl_code_reads():
 
 
 def test_tl_utils_import_points_to_utilities():
-    with pytest.raises(ModuleNotFoundError, match="transformer_lens.utilities"):
+    with pytest.raises(ModuleNotFoundError, match=r"transformer_lens\.utilities"):
         importlib.import_module("transformer_lens.utils")
