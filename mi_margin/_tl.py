@@ -7,12 +7,34 @@ of the package never imports ``transformer_lens`` directly.
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from typing import Any
 
 from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 __all__ = ["ActivationCache", "CachingRoot", "FactoredMatrix", "HookPoint", "HookedRootModule"]
+
+#: what ``import transformer_lens.utils`` says under TransformerLens 4 once mi_margin is imported
+NO_UTILS = ("TransformerLens 4 has no transformer_lens.utils (older notebooks, e.g. Nanda's grokking "
+            "demo and ARENA's, start with `import transformer_lens.utils as utils`): its helpers "
+            "are in transformer_lens.utilities, e.g. `import transformer_lens.utilities as utils` "
+            "or `from transformer_lens.utilities import get_act_name, to_numpy` (mi_margin's "
+            "README, section 'Coming from TransformerLens 2/3')")
+
+
+class MissingUtilsFinder(importlib.abc.MetaPathFinder):
+    """The last import finder: asked only when no other finds a module, it turns the bare
+    ``ModuleNotFoundError`` of ``transformer_lens.utils`` into one saying where its helpers are."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname == "transformer_lens.utils" or fullname.startswith("transformer_lens.utils."):
+            raise ModuleNotFoundError(NO_UTILS, name=fullname)
+
+
+if not any(isinstance(finder, MissingUtilsFinder) for finder in sys.meta_path):
+    sys.meta_path.append(MissingUtilsFinder())
 
 
 class CachingRoot(HookedRootModule):

@@ -1,4 +1,10 @@
-"""The ``mi-margin`` command line: train, info, report, demo, sweep (over the same dataclasses as the API)."""
+"""The ``mi-margin`` command line: train, info, report, zoo, demo, sweep (over the same dataclasses as
+the API).
+
+Options that belong to one task or one model (``--group``, ``--p``, ``--n``; ``--d-model``,
+``--input-style``...) are refused with another task or model instead of being silently ignored,
+and ``--task group_composition`` needs ``--group``.
+"""
 
 from __future__ import annotations
 
@@ -16,45 +22,96 @@ from mi_margin.tasks.operations import OPERATIONS
 from mi_margin.training import TrainConfig, load_run, resume, train
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (or the help text gives it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+#: options that apply to some tasks or models only: dest -> (the --task/--model values it applies
+#: to, its default there or None when it must be given)
+SCOPED: dict[str, tuple[tuple[str, ...], Any]] = {
+    "p": (("modular_addition", "modular_operation"), 113), "op": (("modular_operation",), "multiply"),
+    "group": (("group_composition",), None), "n": (("sparse_parity",), 10),
+    "d_model": (("transformer",), 128), "n_heads": (("transformer",), 4),
+    "d_head": (("transformer",), 32), "input_style": (("mlp",), "theory"), "d_embed": (("mlp",), 256),
+}
+
+
 def _task_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task")
-    g.add_argument("--task", choices=list(TASKS), default=ModularAddition.kind)
-    g.add_argument("--p", type=int, default=113, help="modulus (modular addition, operations)")
+    g.add_argument("--task", choices=list(TASKS), default=ModularAddition.kind, help="what to learn")
+    g.add_argument("--p", type=int, default=None,
+                   help="modulus, modular addition and operations only (default: 113)")
+    g.add_argument("--op", choices=list(OPERATIONS), default=None,
+                   help="operation mod p, modular_operation only (Power et al. 2022; default: multiply)")
     g.add_argument("--k", type=int, default=2, help="operands (addition/groups) or parity degree")
-    g.add_argument("--group", default="S4", help="group name for group_composition, e.g. S5, D7")
-    g.add_argument("--n", type=int, default=10, help="number of bits (sparse parity)")
-    g.add_argument("--op", choices=list(OPERATIONS), default="multiply",
-                   help="operation mod p (modular_operation; Power et al. 2022)")
-    g.add_argument("--train-fraction", type=float, default=0.3)
-    g.add_argument("--data-seed", type=int, default=0)
+    g.add_argument("--group", default=None,
+                   help="group name, group_composition only (required), e.g. S4, S5, D7, C2xC3")
+    g.add_argument("--n", type=int, default=None, help="number of bits, sparse parity only (default: 10)")
+    g.add_argument("--train-fraction", type=float, default=0.3,
+                   help="share of the inputs trained on")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=["transformer", "mlp"], default="transformer")
-    g.add_argument("--d-model", type=int, default=128)
-    g.add_argument("--n-heads", type=int, default=4)
-    g.add_argument("--d-head", type=int, default=32)
-    g.add_argument("--d-mlp", type=int, default=512)
+    g.add_argument("--model", choices=["transformer", "mlp"], default="transformer",
+                   help="one-layer transformer or one-hidden-layer MLP")
+    g.add_argument("--d-model", type=int, default=None,
+                   help="residual width, transformer only (default: 128)")
+    g.add_argument("--n-heads", type=int, default=None, help="attention heads, transformer only (default: 4)")
+    g.add_argument("--d-head", type=int, default=None, help="head width, transformer only (default: 32)")
+    g.add_argument("--d-mlp", type=int, default=512, help="hidden width")
     g.add_argument("--act-fn", choices=["relu", "gelu", "quadratic", "power"], default=None,
                    help="default: relu for transformers, quadratic for MLPs")
-    g.add_argument("--input-style", choices=["theory", "embed"], default="theory")
-    g.add_argument("--d-embed", type=int, default=256)
+    g.add_argument("--input-style", choices=["theory", "embed"], default=None,
+                   help="MLP only (default: theory)")
+    g.add_argument("--d-embed", type=int, default=None,
+                   help="embedding width, MLP with --input-style embed only (default: 256)")
     g.add_argument("--biases", action="store_true", help="trainable biases (off by default)")
-    g.add_argument("--model-seed", type=int, default=0)
+    g.add_argument("--model-seed", type=int, default=0, help="seed of the initial weights")
+
+
+def check_scoped(args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse options of another task or model; fill the defaults of the ones that apply."""
+    chosen = {args.task, args.model}
+    if args.d_embed is not None and args.model == "mlp" and args.input_style != "embed":
+        raise MiMarginError(f"--d-embed {args.d_embed} applies to --input-style embed only")
+    for dest, (scopes, default) in SCOPED.items():
+        flag, value = "--" + dest.replace("_", "-"), getattr(args, dest)
+        applies = bool(set(scopes) & chosen)
+        if value is not None and not applies:
+            which = "--model" if scopes[0] in ("transformer", "mlp") else "--task"
+            raise MiMarginError(f"{flag} {value} applies to {which} {' or '.join(scopes)} only, "
+                                f"not to --task {args.task} --model {args.model}")
+        if value is None and applies:
+            if default is None:
+                raise MiMarginError(f"{flag} is required with --task {scopes[0]}, e.g. {flag} S4")
+            setattr(args, dest, default)
+    return args
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=10_000)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    g.add_argument("--weight-decay", type=float, default=1.0)
+    g.add_argument("--steps", type=int, default=10_000, help="training steps")
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="optimizer")
+    g.add_argument("--weight-decay", type=float, default=1.0, help="weight decay")
     g.add_argument("--norm-penalty", type=float, default=0.0, help="λ of the L_{2,ν} penalty")
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--eval-every", type=int, default=100)
-    g.add_argument("--n-checkpoints", type=int, default=20)
-    g.add_argument("--target-test-acc", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size (default: full batch)")
+    g.add_argument("--eval-every", type=int, default=100,
+                   help="steps between evaluations (history rows)")
+    g.add_argument("--checkpoint-schedule", choices=["log", "linear", "none"], default="log",
+                   help="which steps keep weights: log-spaced, evenly spaced (what grokking "
+                        "curves need, docs/mathematics.md §4.3) or none (initial and final only)")
+    g.add_argument("--n-checkpoints", type=int, default=20, help="checkpoints kept in between")
+    g.add_argument("--target-test-acc", type=float, default=None,
+                   help="stop once the test accuracy reaches it (default: run all steps)")
     g.add_argument("--seed", type=int, default=0, help="minibatch order seed")
 
 
@@ -80,6 +137,7 @@ def build_train_config(args: argparse.Namespace) -> Any:
     return TrainConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
                        weight_decay=args.weight_decay, norm_penalty=args.norm_penalty,
                        batch_size=args.batch_size, eval_every=args.eval_every,
+                       checkpoint_schedule=args.checkpoint_schedule,
                        n_checkpoints=args.n_checkpoints, target_test_acc=args.target_test_acc,
                        seed=args.seed)
 
@@ -90,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:  # the task, model and training settings are the run's own
         run = resume(out, steps=args.steps)
     else:
-        task = build_task(args)
+        task = build_task(check_scoped(args))
         model = build_model(args, task)
         run = train(model, task, build_train_config(args), out_dir=out, overwrite=args.overwrite)
     print(f"trained {run.step} steps in {time.perf_counter() - start:.1f} s; "
@@ -147,6 +205,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from mi_margin import zoo
+
+    entries = zoo.titles()
+    if not entries:
+        raise MiMarginError(f"no model zoo is installed ({zoo.DATA} holds no entries)")
+    width = max(map(len, entries))
+    for name, title in entries.items():
+        print(f"{name:{width}s}  {title}")
+    print("\nload one with mm.zoo.load(NAME); its card: mm.zoo.card(NAME); its report: "
+          "mi-margin report NAME")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mi_margin.demo import run_demo
 
@@ -156,9 +228,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mi-margin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mi-margin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a model and write a run folder")
+    p = sub.add_parser("train", help="train a model and write a run folder",
+                       formatter_class=_Formatter)
     _task_args(p)
     _model_args(p)
     _train_args(p)
@@ -180,7 +254,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="HTML file, in an existing folder (default: RUN/report.html, or "
                         "NAME.html for a zoo entry)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("demo", help="train a small model, analyze it, write the results")
+    p = sub.add_parser("zoo", help="list the model zoo's entries with their titles")
+    p.set_defaults(func=cmd_zoo)
+    p = sub.add_parser("demo", help="train a small model, analyze it, write the results",
+                       formatter_class=_Formatter)
     p.add_argument("--out", default="mi_margin_demo")
     p.add_argument("--quick", action="store_true", help="fewer steps (for tests)")
     p.set_defaults(func=cmd_demo)

@@ -444,9 +444,14 @@ def test_bad_sweep_specs(tmp_path):
 def test_out_dir_holding_a_run_is_refused_unless_told(tmp_path):
     root = tmp_path / "run"
     first = mm.train(mlp_for(P7), P7, quick(), out_dir=root)
-    with pytest.raises(mm.MiMarginError, match="already holds a run") as info:
+    # re-running the same cell: the message says how to load the finished run
+    with pytest.raises(mm.MiMarginError, match=r"already holds this run \(finished at step 2\)"
+                       r".*mm\.load\(") as info:
         mm.train(mlp_for(P7), P7, quick(), out_dir=root)
     assert str(root) in str(info.value)
+    with pytest.raises(mm.MiMarginError, match=r"another run \(it differs in model\.seed, "
+                                               r"train\.steps\)"):
+        mm.train(mlp_for(P7, seed=1), P7, quick(steps=3), out_dir=root)
     assert torch.equal(mm.load(root).model.W_in, first.model.W_in)      # nothing was touched
     (root / "checkpoints" / "stray.safetensors").write_bytes(b"x")
     (root / "notes.txt").write_text("mine")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     assert main([*TINY, "--steps", "10", "--out", out]) == 0
     capsys.readouterr()
     assert main([*TINY, "--steps", "10", "--out", out]) == 2
-    assert "already holds a run" in one_line_error(capsys)
+    assert "already holds this run" in one_line_error(capsys)
     assert main([*TINY, "--steps", "20", "--out", out, "--resume"]) == 0
     assert mm.load(out).step == 20
     assert main([*TINY, "--steps", "5", "--out", out, "--overwrite"]) == 0
@@ -101,3 +102,58 @@ def test_anticipated_failures_are_one_line(tmp_path, capsys):
     spec.write_text("[task\n")
     assert main(["sweep", str(spec), "--sequential"]) == 2
     assert "s.toml" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--task", "group_composition"], "--group is required with --task group_composition"),
+    (["--task", "group_composition", "--group", "S9x"], "unknown group name 'S9x'"),
+    (["--model", "transformer", "--input-style", "embed"],
+     "--input-style embed applies to --model mlp only"),
+    (["--model", "mlp", "--n-heads", "2"], "--n-heads 2 applies to --model transformer only"),
+    (["--model", "mlp", "--d-embed", "8"], "--d-embed 8 applies to --input-style embed only"),
+    (["--task", "modular_addition", "--group", "S4"],
+     "--group S4 applies to --task group_composition only"),
+    (["--task", "sparse_parity", "--model", "mlp", "--p", "7"],
+     "--p 7 applies to --task modular_addition only"),
+])
+def test_train_refuses_what_it_cannot_honour(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", *flags, "--steps", "1", "--out", str(out)]) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()                                 # refused before anything was written
+
+
+def test_train_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:"):]                    # past the usage line
+    cfg, model = mm.TrainConfig(), mm.TransformerConfig()
+    for option, default in [("--lr", cfg.lr), ("--d-mlp", model.d_mlp),
+                            ("--checkpoint-schedule", cfg.checkpoint_schedule),
+                            ("--n-checkpoints", cfg.n_checkpoints), ("--p", model.d_vocab_out),
+                            ("--d-model", model.d_model), ("--n-heads", model.n_heads)]:
+        start = text.index(f"{option} ")
+        shown = text[start:start + 300]
+        assert f"(default: {default})" in shown, option
+
+
+def test_train_takes_a_checkpoint_schedule(tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--steps", "30", "--checkpoint-schedule", "linear", "--n-checkpoints", "3",
+                 "--out", str(out)]) == 0
+    run = mm.load(out)
+    assert run.config.checkpoint_schedule == "linear" and run.config.n_checkpoints == 3
+    steps = sorted(run.checkpoints)
+    assert steps == sorted(mm.training.checkpoint_steps(run.config))
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert len(steps) == 4 and len(gaps) == 1                # evenly spaced, ends included
+
+
+def test_zoo_lists_names_with_titles(capsys):
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    titles = mm.zoo.titles()
+    assert set(titles) == set(mm.zoo.list()) and all(titles.values())
+    for name, title in titles.items():
+        assert any(line.startswith(name) and line.endswith(title) for line in lines), name

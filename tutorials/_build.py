@@ -993,9 +993,10 @@ centred near 0; when zero ablation hurts much more than mean ablation, part of t
 pushing the residual stream off its usual range, not from the lost information. Resample ablation
 is typically the most damaging of the three for a head that carries information: it does not just
 remove the information about this input, it inserts confidently wrong information about another
-one (here: the head reports the operands of a different pair). All heads matter in this model: each
-one moves part of the waves of $a$ and $b$ to the `=` position, which is why the circuit is spread
-over them rather than localized in one.
+one (here: the head reports the operands of a different pair). In the zoo model every head matters
+to the loss (ablating any one takes it from its base value to at least about 1 nat), heads 1 and 3
+ten times more than heads 0 and 2. Which head carries the information about one operand is a
+sharper question, which activation patching answers in section 3.
 
 The same three ablations on the MLP's neurons, one **frequency cluster** at a time (the neurons whose
 activation is dominated by one frequency, tutorial 1). `hook_post` is [batch, position, neuron]; the
@@ -1104,13 +1105,21 @@ with torch.no_grad():
     resid = tl_patching.get_act_patch_resid_pre(model, corrupted, clean_cache, logit_diff)
     per_head = tl_patching.get_act_patch_attn_head_out_by_pos(model, corrupted, clean_cache, logit_diff)
 print(f"clean metric {CLEAN:.3f}, corrupted {CORRUPTED:.3f}")
+restored = (per_head[0][2] - CORRUPTED) / (CLEAN - CORRUPTED)     # share of the gap, per head at '='
+print("share of the clean metric restored by patching each head at '=':",
+      [f"head {h}: {float(r):.1%}" for h, r in enumerate(restored)])
+signed = {"color_continuous_scale": "RdBu", "color_continuous_midpoint": 0.0}   # 0 = white
 px.imshow(resid.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "layer"},
-          title="patching resid_pre (metric after patching)").show()
+          title="patching resid_pre (metric after patching)", **signed).show()
 px.imshow(per_head[0].T.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "head"},
-          title="patching each head's output at each position").show()"""),
+          title="patching each head's output at each position", **signed).show()"""),
     md(r"""
 Only the heads' outputs at `=` matter: the logits are read there, and attention is the only way
-information about $a$ reaches that position. Every one of TransformerLens's `get_act_patch_*`
+information about $a$ reaches that position. And there one head does most of the moving: in the zoo
+model, patching head 3's output at `=` alone brings the metric from the corrupted −77 back to about
++60 (some 90% of the way to the clean +76), head 1 about a tenth of the way, heads 0 and 2 under 1%
+each (the shares printed above). So while every head matters to the loss, the information about
+$a$ travels mostly through head 3. Every one of TransformerLens's `get_act_patch_*`
 functions runs on these models the same way, as does the rest of its toolbox (`decompose_resid`,
 `stack_head_results`, `logit_attrs` on the cache), and `model.to_bridge()` gives the same weights as
 a `TransformerBridge` with identical logits:

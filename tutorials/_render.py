@@ -8,7 +8,10 @@ Usage (from the repository root; figures need ``pip install kaleido`` and a Chro
     python tutorials/_render.py 01 03      # only the notebooks whose names start with these
 
 The committed notebooks stay without outputs (tests/tutorials checks it); the rendered pages are
-what the documentation shows. Each page records the mode it was run in and the run time.
+what the documentation shows. Each page records the mode it was run in and the run time. Pages carry
+no test plumbing (the last cell's ``RESULT {json}`` line, which the tests read, is left out) and no
+paths of the machine that built them (Python warnings, which name the file that raised them, are
+left out of the outputs).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ PLOTLY = "application/vnd.plotly.v1+json"
 WARNING = re.compile(r"^\S+:\d+: \w*Warning: .*\n(?:  .*\n)?", re.MULTILINE)
 MAX_LINES = 60          # longer text outputs are cut (the notebook shows them in full)
 WIDTH, HEIGHT = 760, 440
+#: the cell printing the ``RESULT {json}`` line the tests read (tutorials/_build.py)
+PLUMBING = re.compile(r'^print\("RESULT ', re.MULTILINE)
 
 
 def execute(path: Path, fast: bool) -> tuple[nbformat.NotebookNode, float]:
@@ -118,6 +123,8 @@ def render(nb: nbformat.NotebookNode, name: str, seconds: float, fast: bool) -> 
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             parts.append(cell.source + "\n")
+            continue
+        if PLUMBING.search(cell.source):
             continue
         parts.append("```python\n" + cell.source + "\n```\n")
         parts += [_output(out, files, counter) for out in _merged_streams(cell.get("outputs", []))]

@@ -87,8 +87,11 @@ class MarginResult(AnalysisResult):
         df["on_margin"] = self.on_margin.numpy()
         return df
 
-    def top(self, n: int = 10) -> pd.DataFrame:
-        """The ``n`` examples with the smallest margin (the ones that set h(θ))."""
+    def top(self, n: int = 10, group: Any = None) -> pd.DataFrame:
+        """The ``n`` examples with the smallest margin (the ones that set h(θ)); margins have no
+        groups, so ``group`` must be None."""
+        if group is not None:
+            raise MiMarginError(f"{type(self).__name__} has no groups; call top(n)")
         return self.to_dataframe().nsmallest(n, "margin").reset_index(drop=True)
 
     def summary(self) -> dict[str, Any]:

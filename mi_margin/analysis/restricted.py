@@ -43,9 +43,10 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
         label_kind, labels: what was kept (restricted) or removed (excluded).
         n_directions: dimension of that subspace over the grid (2 per frequency, Σ d_ρ²/e_ρ).
         restricted_on: "all" or "test", the data the restricted loss is averaged over.
-        full_loss, restricted, restricted_acc: loss of the unmodified model and of the restricted
-            model, with its accuracy, on ``restricted_on``.
-        full_train_loss, excluded, excluded_acc: the same on the training set for the excluded model.
+        full_loss, full_acc, restricted, restricted_acc: loss and accuracy of the unmodified model
+            and of the restricted model on ``restricted_on``.
+        full_train_loss, full_train_acc, excluded, excluded_acc: the same on the training set, for
+            the excluded model.
         source: the hook whose activations were projected (``blocks.0.mlp.hook_post``, last
             position); also the ``source`` column of :meth:`to_dataframe`.
     """
@@ -62,6 +63,8 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
     full_train_loss: float
     excluded: float
     excluded_acc: float
+    full_acc: float
+    full_train_acc: float
     source: str = POST
 
     def subject(self) -> str:
@@ -70,10 +73,12 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
 
     def _table(self) -> pd.DataFrame:
         table = pd.DataFrame([
-            {"measure": "full", "data": self.restricted_on, "loss": self.full_loss},
+            {"measure": "full", "data": self.restricted_on, "loss": self.full_loss,
+             "accuracy": self.full_acc},
             {"measure": "restricted", "data": self.restricted_on, "loss": self.restricted,
              "accuracy": self.restricted_acc},
-            {"measure": "full", "data": "train", "loss": self.full_train_loss},
+            {"measure": "full", "data": "train", "loss": self.full_train_loss,
+             "accuracy": self.full_train_acc},
             {"measure": "excluded", "data": "train", "loss": self.excluded,
              "accuracy": self.excluded_acc}])
         table["source"] = self.source
@@ -182,8 +187,8 @@ def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None
     full, _ = s.run(logits_fn=_per_row(task))
     kept, removed = _ablated(s, chosen, ("keep", "remove"), direct_path,
                              logits_fn=_per_row(task))
-    full_loss, _ = _loss(full, eval_idx)
-    full_train, _ = _loss(full, task.train_idx)
+    full_loss, full_acc = _loss(full, eval_idx)
+    full_train, full_train_acc = _loss(full, task.train_idx)
     restricted, restricted_acc = _loss(kept, eval_idx)
     excluded, excluded_acc = _loss(removed, task.train_idx)
     return RestrictedLoss(label_kind=s.basis.label_kind, labels=chosen,
@@ -191,7 +196,8 @@ def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None
                           restricted_on=restricted_on, full_loss=full_loss,
                           restricted=restricted, restricted_acc=restricted_acc,
                           full_train_loss=full_train, excluded=excluded,
-                          excluded_acc=excluded_acc)
+                          excluded_acc=excluded_acc, full_acc=full_acc,
+                          full_train_acc=full_train_acc)
 
 
 def default_components(model: HookedModel, task: Task) -> list[Any]:

@@ -53,9 +53,22 @@ class AnalysisResult(ABC):
         """The result as a tidy DataFrame (a fresh copy; safe to modify)."""
         return self._table().reset_index(drop=True)
 
-    def top(self, n: int = 5) -> pd.DataFrame:
-        """The ``n`` rows with the largest ``_score`` (within each ``_group`` if set)."""
+    def top(self, n: int = 5, group: Any = None) -> pd.DataFrame:
+        """The ``n`` rows with the largest ``_score``.
+
+        A result whose rows fall in groups that are ranked separately (``_group``: a spectrum's
+        ``component``, each with its own shares summing to 1) gives the ``n`` best rows *of each
+        group*, so ``n`` × the number of groups rows; ``group=`` keeps one group's ``n`` rows
+        (e.g. ``fourier_spectrum(model, task).top(5, "logits")``).
+        """
         table = self.to_dataframe()
+        if group is not None:
+            if self._group is None:
+                raise MiMarginError(f"{type(self).__name__} has no groups; call top(n)")
+            if group not in set(table[self._group]):
+                raise MiMarginError(f"no {self._group} {group!r}; have "
+                                    f"{sorted(map(str, set(table[self._group])))}")
+            table = table[table[self._group] == group]
         ordered = table.sort_values(self._score, ascending=False, kind="stable")
         if self._group is not None:
             ordered = ordered.groupby(self._group, sort=False).head(n)

@@ -82,4 +82,8 @@ def get(name: str) -> FiniteGroup:
     key = name.strip().upper().replace("×", "X").replace(" ", "").replace("X", "x")
     if not key:
         raise MiMarginError(f"empty group name: {_HELP}")
+    bad = [p for p in key.split("x") if p != "Q8" and re.fullmatch(r"[CZDSA]\d+", p) is None]
+    if bad:  # every part is named before any size is checked ("S9x" is not S9)
+        part = f"the part {bad[0]!r}" if bad[0] else "an empty part"
+        raise MiMarginError(f"unknown group name {name!r} ({part} names no group): {_HELP}")
     return _get(key)

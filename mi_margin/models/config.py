@@ -1,9 +1,26 @@
 """Frozen, validated configurations of the two model families.
 
 Both configs round-trip through ``to_dict``/``from_dict`` and are filled from a task by
-``for_task(task, **overrides)``. They also carry the few attributes TransformerLens's
-``ActivationCache`` and ``patching`` read from ``model.cfg`` (``n_layers``, ``n_heads``,
-``d_model``, ``d_mlp``, ``attn_only``, ``normalization_type``, ``device``, ``use_attn_result``...).
+``for_task(task, **overrides)``. They also carry the attributes TransformerLens code reads from
+``model.cfg`` (``n_layers``, ``n_heads``, ``d_model``, ``d_mlp``, ``attn_only``,
+``normalization_type``, ``model_name``, ``eps``, ``original_architecture``, ``device``,
+``use_attn_result``...). ``cfg.dtype`` is a ``torch.dtype`` (written as its name,
+``"float32"``/``"float64"``, by ``to_dict``; ``from_dict`` and the constructor take either).
+
+The saved fields are frozen (a model is built from them; ``cfg.replace(...)`` makes a changed
+copy), but TransformerLens's runtime flags are set as in TransformerLens, on the model's own copy
+of its config: ``model.cfg.use_attn_result = True``. A flag a model cannot honour (split Q/K/V
+inputs on a one-layer model, anything about attention on an MLP) raises
+:class:`~mi_margin.MiMarginError` instead of being silently ignored.
+
+Example:
+    >>> import torch, mi_margin as mm
+    >>> cfg = mm.TransformerConfig(d_model=8, d_head=2)
+    >>> cfg.dtype, cfg.to_dict()["dtype"], torch.zeros(2, dtype=cfg.dtype).dtype
+    (torch.float32, 'float32', torch.float32)
+    >>> cfg.use_attn_result = True
+    >>> cfg.use_attn_result
+    True
 """
 
 from __future__ import annotations
@@ -12,11 +29,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import torch
+
 from mi_margin.checks import check_bool, check_choice, check_float, check_int
 from mi_margin.errors import MiMarginError
 
 ACT_FNS = ("relu", "gelu", "quadratic", "power")
-DTYPES = ("float32", "float64")
+#: the model dtypes, by the name ``to_dict`` writes
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 C = TypeVar("C", bound="_Config")
 
@@ -33,12 +53,26 @@ MAX_ACT_DEGREE = 64
 MAX_SEED = 2**63 - 1
 
 
+def dtype_name(dtype: torch.dtype | str) -> str:
+    """``"float32"`` for ``torch.float32`` (or ``"float32"``), ``"float64"`` likewise.
+
+    Example:
+        >>> dtype_name(torch.float64)
+        'float64'
+    """
+    for name, value in DTYPES.items():
+        if dtype in (name, value):
+            return name
+    raise MiMarginError(f"dtype must be one of {list(DTYPES)} (or torch.float32/torch.float64), "
+                        f"got dtype={dtype!r}")
+
+
 def _check_common(cfg: Any, *positive: str) -> None:
     """Checks shared by both configs: sizes, activation, seed, dtype and flags."""
     for name in positive:
         check_int(name, getattr(cfg, name), low=1)
     check_choice("act_fn", cfg.act_fn, ACT_FNS)
-    check_choice("dtype", cfg.dtype, DTYPES)
+    object.__setattr__(cfg, "dtype", DTYPES[dtype_name(cfg.dtype)])
     check_int("seed", cfg.seed, low=0, high=MAX_SEED)
     check_bool("use_biases", cfg.use_biases)
     if cfg.act_fn == "power" and cfg.act_degree is None:
@@ -53,8 +87,9 @@ class _Config:
     kind: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict with a ``kind`` key."""
-        return {"kind": self.kind, **dataclasses.asdict(self)}
+        """Plain JSON-able dict with a ``kind`` key (``dtype`` as its name, e.g. ``"float32"``)."""
+        return {"kind": self.kind, **dataclasses.asdict(self),
+                "dtype": dtype_name(self.dtype)}  # type: ignore[attr-defined]  # both configs have it
 
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
@@ -76,22 +111,77 @@ class _Config:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    # what ActivationCache and transformer_lens.patching read; the runtime flags (device,
-    # use_attn_result...) are not saved fields: each model sets them on its own copy of the config
-    # (models.tl_interface)
+    # what TransformerLens code reads from model.cfg; the runtime flags (device, use_attn_result...)
+    # are not saved fields: each model sets them on its own copy of the config (RUNTIME_FLAGS)
     n_layers: ClassVar[int] = 1
     normalization_type: ClassVar[None] = None
     n_key_value_heads: ClassVar[None] = None
     positional_embedding_type: ClassVar[str] = "standard"
+    #: TransformerLens's LayerNorm epsilon; these models have no LayerNorm, so nothing reads it
+    eps: ClassVar[float] = 1e-5
+    parallel_attn_mlp: ClassVar[bool] = False
     default_prepend_bos: ClassVar[bool] = False
     device: ClassVar[str] = "cpu"
     use_attn_result: ClassVar[bool] = False
     use_split_qkv_input: ClassVar[bool] = False
     use_attn_in: ClassVar[bool] = False
     use_hook_mlp_in: ClassVar[bool] = False
+    #: runtime flags this config honours when set to True (the others may only be set to False)
+    honoured_flags: ClassVar[tuple[str, ...]] = ()
+    #: the model class, what TransformerLens calls the original architecture
+    original_architecture: ClassVar[str] = ""
+
+    @property
+    def model_name(self) -> str:
+        """A TransformerLens-style name, e.g. ``"mi_margin-transformer-d128-h4-mlp512-relu"``."""
+        return f"mi_margin-{self.kind}-" + "-".join(self._name_parts())
+
+    def _name_parts(self) -> list[str]:
+        raise NotImplementedError
 
 
+#: TransformerLens's runtime flags: settable on a config (``model.cfg.use_attn_result = True``)
+RUNTIME_FLAGS = ("device", "use_attn_result", "use_split_qkv_input", "use_attn_in",
+                 "use_hook_mlp_in", "default_prepend_bos")
+#: why a flag cannot be set to True, by flag
+_FLAG_REFUSALS = {
+    "use_split_qkv_input": "split Q/K/V inputs exist to patch paths from one layer's heads into "
+                           "a later layer's, and a one-layer model has no later layer",
+    "use_attn_in": "per-head attention inputs exist to patch paths between layers, and a "
+                   "one-layer model has one layer",
+    "use_hook_mlp_in": "the MLP's input already has a hook point (the transformer's "
+                       "blocks.0.hook_resid_mid, the HookedMLP's blocks.0.hook_resid_pre): hook that",
+    "default_prepend_bos": "the models read operands and '=', with no beginning-of-sequence token",
+    "use_attn_result": "a HookedMLP has no attention",
+}
 
+
+def _set_runtime_flag(cfg: _Config, name: str, value: Any) -> None:
+    """Set a TransformerLens runtime flag on ``cfg`` (checked: see :data:`RUNTIME_FLAGS`)."""
+    if name == "device":
+        object.__setattr__(cfg, name, str(value))
+        return
+    check_bool(name, value)
+    if value and name not in cfg.honoured_flags:
+        raise MiMarginError(f"{type(cfg).__name__} cannot set {name}=True: {_FLAG_REFUSALS[name]}")
+    object.__setattr__(cfg, name, bool(value))
+
+
+def _with_runtime_flags(cls: type[C]) -> type[C]:
+    """Let a frozen config set :data:`RUNTIME_FLAGS` (every other field stays frozen)."""
+    frozen_setattr = cls.__setattr__
+
+    def __setattr__(self: _Config, name: str, value: Any) -> None:
+        if name in RUNTIME_FLAGS:
+            _set_runtime_flag(self, name, value)
+        else:
+            frozen_setattr(self, name, value)
+
+    cls.__setattr__ = __setattr__  # type: ignore[method-assign,assignment]
+    return cls
+
+
+@_with_runtime_flags
 @dataclass(frozen=True)
 class TransformerConfig(_Config):
     """One-layer transformer; the defaults are Nanda et al.'s grokking model (docs/mathematics.md §4.1).
@@ -108,6 +198,8 @@ class TransformerConfig(_Config):
     """
 
     kind: ClassVar[str] = "transformer"
+    original_architecture: ClassVar[str] = "HookedOneLayerTransformer"
+    honoured_flags: ClassVar[tuple[str, ...]] = ("use_attn_result",)
     d_vocab: int = 114
     d_vocab_out: int = 113
     n_ctx: int = 3
@@ -123,7 +215,7 @@ class TransformerConfig(_Config):
     use_biases: bool = False
     use_pos_embed: bool = True
     seed: int = 0
-    dtype: str = "float32"
+    dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
         _check_common(self, "d_vocab", "d_vocab_out", "n_ctx", "d_model", "n_heads", "d_head",
@@ -138,6 +230,10 @@ class TransformerConfig(_Config):
         """Degree of the polynomial activation (2 for quadratic, ``act_degree`` for power)."""
         return polynomial_degree(self.act_fn, self.act_degree)
 
+    def _name_parts(self) -> list[str]:
+        return [f"d{self.d_model}", f"h{self.n_heads}",
+                "attn-only" if self.attn_only else f"mlp{self.d_mlp}", self.act_fn]
+
     @classmethod
     def for_task(cls, task: Any, **overrides: Any) -> TransformerConfig:
         """Vocabulary (operands + '='), output classes and context length from ``task``.
@@ -151,6 +247,7 @@ class TransformerConfig(_Config):
         return cls(**{**base, **overrides})
 
 
+@_with_runtime_flags
 @dataclass(frozen=True)
 class MLPConfig(_Config):
     """One-hidden-layer MLP over k operands.
@@ -164,6 +261,7 @@ class MLPConfig(_Config):
     """
 
     kind: ClassVar[str] = "mlp"
+    original_architecture: ClassVar[str] = "HookedMLP"
     d_vocab: int = 113
     d_vocab_out: int = 113
     k: int = 2
@@ -176,7 +274,7 @@ class MLPConfig(_Config):
     use_biases: bool = False
     init_scale: float = 1.0
     seed: int = 0
-    dtype: str = "float32"
+    dtype: torch.dtype = torch.float32
 
     n_heads: ClassVar[int] = 0
     attn_only: ClassVar[bool] = False
@@ -198,6 +296,9 @@ class MLPConfig(_Config):
     def d_model(self) -> int:
         """Width of the residual-like input space (what ActivationCache calls d_model)."""
         return self.d_embed if self.input_style == "embed" else self.d_mlp
+
+    def _name_parts(self) -> list[str]:
+        return [f"k{self.k}", f"mlp{self.d_mlp}", self.act_fn, self.input_style]
 
     @classmethod
     def for_task(cls, task: Any, **overrides: Any) -> MLPConfig:

@@ -196,7 +196,8 @@ def _relu_head_chunk(flat: Tensor, rows: Tensor, W_out: Tensor, b_out: Tensor, a
 def mlp_applies(model: Any) -> bool:
     """The table path serves index inputs (not sparse parity's vector) when no hook sits on a point
     or module other than the hidden layer's ``hook_pre`` and ``hook_post`` (``hook_embed``, the
-    hidden layer module itself, a PyTorch hook on the model)."""
+    block's ``hook_resid_pre``, ``hook_mlp_out`` and ``hook_resid_post``, the hidden layer module
+    itself, a PyTorch hook on the model)."""
     layer = model.layer
     return model.cfg.input_kind == "one_hot" and not has_hooks(model, [layer.hook_pre,
                                                                        layer.hook_post])

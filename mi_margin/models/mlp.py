@@ -22,10 +22,7 @@ from mi_margin.models.activations import activation
 from mi_margin.models.compat import check_mlp_inputs
 from mi_margin.models.config import MLPConfig
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
-
-
-def _dtype(cfg: MLPConfig) -> torch.dtype:
-    return torch.float64 if cfg.dtype == "float64" else torch.float32
+from mi_margin.models.tokenizer import OperandTokenizer
 
 
 class Embed(nn.Module):
@@ -35,7 +32,7 @@ class Embed(nn.Module):
         super().__init__()
         shape = (cfg.k, cfg.d_vocab, cfg.d_embed)
         scale = cfg.init_scale / math.sqrt(cfg.d_embed)
-        self.W_E = nn.Parameter(torch.randn(shape, generator=gen, dtype=_dtype(cfg)) * scale)
+        self.W_E = nn.Parameter(torch.randn(shape, generator=gen, dtype=cfg.dtype) * scale)
 
 
 class HiddenLayer(nn.Module):
@@ -46,7 +43,7 @@ class HiddenLayer(nn.Module):
 
     def __init__(self, cfg: MLPConfig, gen: torch.Generator):
         super().__init__()
-        dt = _dtype(cfg)
+        dt = cfg.dtype
         d_in = cfg.d_embed if cfg.input_style == "embed" else cfg.d_vocab
         fan_in = cfg.k * d_in
         self.W_in = nn.Parameter(torch.randn((cfg.k, d_in, cfg.d_mlp), generator=gen, dtype=dt)
@@ -73,11 +70,38 @@ class HiddenLayer(nn.Module):
 
 
 class MLPBlock(nn.Module):
+    """The hidden layer with TransformerLens's block-level hook points around it.
+
+    ``hook_resid_pre`` [B, P, d_model] holds each input position's contribution (P = k operands,
+    or the n coordinates of a sparse-parity vector); ``hook_mlp_out`` [B, P, d_vocab_out] holds
+    the MLP's output, written at the last position (where the answer is read, as in the
+    transformer) with zeros before it; ``hook_resid_post`` is the stream after the MLP. There is no
+    skip connection, so ``resid_post = mlp_out`` and the logits are ``resid_post[:, -1]``.
+    """
+
     mlp: HiddenLayer
 
     def __init__(self, cfg: MLPConfig, gen: torch.Generator):
         super().__init__()
         self.mlp = HiddenLayer(cfg, gen)
+        self.hook_resid_pre, self.hook_mlp_out, self.hook_resid_post = (HookPoint(), HookPoint(),
+                                                                         HookPoint())
+
+    def output_stream(self, logits: Tensor, n_positions: int) -> Tensor:
+        """``logits`` [B, d_vocab_out] through ``hook_mlp_out`` and ``hook_resid_post`` as a
+        [B, n_positions, d_vocab_out] stream (zeros, the logits at the last position), read back
+        at the last position; skipped (the same logits) when no hook listens to either point."""
+        if not (listened(self.hook_mlp_out) or listened(self.hook_resid_post)):
+            return logits
+        zeros = logits.new_zeros(logits.shape[0], n_positions - 1, logits.shape[1])
+        stream = self.hook_mlp_out(torch.cat([zeros, logits[:, None]], dim=1))
+        return self.hook_resid_post(stream)[:, -1]
+
+
+def listened(hook_point: HookPoint) -> bool:
+    """Whether a hook (or a PyTorch global module hook) would see ``hook_point``'s tensor: the
+    points whose tensor costs extra memory are only built then (an identity nobody observes)."""
+    return fast_paths.has_hooks(hook_point)
 
 
 class MLPActivationCache(ActivationCache):
@@ -86,10 +110,12 @@ class MLPActivationCache(ActivationCache):
 
     def _no_residual_stream(self, method: str) -> MiMarginError:
         return MiMarginError(
-            f"{method} decomposes a transformer's residual stream, which a HookedMLP does not "
-            "have; read its activations directly: cache['hook_embed'] (each operand's contribution), "
-            "cache['pre', 0] and cache['post', 0] (the hidden layer), and "
-            "mi_margin.analysis for neuron-level analyses")
+            f"{method} decomposes a transformer's residual stream into attention heads, neurons "
+            "and embeddings that add up to it; a HookedMLP's hidden layer reads every position at "
+            "once and writes logits with no skip connection, so nothing adds up that way. Read "
+            "its activations directly: cache['resid_pre', 0] (each operand's contribution), "
+            "cache['pre', 0] and cache['post', 0] (the hidden layer), cache['mlp_out', 0] (the "
+            "logits, at the last position), and mi_margin.analysis for neuron-level analyses")
 
     def decompose_resid(self, *args: Any, **kwargs: Any) -> Any:
         raise self._no_residual_stream("decompose_resid")
@@ -116,10 +142,22 @@ class MLPActivationCache(ActivationCache):
 class HookedMLP(TLInterface, CachingRoot):
     """One-hidden-layer MLP on operand indices ``inputs`` [B, k] (one-hot applied inside).
 
-    Hooks: ``hook_embed`` (per-operand contributions, [B, k, d_mlp] in theory style and
-    [B, k, d_embed] in embed style), ``blocks.0.mlp.hook_pre``, ``blocks.0.mlp.hook_post``
-    ([B, d_mlp]). For sparse parity (``input_kind="vector"``) the input is the ±1 float vector
-    [B, n] and ``hook_embed`` is [B, 1, d_mlp]. ``model(inputs)`` returns logits [B, d_vocab_out]
+    Hooks, in TransformerLens's names, so that ``transformer_lens.patching``'s
+    ``get_act_patch_resid_pre`` and ``get_act_patch_mlp_out`` and the cache shorthands
+    (``cache["resid_pre", 0]``, ``cache["mlp_out", 0]``) work, with positions = operands:
+
+    * ``hook_embed`` and ``blocks.0.hook_resid_pre`` (the same tensor): each operand's
+      contribution, [B, k, d_mlp] in theory style (``W_in[i, a_i]``) and [B, k, d_embed] in embed
+      style (``W_E[i, a_i]``);
+    * ``blocks.0.mlp.hook_pre`` = Σ_i resid_pre[:, i] (theory style; ``Σ_i resid_pre[:, i] @
+      W_in[i]`` in embed style) + ``b_in``, and ``blocks.0.mlp.hook_post`` = act(pre), [B, d_mlp];
+    * ``blocks.0.hook_mlp_out`` and ``blocks.0.hook_resid_post`` (the same tensor: no skip
+      connection), [B, k, d_vocab_out]: ``post @ W_out + b_out`` at the last position, zeros
+      before it; the logits are ``resid_post[:, -1]``.
+
+    For sparse parity (``input_kind="vector"``) the input is the ±1 float vector [B, n], the
+    positions are its n coordinates (``resid_pre[:, j] = x_j · W_in[0, j]``) and ``hook_embed``,
+    their sum, is [B, 1, d_mlp]. ``model(inputs)`` returns logits [B, d_vocab_out]
     (``return_type`` as in TransformerLens: "loss"/"both" with ``labels=``). Inputs of the wrong
     shape or range (transformer tokens, another task's operands) raise
     :class:`~mi_margin.MiMarginError`.
@@ -157,26 +195,42 @@ class HookedMLP(TLInterface, CachingRoot):
                                                              loss_per_token)
 
     def _logits(self, inputs: Tensor) -> Tensor:
-        layer = self.layer
+        block, layer = self.block, self.layer
+        return block.output_stream(layer(self._hidden_input(inputs)), inputs.shape[1])
+
+    def _hidden_input(self, inputs: Tensor) -> Tensor:
+        """The hidden layer's input before ``b_in``, [B, d_mlp], through ``hook_embed`` and
+        ``blocks.0.hook_resid_pre``."""
+        block, layer = self.block, self.layer
         if self.cfg.input_kind == "vector":
-            parts = (inputs.to(layer.W_in.dtype) @ layer.W_in[0])[:, None]
-            return layer(self.hook_embed(parts).sum(1))
+            x = inputs.to(layer.W_in.dtype)
+            if not listened(block.hook_resid_pre):      # the [B, n, d_mlp] stream only if observed
+                return self.hook_embed((x @ layer.W_in[0])[:, None]).sum(1)
+            resid = block.hook_resid_pre(x[:, :, None] * layer.W_in[0])             # B n m
+            return self.hook_embed(resid.sum(1, keepdim=True)).sum(1)
         idx = inputs.long() + self._offsets
         if self.cfg.input_style == "embed":
             emb = self.hook_embed(F.embedding(idx, self.embed.W_E.flatten(0, 1)))   # B k e
-            return layer(torch.einsum("bke,kem->bm", emb, layer.W_in))
+            return torch.einsum("bke,kem->bm", block.hook_resid_pre(emb), layer.W_in)
         parts = self.hook_embed(F.embedding(idx, layer.W_in.flatten(0, 1)))          # B k m
-        return layer(parts.sum(1))
+        return block.hook_resid_pre(parts).sum(1)
 
     def last_logits(self, inputs: Tensor) -> Float[Tensor, "B d_vocab_out"]:
         """Same as ``self(inputs)`` (the name the training loop calls for every model kind), by the
-        exact table fast path of models.fast_paths unless a hook sits on ``hook_embed``."""
+        exact table fast path of models.fast_paths unless a hook sits on a point it skips
+        (``hook_embed``, the block's ``hook_resid_pre``, ``hook_mlp_out``, ``hook_resid_post``)."""
         if fast_paths.mlp_applies(self):
             self._check_input(inputs)
             return fast_paths.mlp_logits(self, inputs)
         return self(inputs)
 
     # -- inputs (see models.tl_interface) ------------------------------------------------------
+    @property
+    def tokenizer(self) -> OperandTokenizer | None:
+        """Ids ↔ strings (``"12"``) for TransformerLens code that decodes tokens; ``None`` for
+        sparse parity, whose input is a ±1 vector, not tokens."""
+        return OperandTokenizer(self.cfg.d_vocab) if self.cfg.input_kind == "one_hot" else None
+
     def _check_input(self, x: Tensor) -> None:
         check_mlp_inputs(self.cfg, x)
 
@@ -203,9 +257,14 @@ class HookedMLP(TLInterface, CachingRoot):
         return super().__getattr__(name)
 
     @property
+    def block(self) -> MLPBlock:
+        """The single block (``blocks[0]``): the hidden layer and the residual-stream hooks."""
+        return cast(MLPBlock, self.blocks[0])
+
+    @property
     def layer(self) -> HiddenLayer:
         """The hidden layer (``blocks[0].mlp``) holding W_in, W_out and the hooks."""
-        return cast(MLPBlock, self.blocks[0]).mlp
+        return self.block.mlp
 
     @property
     def W_in(self) -> Tensor:

@@ -24,10 +24,7 @@ from mi_margin.models.bridge import to_bridge
 from mi_margin.models.compat import check_transformer_tokens
 from mi_margin.models.config import TransformerConfig
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
-
-
-def _dtype(cfg: TransformerConfig) -> torch.dtype:
-    return torch.float64 if cfg.dtype == "float64" else torch.float32
+from mi_margin.models.tokenizer import OperandTokenizer
 
 
 def _weight(gen: torch.Generator, shape: tuple[int, ...], fan: int, dtype: torch.dtype) -> nn.Parameter:
@@ -48,7 +45,7 @@ def _bias(module: nn.Module, name: str, shape: tuple[int, ...], trainable: bool,
 class Embed(nn.Module):
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
-        self.W_E = _weight(gen, (cfg.d_vocab, cfg.d_model), cfg.d_model, _dtype(cfg))
+        self.W_E = _weight(gen, (cfg.d_vocab, cfg.d_model), cfg.d_model, cfg.dtype)
 
     def forward(self, tokens: Tensor) -> Tensor:
         return F.embedding(tokens, self.W_E)
@@ -59,7 +56,7 @@ class PosEmbed(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
-        W_pos = torch.randn((cfg.n_ctx, cfg.d_model), generator=gen, dtype=_dtype(cfg))
+        W_pos = torch.randn((cfg.n_ctx, cfg.d_model), generator=gen, dtype=cfg.dtype)
         if cfg.use_pos_embed:
             self.W_pos = nn.Parameter(W_pos / math.sqrt(cfg.d_model))
         else:
@@ -75,8 +72,8 @@ class Unembed(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
-        self.W_U = _weight(gen, (cfg.d_model, cfg.d_vocab_out), cfg.d_vocab, _dtype(cfg))
-        _bias(self, "b_U", (cfg.d_vocab_out,), cfg.use_biases, _dtype(cfg))
+        self.W_U = _weight(gen, (cfg.d_model, cfg.d_vocab_out), cfg.d_vocab, cfg.dtype)
+        _bias(self, "b_U", (cfg.d_vocab_out,), cfg.use_biases, cfg.dtype)
 
     def forward(self, resid: Tensor) -> Tensor:
         return resid @ self.W_U + self.b_U
@@ -102,7 +99,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
         self.cfg = cfg
-        H, d, e, dt = cfg.n_heads, cfg.d_model, cfg.d_head, _dtype(cfg)
+        H, d, e, dt = cfg.n_heads, cfg.d_model, cfg.d_head, cfg.dtype
         self.W_Q = _weight(gen, (H, d, e), d, dt)
         self.W_K = _weight(gen, (H, d, e), d, dt)
         self.W_V = _weight(gen, (H, d, e), d, dt)
@@ -165,7 +162,7 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, gen: torch.Generator):
         super().__init__()
-        dt = _dtype(cfg)
+        dt = cfg.dtype
         self.W_in = _weight(gen, (cfg.d_model, cfg.d_mlp), cfg.d_model, dt)
         self.W_out = _weight(gen, (cfg.d_mlp, cfg.d_model), cfg.d_model, dt)
         _bias(self, "b_in", (cfg.d_mlp,), cfg.use_biases, dt)
@@ -275,6 +272,11 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
         """The '=' token (the last of the input vocabulary)."""
         return self.cfg.d_vocab - 1
 
+    @property
+    def tokenizer(self) -> OperandTokenizer:
+        """Ids ↔ strings (``"12"``, ``"="``) for TransformerLens code that decodes tokens."""
+        return OperandTokenizer(self.eq_token, self.eq_token)
+
     def _check_input(self, tokens: Tensor) -> None:
         check_transformer_tokens(self.cfg, tokens)
 
@@ -300,7 +302,7 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
     # -- TransformerLens switches -----------------------------------------------------------------
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Compute per-head outputs at ``blocks.0.attn.hook_result`` [B, pos, H, d_model]."""
-        object.__setattr__(self.cfg, "use_attn_result", bool(use_attn_result))
+        self.cfg.use_attn_result = use_attn_result
 
     def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
         """Not offered: per-head Q/K/V inputs exist to patch paths from one layer's heads into a

@@ -240,10 +240,10 @@ def train_batched(models: Sequence[Any], task: Task | Sequence[Task],
 
     Instance n's run is the run ``train(models[n], tasks[n], configs[n])`` would give (bit for bit
     on one machine): same history columns, checkpoints, ``train_state`` (so
-    :func:`~mi_margin.resume` continues it alone) and status. The models are trained in place.
-    What may differ between instances: the models' ``seed``/``init_scale`` (or any starting
-    weights), their tasks (of one training-set size), and in the configs the learning rate and
-    its schedule, weight decay, betas, momentum, norm penalty, step count, evaluation and
+    :func:`~mi_margin.resume` continues it alone) and status. The models are trained in place
+    and left in eval mode. What may differ between instances: the models' ``seed``/``init_scale``
+    (or any starting weights), their tasks (of one training-set size), and in the configs the
+    learning rate and its schedule, weight decay, betas, momentum, norm penalty, step count, evaluation and
     checkpoint schedule and early-stopping targets; ``optimizer``, ``batch_size``, ``microbatch``
     and ``snapshot_every`` (and ``seed`` with minibatches) must agree. An instance that stops
     (finished, target reached, or diverged: status ``"diverged"`` and a ``RuntimeWarning`` where
@@ -291,8 +291,12 @@ def train_batched(models: Sequence[Any], task: Task | Sequence[Task],
             recorders.append(start_run(model, t, cfg, metrics, root, overwrite))
             if recorders[-1].writer is not None:
                 locks.enter_context(recorders[-1].writer)
-        fit(engine, recorders, torch.Generator().manual_seed(configs[0].seed), warn_diverged,
-            desc="train_batched")
+        try:
+            fit(engine, recorders, torch.Generator().manual_seed(configs[0].seed), warn_diverged,
+                desc="train_batched")
+        finally:
+            for model in models:
+                model.eval()
     return [rec.run for rec in recorders]
 
 

@@ -39,7 +39,7 @@ from mi_margin.training.recorder import (
     check_checkpoint_memory,
 )
 from mi_margin.training.run import Run
-from mi_margin.training.run_folder import RunWriter, load_run
+from mi_margin.training.run_folder import RunWriter, existing_run_error, holds_run, load_run
 
 __all__ = ["Engine", "ModelEngine", "fit", "penalty_power", "resume", "start_run", "take_step",
            "train"]
@@ -246,7 +246,11 @@ def fit(engine: Engine, recorders: Sequence[Recorder], gen: torch.Generator,
 # -- train() and resume() ---------------------------------------------------------------------------
 def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Metric],
               out_dir: str | Path | None, overwrite: bool) -> Recorder:
-    """A new run of ``model``, in a new run folder if ``out_dir``."""
+    """A new run of ``model``, in a new run folder if ``out_dir`` (a folder holding a run is
+    refused unless ``overwrite``, with the way on: :func:`existing_run_error`)."""
+    if out_dir is not None and not overwrite and holds_run(Path(out_dir)):
+        raise existing_run_error(Path(out_dir), {"task": task.to_dict(), "model": model.cfg.to_dict(),
+                                                 "train": config.to_dict()})
     writer = RunWriter.start(out_dir, overwrite) if out_dir is not None else None
     run = Run(model=model, task=task, config=config, path=writer.root if writer else None)
     return Recorder(run, metrics, writer)
@@ -255,7 +259,9 @@ def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Met
 def train(model: Any, task: Task, config: TrainConfig | None = None, *,
           out_dir: str | Path | None = None, metrics: Sequence[Metric] = (),
           run: Run | None = None, overwrite: bool = False) -> Run:
-    """Train ``model`` on ``task``'s training split and return the :class:`Run`.
+    """Train ``model`` on ``task``'s training split and return the :class:`Run`; the model is
+    left in eval mode (also when training stops on an error), ready for analysis and
+    ``transformer_lens.patching``.
 
     Args:
         model: a :class:`HookedOneLayerTransformer` or :class:`HookedMLP` (trained in place) that
@@ -265,8 +271,10 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
         out_dir: if given, the run folder is written there as training goes: snapshots that
             appear all at once or not at all (:mod:`~mi_margin.training.run_folder`), so a process
             killed at any moment can be resumed exactly. A folder that already holds a run is
-            refused unless ``overwrite=True``; continue one with :func:`resume`. One process at
-            a time writes a folder: another writer's folder is refused, naming its pid.
+            refused unless ``overwrite=True``, with the way on in the message (re-running a
+            notebook cell: ``mm.load(out_dir)`` for the same finished run, :func:`resume` for an
+            unfinished one). One process at a time writes a folder: another writer's folder is
+            refused, naming its pid.
         metrics: extra callables ``f(model, task) -> dict`` evaluated at every evaluation step.
         run: continue this run (use :func:`resume`).
 
@@ -305,7 +313,10 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
     with rec.writer or nullcontext():   # the run folder's lock, released however training ends
         if run is not None and run.train_state:
             _load_state(engine.opt, gen, run.train_state, run.path or "the run")
-        fit(engine, [rec], gen, raise_diverged)
+        try:
+            fit(engine, [rec], gen, raise_diverged)
+        finally:
+            model.eval()
     return rec.run
 
 

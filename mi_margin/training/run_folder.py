@@ -113,6 +113,34 @@ def holds_run(root: Path) -> bool:
         (root / MODEL).exists() and not (root / SNAPSHOTS).is_dir())
 
 
+def existing_run_error(root: Path, wanted: dict[str, dict[str, Any]]) -> MiMarginError:
+    """Why a new run with the configs ``wanted`` (``{"task": ..., "model": ..., "train": ...}``,
+    as ``to_dict`` gives them) is refused in ``root``, which holds a run, with the exact way on:
+    load the same run if it finished, resume it if not, else another folder or ``overwrite=True``."""
+    path = str(root)
+    try:
+        meta = read_pointer(root)
+    except CheckpointError as err:
+        return MiMarginError(f"{root} holds a run that cannot be read ({err}); replace it with "
+                             "overwrite=True (mi-margin train --overwrite)")
+    wanted = json.loads(json.dumps(wanted))
+    differ = sorted(f"{part}.{key}" for part, fields in wanted.items()
+                    for key in set(fields) | set(meta.get(part) or {})
+                    if (meta.get(part) or {}).get(key) != fields.get(key))
+    status, step = meta.get("status"), meta.get("step")
+    if differ:
+        return MiMarginError(f"{root} holds another run (it differs in {', '.join(differ)}): "
+                             "choose another out_dir, or replace it with overwrite=True "
+                             "(mi-margin train --overwrite)")
+    if status in ("finished", "stopped_early"):
+        return MiMarginError(f"{root} already holds this run ({status} at step {step}): load it "
+                             f"with run = mm.load({path!r}), or train it again with "
+                             "overwrite=True (mi-margin train --overwrite)")
+    return MiMarginError(f"{root} holds this run, {status} at step {step}: continue it with "
+                         f"mm.resume({path!r}) (mi-margin train --resume), or start again with "
+                         "overwrite=True (mi-margin train --overwrite)")
+
+
 def _remove(path: Path) -> None:
     fault_point()
     if path.is_dir() and not path.is_symlink():

@@ -13,7 +13,7 @@ def plot_ablation_losses(res: RestrictedLoss, title: str | None = None) -> go.Fi
     Example:
         >>> res = RestrictedLoss("frequency", (1,), 2, restricted_on="all", full_loss=.1,
         ...                      restricted=.1, restricted_acc=1., full_train_loss=.1, excluded=2.,
-        ...                      excluded_acc=0.)
+        ...                      excluded_acc=0., full_acc=1., full_train_acc=1.)
         >>> list(plot_ablation_losses(res).data[0].x)
         ['full (all)', 'restricted (all)', 'full (train)', 'excluded (train)']
     """

@@ -23,6 +23,7 @@ from mi_margin.analysis.progress import ProgressMeasures
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.errors import MiMarginError
 from mi_margin.models.protocol import HookedModel
+from mi_margin.models.tl_interface import operand_names
 from mi_margin.tasks import Task
 
 #: the progress table's columns drawn on the losses panel
@@ -105,7 +106,7 @@ def clusters_figure(res: NeuronClusters) -> go.Figure:
                 y=list(counts.values()), name="neurons", row=1, col=1)
     fig.add_histogram(x=res.purity.tolist(), nbinsx=40, name="purity", row=1, col=2)
     fig.add_vline(x=res.min_purity, line_dash="dash", row=1, col=2)
-    fig.update_xaxes(title_text=res.label_kind, row=1, col=1)
+    fig.update_xaxes(title_text=res.label_kind, type="category", row=1, col=1)   # labels, not a scale
     fig.update_xaxes(title_text="purity", row=1, col=2)
     fig.update_layout(showlegend=False, title=f"Neuron clusters ({res.source}, {res.model_kind})")
     return fig
@@ -189,11 +190,12 @@ def neuron_heatmaps(model: HookedModel, task: Task, neurons: Sequence[int] | Non
     acts = acts.reshape(m, m, m ** (basis.k - 2), -1)[:, :, 0]
     titles = [f"n{j}: {res.label_kind} {res.label[j]} ({float(res.purity[j]):.0%})"
               for j in chosen]
+    first, second = operand_names(basis.k)[:2]     # "a", "b" as on every grid heatmap (a1, a2 for k > 2)
     fig = make_subplots(rows=1, cols=len(chosen), subplot_titles=titles)
     for col, j in enumerate(chosen, start=1):
         fig.add_heatmap(z=acts[..., j].tolist(), coloraxis="coloraxis", row=1, col=col)
-        fig.update_xaxes(title_text="element of operand 2", row=1, col=col)
-        fig.update_yaxes(title_text="element of operand 1", row=1, col=col)
+        fig.update_xaxes(title_text=second, row=1, col=col)
+        fig.update_yaxes(title_text=first, row=1, col=col)
     fig.update_layout(title="neuron activations over the input grid")
     return fig
 

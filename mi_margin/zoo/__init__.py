@@ -70,6 +70,13 @@ def variants(name: str) -> builtins.list[str]:
     return _variants(read_meta(_folder(name)))
 
 
+def titles() -> dict[str, str]:
+    """``{name: title}`` of the installed entries (the title is the recipe's one line)."""
+    from mi_margin.zoo.recipes import RECIPES  # imports the theory layer: only when asked
+
+    return {name: RECIPES[name].title if name in RECIPES else "" for name in list()}
+
+
 def card(name: str) -> str:
     """The markdown card of entry ``name``."""
     return (_folder(name) / "card.md").read_text()
@@ -81,4 +88,4 @@ def population(name: str) -> Any:
     return populations.population(name)
 
 
-__all__ = ["card", "list", "load", "population", "variants"]
+__all__ = ["card", "list", "load", "population", "titles", "variants"]

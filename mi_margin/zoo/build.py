@@ -31,6 +31,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
+from mi_margin.models.config import dtype_name
 from mi_margin.models.io import build_model
 from mi_margin.theory.predictions import max_margin
 from mi_margin.theory.recipe import margin_metric
@@ -113,14 +114,15 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
         full = signature(model, run.task)
         recorded[str(step)] = full
         if step == run.step:
-            dtypes[step] = model.cfg.dtype
+            dtypes[step] = dtype_name(model.cfg.dtype)
             continue
         if same_weights(run.checkpoints[step], seeded):
             dtypes[step] = INIT
             continue
-        dtypes[step] = next((d for d in REDUCED if d != model.cfg.dtype
+        own = dtype_name(model.cfg.dtype)
+        dtypes[step] = next((d for d in REDUCED if d != own
                              and same_answers(full, signature(rounded(run, step, d), run.task))),
-                            model.cfg.dtype)
+                            own)
     return dtypes, recorded
 
 

@@ -131,6 +131,12 @@ def test_spectrum_of_a_planted_mlp_is_supported_on_the_planted_frequencies():
     assert tuple(spec.neuron_tuples.shape) == (p // 2 + 1,) * k
     top = spec.top(2)
     assert set(top[top["component"] == "unembed"]["frequency"]) == set(planted)
+    components = set(top["component"])
+    assert all((top["component"] == c).sum() == 2 for c in components)   # n rows per component
+    unembed = spec.top(2, "unembed")
+    assert list(unembed["component"]) == ["unembed"] * 2 and set(unembed["frequency"]) == set(planted)
+    with pytest.raises(mm.MiMarginError, match="no component 'logit'"):
+        spec.top(2, "logit")
 
 
 def test_spectrum_of_a_transformer_has_every_documented_part():

@@ -83,3 +83,17 @@ def test_hooks_reject_bad_input():
         ablation_hook(task, [1])(torch.zeros(24, 3), None)
     with pytest.raises(MiMarginError, match="restricted_on"):
         restricted_loss(exact_cosine_mlp(task, [1]), task, [1], restricted_on="train")
+
+
+def test_full_rows_carry_the_models_own_accuracy():
+    """The 'full' rows show the unmodified model's accuracy (no NaN), equal to evaluating it."""
+    task = mm.ModularAddition(p=11, k=2, train_fraction=0.5)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, seed=3))
+    res = restricted_loss(model, task, [2], restricted_on="test")
+    table = res.to_dataframe()
+    assert not table["accuracy"].isna().any()
+    with torch.no_grad():
+        right = model(task.inputs).argmax(-1) == task.labels
+    assert res.full_acc == pytest.approx(float(right[task.test_idx].double().mean()))
+    assert res.full_train_acc == pytest.approx(float(right[task.train_idx].double().mean()))
+    assert list(table["accuracy"][table["measure"] == "full"]) == [res.full_acc, res.full_train_acc]

@@ -16,7 +16,8 @@ TRANSFORMER_HOOKS = [
     "blocks.0.hook_resid_mid", "blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post",
     "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post",
 ]
-MLP_HOOKS = ["hook_embed", "blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post"]
+MLP_HOOKS = ["hook_embed", "blocks.0.hook_resid_pre", "blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post",
+             "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def _check(task, equal_wrong: bool = True):
     model = certificate(task)
     res = margin(model, task)
     cfg = model.cfg
-    assert cfg.dtype == "float64" and not cfg.use_biases and cfg.input_style == "theory"
+    assert cfg.dtype == torch.float64 and not cfg.use_biases and cfg.input_style == "theory"
     assert model.W_in.dtype == torch.float64
     assert cfg.d_mlp == pred.width_bound
     assert res.norm_power_sum == pytest.approx(1.0, rel=1e-12)      # ||θ||_{2,ν} = 1

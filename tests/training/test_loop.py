@@ -119,3 +119,13 @@ def test_divergence_names_the_step_and_keeps_checkpoints(tmp_path):
 def test_train_config_errors(kw, match):
     with pytest.raises(mm.MiMarginError, match=match):
         mm.TrainConfig(**kw)
+
+
+def test_tqdm_disable_hides_the_bars_a_config_asks_for(monkeypatch, capsys):
+    task = mm.ModularAddition(p=5)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=4))
+    mm.train(model, task, mm.TrainConfig(steps=3, eval_every=1, progress=True))
+    assert "train" in capsys.readouterr().err                 # the bar is shown by default
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    mm.train(model, task, mm.TrainConfig(steps=3, eval_every=1, progress=True))
+    assert capsys.readouterr().err == ""

@@ -13,6 +13,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.errors import CheckpointError, MiMarginError
+from mi_margin.models.config import dtype_name
 from mi_margin.models.evaluation import evaluate
 from mi_margin.models.io import build_model, load_tensors
 from mi_margin.zoo import DATA, cards, store
@@ -81,7 +82,7 @@ def test_shipped_checkpoints_give_the_full_precision_answers(name):
     meta = store.read_meta(DATA / name)
     recorded = meta["checks"]["signatures"]
     assert sorted(map(int, recorded)) == sorted(run.checkpoints)
-    reduced = [s for s, d in meta["checkpoints"].items() if d != run.model.cfg.dtype]
+    reduced = [s for s, d in meta["checkpoints"].items() if d != dtype_name(run.model.cfg.dtype)]
     assert reduced, "every intermediate checkpoint kept in full precision: nothing to check"
     for step, full in recorded.items():
         assert same_answers(full, signature(run.model_at(int(step)), run.task)), step
