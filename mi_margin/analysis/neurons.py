@@ -30,7 +30,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.analysis.basis import sum_by
-from mi_margin.analysis.core import POST, PRE, Subject, require, subject
+from mi_margin.analysis.core import POST, PRE, Subject, cached, require
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
@@ -210,10 +210,9 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
     if source not in SOURCES:
         raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
-    s = subject(model, task)
-    b = s.basis
-    _, acts = s.run([POST, PRE])
-    post = acts[POST]
+    c = cached(model, task)
+    s, b = c.subject, c.basis
+    post = c.need([POST, PRE] if b.label_kind == "frequency" else [POST])[POST]
     dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
     if source == "weights":
         if task.kind == "sparse_parity":
@@ -223,7 +222,7 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
         energy[:, 0] = 0.0                                  # centred: only rounding is left
         total = energy.sum(1)
     else:
-        grid = b.grid_energy(post)
+        grid = c.grid_energy("neurons")
         energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
         total = grid.total
     best, index = energy[:, 1:].max(1)
@@ -233,7 +232,7 @@ def neuron_clusters(model: Any, task: Any, min_purity: float = 0.5, source: str 
     phases = error = None
     if b.label_kind == "frequency":
         frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
-        phases, error = neuron_phases(acts[PRE], task.inputs, s.neuron_logit_map(), frequency,
+        phases, error = neuron_phases(c[PRE], task.inputs, s.neuron_logit_map(), frequency,
                                       b.n)
     return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,

@@ -22,7 +22,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mi_margin.analysis.basis import basis_for
-from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, require, subject
+from mi_margin.analysis.core import (
+    PATTERN,
+    POST,
+    GridCache,
+    Subject,
+    cached,
+    require,
+    subject,
+)
 from mi_margin.analysis.key_rules import (
     MIN_SHARE,
     KeySet,
@@ -218,20 +226,20 @@ def component_sources(s: Subject) -> dict[str, str]:
     return {**inputs, "unembed": "W_out", **grids}
 
 
-def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
+def _grid_units(c: GridCache, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
     """Grid functions to analyse: component → ([N, units], unit labels)."""
-    names = [n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where]
-    logits, acts = s.run(names, logits_fn=centre_classes)
+    c.need([n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where])
     units: dict[str, tuple[Tensor, list[str]]] = {}
     if "neurons" in where:
-        post = acts[POST]
+        post = c.grid_function("neurons")
         units["neurons"] = (post, [f"n{i}" for i in range(post.shape[1])])
     if "attention" in where:
-        pattern = acts[PATTERN][:, :, : s.task.k]                 # N H k: last query → operands
-        labels = [f"head {h} → a{i + 1}" for h in range(pattern.shape[1]) for i in range(s.task.k)]
-        units["attention"] = (pattern.flatten(1), labels)
+        heads = c[PATTERN].shape[1]
+        labels = [f"head {h} → a{i + 1}" for h in range(heads) for i in range(c.task.k)]
+        units["attention"] = (c.grid_function("attention"), labels)
     if "logits" in where:
-        units["logits"] = (logits, [f"c={c}" for c in range(logits.shape[1])])
+        logits = c.grid_function("logits")
+        units["logits"] = (logits, [f"c={j}" for j in range(logits.shape[1])])
     return units
 
 
@@ -261,8 +269,8 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
         >>> round(sum(spec.fve("embed[0]").values()), 9)
         1.0
     """
-    s = subject(model, task)
-    b = s.basis
+    c = cached(model, task)
+    s, b = c.subject, c.basis
     chosen = _parse_where(where, s)
     weights, ginis = {}, {}
     for name, W in _weight_components(s, chosen).items():
@@ -274,8 +282,8 @@ def spectrum(model: Any, task: Any, where: Sequence[str] | str | None = None) ->
             ginis[name] = gini(coef.sum(1).sqrt())
     grid, variance, units_of = {}, {}, {}
     tuples = hidden = hidden_variance = None
-    for name, (values, unit_labels) in _grid_units(s, chosen).items():
-        part = b.grid_energy(values)
+    for name, (values, unit_labels) in _grid_units(c, chosen).items():
+        part = c.grid_energy(name)
         safe = torch.where(part.total > 0, part.total, torch.ones_like(part.total))
         grid[name] = torch.where(part.total[:, None] > 0, part.blocks / safe[:, None], 0.0)
         variance[name], units_of[name] = part.total / len(values), unit_labels
@@ -383,12 +391,11 @@ def logit_similarity(model: Any, task: Any) -> LogitSimilarity:
         >>> sim.labels, sim.fve() <= 1
         ((1, 2, 3), True)
     """
-    s = subject(model, task)
-    logits, _ = s.run()
-    sim = s.basis.logit_similarity(task, logits)
+    c = cached(model, task)
+    sim = c.basis.logit_similarity(task, c.logits)
     rule = rule_for(task)
-    return LogitSimilarity(label_kind=s.basis.label_kind, labels=s.basis.nontrivial,
-                           dims=s.basis.dims[1:], similarity=sim[1:],
+    return LogitSimilarity(label_kind=c.basis.label_kind, labels=c.basis.nontrivial,
+                           dims=c.basis.dims[1:], similarity=sim[1:],
                            key_threshold=rule.threshold if rule.basis == "irrep" else None)
 
 
@@ -432,8 +439,7 @@ def _embedding(s: Subject) -> Tensor:
     return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
 
 
-def component_shares(model: Any, task: Any, method: str = "logits",
-                     s: Subject | None = None) -> Float[Tensor, " L1"]:
+def component_shares(model: Any, task: Any, method: str = "logits") -> Float[Tensor, " L1"]:
     """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
 
     Example:
@@ -448,14 +454,12 @@ def component_shares(model: Any, task: Any, method: str = "logits",
         method = "embed"
     if method not in KEY_METHODS:
         raise MiMarginError(f"method must be one of {KEY_METHODS}, got method={method!r}")
-    s = subject(model, task) if s is None else s
-    b = s.basis
+    c = cached(model, task)
+    s, b = c.subject, c.basis
     if method == "similarity":
-        logits, _ = s.run()
-        return b.logit_similarity(task, logits)[1:].square()
+        return b.logit_similarity(task, c.logits)[1:].square()
     if method == "logits":
-        logits, _ = s.run(logits_fn=centre_classes)
-        energy = b.grid_energy(logits)
+        energy = c.grid_energy("logits")
         total = energy.total.sum()
         return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
     if task.kind == "sparse_parity":
@@ -481,7 +485,7 @@ def _accuracy(s: Subject) -> float:
 
 def _shares(s: Subject, method: str, min_share: float) -> tuple[list[Any], dict[Any, float]]:
     _check_min_share(min_share, len(s.basis.nontrivial))
-    share = component_shares(s.model, s.task, method, s).tolist()
+    share = component_shares(s.model, s.task, method).tolist()
     values = dict(zip(s.basis.nontrivial, share))
     return [lab for lab, x in values.items() if x >= min_share / len(share)], values
 
@@ -599,7 +603,7 @@ def fourier_gini(model: Any, task: Any) -> dict[str, float]:
         >>> sorted(fourier_gini(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
         ['W_L', 'embed']
     """
-    s = subject(model, task)
+    s = cached(model, task).subject
     norms = {name: s.basis.coefficients(W).square().sum(1).sqrt()
              for name, W in (("embed", _embedding(s)), ("W_L", s.neuron_logit_map().T))}
     return {name: gini(v) for name, v in norms.items()}
