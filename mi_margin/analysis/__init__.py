@@ -12,6 +12,7 @@ from mi_margin.analysis.ablation import ablation_hook, grid_projection_hook
 from mi_margin.analysis.agop import AGOPAndKernel, agop, agop_and_kernel
 from mi_margin.analysis.basis import basis_for
 from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza
+from mi_margin.analysis.core import GridCache, grid_cache
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.margin import MarginResult, margin
 from mi_margin.analysis.neurons import (
@@ -46,6 +47,7 @@ __all__ = [
     "AnalysisResult",
     "ClockPizza",
     "FeatureMatrix",
+    "GridCache",
     "LogitSimilarity",
     "MarginResult",
     "NFAResult",
@@ -61,6 +63,7 @@ __all__ = [
     "clock_pizza",
     "fourier_gini",
     "fourier_spectrum",
+    "grid_cache",
     "grid_projection_hook",
     "irrep_logit_similarity",
     "irrep_progress",

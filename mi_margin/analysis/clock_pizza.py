@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.analysis.basis import require_labels
-from mi_margin.analysis.core import last, subject
+from mi_margin.analysis.core import cached, last
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.protocol import HookedModel
@@ -108,7 +108,7 @@ def clock_pizza(model: HookedModel, task: Task, seed: int = 0, n_triples: int = 
     """Gradient symmetricity and distance irrelevance of a k = 2 modular-addition model.
 
     Args:
-        model: HookedOneLayerTransformer or HookedMLP.
+        model: HookedOneLayerTransformer or HookedMLP, or its grid cache.
         task: ModularAddition with k = 2.
         seed: seeds the random triples (Zhong et al. use 100 random triples of Z_p³).
         n_triples: number of triples.
@@ -123,19 +123,18 @@ def clock_pizza(model: HookedModel, task: Task, seed: int = 0, n_triples: int = 
     require_labels(task, "frequency", "clock_pizza")
     if task.k != 2:
         raise MiMarginError(f"clock_pizza is defined for k=2 operands, got k={task.k}")
-    s = subject(model, task)
-    p = s.basis.n
+    c = cached(model, task)
+    p = c.basis.n
     if n_triples < 1:
         raise MiMarginError(f"n_triples must be >= 1, got {n_triples}")
     gen = torch.Generator().manual_seed(seed)
     triples = torch.randint(0, task.d_vocab, (n_triples, 3), generator=gen)
     x = triples[:, :2]
-    if s.kind == "transformer":
+    if c.kind == "transformer":
         x = torch.cat([x, torch.full((n_triples, 1), task.eq_token)], dim=1)
-    grads = _embedding_gradients(model, x, triples[:, 2])
+    grads = _embedding_gradients(c.model, x, triples[:, 2])
     sims = torch.nn.functional.cosine_similarity(grads[:, 0], grads[:, 1], dim=-1)
-    logits, _ = s.run()
-    correct = s.basis.grid_order(logits.gather(1, task.labels[:, None])).reshape(p, p).double()
+    correct = c.basis.grid_order(c.logits.gather(1, task.labels[:, None])).reshape(p, p).double()
     return ClockPizza(gradient_symmetricity=float(sims.mean()),
                       distance_irrelevance=distance_irrelevance(correct), triples=triples,
                       similarities=sims, correct_logits=correct)

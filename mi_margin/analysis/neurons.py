@@ -34,7 +34,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.analysis.basis import require_labels, sum_by
-from mi_margin.analysis.core import POST, PRE, Subject, subject
+from mi_margin.analysis.core import POST, PRE, Subject, cached
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
@@ -224,10 +224,9 @@ def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, sou
         raise MiMarginError(f"min_purity must be in (0, 1], got min_purity={min_purity!r}")
     if source not in SOURCES:
         raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
-    s = subject(model, task)
-    b = s.basis
-    _, acts = s.run([POST, PRE])
-    post = acts[POST]
+    c = cached(model, task)
+    s, b = c.subject, c.basis
+    post = c.need([POST, PRE] if b.label_kind == "frequency" else [POST])[POST]
     dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
     if source == "weights":
         if task.algebra.inputs != "operands":
@@ -237,9 +236,9 @@ def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, sou
         energy[:, 0] = 0.0                                  # centred: only rounding is left
         total = energy.sum(1)
     elif source == "maps":
-        energy, total = _map_energy(s, acts[PRE])
+        energy, total = _map_energy(s, c.need([PRE])[PRE])
     else:
-        grid = b.grid_energy(post)
+        grid = c.grid_energy("neurons")
         energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
         total = grid.total
     best, index = energy[:, 1:].max(1)
@@ -250,7 +249,8 @@ def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, sou
     if b.label_kind == "frequency":
         frequency = torch.tensor([0 if lab is None else lab for lab in assigned])
         out = b.by_element(s.neuron_logit_map().T).T          # classes as group elements
-        phases, error = neuron_phases(acts[PRE], b.operand_elements(task), out, frequency, b.n)
+        phases, error = neuron_phases(c.need([PRE])[PRE], b.operand_elements(task), out, frequency,
+                                      b.n)
     return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,

@@ -7,24 +7,34 @@ restricted loss (all data) and excluded loss (train data), the share of logit va
 labels' characters, the share of the centred neuron activations in their product subspace
 (Chughtai's "MLP ρ(ab)"), the Gini coefficients of the embedding's and W_L's basis norms, the sum
 of squared weights, and the logit similarity of every label (``sim[<label>]``). One implementation
-for every task; :func:`irrep_progress` is the group view.
+for every task; :func:`irrep_progress` is the group view. Checkpoints are streamed: each is one
+pass over the grid (a :class:`~mi_margin.analysis.core.GridCache`) that every column reads, and
+only one checkpoint's activations are in memory at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import torch
+from torch import Tensor
 
-from mi_margin.analysis.basis import basis_for
-from mi_margin.analysis.core import require
-from mi_margin.analysis.restricted import default_components, restricted_loss
+from mi_margin._progress import progress_bar
+from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.core import ENERGY_CHUNK, POST, RESID_MID, GridCache, grid_cache
+from mi_margin.analysis.restricted import (
+    default_components,
+    loss_on,
+    per_example,
+    restricted_loss,
+)
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
-from mi_margin.analysis.spectrum import fourier_gini, logit_similarity, renamed, spectrum
+from mi_margin.analysis.spectrum import fourier_gini, logit_similarity, renamed
 from mi_margin.errors import MiMarginError
-from mi_margin.models.evaluation import evaluate, weight_norm_sq
+from mi_margin.models.evaluation import weight_norm_sq
 
 COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss",
            "excluded_loss", "gini_embed", "gini_W_L", "weight_norm_sq", "key_logit_fve",
@@ -50,20 +60,61 @@ class ProgressMeasures(KeyLabels, AnalysisResult):
         return self.table.copy()
 
 
-def _row(model: Any, task: Any, labels: tuple[Any, ...]) -> dict[str, Any]:
-    train_loss, train_acc = evaluate(model, task, task.train_idx)
-    test_loss, test_acc = evaluate(model, task, task.test_idx)
-    losses = restricted_loss(model, task, labels)
-    sim = logit_similarity(model, task)
-    spec = spectrum(model, task, where="neurons")
-    product = spec.hidden_fractions()[:, -1]
-    gini = fourier_gini(model, task) if task.kind != "sparse_parity" else {}
+def row_hooks(kind: str) -> list[str]:
+    """The hooks one row reads: the neurons, and for transformers the residual stream after
+    attention (the direct path of the restricted and excluded losses)."""
+    return [POST, *([RESID_MID] if kind == "transformer" else [])]
+
+
+def checkpoint_caches(run: Any, steps: Sequence[int], names: Sequence[str],
+                      desc: str = "checkpoints", progress: bool = True
+                      ) -> Iterator[tuple[int, GridCache]]:
+    """(step, grid cache of the checkpoint at ``step`` with ``names``), one checkpoint at a time:
+    each cache is one pass over the grid, and only the one being read is held in memory. A tqdm
+    bar counts the checkpoints (``progress=False`` or ``TQDM_DISABLE=1`` hide it).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=5)
+        >>> run = mm.train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task,
+        ...                mm.TrainConfig(steps=4, n_checkpoints=2, progress=False))
+        >>> [(step, c.passes) for step, c in checkpoint_caches(run, [0, 4], [POST], progress=False)]
+        [(0, 1), (4, 1)]
+    """
+    bar = progress_bar(steps, desc=desc, leave=False, **({} if progress else {"disable": True}))
+    for step in bar:
+        yield step, grid_cache(run.model_at(step), run.task, names)
+
+
+def hidden_product_shares(c: GridCache) -> Tensor:
+    """Share of the neurons' total centred variance over the grid in each label's ρ(product)
+    subspace, [L] (Chughtai et al.'s "MLP ρ(ab)"; ``spectrum(...).hidden_fractions()[:, -1]``)."""
+    post, b = c[POST], c.basis
+    energy = b.term_energy(c.task, post, b.terms()[-1]).sum(1)
+    width = max(1, ENERGY_CHUNK // len(post))
+    parts = (post[:, i:i + width].double() for i in range(0, post.shape[1], width))
+    total = sum(float(torch.linalg.vector_norm(part) ** 2 - part.sum(0).square().sum() / len(part))
+                for part in parts)                         # Σ x² − N·mean², a few columns at a time
+    return energy / total if total > 0 else energy
+
+
+def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
+    """The progress measures of one model (its grid cache, read without another pass) for the key
+    ``labels``: the columns of :data:`COLUMNS` but ``step``, then ``sim[<label>]``."""
+    task = c.task
+    per_row = per_example(task, c.logits)
+    (train_loss, train_acc), (test_loss, test_acc) = (loss_on(per_row, idx)
+                                                      for idx in (task.train_idx, task.test_idx))
+    losses = restricted_loss(c, task, labels)
+    sim = logit_similarity(c, task)
+    product = hidden_product_shares(c)
+    gini = fourier_gini(c, task) if task.kind != "sparse_parity" else {}
     row = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
            "test_acc": test_acc, "restricted_loss": losses.restricted,
            "excluded_loss": losses.excluded, "gini_embed": gini.get("embed", float("nan")),
-           "gini_W_L": gini.get("W_L", float("nan")), "weight_norm_sq": weight_norm_sq(model),
+           "gini_W_L": gini.get("W_L", float("nan")), "weight_norm_sq": weight_norm_sq(c.model),
            "key_logit_fve": sim.fve(labels),
-           "hidden_product_fve": float(sum(float(product[spec.labels.index(lab)])
+           "hidden_product_fve": float(sum(float(product[c.basis.labels.index(lab)])
                                            for lab in labels))}
     row.update({f"sim[{lab}]": float(x) for lab, x in zip(sim.labels, sim.similarity)})
     return row
@@ -71,7 +122,8 @@ def _row(model: Any, task: Any, labels: tuple[Any, ...]) -> dict[str, Any]:
 
 def progress_measures(run: Any, labels: Sequence[Any] | None = None,
                       steps: Sequence[int] | None = None, *,
-                      frequencies: Sequence[int] | None = None) -> ProgressMeasures:
+                      frequencies: Sequence[int] | None = None, progress: bool = True
+                      ) -> ProgressMeasures:
     """The progress measures at every kept checkpoint of ``run`` as one table.
 
     Args:
@@ -80,6 +132,10 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
             (:func:`~mi_margin.analysis.restricted.default_components`). ``frequencies=`` is the
             deprecated name.
         steps: checkpoint steps to evaluate (default: all kept, ascending).
+        progress: show a progress bar over the checkpoints (``TQDM_DISABLE=1`` hides it too).
+
+    Each checkpoint is one pass over the grid (:func:`checkpoint_caches`), from which every
+    column is computed (:func:`progress_row`); one more pass finds the default key labels.
 
     Example:
         >>> import mi_margin as mm
@@ -103,7 +159,9 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
         raise MiMarginError(f"no checkpoints at steps {missing}; kept: {kept}")
     basis = basis_for(task)
     keys = basis.resolve(default_components(run.model, task) if labels is None else labels)
-    rows = [{"step": step, **_row(run.model_at(step), task, keys)} for step in chosen]
+    caches = checkpoint_caches(run, chosen, row_hooks(run.model.model_kind),
+                               "progress measures", progress)
+    rows = [{"step": step, **progress_row(c, keys)} for step, c in caches]
     return ProgressMeasures(label_kind=basis.label_kind, labels=keys, table=pd.DataFrame(rows))
 
 
@@ -120,5 +178,5 @@ def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
         >>> prog.irreps, list(prog.to_dataframe()["step"])[0]
         (('(2,1)',), 0)
     """
-    require(run.task, "group_composition", "irrep_progress")
+    require_labels(run.task, "irrep", "irrep_progress")
     return progress_measures(run, irreps, steps)

@@ -9,9 +9,15 @@ position) is replaced by its mean over the grid, so that the logits come from th
 through W_L = W_out·W_U plus an input-independent term, as in Nanda et al.'s implementation
 (``direct_path="mean"``; ``"keep"`` leaves that path untouched).
 
-The grid is run twice in chunks of rows (activations first, then the model with the edited
-activations patched in), so large grids fit in memory. Restricted loss is evaluated on all data
-(or the test set), excluded loss on the training set only (docs/mathematics.md §4.3, §7.6).
+No second forward pass is needed: the logits are affine in the activations, ℓ = r·W_U + h·W_L + b
+(r = resid_mid, h = hook_post; for an MLP ℓ = h·W_out + b), and the projection acts on the grid
+axis while W_L acts on the neuron axis, so the two commute: P(h_c)·W_L = P(h_c·W_L). With
+Y = h_c·W_L = (ℓ − mean ℓ) − (r − mean r)·W_U, the restricted logits are mean ℓ + P(Y) and the
+excluded ones mean ℓ + Y − P(Y) (plus the centred direct path with ``direct_path="keep"``), all
+from a :class:`~mi_margin.analysis.core.GridCache`'s logits and ``resid_mid`` in float64
+(tests/analysis/test_restricted.py checks them against the activations patched into the model).
+Restricted loss is evaluated on all data (or the test set), excluded loss on the training set only
+(docs/mathematics.md §4.3, §7.6).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
-from mi_margin.analysis.basis import basis_for, columns, require_labels
-from mi_margin.analysis.core import POST, RESID_MID, RESID_POST, Hook, Subject, subject
+from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.core import POST, RESID_MID, ROWS, GridCache, cached
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
 from mi_margin.errors import MiMarginError
@@ -85,51 +91,55 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
         return table
 
 
-def _per_row(task: Task) -> Callable[[slice, Tensor], Tensor]:
-    """Each chunk's logits → [rows, 2]: float64 cross-entropy and correctness per example."""
-    def fn(rows: slice, logits: Tensor) -> Tensor:
-        y = task.labels[rows]
-        return torch.stack([cross_entropy64(logits, y, reduction="none"),
-                            (logits.argmax(-1) == y).double()], 1)
-    return fn
+def per_example(task: Any, logits: Tensor) -> Tensor:
+    """Grid logits [N, V] → [N, 2]: float64 cross-entropy and correctness per example."""
+    out = torch.empty((len(logits), 2), dtype=torch.float64)
+    for rows, part, y in zip(torch.arange(len(logits)).split(ROWS), logits.split(ROWS),
+                             task.labels.split(ROWS)):
+        out[rows, 0] = cross_entropy64(part, y, reduction="none")
+        out[rows, 1] = (part.argmax(-1) == y).double()
+    return out
 
 
-def _loss(per_row: Tensor, idx: Tensor) -> tuple[float, float]:
+def loss_on(per_row: Tensor, idx: Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) of :func:`per_example`'s rows ``idx`` (NaN for none)."""
     if len(idx) == 0:
         return float("nan"), float("nan")
     part = per_row[idx]
     return float(part[:, 0].mean()), float(part[:, 1].mean())
 
 
-def _patched_logits(s: Subject, post: Tensor, mid: Tensor | None,
-                    logits_fn: Callable[[slice, Tensor], Tensor] | None = None) -> Tensor:
-    """Logits with the last-position MLP output replaced by ``post`` [N, m] and, if ``mid`` is
-    given, the bypassing residual [N, d] replaced by its mean over the grid."""
-    mid_mean = mid.double().mean(0) if mid is not None else None
+def direct_logits(c: GridCache) -> Tensor | None:
+    """What bypasses the MLP, centred over the grid: (resid_mid − its grid mean)·W_U at the last
+    position, float64 [N, V] (transformers); None for an MLP, whose logits all come from its
+    neurons."""
+    if c.kind != "transformer":
+        return None
+    mid = c[RESID_MID].double()
+    return (mid - mid.mean(0)) @ c.subject.unembed().double()
 
-    def hooks(rows: slice) -> list[tuple[str, Hook]]:
-        def patch(act: Tensor, hook: Any) -> Tensor:
-            out = act.clone()
-            if out.ndim == 2:
-                return post[rows].to(act.dtype)
-            out[:, -1] = post[rows].to(act.dtype)
-            return out
 
-        def centre(act: Tensor, hook: Any) -> Tensor:
-            assert mid is not None
-            out = act.clone()
-            assert mid_mean is not None
-            out[:, -1] = act[:, -1] - (mid[rows].double() - mid_mean).to(act.dtype)
-            return out
-
-        return [(POST, patch)] + ([(RESID_POST, centre)] if mid is not None else [])
-
-    return s.run(hooks=hooks, logits_fn=logits_fn)[0]
+def _ablated(c: GridCache, labels: Sequence[Any], modes: Sequence[str], direct_path: str,
+             subspace: str = "product") -> list[Tensor]:
+    """For each mode, float64 grid logits with the labels' subspace of the MLP output kept or
+    removed, computed from the cache (module docstring): base + edit(Y), Y = h_c·W_L."""
+    if direct_path not in ("mean", "keep"):
+        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
+    full = c.logits.double()
+    base = full.mean(0)
+    neurons = full - base                                  # h_c·W_L (+ the direct path)
+    direct = direct_logits(c)
+    if direct is not None:
+        neurons -= direct
+        if direct_path == "keep":
+            base = base + direct
+    return [base + ablation_edit(c.task, labels, mode, subspace)(neurons) for mode in modes]
 
 
 def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: str,
                    direct_path: str = "mean", subspace: str = "product") -> Tensor:
-    """Logits over the whole grid with the labels' subspace kept or removed at the MLP output.
+    """Logits over the whole grid with the labels' subspace kept or removed at the MLP output,
+    in the model's dtype; ``model`` may be a :class:`~mi_margin.analysis.core.GridCache`.
 
     Example:
         >>> import mi_margin as mm
@@ -138,25 +148,8 @@ def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: 
         >>> tuple(ablated_logits(mlp, task, ["sign"], "keep").shape)
         (36, 6)
     """
-    return _ablated(subject(model, task), labels, (mode,), direct_path, subspace)[0]
-
-
-def _ablated(s: Subject, labels: Sequence[Any], modes: Sequence[str], direct_path: str,
-             subspace: str = "product", logits_fn: Callable[[slice, Tensor], Tensor] | None = None
-             ) -> list[Tensor]:
-    """For each mode, the logits (or ``logits_fn`` of them) with the edited MLP output; the edit
-    runs unit by unit (a chunk of columns at a time), in float64, stored in the model's dtype."""
-    if direct_path not in ("mean", "keep"):
-        raise MiMarginError(f"direct_path must be 'mean' or 'keep', got {direct_path!r}")
-    mean_path = s.kind == "transformer" and direct_path == "mean"
-    _, acts = s.run([POST, RESID_MID] if mean_path else [POST])
-    post, mid = acts[POST], acts[RESID_MID] if mean_path else None
-    out = []
-    for mode in modes:
-        edit = ablation_edit(s.task, labels, mode, subspace)
-        edited = torch.cat([edit(c).to(post.dtype) for c in columns(post)], 1)
-        out.append(_patched_logits(s, edited, mid, logits_fn))
-    return out
+    c = cached(model, task)
+    return _ablated(c, labels, (mode,), direct_path, subspace)[0].to(c.logits.dtype)
 
 
 def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None = None,
@@ -164,7 +157,8 @@ def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None
     """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
     Args:
-        model: HookedOneLayerTransformer (or its bridge) or HookedMLP on any task.
+        model: HookedOneLayerTransformer (or its bridge) or HookedMLP on any task, or its
+            :class:`~mi_margin.analysis.core.GridCache` (read, not run again).
         task: the task (its train split defines the excluded-loss data).
         labels: frequencies, irreps or parity subsets; default :func:`key_frequencies` (modular
             addition), :func:`key_irreps` (groups) or :func:`key_components` (parity).
@@ -181,18 +175,18 @@ def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None
     """
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
-    s = subject(model, task)
-    chosen = s.basis.resolve(default_components(model, task) if labels is None else labels)
+    c = cached(model, task)
+    chosen = c.basis.resolve(default_components(c, task) if labels is None else labels)
     eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
-    full, _ = s.run(logits_fn=_per_row(task))
-    kept, removed = _ablated(s, chosen, ("keep", "remove"), direct_path,
-                             logits_fn=_per_row(task))
-    full_loss, full_acc = _loss(full, eval_idx)
-    full_train, full_train_acc = _loss(full, task.train_idx)
-    restricted, restricted_acc = _loss(kept, eval_idx)
-    excluded, excluded_acc = _loss(removed, task.train_idx)
-    return RestrictedLoss(label_kind=s.basis.label_kind, labels=chosen,
-                          n_directions=s.basis.term_directions(task, chosen).shape[1],
+    full = per_example(task, c.logits)
+    kept, removed = (per_example(task, logits)
+                     for logits in _ablated(c, chosen, ("keep", "remove"), direct_path))
+    full_loss, full_acc = loss_on(full, eval_idx)
+    full_train, full_train_acc = loss_on(full, task.train_idx)
+    restricted, restricted_acc = loss_on(kept, eval_idx)
+    excluded, excluded_acc = loss_on(removed, task.train_idx)
+    return RestrictedLoss(label_kind=c.basis.label_kind, labels=chosen,
+                          n_directions=c.basis.term_directions(task, chosen).shape[1],
                           restricted_on=restricted_on, full_loss=full_loss,
                           restricted=restricted, restricted_acc=restricted_acc,
                           full_train_loss=full_train, excluded=excluded,

@@ -22,7 +22,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mi_margin.analysis.basis import basis_for, require_labels
-from mi_margin.analysis.core import PATTERN, POST, Subject, centre_classes, subject
+from mi_margin.analysis.core import (
+    PATTERN,
+    POST,
+    GridCache,
+    Subject,
+    cached,
+)
 from mi_margin.analysis.key_rules import (
     MIN_SHARE,
     KeySet,
@@ -221,20 +227,20 @@ def component_sources(s: Subject) -> dict[str, str]:
     return {**inputs, "unembed": "W_out", **grids}
 
 
-def _grid_units(s: Subject, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
+def _grid_units(c: GridCache, where: set[str]) -> dict[str, tuple[Tensor, list[str]]]:
     """Grid functions to analyse: component → ([N, units], unit labels)."""
-    names = [n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where]
-    logits, acts = s.run(names, logits_fn=centre_classes)
+    c.need([n for n, part in ((POST, "neurons"), (PATTERN, "attention")) if part in where])
     units: dict[str, tuple[Tensor, list[str]]] = {}
     if "neurons" in where:
-        post = acts[POST]
+        post = c.grid_function("neurons")
         units["neurons"] = (post, [f"n{i}" for i in range(post.shape[1])])
     if "attention" in where:
-        pattern = acts[PATTERN][:, :, : s.task.k]                 # N H k: last query → operands
-        labels = [f"head {h} → a{i + 1}" for h in range(pattern.shape[1]) for i in range(s.task.k)]
-        units["attention"] = (pattern.flatten(1), labels)
+        heads = c[PATTERN].shape[1]
+        labels = [f"head {h} → a{i + 1}" for h in range(heads) for i in range(c.task.k)]
+        units["attention"] = (c.grid_function("attention"), labels)
     if "logits" in where:
-        units["logits"] = (logits, [f"c={c}" for c in range(logits.shape[1])])
+        logits = c.grid_function("logits")
+        units["logits"] = (logits, [f"c={j}" for j in range(logits.shape[1])])
     return units
 
 
@@ -264,8 +270,8 @@ def spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None =
         >>> round(sum(spec.fve("embed[0]").values()), 9)
         1.0
     """
-    s = subject(model, task)
-    b = s.basis
+    c = cached(model, task)
+    s, b = c.subject, c.basis
     chosen = _parse_where(where, s)
     weights, ginis = {}, {}
     for name, W in _weight_components(s, chosen).items():
@@ -277,8 +283,8 @@ def spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None =
             ginis[name] = gini(coef.sum(1).sqrt())
     grid, variance, units_of = {}, {}, {}
     tuples = hidden = hidden_variance = None
-    for name, (values, unit_labels) in _grid_units(s, chosen).items():
-        part = b.grid_energy(values)
+    for name, (values, unit_labels) in _grid_units(c, chosen).items():
+        part = c.grid_energy(name)
         safe = torch.where(part.total > 0, part.total, torch.ones_like(part.total))
         grid[name] = torch.where(part.total[:, None] > 0, part.blocks / safe[:, None], 0.0)
         variance[name], units_of[name] = part.total / len(values), unit_labels
@@ -386,12 +392,11 @@ def logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
         >>> sim.labels, sim.fve() <= 1
         ((1, 2, 3), True)
     """
-    s = subject(model, task)
-    logits, _ = s.run()
-    sim = s.basis.logit_similarity(task, logits)
+    c = cached(model, task)
+    sim = c.basis.logit_similarity(task, c.logits)
     rule = rule_for(task)
-    return LogitSimilarity(label_kind=s.basis.label_kind, labels=s.basis.nontrivial,
-                           dims=s.basis.dims[1:], similarity=sim[1:],
+    return LogitSimilarity(label_kind=c.basis.label_kind, labels=c.basis.nontrivial,
+                           dims=c.basis.dims[1:], similarity=sim[1:],
                            key_threshold=rule.threshold if rule.basis == "irrep" else None)
 
 
@@ -435,8 +440,7 @@ def _embedding(s: Subject) -> Tensor:
     return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
 
 
-def component_shares(model: HookedModel, task: Task, method: str = "logits",
-                     s: Subject | None = None) -> Float[Tensor, " L1"]:
+def component_shares(model: HookedModel, task: Task, method: str = "logits") -> Float[Tensor, " L1"]:
     """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
 
     Example:
@@ -447,14 +451,12 @@ def component_shares(model: HookedModel, task: Task, method: str = "logits",
     """
     if method not in KEY_METHODS:
         raise MiMarginError(f"method must be one of {KEY_METHODS}, got method={method!r}")
-    s = subject(model, task) if s is None else s
-    b = s.basis
+    c = cached(model, task)
+    s, b = c.subject, c.basis
     if method == "similarity":
-        logits, _ = s.run()
-        return b.logit_similarity(task, logits)[1:].square()
+        return b.logit_similarity(task, c.logits)[1:].square()
     if method == "logits":
-        logits, _ = s.run(logits_fn=centre_classes)
-        energy = b.grid_energy(logits)
+        energy = c.grid_energy("logits")
         total = energy.total.sum()
         return energy.blocks.sum(0) / total if total > 0 else energy.blocks.sum(0)
     if task.algebra.inputs != "operands":
@@ -472,17 +474,16 @@ def _check_min_share(min_share: float, n_labels: int) -> None:
                             f"share 1/{n_labels}), got min_share={min_share!r}")
 
 
-def _accuracy(s: Subject) -> float:
-    """Accuracy on the task's test split (all inputs when it has none), from one grid run."""
-    logits, _ = s.run()
-    idx = s.task.test_idx if len(s.task.test_idx) else slice(None)
-    return float((logits[idx].argmax(-1) == s.task.labels[idx]).double().mean())
+def _accuracy(c: GridCache) -> float:
+    """Accuracy on the task's test split (all inputs when it has none), from the cached logits."""
+    idx = c.task.test_idx if len(c.task.test_idx) else slice(None)
+    return float((c.logits[idx].argmax(-1) == c.task.labels[idx]).double().mean())
 
 
-def _shares(s: Subject, method: str, min_share: float) -> tuple[list[Any], dict[Any, float]]:
-    _check_min_share(min_share, len(s.basis.nontrivial))
-    share = component_shares(s.model, s.task, method, s).tolist()
-    values = dict(zip(s.basis.nontrivial, share))
+def _shares(c: GridCache, method: str, min_share: float) -> tuple[list[Any], dict[Any, float]]:
+    _check_min_share(min_share, len(c.basis.nontrivial))
+    share = component_shares(c, c.task, method).tolist()
+    values = dict(zip(c.basis.nontrivial, share))
     return [lab for lab, x in values.items() if x >= min_share / len(share)], values
 
 
@@ -522,14 +523,14 @@ def key_components(model: HookedModel, task: Task, method: str = "logits",
         >>> all(1 <= f <= 3 for f in keys), keys.generalized
         (True, False)
     """
-    s = subject(model, task)
-    labels, values = _shares(s, method, min_share)
+    c = cached(model, task)
+    labels, values = _shares(c, method, min_share)
     harmonics: list[Any] = []
-    if s.basis.label_kind == "frequency" and method not in ("embed", "similarity"):
-        embedded, _ = _shares(s, "embed", min_share)
+    if c.basis.label_kind == "frequency" and method not in ("embed", "similarity"):
+        embedded, _ = _shares(c, "embed", min_share)
         harmonics = output_harmonics(labels, embedded, task.algebra.domain.order)
-    keys = KeySet(labels, share_rule(s.basis.label_kind, len(values), min_share), values,
-                  _accuracy(s), harmonics)
+    keys = KeySet(labels, share_rule(c.basis.label_kind, len(values), min_share), values,
+                  _accuracy(c), harmonics)
     return warn_unless_generalized(keys, "key_components")
 
 
@@ -575,10 +576,11 @@ def key_irreps(model: HookedModel, task: Task, min_similarity: float | None = No
     if not 0 <= rule.threshold < 1:
         raise MiMarginError(f"min_similarity must be in [0, 1) (a cosine similarity), "
                             f"got min_similarity={min_similarity!r}")
-    sim = logit_similarity(model, task)
+    c = cached(model, task)
+    sim = logit_similarity(c, task)
     values = dict(zip(sim.labels, sim.similarity.tolist()))
     keys = KeySet([lab for lab, x in values.items() if x > rule.threshold], rule, values,
-                  _accuracy(subject(model, task)))
+                  _accuracy(c))
     return warn_unless_generalized(keys, "key_irreps")
 
 
@@ -594,7 +596,7 @@ def fourier_gini(model: HookedModel, task: Task) -> dict[str, float]:
         >>> sorted(fourier_gini(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task))
         ['W_L', 'embed']
     """
-    s = subject(model, task)
+    s = cached(model, task).subject
     norms = {name: s.basis.coefficients(W).square().sum(1).sqrt()
              for name, W in (("embed", _embedding(s)), ("W_L", s.neuron_logit_map().T))}
     return {name: gini(v) for name, v in norms.items()}

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mi_margin.analysis.core import subject
+from mi_margin.analysis.core import cached
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.spectrum import component_shares, logit_similarity
 from mi_margin.studies.stop import StopRule, grokking_steps
@@ -59,10 +59,11 @@ def n_delta(shares: Sequence[float], delta: float = DELTA) -> int:
 
 def structure_columns(model: Any, task: Any) -> dict[str, Any]:
     """Logit similarities and spectrum shares of every label, N_δ, and neuron purity."""
-    sim = logit_similarity(model, task)
-    shares = component_shares(model, task, "logits", subject(model, task))
+    c = cached(model, task)                  # one grid cache read by all three
+    sim = logit_similarity(c, task)
+    shares = component_shares(c, task, "logits")
     labels = [str(lab) for lab in sim.labels]
-    clusters = neuron_clusters(model, task)
+    clusters = neuron_clusters(c, task)
     live = ~clusters.dead & (clusters.total > 0)
     purity = clusters.purity[live]
     return {"label_kind": sim.label_kind, "block_dims": json.dumps(dict(zip(labels, sim.dims))),

@@ -4,10 +4,17 @@ A report must render from a ``file://`` URL with no network: plotly.js and the
 circuitsvis bundle are inlined once per page, and every figure or attention view is a fragment
 that only references them. ``circuitsvis``'s own ``str(html)`` loads its bundle from a CDN, so we
 never use it.
+
+:func:`packed_page` keeps such a page small: the bundles and the body are gzip-compressed into
+one inline element as 7 bits per character (:func:`pack7`, 8/7 of the compressed size where
+base64 takes 4/3), and a few lines of script unpack them in the browser with
+``DecompressionStream("gzip")``, run the bundles, insert the body and run its scripts in order.
+The file still opens offline, from disk; :func:`unpacked` gives the page as it was.
 """
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import re
@@ -15,11 +22,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
 _SOURCE_MAP = re.compile(r"//# sourceMappingURL=\S*")
+FIGURE_CLASS = 'class="mm-figure"'
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto;
        max-width: 1150px; padding: 1em 2em; color: #222; }
@@ -77,11 +86,59 @@ def json_data(element_id: str, payload: Any) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
+#: significant digits of the numbers a page's figures draw (for the eye; keeps files small): of
+#: curves and bars, and of heatmaps (whose colour scales resolve far less)
+DIGITS, HEATMAP_DIGITS = 4, 3
+
+
+def rounded(values: Any, digits: int = DIGITS) -> list[Any]:
+    """Numbers (nested lists or arrays) to ``digits`` significant digits, NaN and inf as None,
+    as nested lists (plotly writes them as short JSON numbers).
+
+    Example:
+        >>> rounded([[3.14159265, float("nan")], [-0.000123456, 0.0]])
+        [[3.142, None], [-0.0001235, 0.0]]
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    safe = np.where(finite & (x != 0), np.abs(x), 1.0)
+    exponent = digits - 1 - np.floor(np.log10(safe))
+    up = exponent >= 0
+    scale = 10.0 ** np.abs(exponent)
+    out = np.where(up, np.round(x * scale) / scale, np.round(x / scale) * scale)
+    result = out.astype(object)
+    result[~finite] = None
+    return result.tolist()
+
+
+def _numeric(value: Any) -> bool:
+    if value is None or isinstance(value, str | dict):
+        return False
+    try:
+        array = np.asarray(value)
+    except ValueError:                          # ragged
+        return False
+    return array.size > 0 and array.dtype.kind == "f"
+
+
+def _lighter(fig: go.Figure) -> go.Figure:
+    """A copy of ``fig`` whose traces' float x and y are :func:`rounded` to :data:`DIGITS`
+    and z (heatmaps) to :data:`HEATMAP_DIGITS` significant digits."""
+    out = go.Figure(fig)
+    for trace in out.data:
+        for name, digits in (("x", DIGITS), ("y", DIGITS), ("z", HEATMAP_DIGITS)):
+            value = getattr(trace, name, None)
+            if _numeric(value):
+                setattr(trace, name, rounded(value, digits))
+    return out
+
+
 def figure_div(fig: go.Figure, div_id: str | None = None) -> str:
-    """A plotly figure as a ``<div class="mm-figure">`` fragment that expects plotly.js on the page."""
-    inner = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id,
+    """A plotly figure as a ``<div class="mm-figure">`` fragment that expects plotly.js on the page
+    (its float data rounded for the eye, see :func:`_lighter`)."""
+    inner = pio.to_html(_lighter(fig), include_plotlyjs=False, full_html=False, div_id=div_id,
                         config={"displaylogo": False, "responsive": True})
-    return f'<div class="mm-figure">{inner}</div>'
+    return f'<div {FIGURE_CLASS}>{inner}</div>'
 
 
 def escape(text: Any) -> str:
@@ -149,3 +206,86 @@ def page(title: str, body: str, scripts: list[str]) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(title)}</title><style>{STYLE}</style>\n{head}\n</head>\n"
             f"<body>\n<h1>{escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+#: the 7-bit values that must not appear raw in a page's script element (NUL, CR: rewritten by
+#: the HTML parser; '<': could close the element); each is written as U+00A0 + its index
+ESCAPED = (0x00, 0x0D, 0x3C)
+PACKED_ID, ROOT_ID, LOADING_ID = "mm-packed", "mm-root", "mm-loading"
+_UNPACK = """
+(async () => {
+  const el = document.getElementById("%(packed)s"), s = el.textContent;
+  const n = Number(el.dataset.bytes), esc = [%(escaped)s], bytes = new Uint8Array(n);
+  let acc = 0, bits = 0, j = 0;
+  for (let i = 0; i < s.length && j < n; i++) {
+    let v = s.charCodeAt(i);
+    if (v >= 0xA0) v = esc[v - 0xA0];
+    acc = ((acc << 7) | v) & 0x3FFF; bits += 7;
+    if (bits >= 8) { bits -= 8; bytes[j++] = (acc >> bits) & 255; }
+  }
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const root = document.getElementById("%(root)s");
+  root.innerHTML = await new Response(stream).text();
+  for (const old of root.querySelectorAll("script")) {       // in document order: bundles first
+    if (old.type && !old.type.includes("javascript")) continue;
+    const fresh = document.createElement("script");
+    fresh.text = old.textContent;
+    old.replaceWith(fresh);
+  }
+  el.remove();
+  document.getElementById("%(loading)s").remove();
+})();
+"""
+
+
+def pack7(data: bytes) -> str:
+    """``data`` as text of 7 bits per character, big-endian bit order, zero-padded; the values of
+    :data:`ESCAPED` become U+00A0, U+00A1, U+00A2 (what the page's unpacking script undoes).
+
+    Example:
+        >>> pack7(b"\\xff\\x00")
+        '\\x7f@\\xa0'
+        >>> data = b"any bytes <\\r\\x00"
+        >>> unpack7(pack7(data), len(data)) == data
+        True
+    """
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    bits = np.concatenate([bits, np.zeros(-len(bits) % 7, dtype=np.uint8)])
+    values = bits.reshape(-1, 7) @ (1 << np.arange(6, -1, -1))
+    code = np.arange(128, dtype="<u4")
+    code[list(ESCAPED)] = 0xA0 + np.arange(len(ESCAPED))
+    return code[values].tobytes().decode("utf-32-le")
+
+
+def unpack7(text: str, n_bytes: int) -> bytes:
+    """Inverse of :func:`pack7` (its first ``n_bytes``)."""
+    code = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
+    escaped = code >= 0xA0
+    code[escaped] = np.asarray(ESCAPED)[code[escaped] - 0xA0]
+    bits = ((code[:, None] >> np.arange(6, -1, -1)) & 1).astype(np.uint8).flatten()
+    return np.packbits(bits[: 8 * n_bytes]).tobytes()
+
+
+def packed_page(title: str, top: str, body: str, scripts: list[str]) -> str:
+    """A complete HTML document whose ``top`` (title, summary) is plain HTML and whose script
+    bundles and ``body`` are packed (module docstring); the page shows "unpacking" until they
+    are in place."""
+    data = gzip.compress("\n".join([*scripts, body]).encode("utf-8"), mtime=0)
+    loader = _UNPACK % {"packed": PACKED_ID, "root": ROOT_ID, "loading": LOADING_ID,
+                        "escaped": ", ".join(map(str, ESCAPED))}
+    packed = (f'<p id="{LOADING_ID}">Unpacking the report…</p>\n<div id="{ROOT_ID}"></div>\n'
+              f'<script type="application/octet-stream" id="{PACKED_ID}" '
+              f'data-bytes="{len(data)}" data-figures="{body.count(FIGURE_CLASS)}">'
+              f"{pack7(data)}</script>\n<script>{loader}</script>")
+    return page(title, f"{top}\n{packed}", [])
+
+
+def unpacked(page_html: str) -> str:
+    """The page as it was before :func:`packed_page` packed it (bundles and body inline), for
+    tools and tests that read its HTML."""
+    match = re.search(rf'<script type="application/octet-stream" id="{PACKED_ID}" '
+                      rf'data-bytes="(\d+)"[^>]*>(.*?)</script>', page_html, flags=re.DOTALL)
+    if match is None:
+        return page_html
+    inner = gzip.decompress(unpack7(match.group(2), int(match.group(1)))).decode("utf-8")
+    return page_html[:match.start()] + inner + page_html[match.end():]

@@ -6,21 +6,24 @@ docs/mathematics.md §4.2) or, for group composition, in each irrep's ρ(a), ρ(
 subspaces (Chughtai et al. 2023, Table 2) — and the vectors it reads from each token and writes to
 the logits, expressed in the task's basis (the analysis core's ``basis_for(task)``): the real
 Fourier basis of Z_p, or orthonormal bases of the irreps' isotypic subspaces (docs/mathematics.md
-§3). Its activation over the (a, b) grid (other operands 0 when k > 2) is stored for the
-strongest neurons of every cluster, up to :data:`HEATMAP_BYTES`. Clusters are those of
+§3). Its activation over the (a, b) grid (other operands 0 when k > 2) is computed in the page
+for every neuron from a few maps (:func:`heatmap_factors`: the MLP's two input maps, or the
+transformer's value vectors, W_in and its attention pattern over the grid), not stored per
+neuron. Clusters are those of
 :func:`~mi_margin.neuron_clusters` (dominant frequency of the activation) and
 :func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the weights, Morwani et al. 2024
 Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
 
-To keep the file small, spectra and weights are stored as int16 with one scale per neuron and
-heatmaps as uint8 with one range per neuron (base64; decoded by a few lines of inline script).
+To keep the file small, spectra are stored as int16 and weights as int8 with one scale per
+neuron, the heatmaps' maps as int8 with one scale per row and the attention pattern as bytes (base64;
+decoded by a few lines of inline script, :func:`decode_factors` and :func:`preactivations` do
+the same in Python).
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from itertools import zip_longest
 from typing import Any
 
 import numpy as np
@@ -28,12 +31,12 @@ import plotly.graph_objects as go
 import torch
 
 import mi_margin.analysis as A
-from mi_margin.analysis.core import Subject, subject
+from mi_margin.analysis.core import PATTERN, POST, GridCache, Subject, cached
 from mi_margin.errors import MiMarginError
+from mi_margin.models.config import polynomial_degree
 from mi_margin.viz import _html
+from mi_margin.viz._html import rounded
 
-#: raw bytes of heatmaps stored (one byte per grid cell and neuron)
-HEATMAP_BYTES = 400_000
 IDS = {"pick": "mm-inspector-pick", "info": "mm-inspector-info", "data": "mm-inspector-data",
        "spectrum": "mm-inspector-spectrum", "weights": "mm-inspector-weights",
        "heatmap": "mm-inspector-heatmap"}
@@ -46,20 +49,45 @@ _SCRIPT = """
     return r => { q = q || decode(raw(m.b64));
       return Array.from(q.subarray(r * m.cols, (r + 1) * m.cols), v => value(v, r)); }; };
   const int16 = m => rows(m, b => new Int16Array(b.buffer), (v, r) => v * m.scale[r]);
-  const uint8 = m => rows(m, b => b, (v, r) => m.lo[r] + v * (m.hi[r] - m.lo[r]) / 255);
-  const spectrum = int16(d.spectrum), weights = d.weights.map(int16), grid = uint8(d.grid);
-  const T = d.terms.length, side = d.grid.side;
+  const int8 = m => rows(m, b => new Int8Array(b.buffer), (v, r) => v * m.scale[r]);
+  const spectrum = int16(d.spectrum), weights = d.weights.map(int8), g = d.grid, n = g.side;
+  const T = d.terms.length;
   const byTerm = flat => d.terms.map((_, t) => flat.filter((_, i) => i %% T === t));
+  const erf = x => {                        // Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7)
+    const t = 1 / (1 + 0.3275911 * Math.abs(x));
+    const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t
+                   + 0.254829592) * t * Math.exp(-x * x);
+    return x < 0 ? -y : y; };
+  const act = {relu: x => Math.max(0, x), quadratic: x => x * x, power: x => x ** g.degree,
+               gelu: x => 0.5 * x * (1 + erf(x / Math.SQRT2))}[g.act];
+  const dot = (u, v) => u.reduce((s, x, i) => s + x * v[i], 0);
+  const range = k => [...Array(k).keys()];
+  let heat;                                 // neuron j -> its activation over the (a, b) slice
+  if (g.kind === "mlp") {
+    const A = int8(g.A), B = int8(g.B);
+    heat = j => { const a = A(j), b = B(j); return a.map(x => b.map(y => act(x + y))); };
+  } else {
+    const H = g.heads, P = g.positions, V01 = int8(g.V01), Vrest = int8(g.Vrest), W = int8(g.W_in);
+    let pat = null;
+    heat = j => {
+      pat = pat || raw(g.pattern);
+      const w = W(j), bias = g.b_in[j] + dot(g.c0, w);
+      const u = range(H).map(h => [0, 1].map(q => range(n).map(t => dot(V01((h * 2 + q) * n + t), w))));
+      const r = range(H).map(h => range(P - 2).map(q => dot(Vrest(h * (P - 2) + q), w)));
+      return range(n).map(a => range(n).map(b => {
+        let s = bias;
+        for (let h = 0; h < H; h++) {
+          const o = ((a * n + b) * H + h) * P;
+          s += (pat[o] * u[h][0][a] + pat[o + 1] * u[h][1][b]) / 255;
+          for (let q = 0; q < P - 2; q++) s += pat[o + 2 + q] * r[h][q] / 255;
+        }
+        return act(s); })); };
+  }
   function show(j, flat, text) {
     Plotly.restyle("%(spectrum)s", {y: byTerm(flat)}, d.terms.map((_, t) => t));
     Plotly.restyle("%(weights)s", {y: weights.map(w => w(j))}, weights.map((_, i) => i));
-    const slot = d.grid.neurons.indexOf(j);
-    const cells = slot < 0 ? [] : grid(slot);
-    const z = [];
-    for (let r = 0; r < cells.length / side; r++) z.push(cells.slice(r * side, (r + 1) * side));
-    Plotly.restyle("%(heatmap)s", {z: [z]}, [0]);
-    Plotly.relayout("%(heatmap)s", {"title.text": slot < 0
-      ? `n${j}: activation not stored (${d.grid.note})` : `activation of n${j} over the grid`});
+    Plotly.restyle("%(heatmap)s", {z: [heat(j)]}, [0]);
+    Plotly.relayout("%(heatmap)s", {"title.text": `activation of n${j} over the grid`});
     document.getElementById("%(info)s").textContent = text;
   }
   const pick = document.getElementById("%(pick)s");
@@ -96,8 +124,9 @@ class Inspector:
         weight_labels: names of the basis vectors; weights: vector name → [d_mlp, n] coefficients.
         info: one line per neuron; clusters: :class:`Cluster` list, largest first, unassigned
             last.
-        grid_neurons: neurons whose activation is stored; grid: their activations [m, n, n]
-            over (a_1, a_2); axis: the element labels of the grid axes.
+        grid: every neuron's activation [d_mlp, n, n] over (a_1, a_2); axis: the element labels
+            of the grid axes; factors: :func:`heatmap_factors`, from which the page computes
+            any neuron's heatmap; activation: the activation function and its degree.
     """
 
     basis: str
@@ -108,9 +137,10 @@ class Inspector:
     weights: dict[str, np.ndarray]
     info: list[str]
     clusters: list[Cluster]
-    grid_neurons: list[int]
     grid: np.ndarray
     axis: list[str]
+    factors: dict[str, Any]
+    activation: tuple[str, int | None]
 
 
 # -- what the neurons read and write, in the task's basis ----------------------------------------
@@ -132,16 +162,76 @@ def in_basis(s: Subject) -> tuple[list[str], dict[str, np.ndarray]]:
                                          for name, W in neuron_maps(s).items()}
 
 
-def grid_activations(s: Subject) -> np.ndarray:
+def slice_rows(c: GridCache) -> torch.Tensor:
+    """The grid rows (a_1, a_2, 0, ..., 0) in (a_1, a_2) order (``task.inputs`` is lexicographic)."""
+    n, k = c.basis.n, c.basis.k
+    return torch.arange(n * n) * n ** (k - 2)
+
+
+def heatmap_factors(c: GridCache) -> dict[str, Any]:
+    """What the page needs to compute every neuron's pre-activation over the (a_1, a_2) slice,
+    so that every neuron's heatmap is available without storing n² values per neuron.
+
+    MLP: pre_j(a, b) = A[a, j] + B[b, j], with A = W_in_eff[0] + b_in + Σ_{i≥2} W_in_eff[i][0]
+    and B = W_in_eff[1]. Transformer (last position, no LayerNorm): resid_mid = c0 +
+    Σ_h Σ_pos pattern[h, pos]·V[h, pos, token at pos], with V = (X W_V[h] + b_V[h]) W_O[h],
+    X[pos, t] = W_E[t] + W_pos[pos] and c0 = X[last, '='] + b_O, so pre_j = resid_mid · W_in[:, j]
+    + b_in[j]; the pattern over the slice comes from the grid cache.
+    """
+    model, n = c.model, c.basis.n
+    if c.kind == "mlp":
+        T = model.W_in_eff.detach().double()
+        const = model.b_in.detach().double() + T[2:, 0].sum(0)
+        return {"kind": "mlp", "A": (T[0] + const).T.numpy(), "B": T[1].T.numpy()}
+    W = {name: getattr(model, name).detach().double()
+         for name in ("W_E", "W_pos", "W_V", "b_V", "W_O", "b_O", "W_in", "b_in")}
+    last, eq = W["W_pos"].shape[0] - 1, model.cfg.d_vocab - 1
+    tokens = [torch.arange(n), torch.arange(n), *[torch.zeros(1, dtype=torch.long)] * (last - 2),
+              torch.tensor([eq])]
+    X = [W["W_E"][t] + W["W_pos"][pos] for pos, t in enumerate(tokens)]      # [tokens, d]
+    V = [torch.einsum("td,hde,hef->htf", x, W["W_V"][0], W["W_O"][0]) +
+         torch.einsum("he,hef->hf", W["b_V"][0], W["W_O"][0])[:, None] for x in X]
+    return {"kind": "transformer", "pattern": c[PATTERN][slice_rows(c)].double().numpy(),
+            "V01": torch.stack(V[:2], 1).numpy(),                             # [H, 2, n, d]
+            "Vrest": torch.cat(V[2:], 1).numpy(),                             # [H, R, d]
+            "c0": (X[last][0] + W["b_O"][0]).numpy(), "W_in": W["W_in"][0].T.numpy(),
+            "b_in": W["b_in"][0].numpy()}
+
+
+def preactivations(f: dict[str, Any]) -> np.ndarray:
+    """Every neuron's pre-activation over the slice from :func:`heatmap_factors` (or from the
+    page's decoded data, :func:`decode_factors`), [d_mlp, n, n]: what the page's script computes.
+    """
+    if f["kind"] == "mlp":
+        return f["A"][:, :, None] + f["B"][:, None, :]
+    W = f["W_in"]                                                   # [m, d]
+    u = f["V01"] @ W.T                                              # [H, 2, n, m]
+    rest = f["Vrest"] @ W.T                                         # [H, R, m]
+    p = f["pattern"]                                                # [n², H, P]
+    n = u.shape[2]
+    a, b = np.divmod(np.arange(n * n), n)
+    pre = (np.einsum("rh,hrm->rm", p[:, :, 0], u[:, 0][:, a]) +
+           np.einsum("rh,hrm->rm", p[:, :, 1], u[:, 1][:, b]) +
+           np.einsum("rhq,hqm->rm", p[:, :, 2:], rest) + (f["c0"] @ W.T + f["b_in"]))
+    return pre.T.reshape(-1, n, n)
+
+
+def activation_of(c: GridCache) -> tuple[str, int | None]:
+    """The model's activation function and degree (what the page applies to pre-activations)."""
+    cfg = c.model.cfg
+    return cfg.act_fn, polynomial_degree(cfg.act_fn, cfg.act_degree)
+
+
+def grid_activations(c: GridCache) -> np.ndarray:
     """Neuron activations over (a_1, a_2) with the other operands 0, [d_mlp, n, n]."""
-    post = s.neurons().double().numpy()
-    n = s.basis.n
+    post = c[POST].double().numpy()
+    n = c.basis.n
     return post.reshape(n, n, -1, post.shape[-1])[:, :, 0].transpose(2, 0, 1)
 
 
 # -- spectra and clusters ----------------------------------------------------------------------
-def _fourier(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], list[Cluster]]:
-    res = A.neuron_clusters(model, task)
+def _fourier(c: GridCache) -> tuple[np.ndarray, list[str], list[str], list[Cluster]]:
+    res = A.neuron_clusters(c, c.task)
     blocks = res.shares[:, 1:].double().numpy()           # [d_mlp, p//2]: frequencies 1..p//2
     var = res.total.double().numpy()
     purity = np.nan_to_num(res.purity.double().numpy())
@@ -166,13 +256,13 @@ def _fourier(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], l
     return blocks[:, :, None], ["share"], info, clusters
 
 
-def _irreps(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], list[Cluster]]:
-    spec = A.irrep_spectrum(model, task, where="neurons")
+def _irreps(c: GridCache) -> tuple[np.ndarray, list[str], list[str], list[Cluster]]:
+    spec = A.spectrum(c, c.task, where="neurons")
     assert spec.hidden is not None and spec.hidden_variance is not None
     hidden, var = spec.hidden.double().numpy(), spec.hidden_variance.double().numpy()
     split = np.divide(hidden, var[:, None, None], out=np.zeros_like(hidden),
                       where=var[:, None, None] > 0)
-    res = A.neuron_irrep_clusters(model, task)
+    res = A.neuron_clusters(c, c.task, source="weights")
     purity = np.nan_to_num(res.purity.double().numpy())
     terms = ", ".join(f"ρ({t})" for t in spec.terms)
     info = []
@@ -197,14 +287,9 @@ def _irreps(model: Any, task: Any) -> tuple[np.ndarray, list[str], list[str], li
     return split, [f"ρ({t})" for t in spec.terms], info, clusters
 
 
-def _heatmap_neurons(clusters: list[Cluster], limit: int) -> list[int]:
-    """Round robin over the clusters in order, each cluster's strongest neurons first."""
-    rounds = zip_longest(*[c.neurons for c in clusters])
-    return [j for layer in rounds for j in layer if j is not None][:limit]
-
-
-def inspector(model: Any, task: Any, heatmap_bytes: int = HEATMAP_BYTES) -> Inspector:
-    """Precompute the inspector's data for ``model`` on a modular-addition or group task.
+def inspector(model: Any, task: Any) -> Inspector:
+    """Precompute the inspector's data for ``model`` (or its grid cache) on a task whose basis
+    is labelled by frequencies or irreps.
 
     Example:
         >>> import mi_margin as mm
@@ -213,25 +298,24 @@ def inspector(model: Any, task: Any, heatmap_bytes: int = HEATMAP_BYTES) -> Insp
         >>> ins.spectrum.shape, ins.grid.shape, sorted(ins.weights)[0]
         ((8, 3, 1), (8, 7, 7), 'reads operand 1')
     """
-    if task.kind == "modular_addition":
-        spectrum, terms, info, clusters = _fourier(model, task)
-        basis, labels = "frequency", [str(f) for f in range(1, task.p // 2 + 1)]
-        axis = [str(a) for a in range(task.p)]
-    elif task.kind == "group_composition":
-        spectrum, terms, info, clusters = _irreps(model, task)
-        basis, labels = "irrep", [rho.name for rho in task.group.irreps()]
-        axis = [str(g) for g in task.group.labels]
+    c = cached(model, task)
+    basis = c.basis.label_kind
+    if basis == "frequency":
+        spectrum, terms, info, clusters = _fourier(c)
+        labels = [str(f) for f in c.basis.nontrivial]
+    elif basis == "irrep":
+        spectrum, terms, info, clusters = _irreps(c)
+        labels = [str(name) for name in c.basis.labels]
     else:
-        raise MiMarginError(f"the neuron inspector needs a modular_addition or group_composition "
-                            f"task, got {task.kind!r}")
-    clusters = sorted(clusters, key=lambda c: (not c.assigned, -len(c.neurons)))
-    s = subject(model, task)
-    weight_labels, weights = in_basis(s)
-    chosen = _heatmap_neurons(clusters, max(1, heatmap_bytes // len(axis) ** 2))
-    grid = grid_activations(s)[chosen]
+        raise MiMarginError(f"the neuron inspector needs a basis of frequencies or irreps, got "
+                            f"{basis}s of {type(task).__name__} ({task.kind})")
+    axis = [str(g) for g in getattr(getattr(c.basis, "group", None), "labels", range(c.basis.n))]
+    clusters = sorted(clusters, key=lambda cl: (not cl.assigned, -len(cl.neurons)))
+    weight_labels, weights = in_basis(c.subject)
     return Inspector(basis=basis, labels=labels, terms=terms, spectrum=spectrum,
                      weight_labels=weight_labels, weights=weights, info=info, clusters=clusters,
-                     grid_neurons=chosen, grid=grid, axis=axis)
+                     grid=grid_activations(c), axis=axis, factors=heatmap_factors(c),
+                     activation=activation_of(c))
 
 
 # -- compact encodings ---------------------------------------------------------------------------
@@ -257,37 +341,61 @@ def decode_int16(m: dict[str, Any]) -> np.ndarray:
     return q * np.asarray(m["scale"])[:, None]
 
 
-def encode_uint8(rows: np.ndarray) -> dict[str, Any]:
-    """Rows as uint8 levels between each row's min and max (max |error| = range/510), base64.
+def encode_int8(rows: np.ndarray) -> dict[str, Any]:
+    """Rows as int8 with one scale per row (max |error| = scale/2), base64.
 
     Example:
-        >>> m = encode_uint8(np.array([[0.0, 1.0, 2.0]]))
-        >>> decode_uint8(m).round(2).tolist()
-        [[0.0, 1.0, 2.0]]
+        >>> decode_int8(encode_int8(np.array([[0.25, -1.0]]))).round(4).tolist()
+        [[0.252, -1.0]]
     """
     rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
-    lo, hi = rows.min(axis=1, initial=0.0), rows.max(axis=1, initial=0.0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    q = np.round((rows - lo[:, None]) / span[:, None] * 255).astype(np.uint8)
-    return {"cols": rows.shape[1], "lo": lo.tolist(), "hi": hi.tolist(),
+    peak = np.abs(rows).max(axis=1)
+    scale = np.where(peak > 0, peak / 127, 1.0)
+    q = np.round(rows / scale[:, None]).astype(np.int8)
+    return {"cols": rows.shape[1], "scale": [float(f"{v:.6g}") for v in scale],
             "b64": base64.b64encode(q.tobytes()).decode("ascii")}
 
 
-def decode_uint8(m: dict[str, Any]) -> np.ndarray:
-    """Inverse of :func:`encode_uint8` (what the page's script computes)."""
-    q = np.frombuffer(base64.b64decode(m["b64"]), dtype=np.uint8).reshape(-1, m["cols"])
-    lo, hi = np.asarray(m["lo"]), np.asarray(m["hi"])
-    return lo[:, None] + q * (hi - lo)[:, None] / 255
+def decode_int8(m: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_int8` (what the page's script computes)."""
+    q = np.frombuffer(base64.b64decode(m["b64"]), dtype=np.int8).reshape(-1, m["cols"])
+    return q * np.asarray(m["scale"])[:, None]
+
+
+def encode_factors(f: dict[str, Any]) -> dict[str, Any]:
+    """:func:`heatmap_factors` for the page: maps as int8 rows (one scale per row), the
+    attention pattern (in [0, 1]) as bytes of 1/255."""
+    if f["kind"] == "mlp":
+        return {"kind": "mlp", "A": encode_int8(f["A"]), "B": encode_int8(f["B"])}
+    H, _, n, d = f["V01"].shape
+    pattern = np.round(np.clip(f["pattern"], 0, 1) * 255).astype(np.uint8)
+    return {"kind": "transformer", "heads": H, "positions": f["pattern"].shape[2], "side": n,
+            "pattern": base64.b64encode(pattern.tobytes()).decode("ascii"),
+            "V01": encode_int8(f["V01"].reshape(-1, d)), "Vrest": encode_int8(f["Vrest"].reshape(-1, d)),
+            "W_in": encode_int8(f["W_in"]), "c0": rounded(f["c0"]), "b_in": rounded(f["b_in"])}
+
+
+def decode_factors(m: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_factors` (up to its rounding)."""
+    if m["kind"] == "mlp":
+        return {"kind": "mlp", "A": decode_int8(m["A"]), "B": decode_int8(m["B"])}
+    H, P, n = m["heads"], m["positions"], m["side"]
+    pattern = np.frombuffer(base64.b64decode(m["pattern"]), dtype=np.uint8) / 255
+    V01 = decode_int8(m["V01"])
+    return {"kind": "transformer", "pattern": pattern.reshape(-1, H, P),
+            "V01": V01.reshape(H, 2, n, -1), "Vrest": decode_int8(m["Vrest"]).reshape(H, P - 2, -1),
+            "W_in": decode_int8(m["W_in"]), "c0": np.asarray(m["c0"], dtype=np.float64),
+            "b_in": np.asarray(m["b_in"], dtype=np.float64)}
 
 
 # -- figures and page -----------------------------------------------------------------------------
 def payload(ins: Inspector) -> dict[str, Any]:
     """The page's data (see the module docstring for the encodings)."""
-    note = f"kept for {len(ins.grid_neurons)} of {len(ins.spectrum)} neurons"
+    act, degree = ins.activation
     return {"terms": ins.terms, "info": ins.info, "spectrum": encode_int16(ins.spectrum),
-            "weights": [encode_int16(w) for w in ins.weights.values()],
-            "grid": {**encode_uint8(ins.grid), "side": len(ins.axis),
-                     "neurons": ins.grid_neurons, "note": note},
+            "weights": [encode_int8(w) for w in ins.weights.values()],
+            "grid": {**encode_factors(ins.factors), "side": len(ins.axis), "act": act,
+                     "degree": degree},
             "clusters": [{"top": c.neurons[0], "info": c.info,
                           "spectrum": [float(f"{v:.4g}") for v in c.spectrum.flatten()]}
                          for c in ins.clusters]}
@@ -304,9 +412,7 @@ def figures(ins: Inspector, neuron: int) -> list[go.Figure]:
                          for name, w in ins.weights.items()])
     weights.update_layout(title=f"weights in the {ins.basis} basis", barmode="group",
                           height=360, width=1000, xaxis_type="category")
-    slot = ins.grid_neurons.index(neuron)
-    z = [[float(f"{v:.3g}") for v in row] for row in ins.grid[slot]]        # for the eye
-    heatmap = go.Figure(go.Heatmap(z=z, x=ins.axis, y=ins.axis, colorscale="Viridis"))
+    heatmap = go.Figure(go.Heatmap(z=ins.grid[neuron], x=ins.axis, y=ins.axis, colorscale="Viridis"))
     heatmap.update_layout(title=f"activation of n{neuron} over the grid", height=460, width=500,
                           xaxis={"title": "b (second operand)", "type": "category"},
                           yaxis={"title": "a (first operand)", "type": "category",
@@ -316,7 +422,7 @@ def figures(ins: Inspector, neuron: int) -> list[go.Figure]:
 
 def inspector_html(ins: Inspector) -> str:
     """The picker, the three figures (the largest cluster's strongest neuron), data and script."""
-    first = ins.grid_neurons[0]
+    first = ins.clusters[0].neurons[0]
     options = [f'<option value="c{i}">{_html.escape(c.label)} ({len(c.neurons)} neurons)</option>'
                for i, c in enumerate(ins.clusters)]
     options += [f'<option value="n{j}"{" selected" if j == first else ""}>'
@@ -325,9 +431,9 @@ def inspector_html(ins: Inspector) -> str:
     control = (f'<p><label for="{IDS["pick"]}"><b>Neuron or cluster</b></label> '
                f'<select id="{IDS["pick"]}" style="max-width: 80%;">{"".join(options)}</select></p>'
                f'<p id="{IDS["info"]}">{_html.escape(ins.info[first])}</p>'
-               f'<p>Final model. Spectra and weights are kept for every neuron; activations '
-               f'over the grid for {len(ins.grid_neurons)} of {len(ins.info)} (the strongest '
-               f'neurons of each cluster in turn), to keep the file small.</p>')
+               f'<p>Final model, every neuron: its activation over the grid is computed in the '
+               f'page from the model\'s weights (and, for a transformer, its attention pattern '
+               f'over the grid), stored with 8 bits per number.</p>')
     parts = [control,
              _html.row([_html.figure_div(heatmap, IDS["heatmap"]),
                         _html.figure_div(spectrum, IDS["spectrum"])]),

@@ -6,7 +6,9 @@ that applies: Fourier spectra, key frequencies and restricted/excluded loss for 
 (Nanda et al. 2023), irrep spectra for group composition (Chughtai et al. 2023), margins against
 the max-margin theory for MLPs (Morwani et al. 2024), attention for transformers, and NFM/AGOP
 alignment (Beaglehole et al. 2024) where it is cheap. plotly.js and the circuitsvis bundle are
-inlined once, so the file opens from disk with no network. Every item is built in its own ``try``:
+inlined once, and they and the sections are gzip-compressed into the page
+(:func:`~mi_margin.viz._html.packed_page`), so the file is small and opens from disk with no
+network. Every item is built in its own ``try``:
 a failing analysis shows an error box, an analysis this installation lacks shows a "not
 available" note, and the rest still renders.
 """
@@ -22,11 +24,12 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from mi_margin.analysis.basis import HarmonicBasis, basis_for
 from mi_margin.analysis.clock_pizza import clock_pizza
+from mi_margin.analysis.core import GridCache, grid_cache
 from mi_margin.analysis.margin import margin
 from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.nfa import nfa_correlation
-from mi_margin.analysis.progress import ProgressMeasures, progress_measures
 from mi_margin.analysis.restricted import default_components, restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import logit_similarity, spectrum
@@ -40,7 +43,7 @@ from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_
 from mi_margin.viz.figures import plot
 from mi_margin.viz.inspector import inspector, inspector_html
 from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
-from mi_margin.viz.timeline import select_steps, timeline, timeline_html
+from mi_margin.viz.timeline import Timeline, timeline, timeline_html
 from mi_margin.viz.training import progress_columns, progress_curves, training_curves
 
 #: NFA is computed only when (training examples) × (input dim) × (hidden width) is at most this.
@@ -65,6 +68,11 @@ class Context:
     @property
     def task(self) -> Any:
         return self.run.task
+
+    @property
+    def grid(self) -> GridCache:
+        """The final model's grid cache: one pass over the grid that every analysis reads."""
+        return self.memo("grid", lambda: grid_cache(self.model, self.task))
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute once per report (several items share e.g. the key frequencies)."""
@@ -123,18 +131,27 @@ def show(result: Callable[[], AnalysisResult], table: bool = False) -> Item:
     return item
 
 
-#: the harmonic section's title and the spectrum's name, by the basis's label kind
+#: the harmonic section's title, the spectrum's name and the key labels' name, by the words of
+#: the field for the basis's labels (its ``label_kind``)
 HARMONIC = {"frequency": ("Fourier analysis", "Fourier spectrum", "Key frequencies"),
             "irrep": ("Irreducible representations", "Irrep spectrum", "Key irreps"),
-            "subset": ("Walsh analysis of the parity", "Walsh spectrum", "Key subsets")}
+            "subset": ("Walsh analysis", "Walsh spectrum", "Key subsets")}
+
+
+def harmonic_titles(basis: HarmonicBasis) -> tuple[str, str, str]:
+    """The section, spectrum and key-label titles of a basis (generic words for a new kind)."""
+    kind = basis.label_kind
+    return HARMONIC.get(kind, (f"Harmonic analysis ({kind})", f"Spectrum by {kind}",
+                               f"Key {kind} labels"))
 
 
 def _harmonic(ctx: Context) -> dict[str, Item]:
     """Spectra, key labels, logit similarity, neuron clusters, ablations and progress: the same
-    results for every task, through its harmonic basis."""
-    m, t, run = ctx.model, ctx.task, ctx.run
-    kind = {"modular_addition": "frequency", "group_composition": "irrep"}.get(t.kind, "subset")
-    _, spectrum_title, keys_title = HARMONIC[kind]
+    results for every task, through its harmonic basis, all read from the final model's grid
+    cache (one pass over the grid)."""
+    c, t, run = ctx.grid, ctx.task, ctx.run
+    kind = c.basis.label_kind
+    _, spectrum_title, keys_title = harmonic_titles(c.basis)
     items: dict[str, Item] = {}
     if kind == "irrep":
         items["Cayley and character tables"] = lambda: [cayley_table_figure(t.group),
@@ -142,40 +159,37 @@ def _harmonic(ctx: Context) -> dict[str, Item]:
     items[keys_title] = lambda: [_html.paragraph(f"{keys_title}: {_keys(ctx)}")]
     source = "weights" if kind == "irrep" else "activations"
     results: dict[str, Callable[[], AnalysisResult]] = {
-        spectrum_title: lambda: spectrum(m, t),
-        "Logit similarity": lambda: logit_similarity(m, t),
-        "Neuron clusters": lambda: neuron_clusters(m, t, source=source),
+        spectrum_title: lambda: spectrum(c, t),
+        "Logit similarity": lambda: logit_similarity(c, t),
+        "Neuron clusters": lambda: neuron_clusters(c, t, source=source),
     }
     items.update({title: show(fn) for title, fn in results.items()})
     items["Restricted and excluded loss"] = show(
-        lambda: restricted_loss(m, t, _keys(ctx) or None), table=True)
+        lambda: restricted_loss(c, t, _keys(ctx) or None), table=True)
     if kind == "frequency" and t.k == 2:
-        items["Clock or pizza"] = show(lambda: clock_pizza(m, t), table=True)
+        items["Clock or pizza"] = show(lambda: clock_pizza(c, t), table=True)
     if len(run.checkpoints) > 1:
-        items["Progress measures over checkpoints"] = show(lambda: _progress(ctx))
+        items["Progress measures over checkpoints"] = show(lambda: _timeline_data(ctx).measures)
     return items
 
 
 def _keys(ctx: Context) -> list[Any]:
     """The final model's key frequencies/irreps/subsets, computed once per report."""
-    return ctx.memo("keys", lambda: default_components(ctx.model, ctx.task))
+    return ctx.memo("keys", lambda: default_components(ctx.grid, ctx.task))
 
 
-def _progress(ctx: Context) -> ProgressMeasures:
-    """The progress measures at the slider's checkpoints (bounded however densely the run was
-    checkpointed), computed once: the progress item shows them and the timeline reads its
-    restricted/excluded losses from them."""
-    return ctx.memo("progress", lambda: progress_measures(
-        ctx.run, _keys(ctx), steps=select_steps(ctx.run.checkpoints)))
+def _timeline_data(ctx: Context) -> Timeline:
+    """The slider's data and the progress measures at its checkpoints (bounded however densely
+    the run was checkpointed), from one streamed pass over the checkpoints, computed once."""
+    return ctx.memo("timeline", lambda: timeline(ctx.run, keys=_keys(ctx)))
 
 
 def _timeline(ctx: Context) -> dict[str, Item]:
-    return {"Checkpoint slider": lambda: [timeline_html(timeline(ctx.run,
-                                                                  measures=_progress(ctx)))]}
+    return {"Checkpoint slider": lambda: [timeline_html(_timeline_data(ctx))]}
 
 
 def _inspector(ctx: Context) -> dict[str, Item]:
-    return {"Pick a neuron or a cluster": lambda: [inspector_html(inspector(ctx.model, ctx.task))]}
+    return {"Pick a neuron or a cluster": lambda: [inspector_html(inspector(ctx.grid, ctx.task))]}
 
 
 def _theory(ctx: Context) -> dict[str, Item]:
@@ -212,21 +226,29 @@ def nfa_cost(model: Any, task: Any) -> float:
 
 def _nfa(ctx: Context) -> dict[str, Item]:
     def nfa() -> list[Part]:
-        res = nfa_correlation(ctx.model, ctx.task, init_state=ctx.run.checkpoints.get(0))
+        res = nfa_correlation(ctx.model, ctx.task, init_state=ctx.run.checkpoints.get(0),
+                              method="factored")        # the AGOP without per-class Jacobians
         return [_html.table(res.summary()), plot(res)]
 
     return {"NFM and AGOP": nfa}
 
 
+def _basis(task: Any) -> HarmonicBasis | None:
+    """The task's harmonic basis, or None where it has none (e.g. a sampled parity cube)."""
+    try:
+        return basis_for(task)
+    except MiMarginError:
+        return None
+
+
 def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]:
-    """The report's sections that apply to ``run``, in order (title, item builder)."""
-    kind, model_kind = run.task.kind, run.model.model_kind
+    """The report's sections that apply to ``run``, in order (title, item builder): the harmonic
+    analysis, the timeline and the inspector wherever the task has a harmonic basis."""
+    model_kind, basis = run.model.model_kind, _basis(run.task)
     out: list[tuple[str, Callable[[Context], dict[str, Item]]]] = [
         ("Configuration", _configuration), ("Training", _training)]
-    if kind != "sparse_parity" or len(run.task.inputs) == 2**run.task.n:
-        label = {"modular_addition": "frequency", "group_composition": "irrep"}.get(kind, "subset")
-        out.append((HARMONIC[label][0], _harmonic))
-    if kind in ("modular_addition", "group_composition"):
+    if basis is not None:
+        out.append((harmonic_titles(basis)[0], _harmonic))
         if len(run.checkpoints) > 1:
             out.append(("Training timeline", _timeline))
         out.append(("Neuron inspector", _inspector))
@@ -291,8 +313,8 @@ def build_html(run: Any) -> str:
     scripts = [_html.plotly_script()] + ([_html.circuitsvis_script()] if ctx.needs_circuitsvis else [])
     title = f"mi_margin report: {run.task!r}, {type(run.model).__name__}"
     warned = "".join(_html.note_box("Warning: " + text) for text in notices(run))
-    top = f'<nav class="mm-toc">{toc}</nav>\n' + warned + verdict_html(run) + "\n"
-    return _html.page(title, top + "\n".join(bodies), scripts)
+    top = f'<nav class="mm-toc">{toc}</nav>\n' + warned + verdict_html(run)
+    return _html.packed_page(title, top, "\n".join(bodies), scripts)
 
 
 def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:

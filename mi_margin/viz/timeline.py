@@ -1,37 +1,40 @@
 """The training timeline: one slider over a run's checkpoints that moves several figures together.
 
 Watching a circuit form (Nanda et al. 2023 §5; docs/mathematics.md §4.3): at each kept checkpoint
-we compute the spectra of the embeddings, the neurons and the logits — over frequencies for modular
-addition, over irreps for group composition (Chughtai et al. 2023) — the number of neurons in each
-frequency/irrep cluster, and the restricted and excluded losses for the final model's key
-frequencies/irreps. Those losses are read from the run's progress measures
-(:func:`~mi_margin.analysis.progress_measures`), which the report computes anyway: each checkpoint's
-restricted and excluded loss is computed once. The page switches between the precomputed
-checkpoints with a few lines of inline script (no server, no network); a vertical marker shows the
-checkpoint on the loss curves.
+we compute the spectra of the embeddings, the neurons and the logits over the labels of the task's
+harmonic basis — frequencies for modular addition, irreps for group composition (Chughtai et al.
+2023), subsets for sparse parity; the same measures for every basis — the number of neurons in
+each label's cluster, and the progress measures (:func:`~mi_margin.analysis.progress_measures`)
+with the restricted and excluded losses for the final model's key labels. Each checkpoint is one
+pass over the grid that all of these read, and only one checkpoint is in memory at a time. The
+page switches between the precomputed checkpoints with a few lines of inline script (no server,
+no network); a vertical marker shows the checkpoint on the loss curves.
 At most :data:`MAX_CHECKPOINTS` checkpoints are kept (evenly by index, first and last always), so
 the file stays small however densely the run was checkpointed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
 import mi_margin.analysis as A
-from mi_margin._progress import progress_bar
+from mi_margin.analysis.core import PRE, GridCache
+from mi_margin.analysis.progress import checkpoint_caches, progress_row, row_hooks
+from mi_margin.analysis.restricted import default_components
 from mi_margin.errors import MiMarginError
 from mi_margin.viz import _html
 
 MAX_CHECKPOINTS = 40
 SPECTRA = ("embeddings", "neurons", "logits")
-PLURAL = {"frequency": "frequencies", "irrep": "irreps"}
+PLURAL = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
 IDS = {"slider": "mm-timeline-slider", "label": "mm-timeline-step", "data": "mm-timeline-data",
        "spectra": "mm-timeline-spectra", "clusters": "mm-timeline-clusters",
        "curves": "mm-timeline-curves"}
@@ -74,8 +77,9 @@ class Snapshot:
     """What the slider shows at one checkpoint.
 
     Attributes:
-        spectra: "embeddings", "neurons", "logits" → share per basis label (frequency or irrep).
-        counts: number of neurons per cluster label.
+        spectra: "embeddings" (when the inputs are maps over the group's elements), "neurons",
+            "logits" → share per non-trivial basis label.
+        counts: number of neurons per cluster label (the non-trivial labels, then none).
         restricted, excluded: restricted and excluded loss for the run's key set (NaN without one).
     """
 
@@ -85,97 +89,44 @@ class Snapshot:
     excluded: float
 
 
-@dataclass(frozen=True)
-class Basis:
-    """How one task kind is read: basis labels, cluster labels, the final key set, and the
-    spectra and cluster counts of a model (``structure(model, task)``)."""
-
-    name: str
-    labels: list[str]
-    cluster_labels: list[str]
-    keys: list[Any]
-    structure: Callable[[Any, Any], tuple[dict[str, list[float]], list[int]]]
+def _pooled(c: GridCache, part: str) -> list[float]:
+    """Σ over units of the block energies / Σ of their centred energies: the share of all of
+    ``part``'s variance over the grid in each non-trivial label's block."""
+    energy = c.grid_energy(part)
+    total = float(energy.total.sum())
+    blocks = energy.blocks.sum(0)
+    return (blocks / total if total > 0 else blocks * 0).tolist()
 
 
-def _mean(rows: list[Any]) -> list[float]:
-    return np.mean([np.asarray(r, dtype=float) for r in rows], axis=0).tolist()
+def _embedding_shares(c: GridCache) -> list[float] | None:
+    """Share of the input maps' squared norm per non-trivial label (mean over the operands' maps;
+    Nanda et al.'s "W_E is sparse in the Fourier basis"), or None where the model reads no map
+    over the group's elements (sparse parity reads a ±1 vector)."""
+    maps = [W for name, W in c.subject.input_maps().items()
+            if name.startswith("embed") and W.shape[0] == c.basis.n]
+    if not maps:
+        return None
+    shares = []
+    for W in maps:
+        energy = c.basis.weight_energy(W).sum(1)
+        total = float(energy.sum())
+        shares.append(energy[1:] / total if total > 0 else energy[1:] * 0)
+    return torch.stack(shares).mean(0).tolist()
 
 
-def fourier_structure(model: Any, task: Any) -> tuple[dict[str, list[float]], list[int]]:
-    """Frequency shares (1..p//2) of the embeddings, neurons and logits; neurons per frequency.
+def structure(c: GridCache) -> tuple[dict[str, list[float]], list[int]]:
+    """The spectra and cluster counts of one model (its grid cache), the same for every basis.
 
-    Embeddings: every input map's share of squared Fourier norm (averaged over operands for
-    MLPs); neurons and logits: variance-weighted share of their variance over the input grid
-    (as ``fourier_spectrum(...).shares``). The neurons' shares are pooled from
-    :func:`~mi_margin.neuron_clusters` (Σ_j energy_j / Σ_j total_j), which also gives the cluster
-    counts, so the neurons' grid spectrum is computed once per checkpoint.
+    Embeddings: :func:`_embedding_shares`; neurons and logits (class-centred): the share of their
+    variance over the grid in each single-label block (``spectrum(...).shares``); clusters: each
+    neuron's dominant label in its activation (:func:`~mi_margin.neuron_clusters`, which reads
+    the same transform of the neurons from the cache).
     """
-    spec = A.fourier_spectrum(model, task, where=("embed", "logits"))
-    embeds = [spec.shares(c).tolist() for c in spec.weights if c.startswith("embed")]
-    clusters = A.neuron_clusters(model, task)
-    total = float(clusters.total.sum())
-    blocks = clusters.energy[:, 1:].sum(0)
-    neurons = blocks / total if total > 0 else blocks * 0
-    counts = clusters.counts
-    return ({"embeddings": _mean(embeds), "neurons": neurons.tolist(),
-             "logits": spec.shares("logits").tolist()},
-            [counts.get(f, 0) for f in [None, *A.basis_for(task).nontrivial]])
-
-
-def irrep_structure(model: Any, task: Any) -> tuple[dict[str, list[float]], list[int]]:
-    """Irrep shares of the embeddings, neurons and logits; neurons per irrep (Chughtai et al.).
-
-    Embeddings: share of squared norm per irrep (averaged over operands for MLPs); neurons: share
-    of their centred variance over the grid in each irrep's ρ(a), ρ(b), ρ(ab) subspaces together;
-    logits: squared similarity with χ_ρ(abc⁻¹), the share of the centred logits' variance each
-    character explains (:func:`~mi_margin.irrep_logit_similarity`).
-    """
-    spec = A.irrep_spectrum(model, task, where=("embed", "neurons"))
-    embeds = [v.tolist() for c, v in spec.weights.items() if c.startswith("embed")]
-    counts = A.neuron_irrep_clusters(model, task).counts
-    logits = A.irrep_logit_similarity(model, task).similarity.square()
-    return ({"embeddings": _mean(embeds), "neurons": spec.hidden_fractions().sum(1).tolist(),
-             "logits": logits.tolist()},
-            [counts.get(name, 0) for name in [*spec.irreps, None]])
-
-
-def basis_of(run: Any) -> Basis:
-    """The :class:`Basis` of a run's task (modular addition or group composition)."""
-    task, model = run.task, run.model
-    if task.kind == "modular_addition":
-        freqs = [str(f) for f in A.basis_for(task).nontrivial]
-        return Basis("frequency", freqs, ["none", *freqs], A.key_frequencies(model, task),
-                     fourier_structure)
-    if task.kind == "group_composition":
-        names = list(A.basis_for(task).labels)
-        return Basis("irrep", names, [*names, "none"], A.key_irreps(model, task), irrep_structure)
-    raise MiMarginError(f"the timeline needs a modular_addition or group_composition task, got "
-                        f"{task.kind!r}")
-
-
-def key_losses(run: Any, keys: list[Any], steps: list[int],
-               measures: A.ProgressMeasures | None = None) -> list[tuple[float, float]]:
-    """Restricted and excluded loss of ``keys`` at every step, read from progress measures.
-
-    ``measures`` (e.g. the report's) must hold those steps for those keys; without it they are
-    computed with :func:`~mi_margin.analysis.progress_measures`. No keys: NaN at every step.
-    """
-    if not keys:
-        return [(float("nan"), float("nan"))] * len(steps)
-    if measures is None:
-        measures = A.progress_measures(run, keys, steps)
-    wanted = A.basis_for(run.task).resolve(keys)
-    if tuple(measures.labels) != wanted:
-        kind = PLURAL.get(measures.label_kind, measures.label_kind)
-        raise MiMarginError(f"the progress measures are for {kind} {list(measures.labels)}, the "
-                            f"timeline needs {list(wanted)}")
-    table = measures.table.set_index("step")
-    missing = sorted(set(steps) - set(table.index))
-    if missing:
-        raise MiMarginError(f"the progress measures have no rows at steps {missing}; they hold "
-                            f"{sorted(table.index)}")
-    return [(float(table.at[s, "restricted_loss"]), float(table.at[s, "excluded_loss"]))
-            for s in steps]
+    spectra = {"embeddings": _embedding_shares(c), "neurons": _pooled(c, "neurons"),
+               "logits": _pooled(c, "logits")}
+    counts = A.neuron_clusters(c, c.task).counts
+    return ({name: v for name, v in spectra.items() if v is not None},
+            [counts.get(lab, 0) for lab in [*c.basis.nontrivial, None]])
 
 
 @dataclass(frozen=True)
@@ -183,9 +134,11 @@ class Timeline:
     """Everything the slider switches between (see :func:`timeline`).
 
     Attributes:
-        basis: "frequency" or "irrep"; labels, cluster_labels: x labels of spectra and counts.
-        keys: the final model's key frequencies/irreps (restricted/excluded loss keep/remove them).
+        basis: the basis's label kind ("frequency", "irrep", "subset"); labels: the non-trivial
+            labels (x of the spectra); cluster_labels: x of the counts (labels, then "none").
+        keys: the final model's key labels (restricted/excluded loss keep/remove them).
         steps: the selected checkpoint steps; snapshots: one per step.
+        measures: the progress measures at those steps for ``keys``, from the same passes.
         history: the run's step, train_loss and test_loss columns.
     """
 
@@ -195,16 +148,20 @@ class Timeline:
     keys: list[Any]
     steps: list[int]
     snapshots: list[Snapshot]
+    measures: A.ProgressMeasures
     history: pd.DataFrame
 
 
 def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = True,
-             measures: A.ProgressMeasures | None = None) -> Timeline:
-    """Precompute the slider's data at up to ``max_checkpoints`` of the run's checkpoints.
+             keys: Sequence[Any] | None = None) -> Timeline:
+    """The slider's data and the progress measures at up to ``max_checkpoints`` checkpoints.
 
-    ``measures``: the run's progress measures at (at least) these checkpoints for the final
-    model's key labels; the report passes its own so that no restricted/excluded loss is computed
-    twice (default: computed here, see :func:`key_losses`).
+    Checkpoints are streamed: each is one pass over the grid
+    (:func:`~mi_margin.analysis.progress.checkpoint_caches`) from which both its snapshot
+    (:func:`structure`) and its row of progress measures are computed, and then dropped.
+    ``keys``: the key labels of the restricted/excluded losses (default: the final model's,
+    :func:`~mi_margin.analysis.restricted.default_components`). A progress bar counts the
+    checkpoints (``progress=False`` or ``TQDM_DISABLE=1`` hide it).
 
     Example:
         >>> import mi_margin as mm
@@ -218,16 +175,24 @@ def timeline(run: Any, max_checkpoints: int = MAX_CHECKPOINTS, progress: bool = 
     if len(run.checkpoints) < 2:
         raise MiMarginError(f"the timeline needs at least 2 checkpoints, the run has "
                             f"{len(run.checkpoints)}")
-    basis = basis_of(run)
+    basis = A.basis_for(run.task)
+    chosen = list(basis.resolve(default_components(run.model, run.task) if keys is None
+                                else keys))
     steps = select_steps(run.checkpoints, max_checkpoints)
-    losses = key_losses(run, basis.keys, steps, measures)
-    bar = progress_bar(list(zip(steps, losses)), desc="report: checkpoints",
-                       disable=not progress, leave=False)
-    snapshots = [Snapshot(*basis.structure(run.model_at(step), run.task), *loss)
-                 for step, loss in bar]
+    names = [*row_hooks(run.model.model_kind), PRE]
+    rows, snapshots = [], []
+    for step, c in checkpoint_caches(run, steps, names, "checkpoints", progress):
+        row = progress_row(c, tuple(chosen))
+        rows.append({"step": step, **row})
+        nan = float("nan")
+        snapshots.append(Snapshot(*structure(c), row["restricted_loss"] if chosen else nan,
+                                  row["excluded_loss"] if chosen else nan))
+    measures = A.ProgressMeasures(label_kind=basis.label_kind, labels=tuple(chosen),
+                                  table=pd.DataFrame(rows))
+    labels = [str(lab) for lab in basis.nontrivial]
     columns = [c for c in ("step", "train_loss", "test_loss") if c in run.history.columns]
-    return Timeline(basis=basis.name, labels=basis.labels, cluster_labels=basis.cluster_labels,
-                    keys=basis.keys, steps=steps, snapshots=snapshots,
+    return Timeline(basis=basis.label_kind, labels=labels, cluster_labels=[*labels, "none"],
+                    keys=chosen, steps=steps, snapshots=snapshots, measures=measures,
                     history=run.history[columns].copy())
 
 
@@ -237,16 +202,20 @@ def _round(values: Sequence[float]) -> list[float | None]:
     return [None if np.isnan(v) else float(f"{v:.4g}") for v in values]
 
 
+def spectra_parts(t: Timeline) -> list[str]:
+    """The spectra the timeline holds, in :data:`SPECTRA` order."""
+    return [name for name in SPECTRA if name in t.snapshots[0].spectra]
+
+
 def spectra_figure(t: Timeline, i: int = -1) -> go.Figure:
     """Three bar charts (embeddings, neurons, logits) at checkpoint ``i`` of the timeline."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"{name}: share per {t.basis}"
-                                                        for name in SPECTRA])
-    for col, name in enumerate(SPECTRA, start=1):
-        y = _round(t.snapshots[i].spectra[name])
-        x = t.labels[len(t.labels) - len(y):]     # irrep logit similarity has no trivial entry
-        fig.add_bar(x=x, y=y, name=name, row=1, col=col)
+    parts = spectra_parts(t)
+    fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[f"{name}: share per {t.basis}"
+                                                                 for name in parts])
+    for col, name in enumerate(parts, start=1):
+        fig.add_bar(x=t.labels, y=_round(t.snapshots[i].spectra[name]), name=name, row=1, col=col)
         fig.update_xaxes(title_text=t.basis, type="category", row=1, col=col)
-    for col, name in enumerate(SPECTRA, start=1):      # one scale for all checkpoints
+    for col, name in enumerate(parts, start=1):      # one scale for all checkpoints
         top = max(max(s.spectra[name]) for s in t.snapshots)
         fig.update_yaxes(range=[0, min(1.0, top * 1.05) or 1.0], row=1, col=col)
     fig.update_layout(showlegend=False, height=360, title=f"Spectra over training (by {t.basis})")
@@ -287,7 +256,7 @@ def curves_figure(t: Timeline, i: int = -1) -> go.Figure:
 
 def payload(t: Timeline) -> dict[str, Any]:
     """The page's data: per figure and trace, the y values at every selected step."""
-    spectra = [[_round(s.spectra[name]) for s in t.snapshots] for name in SPECTRA]
+    spectra = [[_round(s.spectra[name]) for s in t.snapshots] for name in spectra_parts(t)]
     figures = [{"div": IDS["spectra"], "y": spectra},
                {"div": IDS["clusters"], "y": [[s.counts for s in t.snapshots]]}]
     return {"steps": t.steps, "figures": figures, "marker": IDS["curves"]}

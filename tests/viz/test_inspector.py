@@ -15,15 +15,18 @@ import torch
 
 import mi_margin as mm
 from mi_margin import groups
+from mi_margin.models.activations import activation
 from mi_margin.viz.inspector import (
     IDS,
+    decode_factors,
+    decode_int8,
     decode_int16,
-    decode_uint8,
+    encode_int8,
     encode_int16,
-    encode_uint8,
     inspector,
     inspector_html,
     payload,
+    preactivations,
 )
 
 P, F1, F2 = 11, 3, 5
@@ -69,10 +72,10 @@ def test_planted_cosine_neurons(cosine_model):
     assert labels == {f"frequency {F1}": [0], f"frequency {F2}": [1], "no dominant frequency": [2]}
     assert ins.clusters[-1].label == "no dominant frequency"
     a = 2 * math.pi * np.arange(P) / P
-    for slot, j in enumerate(ins.grid_neurons):
+    for j in range(3):
         f = (F1, F2, 0)[j]
         expected = (np.cos(f * a)[:, None] + np.cos(f * a)[None, :]) ** 2 * (j < 2)
-        np.testing.assert_allclose(ins.grid[slot], expected, atol=1e-9)
+        np.testing.assert_allclose(ins.grid[j], expected, atol=1e-9)
 
 
 def test_payload_decodes_to_the_inspector_data(cosine_model):
@@ -85,19 +88,36 @@ def test_payload_decodes_to_the_inspector_data(cosine_model):
     spectrum = decode_int16(data["spectrum"]).reshape(ins.spectrum.shape)
     np.testing.assert_allclose(spectrum, ins.spectrum, atol=0.5 / 32767)
     for got, want in zip(data["weights"], ins.weights.values()):
-        np.testing.assert_allclose(decode_int16(got), want, atol=np.abs(want).max() / 32767)
-    grid = decode_uint8(data["grid"]).reshape(ins.grid.shape)
-    span = ins.grid.max() - ins.grid.min()
-    np.testing.assert_allclose(grid, ins.grid, atol=span / 510 + 1e-12)
-    assert data["grid"]["neurons"] == ins.grid_neurons and data["grid"]["side"] == P
+        np.testing.assert_allclose(decode_int8(got), want, atol=np.abs(want).max() / 127)
+    assert data["grid"]["side"] == P and data["grid"]["act"] == "quadratic"
     assert html.count("<option") == len(ins.clusters) + n
 
 
-def test_heatmaps_are_bounded_and_cover_every_cluster(cosine_model):
-    task, model = cosine_model
-    ins = inspector(model, task, heatmap_bytes=2 * P * P)
-    assert ins.grid_neurons == [c.neurons[0] for c in ins.clusters][:2]
-    assert ins.grid.shape == (2, P, P)
+def _heatmaps(ins, data=None):
+    """Every neuron's heatmap as the page computes it (from the payload's factors)."""
+    factors = ins.factors if data is None else decode_factors(data)
+    pre = torch.from_numpy(preactivations(factors))
+    return activation(*ins.activation)(pre).numpy()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
+                                  mm.GroupComposition("S3")], ids=["p7", "p5k3", "S3"])
+def test_every_neurons_heatmap_is_computed_from_the_factors(kind, task):
+    """The factors give every neuron's activation over the slice exactly (float64 model), and
+    the page's 8-bit data within its rounding: |error| <= the int8 steps through the sums."""
+    if kind == "mlp":
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, act_fn="relu",
+                                                   dtype="float64"))
+    else:
+        model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+            task, d_model=16, n_heads=2, d_head=8, d_mlp=12, act_fn="gelu", dtype="float64",
+            seed=1))
+    ins = inspector(model, task)
+    assert ins.grid.shape == (12, task.d_vocab, task.d_vocab)
+    np.testing.assert_allclose(_heatmaps(ins), ins.grid, atol=1e-10)
+    page = _heatmaps(ins, payload(ins)["grid"])
+    assert np.abs(page - ins.grid).max() <= 0.02 * np.abs(ins.grid).max()
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +174,8 @@ def test_k3_heatmap_is_the_slice_with_the_third_operand_zero():
     _, cache = model.run_with_cache(task.inputs[rows])
     acts = cache["blocks.0.mlp.hook_post"].detach().numpy()
     a1, a2 = task.inputs[rows, 0].numpy(), task.inputs[rows, 1].numpy()
-    for slot, j in enumerate(ins.grid_neurons):
-        np.testing.assert_allclose(ins.grid[slot][a1, a2], acts[:, j], rtol=1e-12)
+    for j in range(6):
+        np.testing.assert_allclose(ins.grid[j][a1, a2], acts[:, j], rtol=1e-12)
 
 
 def test_encodings_round_trip_within_their_bounds():
@@ -164,12 +184,12 @@ def test_encodings_round_trip_within_their_bounds():
     rows[2] = 0.0
     back = decode_int16(encode_int16(rows))
     assert np.all(np.abs(back - rows) <= np.abs(rows).max(1, keepdims=True) / 32767 / 2 + 1e-15)
-    back = decode_uint8(encode_uint8(rows))
-    span = rows.max(1, keepdims=True) - rows.min(1, keepdims=True)
-    assert np.all(np.abs(back - rows) <= span / 510 + 1e-12)
+    back = decode_int8(encode_int8(rows))
+    peak = np.abs(rows).max(1, keepdims=True)
+    assert np.all(np.abs(back - rows) <= peak / 127 / 2 * (1 + 1e-5) + 1e-15)
 
 
 def test_inspector_rejects_other_tasks():
     task = mm.SparseParity(6, 2, train_fraction=0.5, seed=0)
-    with pytest.raises(mm.MiMarginError, match="sparse_parity"):
+    with pytest.raises(mm.MiMarginError, match="frequencies or irreps, got subsets"):
         inspector(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=4)), task)

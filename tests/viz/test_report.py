@@ -16,8 +16,10 @@ import pytest
 
 import mi_margin as mm
 from mi_margin import groups
-from mi_margin.analysis import progress_measures, restricted
+from mi_margin.analysis import restricted
+from mi_margin.analysis.progress import checkpoint_caches
 from mi_margin.viz import _html, report
+from mi_margin.viz import timeline as viz_timeline
 from mi_margin.viz.report import write_report
 from mi_margin.viz.timeline import MAX_CHECKPOINTS, select_steps
 
@@ -77,7 +79,7 @@ EXPECTED = {
 def test_report_sections_figures_and_no_failures(which, request, tmp_path):
     run = request.getfixturevalue(f"{which}_run")
     out = write_report(run, tmp_path / "r.html")
-    html = out.read_text()
+    html = _html.unpacked(out.read_text())
     assert HEADINGS.findall(html) == EXPECTED[which]
     assert _boxes(html, "error") == []
     assert _boxes(html, "note") == []
@@ -97,7 +99,7 @@ def test_a_failing_analysis_becomes_an_error_box(transformer_run, tmp_path, monk
         raise RuntimeError("planted failure")
 
     monkeypatch.setattr(report, "spectrum", broken)
-    html = write_report(transformer_run, tmp_path / "r.html").read_text()
+    html = _html.unpacked(write_report(transformer_run, tmp_path / "r.html").read_text())
     errors = _boxes(html, "error")
     assert len(errors) == 1 and "Fourier spectrum" in errors[0] and "planted failure" in errors[0]
     assert HEADINGS.findall(html) == EXPECTED["transformer"]       # the rest still rendered
@@ -110,11 +112,11 @@ def test_progress_measures_use_the_sliders_checkpoints(mlp_run, monkeypatch):
                    history=mlp_run.history, checkpoints={s: state for s in range(3 * MAX_CHECKPOINTS)})
     seen = []
 
-    def spy(run, labels=None, steps=None):
-        seen.append(steps)
-        return progress_measures(run, labels, steps)
+    def spy(run, steps, *args, **kwargs):
+        seen.append(list(steps))
+        return checkpoint_caches(run, steps, *args, **kwargs)
 
-    monkeypatch.setattr(report, "progress_measures", spy)
+    monkeypatch.setattr(viz_timeline, "checkpoint_caches", spy)
     items = report._harmonic(report.Context(dense))
     parts = items["Progress measures over checkpoints"]()
     assert seen == [select_steps(dense.checkpoints)] and len(seen[0]) == MAX_CHECKPOINTS
@@ -141,7 +143,7 @@ def test_report_computes_each_checkpoints_restricted_loss_once(mlp_run, tmp_path
         return ablated(s, *args, **kwargs)
 
     monkeypatch.setattr(restricted, "_ablated", counting)
-    html = write_report(run, tmp_path / "r.html").read_text()
+    html = _html.unpacked(write_report(run, tmp_path / "r.html").read_text())
     assert _boxes(html, "error") == []
     steps = select_steps(run.checkpoints)
     per_checkpoint = {step: calls[_weights_key(run.model_at(step))] for step in steps}
@@ -165,7 +167,7 @@ def test_report_renders_in_headless_chromium(browser, transformer_run, mlp_run, 
                    ".filter(d => d.childElementCount > 0).length")
     for name, run in [("transformer", transformer_run), ("mlp", mlp_run), ("group", group_run)]:
         path = write_report(run, tmp_path / f"{name}.html")
-        html = path.read_text()
+        html = _html.unpacked(path.read_text())
         n_figures = html.count('class="mm-figure"')
         n_views = html.count("CircuitsVis.render(")
         browser.events.clear()

@@ -9,15 +9,22 @@ and ``mi-margin report NAME`` on a run folder, on an entry of the shipped zoo
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import mi_margin as mm
 from mi_margin.cli import main
+from mi_margin.models.activations import activation
+from mi_margin.viz import _html
 from mi_margin.viz.inspector import IDS as INSPECTOR
+from mi_margin.viz.inspector import decode_factors, inspector, preactivations
 from mi_margin.viz.report import write_report
 from mi_margin.viz.timeline import IDS as TIMELINE
 
@@ -51,7 +58,7 @@ def _set(browser, element: str, value: str, event: str) -> None:
 @pytest.mark.browser
 def test_slider_and_inspector_change_the_figures_offline(browser, run, tmp_path):
     path = write_report(run, tmp_path / "report.html")
-    html = path.read_text()
+    html = _html.unpacked(path.read_text())
     n_figures = html.count('class="mm-figure"')
     browser.events.clear()
     browser.open(path)
@@ -80,6 +87,13 @@ def test_slider_and_inspector_change_the_figures_offline(browser, run, tmp_path)
     _set(browser, INSPECTOR["pick"], other, "change")
     for div, before in shown.items():
         assert _state(browser, div)["data"] != before["data"], div
+    # the page computes the picked neuron's heatmap from its factors as the Python mirror does
+    ins = inspector(run.model, run.task)
+    data = json.loads(re.search(rf'id="{INSPECTOR["data"]}">(.*?)</script>', html).group(1))
+    mirror = activation(*ins.activation)(torch.from_numpy(
+        preactivations(decode_factors(data["grid"]))))[int(other[1:])].numpy()
+    drawn_z = np.array(json.loads(_state(browser, INSPECTOR["heatmap"])["data"])[0])
+    np.testing.assert_allclose(drawn_z, mirror, atol=1e-9 * np.abs(mirror).max() + 1e-12)
     assert browser.evaluate(f"document.getElementById('{INSPECTOR['info']}').textContent"
                             ).startswith(f"n{other[1:]}:")
     _set(browser, INSPECTOR["pick"], "c0", "change")
@@ -129,11 +143,14 @@ def test_report_command_without_a_zoo_names_the_missing_folder(tmp_path, monkeyp
     assert err.count("\n") == 1 and "no run folder 'runs/p113'" in err and "no model zoo" in err
 
 
-def test_the_nanda_zoo_entry_report_is_under_10_mb_with_a_slider_over_its_checkpoints(tmp_path):
+def test_the_nanda_zoo_entry_report_is_at_most_3_mb_with_every_neuron_and_checkpoint(tmp_path):
     """Issue-level size limit on the real entry (opening time is measured by bench/bench_report.py
-    --zoo nanda_p113_transformer, not asserted here)."""
+    --zoo nanda_p113_transformer, not asserted here): every neuron's heatmap is in the page."""
     run = mm.zoo.load("nanda_p113_transformer")
-    html = write_report(run, tmp_path / "nanda.html").read_text()
-    assert len(html.encode()) < 10 * 10**6
+    packed = write_report(run, tmp_path / "nanda.html").read_text()
+    assert len(packed.encode()) <= 3 * 10**6
+    html = _html.unpacked(packed)
+    data = json.loads(re.search(rf'id="{INSPECTOR["data"]}">(.*?)</script>', html).group(1))
+    assert len(decode_factors(data["grid"])["W_in"]) == len(data["info"]) == run.model.cfg.d_mlp
     n = len(run.checkpoints)
     assert f'id="{TIMELINE["slider"]}" min="0" max="{n - 1}"' in html

@@ -8,12 +8,13 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mi_margin as mm
 import mi_margin.analysis as A
 from mi_margin import groups
-from mi_margin.analysis import restricted
+from mi_margin.analysis import progress
 from mi_margin.viz.timeline import (
     IDS,
     curves_figure,
@@ -61,6 +62,7 @@ def test_addition_timeline_equals_the_analyzers_and_changes_over_training(additi
     run, task = addition_run, addition_run.task
     t = timeline(run, progress=False)
     assert t.steps == sorted(run.checkpoints) and t.basis == "frequency"
+    assert t.cluster_labels == [*map(str, range(1, task.p // 2 + 1)), "none"]
     data = payload(t)
     for i in (0, len(t.steps) - 1):
         model = run.model_at(t.steps[i])
@@ -71,8 +73,8 @@ def test_addition_timeline_equals_the_analyzers_and_changes_over_training(additi
         for row, values in zip(spectra, expected):
             np.testing.assert_allclose(row[i], values, rtol=1e-3, atol=1e-6)
         clusters = A.neuron_clusters(model, task).counts
-        # the slot of neurons no frequency dominates (the core labels them None) comes first
-        assert counts[i] == [clusters.get(f, 0) for f in (None, *range(1, task.p // 2 + 1))]
+        # the slot of neurons no frequency dominates (the core labels them None) comes last
+        assert counts[i] == [clusters.get(f, 0) for f in (*range(1, task.p // 2 + 1), None)]
         assert sum(counts[i]) == model.cfg.d_mlp
     first, last = _slider_y(data, 0), _slider_y(data, -1)
     assert any(not np.allclose(a, b, atol=1e-2) for a, b in zip(first, last))
@@ -81,13 +83,19 @@ def test_addition_timeline_equals_the_analyzers_and_changes_over_training(additi
     assert t.keys == keys and t.snapshots[-1].restricted == pytest.approx(loss.restricted)
 
 
-def test_group_timeline_reads_irreps(group_run):
+def test_group_timeline_reads_irreps_with_the_same_measures(group_run):
+    task = group_run.task
     t = timeline(group_run, progress=False)
-    names = [rho.name for rho in group_run.task.group.irreps()]
+    names = [rho.name for rho in task.group.irreps()][1:]
     assert t.basis == "irrep" and t.labels == names and t.cluster_labels == [*names, "none"]
     model = group_run.model_at(t.steps[0])
-    sim = A.irrep_logit_similarity(model, group_run.task).similarity.square().numpy()
-    np.testing.assert_allclose(t.snapshots[0].spectra["logits"], sim, rtol=1e-12)
+    spec = A.irrep_spectrum(model, task)
+    np.testing.assert_allclose(t.snapshots[0].spectra["logits"], spec.shares("logits"),
+                               rtol=1e-12)
+    np.testing.assert_allclose(t.snapshots[0].spectra["neurons"], spec.shares("neurons"),
+                               rtol=1e-12)
+    counts = A.neuron_clusters(model, task).counts
+    assert t.snapshots[0].counts == [counts.get(lab, 0) for lab in (*names, None)]
     for snap in t.snapshots:
         assert sum(snap.counts) == 24 and sum(snap.spectra["neurons"]) <= 1 + 1e-9
     data = payload(t)
@@ -108,40 +116,39 @@ def test_timeline_is_bounded_and_marks_the_selected_step(addition_run):
     assert data["steps"] == t.steps and f'max="{len(t.steps) - 1}"' in html
 
 
-def test_timeline_needs_checkpoints_and_an_algebraic_task(addition_run):
+def test_timeline_needs_checkpoints_and_reads_a_parity_basis(addition_run):
     one = mm.Run(model=addition_run.model, task=addition_run.task, config=addition_run.config,
                  history=addition_run.history, checkpoints={0: addition_run.checkpoints[0]})
     with pytest.raises(mm.MiMarginError, match="at least 2 checkpoints"):
         timeline(one, progress=False)
-    task = mm.SparseParity(6, 2, train_fraction=0.5, seed=0)
+    task = mm.SparseParity(4, 2, train_fraction=0.5, seed=0)
     run = _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8)), task, steps=4,
                  n_checkpoints=2)
-    with pytest.raises(mm.MiMarginError, match="sparse_parity"):
-        timeline(run, progress=False)
+    t = timeline(run, progress=False)
+    assert t.basis == "subset" and len(t.labels) == 2**4 - 1
+    assert sorted(t.snapshots[0].spectra) == ["logits", "neurons"]     # no map over elements
+    assert "subsets" in curves_figure(t).layout.title.text
 
 
-def test_timeline_reads_the_losses_of_given_progress_measures(addition_run, monkeypatch):
-    """Given progress measures, the slider's restricted/excluded losses are their columns and no
-    restricted loss is computed again; measures for other labels or steps are refused."""
+def test_timeline_streams_one_pass_per_checkpoint_and_holds_the_progress_measures(
+        addition_run, monkeypatch):
+    """Each checkpoint is one pass over the grid, from which both the slider's data and the
+    progress measures come; those equal progress_measures' own."""
     run = addition_run
     keys = A.key_frequencies(run.model, run.task)
-    steps = select_steps(run.checkpoints, 4)
-    measures = A.progress_measures(run, keys, steps)
+    passes = []
+    real = progress.grid_cache
 
-    def no_ablation(*args, **kwargs):
-        raise AssertionError("restricted loss computed again")
+    def counted(*args, **kwargs):
+        cache = real(*args, **kwargs)
+        passes.append(cache)
+        return cache
 
-    monkeypatch.setattr(restricted, "_ablated", no_ablation)
-    t = timeline(run, max_checkpoints=4, progress=False, measures=measures)
-    table = measures.table.set_index("step")
-    assert [s.restricted for s in t.snapshots] == table.loc[t.steps, "restricted_loss"].tolist()
-    assert [s.excluded for s in t.snapshots] == table.loc[t.steps, "excluded_loss"].tolist()
+    monkeypatch.setattr(progress, "grid_cache", counted)
+    t = timeline(run, max_checkpoints=4, progress=False)
+    assert [c.passes for c in passes] == [1] * len(t.steps)
     monkeypatch.undo()
-    fewer = A.progress_measures(run, keys, steps[:2])
-    with pytest.raises(mm.MiMarginError, match=re.escape(f"no rows at steps {steps[2:]}")):
-        timeline(run, max_checkpoints=4, progress=False, measures=fewer)
-    other = [f for f in range(1, run.task.p // 2 + 1) if f not in keys][:1] or keys[1:]
-    assert other and other != keys
-    with pytest.raises(mm.MiMarginError, match="progress measures are for frequencies"):
-        timeline(run, max_checkpoints=4, progress=False,
-                 measures=A.progress_measures(run, other, steps))
+    expected = A.progress_measures(run, keys, t.steps, progress=False).table
+    pd.testing.assert_frame_equal(t.measures.table, expected)
+    assert [s.restricted for s in t.snapshots] == expected["restricted_loss"].tolist()
+    assert [s.excluded for s in t.snapshots] == expected["excluded_loss"].tolist()
