@@ -18,6 +18,7 @@ from typing import Any
 from mi_margin import analysis, errors, fourier, groups, models, tasks, theory, training
 from mi_margin.analysis import (
     clock_pizza,
+    explain,
     fourier_spectrum,
     irrep_logit_similarity,
     irrep_progress,
@@ -95,6 +96,7 @@ __all__ = [
     "compare_to_theory",
     "errors",
     "evaluate_batched",
+    "explain",
     "fourier",
     "fourier_spectrum",
     "groups",
