@@ -16,7 +16,7 @@ floating-point allowance) for every c ≠ y; the certified fraction never exceed
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -42,6 +42,7 @@ class Certificate(AnalysisResult):
         accuracy: the model's accuracy on every input, by brute force (for comparison).
         min_certified_margin: min over inputs of the certified lower bound on the model's
             margin logit_y − max_{c≠y} logit_c (negative where nothing is certified).
+        margin_bound: per input the certified lower bound on its margin [N] (task.inputs order).
         error: E_c per class [V]. slack: ε_i per neuron [d_mlp].
         flops, brute_force_flops: the certificate's and brute force's operation counts.
     """
@@ -51,8 +52,9 @@ class Certificate(AnalysisResult):
     certified_accuracy: float
     accuracy: float
     min_certified_margin: float
-    error: Tensor
-    slack: Tensor
+    margin_bound: Tensor = field(repr=False)
+    error: Tensor = field(repr=False)
+    slack: Tensor = field(repr=False)
     flops: int
     brute_force_flops: int
 
@@ -145,7 +147,8 @@ def certify(explanation: Explanation, bound: str = "uniform") -> Certificate:
     if bound == "per_input":
         flops += len(inputs) * (k * m + 3 * m + 4 * m * len(b_out))
     return Certificate(certified_accuracy=float((margins > 0).double().mean()),
-                       accuracy=accuracy, min_certified_margin=float(margins.min()), error=E,
+                       accuracy=accuracy, min_certified_margin=float(margins.min()),
+                       margin_bound=margins, error=E,
                        slack=eps, flops=flops,
                        brute_force_flops=_brute_force_flops(model, len(inputs)))
 
