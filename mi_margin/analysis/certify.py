@@ -3,7 +3,7 @@
 In the spirit of compact proofs from mechanistic explanations (Gross et al. 2024; Wu et al.,
 ICLR 2025): the explanation (:func:`~mi_margin.analysis.explain.explain`) is run on every input,
 and what it leaves out is bounded uniformly from the weights, never by running the model
-(docs/mathematics.md §7.8). Pre-activations are additive over operands, pre(x) = Σ_j T[j, x_j] +
+(docs/mathematics.md §6.4). Pre-activations are additive over operands, pre(x) = Σ_j T[j, x_j] +
 b_in, so neuron i's pre-activation moves by at most ε_i = Σ_j max_v |T − T̂|[j, v, i]; the
 activation is Lipschitz on the range the weights allow (L_i), so |h_i − ĥ_i| ≤ L_i ε_i, and
 
@@ -97,7 +97,7 @@ def certify(explanation: Explanation, bound: str = "uniform") -> Certificate:
     explanation's forward pass plus O(k·n·d_mlp + d_mlp·V). ``bound="per_input"``: E_c(x) from
     each input's own pre-activation shifts δ_i(x) = Σ_j |T − T̂|[j, x_j, i] and |ĥ_i(x)| (a ReLU
     neuron with p̂re_i(x) + δ_i(x) ≤ 0 is off in both networks); tighter, about twice the cost
-    of brute force. See docs/mathematics.md §7.8. The floating-point allowance is Higham's
+    of brute force. See docs/mathematics.md §6.4. The floating-point allowance is Higham's
     γ_n = n·u/(1 − n·u) (u the unit roundoff of the model's dtype, n = k + d_mlp + degree + 2
     the longest chain of roundings in one logit) times the magnitudes that enter it, so the
     bound also holds for the model as computed in float32.

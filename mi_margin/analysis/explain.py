@@ -1,7 +1,7 @@
 """Runnable explanations of one-hidden-layer MLPs, and how faithful they are.
 
 :func:`explain` turns what :func:`~mi_margin.analysis.neurons.neuron_clusters` found into a network
-of the same shape (docs/mathematics.md §7.8): every live neuron keeps only the part of its input
+of the same shape (docs/mathematics.md §6.4): every live neuron keeps only the part of its input
 maps (per operand) and of its output map that lies in its own label's block {trivial, ρ} of the
 task's harmonic basis (frequency f for modular addition, irrep ρ for group composition); for
 sparse parity a neuron labelled by the subset S keeps its input weights on the bits of S.
@@ -158,7 +158,7 @@ def explain(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Explanation
     Each neuron with a dominant label ρ (``neuron_clusters`` from the activations, purity ≥
     ``min_purity``) keeps its input maps per operand and its output map projected onto {trivial, ρ};
     for sparse parity it keeps its input weights on the bits of its subset S (and its output
-    map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §7.8).
+    map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §6.4).
 
     Example:
         >>> import mi_margin as mm
