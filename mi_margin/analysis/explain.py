@@ -72,9 +72,10 @@ class Explanation(AnalysisResult):
         return out
 
     def summary(self) -> str:
-        """Which labels, how many neurons each, and the algorithm in one sentence."""
+        """Which labels (most neurons first), how many neurons each, and the algorithm in one sentence."""
         kind = self.clusters.label_kind
-        live = {lab: n for lab, n in self.counts.items() if lab is not None}
+        live = dict(sorted(((lab, n) for lab, n in self.counts.items() if lab is not None),
+                           key=lambda item: -item[1]))
         parts = ", ".join(f"{kind} {lab}: {n}" for lab, n in live.items())
         zeroed = self.counts.get(None, 0)
         return (f"{type(self.task).__name__}: {len(live)} {kind} label(s) carry "
