@@ -53,16 +53,6 @@ def centre_classes(rows: slice, logits: Tensor) -> Tensor:
     return logits - logits.mean(1, keepdim=True)
 
 
-def require(task: Any, kind: str, what: str) -> None:
-    """Raise unless ``task.kind == kind`` (the field views: frequencies need Z_p, irreps a group)."""
-    names = {"modular_addition": "ModularAddition", "group_composition": "GroupComposition",
-             "sparse_parity": "SparseParity"}
-    if getattr(task, "kind", None) != kind:
-        raise MiMarginError(f"{what} needs a {names[kind]} task, got {type(task).__name__} "
-                            f"(kind={getattr(task, 'kind', None)!r}); the task-independent "
-                            "analyzers (spectrum, key_components, ...) take every task")
-
-
 @dataclass(frozen=True)
 class Subject:
     """A model checked against a task, with the task's basis and grid runs (see :func:`subject`)."""

@@ -11,7 +11,6 @@ the Walsh spectrum of Z_2^n. The field's names are views that also check the tas
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,16 +45,6 @@ from mi_margin.tasks import Task
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
 KEY_METHODS = ("logits", "similarity", "embed", "W_L")
-
-
-def renamed(old: str, new: str, value: Any, current: Any, default: Any) -> Any:
-    """``value`` of a deprecated keyword ``old`` (with a DeprecationWarning), else ``current``."""
-    if value is None:
-        return current
-    warnings.warn(f"{old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
-    if current != default:
-        raise MiMarginError(f"give {new}= only (not both {old}= and {new}=)")
-    return value
 
 
 def gini(values: Float[Tensor, " n"]) -> float:
