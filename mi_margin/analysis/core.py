@@ -29,6 +29,7 @@ from mi_margin.analysis.basis import GridEnergy, HarmonicBasis, basis_for
 from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits, model_kind
+from mi_margin.models.protocol import HookedModel
 
 POST, PRE = "blocks.0.mlp.hook_post", "blocks.0.mlp.hook_pre"
 PATTERN = "blocks.0.attn.hook_pattern"
@@ -242,6 +243,10 @@ class GridCache:
     def __repr__(self) -> str:
         return (f"GridCache({type(self.model).__name__} on {self.task!r}: logits and "
                 f"{self.names}, {self.passes} pass{'es' if self.passes != 1 else ''})")
+
+
+#: what an analyzer takes in the model's place: a model, or its grid cache (read, not run again)
+Analyzable = HookedModel | GridCache
 
 
 def default_hooks(kind: str) -> list[str]:

@@ -160,4 +160,4 @@ def test_resume_refuses_a_missing_run_folder(tmp_path):
 def test_the_cheapest_recipe_is_float64():
     """The bit-for-bit claims of the README are made for float64 recipes, tested on this one."""
     model, _, _ = RECIPES[CHEAPEST].make()
-    assert model.cfg.dtype == "float64"
+    assert model.cfg.dtype == torch.float64
