@@ -18,6 +18,7 @@ from typing import Any
 from mi_margin import analysis, errors, fourier, groups, models, tasks, theory, training
 from mi_margin.analysis import (
     clock_pizza,
+    explain,
     fourier_spectrum,
     grid_cache,
     irrep_logit_similarity,
@@ -96,6 +97,7 @@ __all__ = [
     "compare_to_theory",
     "errors",
     "evaluate_batched",
+    "explain",
     "fourier",
     "fourier_spectrum",
     "grid_cache",

@@ -114,7 +114,7 @@ def test_anticipated_failures_are_one_line(tmp_path, capsys):
     (["--task", "modular_addition", "--group", "S4"],
      "--group S4 applies to --task group_composition only"),
     (["--task", "sparse_parity", "--model", "mlp", "--p", "7"],
-     "--p 7 applies to --task modular_addition only"),
+     "--p 7 applies to --task modular_addition or modular_operation only"),
 ])
 def test_train_refuses_what_it_cannot_honour(tmp_path, capsys, flags, message):
     out = tmp_path / "run"

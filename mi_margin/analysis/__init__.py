@@ -1,5 +1,5 @@
 """Hook-based analyzers: spectra, key components, neuron clusters, ablations, margins, progress
-measures, NFM/AGOP.
+measures, NFM/AGOP, and runnable explanations with their fidelity and accuracy certificates.
 
 Every structural analyzer goes through the task's harmonic basis (:mod:`mi_margin.analysis.basis`)
 and works on every task and model family; the field's names (``key_frequencies``, ``key_irreps``,
@@ -11,8 +11,10 @@ See docs/architecture.md for the public surface and why.
 from mi_margin.analysis.ablation import ablation_hook, grid_projection_hook
 from mi_margin.analysis.agop import AGOPAndKernel, agop, agop_and_kernel
 from mi_margin.analysis.basis import basis_for
+from mi_margin.analysis.certify import Certificate, certify
 from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza
 from mi_margin.analysis.core import GridCache, grid_cache
+from mi_margin.analysis.explain import Explanation, Fidelity, explain, fidelity
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.margin import MarginResult, margin
 from mi_margin.analysis.neurons import (
@@ -45,8 +47,11 @@ from mi_margin.analysis.spectrum import (
 __all__ = [
     "AGOPAndKernel",
     "AnalysisResult",
+    "Certificate",
     "ClockPizza",
+    "Explanation",
     "FeatureMatrix",
+    "Fidelity",
     "GridCache",
     "LogitSimilarity",
     "MarginResult",
@@ -60,7 +65,10 @@ __all__ = [
     "agop",
     "agop_and_kernel",
     "basis_for",
+    "certify",
     "clock_pizza",
+    "explain",
+    "fidelity",
     "fourier_gini",
     "fourier_spectrum",
     "grid_cache",

@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.analysis.basis import require_labels
-from mi_margin.analysis.core import cached, last
+from mi_margin.analysis.core import Analyzable, cached, last
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.protocol import HookedModel
@@ -104,7 +104,7 @@ def _embedding_gradients(model: HookedModel, x: Tensor, c: Tensor) -> Tensor:
     return grad[:, :2].double()
 
 
-def clock_pizza(model: HookedModel, task: Task, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
+def clock_pizza(model: Analyzable, task: Task, seed: int = 0, n_triples: int = N_TRIPLES) -> ClockPizza:
     """Gradient symmetricity and distance irrelevance of a k = 2 modular-addition model.
 
     Args:

@@ -29,6 +29,7 @@ from mi_margin.analysis.basis import GridEnergy, HarmonicBasis, basis_for
 from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits, model_kind
+from mi_margin.models.protocol import HookedModel
 
 POST, PRE = "blocks.0.mlp.hook_post", "blocks.0.mlp.hook_pre"
 PATTERN = "blocks.0.attn.hook_pattern"
@@ -51,16 +52,6 @@ def last(act: Tensor) -> Tensor:
 def centre_classes(rows: slice, logits: Tensor) -> Tensor:
     """Logits minus their mean over the classes (softmax ignores a per-input constant)."""
     return logits - logits.mean(1, keepdim=True)
-
-
-def require(task: Any, kind: str, what: str) -> None:
-    """Raise unless ``task.kind == kind`` (the field views: frequencies need Z_p, irreps a group)."""
-    names = {"modular_addition": "ModularAddition", "group_composition": "GroupComposition",
-             "sparse_parity": "SparseParity"}
-    if getattr(task, "kind", None) != kind:
-        raise MiMarginError(f"{what} needs a {names[kind]} task, got {type(task).__name__} "
-                            f"(kind={getattr(task, 'kind', None)!r}); the task-independent "
-                            "analyzers (spectrum, key_components, ...) take every task")
 
 
 @dataclass(frozen=True)
@@ -252,6 +243,10 @@ class GridCache:
     def __repr__(self) -> str:
         return (f"GridCache({type(self.model).__name__} on {self.task!r}: logits and "
                 f"{self.names}, {self.passes} pass{'es' if self.passes != 1 else ''})")
+
+
+#: what an analyzer takes in the model's place: a model, or its grid cache (read, not run again)
+Analyzable = HookedModel | GridCache
 
 
 def default_hooks(kind: str) -> list[str]:

@@ -34,7 +34,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mi_margin.analysis.basis import require_labels, sum_by
-from mi_margin.analysis.core import POST, PRE, Subject, cached
+from mi_margin.analysis.core import POST, PRE, Analyzable, Subject, cached
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import component_sources
 from mi_margin.errors import MiMarginError
@@ -205,7 +205,7 @@ def _map_energy(s: Subject, pre: Tensor) -> tuple[Tensor, Tensor]:
             grid.total / scale + out.sum(1))
 
 
-def neuron_clusters(model: HookedModel, task: Task, min_purity: float = 0.5, source: str = "activations"
+def neuron_clusters(model: Analyzable, task: Task, min_purity: float = 0.5, source: str = "activations"
                     ) -> NeuronClusters:
     """Every neuron's dominant label (frequency, irrep, subset), purity, clusters and phases.
 

@@ -32,7 +32,7 @@ from mi_margin.analysis.restricted import (
     restricted_loss,
 )
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
-from mi_margin.analysis.spectrum import fourier_gini, logit_similarity, renamed
+from mi_margin.analysis.spectrum import fourier_gini, logit_similarity
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import weight_norm_sq
 
@@ -108,7 +108,7 @@ def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
     losses = restricted_loss(c, task, labels)
     sim = logit_similarity(c, task)
     product = hidden_product_shares(c)
-    gini = fourier_gini(c, task) if task.kind != "sparse_parity" else {}
+    gini = fourier_gini(c, task) if task.algebra.inputs == "operands" else {}   # weights over elements
     row = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
            "test_acc": test_acc, "restricted_loss": losses.restricted,
            "excluded_loss": losses.excluded, "gini_embed": gini.get("embed", float("nan")),
@@ -122,15 +122,14 @@ def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
 
 def progress_measures(run: Any, labels: Sequence[Any] | None = None,
                       steps: Sequence[int] | None = None, *,
-                      frequencies: Sequence[int] | None = None, progress: bool = True
+                      progress: bool = True
                       ) -> ProgressMeasures:
     """The progress measures at every kept checkpoint of ``run`` as one table.
 
     Args:
         run: a :class:`~mi_margin.Run` (``run.checkpoints``) on any task.
         labels: key frequencies / irreps / subsets; default those of the final model
-            (:func:`~mi_margin.analysis.restricted.default_components`). ``frequencies=`` is the
-            deprecated name.
+            (:func:`~mi_margin.analysis.restricted.default_components`).
         steps: checkpoint steps to evaluate (default: all kept, ascending).
         progress: show a progress bar over the checkpoints (``TQDM_DISABLE=1`` hides it too).
 
@@ -147,7 +146,6 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
         >>> table["step"].tolist() == sorted(run.checkpoints)
         True
     """
-    labels = renamed("frequencies", "labels", frequencies, labels, None)
     task = run.task
     if not run.checkpoints:
         raise MiMarginError("the run has no checkpoints; train with checkpoint_schedule "

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
 from mi_margin.analysis.basis import basis_for, require_labels
-from mi_margin.analysis.core import POST, RESID_MID, ROWS, GridCache, cached
+from mi_margin.analysis.core import POST, RESID_MID, ROWS, Analyzable, GridCache, cached
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
 from mi_margin.errors import MiMarginError
@@ -136,7 +136,7 @@ def _ablated(c: GridCache, labels: Sequence[Any], modes: Sequence[str], direct_p
     return [base + ablation_edit(c.task, labels, mode, subspace)(neurons) for mode in modes]
 
 
-def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: str,
+def ablated_logits(model: Analyzable, task: Task, labels: Sequence[Any], mode: str,
                    direct_path: str = "mean", subspace: str = "product") -> Tensor:
     """Logits over the whole grid with the labels' subspace kept or removed at the MLP output,
     in the model's dtype; ``model`` may be a :class:`~mi_margin.analysis.core.GridCache`.
@@ -152,7 +152,7 @@ def ablated_logits(model: HookedModel, task: Task, labels: Sequence[Any], mode: 
     return _ablated(c, labels, (mode,), direct_path, subspace)[0].to(c.logits.dtype)
 
 
-def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None = None,
+def restricted_loss(model: Analyzable, task: Task, labels: Sequence[Any] | None = None,
                     restricted_on: str = "all", direct_path: str = "mean") -> RestrictedLoss:
     """Restricted loss (only the key labels' product subspace) and excluded loss (it removed).
 
@@ -194,7 +194,7 @@ def restricted_loss(model: HookedModel, task: Task, labels: Sequence[Any] | None
                           full_train_acc=full_train_acc)
 
 
-def default_components(model: HookedModel, task: Task) -> list[Any]:
+def default_components(model: Analyzable, task: Task) -> list[Any]:
     """The key labels each field uses by default: Nanda's key frequencies, Chughtai's key irreps,
     and :func:`key_components` otherwise."""
     field: dict[str, Callable[[Any, Any], list[Any]]] = {"frequency": key_frequencies,

@@ -11,7 +11,6 @@ the Walsh spectrum of Z_2^n. The field's names are views that also check the tas
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from mi_margin.analysis.basis import basis_for, require_labels
 from mi_margin.analysis.core import (
     PATTERN,
     POST,
+    Analyzable,
     GridCache,
     Subject,
     cached,
@@ -46,16 +46,6 @@ from mi_margin.tasks import Task
 WEIGHT_PARTS = ("embed", "neuron_in", "unembed", "W_L")
 GRID_PARTS = ("neurons", "attention", "logits")
 KEY_METHODS = ("logits", "similarity", "embed", "W_L")
-
-
-def renamed(old: str, new: str, value: Any, current: Any, default: Any) -> Any:
-    """``value`` of a deprecated keyword ``old`` (with a DeprecationWarning), else ``current``."""
-    if value is None:
-        return current
-    warnings.warn(f"{old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
-    if current != default:
-        raise MiMarginError(f"give {new}= only (not both {old}= and {new}=)")
-    return value
 
 
 def gini(values: Float[Tensor, " n"]) -> float:
@@ -214,6 +204,7 @@ def component_sources(s: Subject) -> dict[str, str]:
     Example:
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=7)
+        >>> from mi_margin.analysis.core import subject
         >>> s = subject(mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task)), task)
         >>> component_sources(s)["W_L"], component_sources(s)["neurons"]
         ('W_out @ W_U', 'blocks.0.mlp.hook_post')
@@ -244,7 +235,7 @@ def _grid_units(c: GridCache, where: set[str]) -> dict[str, tuple[Tensor, list[s
     return units
 
 
-def spectrum(model: HookedModel, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
+def spectrum(model: Analyzable, task: Task, where: Sequence[str] | str | None = None) -> Spectrum:
     """Which labels (frequencies, irreps, subsets) each part of a model carries.
 
     Weights (fraction of the squared norm per label along the element axis; Nanda et al. §4.1,
@@ -379,7 +370,7 @@ class LogitSimilarity(AnalysisResult):
                              "source": self.source})
 
 
-def logit_similarity(model: HookedModel, task: Task) -> LogitSimilarity:
+def logit_similarity(model: Analyzable, task: Task) -> LogitSimilarity:
     """Similarity of the model's logits with every non-trivial label's character cube.
 
     A max-margin network has logits ∝ Σ_ρ d_ρ χ_ρ(abc⁻¹) (Morwani et al. Thm 7, 9), so equal
@@ -440,7 +431,7 @@ def _embedding(s: Subject) -> Tensor:
     return maps["embed"] if "embed" in maps else torch.cat(list(maps.values()), 1)
 
 
-def component_shares(model: HookedModel, task: Task, method: str = "logits") -> Float[Tensor, " L1"]:
+def component_shares(model: Analyzable, task: Task, method: str = "logits") -> Float[Tensor, " L1"]:
     """Share of every non-trivial label in the model by ``method`` (see :func:`key_components`).
 
     Example:
@@ -487,7 +478,7 @@ def _shares(c: GridCache, method: str, min_share: float) -> tuple[list[Any], dic
     return [lab for lab, x in values.items() if x >= min_share / len(share)], values
 
 
-def key_components(model: HookedModel, task: Task, method: str = "logits",
+def key_components(model: Analyzable, task: Task, method: str = "logits",
                    min_share: float = MIN_SHARE) -> KeySet:
     """The labels (frequencies, irreps, subsets) the model uses, in basis order, as a
     :class:`~mi_margin.analysis.key_rules.KeySet` (a list that records the rule, the model's
@@ -552,7 +543,7 @@ def key_frequencies(model: HookedModel, task: Task, method: str = "logits",
     return key_components(model, task, method, min_share)
 
 
-def key_irreps(model: HookedModel, task: Task, min_similarity: float | None = None) -> KeySet:
+def key_irreps(model: Analyzable, task: Task, min_similarity: float | None = None) -> KeySet:
     """The irreps a group-composition model uses: logit similarity above ``min_similarity``.
 
     Default: the irrep basis's rule (:data:`~mi_margin.analysis.key_rules.KEY_RULES`),
@@ -584,7 +575,7 @@ def key_irreps(model: HookedModel, task: Task, min_similarity: float | None = No
     return warn_unless_generalized(keys, "key_irreps")
 
 
-def fourier_gini(model: HookedModel, task: Task) -> dict[str, float]:
+def fourier_gini(model: Analyzable, task: Task) -> dict[str, float]:
     """Gini of the per-basis-vector norms of the embedding and of W_L (Nanda et al. §5.1).
 
     ``"embed"``: over the token axis of W_E[:n] (transformer) or of all operands' W_in_eff side by

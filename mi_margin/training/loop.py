@@ -39,7 +39,13 @@ from mi_margin.training.recorder import (
     check_checkpoint_memory,
 )
 from mi_margin.training.run import Run
-from mi_margin.training.run_folder import RunWriter, existing_run_error, holds_run, load_run
+from mi_margin.training.run_folder import (
+    RunWriter,
+    existing_run_error,
+    holds_run,
+    load_run,
+    lock_folder,
+)
 
 __all__ = ["Engine", "ModelEngine", "fit", "penalty_power", "resume", "start_run", "take_step",
            "train"]
@@ -249,6 +255,7 @@ def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Met
     """A new run of ``model``, in a new run folder if ``out_dir`` (a folder holding a run is
     refused unless ``overwrite``, with the way on: :func:`existing_run_error`)."""
     if out_dir is not None and not overwrite and holds_run(Path(out_dir)):
+        lock_folder(Path(out_dir)).close()     # a folder another process writes: refused first
         raise existing_run_error(Path(out_dir), {"task": task.to_dict(), "model": model.cfg.to_dict(),
                                                  "train": config.to_dict()})
     writer = RunWriter.start(out_dir, overwrite) if out_dir is not None else None

@@ -36,7 +36,7 @@ from mi_margin.theory.predictions import prediction_for
 MARGIN_RTOL = 1e-2
 
 
-def key_labels(model: HookedModel, task: Task) -> list[Any]:
+def key_labels(model: HookedModel, task: Task) -> Any:
     """Key frequencies (a cyclic domain) or key irreps (a group) by the API's defaults, the one
     rule per basis of :data:`~mi_margin.analysis.key_rules.KEY_RULES` (a ``KeySet`` that records
     it), or [] (the parity cube)."""

@@ -27,7 +27,7 @@ def test_recipe_configs():
     assert (adam.optimizer, adam.weight_decay, adam.lr_gamma) == ("adamw", 0.0, 0.5)
     assert adam.lr_milestones == (400, 480, 560, 640, 720)
     assert (mc.act_fn, mc.act_degree, mc.d_mlp, mc.dtype, mc.use_biases) == (
-        "power", 3, 2 * 64, "float64", False)
+        "power", 3, 2 * 64, torch.float64, False)
     _, group_cfg = max_margin_recipe(mm.GroupComposition("S3"), width=30)
     assert (group_cfg.act_fn, group_cfg.d_mlp) == ("quadratic", 30)
     with pytest.raises(MiMarginError, match="no max-margin theory"):

@@ -1,0 +1,204 @@
+"""A sound lower bound on an MLP's accuracy over every input, from its explanation.
+
+In the spirit of compact proofs from mechanistic explanations (Gross et al. 2024; Wu et al.,
+ICLR 2025): the explanation (:func:`~mi_margin.analysis.explain.explain`) is run on every input,
+and what it leaves out is bounded uniformly from the weights, never by running the model
+(docs/mathematics.md §6.4). Pre-activations are additive over operands, pre(x) = Σ_j T[j, x_j] +
+b_in, so neuron i's pre-activation moves by at most ε_i = Σ_j max_v |T − T̂|[j, v, i]; the
+activation is Lipschitz on the range the weights allow (L_i), so |h_i − ĥ_i| ≤ L_i ε_i, and
+
+    |logit_c(x) − logit̂_c(x)| ≤ E_c = Σ_i L_i ε_i |W_out[i, c]| + Σ_i H_i |W_out − Ŵ_out|[i, c]
+
+with H_i = max_x |ĥ_i(x)|. An input is certified when logit̂_y − logit̂_c > E_y + E_c (plus a
+floating-point allowance) for every c ≠ y; the certified fraction never exceeds the accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from mi_margin.analysis.core import ROWS, subject
+from mi_margin.analysis.explain import Explanation, operand_tables, table_index
+from mi_margin.analysis.results import AnalysisResult
+from mi_margin.errors import MiMarginError
+from mi_margin.models.activations import activation
+from mi_margin.models.mlp import HookedMLP
+
+#: sup_x d/dx [x Φ(x)] = Φ(√2) + √2 φ(√2), GELU's Lipschitz constant (the derivative's maximum)
+GELU_LIPSCHITZ = 0.5 * (1 + math.erf(1.0)) + math.sqrt(2) * math.exp(-1.0) / math.sqrt(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Certificate(AnalysisResult):
+    """A certified accuracy lower bound beside the brute-force accuracy, with both costs.
+
+    Attributes:
+        certified_accuracy: fraction of inputs certified correct (a lower bound on accuracy).
+        accuracy: the model's accuracy on every input, by brute force (for comparison).
+        min_certified_margin: min over inputs of the certified lower bound on the model's
+            margin logit_y − max_{c≠y} logit_c (negative where nothing is certified).
+        margin_bound: per input the certified lower bound on its margin [N] (task.inputs order).
+        error: E_c per class [V]. slack: ε_i per neuron [d_mlp].
+        flops, brute_force_flops: the certificate's and brute force's operation counts.
+    """
+
+    _score = "value"
+
+    certified_accuracy: float
+    accuracy: float
+    min_certified_margin: float
+    margin_bound: Tensor = field(repr=False)
+    error: Tensor = field(repr=False)
+    slack: Tensor = field(repr=False)
+    flops: int
+    brute_force_flops: int
+
+    def _table(self) -> pd.DataFrame:
+        names = ["certified_accuracy", "accuracy", "min_certified_margin", "max_error",
+                 "flops", "brute_force_flops"]
+        values = [self.certified_accuracy, self.accuracy, self.min_certified_margin,
+                  float(self.error.max()), self.flops, self.brute_force_flops]
+        return pd.DataFrame({"quantity": names, "value": values})
+
+
+def lipschitz(model: HookedMLP, bound: Tensor) -> Tensor:
+    """Per-neuron Lipschitz constant of the activation on [−bound_i, bound_i], [d_mlp]."""
+    name, degree = model.cfg.act_fn, model.cfg.degree
+    if name == "relu":
+        return torch.ones_like(bound)
+    if name == "gelu":
+        return torch.full_like(bound, GELU_LIPSCHITZ)
+    d = 2 if name == "quadratic" else int(degree or 1)
+    return d * bound ** (d - 1)
+
+
+def _brute_force_flops(model: HookedMLP, n_inputs: int) -> int:
+    """Operations of running the model on every input: the effective tables (embed style),
+    then per input k·d_mlp additions, d_mlp activations (degree − 1 products for x^d),
+    2·d_mlp·V for the output layer and V for the argmax."""
+    cfg, (k, n, m), V = model.cfg, operand_tables(model).shape, model.W_out.shape[1]
+    table = 2 * k * n * cfg.d_embed * m if cfg.input_style == "embed" else 0
+    act = max(1, (2 if cfg.act_fn == "quadratic" else int(cfg.degree or 2)) - 1)
+    return table + n_inputs * (k * m + act * m + 2 * m * V + V)
+
+
+BOUNDS = ("uniform", "per_input")
+
+
+def certify(explanation: Explanation, bound: str = "uniform") -> Certificate:
+    """A lower bound on the original model's accuracy over every input that is always sound.
+
+    ``bound="uniform"``: one error E_c per class from the weights (module docstring); cheap, the
+    explanation's forward pass plus O(k·n·d_mlp + d_mlp·V). ``bound="per_input"``: E_c(x) from
+    each input's own pre-activation shifts δ_i(x) = Σ_j |T − T̂|[j, x_j, i] and |ĥ_i(x)| (a ReLU
+    neuron with p̂re_i(x) + δ_i(x) ≤ 0 is off in both networks); tighter, about twice the cost
+    of brute force. See docs/mathematics.md §6.4. The floating-point allowance is Higham's
+    γ_n = n·u/(1 − n·u) (u the unit roundoff of the model's dtype, n = k + d_mlp + degree + 2
+    the longest chain of roundings in one logit) times the magnitudes that enter it, so the
+    bound also holds for the model as computed in float32.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> cert = mm.analysis.certify(mm.explain(mm.theory.certificate(task), task))
+        >>> cert.certified_accuracy, cert.accuracy
+        (1.0, 1.0)
+    """
+    if bound not in BOUNDS:
+        raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
+    model, task, expl = explanation.original, explanation.task, explanation.model
+    T, T_hat = operand_tables(model), operand_tables(expl)
+    W, W_hat = model.W_out.detach().double(), expl.W_out.detach().double()
+    b_out = model.b_out.detach().double()
+    k, n_vals, m = T.shape
+    eps = (T - T_hat).abs().amax(1).sum(0)                                   # ε_i
+    reach = torch.maximum(T.abs().amax(1).sum(0), T_hat.abs().amax(1).sum(0)) + \
+        model.b_in.detach().double().abs()
+    L = lipschitz(model, reach)
+    inputs, labels = task.inputs, task.labels
+    parts, h_max = [], torch.zeros(m, dtype=torch.float64)
+    for start in range(0, len(inputs), ROWS):
+        rows = slice(start, min(start + ROWS, len(inputs)))
+        pre_hat = _pre(expl, T_hat, inputs[rows])
+        h_hat = activation(model.cfg.act_fn, model.cfg.degree)(pre_hat)
+        h_max = torch.maximum(h_max, h_hat.abs().amax(0))
+        err = None
+        if bound == "per_input":
+            shift = _pre(expl, (T - T_hat).abs(), inputs[rows], bias=False)
+            err = _activation_gap(model, pre_hat, shift) @ W.abs() + h_hat.abs() @ (W - W_hat).abs()
+        parts.append((rows, h_hat @ W_hat + b_out, err))
+    degree = 2 if model.cfg.act_fn == "quadratic" else int(model.cfg.degree or 1)
+    chain = k + m + degree + 2
+    u = torch.finfo(model.W_out.dtype).eps / 2
+    rounding = chain * u / (1 - chain * u) * (((L * reach + h_max + L * eps) @ W.abs()) +
+                                              b_out.abs())
+    E = (L * eps) @ W.abs() + h_max @ (W - W_hat).abs() + rounding
+    margins = torch.empty(len(inputs), dtype=torch.float64)
+    for rows, logits, err in parts:
+        margins[rows] = _margin(logits, labels[rows], E if err is None else err + rounding)
+    logits = subject(model, task).run()[0]                          # brute force, beside
+    accuracy = float((logits.argmax(1) == labels).double().mean())
+    flops = _certificate_flops(explanation, k, n_vals)
+    if bound == "per_input":
+        flops += len(inputs) * (k * m + 3 * m + 4 * m * len(b_out))
+    return Certificate(certified_accuracy=float((margins > 0).double().mean()),
+                       accuracy=accuracy, min_certified_margin=float(margins.min()),
+                       margin_bound=margins, error=E,
+                       slack=eps, flops=flops,
+                       brute_force_flops=_brute_force_flops(model, len(inputs)))
+
+
+def _pre(model: HookedMLP, tables: Tensor, inputs: Tensor, bias: bool = True) -> Tensor:
+    """Σ_j tables[j, x_j] (+ b_in) per input, float64 [N, d_mlp]."""
+    idx = table_index(model, inputs)
+    out = torch.zeros((len(idx), tables.shape[2]), dtype=torch.float64)
+    if bias:
+        out += model.b_in.detach().double()
+    for j in range(tables.shape[0]):
+        out += tables[j, idx[:, j]]
+    return out
+
+
+def _activation_gap(model: HookedMLP, pre_hat: Tensor, shift: Tensor) -> Tensor:
+    """Bound on |act(a) − act(b)| for b = ``pre_hat`` and |a − b| ≤ ``shift``, elementwise.
+
+    ReLU: min(δ, max(0, b + δ)) (both off when b + δ ≤ 0); x^d: d (|b| + δ)^{d−1} δ (mean value
+    theorem); GELU: its Lipschitz constant times δ.
+    """
+    name = model.cfg.act_fn
+    if name == "relu":
+        return torch.minimum(shift, (pre_hat + shift).clamp_min(0))
+    if name == "gelu":
+        return GELU_LIPSCHITZ * shift
+    d = 2 if name == "quadratic" else int(model.cfg.degree or 1)
+    return d * (pre_hat.abs() + shift) ** (d - 1) * shift
+
+
+def _margin(logits: Tensor, labels: Tensor, E: Tensor) -> Tensor:
+    """min_{c≠y} (logit_y − logit_c − E_y − E_c) per row (E [V] or per row [rows, V])."""
+    rows = torch.arange(len(labels))
+    E = E.expand_as(logits)
+    gap = logits[rows, labels][:, None] - logits - E[rows, labels][:, None] - E
+    gap[rows, labels] = math.inf
+    return gap.amin(1)
+
+
+def _certificate_flops(explanation: Explanation, k: int, n_vals: int) -> int:
+    """Operations of :func:`certify` without its brute-force comparison: the explanation's
+    projections (2n² per map of a live neuron), the bounds ε, reach and E (4 per table entry and
+    per output weight), the explanation on every input over its live neurons only, and the
+    margin check (3 per logit)."""
+    model, N = explanation.original, len(explanation.task.inputs)
+    m, V = model.W_out.shape
+    n = model.W_out.shape[1] if explanation.clusters.label_kind != "subset" else 0
+    live = sum(lab is not None for lab in explanation.label)
+    act = max(1, (2 if model.cfg.act_fn == "quadratic" else int(model.cfg.degree or 2)) - 1)
+    build = live * (k + 1) * 2 * n * n
+    bounds = 4 * k * n_vals * m + 4 * m * V
+    run = N * (k * live + act * live + 2 * live * V) + 3 * N * V
+    return build + bounds + run

@@ -1,0 +1,103 @@
+"""mm.explain and fidelity: certificate networks are their own explanation, planted off-label
+components are removed exactly, and the fidelity rows are the losses they claim to be."""
+
+import math
+
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.analysis.explain import build, fidelity, operand_tables
+from mi_margin.models.evaluation import cross_entropy64
+
+TASKS = [lambda: mm.ModularAddition(p=7), lambda: mm.ModularAddition(p=5, k=3),
+         lambda: mm.GroupComposition("S3"), lambda: mm.SparseParity(n=6, k=4)]
+
+
+def loss_of(model, task):
+    x = task.inputs.to(model.W_out.dtype) if task.inputs.is_floating_point() else task.inputs
+    with torch.no_grad():
+        return float(cross_entropy64(model(x), task.labels))
+
+
+@pytest.mark.parametrize("make", TASKS)
+def test_certificate_network_is_its_own_explanation(make):
+    task = make()
+    model = mm.theory.certificate(task)
+    expl = mm.explain(model, task)
+    assert None not in expl.counts
+    scale = float(operand_tables(model).abs().max())
+    assert torch.allclose(operand_tables(expl.model), operand_tables(model), atol=1e-12 * scale)
+    W = model.W_out.detach()
+    assert torch.allclose(expl.model.W_out.detach(), W, atol=1e-12 * float(W.abs().max()))
+    table = fidelity(expl).to_dataframe().set_index("measure")
+    for row in ["explanation", "input maps replaced", "output map replaced"]:
+        assert table.loc[row, "loss"] == pytest.approx(table.loc["model", "loss"], rel=1e-9)
+        assert table.loc[row, "accuracy"] == 1.0
+
+
+def test_planted_off_label_component_is_removed():
+    task = mm.ModularAddition(p=7)
+    model = mm.theory.certificate(task)
+    clean = operand_tables(model).clone()
+    freq = mm.neuron_clusters(model, task).label[0]
+    other = next(f for f in range(1, 4) if f != freq)
+    planted = clean.clone()
+    planted[0, :, 0] += 0.05 * clean[0, :, 0].norm() * torch.cos(
+        2 * math.pi * other * torch.arange(7.0, dtype=torch.float64) / 7)
+    noisy = build(model, planted, model.W_out.detach().double())
+    expl = mm.explain(noisy, task)
+    assert expl.label[0] == freq
+    assert torch.allclose(operand_tables(expl.model), clean, atol=1e-12)
+    assert float(expl.kept[0]) < 1.0
+
+
+def test_embed_style_explanation_factorizes_exactly():
+    task = mm.GroupComposition("S3")
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, input_style="embed", d_embed=8,
+                                               dtype="float64"))
+    expl = mm.explain(model, task)
+    same = build(model, operand_tables(model), model.W_out.detach().double())
+    assert torch.allclose(same.W_in_eff, model.W_in_eff, atol=1e-12)
+    assert loss_of(same, task) == pytest.approx(loss_of(model, task), rel=1e-12)
+    assert expl.model.W_E.shape == model.W_E.shape
+
+
+def test_embed_style_too_narrow_is_refused():
+    task = mm.GroupComposition("S3")
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, input_style="embed", d_embed=4))
+    with pytest.raises(mm.MiMarginError, match="d_embed=4 < d_vocab=6"):
+        mm.explain(model, task)
+
+
+def test_transformer_is_refused():
+    task = mm.ModularAddition(p=7)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
+    with pytest.raises(mm.MiMarginError, match="HookedMLP"):
+        mm.explain(model, task)
+
+
+def test_fidelity_rows_are_the_losses_they_name():
+    task = mm.ModularAddition(p=7)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, dtype="float64"))
+    expl = mm.explain(model, task, min_purity=0.3)
+    fid = fidelity(expl, draws=3)
+    table = fid.to_dataframe().set_index("measure")
+    assert table.loc["model", "loss"] == pytest.approx(loss_of(model, task), rel=1e-12)
+    assert table.loc["explanation", "loss"] == pytest.approx(loss_of(expl.model, task), rel=1e-12)
+    hybrid = build(model, operand_tables(expl.model), model.W_out.detach().double())
+    assert table.loc["input maps replaced", "loss"] == pytest.approx(loss_of(hybrid, task),
+                                                                     rel=1e-12)
+    base, same = table.loc["resample any (baseline)", "loss"], \
+        table.loc["resample equivalent", "loss"]
+    assert fid.recovered == pytest.approx((base - same) / (base - table.loc["model", "loss"]))
+
+
+def test_summary_and_table():
+    task = mm.GroupComposition("S3")
+    expl = mm.explain(mm.theory.certificate(task), task)
+    text = expl.summary()
+    for lab, n in expl.counts.items():
+        assert f"irrep {lab}: {n}" in text
+    assert "Algorithm" in text
+    assert len(expl.to_dataframe()) == expl.model.cfg.d_mlp
