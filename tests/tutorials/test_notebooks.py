@@ -58,7 +58,8 @@ def run_notebook(name: str, nb: nbformat.NotebookNode | None = None) -> dict[str
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(TUTORIALS)}}).execute()
     text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                   for out in cell.outputs if out.get("output_type") == "stream")
+                   for out in cell.outputs if out.get("output_type") == "stream"
+                   and out.get("name") == "stdout")     # stderr holds progress bars (no newline)
     found = RESULT.findall(text)
     assert len(found) == 1, f"{name} printed {len(found)} RESULT lines"
     return json.loads(found[0])
