@@ -14,7 +14,6 @@ import torch
 import mi_margin as mm
 from mi_margin.errors import CheckpointError, MiMarginError
 from mi_margin.models.evaluation import evaluate
-from mi_margin.models.io import load_tensors
 from mi_margin.zoo import DATA, cards, store
 from mi_margin.zoo.build import build_entry, recipe
 from mi_margin.zoo.checks import margin_ratio, same_answers, signature
@@ -111,27 +110,6 @@ def test_corrupted_weights_are_a_clear_error(tmp_path):
         store.read_entry(tmp_path / name)
 
 
-def test_the_initialisation_is_rebuilt_not_stored_and_checked(tmp_path):
-    """Step 0 of a seeded run is not in the weights file; loading rebuilds it bit for bit. If
-    the rebuilt weights differ (another torch), that checkpoint is left out with a warning."""
-    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=1)
-    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, seed=3))
-    run = mm.train(model, task, mm.TrainConfig(steps=40, lr=3e-3, eval_every=20, progress=False,
-                                               checkpoint_schedule="linear", n_checkpoints=2))
-    root = build_entry("li_p23_k3_cubic", run, tmp_path)
-    assert store.read_meta(root)["checkpoints"]["0"] == store.INIT
-    tensors, _ = load_tensors(root / "weights.safetensors")
-    assert not any(name.startswith("step_00000000/") for name in tensors)
-    shipped = store.read_entry(root)
-    for key, value in run.checkpoints[0].items():
-        assert torch.equal(shipped.checkpoints[0][key], value)
-    meta = store.read_meta(root)
-    meta["init_digest"] = "0" * 64
-    (root / "entry.json").write_text(json.dumps(meta))
-    with pytest.warns(UserWarning, match="checkpoint 0 .the initialisation. is left out"):
-        assert 0 not in store.read_entry(root).checkpoints
-
-
 def test_build_rounds_only_where_answers_agree(tmp_path):
     """Build an entry from a freshly trained tiny run: the final weights come back bit-exact,
     reduced-precision checkpoints are the rounded weights, and every checkpoint's answers are
@@ -216,3 +194,25 @@ def test_cli_builds_entries_from_run_folders(tmp_path, capsys):
     assert shipped.step == 60 and shipped.task.to_dict() == task.to_dict()
     with pytest.raises(SystemExit):
         main(["entry", "a", "b", "--run", str(tmp_path)])
+
+
+def test_rebuilding_never_touches_the_installed_zoo_nor_replaces_an_entry(tmp_path, monkeypatch):
+    """Without --dest the entry goes next to its run folder; an existing entry is replaced only with
+    --overwrite (train refuses before training)."""
+    from mi_margin.zoo import build
+
+    installed = {p: p.stat().st_mtime_ns for p in DATA.rglob("*") if p.is_file()}
+    task = mm.ModularAddition(p=5, train_fraction=0.6, seed=2)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, act_fn="relu", seed=2))
+    run_dir = tmp_path / "li_p23_k3_cubic" / "run"
+    mm.train(model, task, mm.TrainConfig(steps=20, lr=1e-2, eval_every=10, progress=False), out_dir=run_dir)
+    build.main(["entry", "li_p23_k3_cubic", "--run", str(run_dir)])
+    entry = tmp_path / "li_p23_k3_cubic" / "li_p23_k3_cubic"
+    assert store.read_entry(entry).step == 20
+    with pytest.raises(MiMarginError, match="already holds an entry; pass overwrite=True"):
+        build.main(["entry", "li_p23_k3_cubic", "--run", str(run_dir)])
+    build.main(["entry", "li_p23_k3_cubic", "--run", str(run_dir), "--overwrite"])
+    monkeypatch.setattr(build, "train_recipe", lambda *a: pytest.fail("trained before refusing"))
+    with pytest.raises(SystemExit):
+        build.main(["train", "li_p23_k3_cubic", "--out", str(tmp_path / "li_p23_k3_cubic")])
+    assert installed == {p: p.stat().st_mtime_ns for p in DATA.rglob("*") if p.is_file()}
