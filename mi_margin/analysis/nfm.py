@@ -83,6 +83,25 @@ def axis_labels(model: Any, space: str | None = None) -> tuple[tuple[str, ...], 
     return tuple(f"resid[{j}]" for j in range(cfg.d_model)), None
 
 
+def symmetric_gram(W: Tensor) -> Tensor:
+    """W^T W, exactly symmetric on every CPU: (G + G^T) / 2 of the product G = W^T W.
+
+    A matrix product need not be symmetric bit for bit (the BLAS may sum entries (i, j) and (j, i)
+    of W^T W in different orders, and does with some CPUs' kernels); averaging the two, which is
+    commutative, makes it so. Each entry stays within γ_n Σ_k |W_ki| |W_kj| of the exact
+    one (n = rows of W, γ_n = n·u/(1 − n·u): the dot product's rounding bound, Higham 2002, Thm 3.5),
+    as the product's own entries are.
+
+    Example:
+        >>> import torch
+        >>> G = symmetric_gram(torch.randn(7, 3, dtype=torch.float64))
+        >>> torch.equal(G, G.T)
+        True
+    """
+    G = W.T @ W
+    return (G + G.T) / 2
+
+
 def nfm(model: Any, layer: int = 0, operand: int | None = None, space: str | None = None
         ) -> FeatureMatrix:
     """Neural feature matrix W^T W of the first layer (Beaglehole et al. 2024, docs/mathematics.md §5.1).
@@ -104,7 +123,7 @@ def nfm(model: Any, layer: int = 0, operand: int | None = None, space: str | Non
         ((10, 10), (5, 5))
     """
     W = layer_weight(model, layer, space)
-    full = FeatureMatrix(W.T @ W, "NFM", *axis_labels(model, space))
+    full = FeatureMatrix(symmetric_gram(W), "NFM", *axis_labels(model, space))
     if operand is None:
         return full
     n = full.n_blocks if full.block_size is not None else 0

@@ -134,7 +134,7 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
 
 def same_weights(state: dict[str, torch.Tensor], seeded: dict[str, torch.Tensor]) -> bool:
     """``state`` is bit for bit ``seeded``, the model its config's seed builds (then the entry
-    does not store it: loading rebuilds it, :func:`~mi_margin.zoo.store.read_entry`)."""
+    stores it as a correction to its portable rebuild, :mod:`mi_margin.zoo.init`)."""
     return all(torch.equal(value, seeded[name]) for name, value in state.items())
 
 

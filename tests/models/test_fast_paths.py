@@ -130,22 +130,22 @@ def test_gradients_of_every_parameter_match(family, dtype):
             close(fast[name], ordinary[name], PASS_TOL[dtype])
 
 
-# Zhong et al.'s mixture weighs every position by at least 1 − α (row sums α + (1 − α)·n), which
-# amplifies float32 rounding over 300 AdamW steps past RUN_TOL; their one-pass forward and gradients
-# are checked in both dtypes above, and their training runs in float64.
-# The k=3 transformer with biases, in float32, meets a ReLU kink: at step 296 a pre-activation
-# sits 4.7e-6 from 0, between the twins' values (they differ by float32 rounding), so one twin's
-# gradient has the neuron and the other's not, and the runs part by 2e-4 of the logits' scale
-# (measured after cross_entropy64 became a float32 computation, which moved the trajectory; with
-# ReLU such a straddle is a matter of where rounding lands). Its one-pass forward and gradients
-# are checked in both dtypes above, its training runs in float64, where the twins differ by
-# 1e-16 and straddle nothing, and every one of its float32 training steps is checked from shared
-# weights below. So does the theory-style ReLU MLP in float32 on the fused ReLU head: at step 289
-# a pre-activation sits 4e-6 from 0 and the twins part by 2e-4 of W_in's scale (without the fused
-# head, whose rounding differs, the straddle fell elsewhere).
-KINKED = ["transformer with biases k=3", "theory ReLU MLP"]
+# Twin runs compound two paths' rounding over 300 steps, so they are compared in float32 only for
+# the smooth networks (polynomial activations, no attention): there the twins' difference grows
+# with the training map's Lipschitz constant, which does not depend on the CPU. Every network with
+# a ReLU meets kinks: when a pre-activation sits within the twins' float32 difference of 0, one
+# twin's gradient has the neuron and the other's not, and the runs part. Where rounding lands
+# depends on the CPU's kernels (measured with MKL_ENABLE_INSTRUCTIONS=SSE4_2
+# ATEN_CPU_CAPABILITY=default: the embed MLP's twins part by 1.4e-3 and the transformer's by
+# 1.8e-4 of W_E's scale, past RUN_TOL, while on AVX2 kernels they stayed within it; the k=3
+# transformer with biases and the theory ReLU MLP part on AVX2 too). Zhong et al.'s attention-rate
+# mixture weighs every position by at least 1 − α (row sums α + (1 − α)·n), which amplifies
+# float32 rounding past RUN_TOL as well. All of them train as twins in float64, where the twins
+# differ by 1e-16 and straddle nothing, and every one of their float32 training steps is checked
+# from shared weights below, where rounding cannot compound.
+SMOOTH = ["theory MLP", "theory MLP k=3"]
 TRAINED = [(f, d) for f in FAMILIES if f != "parity MLP" for d in DTYPES
-           if not (("attention rate" in f or f in KINKED) and d == "float32")]
+           if d == "float64" or f in SMOOTH]
 
 
 @pytest.mark.parametrize(("family", "dtype"), TRAINED)
