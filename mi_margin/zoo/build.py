@@ -19,9 +19,10 @@ unless asked to.
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
 machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
 (:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores each intermediate one in the smallest of
-float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`); the
-initialisation, when the model config's seed rebuilds it, is stored as a small correction that
-every CPU decodes to the same bits, :mod:`mi_margin.zoo.init`), and writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
+float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`; the
+initialisation, when the model config's seed rebuilds it, as a small correction that every CPU
+decodes to the same bits, :mod:`mi_margin.zoo.init`), and writes the card
+(:mod:`mi_margin.zoo.cards`) from the shipped weights.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ from mi_margin.theory.recipe import margin_metric
 from mi_margin.training import Run
 from mi_margin.zoo import cards, init
 from mi_margin.zoo.checks import same_answers, signature
+from mi_margin.zoo.normals import portable_init
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.normals import portable_init
 from mi_margin.zoo.store import INIT, INIT_PREFIX, ZOO_FORMAT, read_entry, read_meta, write_entry
 
 DATA = Path(__file__).parent / "data"
@@ -192,8 +193,8 @@ def store_init(root: Path) -> None:
     if INIT in meta["checkpoints"].values():
         state = {k: v.detach().clone() for k, v in build_model(meta["model"]).state_dict().items()}
         if tensors_digest(state) != meta["init_digest"]:
-            raise MiMarginError(f"{root.name}: this CPU's kernels do not rebuild the initialisation "
-                                f"the entry recorded; convert it on a CPU like {meta['build'].get('machine')}")
+            raise MiMarginError(f"{root.name}: this CPU's kernels do not rebuild the initialisation the "
+                                f"entry recorded; convert it on a CPU like {meta['build'].get('machine')}")
         correction = init.encode(state, portable_init(meta["model"]))
         tensors.update({INIT_PREFIX + name: value for name, value in correction.items()})
     save_tensors(root / "weights.safetensors", tensors, {"format": ZOO_FORMAT})
