@@ -232,10 +232,11 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
 
 
 def report_size(dest: str | Path = DATA) -> str:
-    """Total size of the entries under ``dest`` (its subfolders holding an ``entry.json``) against
-    the 25 MB budget (tests/zoo checks it)."""
-    total = sum(p.stat().st_size for root in Path(dest).iterdir() if (root / "entry.json").is_file()
-                for p in root.rglob("*") if p.is_file())
+    """Total size of the files under ``dest`` against the 25 MB budget (tests/zoo checks it),
+    leaving out run folders (``train --out DIR`` writes the run and the entry side by side)."""
+    runs = [p.parent for p in Path(dest).rglob("run.json")]
+    total = sum(p.stat().st_size for p in Path(dest).rglob("*")
+                if p.is_file() and not any(p.is_relative_to(run) for run in runs))
     return f"zoo size {total / 1e6:.2f} MB of the 25 MB budget"
 
 
