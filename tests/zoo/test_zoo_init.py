@@ -117,9 +117,18 @@ def test_an_entry_stores_its_initialisation_and_loads_it_bit_for_bit(tmp_path):
     shipped = store.read_entry(root)
     for key, value in run.checkpoints[0].items():
         assert torch.equal(shipped.checkpoints[0][key], value)
-    meta["init_digest"] = "0" * 64
+    rebuild = store.portable_init
+
+    def drifted(cfg):                 # a portable rebuild that no longer matches the stored one
+        return {name: value * (1 + 2**-20) for name, value in rebuild(cfg).items()}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "portable_init", drifted)
+        with pytest.raises(CheckpointError, match="initialisation decodes to other weights"):
+            store.read_entry(root)
+    meta["init_digest"] = "0" * 64    # an edited digest is refused by the weights' seal
     (root / "entry.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="initialisation decodes to other weights"):
+    with pytest.raises(CheckpointError, match="init_digest"):
         store.read_entry(root)
 
 
