@@ -2,19 +2,27 @@
 
 Command line (one torch thread; see docs/performance.md)::
 
-    python -m mi_margin.zoo.build train NAME --out DIR        # trains into DIR/run (a run folder)
+    python -m mi_margin.zoo.build train NAME --out DIR        # the run DIR/run, the entry DIR/NAME
     python -m mi_margin.zoo.build train NAME --out DIR --resume   # continues DIR/run
-    python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes mi_margin/zoo/data/NAME
+    python -m mi_margin.zoo.build entry NAME --run DIR/run    # writes the entry DIR/NAME
     python -m mi_margin.zoo.build entry NAME... --runs-root ROOT   # run folders ROOT/NAME/run
+    python -m mi_margin.zoo.build entry NAME --run DIR/run --dest mi_margin/zoo/data --overwrite
+                                                              # replaces the installed entry
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
+    python -m mi_margin.zoo.build store-init NAME... --dest D # convert format-1 entries in D
+
+An entry is written next to its run folder unless ``--dest`` says where, and an existing entry
+folder is replaced only with ``--overwrite``: rebuilding never touches the installed package
+unless asked to.
 
 ``train`` records the wall time at every evaluation in the history column ``wall_s`` and the
 machine in ``DIR/machine.json``. ``entry`` keeps about ``recipe.n_ship`` checkpoints
 (:func:`~mi_margin.zoo.phases.pick_checkpoints`), stores each intermediate one in the smallest of
-float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`); the
-initialisation is not stored when the model config's seed rebuilds it bit for bit), and
-writes the card (:mod:`mi_margin.zoo.cards`) from the shipped weights.
+float16 / float32 on which the analyses give the same answers (:mod:`mi_margin.zoo.checks`; the
+initialisation, when the model config's seed rebuilds it, as a small correction that every CPU
+decodes to the same bits, :mod:`mi_margin.zoo.init`), and writes the card
+(:mod:`mi_margin.zoo.cards`) from the shipped weights.
 """
 
 from __future__ import annotations
@@ -32,15 +40,26 @@ import torch
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
 from mi_margin.models.config import dtype_name
-from mi_margin.models.io import build_model
+from mi_margin.models.io import atomic_write, build_model, load_tensors, save_tensors, tensors_digest
 from mi_margin.theory.predictions import max_margin
 from mi_margin.theory.recipe import margin_metric
 from mi_margin.training import Run
-from mi_margin.zoo import cards
+from mi_margin.zoo import cards, init
 from mi_margin.zoo.checks import same_answers, signature
+from mi_margin.zoo.normals import portable_init
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.store import INIT, read_entry, read_meta, variants, write_entry
+from mi_margin.zoo.store import (
+    INIT,
+    INIT_PREFIX,
+    MISSING,
+    SEALED,
+    ZOO_FORMAT,
+    read_entry,
+    read_meta,
+    variants,
+    write_entry,
+)
 
 DATA = Path(__file__).parent / "data"
 #: reduced precisions tried for intermediate checkpoints, smallest first
@@ -128,7 +147,7 @@ def choose_precision(run: Run, steps: list[int]) -> tuple[dict[int, str], dict[s
 
 def same_weights(state: dict[str, torch.Tensor], seeded: dict[str, torch.Tensor]) -> bool:
     """``state`` is bit for bit ``seeded``, the model its config's seed builds (then the entry
-    does not store it: loading rebuilds it, :func:`~mi_margin.zoo.store.read_entry`)."""
+    stores it as a correction to its portable rebuild, :mod:`mi_margin.zoo.init`)."""
     return all(torch.equal(value, seeded[name]) for name, value in state.items())
 
 
@@ -140,11 +159,15 @@ def rounded(run: Run, step: int, dtype: str) -> Any:
     return model
 
 
-def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
-                machine_info: dict[str, Any] | None = None) -> Path:
-    """Write the zoo entry ``name`` from ``run`` (a Run or a run folder) and its card; returns
-    the entry folder."""
+def build_entry(name: str, run: Run | str | Path, dest: str | Path,
+                machine_info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write the zoo entry ``dest/name`` from ``run`` (a Run or a run folder) and its card;
+    returns the entry folder. An existing entry there is replaced only with ``overwrite``."""
     rec = recipe(name)
+    root = Path(dest) / name
+    if (root / "entry.json").exists() and not overwrite:
+        raise MiMarginError(f"{root} already holds an entry; pass overwrite=True (--overwrite) "
+                            "to replace it")
     if not isinstance(run, Run):
         folder = Path(run)
         run = mm.load(folder)
@@ -164,10 +187,40 @@ def build_entry(name: str, run: Run | str | Path, dest: str | Path = DATA,
         final = dict(rec.finish(run.model_at(run.step), run.task).state_dict())
         build["finish"] = {"function": rec.finish.__name__,
                            "seconds": round(time.perf_counter() - start, 2), "variant": rec.variant}
-    root = Path(dest) / name
     write_entry(root, run, dtypes, build, {"signatures": recorded}, final)
     write_card(root)
     return root
+
+
+def store_init(root: Path) -> None:
+    """Convert the format-1 entry ``root``, whose initialisation was not stored (loading rebuilt
+    it from the seed), to the current format, which stores it as a correction to its portable
+    rebuild (:mod:`mi_margin.zoo.init`), and seal the weights with the converted entry.json
+    (:data:`~mi_margin.zoo.store.SEALED`). Only a CPU whose kernels rebuild the recorded SHA-256
+    can do it (one like the builder's, ``entry.json`` ``build.machine``)."""
+    meta = read_format1_meta(root)
+    tensors, sealed = load_tensors(root / "weights.safetensors")
+    if INIT in meta["checkpoints"].values():
+        state = {k: v.detach().clone() for k, v in build_model(meta["model"]).state_dict().items()}
+        if tensors_digest(state) != meta["init_digest"]:
+            raise MiMarginError(f"{root.name}: this CPU's kernels do not rebuild the initialisation the "
+                                f"entry recorded; convert it on a CPU like {meta['build'].get('machine')}")
+        correction = init.encode(state, portable_init(meta["model"]))
+        tensors.update({INIT_PREFIX + name: value for name, value in correction.items()})
+    meta["format"] = ZOO_FORMAT
+    save_tensors(root / "weights.safetensors", tensors,
+                 {**sealed, "format": ZOO_FORMAT, "entry": {k: meta.get(k, MISSING) for k in SEALED}})
+    text = json.dumps(meta, indent=1)
+    atomic_write(root / "entry.json", lambda tmp: Path(tmp).write_text(text))
+    read_entry(root)                                  # the converted entry loads and passes its seal
+
+
+def read_format1_meta(root: Path) -> dict[str, Any]:
+    """entry.json of a format-1 entry (the one :func:`store_init` converts)."""
+    meta = json.loads((root / "entry.json").read_text())
+    if meta.get("format") != "mi_margin.zoo/1":
+        raise MiMarginError(f"{root} is not a format-1 zoo entry ({meta.get('format')!r})")
+    return meta
 
 
 def card_text(root: Path) -> str:
@@ -207,8 +260,11 @@ def update_readme(path: str | Path, dest: str | Path = DATA) -> None:
 
 
 def report_size(dest: str | Path = DATA) -> str:
-    """Total size of the entries under ``dest`` against the 25 MB budget (tests/zoo checks it)."""
-    total = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
+    """Total size of the files under ``dest`` against the 25 MB budget (tests/zoo checks it),
+    leaving out run folders (``train --out DIR`` writes the run and the entry side by side)."""
+    runs = [p.parent for p in Path(dest).rglob("run.json")]
+    total = sum(p.stat().st_size for p in Path(dest).rglob("*")
+                if p.is_file() and not any(p.is_relative_to(run) for run in runs))
     return f"zoo size {total / 1e6:.2f} MB of the 25 MB budget"
 
 
@@ -227,7 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--run", help="the run folder (one name)")
     where.add_argument("--runs-root", help="run folders are RUNS_ROOT/NAME/run (train --out RUNS_ROOT/NAME)")
     for p in (p_train, p_entry):
-        p.add_argument("--dest", default=str(DATA))
+        p.add_argument("--dest", help="write the entry to DEST/NAME (default: next to its run "
+                       "folder, OUT/NAME or RUN/../NAME); the installed zoo is mi_margin/zoo/data")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing entry DEST/NAME")
+    p_init = sub.add_parser("store-init", help="convert format-1 entries DEST/NAME (initialisation "
+                            "rebuilt from the seed) to the current format (stored as a correction)")
+    p_init.add_argument("names", nargs="+")
+    p_init.add_argument("--dest", required=True)
     p_table = sub.add_parser("table", help="print the Reproductions table")
     p_table.add_argument("--readme", help="rewrite the table inside this README instead")
     p_cards = sub.add_parser("cards", help="regenerate every entry's card from its shipped files")
@@ -245,18 +307,28 @@ def main(argv: list[str] | None = None) -> None:
             write_card(root)
             print(root / "card.md")
         return
+    if args.command == "store-init":
+        for name in args.names:
+            store_init(Path(args.dest) / name)
+            print(Path(args.dest) / name, report_size(args.dest), flush=True)
+        return
     if args.command == "train":
+        dest = args.dest or args.out
+        if not args.no_entry and (Path(dest) / args.name / "entry.json").exists() and not args.overwrite:
+            parser.error(f"{Path(dest) / args.name} already holds an entry; add --overwrite to replace it")
         run = train_recipe(args.name, args.out, args.resume)
         print(f"trained {args.name}: {run}", flush=True)
         if args.no_entry:
             return
-        print(build_entry(args.name, Path(args.out) / "run", args.dest), report_size(args.dest))
+        print(build_entry(args.name, Path(args.out) / "run", dest, overwrite=args.overwrite),
+              report_size(dest))
         return
     if args.run and len(args.names) > 1:
         parser.error("--run takes one name; use --runs-root for several")
     for name in args.names:
-        folder = args.run or Path(args.runs_root) / name / "run"
-        print(build_entry(name, folder, args.dest), report_size(args.dest), flush=True)
+        folder = Path(args.run or Path(args.runs_root) / name / "run")
+        dest = args.dest or folder.parent
+        print(build_entry(name, folder, dest, overwrite=args.overwrite), report_size(dest), flush=True)
 
 
 if __name__ == "__main__":

@@ -321,10 +321,12 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str],
         f"**Reproduction:** {reproduction(rec)}.", "", RESULT + result, "",
         "## Recipe", "",
         f"`mi_margin/zoo/recipes.py`, rebuilt with "
-        f"`python -m mi_margin.zoo.build train {rec.name} --out runs/{rec.name}`. Configs:", "",
+        f"`python -m mi_margin.zoo.build train {rec.name} --out runs/{rec.name}` (the run in "
+        f"`runs/{rec.name}/run`, the entry in `runs/{rec.name}/{rec.name}`; the installed entry is "
+        "left alone). Configs:", "",
         "```", *(f"{part}: {json.dumps(d)}" for part, d in [
             ("task", run.task.to_dict()), ("model", run.model.cfg.to_dict()),
-            ("train", run.config.to_dict())]), "```", "",
+            ("train", run.config.to_dict())]), "```", "", REPRODUCIBLE, "",
         *([f"Where the recipe differs from the paper's: {rec.parity}", ""] if rec.parity else []),
         "## Training", "", f"Machine: {machine_line}.", "",
         "Times are wall-clock and CPU seconds of the training process under these conditions; "
@@ -344,9 +346,20 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str],
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
         "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
         "on which accuracy, the key frequencies/irreps and the margin ratio equal those of the "
-        "full-precision weights (entry.json `checks`). The initialisation (`init`) is not stored: "
-        "loading rebuilds it from the model config's seed and checks its SHA-256.", ""]
+        "full-precision weights (entry.json `checks`). The initialisation (`init`) is stored as a "
+        "small correction to its rebuild from the model config's seed, which every CPU computes "
+        "identically (`mi_margin/zoo/init.py`): every checkpoint loads bit for bit on every CPU "
+        "(SHA-256 checked).", ""]
     return "\n".join(parts)
+
+
+#: what retraining reproduces where (tests/zoo/test_zoo_retrain.py checks it on a float64 recipe)
+REPRODUCIBLE = (
+    "Retraining the recipe repeats itself bit for bit on one machine. It gives these weights bit "
+    "for bit only with the code that built them on a CPU whose kernels round like the builder's "
+    "(below); on another CPU the BLAS and torch's kernels round differently from the first step "
+    "on: a float64 recipe ends within float rounding carried through training (outcomes the same), "
+    "a float32 grokking run may take another trajectory (another grokking step).")
 
 
 def finish_lines(rec: Any, run: Run, build: dict[str, Any], variants: dict[str, Any]) -> list[str]:

@@ -2,26 +2,29 @@
 
 An entry folder holds
 
-- ``entry.json``: ``{"format": "mi_margin.zoo/1", "name", "task", "model", "train", "step",
+- ``entry.json``: ``{"format": "mi_margin.zoo/2", "name", "task", "model", "train", "step",
   "status", "checkpoints": {step: dtype}, "build": {...}, "checks": {...}}`` — the task, model
-  and train configs as their ``to_dict()``, the dtype each checkpoint is stored in (``"init"``: not
-  stored, because it is the initialisation that the model config's seed rebuilds; ``init_digest``
-  holds its SHA-256, checked on loading), how the entry
-  was built (recipe, wall time, machine) and the analyses computed on the full-precision weights
-  at build time (so a test can recompute them on the shipped, possibly reduced-precision, ones);
+  and train configs as their ``to_dict()``, the dtype each checkpoint is stored in (``"init"``:
+  the initialisation the model config's seed builds, stored as a correction to its portable
+  rebuild, :mod:`mi_margin.zoo.init`; ``init_digest`` holds its SHA-256, checked on loading), how
+  the entry was built (recipe, wall time, machine) and the analyses computed on the full-precision
+  weights at build time (so a test can recompute them on the shipped, possibly reduced-precision,
+  ones);
 - ``weights.safetensors``: every kept checkpoint, tensor names ``step_XXXXXXXX/<param>`` (and
   ``final/<param>``: the variant named ``build["finish"]["variant"]``, when a finishing step
-  post-processed the trained weights), with a SHA-256 of the tensors in its metadata
-  (:func:`mi_margin.models.io.save_tensors`), and the entry the weights were built with:
-  entry.json's fields that say what the weights are (:data:`SEALED`) and the SHA-256 of
-  history.csv. Loading compares both, so an edited entry.json (a task, model or train field, the
-  status, the checkpoint list) or history.csv is refused naming what differs; ``build`` and
-  ``checks`` describe the build and are not sealed;
+  post-processed the trained weights; ``init/<param>``: the initialisation's correction), with a
+  SHA-256 of the tensors in its metadata (:func:`mi_margin.models.io.save_tensors`), and the entry
+  the weights were built with: entry.json's fields that say what the weights are (:data:`SEALED`)
+  and the SHA-256 of history.csv. Loading compares both, so an edited entry.json (a task, model or
+  train field, the status, the checkpoint list) or history.csv is refused naming what differs;
+  ``build`` and ``checks`` describe the build and are not sealed;
 - ``history.csv``: the training metrics, one row per evaluation;
 - ``card.md``: the human-readable card.
 
 The format is the zoo's own and stays stable when the run-folder format changes: a build script
-converts a :class:`~mi_margin.Run` into an entry (:mod:`mi_margin.zoo.build`).
+converts a :class:`~mi_margin.Run` into an entry (:mod:`mi_margin.zoo.build`). Format 1 rebuilt
+the initialisation from the seed, which gives its bits only on CPUs whose kernels round like the
+builder's; ``python -m mi_margin.zoo.build store-init NAME`` converts such an entry.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +50,19 @@ from mi_margin.models.io import (
 )
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig
+from mi_margin.zoo import init
+from mi_margin.zoo.normals import portable_init
 
-ZOO_FORMAT = "mi_margin.zoo/1"
+ZOO_FORMAT = "mi_margin.zoo/2"
 #: the files of an entry folder (the card is written last, from the shipped weights)
 ENTRY_FILES = ("entry.json", "weights.safetensors", "history.csv", "card.md")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
-#: the "dtype" of a checkpoint that is not stored: the seeded initialisation, rebuilt on loading
+#: the "dtype" of the seeded initialisation, stored as a correction to its portable rebuild
 INIT = "init"
 FINAL = "final/"
+#: the tensor-name prefix of the initialisation's correction (:mod:`mi_margin.zoo.init`)
+INIT_PREFIX = "init/"
 #: the fields of entry.json recorded in the weights' metadata and compared on loading
 SEALED = ("format", "name", "task", "model", "train", "step", "status", "checkpoints", "final",
           "init_digest")
@@ -82,6 +88,8 @@ def write_entry(root: Path, run: Run, dtypes: dict[int, str], build: dict[str, A
         state = run.checkpoints[step]
         if dtype == INIT:
             init_digest = tensors_digest(state)
+            correction = init.encode(state, portable_init(run.model.cfg.to_dict()))
+            tensors.update({INIT_PREFIX + name: value for name, value in correction.items()})
             continue
         for name, value in state.items():
             tensors[_prefix(step) + name] = value.detach().to(DTYPES[dtype])
@@ -133,9 +141,9 @@ def read_entry(root: Path, variant: str | None = None) -> Run:
     :func:`variants`, e.g. ``"reweighted"``), the ``final/`` weights of the entry's finishing step
     instead, while the checkpoints stay the trained ones. Checkpoints stored in reduced precision
     are cast back to the model's dtype (their values are the rounded ones; the build checked that
-    the reported analyses do not change). The ``"init"`` checkpoint is the freshly built model's
-    own weights, used only if their SHA-256 is the one recorded (another torch build may
-    initialise differently: then it is left out, with a warning).
+    the reported analyses do not change). The ``"init"`` checkpoint is decoded from its correction
+    to the portable rebuild, which gives the builder's bits on every CPU (:mod:`mi_margin.zoo.init`);
+    its SHA-256 is checked.
     """
     meta = read_meta(root)
     if variant is not None and variant not in variants(meta):
@@ -149,16 +157,10 @@ def read_entry(root: Path, variant: str | None = None) -> Run:
         raise CheckpointError(f"{root / 'entry.json'} holds an invalid configuration: "
                               f"{err}") from err
     dtype = next(iter(model.state_dict().values())).dtype
-    init = {name: value.clone() for name, value in model.state_dict().items()}
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     for step_text, stored in meta["checkpoints"].items():
         if stored == INIT:
-            if tensors_digest(init) == meta.get("init_digest"):
-                checkpoints[int(step_text)] = init
-            else:
-                warnings.warn(f"{root.name}: this torch initialises the model differently from the "
-                              f"one that built the entry, so checkpoint {step_text} (the "
-                              "initialisation) is left out", stacklevel=2)
+            checkpoints[int(step_text)] = read_init(root, meta, tensors)
             continue
         prefix = _prefix(int(step_text))
         checkpoints[int(step_text)] = {name[len(prefix):]: value.to(dtype)
@@ -204,3 +206,14 @@ def check_sealed(root: Path, meta: dict[str, Any], sealed: dict[str, Any]) -> pd
         raise CheckpointError(f"{path} is not the history {weights.name} was built with "
                               "(edited, reordered or truncated: its SHA-256 differs)")
     return pd.read_csv(io.BytesIO(data))
+
+
+def read_init(root: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entry's initialisation: its stored correction added to the portable rebuild."""
+    stored = {name[len(INIT_PREFIX):]: value for name, value in tensors.items()
+              if name.startswith(INIT_PREFIX)}
+    state = init.decode(stored, portable_init(meta["model"]))
+    if tensors_digest(state) != meta.get("init_digest"):
+        raise CheckpointError(f"{root / 'weights.safetensors'}: the initialisation decodes to other "
+                              "weights than the entry recorded (init_digest)")
+    return state
