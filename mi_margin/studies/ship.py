@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.errors import MiMarginError
 from mi_margin.studies.study import META, ROWS, read_rows
-from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+from mi_margin.studies.views import (
+    generalized,
+    grokking_distribution,
+    key_count_distribution,
+    label_frequency,
+)
 from mi_margin.zoo.recipes import POPULATIONS, Population
 
 
@@ -23,10 +29,34 @@ def _md(table: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
-    """The card of a population: what was trained, and each view beside the paper's counts."""
+def counted(n_seeds: int, left_out: int) -> str:
+    """Which seeds a label view counts (:func:`mi_margin.studies.views.generalized`)."""
+    return (f"Counted over the {n_seeds} seeds that generalized (final test accuracy ≥ "
+            f"{GENERALIZED})" + (f"; the {left_out} that did not are left out (their key labels "
+                                 "describe no algorithm) and stay in the grokking table." if left_out
+                                 else "."))
+
+
+def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
+    """The card's two label views, or why there are none (no seed generalized)."""
+    if generalized(table).empty:
+        return [f"## Which labels are key\n\nNone of the {len(table)} seeds generalized (final "
+                f"test accuracy ≥ {GENERALIZED}), so no key labels are counted."]
     labels = label_frequency(table, pop.paper_key, pop.paper_seeds)
     counts = key_count_distribution(table, pop.paper_n_key, pop.paper_seeds)
+    return [
+        "## Which labels are key\n\n" + counted(labels.n_seeds, labels.left_out)
+        + " Key rule as `mi_margin.studies.keys.default_rule` (the API's defaults); theory_share "
+        "is the max-margin network's budget share (Theorem 9: ∝ d^2.5 for irreps).\n\n"
+        + _md(labels.to_dataframe()),
+        "Pooled by dimension (key labels per seed):\n\n" + _md(labels.dimension_table()),
+        "## Number of key labels per seed\n\n" + counted(counts.n_seeds, counts.left_out)
+        + "\n\n" + _md(counts.to_dataframe()),
+    ]
+
+
+def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
+    """The card of a population: what was trained, and each view beside the paper's counts."""
     grok = grokking_distribution(table)
     cpu = table["cpu_s"].dropna()
     return "\n\n".join([
@@ -39,11 +69,7 @@ def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
         f"**Grokked:** {grok.n_grokked} of {grok.n_seeds} seeds; median CPU time per seed "
         f"{cpu.median():.0f} s (one torch thread, niced, on a shared 2-core machine)."
         if len(cpu) else "",
-        "## Which labels are key\n\nKey rule as `mi_margin.studies.keys.default_rule` (the API's "
-        "defaults); theory_share is the max-margin network's budget share (Theorem 9: ∝ d^2.5 "
-        "for irreps).\n\n" + _md(labels.to_dataframe()),
-        "Pooled by dimension (key labels per seed):\n\n" + _md(labels.dimension_table()),
-        "## Number of key labels per seed\n\n" + _md(counts.to_dataframe()),
+        *label_sections(pop, table),
         "## Grokking steps\n\n" + _md(grok.describe().reset_index()),
         f"Regenerate: `mi-margin study {pop.name} --out populations/{pop.name} --ship "
         "mi_margin/zoo/data/populations` (seeds already in the study folder are not retrained).",

@@ -1,14 +1,20 @@
 """The population views a paper prints over seeds, each one call on a study's table.
 
-- :func:`label_frequency`: how often each irrep (or frequency) is key across seeds, beside its
+- :func:`label_frequency`: how often each irrep (or frequency) is key across the seeds that
+  generalized, beside its
   dimension and Theorem 9's budget share ∝ d^2.5 (Morwani et al. 2024; the max-margin network uses
   every irrep), and the paper's own counts where it gives them (Chughtai et al. 2023, Fig. 7 over
   50 S5 MLP seeds). This is the contrast the package exists to show: cross-entropy networks learn a
   few irreps, the max-margin solution spreads its budget over all of them.
 - :func:`grokking_distribution`: memorization, first and stable grokking steps and the delay, with
   seeds that never grokked counted (not dropped).
-- :func:`key_count_distribution`: the number of key labels per seed, and N_δ (labels holding a
-  1 − δ share of the logit spectrum, docs/mathematics.md §4.4).
+- :func:`key_count_distribution`: the number of key labels per seed that generalized, and N_δ
+  (labels holding a 1 − δ share of the logit spectrum, docs/mathematics.md §4.4).
+
+The two label views count only seeds whose final test accuracy reached
+:data:`~mi_margin.analysis.key_rules.GENERALIZED` (:func:`generalized`): the key labels of a
+network that has not generalized describe no algorithm for the task (Chughtai et al. count trained
+networks). ``only_generalized=False`` counts every seed.
 
 Each returns an :class:`~mi_margin.analysis.results.AnalysisResult` (``.to_dataframe()``,
 ``.plot()``); ``paper`` arguments take the counts a population records
@@ -35,6 +41,7 @@ from typing import Any
 
 import pandas as pd
 
+from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.studies.keys import key_labels, values
@@ -54,6 +61,23 @@ def _table_of(study_or_table: Any) -> pd.DataFrame:
     return study_or_table if isinstance(study_or_table, pd.DataFrame) else study_or_table.table
 
 
+def generalized(study_or_table: Any, level: float = GENERALIZED) -> pd.DataFrame:
+    """The rows of the seeds whose final test accuracy is at least ``level`` (a table without a
+    ``test_acc`` column, e.g. one built by hand, is returned whole)."""
+    table = _table_of(study_or_table)
+    return table[table["test_acc"] >= level] if "test_acc" in table else table
+
+
+def _counted(study_or_table: Any, only_generalized: bool) -> tuple[pd.DataFrame, int]:
+    """The rows a label view counts, and how many seeds it leaves out."""
+    table = _table_of(study_or_table)
+    kept = generalized(table) if only_generalized else table
+    if kept.empty:
+        raise MiMarginError(f"none of the {len(table)} seeds generalized (final test accuracy ≥ "
+                            f"{GENERALIZED}); pass only_generalized=False to count them anyway")
+    return kept, len(table) - len(kept)
+
+
 @dataclass(frozen=True)
 class LabelFrequency(AnalysisResult):
     """Per label: dimension, seeds in which it is key, that fraction, Theorem 9's budget share
@@ -61,6 +85,7 @@ class LabelFrequency(AnalysisResult):
 
     Attributes:
         label_kind, n_seeds: what the labels are and over how many seeds.
+        left_out: seeds not counted (they did not generalize, :func:`generalized`).
         rows: the table's rows (label, aliases, dim, seeds_key, fraction, theory_share, paper).
         paper_seeds: how many seeds the paper's counts are over.
         by_dim: the same counts pooled by dimension (where the paper names irreps we can only
@@ -74,6 +99,7 @@ class LabelFrequency(AnalysisResult):
     rows: tuple[dict[str, Any], ...] = field(repr=False)
     paper_seeds: int | None = None
     by_dim: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    left_out: int = 0
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.rows))
@@ -112,14 +138,15 @@ def _paper_dim(name: str, dims: dict[str, int], aliases: dict[str, tuple[str, ..
 
 
 def label_frequency(study_or_table: Any, paper: dict[str, int] | None = None,
-                    paper_seeds: int | None = None) -> LabelFrequency:
+                    paper_seeds: int | None = None, only_generalized: bool = True) -> LabelFrequency:
     """How often each label is key over the seeds, against its dimension and the theory's share.
 
     ``paper`` maps the paper's label names (ours, our aliases such as "standard", or names like
     "5d_a" matched by dimension) to the number of its ``paper_seeds`` seeds in which it was key.
+    Only the seeds that generalized are counted unless ``only_generalized=False`` (module docstring).
     """
-    table = _table_of(study_or_table)
-    _check(table, ("label_kind", "task", "block_dims"))
+    _check(study_or_table, ("label_kind", "task", "block_dims"))
+    table, left_out = _counted(study_or_table, only_generalized)
     first = table.iloc[0]
     aliases, irrep_dims = _irreps(first["task"])
     dims = {k: irrep_dims.get(k, int(v)) for k, v in values(first, "block_dims").items()}
@@ -144,7 +171,7 @@ def label_frequency(study_or_table: Any, paper: dict[str, int] | None = None,
                        "theory_share": (sum(shares[x] for x in labs if x in shares)
                                         if shares else None)})
     return LabelFrequency(label_kind=str(first["label_kind"]), n_seeds=n, rows=rows,
-                          paper_seeds=paper_seeds, by_dim=tuple(by_dim))
+                          paper_seeds=paper_seeds, by_dim=tuple(by_dim), left_out=left_out)
 
 
 @dataclass(frozen=True)
@@ -188,26 +215,32 @@ class KeyCountDistribution(AnalysisResult):
     Attributes:
         rows: one per n: seeds with n key labels, seeds with N_δ = n, the paper's count.
         paper_seeds: how many seeds the paper's counts are over.
+        n_seeds, left_out: seeds counted, and not counted (they did not generalize).
     """
 
     _score = "seeds"
 
     rows: tuple[dict[str, Any], ...] = field(repr=False)
     paper_seeds: int | None = None
+    n_seeds: int = 0
+    left_out: int = 0
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.rows))
 
 
 def key_count_distribution(study_or_table: Any, paper: dict[int, int] | None = None,
-                           paper_seeds: int | None = None) -> KeyCountDistribution:
-    """Seeds per number of key labels and per N_δ; ``paper``: n -> seeds in the paper."""
-    table = _table_of(study_or_table)
-    _check(table, ("label_kind", "n_delta"))
+                           paper_seeds: int | None = None,
+                           only_generalized: bool = True) -> KeyCountDistribution:
+    """Seeds per number of key labels and per N_δ; ``paper``: n -> seeds in the paper. Only the
+    seeds that generalized are counted unless ``only_generalized=False`` (module docstring)."""
+    _check(study_or_table, ("label_kind", "n_delta"))
+    table, left_out = _counted(study_or_table, only_generalized)
     keys = Counter(len(key_labels(row)) for _, row in table.iterrows())
     ndelta = Counter(int(v) for v in table["n_delta"])
     paper = paper or {}
     ns = sorted(set(keys) | set(ndelta) | set(paper))
     rows = tuple({"n": n, "seeds": keys.get(n, 0), "seeds_n_delta": ndelta.get(n, 0),
                   "paper": paper.get(n)} for n in ns)
-    return KeyCountDistribution(rows=rows, paper_seeds=paper_seeds)
+    return KeyCountDistribution(rows=rows, paper_seeds=paper_seeds, n_seeds=len(table),
+                                left_out=left_out)

@@ -17,10 +17,12 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.studies.views import (
     GrokkingDistribution,
     KeyCountDistribution,
     LabelFrequency,
+    generalized,
     grokking_distribution,
     key_count_distribution,
     label_frequency,
@@ -33,14 +35,17 @@ def label_frequency_figure(view: LabelFrequency) -> go.Figure:
     table = view.to_dataframe().sort_values(["dim", "label"], kind="stable")
     names = [f"{lab} ({al.split(', ')[0]})" if al else str(lab)
              for lab, al in zip(table["label"], table["aliases"])]
-    fig = go.Figure(go.Bar(x=names, y=table["fraction"], name=f"ours ({view.n_seeds} seeds)"))
+    fig = go.Figure(go.Bar(x=names, y=table["fraction"],
+                           name=f"ours ({view.n_seeds} seeds that generalized)"))
     if table["paper"].notna().any() and view.paper_seeds:
         fig.add_bar(x=names, y=table["paper"] / view.paper_seeds,
                     name=f"paper ({view.paper_seeds} seeds)")
     if table["theory_share"].notna().any():
         fig.add_scatter(x=names, y=table["theory_share"], mode="markers", marker_symbol="diamond",
                         marker_size=11, name="max-margin budget share (Thm 9: ∝ d^2.5)")
-    fig.update_layout(barmode="group", title=f"How often each {view.label_kind} is key",
+    fig.update_layout(barmode="group", title=f"How often each {view.label_kind} is key"
+                      + (f" ({view.left_out} seeds that did not generalize left out)"
+                         if view.left_out else ""),
                       xaxis_title=f"{view.label_kind} (dimension order)",
                       yaxis_title="fraction of seeds / budget share", xaxis_type="category")
     return fig
@@ -69,30 +74,37 @@ def key_count_figure(view: KeyCountDistribution) -> go.Figure:
     fig.add_bar(x=table["n"], y=table["seeds_n_delta"], name="N_δ, δ = 0.05 (ours)")
     if table["paper"].notna().any():
         fig.add_bar(x=table["n"], y=table["paper"], name=f"paper ({view.paper_seeds} seeds)")
-    fig.update_layout(barmode="group", title="Number of key labels per seed",
+    fig.update_layout(barmode="group", title=f"Number of key labels per seed ({view.n_seeds} seeds "
+                      "that generalized)",
                       xaxis_title="labels", yaxis_title="seeds", xaxis_type="category")
     return fig
+
+
+def label_sections(table: Any, paper: tuple[Any, Any, Any]) -> list[str]:
+    """The report's two label views, or why there are none (no seed generalized)."""
+    if generalized(table).empty:
+        return [_html.section("Which labels are key", _html.paragraph(
+            f"None of the {len(grokking_distribution(table).rows)} seeds generalized (final test "
+            f"accuracy ≥ {GENERALIZED}), so no key labels are counted."))]
+    labels = label_frequency(table, paper[0], paper[2])
+    counts = key_count_distribution(table, paper[1], paper[2])
+    return [_html.section("Which labels are key", _html.figure_div(label_frequency_figure(labels))
+                          + _html.table(labels.to_dataframe())
+                          + _html.table(labels.dimension_table())),
+            _html.section("Number of key labels", _html.figure_div(key_count_figure(counts))
+                          + _html.table(counts.to_dataframe()))]
 
 
 def study_html(table: Any, title: str, population: Any | None = None) -> str:
     """The report page of a study table (``population``: its paper counts, if a zoo population)."""
     paper = (population.paper_key, population.paper_n_key, population.paper_seeds) \
         if population is not None else (None, None, None)
-    labels = label_frequency(table, paper[0], paper[2])
-    counts = key_count_distribution(table, paper[1], paper[2])
     grok = grokking_distribution(table)
     intro = _html.paragraph(population.paper if population is not None else
-                            f"{len(table)} seeds.")
-    body = "\n".join([
-        intro,
-        _html.section("Which labels are key", _html.figure_div(label_frequency_figure(labels))
-                      + _html.table(labels.to_dataframe())
-                      + _html.table(labels.dimension_table())),
-        _html.section("Number of key labels", _html.figure_div(key_count_figure(counts))
-                      + _html.table(counts.to_dataframe())),
-        _html.section("Grokking", _html.figure_div(grokking_figure(grok))
-                      + _html.table(grok.describe().reset_index())),
-    ])
+                            f"{len(grok.rows)} seeds.")
+    body = "\n".join([intro, *label_sections(table, paper),
+                      _html.section("Grokking", _html.figure_div(grokking_figure(grok))
+                                    + _html.table(grok.describe().reset_index()))])
     return _html.page(title, body, [_html.plotly_script()])
 
 

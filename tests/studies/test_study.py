@@ -24,7 +24,8 @@ TIMING = ["cpu_s", "wall_s"]
 
 
 def tiny(seed: int):
-    """Addition mod 11 on half the table: a ReLU MLP that memorizes and generalizes in ~100 steps."""
+    """Addition mod 11 on 60% of the table: a ReLU MLP trained for 150 steps (it does not
+    generalize: these tests need seeds that train quickly, not ones that grok)."""
     task = mm.ModularAddition(p=11, train_fraction=0.6, seed=seed)
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=48, act_fn="relu",
                                                input_style="embed", d_embed=32, seed=seed))
@@ -142,6 +143,29 @@ def test_views_count_a_constructed_population():
     assert grok.to_dataframe()["stable"].isna().sum() == 1
 
 
+def test_label_views_count_only_the_seeds_that_generalized():
+    """A seed whose final test accuracy is below 0.99 is left out of the label views (its key
+    labels describe no algorithm), counted with only_generalized=False, and kept in the grokking
+    table."""
+    sign, std = "(1,1,1,1,1)", "(4,1)"
+    rows = [dict(s5_row(0, {sign, std}, 800), test_acc=1.0),
+            dict(s5_row(1, {sign, std}, 900), test_acc=0.995),
+            dict(s5_row(2, {"(3,2)"}, None), test_acc=0.42)]
+    table = pd.DataFrame(rows)
+    view = label_frequency(table)
+    frame = view.to_dataframe().set_index("label")
+    assert (view.n_seeds, view.left_out) == (2, 1)
+    assert frame.loc["(3,2)", "seeds_key"] == 0 and frame.loc[sign, "fraction"] == 1.0
+    every = label_frequency(table, only_generalized=False).to_dataframe().set_index("label")
+    assert every.loc["(3,2)", "seeds_key"] == 1 and every.loc[sign, "fraction"] == pytest.approx(2 / 3)
+    counts = key_count_distribution(table)
+    assert (counts.n_seeds, counts.left_out) == (2, 1)
+    assert counts.to_dataframe().set_index("n")["seeds"].to_dict() == {2: 2}
+    assert grokking_distribution(table).n_seeds == 3
+    with pytest.raises(mm.MiMarginError, match="none of the 1 seeds generalized"):
+        label_frequency(table.iloc[[2]])
+
+
 def test_the_study_command_parses_and_refuses(capsys):
     from mi_margin.cli import main
 
@@ -170,7 +194,13 @@ def test_a_study_ships_as_a_population_and_reports(tmp_path, monkeypatch):
         pd.testing.assert_series_equal(shipped[col], st.table[col].astype(shipped[col].dtype))
     text = mm.zoo.populations.population_card("tiny_p11")
     assert f"{int(st.table['grokked'].sum())} of 2 seeds" in text
+    assert not (st.table["test_acc"] >= 0.99).any()          # tiny does not generalize
     page = write_study_report(st, tmp_path / "report.html", pop).read_text()
-    assert "Number of key labels" in page and "Grokking steps" in page
+    assert "Grokking steps" in page
+    assert "None of the 2 seeds generalized" in text and "None of the 2 seeds" in page
+    general = st.table.assign(test_acc=1.0)                 # as if both had generalized
+    assert "Counted over the 2 seeds that generalized" in ship.card(pop, general, RULE.to_dict())
+    page = write_study_report(general, tmp_path / "report2.html", pop).read_text()
+    assert "Number of key labels" in page
     with pytest.raises(mm.MiMarginError, match="no population"):
         mm.zoo.population("nope")
