@@ -4,9 +4,9 @@ the population views count what the rows say."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.models import files
 from mi_margin.studies import StopRule, study
 from mi_margin.studies.seeds import read_seed, train_seed
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
@@ -46,35 +45,19 @@ def rows_without_timing(out: Path) -> pd.DataFrame:
     return table.drop(columns=TIMING).sort_values("seed").reset_index(drop=True)
 
 
-def study_in_child(out: Path, kill_at: int, count_to: Path | None = None) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            torch.set_num_threads(1)
-            os.environ[files.KILL_AT_ENV] = str(kill_at)
-            files._points[0] = 0
-            study(tiny, seeds=2, out=out, rule=RULE, progress=False)
-            if count_to is not None:
-                count_to.write_text(str(files._points[0]))
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path, in_child):
+    def study_at(out: Path) -> Callable[[], object]:
+        return partial(study, tiny, seeds=2, out=out, rule=RULE, progress=False)
 
-
-def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path):
     ref = tmp_path / "ref"
     count = tmp_path / "count"
-    assert study_in_child(ref, 10**9, count) == 0
+    assert in_child(study_at(ref), count_to=count) == 0
     n = int(count.read_text())
     expected = rows_without_timing(ref)
     assert expected["seed"].tolist() == [0, 1]
     for k in sorted({1, 2, 3, n // 3, n // 2, n - 3, n - 1, n}):
         out = tmp_path / f"kill{k}"
-        assert study_in_child(out, k) == -signal.SIGKILL, k
+        assert in_child(study_at(out), kill_at=k) == -signal.SIGKILL, k
         again = study(tiny, seeds=2, out=out, rule=RULE, progress=False)
         assert again.table["seed"].tolist() == [0, 1]
         pd.testing.assert_frame_equal(rows_without_timing(out), expected)
