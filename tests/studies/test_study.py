@@ -16,6 +16,7 @@ import torch
 import mi_margin as mm
 from mi_margin.studies import StopRule, study
 from mi_margin.studies.seeds import read_seed, train_seed
+from mi_margin.studies.study import seed_job
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
 
 RULE = StopRule(patience=2, cleanup=0.5, chunk=30)
@@ -32,8 +33,9 @@ def tiny(seed: int):
 
 
 def test_a_seed_trained_in_chunks_is_the_uninterrupted_run(tmp_path):
-    run = train_seed(tiny, 0, tmp_path / "s", RULE)
+    run, budget = train_seed(tiny, 0, tmp_path / "s", RULE)
     model, task, config = tiny(0)
+    assert budget == config.steps
     plain = mm.train(model, task, config.replace(steps=run.step))
     for name, value in plain.model.state_dict().items():
         assert torch.equal(value, run.model.state_dict()[name]), name
@@ -66,6 +68,17 @@ def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path, in_chi
             for name, value in want.state_dict().items():
                 assert torch.equal(value, got.state_dict()[name]), (k, seed, name)
             assert not (out / f"seed_{seed}" / "run").exists()
+
+
+def test_a_seed_job_builds_its_recipe_once(tmp_path):
+    calls = []
+
+    def counted(seed: int):
+        calls.append(seed)
+        return tiny(seed)
+
+    row = seed_job(counted, 0, str(tmp_path), RULE)
+    assert calls == [0] and row["seed"] == 0 and row["budget"] == tiny(0)[2].steps
 
 
 def test_a_folder_of_another_study_is_refused(tmp_path):
