@@ -189,9 +189,14 @@ def in_basis(s: Subject) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
             {name: W.double().T.numpy() for name, W in maps.items()})
 
 
+def cube_bits(c: GridCache) -> int:
+    """The n of the cube {±1}^n: its 2^n points are the basis's elements."""
+    return int(c.basis.n).bit_length() - 1
+
+
 def cube_split(c: GridCache) -> int:
     """The bits along the rows of a cube's heatmap (the low half; the rest along the columns)."""
-    return c.basis.bits // 2
+    return cube_bits(c) // 2
 
 
 def signs(bits: int) -> torch.Tensor:
@@ -202,9 +207,10 @@ def signs(bits: int) -> torch.Tensor:
 
 def cube_axes(c: GridCache) -> tuple[list[str], list[str]]:
     """Row and column labels of a cube's heatmap: the signs of their bits, x_0 first."""
-    h, n = cube_split(c), c.basis.bits
-    return tuple([''.join("+" if v > 0 else "−" for v in row) for row in signs(bits).tolist()]
-                 for bits in (h, n - h))
+    h, n = cube_split(c), cube_bits(c)
+    rows, cols = ([''.join("+" if v > 0 else "−" for v in row) for row in signs(bits).tolist()]
+                  for bits in (h, n - h))
+    return rows, cols
 
 
 def cube_order(c: GridCache, values: torch.Tensor) -> torch.Tensor:
@@ -239,7 +245,7 @@ def heatmap_factors(c: GridCache) -> dict[str, Any]:
             return {"kind": "table", "pre": cube_order(c, c[PRE].double()).numpy()}
         h, W = cube_split(c), model.W_in_eff.detach().double()[0]
         return {"kind": "mlp", "A": (signs(h) @ W[:h] + model.b_in.detach().double()).T.numpy(),
-                "B": (signs(c.basis.bits - h) @ W[h:]).T.numpy()}
+                "B": (signs(cube_bits(c) - h) @ W[h:]).T.numpy()}
     if c.kind == "mlp":
         T = model.W_in_eff.detach().double()
         const = model.b_in.detach().double() + T[2:, 0].sum(0)
@@ -443,7 +449,7 @@ def inspector(model: Any, task: Any) -> Inspector:
     weight_labels, weights = in_basis(c.subject)
     if task.algebra.inputs == "vectors":
         h = cube_split(c)
-        axes, titles = cube_axes(c), (f"x_0 … x_{h - 1}", f"x_{h} … x_{c.basis.bits - 1}")
+        axes, titles = cube_axes(c), (f"x_0 … x_{h - 1}", f"x_{h} … x_{cube_bits(c) - 1}")
         weights_title = "weights: what the neuron reads per input bit and writes per class"
     else:
         axis = [str(g) for g in getattr(getattr(c.basis, "group", None), "labels",
