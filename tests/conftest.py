@@ -1,16 +1,24 @@
-"""Shared test set-up: one torch thread per test process, and the group builder of the group tests."""
+"""Shared test set-up: one torch thread per test process, the group builder of the group tests,
+and a forked child that can be killed at a fault point (the crash-safety tests)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mi_margin.groups import FiniteGroup, from_cayley_table, from_permutations, get
+from mi_margin.models import files
 
 torch.set_num_threads(1)
 
@@ -33,6 +41,41 @@ def build_group(name: str) -> FiniteGroup:
 def group_named():
     """:func:`build_group`, for the group tests."""
     return build_group
+
+
+def run_in_child(fn: Callable[[], object], kill_at: int | None = None,
+                 kill_after: float | None = None, count_to: Path | None = None) -> int:
+    """Run ``fn()`` in a forked process; its exit code (1 if ``fn`` raised), or −signal if killed.
+
+    ``kill_at``: the fault point (mi_margin.models.files) at which the child SIGKILLs itself
+    (None: never); ``kill_after``: seconds after which the test SIGKILLs it; ``count_to``: the
+    child writes there the number of fault points it passed.
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: run, then leave without running pytest's teardown
+        code = 0
+        try:
+            torch.set_num_threads(1)
+            os.environ[files.KILL_AT_ENV] = str(kill_at if kill_at is not None else 10**9)
+            files._points[0] = 0
+            fn()
+            if count_to is not None:
+                count_to.write_text(str(files._points[0]))
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    if kill_after is not None:
+        time.sleep(kill_after)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+@pytest.fixture
+def in_child() -> Callable[..., int]:
+    """:func:`run_in_child`: ``in_child(fn, kill_at=..., kill_after=..., count_to=...)``."""
+    return run_in_child
 
 
 @pytest.fixture

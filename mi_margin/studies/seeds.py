@@ -42,9 +42,11 @@ def _clock(history: pd.DataFrame) -> Callable[[Any, Any], dict[str, float]]:
                                 "cpu_s": time.process_time() - cpu0}
 
 
-def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule) -> Run:
+def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule
+               ) -> tuple[Run, int]:
     """Train (or continue) ``seed`` of ``recipe`` in ``folder/run`` until ``rule`` says it is done
-    or its step budget is spent; returns the run."""
+    or its step budget is spent; returns the run and the budget (the recipe's ``steps``, which
+    :func:`export_seed` records), so that the recipe is built once per seed."""
     model, task, config = recipe(seed)
     budget, run_dir = config.steps, Path(folder) / "run"
     config = config.replace(checkpoint_schedule="none", progress=False)
@@ -58,7 +60,7 @@ def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule
             run = train(model, task, chunk, out_dir=run_dir, metrics=[_clock(pd.DataFrame())])
         else:
             run = train(run.model, run.task, chunk, run=run, metrics=[_clock(run.history)])
-    return run
+    return run, budget
 
 
 def export_seed(run: Run, dest: str | Path, budget: int, rule: StopRule) -> Path:

@@ -93,8 +93,8 @@ def seed_job(source: str | SeedRecipe, seed: int, out: str, rule: StopRule,
     torch.set_num_threads(max(1, int(os.environ.get("MI_MARGIN_STUDY_THREADS", "1"))))
     recipe, folder = recipe_of(source), Path(out) / f"seed_{seed}"
     if not is_exported(folder):
-        run = train_seed(recipe, seed, folder, rule)
-        export_seed(run, folder, recipe(seed)[2].steps, rule)
+        run, budget = train_seed(recipe, seed, folder, rule)
+        export_seed(run, folder, budget, rule)
     if not keep_run and (folder / "run").exists():
         shutil.rmtree(folder / "run")
     model, task, history, meta = read_seed(folder)

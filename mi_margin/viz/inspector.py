@@ -2,15 +2,19 @@
 
 For every MLP neuron (at the last position for transformers) the report stores its spectrum — the
 share of its variance over the input grid in each single-frequency block (Nanda et al. 2023 §4.2;
-docs/mathematics.md §4.2) or, for group composition, in each irrep's ρ(a), ρ(b) and ρ(ab)
-subspaces (Chughtai et al. 2023, Table 2) — and the vectors it reads from each token and writes to
-the logits, expressed in the task's basis (the analysis core's ``basis_for(task)``): the real
-Fourier basis of Z_p, or orthonormal bases of the irreps' isotypic subspaces (docs/mathematics.md
-§3). Its activation over the (a, b) grid (other operands 0 when k > 2) is computed in the page
-for every neuron from a few maps (:func:`heatmap_factors`: the MLP's two input maps, or the
-transformer's value vectors, W_in and its attention pattern over the grid), not stored per
-neuron. Clusters are those of
-:func:`~mi_margin.neuron_clusters` (dominant frequency of the activation) and
+docs/mathematics.md §4.2), for group composition in each irrep's ρ(a), ρ(b) and ρ(ab)
+subspaces (Chughtai et al. 2023, Table 2), for sparse parity on each Walsh character χ_S of
+Z_2^n (Morwani et al. 2024 Thm 8: a max-margin x^k neuron reads exactly the support bits) — and
+the vectors it reads and writes: for tasks read as operands, from each token and to the logits,
+expressed in the task's basis (the analysis core's ``basis_for(task)``): the real Fourier basis
+of Z_p, or orthonormal bases of the irreps' isotypic subspaces (docs/mathematics.md §3); for a
+task read as a ±1 vector (sparse parity), the weight on each input bit (the degree-1 characters
+χ_{i}) and on each class. Its activation over the (a, b) grid (other operands 0 when k > 2), or
+over the cube {±1}^n laid out as (low bits) × (high bits), is computed in the page for every
+neuron from a few maps (:func:`heatmap_factors`: the MLP's two input maps, or the transformer's
+value vectors, W_in and its attention pattern over the grid; the transformer's pre-activations
+over the cube), not stored per neuron. Clusters are those of
+:func:`~mi_margin.neuron_clusters` (dominant frequency or subset of the activation) and
 :func:`~mi_margin.neuron_irrep_clusters` (dominant irrep of the weights, Morwani et al. 2024
 Thm 9); a cluster shows its pooled spectrum and its strongest neuron.
 
@@ -31,12 +35,15 @@ import plotly.graph_objects as go
 import torch
 
 import mi_margin.analysis as A
-from mi_margin.analysis.core import PATTERN, POST, GridCache, Subject, cached
-from mi_margin.errors import MiMarginError
+from mi_margin.analysis.core import PATTERN, POST, PRE, GridCache, Subject, cached
 from mi_margin.models.config import polynomial_degree
 from mi_margin.viz import _html
 from mi_margin.viz._html import rounded
 
+#: most subsets the spectrum of a parity model shows (all of them up to n = 10 bits)
+MAX_SUBSETS = 1023
+#: share of ||w_in||² on the bits a parity neuron reads most that puts it in their cluster
+MIN_SHARE = 0.5
 IDS = {"pick": "mm-inspector-pick", "info": "mm-inspector-info", "data": "mm-inspector-data",
        "spectrum": "mm-inspector-spectrum", "weights": "mm-inspector-weights",
        "heatmap": "mm-inspector-heatmap"}
@@ -66,6 +73,10 @@ _SCRIPT = """
   if (g.kind === "mlp") {
     const A = int8(g.A), B = int8(g.B);
     heat = j => { const a = A(j), b = B(j); return a.map(x => b.map(y => act(x + y))); };
+  } else if (g.kind === "table") {
+    const Z = int8(g.pre);
+    heat = j => { const z = Z(j);
+      return range(g.rows).map(a => z.slice(a * g.cols, (a + 1) * g.cols).map(act)); };
   } else {
     const H = g.heads, P = g.positions, V01 = int8(g.V01), Vrest = int8(g.Vrest), W = int8(g.W_in);
     let pat = null;
@@ -102,8 +113,9 @@ _SCRIPT = """
 
 @dataclass(frozen=True)
 class Cluster:
-    """Neurons sharing a dominant frequency/irrep (``assigned``) or none: label, members
-    (strongest first), the pooled spectrum [X, T], and a one-line description."""
+    """Neurons sharing a dominant frequency/irrep/subset or (parity MLPs) the bits they read
+    (``assigned``), or none: label, members (strongest first), the pooled spectrum [X, T], and
+    a one-line description."""
 
     label: str
     assigned: bool
@@ -121,24 +133,28 @@ class Inspector:
         labels: spectrum x labels (frequencies 1..p//2, or irrep names); terms: its traces (one
             for frequencies; ρ(a), ρ(b), ρ(ab) for irreps).
         spectrum: [d_mlp, X, T] share of each neuron's variance over the grid.
-        weight_labels: names of the basis vectors; weights: vector name → [d_mlp, n] coefficients.
+        weights: vector name → [d_mlp, c] coefficients; weight_labels: vector name → the names
+            of its c coefficients; weights_title: what they are.
         info: one line per neuron; clusters: :class:`Cluster` list, largest first, unassigned
             last.
-        grid: every neuron's activation [d_mlp, n, n] over (a_1, a_2); axis: the element labels
-            of the grid axes; factors: :func:`heatmap_factors`, from which the page computes
-            any neuron's heatmap; activation: the activation function and its degree.
+        grid: every neuron's activation [d_mlp, rows, columns] over (a_1, a_2), or over the
+            cube as (low bits, high bits); axes: the row and column labels, axis_titles their
+            titles; factors: :func:`heatmap_factors`, from which the page computes any
+            neuron's heatmap; activation: the activation function and its degree.
     """
 
     basis: str
     labels: list[str]
     terms: list[str]
     spectrum: np.ndarray
-    weight_labels: list[str]
+    weight_labels: dict[str, list[str]]
     weights: dict[str, np.ndarray]
+    weights_title: str
     info: list[str]
     clusters: list[Cluster]
     grid: np.ndarray
-    axis: list[str]
+    axes: tuple[list[str], list[str]]
+    axis_titles: tuple[str, str]
     factors: dict[str, Any]
     activation: tuple[str, int | None]
 
@@ -156,10 +172,51 @@ def neuron_maps(s: Subject) -> dict[str, torch.Tensor]:
             "writes (W_out)": s.neuron_logit_map().T}
 
 
-def in_basis(s: Subject) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Names of the task basis's vectors and every neuron map's coefficients, name → [d_mlp, n]."""
-    return s.basis.coefficient_names(), {name: s.basis.coefficients(W).T.numpy()
-                                         for name, W in neuron_maps(s).items()}
+def in_basis(s: Subject) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+    """Every neuron map's coefficient names and coefficients, name → [d_mlp, c]: in the task
+    basis for tasks read as operands; for a task read as one ±1 vector (sparse parity), the
+    weight on each input bit (its degree-1 character χ_{i}, x_i itself) or token, and on each
+    class."""
+    maps = neuron_maps(s)
+    if s.task.algebra.inputs == "operands":
+        names = s.basis.coefficient_names()
+        return ({name: names for name in maps},
+                {name: s.basis.coefficients(W).T.numpy() for name, W in maps.items()})
+    rows = {"reads operand 1": [f"x_{i}" for i in range(s.task.n)],
+            "reads (W_E·W_in)": ["token x=+1", "token x=−1"]}
+    classes = ["class 0 (y=+1)", "class 1 (y=−1)"]
+    return ({name: rows.get(name, classes) for name in maps},
+            {name: W.double().T.numpy() for name, W in maps.items()})
+
+
+def cube_bits(c: GridCache) -> int:
+    """The n of the cube {±1}^n: its 2^n points are the basis's elements."""
+    return int(c.basis.n).bit_length() - 1
+
+
+def cube_split(c: GridCache) -> int:
+    """The bits along the rows of a cube's heatmap (the low half; the rest along the columns)."""
+    return cube_bits(c) // 2
+
+
+def signs(bits: int) -> torch.Tensor:
+    """x_0..x_{bits−1} ∈ {±1} of every index 0..2^bits − 1 (bit j set: x_j = −1), float64
+    [2^bits, bits]: the cube's rows in the task's binary order."""
+    return 1.0 - 2.0 * ((torch.arange(2**bits)[:, None] >> torch.arange(bits)) & 1).double()
+
+
+def cube_axes(c: GridCache) -> tuple[list[str], list[str]]:
+    """Row and column labels of a cube's heatmap: the signs of their bits, x_0 first."""
+    h, n = cube_split(c), cube_bits(c)
+    rows, cols = ([''.join("+" if v > 0 else "−" for v in row) for row in signs(bits).tolist()]
+                  for bits in (h, n - h))
+    return rows, cols
+
+
+def cube_order(c: GridCache, values: torch.Tensor) -> torch.Tensor:
+    """[2^n, m] values over the cube (row r = low bits + 2^h · high bits) as [m, 2^h, 2^(n−h)]."""
+    h = cube_split(c)
+    return values.reshape(-1, 2**h, values.shape[-1]).permute(2, 1, 0)
 
 
 def slice_rows(c: GridCache) -> torch.Tensor:
@@ -177,8 +234,18 @@ def heatmap_factors(c: GridCache) -> dict[str, Any]:
     Σ_h Σ_pos pattern[h, pos]·V[h, pos, token at pos], with V = (X W_V[h] + b_V[h]) W_O[h],
     X[pos, t] = W_E[t] + W_pos[pos] and c0 = X[last, '='] + b_O, so pre_j = resid_mid · W_in[:, j]
     + b_in[j]; the pattern over the slice comes from the grid cache.
+
+    Cube {±1}^n (rows: the low h = n//2 bits, columns: the rest): an MLP's pre-activation is
+    A[a, j] + B[b, j] with A = X_low W_in[:h] + b_in and B = X_high W_in[h:]; a transformer's,
+    which attends to every bit, is stored as a table of pre-activations (``"table"``).
     """
     model, n = c.model, c.basis.n
+    if c.task.algebra.inputs == "vectors":
+        if c.kind == "transformer":
+            return {"kind": "table", "pre": cube_order(c, c[PRE].double()).numpy()}
+        h, W = cube_split(c), model.W_in_eff.detach().double()[0]
+        return {"kind": "mlp", "A": (signs(h) @ W[:h] + model.b_in.detach().double()).T.numpy(),
+                "B": (signs(cube_bits(c) - h) @ W[h:]).T.numpy()}
     if c.kind == "mlp":
         T = model.W_in_eff.detach().double()
         const = model.b_in.detach().double() + T[2:, 0].sum(0)
@@ -204,6 +271,8 @@ def preactivations(f: dict[str, Any]) -> np.ndarray:
     """
     if f["kind"] == "mlp":
         return f["A"][:, :, None] + f["B"][:, None, :]
+    if f["kind"] == "table":
+        return f["pre"]
     W = f["W_in"]                                                   # [m, d]
     u = f["V01"] @ W.T                                              # [H, 2, n, m]
     rest = f["Vrest"] @ W.T                                         # [H, R, m]
@@ -223,7 +292,10 @@ def activation_of(c: GridCache) -> tuple[str, int | None]:
 
 
 def grid_activations(c: GridCache) -> np.ndarray:
-    """Neuron activations over (a_1, a_2) with the other operands 0, [d_mlp, n, n]."""
+    """Neuron activations over (a_1, a_2) with the other operands 0, [d_mlp, n, n], or over the
+    cube, [d_mlp, 2^h, 2^(n−h)] (:func:`cube_order`)."""
+    if c.task.algebra.inputs == "vectors":
+        return cube_order(c, c[POST].double()).numpy()
     post = c[POST].double().numpy()
     n = c.basis.n
     return post.reshape(n, n, -1, post.shape[-1])[:, :, 0].transpose(2, 0, 1)
@@ -287,9 +359,74 @@ def _irreps(c: GridCache) -> tuple[np.ndarray, list[str], list[str], list[Cluste
     return split, [f"ρ({t})" for t in spec.terms], info, clusters
 
 
+def shown_subsets(labels: tuple[Any, ...], energy: np.ndarray) -> list[int]:
+    """Indices of the subsets the spectrum shows, by degree then bits: all of them up to
+    ``MAX_SUBSETS``, else the ``MAX_SUBSETS`` with the most energy summed over the neurons
+    (``energy`` [L−1], non-trivial labels in basis order)."""
+    keep = np.argsort(-energy, kind="stable")[:MAX_SUBSETS]
+    return sorted(keep.tolist(), key=lambda i: (len(labels[i]), labels[i]))
+
+
+def heavy_bits(w: np.ndarray) -> tuple[tuple[int, ...], float]:
+    """The bits a neuron reads most — those with |w_i| ≥ ½ max |w| — and their share of ||w||²
+    (Morwani et al. 2024 Thm 8: a max-margin neuron puts equal weight on the support, none
+    elsewhere).
+
+    Example:
+        >>> heavy_bits(np.array([0.0, 1.0, -0.9, 0.1]))
+        ((1, 2), 0.9945...)
+    """
+    a = np.abs(w)
+    bits = tuple(int(i) for i in np.flatnonzero(a >= a.max() / 2)) if a.max() > 0 else ()
+    total = float(np.square(w).sum())
+    return bits, float(np.square(w[list(bits)]).sum()) / total if total > 0 else 0.0
+
+
+def _walsh(c: GridCache) -> tuple[np.ndarray, list[str], list[str], list[Cluster], list[str]]:
+    res = A.neuron_clusters(c, c.task)
+    subsets = c.basis.nontrivial
+    shares = res.shares[:, 1:].double().numpy()           # [d_mlp, 2^n − 1], basis order
+    var = res.total.double().numpy()
+    keep = shown_subsets(subsets, res.energy[:, 1:].double().sum(0).numpy())
+    purity = np.nan_to_num(res.purity.double().numpy())
+    W = c.model.W_in_eff.detach().double()[0].numpy() if c.kind == "mlp" else None
+    reads = [heavy_bits(W[:, j]) for j in range(len(purity))] if W is not None else []
+    info = []
+    for j, (S, share) in enumerate(zip(res.label, purity)):
+        best = subsets[int(shares[j].argmax())]
+        line = (f"n{j}: subset {S} ({share:.0%} of its variance)" if S is not None else
+                f"n{j}: no subset dominates{' (dead)' if bool(res.dead[j]) else ''} "
+                f"(best {best}, {share:.0%})")
+        if reads:
+            line += f"; reads bits {reads[j][0]} most ({reads[j][1]:.0%} of ||w_in||²)"
+        info.append(line)
+
+    def cluster(label: str, assigned: bool, members: list[int], what: str) -> Cluster:
+        total = var[members].sum()
+        pooled = var[members] @ shares[members] / total if total > 0 else shares[0] * 0
+        return Cluster(label, assigned, members, pooled[keep][:, None],
+                       f"{label}: {len(members)} neurons{what}; variance-weighted Walsh spectrum "
+                       f"of the cluster; weights and activation of its strongest neuron, "
+                       f"n{members[0]}")
+
+    clusters = [cluster(f"subset {S}" if S is not None else "no dominant subset", S is not None,
+                        sorted(members, key=lambda j: -purity[j]), "")
+                for S, members in res.clusters.items()]
+    by_bits: dict[tuple[int, ...], list[int]] = {}
+    for j, (bits, weight) in enumerate(reads):
+        if weight >= MIN_SHARE and not bool(res.dead[j]):
+            by_bits.setdefault(bits, []).append(j)
+    clusters += [cluster(f"reads bits {bits}", True,
+                         sorted(members, key=lambda j: -reads[j][1]),
+                         f" with at least {MIN_SHARE:.0%} of ||w_in||² on these bits")
+                 for bits, members in by_bits.items()]
+    return (shares[:, keep][:, :, None], ["share"], info, clusters,
+            [str(subsets[i]) for i in keep])
+
+
 def inspector(model: Any, task: Any) -> Inspector:
-    """Precompute the inspector's data for ``model`` (or its grid cache) on a task whose basis
-    is labelled by frequencies or irreps.
+    """Precompute the inspector's data for ``model`` (or its grid cache) on a task with a
+    harmonic basis: frequencies, irreps or the subsets of sparse parity's cube (n ≤ 16).
 
     Example:
         >>> import mi_margin as mm
@@ -307,15 +444,22 @@ def inspector(model: Any, task: Any) -> Inspector:
         spectrum, terms, info, clusters = _irreps(c)
         labels = [str(name) for name in c.basis.labels]
     else:
-        raise MiMarginError(f"the neuron inspector needs a basis of frequencies or irreps, got "
-                            f"{basis}s of {type(task).__name__} ({task.kind})")
-    axis = [str(g) for g in getattr(getattr(c.basis, "group", None), "labels", range(c.basis.n))]
+        spectrum, terms, info, clusters, labels = _walsh(c)
     clusters = sorted(clusters, key=lambda cl: (not cl.assigned, -len(cl.neurons)))
     weight_labels, weights = in_basis(c.subject)
+    if task.algebra.inputs == "vectors":
+        h = cube_split(c)
+        axes, titles = cube_axes(c), (f"x_0 … x_{h - 1}", f"x_{h} … x_{cube_bits(c) - 1}")
+        weights_title = "weights: what the neuron reads per input bit and writes per class"
+    else:
+        axis = [str(g) for g in getattr(getattr(c.basis, "group", None), "labels",
+                                        range(c.basis.n))]
+        axes, titles = (axis, axis), ("a (first operand)", "b (second operand)")
+        weights_title = f"weights in the {basis} basis"
     return Inspector(basis=basis, labels=labels, terms=terms, spectrum=spectrum,
-                     weight_labels=weight_labels, weights=weights, info=info, clusters=clusters,
-                     grid=grid_activations(c), axis=axis, factors=heatmap_factors(c),
-                     activation=activation_of(c))
+                     weight_labels=weight_labels, weights=weights, weights_title=weights_title,
+                     info=info, clusters=clusters, grid=grid_activations(c), axes=axes,
+                     axis_titles=titles, factors=heatmap_factors(c), activation=activation_of(c))
 
 
 # -- compact encodings ---------------------------------------------------------------------------
@@ -367,6 +511,10 @@ def encode_factors(f: dict[str, Any]) -> dict[str, Any]:
     attention pattern (in [0, 1]) as bytes of 1/255."""
     if f["kind"] == "mlp":
         return {"kind": "mlp", "A": encode_int8(f["A"]), "B": encode_int8(f["B"])}
+    if f["kind"] == "table":
+        m, rows, cols = f["pre"].shape
+        return {"kind": "table", "rows": rows, "cols": cols,
+                "pre": encode_int8(f["pre"].reshape(m, -1))}
     H, _, n, d = f["V01"].shape
     pattern = np.round(np.clip(f["pattern"], 0, 1) * 255).astype(np.uint8)
     return {"kind": "transformer", "heads": H, "positions": f["pattern"].shape[2], "side": n,
@@ -379,6 +527,8 @@ def decode_factors(m: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`encode_factors` (up to its rounding)."""
     if m["kind"] == "mlp":
         return {"kind": "mlp", "A": decode_int8(m["A"]), "B": decode_int8(m["B"])}
+    if m["kind"] == "table":
+        return {"kind": "table", "pre": decode_int8(m["pre"]).reshape(-1, m["rows"], m["cols"])}
     H, P, n = m["heads"], m["positions"], m["side"]
     pattern = np.frombuffer(base64.b64decode(m["pattern"]), dtype=np.uint8) / 255
     V01 = decode_int8(m["V01"])
@@ -394,7 +544,7 @@ def payload(ins: Inspector) -> dict[str, Any]:
     act, degree = ins.activation
     return {"terms": ins.terms, "info": ins.info, "spectrum": encode_int16(ins.spectrum),
             "weights": [encode_int8(w) for w in ins.weights.values()],
-            "grid": {**encode_factors(ins.factors), "side": len(ins.axis), "act": act,
+            "grid": {**encode_factors(ins.factors), "side": len(ins.axes[0]), "act": act,
                      "degree": degree},
             "clusters": [{"top": c.neurons[0], "info": c.info,
                           "spectrum": [float(f"{v:.4g}") for v in c.spectrum.flatten()]}
@@ -408,14 +558,15 @@ def figures(ins: Inspector, neuron: int) -> list[go.Figure]:
     spectrum.update_layout(title=f"share of the neuron's variance per {ins.basis}",
                            barmode="group", height=360, width=520, yaxis_range=[0, 1],
                            xaxis_type="category")
-    weights = go.Figure([go.Bar(x=ins.weight_labels, y=w[neuron].tolist(), name=name)
+    weights = go.Figure([go.Bar(x=ins.weight_labels[name], y=w[neuron].tolist(), name=name)
                          for name, w in ins.weights.items()])
-    weights.update_layout(title=f"weights in the {ins.basis} basis", barmode="group",
+    weights.update_layout(title=ins.weights_title, barmode="group",
                           height=360, width=1000, xaxis_type="category")
-    heatmap = go.Figure(go.Heatmap(z=ins.grid[neuron], x=ins.axis, y=ins.axis, colorscale="Viridis"))
+    rows, cols = ins.axes
+    heatmap = go.Figure(go.Heatmap(z=ins.grid[neuron], x=cols, y=rows, colorscale="Viridis"))
     heatmap.update_layout(title=f"activation of n{neuron} over the grid", height=460, width=500,
-                          xaxis={"title": "b (second operand)", "type": "category"},
-                          yaxis={"title": "a (first operand)", "type": "category",
+                          xaxis={"title": ins.axis_titles[1], "type": "category"},
+                          yaxis={"title": ins.axis_titles[0], "type": "category",
                                  "autorange": "reversed"})
     return [spectrum, weights, heatmap]
 

@@ -4,9 +4,9 @@ the population views count what the rows say."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.models import files
 from mi_margin.studies import StopRule, study
 from mi_margin.studies.seeds import read_seed, train_seed
+from mi_margin.studies.study import seed_job
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
 
 RULE = StopRule(patience=2, cleanup=0.5, chunk=30)
@@ -34,8 +34,9 @@ def tiny(seed: int):
 
 
 def test_a_seed_trained_in_chunks_is_the_uninterrupted_run(tmp_path):
-    run = train_seed(tiny, 0, tmp_path / "s", RULE)
+    run, budget = train_seed(tiny, 0, tmp_path / "s", RULE)
     model, task, config = tiny(0)
+    assert budget == config.steps
     plain = mm.train(model, task, config.replace(steps=run.step))
     for name, value in plain.model.state_dict().items():
         assert torch.equal(value, run.model.state_dict()[name]), name
@@ -47,35 +48,19 @@ def rows_without_timing(out: Path) -> pd.DataFrame:
     return table.drop(columns=TIMING).sort_values("seed").reset_index(drop=True)
 
 
-def study_in_child(out: Path, kill_at: int, count_to: Path | None = None) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            torch.set_num_threads(1)
-            os.environ[files.KILL_AT_ENV] = str(kill_at)
-            files._points[0] = 0
-            study(tiny, seeds=2, out=out, rule=RULE, progress=False)
-            if count_to is not None:
-                count_to.write_text(str(files._points[0]))
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path, in_child):
+    def study_at(out: Path) -> Callable[[], object]:
+        return partial(study, tiny, seeds=2, out=out, rule=RULE, progress=False)
 
-
-def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path):
     ref = tmp_path / "ref"
     count = tmp_path / "count"
-    assert study_in_child(ref, 10**9, count) == 0
+    assert in_child(study_at(ref), count_to=count) == 0
     n = int(count.read_text())
     expected = rows_without_timing(ref)
     assert expected["seed"].tolist() == [0, 1]
     for k in sorted({1, 2, 3, n // 3, n // 2, n - 3, n - 1, n}):
         out = tmp_path / f"kill{k}"
-        assert study_in_child(out, k) == -signal.SIGKILL, k
+        assert in_child(study_at(out), kill_at=k) == -signal.SIGKILL, k
         again = study(tiny, seeds=2, out=out, rule=RULE, progress=False)
         assert again.table["seed"].tolist() == [0, 1]
         pd.testing.assert_frame_equal(rows_without_timing(out), expected)
@@ -84,6 +69,17 @@ def test_killed_anywhere_the_study_finishes_with_the_same_table(tmp_path):
             for name, value in want.state_dict().items():
                 assert torch.equal(value, got.state_dict()[name]), (k, seed, name)
             assert not (out / f"seed_{seed}" / "run").exists()
+
+
+def test_a_seed_job_builds_its_recipe_once(tmp_path):
+    calls = []
+
+    def counted(seed: int):
+        calls.append(seed)
+        return tiny(seed)
+
+    row = seed_job(counted, 0, str(tmp_path), RULE)
+    assert calls == [0] and row["seed"] == 0 and row["budget"] == tiny(0)[2].steps
 
 
 def test_a_folder_of_another_study_is_refused(tmp_path):

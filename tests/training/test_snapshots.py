@@ -57,33 +57,11 @@ def train_or_resume(root: Path, cfg: mm.TrainConfig) -> None:
         mm.train(fresh_model(), task(), cfg, out_dir=root)
 
 
-def in_process(root: Path, cfg: mm.TrainConfig, kill_at: int | None = None,
-               kill_after: float | None = None, count_to: Path | None = None) -> int:
-    """Run :func:`train_or_resume` in a forked process; its exit code, or -signal if killed.
-
-    ``kill_at``: the fault point (mi_margin.models.files) at which the process SIGKILLs itself;
-    ``kill_after``: seconds after which the test SIGKILLs it; ``count_to``: write the number of
-    fault points passed there.
-    """
-    pid = os.fork()
-    if pid == 0:  # the child: train, then leave without running pytest's teardown
-        code = 0
-        try:
-            torch.set_num_threads(1)
-            os.environ[files.KILL_AT_ENV] = str(kill_at if kill_at is not None else 10**9)
-            files._points[0] = 0
-            train_or_resume(root, cfg)
-            if count_to is not None:
-                count_to.write_text(str(files._points[0]))
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        os._exit(code)
-    if kill_after is not None:
-        time.sleep(kill_after)
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+@pytest.fixture
+def in_process(in_child) -> Callable[..., int]:
+    """``in_process(root, cfg, kill_at=..., kill_after=..., count_to=...)``: :func:`train_or_resume`
+    in a forked process (tests/conftest.py's ``in_child``); its exit code, or −signal if killed."""
+    return lambda root, cfg, **kill: in_child(lambda: train_or_resume(root, cfg), **kill)
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +84,13 @@ def assert_same_run(root: Path, ref: mm.Run) -> None:
     assert len(list((root / "snapshots").iterdir())) == 1
 
 
-def count_points(tmp_path: Path) -> int:
+def count_points(in_process, tmp_path: Path) -> int:
     counter = tmp_path / "count"
     assert in_process(tmp_path / "count_run", config(), count_to=counter) == 0
     return int(counter.read_text())
 
 
-def test_uninterrupted_folder_run_equals_in_memory_run(tmp_path, reference):
+def test_uninterrupted_folder_run_equals_in_memory_run(in_process, tmp_path, reference):
     assert in_process(tmp_path / "run", config()) == 0
     assert_same_run(tmp_path / "run", reference)
 
@@ -134,7 +112,7 @@ def assert_link_not_stale(root: Path) -> None:
         assert torch.equal(model.state_dict()[name], value), name
 
 
-def kill_and_resume(tmp_path: Path, points: list[int], ref: mm.Run) -> None:
+def kill_and_resume(in_process, tmp_path: Path, points: list[int], ref: mm.Run) -> None:
     for k in points:
         root = tmp_path / f"k{k}"
         assert in_process(root, config(), kill_at=k) == -signal.SIGKILL, k
@@ -143,23 +121,24 @@ def kill_and_resume(tmp_path: Path, points: list[int], ref: mm.Run) -> None:
         assert_same_run(root, ref)
 
 
-def test_kill_inside_the_writes_then_resume_is_exact(tmp_path, reference):
+def test_kill_inside_the_writes_then_resume_is_exact(in_process, tmp_path, reference):
     """SIGKILL at every fault point of the first snapshot and of the last one (checkpoint,
     snapshot folder, history, run.json, cleanup, finish) and at a stride of those in between."""
-    n = count_points(tmp_path)
+    n = count_points(in_process, tmp_path)
     assert n > 100
-    kill_and_resume(tmp_path, sorted(set(range(1, 22)) | set(range(22, n - 25, 9))
+    kill_and_resume(in_process, tmp_path, sorted(set(range(1, 22)) | set(range(22, n - 25, 9))
                                      | set(range(n - 25, n + 1))), reference)
 
 
 @pytest.mark.slow
-def test_kill_at_every_fault_point(tmp_path, reference):
-    kill_and_resume(tmp_path, list(range(1, count_points(tmp_path) + 1)), reference)
+def test_kill_at_every_fault_point(in_process, tmp_path, reference):
+    kill_and_resume(in_process, tmp_path, list(range(1, count_points(in_process, tmp_path) + 1)),
+                    reference)
 
 
-def test_killed_again_while_resuming(tmp_path, reference):
+def test_killed_again_while_resuming(in_process, tmp_path, reference):
     rng = random.Random(0)
-    n = count_points(tmp_path)
+    n = count_points(in_process, tmp_path)
     for trial in range(4):
         root = tmp_path / f"t{trial}"
         assert in_process(root, config(), kill_at=rng.randrange(20, n)) == -signal.SIGKILL
@@ -169,7 +148,7 @@ def test_killed_again_while_resuming(tmp_path, reference):
         assert_same_run(root, reference)
 
 
-def test_kill_at_random_moments(tmp_path):
+def test_kill_at_random_moments(in_process, tmp_path):
     """The test kills the process at random times (adaptive snapshot cadence, more steps)."""
     cfg = config(steps=400, snapshot_every=None, eval_every=25, n_checkpoints=6)
     ref = mm.train(fresh_model(), task(), cfg)
@@ -247,7 +226,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, reference):
     assert_same_run(root, reference)
 
 
-def test_two_resumes_cannot_both_write(tmp_path, reference):
+def test_two_resumes_cannot_both_write(in_process, tmp_path, reference):
     """A resume while another resume writes is refused; a run loaded before the other resume
     went on is refused too (the folder changed under it); the folder stays loadable."""
     root = tmp_path / "run"

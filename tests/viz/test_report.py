@@ -53,6 +53,12 @@ def group_run():
     return _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="quadratic")), task)
 
 
+@pytest.fixture(scope="module")
+def parity_run():
+    task = mm.SparseParity(6, 2, train_fraction=0.5, seed=0)
+    return _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, act_fn="quadratic")), task)
+
+
 def _boxes(html: str, kind: str) -> list[str]:
     return re.findall(rf'class="mm-{kind}">(.*?)</div>', html, re.DOTALL)
 
@@ -72,10 +78,12 @@ EXPECTED = {
             "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
     "group": ["Configuration", "Training", "Irreducible representations", "Training timeline",
               "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
+    "parity": ["Configuration", "Training", "Walsh analysis", "Training timeline",
+               "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
 }
 
 
-@pytest.mark.parametrize("which", ["transformer", "mlp", "group"])
+@pytest.mark.parametrize("which", ["transformer", "mlp", "group", "parity"])
 def test_report_sections_figures_and_no_failures(which, request, tmp_path):
     run = request.getfixturevalue(f"{which}_run")
     out = write_report(run, tmp_path / "r.html")

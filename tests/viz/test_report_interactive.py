@@ -154,3 +154,32 @@ def test_the_nanda_zoo_entry_report_is_at_most_3_mb_with_every_neuron_and_checkp
     assert len(decode_factors(data["grid"])["W_in"]) == len(data["info"]) == run.model.cfg.d_mlp
     n = len(run.checkpoints)
     assert f'id="{TIMELINE["slider"]}" min="0" max="{n - 1}"' in html
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+def test_parity_inspector_draws_every_neuron_over_the_cube(browser, kind, tmp_path):
+    """Sparse parity: the page computes a picked neuron's heatmap over the cube from the two
+    half-cube maps (MLP) or the table of pre-activations (transformer), as the Python mirror."""
+    task = mm.SparseParity(6, 2, train_fraction=0.5, seed=0)
+    model = (mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8, act_fn="quadratic"))
+             if kind == "mlp" else mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+                 task, n_heads=2, d_head=4, d_model=8, d_mlp=8, seed=0)))
+    run = mm.train(model, task, mm.TrainConfig(steps=20, lr=1e-2, eval_every=10,
+                                               n_checkpoints=2, progress=False))
+    path = write_report(run, tmp_path / "report.html")
+    html = _html.unpacked(path.read_text())
+    browser.events.clear()
+    browser.open(path)
+    assert browser.wait_until(f"!!document.querySelector('#{INSPECTOR['heatmap']} svg.main-svg')")
+    data = json.loads(re.search(rf'id="{INSPECTOR["data"]}">(.*?)</script>', html).group(1))
+    assert data["grid"]["kind"] == ("mlp" if kind == "mlp" else "table")
+    ins = inspector(run.model, run.task)
+    for j in (3, 6):
+        _set(browser, INSPECTOR["pick"], f"n{j}", "change")
+        mirror = activation(*ins.activation)(torch.from_numpy(
+            preactivations(decode_factors(data["grid"]))))[j].numpy()
+        drawn = np.array(json.loads(_state(browser, INSPECTOR["heatmap"])["data"])[0])
+        assert drawn.shape == (8, 8)
+        np.testing.assert_allclose(drawn, mirror, atol=1e-9 * np.abs(mirror).max() + 1e-12)
+    assert browser.errors() == [], browser.errors()
