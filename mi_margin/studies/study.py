@@ -46,7 +46,7 @@ import torch
 
 from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
-from mi_margin.models.files import append_durably
+from mi_margin.models.files import append_durably, atomic_write
 from mi_margin.studies.seeds import SeedRecipe, export_seed, is_exported, read_seed, train_seed
 from mi_margin.studies.stop import StopRule
 from mi_margin.studies.summary import summary_row
@@ -195,8 +195,10 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
         if {k: old.get(k) for k in meta} != meta:
             raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
                                 f"{old.get('rule')}; this call is {meta}: use another folder")
-    meta_path.write_text(json.dumps({**meta, "seeds": sorted(set(wanted) | set(
-        json.loads(meta_path.read_text()).get("seeds", []) if meta_path.is_file() else []))}))
+    seeds = sorted(set(wanted) | set(json.loads(meta_path.read_text()).get("seeds", [])
+                                      if meta_path.is_file() else []))
+    text = json.dumps({**meta, "seeds": seeds})          # replaced whole: a kill never half-writes it
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
     rows = read_rows(out / ROWS)
     jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
     stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs)
