@@ -1109,7 +1109,8 @@ restored = (per_head[0][2] - CORRUPTED) / (CLEAN - CORRUPTED)     # share of the
 print("share of the clean metric restored by patching each head at '=':",
       [f"head {h}: {float(r):.1%}" for h, r in enumerate(restored)])
 signed = {"color_continuous_scale": "RdBu", "color_continuous_midpoint": 0.0}   # 0 = white
-px.imshow(resid.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "layer"},
+px.imshow(resid.tolist(), x=["a", "b", "="], y=[f"layer {i}" for i in range(len(resid))],
+          labels={"x": "position", "y": "layer"},
           title="patching resid_pre (metric after patching)", **signed).show()
 px.imshow(per_head[0].T.tolist(), x=["a", "b", "="], labels={"x": "position", "y": "head"},
           title="patching each head's output at each position", **signed).show()"""),

@@ -188,15 +188,15 @@ def neuron_heatmaps(model: HookedModel, task: Task, neurons: Sequence[int] | Non
     m = basis.n
     acts = basis.grid_order(subject(model, task).neurons().double())
     acts = acts.reshape(m, m, m ** (basis.k - 2), -1)[:, :, 0]
-    titles = [f"n{j}: {res.label_kind} {res.label[j]} ({float(res.purity[j]):.0%})"
-              for j in chosen]
+    titles = [f"neuron {j}<br>{res.label_kind} {res.label[j]} ({float(res.purity[j]):.0%})"
+              for j in chosen]                    # two lines: side-by-side titles do not overlap
     first, second = operand_names(basis.k)[:2]     # "a", "b" as on every grid heatmap (a1, a2 for k > 2)
     fig = make_subplots(rows=1, cols=len(chosen), subplot_titles=titles)
     for col, j in enumerate(chosen, start=1):
         fig.add_heatmap(z=acts[..., j].tolist(), coloraxis="coloraxis", row=1, col=col)
         fig.update_xaxes(title_text=second, row=1, col=col)
-        fig.update_yaxes(title_text=first, row=1, col=col)
-    fig.update_layout(title="neuron activations over the input grid")
+    fig.update_yaxes(title_text=first, row=1, col=1)     # once: inner titles would overlap panels
+    fig.update_layout(title="neuron activations over the input grid", margin={"t": 110})
     return fig
 
 
