@@ -10,7 +10,6 @@ Command line (one torch thread; see docs/performance.md)::
                                                               # replaces the installed entry
     python -m mi_margin.zoo.build cards                       # rewrite every card from the entries
     python -m mi_margin.zoo.build table                       # the README "Reproductions" table
-    python -m mi_margin.zoo.build store-init NAME... --dest D # convert format-1 entries in D
 
 An entry is written next to its run folder unless ``--dest`` says where, and an existing entry
 folder is replaced only with ``--overwrite``: rebuilding never touches the installed package
@@ -40,26 +39,15 @@ import torch
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
 from mi_margin.models.config import dtype_name
-from mi_margin.models.io import atomic_write, build_model, load_tensors, save_tensors, tensors_digest
+from mi_margin.models.io import build_model
 from mi_margin.theory.predictions import max_margin
 from mi_margin.theory.recipe import margin_metric
 from mi_margin.training import Run
-from mi_margin.zoo import cards, init
+from mi_margin.zoo import cards
 from mi_margin.zoo.checks import same_answers, signature
-from mi_margin.zoo.normals import portable_init
 from mi_margin.zoo.phases import pick_checkpoints
 from mi_margin.zoo.recipes import RECIPES, Recipe
-from mi_margin.zoo.store import (
-    INIT,
-    INIT_PREFIX,
-    MISSING,
-    SEALED,
-    ZOO_FORMAT,
-    read_entry,
-    read_meta,
-    variants,
-    write_entry,
-)
+from mi_margin.zoo.store import INIT, read_entry, read_meta, variants, write_entry
 
 DATA = Path(__file__).parent / "data"
 #: reduced precisions tried for intermediate checkpoints, smallest first
@@ -192,37 +180,6 @@ def build_entry(name: str, run: Run | str | Path, dest: str | Path,
     return root
 
 
-def store_init(root: Path) -> None:
-    """Convert the format-1 entry ``root``, whose initialisation was not stored (loading rebuilt
-    it from the seed), to the current format, which stores it as a correction to its portable
-    rebuild (:mod:`mi_margin.zoo.init`), and seal the weights with the converted entry.json
-    (:data:`~mi_margin.zoo.store.SEALED`). Only a CPU whose kernels rebuild the recorded SHA-256
-    can do it (one like the builder's, ``entry.json`` ``build.machine``)."""
-    meta = read_format1_meta(root)
-    tensors, sealed = load_tensors(root / "weights.safetensors")
-    if INIT in meta["checkpoints"].values():
-        state = {k: v.detach().clone() for k, v in build_model(meta["model"]).state_dict().items()}
-        if tensors_digest(state) != meta["init_digest"]:
-            raise MiMarginError(f"{root.name}: this CPU's kernels do not rebuild the initialisation the "
-                                f"entry recorded; convert it on a CPU like {meta['build'].get('machine')}")
-        correction = init.encode(state, portable_init(meta["model"]))
-        tensors.update({INIT_PREFIX + name: value for name, value in correction.items()})
-    meta["format"] = ZOO_FORMAT
-    save_tensors(root / "weights.safetensors", tensors,
-                 {**sealed, "format": ZOO_FORMAT, "entry": {k: meta.get(k, MISSING) for k in SEALED}})
-    text = json.dumps(meta, indent=1)
-    atomic_write(root / "entry.json", lambda tmp: Path(tmp).write_text(text))
-    read_entry(root)                                  # the converted entry loads and passes its seal
-
-
-def read_format1_meta(root: Path) -> dict[str, Any]:
-    """entry.json of a format-1 entry (the one :func:`store_init` converts)."""
-    meta = json.loads((root / "entry.json").read_text())
-    if meta.get("format") != "mi_margin.zoo/1":
-        raise MiMarginError(f"{root} is not a format-1 zoo entry ({meta.get('format')!r})")
-    return meta
-
-
 def card_text(root: Path) -> str:
     """The card of the entry folder ``root``, computed from its shipped files: the trained model
     and each named variant (:func:`~mi_margin.zoo.store.variants`)."""
@@ -286,10 +243,6 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--dest", help="write the entry to DEST/NAME (default: next to its run "
                        "folder, OUT/NAME or RUN/../NAME); the installed zoo is mi_margin/zoo/data")
         p.add_argument("--overwrite", action="store_true", help="replace an existing entry DEST/NAME")
-    p_init = sub.add_parser("store-init", help="convert format-1 entries DEST/NAME (initialisation "
-                            "rebuilt from the seed) to the current format (stored as a correction)")
-    p_init.add_argument("names", nargs="+")
-    p_init.add_argument("--dest", required=True)
     p_table = sub.add_parser("table", help="print the Reproductions table")
     p_table.add_argument("--readme", help="rewrite the table inside this README instead")
     p_cards = sub.add_parser("cards", help="regenerate every entry's card from its shipped files")
@@ -306,11 +259,6 @@ def main(argv: list[str] | None = None) -> None:
         for root in sorted(p for p in Path(args.dest).iterdir() if (p / "entry.json").is_file()):
             write_card(root)
             print(root / "card.md")
-        return
-    if args.command == "store-init":
-        for name in args.names:
-            store_init(Path(args.dest) / name)
-            print(Path(args.dest) / name, report_size(args.dest), flush=True)
         return
     if args.command == "train":
         dest = args.dest or args.out

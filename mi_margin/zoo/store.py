@@ -24,7 +24,8 @@ An entry folder holds
 The format is the zoo's own and stays stable when the run-folder format changes: a build script
 converts a :class:`~mi_margin.Run` into an entry (:mod:`mi_margin.zoo.build`). Format 1 rebuilt
 the initialisation from the seed, which gives its bits only on CPUs whose kernels round like the
-builder's; ``python -m mi_margin.zoo.build store-init NAME`` converts such an entry.
+builder's (so most CPUs lost step 0); format 2 stores it. A format-1 entry is rebuilt from its
+run folder with ``python -m mi_margin.zoo.build entry NAME --run RUN``.
 """
 
 from __future__ import annotations
