@@ -1,0 +1,118 @@
+"""Benchmark: the accuracy certificates of ``mm.analysis.certify`` against brute force, in one run.
+
+Brute force is the baseline a certificate must beat: run the model on every input and take the
+argmax (``subject(model, task).run()``, what ``certify`` itself reports beside as ``accuracy``).
+For each network, measured with one torch thread and ``TQDM_DISABLE=1``, the best of
+``--repeat`` wall times of:
+
+- ``brute``: brute force;
+- ``explain``: ``mm.explain`` (its labels come from one pass of the model's activations over
+  every input, so it costs about one brute force; the certificates below start from it);
+- ``uniform``, ``per_input``, ``harmonic``: ``certify(explanation, bound, compare=False)``;
+
+with each certificate's operation count (``Certificate.flops``) beside brute force's
+(``brute_force_flops``), its certified accuracy and certified minimum margin. Networks: the zoo
+entries with x^d neurons on modular addition and sparse parity, then random cubic networks of
+one width on 3-operand modular addition for growing p, where brute force grows with p⁴ (p³
+inputs times p classes) and the harmonic bound's cost does not grow with the inputs.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_certify.py [--repeat 3]`` → prints one
+row per network and bound with the ratios certificate / brute force (time and FLOPs); writes
+``bench/results/certify.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+
+import mi_margin as mm  # noqa: E402
+from mi_margin.analysis.certify import BOUNDS  # noqa: E402
+from mi_margin.analysis.core import subject  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = ("morwani_p71_quadratic", "li_p23_k3_max_margin", "li_p23_k3_cubic",
+           "morwani_parity_n10_k4_quartic")
+SCALING_P = (11, 23, 37, 53)
+SCALING_WIDTH = 64
+
+
+def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """The best of ``repeat`` wall times of ``fn()``, and its last result."""
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def measure(name: str, model: Any, task: Any, repeat: int, min_purity: float) -> list[dict]:
+    """One row per bound for one network, with brute force's time and FLOPs beside."""
+    with torch.no_grad():
+        brute_s, _ = best_time(lambda: subject(model, task).run()[0].argmax(1), repeat)
+        explain_s, expl = best_time(lambda: mm.explain(model, task, min_purity=min_purity),
+                                    repeat)
+        rows = []
+        for bound in BOUNDS:
+            cert_s, cert = best_time(lambda: mm.analysis.certify(expl, bound, compare=False),
+                                     repeat)
+            rows.append({"network": name, "inputs": len(task.inputs), "bound": bound,
+                         "brute_s": brute_s, "explain_s": explain_s, "certify_s": cert_s,
+                         "time_ratio": cert_s / brute_s,
+                         "flops": cert.flops, "brute_force_flops": cert.brute_force_flops,
+                         "flops_ratio": cert.flops / cert.brute_force_flops,
+                         "certified_accuracy": cert.certified_accuracy,
+                         "min_certified_margin": cert.min_certified_margin})
+    return rows
+
+
+def networks() -> list[tuple[str, Any, Any, float]]:
+    """(name, model, task, min_purity): the zoo entries, then the scaling series."""
+    out = []
+    for entry in ENTRIES:
+        run = mm.zoo.load(entry)
+        out.append((entry, run.model, run.task, 0.5))
+    for p in SCALING_P:
+        task = mm.ModularAddition(p=p, k=3)
+        cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=3)
+        out.append((f"random cubic p={p} k=3 d_mlp={SCALING_WIDTH}", mm.HookedMLP(cfg), task,
+                    0.2))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    header = (f"{'network':<42} {'inputs':>7} {'bound':<9} {'brute s':>8} {'explain s':>9} "
+              f"{'cert s':>8} {'t ratio':>8} {'flop ratio':>10} {'cert acc':>8} {'margin':>9}")
+    print(header)
+    for name, model, task, purity in networks():
+        for row in measure(name, model, task, args.repeat, purity):
+            rows.append(row)
+            print(f"{row['network']:<42} {row['inputs']:>7} {row['bound']:<9} "
+                  f"{row['brute_s']:>8.4f} {row['explain_s']:>9.4f} {row['certify_s']:>8.4f} "
+                  f"{row['time_ratio']:>8.3f} {row['flops_ratio']:>10.4f} "
+                  f"{row['certified_accuracy']:>8.3f} {row['min_certified_margin']:>9.3g}",
+                  flush=True)
+    out = ROOT / "bench" / "results" / "certify.json"
+    out.write_text(json.dumps({"machine": platform.machine(), "processor": platform.processor(),
+                               "torch": torch.__version__, "repeat": args.repeat, "rows": rows},
+                              indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
