@@ -28,16 +28,17 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import torch  # noqa: E402
+import torch
 
-import mi_margin as mm  # noqa: E402
-from mi_margin.analysis.certify import BOUNDS  # noqa: E402
-from mi_margin.analysis.core import subject  # noqa: E402
+import mi_margin as mm
+from mi_margin.analysis.certify import BOUNDS
+from mi_margin.analysis.core import subject
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ("morwani_p71_quadratic", "li_p23_k3_max_margin", "li_p23_k3_cubic",
@@ -64,7 +65,7 @@ def measure(name: str, model: Any, task: Any, repeat: int, min_purity: float) ->
                                     repeat)
         rows = []
         for bound in BOUNDS:
-            cert_s, cert = best_time(lambda: mm.analysis.certify(expl, bound, compare=False),
+            cert_s, cert = best_time(lambda b=bound: mm.analysis.certify(expl, b, compare=False),
                                      repeat)
             rows.append({"network": name, "inputs": len(task.inputs), "bound": bound,
                          "brute_s": brute_s, "explain_s": explain_s, "certify_s": cert_s,

@@ -148,6 +148,11 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     """
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
+    if not isinstance(explanation.original, HookedMLP):
+        raise MiMarginError(
+            f"certify covers one-hidden-layer MLPs (HookedMLP); a "
+            f"{type(explanation.original).__name__} is explained and scored by fidelity but not "
+            f"certified (no bound through attention's softmax yet)")
     if bound == "harmonic":
         return _harmonic(explanation, compare)
     model, task, expl = explanation.original, explanation.task, explanation.model

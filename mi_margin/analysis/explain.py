@@ -10,14 +10,16 @@ once (its own loss, the model with one component replaced, and a resampling test
 causal-scrubbing sense of Chan et al. 2022). :mod:`mi_margin.analysis.certify` turns it into a
 sound lower bound on the model's accuracy.
 
-Only :class:`~mi_margin.HookedMLP` is explained so far (both input styles); transformers are not.
+One-layer transformers are explained through the same labels
+(:mod:`mi_margin.analysis.explain_transformer`); they are scored by :func:`fidelity` but not
+certified.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -25,12 +27,16 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.core import subject
+from mi_margin.analysis.explain_transformer import hybrids as transformer_hybrids
+from mi_margin.analysis.explain_transformer import resampled_logits as transformer_resampled
+from mi_margin.analysis.explain_transformer import transformer_circuit
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.transformer import HookedOneLayerTransformer
 
 ALGORITHM = {
     "frequency": "each neuron reads cos/sin(ω_f a_i) of every operand at its frequency f and "
@@ -50,20 +56,22 @@ class Explanation(AnalysisResult):
     """An idealized circuit of the same shape as ``original`` (see :func:`explain`).
 
     Attributes:
-        model: the explanation, a :class:`~mi_margin.HookedMLP` with the original's config.
+        model: the explanation, a model of the original's class with the original's config.
         original, task: what was explained. clusters: the labels it came from.
         label: per neuron the label kept (None: zeroed). kept: per neuron the share of the
             squared norm of its input and output maps that the explanation keeps, [d_mlp].
+        key: transformers only, the key labels the embedding and unembedding keep.
     """
 
     _score = "kept"
 
-    model: HookedMLP = field(repr=False)
-    original: HookedMLP = field(repr=False)
+    model: Any = field(repr=False)
+    original: Any = field(repr=False)
     task: Any = field(repr=False)
     clusters: NeuronClusters = field(repr=False)
     label: tuple[Any, ...] = field(repr=False)
     kept: Tensor = field(repr=False)
+    key: tuple[Any, ...] = ()
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -80,9 +88,11 @@ class Explanation(AnalysisResult):
                            key=lambda item: -item[1]))
         parts = ", ".join(f"{kind} {lab}: {n}" for lab, n in live.items())
         zeroed = self.counts.get(None, 0)
+        path = (f" The embedding and unembedding keep the key {kind} labels {list(self.key)}; "
+                f"attention is kept and carries them to the last position." if self.key else "")
         return (f"{type(self.task).__name__}: {len(live)} {kind} label(s) carry "
                 f"{sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} zeroed "
-                f"(dead or unassigned). Algorithm: {ALGORITHM[kind]}.")
+                f"(dead or unassigned).{path} Algorithm: {ALGORITHM[kind]}.")
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame({"neuron": range(len(self.label)),
@@ -155,16 +165,33 @@ def _projector(basis: Any, label: Any) -> Tensor:
     return P @ P.T
 
 
-def explain(model: HookedMLP, task: Any, min_purity: float = 0.5,
-            keep: Iterable[Any] | None = None) -> Explanation:
-    """The idealized circuit of a one-hidden-layer MLP: a runnable network of the same shape.
+def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClusters
+              ) -> tuple[Any, ...]:
+    """``label`` with every label outside ``keep`` replaced by None (all kept when None)."""
+    if keep is None:
+        return label
+    unknown = keep - set(clusters.labels[1:])
+    if unknown:
+        raise MiMarginError(f"keep holds labels the task does not have: "
+                            f"{sorted(unknown, key=str)} (the {clusters.label_kind} labels are "
+                            f"{list(clusters.labels[1:])})")
+    return tuple(lab if lab in keep else None for lab in label)
 
-    Each neuron with a dominant label ρ (``neuron_clusters`` from the activations, purity ≥
+
+def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float = 0.5,
+            keep: Iterable[Any] | None = None) -> Explanation:
+    """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
+    network of the same shape.
+
+    MLP: each neuron with a dominant label ρ (``neuron_clusters`` from the activations, purity ≥
     ``min_purity``) keeps its input maps per operand and its output map projected onto {trivial, ρ};
     for sparse parity it keeps its input weights on the bits of its subset S (and its output
     map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §6.4).
     ``keep`` restricts the explanation to some labels (a narrower hypothesis, e.g. "only
-    frequencies 14 and 35 matter"): neurons of every other label are zeroed too.
+    frequencies 14 and 35 matter"): neurons of every other label are zeroed too. Transformer
+    (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
+    kept, each labelled neuron writing only its own label
+    (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
 
     Example:
         >>> import mi_margin as mm
@@ -173,20 +200,19 @@ def explain(model: HookedMLP, task: Any, min_purity: float = 0.5,
         >>> expl.counts
         {1: 8, 2: 8, 3: 8}
     """
-    if not isinstance(model, HookedMLP):
-        raise MiMarginError(f"explain handles HookedMLP models only (transformers are not "
-                            f"explained yet), got {type(model).__name__}")
+    if not isinstance(model, (HookedMLP, HookedOneLayerTransformer)):
+        raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models, "
+                            f"got {type(model).__name__}")
+    keep = None if keep is None else set(keep)
     s = subject(model, task)
     clusters = neuron_clusters(model, task, min_purity=min_purity)
     parity = clusters.label_kind == "subset"
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
-    if keep is not None:
-        keep = set(keep)
-        unknown = keep - set(clusters.labels[1:])
-        if unknown:
-            raise MiMarginError(f"keep holds labels the task does not have: {sorted(unknown, key=str)}"
-                                f" (the {clusters.label_kind} labels are {list(clusters.labels[1:])})")
-        label = tuple(lab if lab in keep else None for lab in label)
+    label = _restrict(label, keep, clusters)
+    if isinstance(model, HookedOneLayerTransformer):
+        net, key, kept = transformer_circuit(model, task, label, keep)
+        return Explanation(model=net, original=model, task=task, clusters=clusters, label=label,
+                           kept=kept, key=tuple(key))
     T, W = operand_tables(model), model.W_out.detach().double()
     T_hat, W_hat = torch.zeros_like(T), torch.zeros_like(W)
     for i, lab in enumerate(label):
@@ -254,7 +280,7 @@ def _donors(groups: Tensor, gen: torch.Generator) -> Tensor:
     return source
 
 
-def _resampled_logits(explanation: Explanation, gen: torch.Generator) -> dict[str, Tensor]:
+def _resampled_logits(explanation: Explanation, donors: dict[str, Tensor]) -> dict[str, Tensor]:
     """One draw of each resampling row's logits, float64 (docs/mathematics.md §6.4).
 
     With key parts K(x) = Σ_j T̂[j, x_j], the rest R(x) = Σ_j (T − T̂)[j, x_j], the model's hidden
@@ -270,8 +296,7 @@ def _resampled_logits(explanation: Explanation, gen: torch.Generator) -> dict[st
     idx = table_index(model, task.inputs)
     key, rest = table_sum(T_hat, idx), table_sum(T - T_hat, idx)
     h = act(b_in + key + rest)
-    other = _donors(torch.zeros_like(task.labels), gen)
-    same = _donors(task.labels, gen)
+    other, same = donors["any"], donors["same"]
     return {RESAMPLED[0]: act(b_in + key + rest[other]) @ W_hat + h[other] @ (W - W_hat) + b_out,
             RESAMPLED[1]: act(b_in + key[other] + rest) @ W_hat + h @ (W - W_hat) + b_out,
             RESAMPLED[2]: h[same] @ W + b_out,
@@ -300,7 +325,10 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     - ``resample any (baseline)``: all hidden activations from a random input.
 
     The resampled networks are computed in float64 from the weight tables (as is the model's
-    loss in the ratio, so that an exact explanation recovers exactly 1).
+    loss in the ratio, so that an exact explanation recovers exactly 1). For a one-layer
+    transformer the component rows are the embedding, the MLP (W_in, W_out) and the unembedding
+    replaced, and the scrub also takes the embedding's and the unembedding's left-out parts from
+    the random input (:func:`~mi_margin.analysis.explain_transformer.resampled_logits`).
 
     Example:
         >>> import mi_margin as mm
@@ -314,22 +342,31 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     if draws < 1:
         raise MiMarginError(f"draws must be >= 1, got draws={draws!r}")
     model, task, expl = explanation.original, explanation.task, explanation.model
-    T, W = operand_tables(model), model.W_out.detach().double()
-    hybrids = {"explanation": expl,
-               "input maps replaced": build(model, operand_tables(expl), W),
-               "output map replaced": build(model, T, expl.W_out.detach().double())}
     labels, nan = task.labels, math.nan
+    transformer = isinstance(model, HookedOneLayerTransformer)
+    nets = {"explanation": expl, **(transformer_hybrids(model, expl) if transformer else
+                                    _mlp_hybrids(model, expl))}
     rows = [("model", *_scores(subject(model, task).run()[0], labels), nan)]
     rows += [(name, *_scores(subject(net, task).run()[0], labels), nan)
-             for name, net in hybrids.items()]
+             for name, net in nets.items()]
     gen = torch.Generator().manual_seed(seed)
-    draws_ = [{name: _scores(logits, labels)
-               for name, logits in _resampled_logits(explanation, gen).items()}
-              for _ in range(draws)]
+    draws_ = []
+    for _ in range(draws):
+        donors = {"any": _donors(torch.zeros_like(labels), gen), "same": _donors(labels, gen)}
+        logits = (transformer_resampled(model, expl, task, donors, RESAMPLED) if transformer
+                  else _resampled_logits(explanation, donors))
+        draws_.append({name: _scores(value, labels) for name, value in logits.items()})
     mean = {name: tuple(sum(d[name][i] for d in draws_) / draws for i in range(2))
             for name in draws_[0]}
     gap = mean[RESAMPLED[3]][0] - mean["model"][0]
     share = {name: (mean[RESAMPLED[3]][0] - mean[name][0]) / gap if gap != 0 else nan
              for name in RESAMPLED}
-    rows += [(name, *mean[name], share[name]) for name in RESAMPLED]
+    rows += [(name, mean[name][0], mean[name][1], share[name]) for name in RESAMPLED]
     return Fidelity(rows=tuple(rows), recovered=share[RESAMPLED[0]])
+
+
+def _mlp_hybrids(model: HookedMLP, expl: HookedMLP) -> dict[str, HookedMLP]:
+    """The MLP with its input maps or its output map replaced by the explanation's."""
+    T, W = operand_tables(model), model.W_out.detach().double()
+    return {"input maps replaced": build(model, operand_tables(expl), W),
+            "output map replaced": build(model, T, expl.W_out.detach().double())}

@@ -70,11 +70,68 @@ def test_embed_style_too_narrow_is_refused():
         mm.explain(model, task)
 
 
-def test_transformer_is_refused():
+def tiny_transformer(seed=0):
     task = mm.ModularAddition(p=7)
-    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
-    with pytest.raises(mm.MiMarginError, match="HookedMLP"):
-        mm.explain(model, task)
+    cfg = mm.TransformerConfig.for_task(task, d_model=32, n_heads=2, d_head=8, d_mlp=24,
+                                        seed=seed)
+    return mm.HookedOneLayerTransformer(cfg), task
+
+
+@pytest.mark.filterwarnings("ignore::mi_margin.NotGeneralizedWarning")
+def test_transformer_with_every_label_kept_is_its_own_explanation():
+    """Z_7 has frequencies 1..3: with every live neuron labelled, the projections are the
+    identity and only dead neurons (constant at the last position) are zeroed, so the
+    explanation computes the model's answers and scrubbing what it leaves out changes nothing."""
+    model, task = tiny_transformer()
+    expl = mm.explain(model, task, min_purity=1e-9)
+    assert set(expl.key) == {1, 2, 3}
+    zeroed = [i for i, lab in enumerate(expl.label) if lab is None]
+    assert bool(expl.clusters.dead[zeroed].all())
+    for name, value in model.state_dict().items():
+        if name != "blocks.0.mlp.W_out":
+            torch.testing.assert_close(expl.model.state_dict()[name], value, rtol=1e-5,
+                                       atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(expl.model(task.tokens)[:, -1], model(task.tokens)[:, -1],
+                                   rtol=1e-5, atol=1e-5)         # the answer's position
+    table = fidelity(expl, draws=2).to_dataframe().set_index("measure")
+    assert table.loc[RESAMPLED[0], "recovered"] == pytest.approx(1.0, abs=1e-6)
+    assert table.loc[RESAMPLED[1], "recovered"] == pytest.approx(0.0, abs=1e-6)
+    for row in ["explanation", "embedding replaced", "MLP replaced", "unembedding replaced"]:
+        assert table.loc[row, "loss"] == pytest.approx(table.loc["model", "loss"], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::mi_margin.NotGeneralizedWarning")
+def test_transformer_explanation_projects_onto_the_kept_labels():
+    model, task = tiny_transformer(seed=1)
+    expl = mm.explain(model, task, min_purity=1e-9, keep={2})
+    basis = mm.analysis.core.subject(model, task).basis
+    drop = torch.cat([basis.operand_basis(f) for f in set(basis.labels[1:]) - set(expl.key)], 1)
+    assert float((drop.T @ expl.model.W_E[:7].detach().double()).abs().max()) < 1e-6
+    assert float((expl.model.W_U.detach().double() @ drop).abs().max()) < 1e-6
+    zeroed = [i for i, lab in enumerate(expl.label) if lab is None]
+    assert bool((expl.model.W_out[0][zeroed] == 0).all())
+    table = fidelity(expl, draws=1).to_dataframe().set_index("measure")
+    hybrid = type(model)(model.cfg)
+    hybrid.load_state_dict({**model.state_dict(), "embed.W_E": expl.model.W_E.detach()})
+    with torch.no_grad():
+        loss = float(cross_entropy64(hybrid(task.tokens)[:, -1], task.labels))
+    assert table.loc["embedding replaced", "loss"] == pytest.approx(loss, rel=1e-6)
+
+
+def test_nanda_transformer_explanation_is_faithful():
+    """The zoo's Nanda model: the key-frequency circuit keeps its accuracy, and scrubbing what
+    it leaves out recovers nearly all the loss while scrubbing what it keeps recovers little."""
+    run = mm.zoo.load("nanda_p113_transformer")
+    expl = mm.explain(run.model, run.task)
+    keys = mm.key_frequencies(run.model, run.task)
+    assert set(expl.key) == set(keys) | {lab for lab in expl.label if lab is not None}
+    table = fidelity(expl, draws=1).to_dataframe().set_index("measure")
+    assert table.loc["explanation", "accuracy"] > 0.99
+    assert table.loc[RESAMPLED[0], "recovered"] > 0.99
+    assert table.loc[RESAMPLED[1], "recovered"] < 0.1
+    with pytest.raises(mm.MiMarginError, match="not certified"):
+        mm.analysis.certify(expl)
 
 
 def test_fidelity_rows_are_the_losses_they_name():
