@@ -178,8 +178,44 @@ def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClu
     return tuple(lab if lab in keep else None for lab in label)
 
 
+#: where :func:`explain` reads the neurons' labels from
+SOURCES = ("activations", "weights")
+
+
+def weight_clusters(model: HookedMLP, task: Any, min_purity: float = 0.5) -> NeuronClusters:
+    """Every neuron's dominant label from its weights alone, without running the model: the
+    energy of its input map of each operand (T[j, :, i]) and of its output map (W_out[i]), each
+    centred, in every label's block of the task's basis (O((k+1) n² d_mlp) operations); dead
+    means all those maps are constant. For group tasks read as operands (not sparse parity).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> weight_clusters(mm.theory.certificate(task), task).label[:3]
+        (1, 1, 1)
+    """
+    if model.cfg.input_kind == "vector":
+        raise MiMarginError("labels from the weights need maps over group elements; sparse "
+                            "parity's ±1 inputs have none (use source='activations')")
+    s = subject(model, task)
+    b = s.basis
+    maps = [*operand_tables(model).unbind(0), b.by_element(model.W_out.detach().double().T)]
+    energy = torch.stack([b.weight_energy(X - X.mean(0)) for X in maps]).sum(0).T
+    energy[:, 0] = 0.0
+    total = energy.sum(1)
+    best, index = energy[:, 1:].max(1)
+    purity = torch.where(total > 0, best / total.clamp_min(1e-300), torch.nan)
+    dead = total == 0
+    label = tuple(b.nontrivial[int(j)] if bool(q >= min_purity) and not bool(d) else None
+                  for j, q, d in zip(index, purity, dead))
+    return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
+                          source="weights", min_purity=min_purity, energy=energy, total=total,
+                          purity=purity, label=label, dead=dead,
+                          read_from=("W_in_eff", "W_out"))
+
+
 def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float = 0.5,
-            keep: Iterable[Any] | None = None) -> Explanation:
+            keep: Iterable[Any] | None = None, source: str = "activations") -> Explanation:
     """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
     network of the same shape.
 
@@ -188,7 +224,10 @@ def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity:
     for sparse parity it keeps its input weights on the bits of its subset S (and its output
     map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §6.4).
     ``keep`` restricts the explanation to some labels (a narrower hypothesis, e.g. "only
-    frequencies 14 and 35 matter"): neurons of every other label are zeroed too. Transformer
+    frequencies 14 and 35 matter"): neurons of every other label are zeroed too.
+    ``source="weights"`` (MLPs of group tasks) labels the neurons from their weights alone
+    (:func:`weight_clusters`), so that explaining and certifying (``bound="harmonic"``) never
+    run the model on every input. Transformer
     (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
     kept, each labelled neuron writing only its own label
     (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
@@ -203,9 +242,15 @@ def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity:
     if not isinstance(model, (HookedMLP, HookedOneLayerTransformer)):
         raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models, "
                             f"got {type(model).__name__}")
+    if source not in SOURCES:
+        raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
+    if source == "weights" and not isinstance(model, HookedMLP):
+        raise MiMarginError("source='weights' labels MLP neurons; a transformer's neurons are "
+                            "labelled from their activations (source='activations')")
     keep = None if keep is None else set(keep)
     s = subject(model, task)
-    clusters = neuron_clusters(model, task, min_purity=min_purity)
+    clusters = (weight_clusters(model, task, min_purity) if source == "weights" else
+                neuron_clusters(model, task, min_purity=min_purity))
     parity = clusters.label_kind == "subset"
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
     label = _restrict(label, keep, clusters)

@@ -130,6 +130,19 @@ def test_harmonic_sound_on_random_models(task, act):
         assert_sound(mm.HookedMLP(cfg), task)
 
 
+def test_harmonic_sound_with_labels_from_the_weights():
+    task = mm.ModularAddition(p=7, k=3)
+    model = mm.theory.certificate(task)
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1e-3, 1e-1):
+        T = operand_tables(model)
+        noisy = T + scale * T.abs().max() * torch.randn(T.shape, generator=gen, dtype=T.dtype)
+        planted = build(model, noisy, model.W_out.detach().double())
+        cert = certify(mm.explain(planted, task, source="weights"), "harmonic")
+        assert cert.certified_accuracy <= cert.accuracy
+        assert cert.min_certified_margin <= float(true_margins(planted, task).min())
+
+
 def test_harmonic_sound_on_a_trained_quadratic_model():
     task = mm.ModularAddition(p=11)
     torch.manual_seed(0)

@@ -195,3 +195,23 @@ def test_summary_and_table():
         assert f"irrep {lab}: {n}" in text
     assert "Algorithm" in text
     assert len(expl.to_dataframe()) == expl.model.cfg.d_mlp
+
+
+@pytest.mark.parametrize("make", TASKS[:3])
+def test_weight_labels_agree_with_activation_labels_on_certificate_networks(make):
+    task = make()
+    model = mm.theory.certificate(task)
+    by_weights = mm.explain(model, task, source="weights")
+    assert by_weights.label == mm.explain(model, task).label
+    assert by_weights.clusters.source == "weights"
+
+
+def test_weight_labels_are_refused_where_there_are_no_maps():
+    task = mm.SparseParity(n=6, k=4)
+    with pytest.raises(mm.MiMarginError, match="source='activations'"):
+        mm.explain(mm.theory.certificate(task), task, source="weights")
+    model, task = tiny_transformer()
+    with pytest.raises(mm.MiMarginError, match="transformer"):
+        mm.explain(model, task, source="weights")
+    with pytest.raises(mm.MiMarginError, match="source='grid'"):
+        mm.explain(mm.theory.certificate(task), task, source="grid")
