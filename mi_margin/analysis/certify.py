@@ -126,7 +126,8 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     ℓ1 norm of neuron i's coefficients. One margin bound then holds for every input (so the
     certified accuracy is 1 or 0), at a cost that does not grow with the number of inputs
     (about 1% of brute force's operations on ``morwani_p71_quadratic``, see
-    bench/bench_certify.py). See docs/mathematics.md §6.4. The floating-point allowance is
+    bench/bench_certify.py); with ``mm.explain(..., source="weights")`` the labels too are read
+    without running the model. See docs/mathematics.md §6.4. The floating-point allowance is
     Higham's γ_n = n·u/(1 − n·u) (u the unit roundoff of the model's dtype, n = k + d_mlp +
     degree + 2 the longest chain of roundings in one logit) times the magnitudes that enter it,
     so the bound also holds for the model as computed in float32 (and the harmonic bound's own
