@@ -260,15 +260,16 @@ def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity:
                            kept=kept, key=tuple(key))
     T, W = operand_tables(model), model.W_out.detach().double()
     T_hat, W_hat = torch.zeros_like(T), torch.zeros_like(W)
-    for i, lab in enumerate(label):
-        if lab is None:
-            continue
+    for lab in dict.fromkeys(lab for lab in label if lab is not None):
+        idx = [i for i, other in enumerate(label) if other == lab]
         if parity:
             bits = list(lab)
-            T_hat[bits, :, i], W_hat[i] = T[bits, :, i], W[i]
+            for i in idx:
+                T_hat[bits, :, i], W_hat[i] = T[bits, :, i], W[i]
         else:
-            Pi = _projector(s.basis, lab)
-            T_hat[:, :, i], W_hat[i] = (Pi @ T[:, :, i].T).T, Pi @ W[i]
+            Pi = _projector(s.basis, lab)                    # one projector per label
+            T_hat[:, :, idx] = torch.einsum("uv,jvi->jui", Pi, T[:, :, idx])
+            W_hat[idx] = W[idx] @ Pi.T
     norm2 = T.square().sum((0, 1)) + W.square().sum(1)
     kept = (T_hat.square().sum((0, 1)) + W_hat.square().sum(1)) / norm2.clamp_min(1e-300)
     return Explanation(model=build(model, T_hat, W_hat), original=model, task=task,
