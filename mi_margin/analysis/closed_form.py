@@ -99,7 +99,7 @@ def cyclic_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mo
     Q = Q.reshape(len(live), side ** k)
     h_bound = torch.zeros(m, dtype=torch.float64)
     h_bound[live] = Q.abs().sum(1)
-    h_bound[label_none(label)] = b_in[label_none(label)].abs() ** d
+    h_bound[_zeroed(label)] = b_in[_zeroed(label)].abs() ** d
     exps = torch.cartesian_prod(*[torch.arange(-d, d + 1)] * k).reshape(-1, k)  # [side^k, k]
     kappa = (Q * v[:, None]).reshape(-1)
     g = (f[:, None, None] * exps[None]) % n                                    # [L, side^k, k]
@@ -127,7 +127,7 @@ def cyclic_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mo
     return Expansion(T_hat, W_hat, h_bound, gap_sig - noise, magnitude, chain, flops)
 
 
-def label_none(label: tuple[Any, ...]) -> Tensor:
+def _zeroed(label: tuple[Any, ...]) -> Tensor:
     """Indices of the neurons the explanation zeroed."""
     return torch.tensor([i for i, lab in enumerate(label) if lab is None], dtype=torch.long)
 
@@ -161,7 +161,7 @@ def parity_margin(T: Tensor, W: Tensor, b_in: Tensor, b_out: Tensor, label: tupl
         Q = nxt
     h_bound = torch.zeros(m, dtype=torch.float64)
     h_bound[live] = Q.abs().sum(1)
-    h_bound[label_none(label)] = b_in[label_none(label)].abs() ** d
+    h_bound[_zeroed(label)] = b_in[_zeroed(label)].abs() ** d
     D = W_hat[live, 0] - W_hat[live, 1]
     member = ((masks[:, None] >> torch.arange(s)) & 1).bool()                  # [2^s, s]
     key = ((member[None] * (2 ** bits)[:, None, :]).sum(-1))                    # [L, 2^s]
