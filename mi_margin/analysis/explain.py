@@ -249,7 +249,8 @@ def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity:
                             "labelled from their activations (source='activations')")
     keep = None if keep is None else set(keep)
     s = subject(model, task)
-    clusters = (weight_clusters(model, task, min_purity) if source == "weights" else
+    clusters = (weight_clusters(model, task, min_purity)
+                if source == "weights" and isinstance(model, HookedMLP) else
                 neuron_clusters(model, task, min_purity=min_purity))
     parity = clusters.label_kind == "subset"
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
