@@ -17,7 +17,8 @@ brute force, and each certificate's operation count (``Certificate.flops``) besi
 (``brute_force_flops``), its certified accuracy and certified minimum margin. Networks: the zoo
 entries with x^d neurons on modular addition and sparse parity, then random cubic networks of
 one width on 3-operand modular addition for growing p, where brute force grows with p⁴ (p³
-inputs times p classes) and the harmonic bound's cost does not grow with the inputs.
+inputs times p classes) and the harmonic bound's cost does not grow with the inputs, and random
+quartic networks on 4-operand modular addition.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_certify.py [--repeat 3]`` → prints one
 row per network and bound with the ratios certificate / brute force (time and FLOPs); writes
@@ -49,6 +50,7 @@ ENTRIES = ("morwani_p71_quadratic", "li_p23_k3_max_margin", "li_p23_k3_cubic",
            "morwani_parity_n10_k4_quartic")
 SCALING_P = (11, 23, 37, 53)
 SCALING_WIDTH = 64
+FOUR_OPERANDS_P = (7, 17)
 
 
 def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -98,6 +100,11 @@ def networks() -> list[tuple[str, Any, Any, float]]:
         task = mm.ModularAddition(p=p, k=3)
         cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=3)
         out.append((f"random cubic p={p} k=3 d_mlp={SCALING_WIDTH}", mm.HookedMLP(cfg), task,
+                    0.2))
+    for p in FOUR_OPERANDS_P:
+        task = mm.ModularAddition(p=p, k=4)
+        cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=4)
+        out.append((f"random quartic p={p} k=4 d_mlp={SCALING_WIDTH}", mm.HookedMLP(cfg), task,
                     0.2))
     return out
 

@@ -57,9 +57,21 @@ def _live(label: tuple[Any, ...]) -> Tensor:
     return torch.tensor([i for i, lab in enumerate(label) if lab is not None], dtype=torch.long)
 
 
-def _shift(Q: Tensor, axis: int, step: int) -> Tensor:
-    """Q times z_axis^step on a dense exponent grid (exponents never leave the grid)."""
-    return torch.roll(Q, step, dims=axis + 1)
+def _power_coefficients(beta: Tensor, u: Tensor, d: int) -> Tensor:
+    """Coefficients Q[m], m ∈ {−d..d}^k (row-major, m_j + d per axis), of (β + Σ_j Re(u_j z_j))^d
+    per neuron, [L, (2d+1)^k]: the polynomial sampled on the (2d+1)^k roots of unity and
+    transformed back (exact: its exponents lie in {−d..d}, so nothing aliases)."""
+    k, side = u.shape[0], 2 * d + 1
+    if len(beta) == 0:                                  # no live neuron (FFT refuses empty)
+        return torch.zeros((0, side ** k), dtype=torch.complex128)
+    root = torch.exp(2j * math.pi * torch.arange(side, dtype=torch.float64) / side)   # [side]
+    pre = beta.view(-1, *(1,) * k).clone()
+    for j in range(k):
+        shape = [-1] + [side if a == j else 1 for a in range(k)]
+        pre = pre + (u[j][:, None] * root[None]).real.view(shape)
+    dims = tuple(range(1, k + 1))
+    Q = torch.fft.fftshift(torch.fft.fftn(pre ** d, dim=dims), dim=dims) / side ** k
+    return Q.reshape(len(beta), side ** k)
 
 
 def cyclic_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], model: Any
@@ -88,25 +100,19 @@ def cyclic_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mo
     W_hat[live] = w0[:, None] + (v[:, None] * wave.conj()).real
     beta = b_in[live] + c.sum(0)
     side = 2 * d + 1
-    Q = torch.zeros((len(live),) + (side,) * k, dtype=torch.complex128)
-    Q[(slice(None),) + (d,) * k] = 1.0
-    for _ in range(d):
-        nxt = beta.view(-1, *(1,) * k) * Q
-        for j in range(k):
-            half = (u[j] / 2).view(-1, *(1,) * k)
-            nxt = nxt + half * _shift(Q, j, 1) + half.conj() * _shift(Q, j, -1)
-        Q = nxt
-    Q = Q.reshape(len(live), side ** k)
+    Q = _power_coefficients(beta, u, d)                                        # [L, side^k]
     h_bound = torch.zeros(m, dtype=torch.float64)
     h_bound[live] = Q.abs().sum(1)
     h_bound[_zeroed(label)] = b_in[_zeroed(label)].abs() ** d
     exps = torch.cartesian_prod(*[torch.arange(-d, d + 1)] * k).reshape(-1, k)  # [side^k, k]
-    kappa = (Q * v[:, None]).reshape(-1)
-    g = (f[:, None, None] * exps[None]) % n                                    # [L, side^k, k]
-    g_c = (f % n)[:, None].expand(-1, exps.shape[0])
+    freqs, by_f = torch.unique(f, return_inverse=True)          # neurons of one frequency share
+    kappa = torch.zeros((len(freqs), side ** k), dtype=torch.complex128).index_add_(
+        0, by_f, Q * v[:, None])                                                # [F, side^k]
+    g = (freqs[:, None, None] * exps[None]) % n                                # [F, side^k, k]
+    g_c = (freqs % n)[:, None].expand(-1, exps.shape[0])
     key = (g * (n ** torch.arange(k))).sum(-1) + g_c * n ** k
     keys, where = torch.unique(key.reshape(-1), return_inverse=True)
-    coef = torch.zeros(len(keys), dtype=torch.complex128).index_add_(0, where, kappa)
+    coef = torch.zeros(len(keys), dtype=torch.complex128).index_add_(0, where, kappa.reshape(-1))
     gk = torch.stack([(keys // n ** j) % n for j in range(k + 1)], dim=1)      # [K, k+1]
     signal = ((gk[:, :k] + gk[:, k:]) % n == 0).all(1) & (gk[:, k] != 0)
     gcs, by_gc = torch.unique(gk[:, k], return_inverse=True)                   # per g_c
@@ -119,11 +125,13 @@ def cyclic_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mo
     noise = (noisy[:, None] * (1 - rot).abs()).sum(0)
     magnitude = float((Q.abs().sum(1) * v.abs()).sum()) * 2
     L, K = len(live), len(keys)
+    grid = side ** k
     flops = (L * (12 * k * n + 12 * n)                       # DFTs, reconstruction
-             + d * L * (2 * k + 1) * side ** k * 8           # pre^d
-             + L * side ** k * (6 + 2 * math.ceil(math.log2(max(2, L * side ** k))))  # κ, merge
+             + L * grid * ((k + d) + 5 * math.ceil(math.log2(grid)))    # pre^d on a grid, FFT
+             + L * grid * 8                                   # κ summed per frequency
+             + len(freqs) * grid * (4 * k + 2 * math.ceil(math.log2(max(2, len(freqs) * grid))))
              + K * (4 * k + 8) + len(gcs) * n * 14)          # classify, gaps per Δ
-    chain = d * (2 * k + 2) + L + K + 8
+    chain = k + d + 5 * math.ceil(math.log2(grid)) + L + K + 8
     return Expansion(T_hat, W_hat, h_bound, gap_sig - noise, magnitude, chain, flops)
 
 

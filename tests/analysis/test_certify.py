@@ -41,7 +41,8 @@ def assert_sound(model, task):
 
 
 @pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
-                                  mm.GroupComposition("S3"), mm.SparseParity(n=6, k=4)],
+                                  mm.ModularAddition(p=5, k=4), mm.GroupComposition("S3"),
+                                  mm.SparseParity(n=6, k=4)],
                          ids=str)
 @pytest.mark.parametrize("bound", BOUNDS)
 def test_tight_on_certificate_networks(task, bound):
@@ -167,8 +168,8 @@ def idealized_gaps(expl):
     return ex.margin[1:], gaps.amin(1)
 
 
-@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3)],
-                         ids=str)
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
+                                  mm.ModularAddition(p=5, k=4)], ids=str)
 def test_closed_form_is_exact_on_certificate_networks(task):
     bound, truth = idealized_gaps(mm.explain(mm.theory.certificate(task), task))
     torch.testing.assert_close(bound, truth, rtol=1e-9, atol=1e-9 * float(truth.abs().max()))
