@@ -125,7 +125,7 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     bounded by its coefficient; the rest is the uniform E_c with sup |ĥ_i| bounded by the
     ℓ1 norm of neuron i's coefficients. One margin bound then holds for every input (so the
     certified accuracy is 1 or 0), at a cost that does not grow with the number of inputs
-    (about 1% of brute force's operations on ``morwani_p71_quadratic``, see
+    (0.7% of brute force's operations on ``morwani_p71_quadratic``, see
     bench/bench_certify.py); with ``mm.explain(..., source="weights")`` the labels too are read
     without running the model. See docs/mathematics.md §6.4. The floating-point allowance is
     Higham's γ_n = n·u/(1 − n·u) (u the unit roundoff of the model's dtype, n = k + d_mlp +
