@@ -1,6 +1,8 @@
 """certify: sound (never above the brute-force accuracy, and the certified margin never above the
 true one) on random, perturbed, trained and zoo models; tight (1.0) on certificate networks."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -208,3 +210,23 @@ def test_harmonic_cost_grows_slower_than_the_inputs():
     brute = costs[13].brute_force_flops / costs[7].brute_force_flops
     assert brute > (13 / 7) ** 3                                            # inputs alone
     assert costs[13].flops / costs[7].flops < brute / 4
+
+
+def test_a_planted_wrong_answer_is_never_certified():
+    """Z_7's certificate network plus one unexplained neuron (its maps are spikes, which hold
+    every frequency) that fires on a = 2 or b = 3, four times as strongly on (2, 3), and votes
+    for class 0: the model is wrong there, and no bound may certify every input."""
+    task = mm.ModularAddition(p=7)
+    model = mm.theory.certificate(task)
+    T, W = operand_tables(model), model.W_out.detach().double()
+    spike = torch.zeros((2, 7, 1), dtype=torch.float64)
+    spike[0, 2, 0] = spike[1, 3, 0] = 1.0
+    vote = torch.zeros((1, 7), dtype=torch.float64)
+    vote[0, 0] = 4 * float(true_margins(model, task).max())   # x²: 4 at (2, 3), 1 on its lines
+    wide = mm.HookedMLP(dataclasses.replace(model.cfg, d_mlp=model.cfg.d_mlp + 1))
+    planted = build(wide, torch.cat([T, spike], 2), torch.cat([W, vote]))
+    truth = true_margins(planted, task)
+    assert bool((truth < 0).any())                                # the model is wrong there
+    cert = assert_sound(planted, task)
+    assert mm.explain(planted, task).label[-1] is None
+    assert cert.certified_accuracy < 1.0
