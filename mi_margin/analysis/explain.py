@@ -1,13 +1,16 @@
-"""Runnable explanations of one-hidden-layer MLPs, and how faithful they are.
+"""Runnable explanations of one-hidden-layer MLPs and one-layer transformers, and how faithful
+they are.
 
 :func:`explain` turns what :func:`~mi_margin.analysis.neurons.neuron_clusters` found into a network
 of the same shape (docs/mathematics.md §6.4): every live neuron keeps only the part of its input
 maps (per operand) and of its output map that lies in its own label's block {trivial, ρ} of the
 task's harmonic basis (frequency f for modular addition, irrep ρ for group composition); for
 sparse parity a neuron labelled by the subset S keeps its input weights on the bits of S.
-Unassigned and dead neurons are zeroed. :func:`fidelity` measures the explanation several ways at
-once (its own loss, the model with one component replaced, and a resampling test in the
-causal-scrubbing sense of Chan et al. 2022). :mod:`mi_margin.analysis.certify` turns it into a
+Unassigned and dead neurons are zeroed. The labels come from the activations or, for MLPs of group
+tasks, from the weights alone (:func:`weight_clusters`). :func:`fidelity` measures the
+explanation several ways at once (its own loss, the model with one component replaced, and
+resampling tests in the causal-scrubbing sense of Chan et al. 2022, the first of which scrubs what
+the explanation leaves out). :mod:`mi_margin.analysis.certify` turns it into a
 sound lower bound on the model's accuracy.
 
 One-layer transformers are explained through the same labels
