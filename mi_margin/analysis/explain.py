@@ -1,21 +1,27 @@
-"""Runnable explanations of one-hidden-layer MLPs, and how faithful they are.
+"""Runnable explanations of one-hidden-layer MLPs and one-layer transformers, and how faithful
+they are.
 
 :func:`explain` turns what :func:`~mi_margin.analysis.neurons.neuron_clusters` found into a network
 of the same shape (docs/mathematics.md §6.4): every live neuron keeps only the part of its input
 maps (per operand) and of its output map that lies in its own label's block {trivial, ρ} of the
 task's harmonic basis (frequency f for modular addition, irrep ρ for group composition); for
 sparse parity a neuron labelled by the subset S keeps its input weights on the bits of S.
-Unassigned and dead neurons are zeroed. :func:`fidelity` measures the explanation several ways at
-once (its own loss, the model with one component replaced, and a resampling test in the
-causal-scrubbing sense of Chan et al. 2022). :mod:`mi_margin.analysis.certify` turns it into a
+Unassigned and dead neurons are zeroed. The labels come from the activations or, for MLPs of group
+tasks, from the weights alone (:func:`weight_clusters`). :func:`fidelity` measures the
+explanation several ways at once (its own loss, the model with one component replaced, and
+resampling tests in the causal-scrubbing sense of Chan et al. 2022, the first of which scrubs what
+the explanation leaves out). :mod:`mi_margin.analysis.certify` turns it into a
 sound lower bound on the model's accuracy.
 
-Only :class:`~mi_margin.HookedMLP` is explained so far (both input styles); transformers are not.
+One-layer transformers are explained through the same labels
+(:mod:`mi_margin.analysis.explain_transformer`); they are scored by :func:`fidelity` but not
+certified.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +29,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from mi_margin.analysis.core import POST, subject
+from mi_margin.analysis.core import subject
+from mi_margin.analysis.explain_transformer import hybrids as transformer_hybrids
+from mi_margin.analysis.explain_transformer import resampled_logits as transformer_resampled
+from mi_margin.analysis.explain_transformer import transformer_circuit
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
+from mi_margin.models.activations import activation
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.transformer import HookedOneLayerTransformer
 
 ALGORITHM = {
     "frequency": "each neuron reads cos/sin(ω_f a_i) of every operand at its frequency f and "
@@ -48,20 +59,22 @@ class Explanation(AnalysisResult):
     """An idealized circuit of the same shape as ``original`` (see :func:`explain`).
 
     Attributes:
-        model: the explanation, a :class:`~mi_margin.HookedMLP` with the original's config.
+        model: the explanation, a model of the original's class with the original's config.
         original, task: what was explained. clusters: the labels it came from.
         label: per neuron the label kept (None: zeroed). kept: per neuron the share of the
             squared norm of its input and output maps that the explanation keeps, [d_mlp].
+        key: transformers only, the key labels the embedding and unembedding keep.
     """
 
     _score = "kept"
 
-    model: HookedMLP = field(repr=False)
-    original: HookedMLP = field(repr=False)
+    model: Any = field(repr=False)
+    original: Any = field(repr=False)
     task: Any = field(repr=False)
     clusters: NeuronClusters = field(repr=False)
     label: tuple[Any, ...] = field(repr=False)
     kept: Tensor = field(repr=False)
+    key: tuple[Any, ...] = ()
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -78,9 +91,11 @@ class Explanation(AnalysisResult):
                            key=lambda item: -item[1]))
         parts = ", ".join(f"{kind} {lab}: {n}" for lab, n in live.items())
         zeroed = self.counts.get(None, 0)
+        path = (f" The embedding and unembedding keep the key {kind} labels {list(self.key)}; "
+                f"attention is kept and carries them to the last position." if self.key else "")
         return (f"{type(self.task).__name__}: {len(live)} {kind} label(s) carry "
                 f"{sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} zeroed "
-                f"(dead or unassigned). Algorithm: {ALGORITHM[kind]}.")
+                f"(dead or unassigned).{path} Algorithm: {ALGORITHM[kind]}.")
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame({"neuron": range(len(self.label)),
@@ -153,13 +168,72 @@ def _projector(basis: Any, label: Any) -> Tensor:
     return P @ P.T
 
 
-def explain(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Explanation:
-    """The idealized circuit of a one-hidden-layer MLP: a runnable network of the same shape.
+def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClusters
+              ) -> tuple[Any, ...]:
+    """``label`` with every label outside ``keep`` replaced by None (all kept when None)."""
+    if keep is None:
+        return label
+    unknown = keep - set(clusters.labels[1:])
+    if unknown:
+        raise MiMarginError(f"keep holds labels the task does not have: "
+                            f"{sorted(unknown, key=str)} (the {clusters.label_kind} labels are "
+                            f"{list(clusters.labels[1:])})")
+    return tuple(lab if lab in keep else None for lab in label)
 
-    Each neuron with a dominant label ρ (``neuron_clusters`` from the activations, purity ≥
+
+#: where :func:`explain` reads the neurons' labels from
+SOURCES = ("activations", "weights")
+
+
+def weight_clusters(model: HookedMLP, task: Any, min_purity: float = 0.5) -> NeuronClusters:
+    """Every neuron's dominant label from its weights alone, without running the model: the
+    energy of its input map of each operand (T[j, :, i]) and of its output map (W_out[i]), each
+    centred, in every label's block of the task's basis (O((k+1) n² d_mlp) operations); dead
+    means all those maps are constant. For group tasks read as operands (not sparse parity).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> task = mm.ModularAddition(p=7)
+        >>> weight_clusters(mm.theory.certificate(task), task).label[:3]
+        (1, 1, 1)
+    """
+    if model.cfg.input_kind == "vector":
+        raise MiMarginError("labels from the weights need maps over group elements; sparse "
+                            "parity's ±1 inputs have none (use source='activations')")
+    s = subject(model, task)
+    b = s.basis
+    maps = [*operand_tables(model).unbind(0), b.by_element(model.W_out.detach().double().T)]
+    energy = torch.stack([b.weight_energy(X - X.mean(0)) for X in maps]).sum(0).T
+    energy[:, 0] = 0.0
+    total = energy.sum(1)
+    best, index = energy[:, 1:].max(1)
+    purity = torch.where(total > 0, best / total.clamp_min(1e-300), torch.nan)
+    dead = total == 0
+    label = tuple(b.nontrivial[int(j)] if bool(q >= min_purity) and not bool(d) else None
+                  for j, q, d in zip(index, purity, dead))
+    return NeuronClusters(label_kind=b.label_kind, labels=b.labels, model_kind=s.kind,
+                          source="weights", min_purity=min_purity, energy=energy, total=total,
+                          purity=purity, label=label, dead=dead,
+                          read_from=("W_in_eff", "W_out"))
+
+
+def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float = 0.5,
+            keep: Iterable[Any] | None = None, source: str = "activations") -> Explanation:
+    """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
+    network of the same shape.
+
+    MLP: each neuron with a dominant label ρ (``neuron_clusters`` from the activations, purity ≥
     ``min_purity``) keeps its input maps per operand and its output map projected onto {trivial, ρ};
     for sparse parity it keeps its input weights on the bits of its subset S (and its output
     map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §6.4).
+    ``keep`` restricts the explanation to some labels (a narrower hypothesis, e.g. "only
+    frequencies 14 and 35 matter"): neurons of every other label are zeroed too.
+    ``source="weights"`` (MLPs of group tasks) labels the neurons from their weights alone
+    (:func:`weight_clusters`), so that explaining and certifying (``bound="harmonic"``) never
+    run the model on every input. Transformer
+    (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
+    kept, each labelled neuron writing only its own label
+    (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
 
     Example:
         >>> import mi_margin as mm
@@ -168,24 +242,38 @@ def explain(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Explanation
         >>> expl.counts
         {1: 8, 2: 8, 3: 8}
     """
-    if not isinstance(model, HookedMLP):
-        raise MiMarginError(f"explain handles HookedMLP models only (transformers are not "
-                            f"explained yet), got {type(model).__name__}")
+    if not isinstance(model, (HookedMLP, HookedOneLayerTransformer)):
+        raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models, "
+                            f"got {type(model).__name__}")
+    if source not in SOURCES:
+        raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
+    if source == "weights" and not isinstance(model, HookedMLP):
+        raise MiMarginError("source='weights' labels MLP neurons; a transformer's neurons are "
+                            "labelled from their activations (source='activations')")
+    keep = None if keep is None else set(keep)
     s = subject(model, task)
-    clusters = neuron_clusters(model, task, min_purity=min_purity)
+    clusters = (weight_clusters(model, task, min_purity)
+                if source == "weights" and isinstance(model, HookedMLP) else
+                neuron_clusters(model, task, min_purity=min_purity))
     parity = clusters.label_kind == "subset"
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
+    label = _restrict(label, keep, clusters)
+    if isinstance(model, HookedOneLayerTransformer):
+        net, key, kept = transformer_circuit(model, task, label, keep)
+        return Explanation(model=net, original=model, task=task, clusters=clusters, label=label,
+                           kept=kept, key=tuple(key))
     T, W = operand_tables(model), model.W_out.detach().double()
     T_hat, W_hat = torch.zeros_like(T), torch.zeros_like(W)
-    for i, lab in enumerate(label):
-        if lab is None:
-            continue
+    for lab in dict.fromkeys(lab for lab in label if lab is not None):
+        idx = [i for i, other in enumerate(label) if other == lab]
         if parity:
             bits = list(lab)
-            T_hat[bits, :, i], W_hat[i] = T[bits, :, i], W[i]
+            for i in idx:
+                T_hat[bits, :, i], W_hat[i] = T[bits, :, i], W[i]
         else:
-            Pi = _projector(s.basis, lab)
-            T_hat[:, :, i], W_hat[i] = (Pi @ T[:, :, i].T).T, Pi @ W[i]
+            Pi = _projector(s.basis, lab)                    # one projector per label
+            T_hat[:, :, idx] = torch.einsum("uv,jvi->jui", Pi, T[:, :, idx])
+            W_hat[idx] = W[idx] @ Pi.T
     norm2 = T.square().sum((0, 1)) + W.square().sum(1)
     kept = (T_hat.square().sum((0, 1)) + W_hat.square().sum(1)) / norm2.clamp_min(1e-300)
     return Explanation(model=build(model, T_hat, W_hat), original=model, task=task,
@@ -193,26 +281,31 @@ def explain(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Explanation
 
 
 # -- fidelity -------------------------------------------------------------------------------------
+#: the resampling rows of :func:`fidelity`, the first is the causal-scrubbing test
+RESAMPLED = ("scrub: rest from any input", "scrub: key from any input", "resample same answer",
+             "resample any (baseline)")
+
+
 @dataclass(frozen=True)
 class Fidelity(AnalysisResult):
     """Loss and accuracy on every input of the model, its explanation, the model with one
     component replaced, and the resampling tests (see :func:`fidelity`).
 
     Attributes:
-        rows: ``(measure, loss, accuracy)`` per measured network.
-        recovered: the resampling test's loss recovered, (L_base − L_resampled)/(L_base − L_model).
+        rows: ``(measure, loss, accuracy, recovered)`` per measured network (recovered: NaN
+            except for the resampling rows).
+        recovered: the causal-scrubbing test's loss recovered (row ``"scrub: rest from any
+            input"``): 1 when what the explanation leaves out does not matter, clearly lower
+            when it does.
     """
 
     _score = "accuracy"
 
-    rows: tuple[tuple[str, float, float], ...]
+    rows: tuple[tuple[str, float, float, float], ...]
     recovered: float
 
     def _table(self) -> pd.DataFrame:
-        table = pd.DataFrame(list(self.rows), columns=["measure", "loss", "accuracy"])
-        table["recovered"] = [self.recovered if m == "resample equivalent" else math.nan
-                              for m in table["measure"]]
-        return table
+        return pd.DataFrame(list(self.rows), columns=["measure", "loss", "accuracy", "recovered"])
 
 
 def _scores(logits: Tensor, labels: Tensor) -> tuple[float, float]:
@@ -220,13 +313,45 @@ def _scores(logits: Tensor, labels: Tensor) -> tuple[float, float]:
     return loss, float((logits.argmax(1) == labels).double().mean())
 
 
-def _resampled(post: Tensor, model: HookedMLP, groups: Tensor, gen: torch.Generator) -> Tensor:
-    """Logits with every input's hidden activations taken from a random input of its group."""
-    source = torch.empty(len(post), dtype=torch.long)
+def table_sum(tables: Tensor, idx: Tensor) -> Tensor:
+    """Σ_j tables[j, idx[:, j]] per row, [N, d_mlp] (``idx`` from :func:`table_index`)."""
+    out = torch.zeros((len(idx), tables.shape[2]), dtype=tables.dtype)
+    for j in range(tables.shape[0]):
+        out += tables[j, idx[:, j]]
+    return out
+
+
+def _donors(groups: Tensor, gen: torch.Generator) -> Tensor:
+    """Per input a random input of its group (its own included)."""
+    source = torch.empty(len(groups), dtype=torch.long)
     for g in groups.unique():
         rows = (groups == g).nonzero()[:, 0]
         source[rows] = rows[torch.randint(len(rows), (len(rows),), generator=gen)]
-    return torch.nn.functional.linear(post[source], model.W_out.detach().t(), model.b_out.detach())
+    return source
+
+
+def _resampled_logits(explanation: Explanation, donors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """One draw of each resampling row's logits, float64 (docs/mathematics.md §6.4).
+
+    With key parts K(x) = Σ_j T̂[j, x_j], the rest R(x) = Σ_j (T − T̂)[j, x_j], the model's hidden
+    activations h(x) = σ(b + K(x) + R(x)), a random input x' and δW = W_out − Ŵ_out:
+    scrub rest: σ(b + K(x) + R(x')) Ŵ + h(x') δW; scrub key: σ(b + K(x') + R(x)) Ŵ + h(x) δW;
+    same answer: h(x'') W_out with x'' of the same answer; baseline: h(x') W_out.
+    """
+    model, task, expl = explanation.original, explanation.task, explanation.model
+    act = activation(model.cfg.act_fn, model.cfg.degree)
+    T, T_hat = operand_tables(model), operand_tables(expl)
+    W, W_hat = model.W_out.detach().double(), expl.W_out.detach().double()
+    b_in, b_out = model.b_in.detach().double(), model.b_out.detach().double()
+    idx = table_index(model, task.inputs)
+    key, rest = table_sum(T_hat, idx), table_sum(T - T_hat, idx)
+    h = act(b_in + key + rest)
+    other, same = donors["any"], donors["same"]
+    return {RESAMPLED[0]: act(b_in + key + rest[other]) @ W_hat + h[other] @ (W - W_hat) + b_out,
+            RESAMPLED[1]: act(b_in + key[other] + rest) @ W_hat + h @ (W - W_hat) + b_out,
+            RESAMPLED[2]: h[same] @ W + b_out,
+            RESAMPLED[3]: h[other] @ W + b_out,
+            "model": h @ W + b_out}
 
 
 def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelity:
@@ -234,10 +359,26 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
 
     Rows: the model; the explanation; the model with its input maps (for embed style the
     embedding and W_in) replaced by the explanation's; the model with its output map replaced;
-    the model with each input's hidden activations (``blocks.0.mlp.hook_post``) taken from a
-    random input with the same answer (same sum mod p, product, parity: what the explanation
-    says the hidden layer encodes); and the baseline that takes them from any random input. The
-    loss recovered is (L_base − L_resampled)/(L_base − L_model), averaged over ``draws``.
+    then resampling tests, each averaged over ``draws`` random draws, with the loss recovered
+    (L_base − L)/(L_base − L_model):
+
+    - ``scrub: rest from any input``, the causal-scrubbing test of the explanation: every neuron's
+      pre-activation takes the part the explanation keeps (T̂) from the input itself and the part
+      it leaves out (T − T̂) from a random input, and the output map's left-out part (W_out − Ŵ)
+      reads the hidden activations of that random input. The explanation claims what it leaves
+      out does not matter: recovered ≈ 1 when that is true, clearly lower when a needed part of
+      the mechanism was left out (a label not kept, an off-label component that carries signal);
+    - ``scrub: key from any input``, the control: the kept part from a random input, the rest
+      from the input itself (recovered ≈ 0 when the kept part is what computes the answer);
+    - ``resample same answer``: all hidden activations from a random input with the same
+      answer, a weak check (any model that is right everywhere recovers 1);
+    - ``resample any (baseline)``: all hidden activations from a random input.
+
+    The resampled networks are computed in float64 from the weight tables (as is the model's
+    loss in the ratio, so that an exact explanation recovers exactly 1). For a one-layer
+    transformer the component rows are the embedding, the MLP (W_in, W_out) and the unembedding
+    replaced, and the scrub also takes the embedding's and the unembedding's left-out parts from
+    the random input (:func:`~mi_margin.analysis.explain_transformer.resampled_logits`).
 
     Example:
         >>> import mi_margin as mm
@@ -245,26 +386,37 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
         >>> fid = mm.analysis.fidelity(mm.explain(mm.theory.certificate(task), task))
         >>> fid.to_dataframe()["accuracy"].tolist()[:4]
         [1.0, 1.0, 1.0, 1.0]
+        >>> round(fid.recovered, 6)
+        1.0
     """
     if draws < 1:
         raise MiMarginError(f"draws must be >= 1, got draws={draws!r}")
     model, task, expl = explanation.original, explanation.task, explanation.model
-    T, W = operand_tables(model), model.W_out.detach().double()
-    hybrids = {"explanation": expl,
-               "input maps replaced": build(model, operand_tables(expl), W),
-               "output map replaced": build(model, T, expl.W_out.detach().double())}
-    labels = task.labels
-    logits, acts = subject(model, task).run([POST])
-    rows = [("model", *_scores(logits, labels))]
-    rows += [(name, *_scores(subject(net, task).run()[0], labels)) for name, net in hybrids.items()]
+    labels, nan = task.labels, math.nan
+    transformer = isinstance(model, HookedOneLayerTransformer)
+    nets = {"explanation": expl, **(transformer_hybrids(model, expl) if transformer else
+                                    _mlp_hybrids(model, expl))}
+    rows = [("model", *_scores(subject(model, task).run()[0], labels), nan)]
+    rows += [(name, *_scores(subject(net, task).run()[0], labels), nan)
+             for name, net in nets.items()]
     gen = torch.Generator().manual_seed(seed)
-    everyone = torch.zeros_like(labels)
-    same, base = [], []
+    draws_ = []
     for _ in range(draws):
-        same.append(_scores(_resampled(acts[POST], model, labels, gen), labels))
-        base.append(_scores(_resampled(acts[POST], model, everyone, gen), labels))
-    mean = [tuple(sum(v) / draws for v in zip(*x)) for x in (same, base)]
-    rows += [("resample equivalent", *mean[0]), ("resample any (baseline)", *mean[1])]
-    gap = mean[1][0] - rows[0][1]
-    recovered = (mean[1][0] - mean[0][0]) / gap if gap != 0 else math.nan
-    return Fidelity(rows=tuple(rows), recovered=recovered)
+        donors = {"any": _donors(torch.zeros_like(labels), gen), "same": _donors(labels, gen)}
+        logits = (transformer_resampled(model, expl, task, donors, RESAMPLED) if transformer
+                  else _resampled_logits(explanation, donors))
+        draws_.append({name: _scores(value, labels) for name, value in logits.items()})
+    mean = {name: tuple(sum(d[name][i] for d in draws_) / draws for i in range(2))
+            for name in draws_[0]}
+    gap = mean[RESAMPLED[3]][0] - mean["model"][0]
+    share = {name: (mean[RESAMPLED[3]][0] - mean[name][0]) / gap if gap != 0 else nan
+             for name in RESAMPLED}
+    rows += [(name, mean[name][0], mean[name][1], share[name]) for name in RESAMPLED]
+    return Fidelity(rows=tuple(rows), recovered=share[RESAMPLED[0]])
+
+
+def _mlp_hybrids(model: HookedMLP, expl: HookedMLP) -> dict[str, HookedMLP]:
+    """The MLP with its input maps or its output map replaced by the explanation's."""
+    T, W = operand_tables(model), model.W_out.detach().double()
+    return {"input maps replaced": build(model, operand_tables(expl), W),
+            "output map replaced": build(model, T, expl.W_out.detach().double())}

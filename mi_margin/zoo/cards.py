@@ -9,7 +9,8 @@ load they were measured under, final loss and accuracy on the train split, the t
 inputs, the key frequencies or irreps by the API's own rule (recorded with its threshold; output
 harmonics labelled), structural metrics beside their value at initialization, the comparison with
 max-margin theory (:func:`~mi_margin.theory.compare_to_theory`) for the trained weights and for
-each named variant, the paper's numbers next to ours (labelled as the paper's), and which
+each named variant, the paper's numbers next to ours (labelled as the paper's), the runnable
+explanation with its fidelity and certified accuracy (:func:`explanation_lines`), and which
 checkpoints ship in which precision.
 """
 
@@ -21,16 +22,20 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.clock_pizza import clock_pizza
+from mi_margin.analysis.explain import explain, fidelity
 from mi_margin.analysis.progress import progress_measures
+from mi_margin.errors import MiMarginError
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
 from mi_margin.models.io import build_model
+from mi_margin.models.mlp import HookedMLP
 from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.theory.verdict import UNITS
 from mi_margin.training import Run
-from mi_margin.zoo.checks import key_labels, margin_ratio
+from mi_margin.zoo.checks import certified_margin_ratio, key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, first_step, generalization, phase_bounds
 
 RESULT = "**Result:** "
@@ -342,6 +347,7 @@ def card(rec: Any, run: Run, build: dict[str, Any], dtypes: dict[int, str],
         "## The paper's numbers and ours", "",
         markdown_table(paper_table(rec, mine)), "",
         *(progress_lines(run, keys) if rec.kind == "grokking" and keys else []),
+        *explanation_lines(run),
         "## Checkpoints shipped", "",
         ", ".join(f"{s} ({d})" for s, d in sorted(dtypes.items())), "",
         "Each intermediate checkpoint is stored in the smallest precision (float16, else float32) "
@@ -360,6 +366,50 @@ REPRODUCIBLE = (
     "(below); on another CPU the BLAS and torch's kernels round differently from the first step "
     "on: a float64 recipe ends within float rounding carried through training (outcomes the same), "
     "a float32 grokking run may take another trajectory (another grokking step).")
+
+
+def _fidelity_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Recovered fractions to 3 decimals (their rounding noise, ~1e-8, is not printed)."""
+    table["recovered"] = ["" if v != v else f"{abs(v) if abs(v) < 5e-4 else v:.3f}"
+                          for v in table["recovered"]]
+    return table
+
+
+def explanation_lines(run: Run, draws: int = 2) -> list[str]:
+    """The card's section on the runnable explanation (docs/mathematics.md §6.4): its summary,
+    its fidelity, and for MLPs the certified accuracy and margin of every bound that applies,
+    with its cost beside brute force's (and the certified margin / γ* where a theorem applies)."""
+    expl = explain(run.model, run.task)
+    fid = fidelity(expl, draws=draws)
+    lines = ["## Explanation, fidelity and certificate", "",
+             f"`mm.explain`: {expl.summary()}", "",
+             f"`mm.analysis.fidelity` ({draws} resampling draws; recovered = (L_base − L) / "
+             "(L_base − L_model), the scrub is the causal-scrubbing test of what the explanation "
+             "leaves out):", "", markdown_table(_fidelity_table(fid.to_dataframe())), ""]
+    if not isinstance(run.model, HookedMLP):
+        return [*lines, "Not certified: `mm.analysis.certify` covers one-hidden-layer MLPs (no "
+                        "bound through attention's softmax yet).", ""]
+    rows, certs = [], {}
+    for bound in BOUNDS:
+        try:
+            certs[bound] = cert = certify(expl, bound)
+        except MiMarginError as err:
+            rows.append({"bound": bound, "certified accuracy": "—", "certified min margin": "—",
+                         "FLOPs / brute force": f"not applicable: {err}".split(" (use")[0]})
+            continue
+        rows.append({"bound": bound, "certified accuracy": f"{cert.certified_accuracy:.4f}",
+                     "certified min margin": f"{cert.min_certified_margin:.4g}",
+                     "FLOPs / brute force": f"{cert.flops:.3g} / {cert.brute_force_flops:.3g}"})
+    accuracy = next(iter(certs.values())).accuracy
+    lines += ["`mm.analysis.certify`: lower bounds on the accuracy and margin over every input "
+              f"that are always sound (brute-force accuracy {accuracy:.4f}):", "",
+              markdown_table(pd.DataFrame(rows)), ""]
+    best = max(certs.values(), key=lambda c: c.min_certified_margin)
+    ratio = certified_margin_ratio(run.model, run.task, best.min_certified_margin)
+    if ratio is not None:
+        lines += [f"Certified margin / γ*: {ratio:.4f} (trained weights: "
+                  f"{margin_ratio(run.model, run.task):.4f}).", ""]
+    return lines
 
 
 def finish_lines(rec: Any, run: Run, build: dict[str, Any], variants: dict[str, Any]) -> list[str]:

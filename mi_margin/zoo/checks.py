@@ -57,6 +57,18 @@ def margin_ratio(model: HookedModel, task: Task) -> float | None:
     return None if res.normalized is None else float(res.normalized / pred.gamma)
 
 
+def certified_margin_ratio(model: HookedModel, task: Task, certified: float) -> float | None:
+    """A certified lower bound on the margin h(θ), normalized like :func:`margin_ratio` and over
+    γ* (None when the model is not of the theorem's family)."""
+    pred = prediction_for(model, task)
+    if not pred.applies or not pred.gamma:
+        return None
+    res = margin(model, task)
+    if res.norm_power_sum is None:
+        return None
+    return float(certified / res.norm_power_sum / pred.gamma)
+
+
 @torch.no_grad()
 def signature(model: HookedModel, task: Task) -> dict[str, Any]:
     """The answers the card reports for ``model`` (see the module docstring)."""

@@ -1,11 +1,14 @@
 """certify: sound (never above the brute-force accuracy, and the certified margin never above the
 true one) on random, perturbed, trained and zoo models; tight (1.0) on certificate networks."""
 
+import dataclasses
+
 import pytest
 import torch
 
 import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
+from mi_margin.analysis.closed_form import cyclic_margin
 from mi_margin.analysis.explain import build, operand_tables
 
 
@@ -21,9 +24,16 @@ def true_margins(model, task):
     return gap.amin(1)
 
 
+def bounds_for(model, task):
+    """Every bound that applies: the harmonic one needs x^d neurons and abelian characters."""
+    harmonic = model.cfg.act_fn in ("quadratic", "power") and isinstance(
+        task, (mm.ModularAddition, mm.SparseParity))
+    return BOUNDS if harmonic else tuple(b for b in BOUNDS if b != "harmonic")
+
+
 def assert_sound(model, task):
     expl = mm.explain(model, task)
-    for bound in BOUNDS:
+    for bound in bounds_for(model, task):
         cert = certify(expl, bound)
         assert cert.certified_accuracy <= cert.accuracy
         truth = true_margins(model, task)
@@ -33,11 +43,17 @@ def assert_sound(model, task):
 
 
 @pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
-                                  mm.GroupComposition("S3"), mm.SparseParity(n=6, k=4)],
+                                  mm.ModularAddition(p=5, k=4), mm.GroupComposition("S3"),
+                                  mm.SparseParity(n=6, k=4)],
                          ids=str)
 @pytest.mark.parametrize("bound", BOUNDS)
 def test_tight_on_certificate_networks(task, bound):
-    cert = certify(mm.explain(mm.theory.certificate(task), task), bound)
+    model = mm.theory.certificate(task)
+    if bound not in bounds_for(model, task):
+        with pytest.raises(mm.MiMarginError, match="harmonic certificate covers"):
+            certify(mm.explain(model, task), bound)
+        return
+    cert = certify(mm.explain(model, task), bound)
     assert cert.certified_accuracy == 1.0 == cert.accuracy
     assert cert.min_certified_margin > 0
 
@@ -92,7 +108,8 @@ def test_sound_on_a_trained_model():
     assert_sound(model, task)
 
 
-@pytest.mark.parametrize("name", ["chughtai_S4_mlp_seed0", "morwani_parity_n10_k4_quartic"])
+@pytest.mark.parametrize("name", ["chughtai_S4_mlp_seed0", "morwani_parity_n10_k4_quartic",
+                                  "morwani_p71_quadratic", "li_p23_k3_cubic"])
 def test_sound_on_zoo_entries(name):
     run = mm.zoo.load(name)
     assert_sound(run.model, run.task)
@@ -104,3 +121,112 @@ def test_per_input_bound_costs_more_and_is_refused_when_unknown():
     assert certify(expl, "uniform").flops < certify(expl, "per_input").flops
     with pytest.raises(mm.MiMarginError, match="bound="):
         certify(expl, "loose")
+
+
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
+                                  mm.SparseParity(n=6, k=4)], ids=str)
+@pytest.mark.parametrize("act", [("quadratic", None), ("power", 3)])
+def test_harmonic_sound_on_random_models(task, act):
+    for seed in range(3):
+        cfg = mm.MLPConfig.for_task(task, d_mlp=16, act_fn=act[0], act_degree=act[1], seed=seed,
+                                    use_biases=seed == 1)
+        assert_sound(mm.HookedMLP(cfg), task)
+
+
+def test_harmonic_sound_with_labels_from_the_weights():
+    task = mm.ModularAddition(p=7, k=3)
+    model = mm.theory.certificate(task)
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1e-3, 1e-1):
+        T = operand_tables(model)
+        noisy = T + scale * T.abs().max() * torch.randn(T.shape, generator=gen, dtype=T.dtype)
+        planted = build(model, noisy, model.W_out.detach().double())
+        cert = certify(mm.explain(planted, task, source="weights"), "harmonic")
+        assert cert.certified_accuracy <= cert.accuracy
+        assert cert.min_certified_margin <= float(true_margins(planted, task).min())
+
+
+def test_harmonic_sound_on_a_trained_quadratic_model():
+    task = mm.ModularAddition(p=11)
+    torch.manual_seed(0)
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=48, act_fn="quadratic"))
+    mm.train(model, task, mm.TrainConfig(steps=300, lr=1e-2, weight_decay=1e-3, progress=False,
+                                          n_checkpoints=1))
+    assert_sound(model, task)
+
+
+def idealized_gaps(expl):
+    """Brute force on the idealized circuit the closed form expands: per Δ = c − y, the minimum
+    over inputs of logit̂_y − logit̂_c (modular addition), in float64."""
+    model, task = expl.original, expl.task
+    ex = cyclic_margin(operand_tables(model), model.W_out.detach().double(),
+                       model.b_in.detach().double(), expl.label, model)
+    net = build(model, ex.tables, ex.W_out).double()
+    with torch.no_grad():
+        logits = net(task.inputs)
+    y, p = task.labels, logits.shape[1]
+    rows = torch.arange(len(y))
+    gaps = torch.stack([logits[rows, y] - logits[rows, (y + d) % p] for d in range(1, p)])
+    return ex.margin[1:], gaps.amin(1)
+
+
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
+                                  mm.ModularAddition(p=5, k=4)], ids=str)
+def test_closed_form_is_exact_on_certificate_networks(task):
+    bound, truth = idealized_gaps(mm.explain(mm.theory.certificate(task), task))
+    torch.testing.assert_close(bound, truth, rtol=1e-9, atol=1e-9 * float(truth.abs().max()))
+
+
+def test_closed_form_is_a_lower_bound_on_random_models():
+    task = mm.ModularAddition(p=7, k=3)
+    for seed in range(3):
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, act_fn="power", act_degree=3,
+                                                   seed=seed))
+        bound, truth = idealized_gaps(mm.explain(model, task, min_purity=0.2))
+        assert bool((bound <= truth + 1e-9 * truth.abs().max()).all())
+        assert bool((bound < truth - 1e-6 * truth.abs().max()).any())     # noise is bounded
+
+
+def test_harmonic_is_refused_where_no_closed_form_is_known():
+    task = mm.GroupComposition("S3")
+    expl = mm.explain(mm.theory.certificate(task), task)
+    with pytest.raises(mm.MiMarginError, match="GroupComposition with irrep labels"):
+        certify(expl, "harmonic")
+    relu = mm.HookedMLP(mm.MLPConfig.for_task(mm.ModularAddition(p=7), d_mlp=8, act_fn="relu"))
+    with pytest.raises(mm.MiMarginError, match="act_fn='relu'"):
+        certify(mm.explain(relu, mm.ModularAddition(p=7)), "harmonic")
+
+
+def test_harmonic_cost_grows_slower_than_the_inputs():
+    """Same network shape on Z_7 and Z_13 with 3 operands: brute force's cost grows with p^4
+    (inputs times classes), the harmonic bound's about linearly in p."""
+    costs = {}
+    for p in (7, 13):
+        task = mm.ModularAddition(p=p, k=3)
+        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16, act_fn="power", act_degree=3))
+        cert = certify(mm.explain(model, task, min_purity=0.2), "harmonic", compare=False)
+        assert cert.accuracy != cert.accuracy                                   # NaN: not run
+        costs[p] = cert
+    brute = costs[13].brute_force_flops / costs[7].brute_force_flops
+    assert brute > (13 / 7) ** 3                                            # inputs alone
+    assert costs[13].flops / costs[7].flops < brute / 4
+
+
+def test_a_planted_wrong_answer_is_never_certified():
+    """Z_7's certificate network plus one unexplained neuron (its maps are spikes, which hold
+    every frequency) that fires on a = 2 or b = 3, four times as strongly on (2, 3), and votes
+    for class 0: the model is wrong there, and no bound may certify every input."""
+    task = mm.ModularAddition(p=7)
+    model = mm.theory.certificate(task)
+    T, W = operand_tables(model), model.W_out.detach().double()
+    spike = torch.zeros((2, 7, 1), dtype=torch.float64)
+    spike[0, 2, 0] = spike[1, 3, 0] = 1.0
+    vote = torch.zeros((1, 7), dtype=torch.float64)
+    vote[0, 0] = 4 * float(true_margins(model, task).max())   # x²: 4 at (2, 3), 1 on its lines
+    wide = mm.HookedMLP(dataclasses.replace(model.cfg, d_mlp=model.cfg.d_mlp + 1))
+    planted = build(wide, torch.cat([T, spike], 2), torch.cat([W, vote]))
+    truth = true_margins(planted, task)
+    assert bool((truth < 0).any())                                # the model is wrong there
+    cert = assert_sound(planted, task)
+    assert mm.explain(planted, task).label[-1] is None
+    assert cert.certified_accuracy < 1.0

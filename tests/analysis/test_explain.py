@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mi_margin as mm
-from mi_margin.analysis.explain import build, fidelity, operand_tables
+from mi_margin.analysis.explain import RESAMPLED, build, fidelity, operand_tables
 from mi_margin.models.evaluation import cross_entropy64
 
 TASKS = [lambda: mm.ModularAddition(p=7), lambda: mm.ModularAddition(p=5, k=3),
@@ -70,11 +70,68 @@ def test_embed_style_too_narrow_is_refused():
         mm.explain(model, task)
 
 
-def test_transformer_is_refused():
+def tiny_transformer(seed=0):
     task = mm.ModularAddition(p=7)
-    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task))
-    with pytest.raises(mm.MiMarginError, match="HookedMLP"):
-        mm.explain(model, task)
+    cfg = mm.TransformerConfig.for_task(task, d_model=32, n_heads=2, d_head=8, d_mlp=24,
+                                        seed=seed)
+    return mm.HookedOneLayerTransformer(cfg), task
+
+
+@pytest.mark.filterwarnings("ignore::mi_margin.NotGeneralizedWarning")
+def test_transformer_with_every_label_kept_is_its_own_explanation():
+    """Z_7 has frequencies 1..3: with every live neuron labelled, the projections are the
+    identity and only dead neurons (constant at the last position) are zeroed, so the
+    explanation computes the model's answers and scrubbing what it leaves out changes nothing."""
+    model, task = tiny_transformer()
+    expl = mm.explain(model, task, min_purity=1e-9)
+    assert set(expl.key) == {1, 2, 3}
+    zeroed = [i for i, lab in enumerate(expl.label) if lab is None]
+    assert bool(expl.clusters.dead[zeroed].all())
+    for name, value in model.state_dict().items():
+        if name != "blocks.0.mlp.W_out":
+            torch.testing.assert_close(expl.model.state_dict()[name], value, rtol=1e-5,
+                                       atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(expl.model(task.tokens)[:, -1], model(task.tokens)[:, -1],
+                                   rtol=1e-5, atol=1e-5)         # the answer's position
+    table = fidelity(expl, draws=2).to_dataframe().set_index("measure")
+    assert table.loc[RESAMPLED[0], "recovered"] == pytest.approx(1.0, abs=1e-6)
+    assert table.loc[RESAMPLED[1], "recovered"] == pytest.approx(0.0, abs=1e-6)
+    for row in ["explanation", "embedding replaced", "MLP replaced", "unembedding replaced"]:
+        assert table.loc[row, "loss"] == pytest.approx(table.loc["model", "loss"], rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::mi_margin.NotGeneralizedWarning")
+def test_transformer_explanation_projects_onto_the_kept_labels():
+    model, task = tiny_transformer(seed=1)
+    expl = mm.explain(model, task, min_purity=1e-9, keep={2})
+    basis = mm.analysis.core.subject(model, task).basis
+    drop = torch.cat([basis.operand_basis(f) for f in set(basis.labels[1:]) - set(expl.key)], 1)
+    assert float((drop.T @ expl.model.W_E[:7].detach().double()).abs().max()) < 1e-6
+    assert float((expl.model.W_U.detach().double() @ drop).abs().max()) < 1e-6
+    zeroed = [i for i, lab in enumerate(expl.label) if lab is None]
+    assert bool((expl.model.W_out[0][zeroed] == 0).all())
+    table = fidelity(expl, draws=1).to_dataframe().set_index("measure")
+    hybrid = type(model)(model.cfg)
+    hybrid.load_state_dict({**model.state_dict(), "embed.W_E": expl.model.W_E.detach()})
+    with torch.no_grad():
+        loss = float(cross_entropy64(hybrid(task.tokens)[:, -1], task.labels))
+    assert table.loc["embedding replaced", "loss"] == pytest.approx(loss, rel=1e-6)
+
+
+def test_nanda_transformer_explanation_is_faithful():
+    """The zoo's Nanda model: the key-frequency circuit keeps its accuracy, and scrubbing what
+    it leaves out recovers nearly all the loss while scrubbing what it keeps recovers little."""
+    run = mm.zoo.load("nanda_p113_transformer")
+    expl = mm.explain(run.model, run.task)
+    keys = mm.key_frequencies(run.model, run.task)
+    assert set(expl.key) == set(keys) | {lab for lab in expl.label if lab is not None}
+    table = fidelity(expl, draws=1).to_dataframe().set_index("measure")
+    assert table.loc["explanation", "accuracy"] > 0.99
+    assert table.loc[RESAMPLED[0], "recovered"] > 0.99
+    assert table.loc[RESAMPLED[1], "recovered"] < 0.1
+    with pytest.raises(mm.MiMarginError, match="not certified"):
+        mm.analysis.certify(expl)
 
 
 def test_fidelity_rows_are_the_losses_they_name():
@@ -88,9 +145,46 @@ def test_fidelity_rows_are_the_losses_they_name():
     hybrid = build(model, operand_tables(expl.model), model.W_out.detach().double())
     assert table.loc["input maps replaced", "loss"] == pytest.approx(loss_of(hybrid, task),
                                                                      rel=1e-12)
-    base, same = table.loc["resample any (baseline)", "loss"], \
-        table.loc["resample equivalent", "loss"]
-    assert fid.recovered == pytest.approx((base - same) / (base - table.loc["model", "loss"]))
+    base = table.loc["resample any (baseline)", "loss"]
+    for row in RESAMPLED:
+        assert table.loc[row, "recovered"] == pytest.approx(
+            (base - table.loc[row, "loss"]) / (base - table.loc["model", "loss"]), rel=1e-6)
+    assert fid.recovered == table.loc[RESAMPLED[0], "recovered"]
+
+
+@pytest.mark.parametrize("make", TASKS)
+def test_scrubbing_an_exact_explanation_changes_nothing(make):
+    """A certificate network is its own explanation: the left-out part is zero, so scrubbing it
+    is the model and scrubbing the kept part is the baseline, draw by draw."""
+    task = make()
+    table = fidelity(mm.explain(mm.theory.certificate(task), task)).to_dataframe()
+    table = table.set_index("measure")
+    assert table.loc[RESAMPLED[0], "recovered"] == pytest.approx(1.0, abs=1e-9)
+    assert table.loc[RESAMPLED[1], "recovered"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_scrubbing_detects_a_mechanism_left_out():
+    """Z_7's certificate network uses frequencies 1, 2 and 3; an explanation that keeps fewer of
+    them leaves out part of the mechanism and must recover clearly less, less the more it omits,
+    while the weak same-answer test cannot tell (it recovers 1 for every explanation)."""
+    task = mm.ModularAddition(p=7)
+    model = mm.theory.certificate(task)
+    full, two, one = (fidelity(mm.explain(model, task, keep=keep)) for keep in
+                      (None, {1, 2}, {1}))
+    assert full.recovered == pytest.approx(1.0, abs=1e-9)
+    assert two.recovered < 0.8 and one.recovered < two.recovered - 0.1
+    for fid in (full, two, one):
+        same = fid.to_dataframe().set_index("measure").loc[RESAMPLED[2], "recovered"]
+        assert same == pytest.approx(1.0, abs=1e-9)
+
+
+def test_keep_restricts_the_labels_and_refuses_unknown_ones():
+    task = mm.ModularAddition(p=7)
+    model = mm.theory.certificate(task)
+    expl = mm.explain(model, task, keep=[2])
+    assert set(expl.counts) == {2, None}
+    with pytest.raises(mm.MiMarginError, match=r"keep .*\[5\]"):
+        mm.explain(model, task, keep=[2, 5])
 
 
 def test_summary_and_table():
@@ -101,3 +195,23 @@ def test_summary_and_table():
         assert f"irrep {lab}: {n}" in text
     assert "Algorithm" in text
     assert len(expl.to_dataframe()) == expl.model.cfg.d_mlp
+
+
+@pytest.mark.parametrize("make", TASKS[:3])
+def test_weight_labels_agree_with_activation_labels_on_certificate_networks(make):
+    task = make()
+    model = mm.theory.certificate(task)
+    by_weights = mm.explain(model, task, source="weights")
+    assert by_weights.label == mm.explain(model, task).label
+    assert by_weights.clusters.source == "weights"
+
+
+def test_weight_labels_are_refused_where_there_are_no_maps():
+    task = mm.SparseParity(n=6, k=4)
+    with pytest.raises(mm.MiMarginError, match="source='activations'"):
+        mm.explain(mm.theory.certificate(task), task, source="weights")
+    model, task = tiny_transformer()
+    with pytest.raises(mm.MiMarginError, match="transformer"):
+        mm.explain(model, task, source="weights")
+    with pytest.raises(mm.MiMarginError, match="source='grid'"):
+        mm.explain(mm.theory.certificate(task), task, source="grid")

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import re
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import mi_margin as mm
+from mi_margin.analysis.certify import BOUNDS
 from mi_margin.analysis.key_rules import rule_for
 from mi_margin.errors import NotGeneralizedWarning
 from mi_margin.zoo.build import recipe, reproductions_table
-from mi_margin.zoo.cards import RESULT, initial_model
+from mi_margin.zoo.cards import RESULT, explanation_lines, initial_model
 from mi_margin.zoo.checks import key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, generalization
 
@@ -140,3 +142,43 @@ def test_s4_rows_do_not_cite_the_paper_figure_as_theirs():
     for name in [n for n in ENTRIES if n.startswith("chughtai_S4")]:
         assert "not in the paper" in recipe(name).paper
         assert "Fig. 7" not in recipe(name).paper
+
+
+def _table_row(lines, first):
+    """The cells of the markdown row of ``lines`` whose first cell is ``first``."""
+    row = next(ln for ln in "\n".join(lines).splitlines() if ln.startswith(f"| {first} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+@pytest.mark.parametrize("name", ["morwani_parity_n10_k4_quartic", "chughtai_S4_mlp_seed0"])
+def test_card_explanation_section_is_what_the_api_computes(name):
+    run = mm.zoo.load(name)
+    lines = explanation_lines(run, draws=1)
+    expl = mm.explain(run.model, run.task)
+    assert f"`mm.explain`: {expl.summary()}" in lines
+    fid = mm.analysis.fidelity(expl, draws=1).to_dataframe().set_index("measure")
+    for measure in fid.index:
+        printed = float(_table_row(lines, measure)[1])
+        assert printed == pytest.approx(fid.loc[measure, "loss"], rel=1e-3)
+    for bound in BOUNDS:
+        cells = _table_row(lines, bound)
+        try:
+            cert = mm.analysis.certify(expl, bound)
+        except mm.MiMarginError:
+            assert cells[3].startswith("not applicable")
+            continue
+        assert float(cells[1]) == pytest.approx(cert.certified_accuracy, abs=5e-5)
+        assert float(cells[2]) == pytest.approx(cert.min_certified_margin, rel=1e-3)
+    ratio = margin_ratio(run.model, run.task)
+    assert any(ln.startswith("Certified margin / γ*") for ln in lines) == (ratio is not None)
+
+
+def test_card_explanation_section_says_transformers_are_not_certified():
+    task = mm.ModularAddition(p=7)
+    model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=32, n_heads=2, d_head=8, d_mlp=24))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeneralizedWarning)
+        lines = explanation_lines(SimpleNamespace(model=model, task=task), draws=1)
+    assert any(ln.startswith("Not certified") for ln in lines)
+    assert _table_row(lines, "embedding replaced")
