@@ -477,7 +477,7 @@ print(f"{sum(counts.values())} of {model.cfg.d_mlp} neurons kept in {len(counts)
       f"(fewest {min(counts.values())}, most {max(counts.values())} neurons per frequency); "
       f"{explanation.counts.get(None, 0)} zeroed")
 fid = mm.analysis.fidelity(explanation, draws=2)
-fid.to_dataframe()"""),
+fid.to_dataframe().round(4)"""),
     md(r"""
 A good fidelity is still a measurement on samples of inputs and draws. A **certificate** is a
 proof: `mm.analysis.certify` bounds the original model's margin on *every* input from below
@@ -487,8 +487,9 @@ and the `"harmonic"` bound does not even run the explanation on the inputs: with
 the idealized circuit expands once into characters $e^{i\omega(g a + h b - g_c c)}$, and the
 coefficients of those characters bound every input's logit gap at once. The cost does not grow
 with the number of inputs, and with `source="weights"` the neurons' frequencies too are read from
-the weights, so nothing below runs the model on the table. The certified margin, normalized like
-the trained one, is a lower bound on $\bar h(\theta)$ and so on the ratio to $\gamma^*$.
+the weights: the certificate never runs the model on the table (brute force does, below, for
+comparison). The certified margin, normalized by the same $\sum_i \|\omega_i\|_2^3$ as the trained
+one, is a lower bound on $\bar h(\theta)$ and so on its ratio to $\gamma^*$.
 """),
     code("""
 import time
@@ -502,7 +503,7 @@ start = time.perf_counter()
 brute = mm.margin(model, task)                              # brute force: every input through the model
 brute_seconds = time.perf_counter() - start
 
-certified_ratio = harmonic.min_certified_margin / brute.norm_power_sum / pred.gamma
+certified_ratio = harmonic.min_certified_margin / brute.norm_power_sum / pred.gamma   # Σ‖ω_i‖³
 print(f"certified accuracy: {harmonic.certified_accuracy:.0%} of the {P}² inputs")
 print(f"certified margin h ≥ {harmonic.min_certified_margin:.6g}; true h(θ) = {brute.value:.6g}")
 print(f"certified margin / γ* = {certified_ratio:.4f}; trained margin / γ* = {trained_cmp.ratio:.4f}")
