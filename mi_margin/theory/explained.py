@@ -65,8 +65,9 @@ class ExplanationCheck:
         certificates: bound name → certificate, for every bound that applies (in
             :data:`~mi_margin.analysis.certify.BOUNDS` order).
         refused: bound name → why :func:`~mi_margin.analysis.certify.certify` refused it.
-        certified_ratio: the best certified margin normalized and over γ* (None when no
-            theorem applies or nothing was certified). trained_ratio: the trained margin over γ*.
+        best: the bound with the largest certified margin (None when none applies).
+        certified_ratio: its certified margin normalized and over γ* (None when no theorem
+            applies or no bound does). trained_ratio: the trained margin over γ*.
     """
 
     explanation: Explanation
@@ -74,6 +75,7 @@ class ExplanationCheck:
     draws: int
     certificates: dict[str, Certificate]
     refused: dict[str, str]
+    best: str | None
     certified_ratio: float | None
     trained_ratio: float | None
 
@@ -135,10 +137,10 @@ def explanation_check(model: HookedModel, task: Task, draws: int = 2) -> Explana
             certs[bound] = certify(expl, bound, compare=not certs)
         except MiMarginError as err:
             refused[bound] = str(err).split(" (use")[0]
-    best = max(certs.values(), key=lambda c: c.min_certified_margin, default=None)
+    best = max(certs, key=lambda b: certs[b].min_certified_margin, default=None)
     return ExplanationCheck(
         explanation=expl, fidelity=fidelity(expl, draws=draws), draws=draws, certificates=certs,
-        refused=refused,
+        refused=refused, best=best,
         certified_ratio=None if best is None else certified_margin_ratio(
-            model, task, best.min_certified_margin),
+            model, task, certs[best].min_certified_margin),
         trained_ratio=margin_ratio(model, task))

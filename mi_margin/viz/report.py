@@ -253,8 +253,9 @@ def _certificates(check: ExplanationCheck) -> list[Part]:
                         f"{check.accuracy:.4f})"),
         _html.table(check.certificate_table())]
     if check.certified_ratio is not None:
-        parts.append(_html.paragraph(f"Certified margin / γ*: {check.certified_ratio:.4f} "
-                                     f"(trained weights: {check.trained_ratio:.4f})"))
+        parts.append(_html.paragraph(f"Certified margin / γ*: {check.certified_ratio:.4f} by the "
+                                     f"{check.best} bound (trained weights: "
+                                     f"{check.trained_ratio:.4f})"))
     return parts
 
 

@@ -20,7 +20,7 @@ from mi_margin import groups
 from mi_margin.analysis import restricted
 from mi_margin.analysis.certify import BOUNDS
 from mi_margin.analysis.progress import checkpoint_caches
-from mi_margin.theory.explained import margin_ratio
+from mi_margin.theory.explained import certified_margin_ratio, margin_ratio
 from mi_margin.viz import _html, report
 from mi_margin.viz import timeline as viz_timeline
 from mi_margin.viz.report import write_report
@@ -159,8 +159,25 @@ def test_explanation_section_is_what_the_api_computes(which, request, tmp_path):
     if which == "transformer":
         assert len(set(refused)) == 1 and rows == {}
         assert _html.escape(f"Not certified: {refused[0]}") in certificates
-    ratio = margin_ratio(run.model, run.task)
-    assert ("Certified margin / γ*" in certificates) == (ratio is not None)
+    assert "Certified margin / γ*" not in certificates   # none of these is of a theorem's family
+
+
+def test_certified_margin_of_a_theorem_network_is_shown_beside_the_trained_one():
+    """The max-margin certificate network of mm.theory (a step of training keeps it in the
+    theorem's family): the report shows the best bound's certified margin / γ*, never above the
+    trained margin / γ*, which is 1 up to that step."""
+    task = mm.ModularAddition(p=7)
+    run = mm.train(mm.theory.certificate(task), task, mm.TrainConfig(
+        steps=1, lr=1e-6, eval_every=1, n_checkpoints=2, progress=False))
+    certificates = "".join(report._explanation(report.Context(run))["Certificates"]())
+    expl = mm.explain(run.model, run.task)
+    certs = {bound: mm.analysis.certify(expl, bound) for bound in BOUNDS}
+    best = max(certs, key=lambda b: certs[b].min_certified_margin)
+    certified = certified_margin_ratio(run.model, task, certs[best].min_certified_margin)
+    trained = margin_ratio(run.model, task)
+    assert f"Certified margin / γ*: {certified:.4f} by the {best} bound (trained weights: " \
+           f"{trained:.4f})" in unescape(certificates)
+    assert 0 < certified <= trained <= 1 + 1e-9
 
 
 def test_a_model_explain_refuses_gets_its_reason_not_an_error(mlp_run, tmp_path, monkeypatch):
