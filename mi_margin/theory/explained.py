@@ -28,7 +28,9 @@ from mi_margin.analysis.certify import BOUNDS, Certificate, certify
 from mi_margin.analysis.explain import Explanation, Fidelity, explain, fidelity
 from mi_margin.analysis.margin import margin
 from mi_margin.errors import MiMarginError
+from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.protocol import HookedModel
+from mi_margin.models.transformer import HookedOneLayerTransformer
 from mi_margin.tasks import Task
 from mi_margin.theory.predictions import prediction_for
 
@@ -114,7 +116,8 @@ class ExplanationCheck:
         return pd.DataFrame(rows)
 
 
-def explanation_check(model: HookedModel, task: Task, draws: int = 2) -> ExplanationCheck:
+def explanation_check(model: HookedMLP | HookedOneLayerTransformer, task: Task, draws: int = 2
+                      ) -> ExplanationCheck:
     """Explain ``model``, measure the explanation's fidelity and certify it with every bound.
 
     A bound that does not apply (certify raises :class:`~mi_margin.MiMarginError`: a transformer,
