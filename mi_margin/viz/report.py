@@ -4,7 +4,8 @@ It opens with a computed one-paragraph verdict (what the model learned, how far 
 max-margin theory), then holds the run's configuration, its training curves, and every analysis
 that applies: Fourier spectra, key frequencies and restricted/excluded loss for modular addition
 (Nanda et al. 2023), irrep spectra for group composition (Chughtai et al. 2023), margins against
-the max-margin theory for MLPs (Morwani et al. 2024), attention for transformers, and NFM/AGOP
+the max-margin theory for MLPs (Morwani et al. 2024), attention for transformers, the runnable
+explanation with its fidelity and accuracy certificates (docs/mathematics.md §6.4), and NFM/AGOP
 alignment (Beaglehole et al. 2024) where it is cheap. plotly.js and the circuitsvis bundle are
 inlined once, and they and the sections are gzip-compressed into the page
 (:func:`~mi_margin.viz._html.packed_page`), so the file is small and opens from disk with no
@@ -35,6 +36,7 @@ from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import logit_similarity, spectrum
 from mi_margin.errors import MiMarginError
 from mi_margin.theory.compare import compare_to_theory
+from mi_margin.theory.explained import ExplanationCheck, explanation_check
 from mi_margin.theory.predictions import prediction_for
 from mi_margin.theory.verdict import verdict
 from mi_margin.training import load
@@ -216,6 +218,47 @@ def _attention(ctx: Context) -> dict[str, Item]:
             "Attention patterns of single inputs": lambda: [attention_view(ctx.model, ctx.task)]}
 
 
+#: resampling draws of the fidelity table (as on the zoo's cards)
+FIDELITY_DRAWS = 2
+
+
+def _explanation(ctx: Context) -> dict[str, Item]:
+    """The runnable explanation, its fidelity and every certificate that applies, as the zoo's
+    cards show them (:func:`~mi_margin.theory.explained.explanation_check`, docs/mathematics.md
+    §6.4). A model that ``mm.explain`` refuses gets its reason in place of the section's items;
+    a bound that ``certify`` refuses gets its reason in the certificates' table."""
+    try:
+        check = ctx.memo("explanation", lambda: explanation_check(ctx.model, ctx.task,
+                                                                  draws=FIDELITY_DRAWS))
+    except MiMarginError as err:
+        reason = f"Not explained: {err}"
+        return {"Explanation": lambda: [_html.paragraph(reason)]}
+    return {"Explanation": lambda: [_html.paragraph(f"mm.explain: {check.explanation.summary()}")],
+            "Fidelity": lambda: [_html.paragraph(
+                f"mm.analysis.fidelity over every input ({check.draws} resampling draws; "
+                "recovered = (L_base − L) / (L_base − L_model); the scrub is the "
+                "causal-scrubbing test of what the explanation leaves out)"),
+                _html.table(check.fidelity_table())],
+            "Certificates": lambda: _certificates(check)}
+
+
+def _certificates(check: ExplanationCheck) -> list[Part]:
+    """The certificates' table with the brute-force accuracy, and the certified margin / γ*
+    beside the trained one; or why no bound applies."""
+    if check.not_certified is not None:
+        return [_html.paragraph(f"Not certified: {check.not_certified}")]
+    parts: list[Part] = [
+        _html.paragraph("mm.analysis.certify: lower bounds on the accuracy and the margin over "
+                        "every input that are always sound (brute-force accuracy "
+                        f"{check.accuracy:.4f})"),
+        _html.table(check.certificate_table())]
+    if check.certified_ratio is not None:
+        parts.append(_html.paragraph(f"Certified margin / γ*: {check.certified_ratio:.4f} by the "
+                                     f"{check.best} bound (trained weights: "
+                                     f"{check.trained_ratio:.4f})"))
+    return parts
+
+
 def nfa_cost(model: Any, task: Any) -> float:
     """Rough cost (train examples × input dim × hidden width) of the NFA on this model."""
     cfg = model.cfg
@@ -256,6 +299,8 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
         out.append(("Margins and theory", _theory))
     if model_kind == "transformer":
         out.append(("Attention", _attention))
+    if basis is not None:
+        out.append(("Explanation and certificate", _explanation))
     if nfa_cost(run.model, run.task) <= NFA_BUDGET and len(run.task.train_idx):
         out.append(("Feature alignment (NFA)", _nfa))
     return out

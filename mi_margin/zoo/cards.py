@@ -22,20 +22,17 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.clock_pizza import clock_pizza
-from mi_margin.analysis.explain import explain, fidelity
 from mi_margin.analysis.progress import progress_measures
-from mi_margin.errors import MiMarginError
 from mi_margin.groups.irrep import find_irrep
 from mi_margin.models.evaluation import cross_entropy64, evaluate, model_inputs
 from mi_margin.models.io import build_model
-from mi_margin.models.mlp import HookedMLP
 from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
+from mi_margin.theory.explained import explanation_check
 from mi_margin.theory.verdict import UNITS
 from mi_margin.training import Run
-from mi_margin.zoo.checks import certified_margin_ratio, key_labels, margin_ratio
+from mi_margin.zoo.checks import key_labels, margin_ratio
 from mi_margin.zoo.phases import LEVEL, first_step, generalization, phase_bounds
 
 RESULT = "**Result:** "
@@ -368,47 +365,26 @@ REPRODUCIBLE = (
     "a float32 grokking run may take another trajectory (another grokking step).")
 
 
-def _fidelity_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Recovered fractions to 3 decimals (their rounding noise, ~1e-8, is not printed)."""
-    table["recovered"] = ["" if v != v else f"{abs(v) if abs(v) < 5e-4 else v:.3f}"
-                          for v in table["recovered"]]
-    return table
-
-
 def explanation_lines(run: Run, draws: int = 2) -> list[str]:
     """The card's section on the runnable explanation (docs/mathematics.md §6.4): its summary,
     its fidelity, and for MLPs the certified accuracy and margin of every bound that applies,
-    with its cost beside brute force's (and the certified margin / γ* where a theorem applies)."""
-    expl = explain(run.model, run.task)
-    fid = fidelity(expl, draws=draws)
+    with its cost beside brute force's (and the certified margin / γ* where a theorem applies),
+    as :func:`~mi_margin.theory.explained.explanation_check` computes them."""
+    check = explanation_check(run.model, run.task, draws=draws)
     lines = ["## Explanation, fidelity and certificate", "",
-             f"`mm.explain`: {expl.summary()}", "",
+             f"`mm.explain`: {check.explanation.summary()}", "",
              f"`mm.analysis.fidelity` ({draws} resampling draws; recovered = (L_base − L) / "
              "(L_base − L_model), the scrub is the causal-scrubbing test of what the explanation "
-             "leaves out):", "", markdown_table(_fidelity_table(fid.to_dataframe())), ""]
-    if not isinstance(run.model, HookedMLP):
+             "leaves out):", "", markdown_table(check.fidelity_table()), ""]
+    if check.not_certified is not None:
         return [*lines, "Not certified: `mm.analysis.certify` covers one-hidden-layer MLPs (no "
                         "bound through attention's softmax yet).", ""]
-    rows, certs = [], {}
-    for bound in BOUNDS:
-        try:
-            certs[bound] = cert = certify(expl, bound)
-        except MiMarginError as err:
-            rows.append({"bound": bound, "certified accuracy": "—", "certified min margin": "—",
-                         "FLOPs / brute force": f"not applicable: {err}".split(" (use")[0]})
-            continue
-        rows.append({"bound": bound, "certified accuracy": f"{cert.certified_accuracy:.4f}",
-                     "certified min margin": f"{cert.min_certified_margin:.4g}",
-                     "FLOPs / brute force": f"{cert.flops:.3g} / {cert.brute_force_flops:.3g}"})
-    accuracy = next(iter(certs.values())).accuracy
     lines += ["`mm.analysis.certify`: lower bounds on the accuracy and margin over every input "
-              f"that are always sound (brute-force accuracy {accuracy:.4f}):", "",
-              markdown_table(pd.DataFrame(rows)), ""]
-    best = max(certs.values(), key=lambda c: c.min_certified_margin)
-    ratio = certified_margin_ratio(run.model, run.task, best.min_certified_margin)
-    if ratio is not None:
-        lines += [f"Certified margin / γ*: {ratio:.4f} (trained weights: "
-                  f"{margin_ratio(run.model, run.task):.4f}).", ""]
+              f"that are always sound (brute-force accuracy {check.accuracy:.4f}):", "",
+              markdown_table(check.certificate_table()), ""]
+    if check.certified_ratio is not None:
+        lines += [f"Certified margin / γ*: {check.certified_ratio:.4f} (trained weights: "
+                  f"{check.trained_ratio:.4f}).", ""]
     return lines
 
 

@@ -24,13 +24,12 @@ from typing import Any
 
 import torch
 
-from mi_margin.analysis.margin import margin
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
 from mi_margin.errors import NotGeneralizedWarning
 from mi_margin.models.evaluation import evaluate
 from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
-from mi_margin.theory.predictions import prediction_for
+from mi_margin.theory.explained import margin_ratio
 
 #: relative tolerance on margin / γ* between full and reduced precision
 MARGIN_RTOL = 1e-2
@@ -46,27 +45,6 @@ def key_labels(model: HookedModel, task: Task) -> Any:
     if kind == "irrep":
         return key_irreps(model, task)
     return []
-
-
-def margin_ratio(model: HookedModel, task: Task) -> float | None:
-    """Normalized margin / γ* when the model is of the theorem's family, else None."""
-    pred = prediction_for(model, task)
-    if not pred.applies or not pred.gamma:
-        return None
-    res = margin(model, task)
-    return None if res.normalized is None else float(res.normalized / pred.gamma)
-
-
-def certified_margin_ratio(model: HookedModel, task: Task, certified: float) -> float | None:
-    """A certified lower bound on the margin h(θ), normalized like :func:`margin_ratio` and over
-    γ* (None when the model is not of the theorem's family)."""
-    pred = prediction_for(model, task)
-    if not pred.applies or not pred.gamma:
-        return None
-    res = margin(model, task)
-    if res.norm_power_sum is None:
-        return None
-    return float(certified / res.norm_power_sum / pred.gamma)
 
 
 @torch.no_grad()

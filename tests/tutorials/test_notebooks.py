@@ -3,7 +3,8 @@ values we check against the maths (closed forms of γ* computed here from the th
 certificate attaining γ*, homogeneity, the product and polarization identities, which irreps make
 the GCR algorithm exact, TransformerLens patching identities), not only that it ran. Where a
 notebook used a shipped zoo model (``from_zoo``), the checks include what the zoo promises
-(the p = 71 model within 1% of γ*, the S4 max-margin model using every non-trivial irrep).
+(the p = 71 model within 1% of γ*, and certified so by the harmonic bound at less cost than brute
+force; the S4 max-margin model using every non-trivial irrep).
 Tutorial 6 runs with its exercises' solutions filled in; its check cells must pass, and each check
 must fail on a wrong answer.
 """
@@ -130,6 +131,16 @@ def test_02_margins_and_theory():
         assert res["trained_ratio"] >= 0.99
         assert res["labels_used"] == (p - 1) // 2            # Theorem 7: every frequency
     assert res["relu_applies"] is False
+    # the harmonic certificate is sound: one margin bound for every input, never above the true
+    # margin (so its ratio to γ* never above the trained one), certifying all inputs iff positive
+    assert res["certified_margin"] <= res["margin"]
+    assert res["certified_ratio"] <= res["trained_ratio"] * (1 + 1e-12)
+    assert res["certified_accuracy"] == float(res["certified_margin"] > 0)
+    if res["from_zoo"]:
+        assert res["explanation_accuracy"] == 1.0 and res["scrub_recovered"] > 0.99
+        assert res["same_labels"] is True
+        assert res["certified_accuracy"] == 1.0 and res["certified_ratio"] >= 0.99
+        assert res["certificate_flops"] < res["brute_force_flops"]
 
 
 def test_03_group_composition():

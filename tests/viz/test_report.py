@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ import pytest
 import mi_margin as mm
 from mi_margin import groups
 from mi_margin.analysis import restricted
+from mi_margin.analysis.certify import BOUNDS
 from mi_margin.analysis.progress import checkpoint_caches
+from mi_margin.theory.explained import certified_margin_ratio, margin_ratio
 from mi_margin.viz import _html, report
 from mi_margin.viz import timeline as viz_timeline
 from mi_margin.viz.report import write_report
@@ -71,15 +74,16 @@ def _check_offline_page(html: str, circuitsvis: bool) -> None:
     assert "http://" not in rest and "https://" not in rest
 
 
+EXPLAINED = "Explanation and certificate"
 EXPECTED = {
     "transformer": ["Configuration", "Training", "Fourier analysis", "Training timeline",
-                    "Neuron inspector", "Attention", "Feature alignment (NFA)"],
+                    "Neuron inspector", "Attention", EXPLAINED, "Feature alignment (NFA)"],
     "mlp": ["Configuration", "Training", "Fourier analysis", "Training timeline",
-            "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
+            "Neuron inspector", "Margins and theory", EXPLAINED, "Feature alignment (NFA)"],
     "group": ["Configuration", "Training", "Irreducible representations", "Training timeline",
-              "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
+              "Neuron inspector", "Margins and theory", EXPLAINED, "Feature alignment (NFA)"],
     "parity": ["Configuration", "Training", "Walsh analysis", "Training timeline",
-               "Neuron inspector", "Margins and theory", "Feature alignment (NFA)"],
+               "Neuron inspector", "Margins and theory", EXPLAINED, "Feature alignment (NFA)"],
 }
 
 
@@ -93,6 +97,98 @@ def test_report_sections_figures_and_no_failures(which, request, tmp_path):
     assert _boxes(html, "note") == []
     _check_offline_page(html, circuitsvis=which == "transformer")
     assert html.count('class="mm-figure"') >= 8
+
+
+@pytest.fixture(scope="module")
+def relu_run():
+    task = mm.ModularAddition(p=7, train_fraction=0.6, seed=0)
+    return _train(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=24, act_fn="relu")), task)
+
+
+def _section(html: str, title: str) -> str:
+    """The body of the report's section ``title``."""
+    return html.split(f'<section id="{_html.anchor(title)}">', 1)[1].split("</section>", 1)[0]
+
+
+def _table_rows(fragment: str) -> dict[str, list[str]]:
+    """First cell -> the other cells (unescaped text) of every table row in ``fragment``."""
+    rows = {}
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", fragment, re.DOTALL):
+        cells = [unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                 for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.DOTALL)]
+        if cells:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _item(section: str, title: str) -> str:
+    """The HTML of one item (after its <h3>) of a section."""
+    return section.split(f"<h3>{_html.escape(title)}</h3>", 1)[1].split("<h3>", 1)[0]
+
+
+@pytest.mark.parametrize("which", ["mlp", "relu", "transformer"])
+def test_explanation_section_is_what_the_api_computes(which, request, tmp_path):
+    """The section shows mm.explain's summary, mm.analysis.fidelity's table and every bound of
+    mm.analysis.certify, and where certify refuses (a ReLU network's harmonic bound, any bound
+    of a transformer) its own reason instead of an error."""
+    run = request.getfixturevalue(f"{which}_run")
+    html = _html.unpacked(write_report(run, tmp_path / "r.html").read_text())
+    section = _section(html, EXPLAINED)
+    assert _boxes(section, "error") == []
+    expl = mm.explain(run.model, run.task)
+    assert _html.escape(expl.summary()) in _item(section, "Explanation")
+    fid = mm.analysis.fidelity(expl, draws=report.FIDELITY_DRAWS).to_dataframe()
+    rows = _table_rows(_item(section, "Fidelity"))
+    assert list(rows) == fid["measure"].tolist()
+    for measure, loss, accuracy in zip(fid["measure"], fid["loss"], fid["accuracy"]):
+        assert float(rows[measure][0]) == pytest.approx(loss, rel=1e-5)
+        assert float(rows[measure][1]) == pytest.approx(accuracy, rel=1e-5)
+    certificates = _item(section, "Certificates")
+    rows, refused = _table_rows(certificates), []
+    for bound in BOUNDS:
+        try:
+            cert = mm.analysis.certify(expl, bound)
+        except mm.MiMarginError as err:
+            refused.append(str(err).split(" (use")[0])
+            if which != "transformer":
+                assert rows[bound][2] == f"not applicable: {refused[-1]}"
+            continue
+        assert float(rows[bound][0]) == pytest.approx(cert.certified_accuracy, abs=5e-5)
+        assert float(rows[bound][1]) == pytest.approx(cert.min_certified_margin, rel=1e-3)
+    assert bool(refused) == (which != "mlp")            # quadratic: every bound applies
+    if which == "transformer":
+        assert len(set(refused)) == 1 and rows == {}
+        assert _html.escape(f"Not certified: {refused[0]}") in certificates
+    assert "Certified margin / γ*" not in certificates   # none of these is of a theorem's family
+
+
+def test_certified_margin_of_a_theorem_network_is_shown_beside_the_trained_one():
+    """The max-margin certificate network of mm.theory (a step of training keeps it in the
+    theorem's family): the report shows the best bound's certified margin / γ*, never above the
+    trained margin / γ*, which is 1 up to that step."""
+    task = mm.ModularAddition(p=7)
+    run = mm.train(mm.theory.certificate(task), task, mm.TrainConfig(
+        steps=1, lr=1e-6, eval_every=1, n_checkpoints=2, progress=False))
+    certificates = "".join(report._explanation(report.Context(run))["Certificates"]())
+    expl = mm.explain(run.model, run.task)
+    certs = {bound: mm.analysis.certify(expl, bound) for bound in BOUNDS}
+    best = max(certs, key=lambda b: certs[b].min_certified_margin)
+    certified = certified_margin_ratio(run.model, task, certs[best].min_certified_margin)
+    trained = margin_ratio(run.model, task)
+    assert f"Certified margin / γ*: {certified:.4f} by the {best} bound (trained weights: " \
+           f"{trained:.4f})" in unescape(certificates)
+    assert 0 < certified <= trained <= 1 + 1e-9
+
+
+def test_a_model_explain_refuses_gets_its_reason_not_an_error(mlp_run, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise mm.MiMarginError("planted refusal")
+
+    monkeypatch.setattr(report, "explanation_check", refuse)
+    html = _html.unpacked(write_report(mlp_run, tmp_path / "r.html").read_text())
+    assert _boxes(html, "error") == []
+    assert "<p>Not explained: planted refusal</p>" in _section(html, EXPLAINED)
+    assert HEADINGS.findall(html) == EXPECTED["mlp"]
 
 
 def test_report_of_a_saved_run_folder_defaults_into_it(mlp_run, tmp_path):
