@@ -13,7 +13,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mi_margin.analysis.certify import Certificate
 from mi_margin.analysis.clock_pizza import ClockPizza
+from mi_margin.analysis.explain import Explanation, Fidelity
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.margin import MarginResult
 from mi_margin.analysis.neurons import NeuronClusters
@@ -25,7 +27,7 @@ from mi_margin.analysis.results import figure
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
 from mi_margin.studies.views import GrokkingDistribution, KeyCountDistribution, LabelFrequency
 from mi_margin.theory.compare import TheoryComparison
-from mi_margin.viz import feature_alignment, harmonic, population, theory
+from mi_margin.viz import explanation, feature_alignment, harmonic, population, theory
 from mi_margin.viz.ablation import plot_ablation_losses
 
 
@@ -56,3 +58,6 @@ figure.register(GrokkingDistribution, population.grokking_figure)
 figure.register(KeyCountDistribution, population.key_count_figure)
 figure.register(NFAResult, feature_alignment.nfa_heatmaps)
 figure.register(NFATrajectory, feature_alignment.nfa_training_figure)
+figure.register(Explanation, explanation.explanation_figure)
+figure.register(Fidelity, explanation.fidelity_figure)
+figure.register(Certificate, explanation.certificate_figure)
