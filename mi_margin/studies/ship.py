@@ -32,8 +32,8 @@ def _md(table: pd.DataFrame) -> str:
 def counted(n_seeds: int, left_out: int) -> str:
     """Which seeds a label view counts (:func:`mi_margin.studies.views.generalized`)."""
     return (f"Counted over the {n_seeds} seeds that generalized (final test accuracy ≥ "
-            f"{GENERALIZED})" + (f"; the {left_out} that did not are left out (their key labels "
-                                 "describe no algorithm) and stay in the grokking table." if left_out
+            f"{GENERALIZED})" + (f"; left out: {left_out} that did not (their key labels describe "
+                                 "no algorithm; they stay in the grokking table)." if left_out
                                  else "."))
 
 
