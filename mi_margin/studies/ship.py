@@ -12,10 +12,10 @@ from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.errors import MiMarginError
 from mi_margin.studies.study import META, ROWS, read_rows
 from mi_margin.studies.views import (
-    generalized,
     grokking_distribution,
     key_count_distribution,
     label_frequency,
+    none_generalized,
 )
 from mi_margin.zoo.recipes import POPULATIONS, Population
 
@@ -39,9 +39,9 @@ def counted(n_seeds: int, left_out: int) -> str:
 
 def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
     """The card's two label views, or why there are none (no seed generalized)."""
-    if generalized(table).empty:
-        return [f"## Which labels are key\n\nNone of the {len(table)} seeds generalized (final "
-                f"test accuracy ≥ {GENERALIZED}), so no key labels are counted."]
+    why = none_generalized(table)
+    if why:
+        return [f"## Which labels are key\n\n{why}"]
     labels = label_frequency(table, pop.paper_key, pop.paper_seeds)
     counts = key_count_distribution(table, pop.paper_n_key, pop.paper_seeds)
     return [

@@ -190,13 +190,11 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     meta = {"source": name, "rule": rule.to_dict()}
     meta_path = out / META
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in meta} != meta:
-            raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
-                                f"{old.get('rule')}; this call is {meta}: use another folder")
-    seeds = sorted(set(wanted) | set(json.loads(meta_path.read_text()).get("seeds", [])
-                                      if meta_path.is_file() else []))
+    old: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else meta
+    if {k: old.get(k) for k in meta} != meta:
+        raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
+                            f"{old.get('rule')}; this call is {meta}: use another folder")
+    seeds = sorted(set(wanted) | set(old.get("seeds", [])))
     text = json.dumps({**meta, "seeds": seeds})          # replaced whole: a kill never half-writes it
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
     rows = read_rows(out / ROWS)

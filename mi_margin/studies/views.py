@@ -68,6 +68,16 @@ def generalized(study_or_table: Any, level: float = GENERALIZED) -> pd.DataFrame
     return table[table["test_acc"] >= level] if "test_acc" in table else table
 
 
+def none_generalized(study_or_table: Any) -> str | None:
+    """Why the label views have nothing to count (no seed generalized), else None; cards and
+    reports print it in place of those views."""
+    table = _table_of(study_or_table)
+    if not generalized(table).empty:
+        return None
+    return (f"None of the {len(table)} seeds generalized (final test accuracy ≥ {GENERALIZED}), "
+            "so no key labels are counted.")
+
+
 def _counted(study_or_table: Any, only_generalized: bool) -> tuple[pd.DataFrame, int]:
     """The rows a label view counts, and how many seeds it leaves out."""
     table = _table_of(study_or_table)

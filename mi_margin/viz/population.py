@@ -17,15 +17,14 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.studies.views import (
     GrokkingDistribution,
     KeyCountDistribution,
     LabelFrequency,
-    generalized,
     grokking_distribution,
     key_count_distribution,
     label_frequency,
+    none_generalized,
 )
 from mi_margin.viz import _html
 
@@ -82,10 +81,9 @@ def key_count_figure(view: KeyCountDistribution) -> go.Figure:
 
 def label_sections(table: Any, paper: tuple[Any, Any, Any]) -> list[str]:
     """The report's two label views, or why there are none (no seed generalized)."""
-    if generalized(table).empty:
-        return [_html.section("Which labels are key", _html.paragraph(
-            f"None of the {len(grokking_distribution(table).rows)} seeds generalized (final test "
-            f"accuracy ≥ {GENERALIZED}), so no key labels are counted."))]
+    why = none_generalized(table)
+    if why:
+        return [_html.section("Which labels are key", _html.paragraph(why))]
     labels = label_frequency(table, paper[0], paper[2])
     counts = key_count_distribution(table, paper[1], paper[2])
     return [_html.section("Which labels are key", _html.figure_div(label_frequency_figure(labels))

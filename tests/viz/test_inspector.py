@@ -102,19 +102,21 @@ def _heatmaps(ins, data=None):
     return activation(*ins.activation)(pre).numpy()
 
 
+def small_model(kind: str, task):
+    """A float64 model with 12 neurons: a ReLU MLP or a GELU one-layer transformer."""
+    if kind == "mlp":
+        return mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, act_fn="relu", dtype="float64"))
+    return mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+        task, d_model=16, n_heads=2, d_head=8, d_mlp=12, act_fn="gelu", dtype="float64", seed=1))
+
+
 @pytest.mark.parametrize("kind", ["mlp", "transformer"])
 @pytest.mark.parametrize("task", [mm.ModularAddition(p=7), mm.ModularAddition(p=5, k=3),
                                   mm.GroupComposition("S3")], ids=["p7", "p5k3", "S3"])
 def test_every_neurons_heatmap_is_computed_from_the_factors(kind, task):
     """The factors give every neuron's activation over the slice exactly (float64 model), and
     the page's 8-bit data within its rounding: |error| <= the int8 steps through the sums."""
-    if kind == "mlp":
-        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, act_fn="relu",
-                                                   dtype="float64"))
-    else:
-        model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
-            task, d_model=16, n_heads=2, d_head=8, d_mlp=12, act_fn="gelu", dtype="float64",
-            seed=1))
+    model = small_model(kind, task)
     ins = inspector(model, task)
     assert ins.grid.shape == (12, task.d_vocab, task.d_vocab)
     np.testing.assert_allclose(_heatmaps(ins), ins.grid, atol=1e-10)
@@ -292,13 +294,7 @@ def test_parity_heatmaps_come_from_the_factors(kind):
     """MLP: the two half-cube maps; transformer: its table of pre-activations; exact from the
     factors, within the int8 rounding from the page's data; equal to the model's activations."""
     task = mm.SparseParity(5, 3)
-    if kind == "mlp":
-        model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=12, act_fn="relu",
-                                                   dtype="float64"))
-    else:
-        model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
-            task, d_model=16, n_heads=2, d_head=8, d_mlp=12, act_fn="gelu", dtype="float64",
-            seed=1))
+    model = small_model(kind, task)
     ins = inspector(model, task)
     assert ins.grid.shape == (12, 4, 8) and ins.factors["kind"] == ("mlp" if kind == "mlp"
                                                                     else "table")
