@@ -34,7 +34,9 @@ def explanation_figure(expl: Explanation) -> go.Figure:
     fig.update_xaxes(title_text="neurons, most kept first", row=1, col=2)
     fig.update_yaxes(title_text="neurons", row=1, col=1)
     fig.update_yaxes(title_text="kept share", range=[0, 1.05], row=1, col=2)
-    fig.update_layout(title="explanation: " + expl.summary().split(";")[0], showlegend=False)
+    fig.update_layout(title=f"explanation: {len(live)} {kind} label(s) carry "
+                            f"{sum(n for _, n in live)} of {len(expl.label)} neurons",
+                      showlegend=False)
     return fig
 
 
