@@ -25,6 +25,7 @@ from mi_margin.analysis.progress import ProgressMeasures
 from mi_margin.analysis.restricted import RestrictedLoss
 from mi_margin.analysis.results import figure
 from mi_margin.analysis.spectrum import LogitSimilarity, Spectrum
+from mi_margin.studies.grid import KeyCountBySetting
 from mi_margin.studies.views import GrokkingDistribution, KeyCountDistribution, LabelFrequency
 from mi_margin.theory.compare import TheoryComparison
 from mi_margin.viz import explanation, feature_alignment, harmonic, population, theory
@@ -56,6 +57,7 @@ figure.register(FeatureMatrix, feature_alignment.feature_matrix_heatmap)
 figure.register(LabelFrequency, population.label_frequency_figure)
 figure.register(GrokkingDistribution, population.grokking_figure)
 figure.register(KeyCountDistribution, population.key_count_figure)
+figure.register(KeyCountBySetting, population.key_count_by_setting_figure)
 figure.register(NFAResult, feature_alignment.nfa_heatmaps)
 figure.register(NFATrajectory, feature_alignment.nfa_training_figure)
 figure.register(Explanation, explanation.explanation_figure)

@@ -6,6 +6,8 @@
 - :func:`grokking_figure`: each seed's memorization and stable grokking step (a strip per
   quantity); seeds that never grokked are listed in the title, not dropped.
 - :func:`key_count_figure`: seeds per number of key labels and per N_δ, beside the paper's counts.
+- :func:`key_count_by_setting_figure`: N_δ and the number of key labels of every seed against a
+  grid's setting (e.g. the prime p), with their means.
 - :func:`write_study_report`: the three figures and their tables in one HTML file that opens
   offline.
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 
+from mi_margin.studies.grid import KeyCountBySetting
 from mi_margin.studies.views import (
     GrokkingDistribution,
     KeyCountDistribution,
@@ -76,6 +80,24 @@ def key_count_figure(view: KeyCountDistribution) -> go.Figure:
     fig.update_layout(barmode="group", title=f"Number of key labels per seed ({view.n_seeds} seeds "
                       "that generalized)",
                       xaxis_title="labels", yaxis_title="seeds", xaxis_type="category")
+    return fig
+
+
+def key_count_by_setting_figure(view: KeyCountBySetting) -> go.Figure:
+    """Each generalized seed's N_δ and number of key labels against the setting, with the means
+    over seeds as lines."""
+    points = pd.DataFrame(list(view.points), columns=["setting", "seed", "n_delta", "n_key"])
+    rows = view.to_dataframe()
+    fig = go.Figure()
+    for col, name in [("n_delta", "N_δ, δ = 0.05"), ("n_key", "key labels")]:
+        fig.add_scatter(x=points["setting"], y=points[col], mode="markers", text=points["seed"],
+                        name=f"{name} (a seed)", hovertemplate="seed %{text}: %{y}<extra></extra>")
+        fig.add_scatter(x=rows["setting"], y=rows[f"{col}_mean"], mode="lines",
+                        name=f"{name} (mean)")
+    seeds = ", ".join(f"{r.setting}: {r.generalized}/{r.seeds}" for r in rows.itertuples())
+    fig.update_layout(title=f"Key labels per seed against the setting<br><sup>seeds that "
+                            f"generalized / seeds run: {seeds}</sup>",
+                      xaxis_title="setting", yaxis_title="labels per seed")
     return fig
 
 

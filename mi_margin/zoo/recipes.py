@@ -140,7 +140,19 @@ def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Ma
 
     Weights are kept every 100 steps (at most 300 times), so that the short memorization phase
     is sampled too."""
-    task = mm.GroupComposition(group, train_fraction=train_fraction, seed=seed)
+    return _chughtai_mlp_on(mm.GroupComposition(group, train_fraction=train_fraction, seed=seed),
+                            seed, steps)
+
+
+def chughtai_mlp_mod_p(p: int, seed: int, train_fraction: float = 0.4, steps: int = 40_000) -> Made:
+    """Chughtai et al.'s MLP and recipe (:func:`chughtai_mlp`) on modular addition mod ``p``:
+    the grid :data:`KEY_FREQUENCY_PRIMES` asks how many key frequencies it keeps as p grows
+    (:func:`mi_margin.studies.grid.study_grid`)."""
+    return _chughtai_mlp_on(mm.ModularAddition(p=p, train_fraction=train_fraction, seed=seed),
+                            seed, steps)
+
+
+def _chughtai_mlp_on(task: Any, seed: int, steps: int) -> Made:
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, input_style="embed", d_embed=256, d_mlp=128,
                                                act_fn="relu", seed=seed))
     train = mm.TrainConfig(steps=steps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0,
@@ -148,6 +160,10 @@ def chughtai_mlp(group: str, train_fraction: float, seed: int, steps: int) -> Ma
                            n_checkpoints=min(steps // 100, 300), seed=seed, progress=False,
                            microbatch=ZOO_MICROBATCH)
     return model, task, train
+
+
+#: the primes of the key-frequency grid (``chughtai_mlp_mod_p``; populations/key_frequencies_vs_p)
+KEY_FREQUENCY_PRIMES = (23, 31, 43, 59, 71, 83, 97)
 
 
 def chughtai_transformer(group: str, train_fraction: float, seed: int, steps: int) -> Made:
