@@ -6,9 +6,12 @@
   stop rule; :mod:`~mi_margin.studies.summary`: the row; :mod:`~mi_margin.studies.keys`: key labels
   re-derived from stored similarities; :mod:`~mi_margin.studies.views`: the population views papers
   print (label frequencies against dimension and Theorem 9's share, grokking steps, N_δ).
+- :func:`~mi_margin.studies.grid.study_grid`: the same seeds over several settings (e.g. primes),
+  one study per setting; :func:`~mi_margin.studies.grid.key_count_by_setting` is its view.
 """
 
+from mi_margin.studies.grid import key_count_by_setting, study_grid
 from mi_margin.studies.stop import StopRule, grokking_steps
 from mi_margin.studies.study import Study, study
 
-__all__ = ["StopRule", "Study", "grokking_steps", "study"]
+__all__ = ["StopRule", "Study", "grokking_steps", "key_count_by_setting", "study", "study_grid"]
