@@ -1,19 +1,22 @@
 """A sound lower bound on an MLP's accuracy over every input, from its explanation.
 
 In the spirit of compact proofs from mechanistic explanations (Gross et al. 2024; Wu et al.,
-ICLR 2025): the explanation (:func:`~mi_margin.analysis.explain.explain`) is run on every input,
-and what it leaves out is bounded uniformly from the weights, never by running the model
-(docs/mathematics.md §6.4). Pre-activations are additive over operands, pre(x) = Σ_j T[j, x_j] +
-b_in, so neuron i's pre-activation moves by at most ε_i = Σ_j max_v |T − T̂|[j, v, i]; the
-activation is Lipschitz on the range the weights allow (L_i), so |h_i − ĥ_i| ≤ L_i ε_i, and
+ICLR 2025): the explanation's hidden layer (:func:`~mi_margin.analysis.explain.explain`) is run
+on every input and read out by the model's own output layer, and what the explanation leaves out
+of the input side is bounded from the weights, never by running the model (docs/mathematics.md
+§6.4). Pre-activations are additive over operands, pre(x) = Σ_j T[j, x_j] + b_in, so neuron i's
+pre-activation moves by at most δ_i(x) = Σ_j |T − T̂|[j, x_j, i] ≤ ε_i = Σ_j max_v |T − T̂|[j, v, i];
+the activation is Lipschitz on the range the weights allow (L_i), so |h_i − ĥ_i| ≤ L_i ε_i, and
 
-    |logit_c(x) − logit̂_c(x)| ≤ E_c = Σ_i L_i ε_i |W_out[i, c]| + Σ_i H_i |W_out − Ŵ_out|[i, c]
+    |logit_c(x) − (ĥ(x) W_out + b_out)_c| ≤ E_c = Σ_i L_i ε_i |W_out[i, c]|
 
-with H_i = max_x |ĥ_i(x)|. An input is certified when logit̂_y − logit̂_c > E_y + E_c (plus a
-floating-point allowance) for every c ≠ y; the certified fraction never exceeds the accuracy.
-The ``harmonic`` bound replaces the explanation's run over every input by its closed form
-(:mod:`mi_margin.analysis.closed_form`) and H_i by a bound from the weights, so that nothing in
-it is computed per input.
+An input is certified when its margin through ĥ exceeds E_y + E_c (plus a floating-point
+allowance) for every c ≠ y (``bound="uniform"``); ``"per_input"`` bounds h_i − ĥ_i by the
+activation's exact range on [p̂re_i − δ_i(x), p̂re_i + δ_i(x)] and pairs it with each
+W_out[i, y] − W_out[i, c]. The certified fraction never exceeds the accuracy. The ``harmonic``
+bound replaces the explanation's run over every input by its closed form
+(:mod:`mi_margin.analysis.closed_form`), reading out through the explanation's output map Ŵ_out,
+so that nothing in it is computed per input.
 """
 
 from __future__ import annotations
@@ -115,23 +118,26 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     """A lower bound on the original model's accuracy over every input that is always sound.
 
     ``bound="uniform"``: one error E_c per class from the weights (module docstring); cheap, the
-    explanation's forward pass plus O(k·n·d_mlp + d_mlp·V). ``bound="per_input"``: E_c(x) from
-    each input's own pre-activation shifts δ_i(x) = Σ_j |T − T̂|[j, x_j, i] and |ĥ_i(x)| (a ReLU
-    neuron with p̂re_i(x) + δ_i(x) ≤ 0 is off in both networks); tighter, about twice the cost
-    of brute force. ``bound="harmonic"`` (x^d activations on modular addition, any k, and on
-    sparse parity): never runs anything per input. The idealized circuit is expanded once into
-    characters (:mod:`~mi_margin.analysis.closed_form`): for modular addition the characters of
-    a₁+…+a_k − c give every input's logit gap exactly per Δ = c − y, every other character is
-    bounded by its coefficient; the rest is the uniform E_c with sup |ĥ_i| bounded by the
-    ℓ1 norm of neuron i's coefficients. One margin bound then holds for every input (so the
-    certified accuracy is 1 or 0), at a cost that does not grow with the number of inputs
-    (0.7% of brute force's operations on ``morwani_p71_quadratic``, see
-    bench/bench_certify.py); with ``mm.explain(..., source="weights")`` the labels too are read
-    without running the model. See docs/mathematics.md §6.4. The floating-point allowance is
-    Higham's γ_n = n·u/(1 − n·u) (u the unit roundoff of the model's dtype, n = k + d_mlp +
-    degree + 2 the longest chain of roundings in one logit) times the magnitudes that enter it,
-    so the bound also holds for the model as computed in float32 (and the harmonic bound's own
-    float64 arithmetic gets the same allowance).
+    explanation's hidden layer on every input read out by the model's output layer, plus
+    O(k·n·d_mlp + d_mlp·V). ``bound="per_input"``: each input's own pre-activation shifts
+    δ_i(x) = Σ_j |T − T̂|[j, x_j, i] give the exact range of h_i − ĥ_i (a ReLU neuron with
+    p̂re_i(x) + δ_i(x) ≤ 0 is off in both networks), and each range is paired with
+    W_out[i, y] − W_out[i, c] for every wrong class c; never looser than the uniform bound, about
+    twice the cost of brute force. ``bound="harmonic"`` (x^d activations on modular addition, any
+    k, and on sparse parity): never runs anything per input. The idealized circuit is expanded
+    once into characters (:mod:`~mi_margin.analysis.closed_form`): for modular addition the
+    characters of a₁+…+a_k − c give every input's logit gap exactly per Δ = c − y, every other
+    character is bounded by its coefficient; the rest is the uniform E_c, with the explanation's
+    output map and sup |ĥ_i| bounded by the ℓ1 norm of neuron i's coefficients. One margin
+    bound then holds for every input (so the certified accuracy is 1 or 0), at a cost that does
+    not grow with the number of inputs (0.7% of brute force's operations on
+    ``morwani_p71_quadratic``, see bench/bench_certify.py); with
+    ``mm.explain(..., source="weights")`` the labels too are read without running the model. See
+    docs/mathematics.md §6.4. The floating-point allowance is Higham's γ_n = n·u/(1 − n·u) (u the
+    unit roundoff of the model's dtype, n = k + d_mlp + degree + 2 the longest chain of roundings
+    in one logit) times the magnitudes that enter it, so the bound also holds for the model as
+    computed in float32 (and the harmonic bound's own float64 arithmetic gets the same
+    allowance).
 
     ``compare=False`` skips the brute-force accuracy reported beside (``accuracy`` is NaN), to
     time the certificate alone.
@@ -158,34 +164,35 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
         return _harmonic(explanation, compare)
     model, task, expl = explanation.original, explanation.task, explanation.model
     T, T_hat = operand_tables(model), operand_tables(expl)
-    W, W_hat = model.W_out.detach().double(), expl.W_out.detach().double()
-    b_out = model.b_out.detach().double()
+    W, b_out = model.W_out.detach().double(), model.b_out.detach().double()
+    b_in = model.b_in.detach().double()
     k, n_vals, m = T.shape
+    act = activation(model.cfg.act_fn, model.cfg.degree)
     eps = (T - T_hat).abs().amax(1).sum(0)                                   # ε_i
-    reach = torch.maximum(T.abs().amax(1).sum(0), T_hat.abs().amax(1).sum(0)) + \
-        model.b_in.detach().double().abs()
+    reach = torch.maximum(T.abs().amax(1).sum(0), T_hat.abs().amax(1).sum(0)) + b_in.abs()
     L = lipschitz(model, reach)
+    h_bound = torch.maximum(act(reach).abs(), act(-reach).abs())             # sup |ĥ_i|
+    rounding = _rounding(model, L, reach, h_bound, eps, W, b_out)
+    E = (L * eps) @ W.abs() + rounding
+    live = torch.tensor([lab is not None for lab in explanation.label])
+    still = act(b_in[~live]) @ W[~live] + b_out     # zeroed neurons: T̂ = 0, a constant readout
     inputs, labels = task.inputs, task.labels
-    parts, h_max = [], torch.zeros(m, dtype=torch.float64)
+    margins = torch.empty(len(inputs), dtype=torch.float64)
     for start in range(0, len(inputs), ROWS):
         rows = slice(start, min(start + ROWS, len(inputs)))
         pre_hat = _pre(expl, T_hat, inputs[rows])
-        h_hat = activation(model.cfg.act_fn, model.cfg.degree)(pre_hat)
-        h_max = torch.maximum(h_max, h_hat.abs().amax(0))
-        err = None
-        if bound == "per_input":
-            shift = _pre(expl, (T - T_hat).abs(), inputs[rows], bias=False)
-            err = _activation_gap(model, pre_hat, shift) @ W.abs() + h_hat.abs() @ (W - W_hat).abs()
-        parts.append((rows, h_hat @ W_hat + b_out, err))
-    rounding = _rounding(model, L, reach, h_max, eps, W, b_out)
-    E = (L * eps) @ W.abs() + h_max @ (W - W_hat).abs() + rounding
-    margins = torch.empty(len(inputs), dtype=torch.float64)
-    for rows, logits, err in parts:
-        margins[rows] = _margin(logits, labels[rows], E if err is None else err + rounding)
+        logits = act(pre_hat[:, live]) @ W[live] + still
+        if bound == "uniform":
+            margins[rows] = _margin(logits, labels[rows], E)
+            continue
+        shift = _pre(expl, (T - T_hat).abs(), inputs[rows], bias=False)
+        lo, hi = _activation_range(model, pre_hat, shift)
+        margins[rows] = _pair_margin(logits, labels[rows], lo, hi, W, rounding)
     accuracy = _brute_force_accuracy(model, task) if compare else math.nan
     flops = _certificate_flops(explanation, k, n_vals)
     if bound == "per_input":
-        flops += len(inputs) * (k * m + 3 * m + 4 * m * len(b_out))
+        V = len(b_out)
+        flops += len(inputs) * (k * m + 6 * m + 4 * m * V + 3 * V) + 2 * m * V * V
     return Certificate(certified_accuracy=float((margins > 0).double().mean()),
                        accuracy=accuracy, min_certified_margin=float(margins.min()),
                        margin_bound=margins, error=E,
@@ -252,19 +259,42 @@ def _pre(model: HookedMLP, tables: Tensor, inputs: Tensor, bias: bool = True) ->
     return out
 
 
-def _activation_gap(model: HookedMLP, pre_hat: Tensor, shift: Tensor) -> Tensor:
-    """Bound on |act(a) − act(b)| for b = ``pre_hat`` and |a − b| ≤ ``shift``, elementwise.
+def _activation_range(model: HookedMLP, pre_hat: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+    """(lo, hi) with lo ≤ act(a) − act(b) ≤ hi for b = ``pre_hat`` and |a − b| ≤ ``shift``,
+    elementwise (lo ≤ 0 ≤ hi).
 
-    ReLU: min(δ, max(0, b + δ)) (both off when b + δ ≤ 0); x^d: d (|b| + δ)^{d−1} δ (mean value
-    theorem); GELU: its Lipschitz constant times δ.
+    The exact range of the activation on [b − δ, b + δ]: ReLU and odd powers are increasing, so
+    their ends; x² and even powers also reach 0 when the interval holds 0; GELU, whose minimum
+    sits inside, ± its Lipschitz constant times δ.
     """
     name = model.cfg.act_fn
-    if name == "relu":
-        return torch.minimum(shift, (pre_hat + shift).clamp_min(0))
     if name == "gelu":
-        return GELU_LIPSCHITZ * shift
-    d = 2 if name == "quadratic" else int(model.cfg.degree or 1)
-    return d * (pre_hat.abs() + shift) ** (d - 1) * shift
+        return -GELU_LIPSCHITZ * shift, GELU_LIPSCHITZ * shift
+    act = activation(name, model.cfg.degree)
+    h, low, high = act(pre_hat), act(pre_hat - shift), act(pre_hat + shift)
+    degree = 2 if name == "quadratic" else int(model.cfg.degree or 1)
+    if name != "relu" and degree % 2 == 0:
+        across = (pre_hat - shift <= 0) & (pre_hat + shift >= 0)
+        low, high = torch.where(across, torch.zeros_like(h), torch.minimum(low, high)), \
+            torch.maximum(low, high)
+    return low - h, high - h
+
+
+def _pair_margin(logits: Tensor, labels: Tensor, lo: Tensor, hi: Tensor, W: Tensor,
+                 rounding: Tensor) -> Tensor:
+    """min_{c≠y} of the margin's lower bound when h − ĥ lies in [lo, hi] per neuron:
+    Σ_i min over the range of (h_i − ĥ_i)(W[i, y] − W[i, c]) = mid·a − rad·|a| with
+    mid = (lo + hi)/2, rad = (hi − lo)/2, a = W[:, y] − W[:, c]; the |a| products are one matrix
+    product per class y, over the inputs whose answer is y."""
+    rows = torch.arange(len(labels))
+    mid, rad = (lo + hi) / 2, (hi - lo) / 2
+    shifted = logits + mid @ W
+    gap = shifted[rows, labels][:, None] - shifted - rounding[labels][:, None] - rounding
+    for y in labels.unique():
+        sel = labels == y
+        gap[sel] -= rad[sel] @ (W[:, y, None] - W).abs()
+    gap[rows, labels] = math.inf
+    return gap.amin(1)
 
 
 def _margin(logits: Tensor, labels: Tensor, E: Tensor) -> Tensor:
