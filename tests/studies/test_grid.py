@@ -44,7 +44,7 @@ def test_a_grid_is_one_study_per_setting_and_resumes_without_training(tmp_path, 
 def test_a_setting_recipe_is_the_recipe_at_that_setting():
     recipe = setting_recipe(tiny, 7)
     assert recipe.__name__ == "tiny[7]"
-    model, task, _ = recipe(3)
+    _, task, _ = recipe(3)
     assert task.p == 7 and task.seed == 3
 
 
