@@ -40,6 +40,7 @@ from mi_margin.models.activations import activation
 from mi_margin.models.compat import is_bridge
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.protocol import HookedModel
 from mi_margin.models.transformer import HookedOneLayerTransformer
 
 ALGORITHM = {
@@ -219,7 +220,7 @@ def weight_clusters(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Neu
                           read_from=("W_in_eff", "W_out"))
 
 
-def explain(model: HookedMLP | HookedOneLayerTransformer | Any, task: Any, min_purity: float = 0.5,
+def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
             keep: Iterable[Any] | None = None, source: str = "activations") -> Explanation:
     """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
     network of the same shape.
@@ -251,14 +252,13 @@ def explain(model: HookedMLP | HookedOneLayerTransformer | Any, task: Any, min_p
         >>> expl = mm.explain(mm.theory.certificate(task), task)
         >>> expl.counts
         {1: 8, 2: 8, 3: 8}
-        >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
-        ...     task, d_model=16, n_heads=2, d_head=8, d_mlp=12))
-        >>> bridged = mm.explain(model.to_bridge(), task, min_purity=1e-9)
-        >>> bridged.label == mm.explain(model, task, min_purity=1e-9).label
+        >>> run = mm.zoo.load("zhong_p59_clock_transformer")
+        >>> bridged = mm.explain(run.model.to_bridge(), run.task)
+        >>> bridged.counts == mm.explain(run.model, run.task).counts
         True
         >>> from transformer_lens import TransformerBridge
-        >>> isinstance(bridged.model, TransformerBridge), bridged.model.cfg.d_mlp
-        (True, 12)
+        >>> isinstance(bridged.model, TransformerBridge), isinstance(bridged.original, TransformerBridge)
+        (True, True)
     """
     expl = _explain(native(model), task, min_purity, keep, source)
     if not is_bridge(model):
