@@ -131,7 +131,8 @@ def native_config(bridge: Any) -> TransformerConfig:
     A bridge made by :func:`to_bridge` gives back the model's config (with the dtype of its
     weights now, and biases or positional embeddings turned on if training the bridge made the
     model's zero ones non-zero). Any other bridge needs a config meeting :data:`NATIVE_NEEDS`
-    and the activation its config names; its biases are kept as parameters when any is non-zero.
+    and the activation its config names; its biases are kept as parameters when any is non-zero
+    (the seed, which only names an initialization, is 0: the weights are the bridge's).
 
     Example:
         >>> import mi_margin as mm
