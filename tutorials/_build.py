@@ -1651,6 +1651,29 @@ print("key frequencies by hand:", KEY_BY_HAND, "| mm.key_frequencies:", KEY)
 assert KEY_BY_HAND == KEY
 restricted.to_dataframe()           # exercise 5 checked its restricted loss against yours"""),
     md(r"""
+## The explanation, from the bridge
+
+`model.to_bridge()` is TransformerLens 4's own `TransformerBridge` with these weights, and the
+analyzers take it as they take the model. `mm.explain` (tutorial 2) turns what they find into a
+runnable network of the same shape; given the bridge, it explains the bridge's native twin
+(`mm.HookedOneLayerTransformer.from_bridge`, the exact inverse of `to_bridge`) and hands the
+explanation back as a bridge, which runs and hooks like any TransformerLens model
+(`mm.analysis.fidelity(expl)` scores it, as in tutorial 2).
+"""),
+    code("""
+from transformer_lens import TransformerBridge
+
+bridge = model.to_bridge()
+expl = mm.explain(bridge, task)                    # labels read from the native twin
+print(expl.summary())
+with torch.no_grad():
+    EXPL_LOSS = float(expl.model(tokens, return_type="loss", labels=labels))
+    EXPL_ACCURACY = float((expl.model(tokens)[:, -1].argmax(1) == labels).double().mean())
+print(f"the explanation is a TransformerBridge: {isinstance(expl.model, TransformerBridge)}; "
+      f"loss {EXPL_LOSS:.3g}, accuracy {EXPL_ACCURACY:.4f} on every input")
+back = mm.HookedOneLayerTransformer.from_bridge(bridge)
+assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())"""),
+    md(r"""
 From here on, the one-line analyzers do the bookkeeping: `mm.neuron_clusters` (exercise 2's
 clusters, with phases), `mm.logit_similarity`, `mm.progress_measures` over checkpoints (tutorial
 1), `mm.compare_to_theory` (tutorial 2), and `mm.viz.write_report` for an HTML report. Every result

@@ -35,6 +35,7 @@ from mi_margin.analysis.explain import Explanation, operand_tables, table_index
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.compat import is_bridge
 from mi_margin.models.mlp import HookedMLP
 from mi_margin.tasks import ModularAddition
 
@@ -156,10 +157,11 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
     if not isinstance(explanation.original, HookedMLP):
+        what = ("TransformerBridge of a one-layer transformer" if is_bridge(explanation.original)
+                else type(explanation.original).__name__)
         raise MiMarginError(
-            f"certify covers one-hidden-layer MLPs (HookedMLP); a "
-            f"{type(explanation.original).__name__} is explained and scored by fidelity but not "
-            f"certified (no bound through attention's softmax yet)")
+            f"certify covers one-hidden-layer MLPs (HookedMLP); a {what} is explained and scored "
+            f"by fidelity but not certified (no bound through attention's softmax yet)")
     if bound == "harmonic":
         return _harmonic(explanation, compare)
     model, task, expl = explanation.original, explanation.task, explanation.model

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -37,8 +37,10 @@ from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.compat import is_bridge
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.protocol import HookedModel
 from mi_margin.models.transformer import HookedOneLayerTransformer
 
 ALGORITHM = {
@@ -59,8 +61,9 @@ class Explanation(AnalysisResult):
     """An idealized circuit of the same shape as ``original`` (see :func:`explain`).
 
     Attributes:
-        model: the explanation, a model of the original's class with the original's config.
-        original, task: what was explained. clusters: the labels it came from.
+        model: the explanation, a model of the original's class with the original's config
+            (for a ``TransformerBridge``, a bridge too).
+        original, task: what was explained, as passed in. clusters: the labels it came from.
         label: per neuron the label kept (None: zeroed). kept: per neuron the share of the
             squared norm of its input and output maps that the explanation keeps, [d_mlp].
         key: transformers only, the key labels the embedding and unembedding keep.
@@ -217,7 +220,7 @@ def weight_clusters(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Neu
                           read_from=("W_in_eff", "W_out"))
 
 
-def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float = 0.5,
+def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
             keep: Iterable[Any] | None = None, source: str = "activations") -> Explanation:
     """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
     network of the same shape.
@@ -235,16 +238,46 @@ def explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity:
     kept, each labelled neuron writing only its own label
     (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
 
+    A transformer's TransformerLens ``TransformerBridge`` (``model.to_bridge()``, or a bridge
+    that :meth:`~mi_margin.HookedOneLayerTransformer.from_bridge` converts) is explained through
+    its native twin, converted once with the same weights, so the labels, counts, kept shares
+    and weights are those of explaining the native model. The explanation stays in the bridge's
+    world: ``original`` is the bridge passed in, ``model`` the explanation as a bridge
+    (``HookedOneLayerTransformer.from_bridge(expl.model)`` is the native one), and
+    :func:`fidelity` scores the native twins.
+
     Example:
         >>> import mi_margin as mm
         >>> task = mm.ModularAddition(p=7)
         >>> expl = mm.explain(mm.theory.certificate(task), task)
         >>> expl.counts
         {1: 8, 2: 8, 3: 8}
+        >>> run = mm.zoo.load("zhong_p59_clock_transformer")
+        >>> bridged = mm.explain(run.model.to_bridge(), run.task)
+        >>> bridged.counts == mm.explain(run.model, run.task).counts
+        True
+        >>> from transformer_lens import TransformerBridge
+        >>> isinstance(bridged.model, TransformerBridge), isinstance(bridged.original, TransformerBridge)
+        (True, True)
     """
+    expl = _explain(native(model), task, min_purity, keep, source)
+    if not is_bridge(model):
+        return expl
+    return replace(expl, model=expl.model.to_bridge(), original=model)
+
+
+def native(model: Any) -> Any:
+    """A ``TransformerBridge`` as its HookedOneLayerTransformer twin (same weights, converted by
+    :meth:`~mi_margin.HookedOneLayerTransformer.from_bridge`); anything else as it is."""
+    return HookedOneLayerTransformer.from_bridge(model) if is_bridge(model) else model
+
+
+def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float,
+             keep: Iterable[Any] | None, source: str) -> Explanation:
+    """:func:`explain` of a native model."""
     if not isinstance(model, (HookedMLP, HookedOneLayerTransformer)):
-        raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models, "
-                            f"got {type(model).__name__}")
+        raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models "
+                            f"and the transformer's TransformerBridge, got {type(model).__name__}")
     if source not in SOURCES:
         raise MiMarginError(f"source must be one of {SOURCES}, got source={source!r}")
     if source == "weights" and not isinstance(model, HookedMLP):
@@ -378,7 +411,9 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     loss in the ratio, so that an exact explanation recovers exactly 1). For a one-layer
     transformer the component rows are the embedding, the MLP (W_in, W_out) and the unembedding
     replaced, and the scrub also takes the embedding's and the unembedding's left-out parts from
-    the random input (:func:`~mi_margin.analysis.explain_transformer.resampled_logits`).
+    the random input (:func:`~mi_margin.analysis.explain_transformer.resampled_logits`). The
+    explanation of a ``TransformerBridge`` is scored on the native twins of its original and
+    its model (:func:`native`), so its rows are those of explaining the native model.
 
     Example:
         >>> import mi_margin as mm
@@ -391,7 +426,8 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     """
     if draws < 1:
         raise MiMarginError(f"draws must be >= 1, got draws={draws!r}")
-    model, task, expl = explanation.original, explanation.task, explanation.model
+    model, expl = native(explanation.original), native(explanation.model)
+    task = explanation.task
     labels, nan = task.labels, math.nan
     transformer = isinstance(model, HookedOneLayerTransformer)
     nets = {"explanation": expl, **(transformer_hybrids(model, expl) if transformer else

@@ -10,17 +10,54 @@ gives ``["12", "5", "="]``), and reads the loss as the model does: TransformerLe
 ``return_type="loss"`` is the next-token loss of a text, which here would score the operands and
 '=' as targets; the bridge instead takes ``labels=`` (the answers, [B]) and scores the logits of
 the last position, and refuses without them.
+
+The way back, ``HookedOneLayerTransformer.from_bridge(bridge)``, reads the weights through
+TransformerLens's own export of TransformerLens-layout weights (``bridge.tl_parameters()``) and
+the config from :func:`native_config`: a bridge made by :func:`to_bridge` carries the model's
+config (:data:`RECORD`), so activations the bridge cannot name (quadratic, x^d) come back; any
+other bridge (``TransformerBridge.boot_native``, a TransformerLens checkpoint) converts when its
+own config describes a model of this package, and is refused with the reason otherwise.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from torch import Tensor
 
 from mi_margin._tl import bridge_config, convert_tl_checkpoint, transformer_bridge
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
+from mi_margin.models.compat import is_bridge
+from mi_margin.models.config import TransformerConfig
 from mi_margin.models.tl_interface import finish
+
+#: the attribute in which :func:`to_bridge` records the model's config on the bridge
+RECORD = "mi_margin_cfg"
+#: the activations a bridge names that a HookedOneLayerTransformer has under the same name
+BRIDGE_ACTS = ("relu", "gelu")
+#: what the config of a bridge not made by :func:`to_bridge` must say for a
+#: HookedOneLayerTransformer to compute the same function: (what, test of the config)
+NATIVE_NEEDS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("architecture='TransformerLensNative' (TransformerBridge.boot_native)",
+     lambda c: c.architecture == "TransformerLensNative"),
+    ("n_layers=1", lambda c: c.n_layers == 1),
+    ("normalization_type=None (no LayerNorm)", lambda c: c.normalization_type is None),
+    ("final_rms=False", lambda c: not c.final_rms),
+    ("positional_embedding_type='standard'", lambda c: c.positional_embedding_type == "standard"),
+    (f"act_fn in {BRIDGE_ACTS}", lambda c: c.act_fn in BRIDGE_ACTS),
+    ("gated_mlp=False", lambda c: not c.gated_mlp),
+    ("parallel_attn_mlp=False", lambda c: not c.parallel_attn_mlp),
+    ("n_key_value_heads=None or n_heads", lambda c: c.n_key_value_heads in (None, c.n_heads)),
+    ("attention scaled by sqrt(d_head) (attn_scale=-1)",
+     lambda c: not (c.use_attn_scale and c.attn_scale > 0)
+     or math.isclose(c.attn_scale, math.sqrt(c.d_head))),
+    ("no soft caps (attn_scores_soft_cap, output_logits_soft_cap <= 0)",
+     lambda c: c.attn_scores_soft_cap <= 0 and c.output_logits_soft_cap <= 0),
+)
 
 
 @functools.cache
@@ -68,9 +105,85 @@ def to_bridge(model: Any) -> Any:
         positional_embedding_type="standard", default_prepend_bos=False, seed=0, device="cpu")
     bridge = transformer_bridge().boot_native(bcfg, dtype=dtype)
     bridge.__class__ = answer_bridge_class()
+    setattr(bridge, RECORD, cfg)
     if cfg.act_fn in ("quadratic", "power") and not cfg.attn_only:
         bridge.blocks[0].mlp.original_component.act = activation(cfg.act_fn, cfg.degree)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bridge.load_state_dict(convert_tl_checkpoint(state, bcfg), strict=True)
     bridge.tokenizer = model.tokenizer
-    return bridge.to(dtype).eval()
+    return bridge.to(dtype, print_details=False).eval()
+
+
+# -- the way back: HookedOneLayerTransformer.from_bridge --------------------------------------------
+def tl_weights(bridge: Any) -> dict[str, Tensor]:
+    """``bridge``'s weights under TransformerLens's names and layout (``embed.W_E``,
+    ``blocks.0.attn.W_Q`` [H, d_model, d_head], ...), detached copies; a :class:`MiMarginError`
+    for anything but a ``TransformerBridge``."""
+    if not is_bridge(bridge):
+        raise MiMarginError(f"expected a TransformerLens TransformerBridge (e.g. model.to_bridge()), "
+                            f"got {type(bridge).__name__}")
+    return {name: value.detach().clone() for name, value in bridge.tl_parameters().items()}
+
+
+def native_config(bridge: Any) -> TransformerConfig:
+    """The config of the HookedOneLayerTransformer that computes what ``bridge`` computes.
+
+    A bridge made by :func:`to_bridge` gives back the model's config (with the dtype of its
+    weights now, and biases or positional embeddings turned on if training the bridge made the
+    model's zero ones non-zero). Any other bridge needs a config meeting :data:`NATIVE_NEEDS`
+    and the activation its config names; its biases are kept as parameters when any is non-zero
+    (the seed, which only names an initialization, is 0: the weights are the bridge's).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig(d_model=8, d_head=2,
+        ...                                                           act_fn="quadratic"))
+        >>> native_config(model.to_bridge()) == model.cfg
+        True
+    """
+    weights = tl_weights(bridge)
+    dtype = weights["embed.W_E"].dtype
+    biased = any(bool(value.any()) for name, value in weights.items()
+                 if name.rsplit(".", 1)[-1].startswith("b_"))
+    recorded = getattr(bridge, RECORD, None)
+    if recorded is not None:
+        return recorded.replace(dtype=dtype, use_biases=recorded.use_biases or biased,
+                                use_pos_embed=recorded.use_pos_embed
+                                or bool(weights["pos_embed.W_pos"].any()))
+    cfg = bridge.cfg
+    wrong = [need for need, holds in NATIVE_NEEDS if not holds(cfg)]
+    if wrong:
+        raise MiMarginError(f"this TransformerBridge has no HookedOneLayerTransformer twin: it needs "
+                            f"{'; '.join(wrong)} (its config: n_layers={cfg.n_layers}, "
+                            f"normalization_type={cfg.normalization_type!r}, "
+                            f"act_fn={cfg.act_fn!r}, architecture={cfg.architecture!r})")
+    _check_activation(bridge)
+    return TransformerConfig(
+        d_vocab=cfg.d_vocab, d_vocab_out=cfg.d_vocab_out if cfg.d_vocab_out > 0 else cfg.d_vocab,
+        n_ctx=cfg.n_ctx, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp, act_fn=cfg.act_fn, attention_dir=cfg.attention_dir,
+        attn_only=cfg.attn_only, use_biases=biased, dtype=dtype)
+
+
+def _check_activation(bridge: Any) -> None:
+    """Refuse a bridge whose MLP runs another function than its config's ``act_fn`` names (an
+    activation swapped in by hand, which only :func:`to_bridge` records)."""
+    if bridge.cfg.attn_only:
+        return
+    act = bridge.blocks[0].mlp.original_component.act
+    if act is not activation(bridge.cfg.act_fn):
+        raise MiMarginError(f"this TransformerBridge's MLP runs {act!r}, not the "
+                            f"act_fn={bridge.cfg.act_fn!r} of its config; an activation swapped "
+                            "into a bridge converts back only on bridges made by model.to_bridge() "
+                            "(which record the model's config)")
+
+
+def native_state(bridge: Any, names: Iterable[str]) -> dict[str, Tensor]:
+    """``bridge``'s TransformerLens-layout weights under ``names`` (a native model's state-dict
+    keys; an attention-only bridge's zero MLP weights are left out)."""
+    weights = tl_weights(bridge)
+    missing = [name for name in names if name not in weights]
+    if missing:
+        raise MiMarginError(f"the TransformerBridge exports no {missing} (its weights: "
+                            f"{sorted(weights)})")
+    return {name: weights[name] for name in names}

@@ -27,12 +27,24 @@ def model_kind(model: HookedModel) -> str:
     (``model.to_bridge()``) is recognised by its class, without importing TransformerLens here.
     """
     kind = getattr(model, "model_kind", None)
-    if kind is None and any(c.__name__ == "TransformerBridge" for c in type(model).__mro__):
+    if kind is None and is_bridge(model):
         kind = "transformer"
     if kind not in MODEL_KINDS:
         raise MiMarginError(f"expected a HookedOneLayerTransformer or HookedMLP, got "
                             f"{type(model).__name__} (model_kind={kind!r})")
     return str(kind)
+
+
+def is_bridge(model: Any) -> bool:
+    """Whether ``model`` is a TransformerLens ``TransformerBridge`` (recognised by its class,
+    without importing TransformerLens).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> is_bridge(mm.HookedMLP(mm.MLPConfig(d_vocab=5, d_vocab_out=5, k=2, d_mlp=8)))
+        False
+    """
+    return any(c.__name__ == "TransformerBridge" for c in type(model).__mro__)
 
 
 def expected_shape(model: HookedModel, task: Task) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from mi_margin._tl import CachingRoot, FactoredMatrix, HookPoint
 from mi_margin.errors import MiMarginError
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
-from mi_margin.models.bridge import to_bridge
+from mi_margin.models.bridge import native_config, native_state, to_bridge
 from mi_margin.models.compat import check_transformer_tokens
 from mi_margin.models.config import TransformerConfig
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
@@ -386,3 +386,26 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
     def to_bridge(self):
         """The same weights as a TransformerLens 4 ``TransformerBridge`` (see models.bridge)."""
         return to_bridge(self)
+
+    @classmethod
+    def from_bridge(cls, bridge: Any) -> HookedOneLayerTransformer:
+        """The inverse of :meth:`to_bridge`: a model with ``bridge``'s weights, in eval mode.
+
+        The weights come from TransformerLens's own export (``bridge.tl_parameters()``), the
+        config from :func:`~mi_margin.models.bridge.native_config`: a bridge made by
+        :meth:`to_bridge` round-trips exactly (state dicts equal bit for bit, activation
+        included); another bridge (``TransformerBridge.boot_native``) converts when its config
+        describes such a model, and a LayerNorm, several layers or an activation without a
+        twin here are refused with a :class:`MiMarginError` naming them.
+
+        Example:
+            >>> import torch, mi_margin as mm
+            >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig(d_model=8, d_head=2))
+            >>> back = mm.HookedOneLayerTransformer.from_bridge(model.to_bridge())
+            >>> all(torch.equal(a, b) for a, b in zip(back.state_dict().values(),
+            ...                                       model.state_dict().values()))
+            True
+        """
+        model = cls(native_config(bridge))
+        model.load_state_dict(native_state(bridge, model.state_dict()))
+        return model.eval()

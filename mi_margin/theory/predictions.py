@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mi_margin.errors import MiMarginError
-from mi_margin.models.compat import check_fits
+from mi_margin.models.bridge import native_config
+from mi_margin.models.compat import check_fits, is_bridge, model_kind
 from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Cube, Cyclic, Group, Task
 from mi_margin.theory.formulas import (
@@ -82,10 +83,11 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
 
 
 def prediction_for(model: HookedModel, task: Task) -> Prediction:
-    """:func:`max_margin` for the network family of ``model`` (read from its config)."""
+    """:func:`max_margin` for the network family of ``model`` (read from its config; a
+    ``TransformerBridge``'s from its native twin's, :func:`~mi_margin.models.bridge.native_config`)."""
     check_fits(model, task)
-    cfg = model.cfg
-    kind = getattr(model, "model_kind", "mlp")
+    cfg = native_config(model) if is_bridge(model) else model.cfg
+    kind = model_kind(model)
     return max_margin(task, act_fn=cfg.act_fn, width=cfg.d_mlp, biases=cfg.use_biases,
                       act_degree=cfg.act_degree, input_style=getattr(cfg, "input_style", "theory"),
                       model_kind=kind)

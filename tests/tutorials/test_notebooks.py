@@ -248,7 +248,8 @@ print("RESULT " + json.dumps({
     "model_loss": float(F_nn.cross_entropy(final.double(), labels)), "agree": AGREE,
     "agreement": AGREEMENT, "tol": TOL, "sources": spec.sources,
     "restricted": restricted.restricted, "excluded": restricted.excluded,
-    "restricted_by_hand": restricted_loss_by_hand(cache, model, task, KEY)}))
+    "restricted_by_hand": restricted_loss_by_hand(cache, model, task, KEY),
+    "explanation_accuracy": EXPL_ACCURACY}))
 """
 #: float32 results compared by different routes (see tutorials/walkthrough_checks.py)
 FLOAT32_TOL = math.sqrt(2.0**-24)
@@ -300,8 +301,10 @@ def test_06_transformerlens_walkthrough():
     assert res["sources"]["W_L"] == "W_out @ W_U" and res["sources"]["embed"] == f"W_E[:{p}]"
     assert res["restricted_by_hand"] == pytest.approx(res["restricted"], rel=FLOAT32_TOL)
     assert res["restricted"] < res["excluded"]
+    assert 0.0 <= res["explanation_accuracy"] <= 1.0
     if res["from_zoo"]:                                     # Nanda et al.'s trained model
         assert res["agree"] >= 0.9                          # neurons write their own frequency
+        assert res["explanation_accuracy"] > 0.99           # mm.explain of its bridge runs
         assert res["lens_loss"][-1] < 1e-3 < math.log(p) < res["lens_loss"][0]
 
 
