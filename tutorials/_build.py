@@ -345,9 +345,12 @@ every single answer.
 
 **No certificate for the transformer.** Tutorials 2 and 3 turn an MLP's explanation into a proof,
 `mm.analysis.certify`: a lower bound on the model's accuracy over every input, from the
-explanation and a bound on what it leaves out. That bound follows the left-out parts through each
-layer; in a transformer it would have to pass through attention's softmax, which the package does
-not bound. Transformers are explained and scored, but not certified, and `certify` says so:
+explanation and a bound, from the weights alone, on what it leaves out. In a transformer that
+bound would have to pass through attention's softmax, and even its last step, from the MLP's
+activations to the logits, is far too loose on this model: the left-out part is a sum over all
+neurons whose terms cancel, and a bound that does not compute them cannot see it
+(docs/mathematics.md §6.4 measures it). Transformers are explained and scored, but not certified,
+and `certify` says so:
 """),
     code("""
 CERTIFY_REFUSAL = None
@@ -925,8 +928,9 @@ products of characters of an abelian group are characters again), and their coef
 logit gap of every input at once. $S_5$ is not abelian: most of its irreps are matrices, not
 numbers (their dimensions are printed below), a neuron reads matrix entries $\rho(a)_{kl}$, and
 products of those live in tensor products $\rho \otimes \rho'$, whose splitting into irreps needs
-the Clebsch–Gordan coefficients of the group; the package does not compute them. (This network's ReLU is a second obstacle: unlike $x^d$
-it has no finite expansion at all.) `certify` refuses, and says why:
+the Clebsch–Gordan coefficients of the group; the package does not compute them. (This network's
+ReLU is a second obstacle: unlike $x^d$ it has no finite expansion at all.) `certify` refuses, and
+says why:
 """),
     code("""
 print("irrep dimensions of S5:", {rho.name: rho.dim for rho in s5_task.group.irreps()})
