@@ -877,22 +877,25 @@ s5_fid.plot().show()
 s5_fid.to_dataframe()"""),
     md(r"""
 **A certificate.** Fidelity is measured on random draws; `mm.analysis.certify` proves something
-about *every* input. Write $\delta T = T - \hat T$ and $\delta W = W_{out} - \hat W_{out}$ for what
-the explanation leaves out. Neuron $i$'s pre-activation differs from the explanation's by at most
-$\varepsilon_i = \sum_j \max_v |\delta T[j, v, i]|$, a ReLU passes at most that on, so logit $c$
-differs by at most
+about *every* input. It runs the explanation's hidden layer $\hat h$ on every input and reads it
+out through the model's own output layer, $\tilde\ell = \hat h\, W_{out} + b_{out}$; what is left
+to bound is what the explanation leaves out of the input maps, $\delta T = T - \hat T$, and that is
+bounded from the weights. Neuron $i$'s pre-activation differs from the explanation's by at most
+$\varepsilon_i = \sum_j \max_v |\delta T[j, v, i]|$, a ReLU passes at most that on, so every logit
+differs from $\tilde\ell$ by at most
 
-$$ E_c = \sum_i \varepsilon_i\,|W_{out}[i, c]| + \sum_i H_i\,|\delta W[i, c]|, $$
+$$ E_c = \sum_i \varepsilon_i\,|W_{out}[i, c]| $$
 
-with $H_i$ the largest activation of explained neuron $i$ (plus a floating-point allowance). Where
-the explanation's own margin exceeds $E_y + E_c$ for every wrong answer $c$, the model is right
-too, whatever the left-out parts do. Two bounds apply to this network:
+(plus a floating-point allowance). Where $\tilde\ell_y - \tilde\ell_c > E_y + E_c$ for every wrong
+answer $c$, the model is right too, whatever the left-out parts do, and the difference is a lower
+bound on its margin there. Two bounds apply to this network:
 
 * `uniform`: one $E_c$ for every input, each neuron at its worst case at once; it costs the
-  explanation's forward pass on every input, over its live neurons only;
-* `per_input`: each input's own shifts $\delta_i(x) = \sum_j |\delta T[j, x_j, i]|$ and activations,
-  and a ReLU that the explanation keeps off by more than $\delta_i(x)$ is off in the model too;
-  tighter, at the cost of a few forward passes.
+  explanation's hidden layer on every input (live neurons only) and its readout;
+* `per_input`: each input's own shifts $\delta_i(x) = \sum_j |\delta T[j, x_j, i]|$ give the
+  exact range of the ReLU's change (none when the explanation keeps it off by more than
+  $\delta_i(x)$), paired with $W_{out}[i, y] - W_{out}[i, c]$ for each wrong answer; never looser,
+  input by input, at the cost of a few forward passes.
 
 Brute force, running the model on all $|G|^2$ inputs, gives the true accuracy and smallest margin
 beside them; each certified margin must stay below the true one.
@@ -907,14 +910,15 @@ pd.DataFrame({bound: {"certified accuracy": c.certified_accuracy,
                       "operations / brute force's": c.flops / c.brute_force_flops}
               for bound, c in s5_certs.items()}).T"""),
     md(r"""
-The uniform bound adds up every neuron's worst case at once; a ReLU network's neurons are each
-on for only part of the inputs, so that sum is far larger than what any one input sees, and on
-the zoo's model it exceeds the margin: nothing is certified. The per-input bound sees which
-neurons are off and how far each input's pre-activations actually move. Where it certifies every
-input (the figure: every bound right of 0), it proves that nothing the explanation leaves out
-changes any answer of the model: the explanation accounts for the whole table, not only for the
-sampled draws of the fidelity test. Neither bound is cheaper than brute force here: both run the
-explanation on every input, and $S_5$ has few inputs (printed below) for brute force to run.
+What the explanation leaves out of the live neurons' input maps is small (the figure of the
+explanation: nearly all of their weights kept), so $E_c$ is small, and where both bounds certify
+every input (the zoo's model), the certified smallest margin comes close to the true one, the
+per-input bound closer. Every certified input is one on which nothing the explanation leaves out
+can change the model's answer: with every input certified (the figure: every bound right of 0),
+the explanation accounts for the whole table, not only for the sampled draws of the fidelity
+test. Neither bound is cheaper than brute force here (last row): both run the explanation's
+hidden layer on every input, and $S_5$ has few inputs (printed below) for brute force to run.
+Tutorial 2's harmonic bound is the one whose cost does not grow with the inputs.
 """),
     code("""
 print(f"{len(s5_task.inputs):,} inputs; operations of brute force: "
