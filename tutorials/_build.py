@@ -836,10 +836,10 @@ a5.to_dataframe()"""),
 
 Everything above *describes* networks. For Chughtai et al.'s mainline $S_5$ MLP
 (`chughtai_S5_mlp_seed1`) we now write the description as a network one can run, score it, and
-turn it into a proof about the model (docs/mathematics.md §6.4). `mm.explain`
-builds an MLP of the same shape in which each neuron keeps only the part of its input maps (one
-per operand) and of its output map that lies in its own irrep's block $\{\text{trivial}, \rho\}$,
-which is all GCR with $\rho$ can use; neurons without a dominant irrep are zeroed.
+turn it into a proof about the model (docs/mathematics.md §6.4). `mm.explain` builds an MLP of
+the same shape in which each neuron keeps only the part of its input maps (one per operand) and
+of its output map that lies in its own irrep's block $\{\text{trivial}, \rho\}$, which is all
+GCR with $\rho$ can use; neurons without a dominant irrep are zeroed.
 """),
     code("""
 s5_run, S5_FROM_ZOO = from_zoo("chughtai_S5_mlp_seed1",
