@@ -291,7 +291,74 @@ progress measures, built from understanding the mechanism, show the circuit form
 along. Grokking is a slow, continuous change that the test accuracy reveals suddenly. Where the
 zoo's card gives the paper's numbers next to ours (`mm.zoo.card("nanda_p113_transformer")`), the
 key frequencies and phase boundaries differ by seed but the shape of the story does not.
+
+## From a description to a runnable explanation
+
+Everything above *describes* the model. `mm.explain` turns the description into a network one can
+run: a transformer of the same shape whose weights are the circuit we found (docs/mathematics.md
+§6.4). The embedding rows of the numbers and the columns of the unembedding are projected onto the
+key frequencies (and the constant); attention is kept, since it only carries the waves to `=`;
+every neuron of a frequency cluster keeps its weights, and the others (no dominant frequency, or
+dead) write nothing. The summary names the frequencies, how many neurons each, and the algorithm
+in a sentence; the figure shows the neurons per frequency and how much of each neuron's weights
+(its map from the numbers and its map to the logits) the explanation keeps.
 """),
+    code("""
+explanation = mm.explain(model, task)
+print(explanation.summary())
+explanation.plot().show()"""),
+    md(r"""
+**Fidelity.** `mm.analysis.fidelity` runs the explanation and networks made from it on all $p^2$
+inputs and reports them in one table:
+
+* `explanation`: the explanation's own loss and accuracy;
+* `embedding replaced`, `MLP replaced`, `unembedding replaced`: the model with one component
+  swapped for the explanation's and the others its own, so that one sees which simplification
+  costs what;
+* resampling tests in the sense of causal scrubbing (Chan et al. 2022). In `scrub: rest from any
+  input` every input keeps what the explanation keeps of its own embedding, and takes what the
+  explanation leaves out (the embedding's other directions, the output of the unclustered
+  neurons, the unembedding's other directions) from a **random other input**. If the left-out
+  parts do not matter, the swap costs nothing. `scrub: key from any input` is the control, the
+  other way round. `resample same answer` takes all hidden activations from a random input with
+  the same answer (a weak check: any model that is right everywhere passes it), and
+  `resample any (baseline)` from any random input.
+
+A resampling row is scored by the loss **recovered**,
+$(L_{\text{baseline}} - L)/(L_{\text{baseline}} - L_{\text{model}})$: 1 when the swap costs
+nothing, 0 when it is as bad as reading a random input. A faithful explanation recovers nearly 1
+in the scrub and nearly 0 in the control. Each draw of random inputs runs the model on the whole
+table twice; one draw is enough here.
+"""),
+    code("""
+fid = mm.analysis.fidelity(explanation, draws=1)
+fid.plot().show()
+scores = fid.to_dataframe().set_index("measure")
+print(f"scrub: recovered {fid.recovered:.3f}, accuracy {scores.accuracy['scrub: rest from any input']:.4f}"
+      f" | control: recovered {scores.recovered['scrub: key from any input']:.3f}")
+scores"""),
+    md(r"""
+The scrub's loss is recovered almost entirely, yet its accuracy is lower than the explanation's:
+what the explanation drops is small, but taken from another input it still tips the closest
+answers. The explanation is a faithful account of the loss, a slightly rougher one of
+every single answer.
+
+**No certificate for the transformer.** Tutorials 2 and 3 turn an MLP's explanation into a proof,
+`mm.analysis.certify`: a lower bound on the model's accuracy over every input, from the
+explanation and a bound, from the weights alone, on what it leaves out. In a transformer that
+bound would have to pass through attention's softmax, and even its last step, from the MLP's
+activations to the logits, is far too loose on this model: the left-out part is a sum over all
+neurons whose terms cancel, and a bound that does not compute them cannot see it
+(docs/mathematics.md §6.4 measures it). Transformers are explained and scored, but not certified,
+and `certify` says so:
+"""),
+    code("""
+CERTIFY_REFUSAL = None
+try:
+    mm.analysis.certify(explanation)
+except mm.MiMarginError as err:
+    CERTIFY_REFUSAL = str(err)
+    print("certify refused:", err)"""),
     code("""
 steps = sorted(run.checkpoints)
 last = run.history.iloc[-1]
@@ -302,7 +369,10 @@ print("RESULT " + json.dumps({
     "restricted": final.restricted, "excluded": final.excluded, "embed_key_share": key_share,
     "identity_error": identity_error, "best_wrong_wave": best_wrong,
     "checkpoint_steps": steps, "progress_excluded": table["excluded_loss"].tolist(),
-    "progress_restricted": table["restricted_loss"].tolist(), "bounds": bounds}))"""),
+    "progress_restricted": table["restricted_loss"].tolist(), "bounds": bounds,
+    "explanation_labels": [f for f in explanation.counts if f is not None],
+    "explanation_key": list(explanation.key), "fidelity": fid.to_dataframe().to_dict("list"),
+    "scrub_recovered": fid.recovered, "certify_refusal": CERTIFY_REFUSAL}))"""),
 ]
 
 
@@ -761,6 +831,119 @@ a5 = theory.max_margin(mm.GroupComposition(A5), act_fn="quadratic")
 print(a5.summary())
 print("hypotheses:", a5.hypotheses)
 a5.to_dataframe()"""),
+    md(r"""
+## From a description to a proof: explanation, fidelity and certificate on $S_5$
+
+Everything above *describes* networks. For Chughtai et al.'s mainline $S_5$ MLP
+(`chughtai_S5_mlp_seed1`) we now write the description as a network one can run, score it, and
+turn it into a proof about the model (docs/mathematics.md §6.4). `mm.explain` builds an MLP of
+the same shape in which each neuron keeps only the part of its input maps (one per operand) and
+of its output map that lies in its own irrep's block $\{\text{trivial}, \rho\}$, which is all
+GCR with $\rho$ can use; neurons without a dominant irrep are zeroed.
+"""),
+    code("""
+s5_run, S5_FROM_ZOO = from_zoo("chughtai_S5_mlp_seed1",
+                               lambda: short_chughtai_run("chughtai_S5_mlp_seed1"))
+s5_model, s5_task = s5_run.model.eval(), s5_run.task
+s5_expl = mm.explain(s5_model, s5_task)
+print(s5_expl.summary())
+s5_expl.plot().show()
+largest = s5_model.W_out.detach().abs().amax(1)             # each neuron's largest output weight
+print("largest output weight of the neurons of each label:",
+      {str(lab): f"{float(largest[[i for i, other in enumerate(s5_expl.label) if other == lab]].max()):.2g}"
+       for lab in s5_expl.counts})
+print("key irreps (logit similarity > 0.005):", key_irreps(s5_model, s5_task, 0.005))"""),
+    md(r"""
+A neuron's label depends on the shape of its weights, not on their size, so the count can include
+neurons that weight decay has shrunk to nothing: where a label's largest output weight is many
+orders of magnitude below the others' (as for some labels of the zoo's model), those neurons write
+nothing and the explanation is in effect the key irreps'. `mm.explain(..., keep=labels)` states
+such a narrower hypothesis explicitly, to be scored the same way.
+
+**Fidelity.** The rows are those of tutorial 1, for an MLP: the explanation's own loss and
+accuracy, the model with its input maps or its output map replaced by the explanation's, and the
+resampling tests of causal scrubbing (Chan et al. 2022). Every pre-activation is a sum over the
+operands, $\mathrm{pre}(a, b) = T_1[a] + T_2[b]$, so the scrub can split it exactly: each input
+keeps the part $\hat T$ the explanation keeps and takes the rest, $T - \hat T$, from a random other
+input (and the left-out part of the output map reads that input's activations). **Recovered**
+$= (L_{\text{baseline}} - L)/(L_{\text{baseline}} - L_{\text{model}})$, the baseline taking all
+hidden activations from a random input: 1 when what the explanation leaves out does not matter, 0
+when the swap is as bad as a random input (the control, `scrub: key from any input`, should be
+near 0).
+"""),
+    code("""
+s5_fid = mm.analysis.fidelity(s5_expl, draws=2)
+s5_fid.plot().show()
+s5_fid.to_dataframe()"""),
+    md(r"""
+**A certificate.** Fidelity is measured on random draws; `mm.analysis.certify` proves something
+about *every* input. It runs the explanation's hidden layer $\hat h$ on every input and reads it
+out through the model's own output layer, $\tilde\ell = \hat h\, W_{out} + b_{out}$; what is left
+to bound is what the explanation leaves out of the input maps, $\delta T = T - \hat T$, and that is
+bounded from the weights. Neuron $i$'s pre-activation differs from the explanation's by at most
+$\varepsilon_i = \sum_j \max_v |\delta T[j, v, i]|$, a ReLU passes at most that on, so every logit
+differs from $\tilde\ell$ by at most
+
+$$ E_c = \sum_i \varepsilon_i\,|W_{out}[i, c]| $$
+
+(plus a floating-point allowance). Where $\tilde\ell_y - \tilde\ell_c > E_y + E_c$ for every wrong
+answer $c$, the model is right too, whatever the left-out parts do, and the difference is a lower
+bound on its margin there. Two bounds apply to this network:
+
+* `uniform`: one $E_c$ for every input, each neuron at its worst case at once; it costs the
+  explanation's hidden layer on every input (live neurons only) and its readout;
+* `per_input`: each input's own shifts $\delta_i(x) = \sum_j |\delta T[j, x_j, i]|$ give the
+  exact range of the ReLU's change (none when the explanation keeps it off by more than
+  $\delta_i(x)$), paired with $W_{out}[i, y] - W_{out}[i, c]$ for each wrong answer; never looser,
+  input by input, at the cost of a few forward passes.
+
+Brute force, running the model on all $|G|^2$ inputs, gives the true accuracy and smallest margin
+beside them; each certified margin must stay below the true one.
+"""),
+    code("""
+s5_true = mm.margin(s5_model, s5_task)                      # brute force: every input
+s5_certs = {bound: mm.analysis.certify(s5_expl, bound) for bound in ("uniform", "per_input")}
+pd.DataFrame({bound: {"certified accuracy": c.certified_accuracy,
+                      "accuracy (brute force)": c.accuracy,
+                      "certified min margin": c.min_certified_margin,
+                      "true min margin": s5_true.value,
+                      "operations / brute force's": c.flops / c.brute_force_flops}
+              for bound, c in s5_certs.items()}).T"""),
+    md(r"""
+What the explanation leaves out of the live neurons' input maps is small (the figure of the
+explanation: nearly all of their weights kept), so $E_c$ is small, and where both bounds certify
+every input (the zoo's model), the certified smallest margin comes close to the true one, the
+per-input bound closer. Every certified input is one on which nothing the explanation leaves out
+can change the model's answer: with every input certified (the figure: every bound right of 0),
+the explanation accounts for the whole table, not only for the sampled draws of the fidelity
+test. Neither bound is cheaper than brute force here (last row): both run the explanation's
+hidden layer on every input, and $S_5$ has few inputs (printed below) for brute force to run.
+Tutorial 2's harmonic bound is the one whose cost does not grow with the inputs.
+"""),
+    code("""
+print(f"{len(s5_task.inputs):,} inputs; operations of brute force: "
+      f"{s5_certs['per_input'].brute_force_flops:.3g}")
+s5_certs["per_input"].plot().show()"""),
+    md(r"""
+**Why no harmonic bound.** Tutorial 2 certified a quadratic network on $\mathbb{Z}_p$ without
+running anything per input: with $x^2$ neurons the explanation is a polynomial in the waves
+$e^{i\omega a}, e^{i\omega b}$; it expands once into characters $e^{i\omega(g a + h b - g_c c)}$ (the
+products of characters of an abelian group are characters again), and their coefficients bound the
+logit gap of every input at once. $S_5$ is not abelian: most of its irreps are matrices, not
+numbers (their dimensions are printed below), a neuron reads matrix entries $\rho(a)_{kl}$, and
+products of those live in tensor products $\rho \otimes \rho'$, whose splitting into irreps needs
+the Clebsch–Gordan coefficients of the group; the package does not compute them. (This network's
+ReLU is a second obstacle: unlike $x^d$ it has no finite expansion at all.) `certify` refuses, and
+says why:
+"""),
+    code("""
+print("irrep dimensions of S5:", {rho.name: rho.dim for rho in s5_task.group.irreps()})
+S5_HARMONIC_REFUSAL = None
+try:
+    mm.analysis.certify(s5_expl, "harmonic")
+except mm.MiMarginError as err:
+    S5_HARMONIC_REFUSAL = str(err)
+    print("certify refused:", err)"""),
     code("""
 print("RESULT " + json.dumps({
     "group": G.name, "seed_key_irreps": seed_keys, "seed_dominant": seed_dominant,
@@ -771,7 +954,17 @@ print("RESULT " + json.dumps({
     "gcr_correct": gcr_correct, "quad_from_zoo": QUAD_FROM_ZOO, "quad_key_irreps": quad_keys,
     "quad_gamma": quad_pred.gamma, "quad_ratio": quad_cmp.ratio,
     "quad_labels_used": float(quad_cmp.scalars().set_index("metric")["observed"]["labels_used"]),
-    "a5_gamma": a5.gamma, "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or [])}))"""),
+    "a5_gamma": a5.gamma, "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or []),
+    "s5_from_zoo": S5_FROM_ZOO, "s5_group": s5_task.group.name, "s5_labels": s5_expl.label,
+    "s5_fidelity": s5_fid.to_dataframe().to_dict("list"), "s5_recovered": s5_fid.recovered,
+    "s5_certificates": {bound: {"certified_accuracy": c.certified_accuracy, "accuracy": c.accuracy,
+                                "min_certified_margin": c.min_certified_margin, "flops": c.flops,
+                                "brute_force_flops": c.brute_force_flops,
+                                # true margin − certified bound, per input: ≥ 0 where sound
+                                "min_slack": float((s5_true.per_example - c.margin_bound).min())}
+                        for bound, c in s5_certs.items()},
+    "s5_margin": s5_true.value,
+    "s5_harmonic_refusal": S5_HARMONIC_REFUSAL}))"""),
 ]
 
 

@@ -48,7 +48,8 @@ def fidelity_figure(fid: Fidelity) -> go.Figure:
                            hovertemplate="%{x}: loss %{y:.3g}, accuracy %{customdata[0]:.4f}"
                                          "<extra></extra>"))
     fig.update_layout(title=f"fidelity: scrub recovers {fid.recovered:.3f} of the loss gap",
-                      yaxis_type="log", yaxis_title="loss (all inputs)", xaxis_title="network")
+                      yaxis_type="log", yaxis_exponentformat="power", yaxis_title="loss (all inputs)",
+                      xaxis_title="network")
     return fig
 
 

@@ -4,7 +4,9 @@ certificate attaining γ*, homogeneity, the product and polarization identities,
 the GCR algorithm exact, TransformerLens patching identities), not only that it ran. Where a
 notebook used a shipped zoo model (``from_zoo``), the checks include what the zoo promises
 (the p = 71 model within 1% of γ*, and certified so by the harmonic bound at less cost than brute
-force; the S4 max-margin model using every non-trivial irrep).
+force; the S4 max-margin model using every non-trivial irrep; Nanda's transformer explained with a
+scrub recovering over 99% of the loss, and refused a certificate; the S5 MLP certified on every
+input by both bounds, every certificate below the brute-force margins).
 Tutorial 6 runs with its exercises' solutions filled in; its check cells must pass, and each check
 must fail on a wrong answer.
 """
@@ -112,6 +114,21 @@ def test_01_grokking():
     at_memorized = next(i for i, s in enumerate(steps) if s >= bounds["memorized"])
     assert res["progress_excluded"][-1] > res["progress_excluded"][at_memorized]
     assert res["progress_restricted"][-1] < res["progress_restricted"][0]
+    # the runnable explanation: its labels are among its key frequencies, the scrub (left-out
+    # parts from a random input) recovers more of the loss than the control (kept parts from one)
+    _frequencies_in_range(res["explanation_key"], p)
+    assert set(res["explanation_labels"]) <= set(res["explanation_key"])
+    fid = dict(zip(res["fidelity"]["measure"], res["fidelity"]["recovered"]))
+    assert fid["scrub: key from any input"] < res["scrub_recovered"]
+    assert fid["resample any (baseline)"] == 0.0
+    # transformers are explained and scored, never certified: certify refuses, saying so
+    assert "not certified" in res["certify_refusal"]
+    if res["from_zoo"]:
+        accuracy = dict(zip(res["fidelity"]["measure"], res["fidelity"]["accuracy"]))
+        assert accuracy["explanation"] > 0.99 and res["scrub_recovered"] > 0.99
+        assert fid["scrub: key from any input"] < 0.1
+        # as the page says: the scrub keeps the loss but tips some answers
+        assert accuracy["scrub: rest from any input"] < accuracy["explanation"]
 
 
 def test_02_margins_and_theory():
@@ -166,6 +183,27 @@ def test_03_group_composition():
     assert res["a5_extension"] is True
     assert res["a5_gamma"] == pytest.approx(a5.gamma, rel=1e-9)
     assert set(res["a5_irreps"]) == set(a5.irreps or ())
+    # the S5 MLP's explanation, fidelity and certificates: every certificate is sound (each
+    # input's certified margin never above its true margin, the certified accuracy never above the
+    # brute-force one), the per-input bound at least as tight as the uniform one, and the
+    # harmonic bound refused on a non-abelian group
+    assert res["s5_group"] == "S5"
+    S5 = mm.groups.symmetric(5)
+    assert set(res["s5_labels"]) - {None} <= {rho.name for rho in S5.irreps()} - {"trivial"}
+    certs = res["s5_certificates"]
+    for cert in certs.values():
+        assert cert["min_slack"] >= 0
+        assert cert["min_certified_margin"] <= res["s5_margin"]
+        assert cert["certified_accuracy"] <= cert["accuracy"]
+    uniform, per_input = certs["uniform"], certs["per_input"]
+    assert per_input["certified_accuracy"] >= uniform["certified_accuracy"]
+    assert per_input["min_certified_margin"] >= uniform["min_certified_margin"]
+    assert "abelian" in res["s5_harmonic_refusal"]
+    fid = dict(zip(res["s5_fidelity"]["measure"], res["s5_fidelity"]["recovered"]))
+    assert fid["scrub: key from any input"] < res["s5_recovered"]
+    if res["s5_from_zoo"]:                                   # what the entry's card promises
+        assert res["s5_recovered"] > 0.99 and uniform["accuracy"] == 1.0
+        assert uniform["certified_accuracy"] == per_input["certified_accuracy"] == 1.0
 
 
 def test_04_k_input_and_parity():
