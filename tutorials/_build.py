@@ -849,16 +849,18 @@ s5_expl = mm.explain(s5_model, s5_task)
 print(s5_expl.summary())
 s5_expl.plot().show()
 largest = s5_model.W_out.detach().abs().amax(1)             # each neuron's largest output weight
-print("largest output weight of the neurons of each label:",
-      {str(lab): f"{float(largest[[i for i, other in enumerate(s5_expl.label) if other == lab]].max()):.2g}"
-       for lab in s5_expl.counts})
+dead = s5_expl.clusters.dead
+print(f"dead neurons: {int(dead.sum())}; their largest output weight "
+      f"{float(largest[dead].max()) if dead.any() else 0:.2g}, the smallest of a live one "
+      f"{float(largest[~dead].min()):.2g}")
 print("key irreps (logit similarity > 0.005):", key_irreps(s5_model, s5_task, 0.005))"""),
     md(r"""
-A neuron's label depends on the shape of its weights, not on their size, so the count can include
-neurons that weight decay has shrunk to nothing: where a label's largest output weight is many
-orders of magnitude below the others' (as for some labels of the zoo's model), those neurons write
-nothing and the explanation is in effect the key irreps'. `mm.explain(..., keep=labels)` states
-such a narrower hypothesis explicitly, to be scored the same way.
+Weight decay shrinks the neurons the network does not use towards zero without reaching it. A
+neuron counts as dead when its activation varies over the whole table by no more than the model's
+float precision relative to the largest activation (`mm.analysis.neurons.constant_neurons`): its
+label would be the shape of rounding noise, so it gets none and the explanation zeroes it.
+`mm.explain(..., keep=labels)` states a narrower hypothesis (only these labels matter), to be
+scored the same way.
 
 **Fidelity.** The rows are those of tutorial 1, for an MLP: the explanation's own loss and
 accuracy, the model with its input maps or its output map replaced by the explanation's, and the

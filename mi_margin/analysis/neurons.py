@@ -56,7 +56,8 @@ class NeuronClusters(AnalysisResult):
             total: [d_mlp] its centred energy (labels' blocks plus what mixes labels).
         purity: [d_mlp] max energy / total (NaN where total is 0).
         label: per neuron the dominant label, None where purity < ``min_purity`` or dead.
-        dead: [d_mlp] activation constant over the whole grid ("always off", Chughtai et al.).
+        dead: [d_mlp] activation constant over the whole grid ("always off", Chughtai et al.)
+            at the model's precision (:func:`constant_neurons`).
         phases: frequencies only, [d_mlp, k+1]: θ_1..θ_k of the input marginals and θ_w of the
             output map at the neuron's dominant frequency (x ↦ A cos(ω_f x + θ)); NaN unassigned.
         phase_error: frequencies only, [d_mlp] |wrap(θ_1+…+θ_k − θ_w)| ∈ [0, π].
@@ -227,7 +228,7 @@ def neuron_clusters(model: Analyzable, task: Task, min_purity: float = 0.5, sour
     c = cached(model, task)
     s, b = c.subject, c.basis
     post = c.need([POST, PRE] if b.label_kind == "frequency" else [POST])[POST]
-    dead = post.amax(0) == post.amin(0)                   # constant over the whole grid
+    dead = constant_neurons(post, torch.finfo(s.model.W_out.dtype).eps)
     if source == "weights":
         if task.algebra.inputs != "operands":
             raise MiMarginError("source='weights' needs maps over group elements; a task read as "
@@ -255,6 +256,25 @@ def neuron_clusters(model: Analyzable, task: Task, min_purity: float = 0.5, sour
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
                           phase_error=error, read_from=_read_from(s, source))
+
+
+def constant_neurons(post: Tensor, eps: float) -> Tensor:
+    """Neurons whose activation is constant over the grid at the model's precision, [d_mlp].
+
+    A neuron is dead when its activation's range over every input is at most ``eps`` (the machine
+    epsilon of the model's dtype, twice its unit roundoff) times the largest activation of any
+    neuron: its
+    variation is then below what the model's own arithmetic resolves next to the live neurons.
+    Weight decay leaves such neurons (weights around 1e-21 in the zoo's S5 MLP) that are not
+    exactly constant, and a purity of rounding noise would otherwise give them a label.
+
+    Example:
+        >>> post = torch.tensor([[0.0, 1.0, 3e-21], [0.0, 2.0, 1e-21]])
+        >>> constant_neurons(post, torch.finfo(torch.float32).eps).tolist()
+        [True, False, True]
+    """
+    spread = post.amax(0) - post.amin(0)
+    return spread <= eps * post.abs().max()
 
 
 def neuron_irrep_clusters(model: HookedModel, task: Task, min_purity: float = 0.5,

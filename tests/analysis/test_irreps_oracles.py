@@ -252,6 +252,19 @@ def test_dead_neurons_are_unassigned():
     assert None in res.clusters and res.clusters[None] == [0]
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e-20, 1e-12])
+def test_neurons_decayed_below_the_models_precision_are_dead(scale):
+    """Weight decay leaves neurons at ~1e-21 that are not exactly constant: at the model's float32
+    precision they are, so they get no label (a neuron at 1e-3 of the others stays live)."""
+    task, _, model = _planted("S3", ["standard"])
+    with torch.no_grad():
+        model.W_in[:, :, 0] *= scale
+        model.W_in[:, :, 1] *= 1e-3
+    res = neuron_irrep_clusters(model, task)
+    assert bool(res.dead[0]) and res.irrep[0] is None and not bool(res.dead[1:].any())
+    assert res.irrep[1] is not None
+
+
 def test_bad_input_raises_clear_errors():
     task = mm.GroupComposition("S3")
     model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8))
