@@ -55,6 +55,9 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5,
                    help="evaluations at test accuracy >= 0.99 for a stable crossing")
     p.add_argument("--keep-runs", action="store_true", help="keep each seed's run folder")
+    p.add_argument("--resummarize", action="store_true",
+                   help="train nothing: recompute the finished seeds' rows from their kept final "
+                        "weights with this package's analyses (after an analysis changed)")
     p.add_argument("--report", default=None, help="also write the study's HTML report here")
     p.add_argument("--ship", default=None, metavar="DEST",
                    help="also write the population's summary table and card into DEST (the zoo's "
@@ -63,8 +66,14 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    print(f"seed {row['seed']}: step {row['step']}, grokked {row['grokked']} (stable at "
+          f"{row['stable']}), test acc {row['test_acc']:.4f}", flush=True)
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from mi_margin.studies import StopRule, study
+    from mi_margin.studies.study import resummarize
     from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
     from mi_margin.zoo.recipes import POPULATIONS
 
@@ -73,10 +82,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         rule = StopRule(patience=args.patience, cleanup=args.cleanup)
     except MiMarginError as err:
         raise MiMarginError(f"study: {err}") from err
-    st = study(args.name, args.seeds, args.out, rule, address=args.address, keep_runs=args.keep_runs,
-               on_row=lambda row: print(f"seed {row['seed']}: step {row['step']}, grokked "
-                                        f"{row['grokked']} (stable at {row['stable']}), test acc "
-                                        f"{row['test_acc']:.4f}", flush=True))
+    if args.resummarize:
+        st = resummarize(args.out)
+    else:
+        st = study(args.name, args.seeds, args.out, rule, address=args.address,
+                   keep_runs=args.keep_runs, on_row=_print_row)
     print(label_frequency(st, pop.paper_key, pop.paper_seeds).to_dataframe().to_string(index=False))
     print(key_count_distribution(st, pop.paper_n_key, pop.paper_seeds).to_dataframe()
           .to_string(index=False))

@@ -120,6 +120,31 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     append_durably(path, (json.dumps(row) + "\n").encode())
 
 
+def resummarize(out: str | Path, progress: bool = True) -> Study:
+    """Recompute every finished seed's row of the study in ``out`` from its kept record (final
+    weights and history, :func:`~mi_margin.studies.seeds.read_seed`) with the analyses of the
+    installed package, and replace ``rows.jsonl`` with them (atomically: a kill leaves the old
+    rows or all the new ones). For a study summarized before an analysis changed; no seed is
+    retrained, and seeds without a record (still training) keep no row until they finish.
+
+    Example:
+        >>> st = resummarize("populations/chughtai_S4_mlp")      # doctest: +SKIP
+    """
+    out = Path(out)
+    if not (out / META).is_file():
+        raise MiMarginError(f"{out} holds no study ({META} is missing)")
+    meta = json.loads((out / META).read_text())
+    rule = StopRule(**meta["rule"])
+    seeds = [s for s in meta["seeds"] if is_exported(out / f"seed_{s}")]
+    rows = []
+    for seed in progress_bar(seeds, desc=f"resummarize {meta['source']}", disable=not progress):
+        model, task, history, seed_meta = read_seed(out / f"seed_{seed}")
+        rows.append(summary_row(seed, model, task, history, seed_meta, rule))
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    atomic_write(out / ROWS, lambda tmp: Path(tmp).write_text(text))
+    return Study(source=meta["source"], out=out, rule=rule, table=pd.DataFrame(rows))
+
+
 def _local(jobs: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
     for job in jobs:
         yield seed_job(*job)

@@ -200,3 +200,23 @@ def test_a_study_ships_as_a_population_and_reports(tmp_path, monkeypatch):
     assert "Number of key labels" in page
     with pytest.raises(mm.MiMarginError, match="no population"):
         mm.zoo.population("nope")
+
+
+def test_resummarize_recomputes_every_row_from_the_kept_records(tmp_path):
+    """Rows rebuilt from each seed's final weights and history equal the rows the study wrote;
+    a row computed by other (older) analyses is replaced, and no seed is retrained."""
+    from mi_margin.studies.study import resummarize
+
+    st = study(tiny, seeds=[0, 3], out=tmp_path, rule=RULE, progress=False)
+    path = tmp_path / "rows.jsonl"
+    fresh = path.read_text()
+    stale = [json.loads(line) | {"live_neurons": -1, "mean_purity": 2.0}
+             for line in fresh.splitlines()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in stale))
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed_*/final.safetensors")}
+    again = resummarize(tmp_path, progress=False)
+    assert path.read_text() == fresh
+    pd.testing.assert_frame_equal(again.table, st.table)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    with pytest.raises(mm.MiMarginError, match="holds no study"):
+        resummarize(tmp_path / "nothing", progress=False)
