@@ -4,6 +4,7 @@ population views beside the paper's counts (read back by :mod:`mi_margin.zoo.pop
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -55,14 +56,31 @@ def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
     ]
 
 
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """Seeds as runs of consecutive numbers, e.g. "0, 25–27".
+
+    Example:
+        >>> seed_ranges([27, 0, 25, 26]), seed_ranges(range(100))
+        ('0, 25–27', '0–99')
+    """
+    runs: list[list[int]] = []
+    for seed in sorted(int(s) for s in seeds):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
+
+
 def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
     """The card of a population: what was trained, and each view beside the paper's counts."""
     grok = grokking_distribution(table)
     cpu = table["cpu_s"].dropna()
     return "\n\n".join([
         f"# Population {pop.name}",
-        f"{pop.title}: {len(table)} of {pop.seeds} planned seeds (0, 1, …) trained with the zoo "
-        f"recipe, each stopped by the rule {json.dumps(rule)} (stable grokking at test accuracy ≥ "
+        f"{pop.title}: {len(table)} of {pop.seeds} planned seeds (0–{pop.seeds - 1}; trained: "
+        f"{seed_ranges(table['seed'])}) with the zoo recipe, each stopped by the rule "
+        f"{json.dumps(rule)} (stable grokking at test accuracy ≥ "
         f"{rule['level']} for {rule['patience']} evaluations, then {rule['cleanup']:.0%} more steps "
         f"for cleanup, checked every {rule['chunk']} steps) or at its step budget.",
         f"**Paper:** {pop.paper}",
