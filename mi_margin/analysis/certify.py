@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.core import ROWS, subject
-from mi_margin.analysis.explain import Explanation, operand_tables, table_index
+from mi_margin.analysis.explain import Explanation, operand_tables, table_index, table_sum
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
@@ -78,12 +78,12 @@ class Certificate(AnalysisResult):
 
 def lipschitz(model: HookedMLP, bound: Tensor) -> Tensor:
     """Per-neuron Lipschitz constant of the activation on [−bound_i, bound_i], [d_mlp]."""
-    name, degree = model.cfg.act_fn, model.cfg.degree
+    name = model.cfg.act_fn
     if name == "relu":
         return torch.ones_like(bound)
     if name == "gelu":
         return torch.full_like(bound, GELU_LIPSCHITZ)
-    d = 2 if name == "quadratic" else int(degree or 1)
+    d = model.cfg.degree
     return d * bound ** (d - 1)
 
 
@@ -93,7 +93,7 @@ def _brute_force_flops(model: HookedMLP, n_inputs: int) -> int:
     2·d_mlp·V for the output layer and V for the argmax."""
     cfg, (k, n, m), V = model.cfg, operand_tables(model).shape, model.W_out.shape[1]
     table = 2 * k * n * cfg.d_embed * m if cfg.input_style == "embed" else 0
-    act = max(1, (2 if cfg.act_fn == "quadratic" else int(cfg.degree or 2)) - 1)
+    act = max(1, (cfg.degree or 2) - 1)
     return table + n_inputs * (k * m + act * m + 2 * m * V + V)
 
 
@@ -110,8 +110,7 @@ def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor
               b_out: Tensor) -> Tensor:
     """Per class the rounding allowance of the model's own forward pass (module docstring)."""
     k, m = operand_tables(model).shape[0], W.shape[0]
-    degree = 2 if model.cfg.act_fn == "quadratic" else int(model.cfg.degree or 1)
-    gamma = _gamma(k + m + degree + 2, model.W_out.dtype)
+    gamma = _gamma(k + m + (model.cfg.degree or 1) + 2, model.W_out.dtype)
     return gamma * (((L * reach + h + L * eps) @ W.abs()) + b_out.abs())
 
 
@@ -252,13 +251,8 @@ def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
 
 def _pre(model: HookedMLP, tables: Tensor, inputs: Tensor, bias: bool = True) -> Tensor:
     """Σ_j tables[j, x_j] (+ b_in) per input, float64 [N, d_mlp]."""
-    idx = table_index(model, inputs)
-    out = torch.zeros((len(idx), tables.shape[2]), dtype=torch.float64)
-    if bias:
-        out += model.b_in.detach().double()
-    for j in range(tables.shape[0]):
-        out += tables[j, idx[:, j]]
-    return out
+    out = table_sum(tables, table_index(model, inputs))
+    return out + model.b_in.detach().double() if bias else out
 
 
 def _activation_range(model: HookedMLP, pre_hat: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
@@ -274,8 +268,7 @@ def _activation_range(model: HookedMLP, pre_hat: Tensor, shift: Tensor) -> tuple
         return -GELU_LIPSCHITZ * shift, GELU_LIPSCHITZ * shift
     act = activation(name, model.cfg.degree)
     h, low, high = act(pre_hat), act(pre_hat - shift), act(pre_hat + shift)
-    degree = 2 if name == "quadratic" else int(model.cfg.degree or 1)
-    if name != "relu" and degree % 2 == 0:
+    if (model.cfg.degree or 1) % 2 == 0:
         across = (pre_hat - shift <= 0) & (pre_hat + shift >= 0)
         low, high = torch.where(across, torch.zeros_like(h), torch.minimum(low, high)), \
             torch.maximum(low, high)
@@ -300,10 +293,9 @@ def _pair_margin(logits: Tensor, labels: Tensor, lo: Tensor, hi: Tensor, W: Tens
 
 
 def _margin(logits: Tensor, labels: Tensor, E: Tensor) -> Tensor:
-    """min_{c≠y} (logit_y − logit_c − E_y − E_c) per row (E [V] or per row [rows, V])."""
+    """min_{c≠y} (logit_y − logit_c − E_y − E_c) per row, E [V]."""
     rows = torch.arange(len(labels))
-    E = E.expand_as(logits)
-    gap = logits[rows, labels][:, None] - logits - E[rows, labels][:, None] - E
+    gap = logits[rows, labels][:, None] - logits - E[labels][:, None] - E
     gap[rows, labels] = math.inf
     return gap.amin(1)
 
@@ -317,7 +309,7 @@ def _certificate_flops(explanation: Explanation, k: int, n_vals: int) -> int:
     m, V = model.W_out.shape
     n = model.W_out.shape[1] if explanation.clusters.label_kind != "subset" else 0
     live = sum(lab is not None for lab in explanation.label)
-    act = max(1, (2 if model.cfg.act_fn == "quadratic" else int(model.cfg.degree or 2)) - 1)
+    act = max(1, (model.cfg.degree or 2) - 1)
     build = live * (k + 1) * 2 * n * n
     bounds = 4 * k * n_vals * m + 4 * m * V
     run = N * (k * live + act * live + 2 * live * V) + 3 * N * V

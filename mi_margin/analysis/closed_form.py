@@ -50,7 +50,7 @@ def _power(model: Any) -> int:
         raise MiMarginError(
             f"the harmonic certificate expands x^d neurons in closed form; act_fn={name!r} has no "
             f"finite expansion (use bound='uniform' or 'per_input')")
-    return 2 if name == "quadratic" else int(model.cfg.degree)
+    return int(model.cfg.degree)
 
 
 def _live(label: tuple[Any, ...]) -> Tensor:
