@@ -21,7 +21,7 @@ certified.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mi_margin.analysis.core import subject
 from mi_margin.analysis.explain_transformer import hybrids as transformer_hybrids
-from mi_margin.analysis.explain_transformer import resampled_logits as transformer_resampled
+from mi_margin.analysis.explain_transformer import resampler as transformer_resampler
 from mi_margin.analysis.explain_transformer import transformer_circuit
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
@@ -363,8 +363,9 @@ def _donors(groups: Tensor, gen: torch.Generator) -> Tensor:
     return source
 
 
-def _resampled_logits(explanation: Explanation, donors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """One draw of each resampling row's logits, float64 (docs/mathematics.md §6.4).
+def _resampler(explanation: Explanation) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+    """Each resampling row's logits, float64, as a function of one draw's donors
+    (docs/mathematics.md §6.4); what does not depend on the draw is computed once, here.
 
     With key parts K(x) = Σ_j T̂[j, x_j], the rest R(x) = Σ_j (T − T̂)[j, x_j], the model's hidden
     activations h(x) = σ(b + K(x) + R(x)), a random input x' and δW = W_out − Ŵ_out:
@@ -379,12 +380,15 @@ def _resampled_logits(explanation: Explanation, donors: dict[str, Tensor]) -> di
     idx = table_index(model, task.inputs)
     key, rest = table_sum(T_hat, idx), table_sum(T - T_hat, idx)
     h = act(b_in + key + rest)
-    other, same = donors["any"], donors["same"]
-    return {RESAMPLED[0]: act(b_in + key + rest[other]) @ W_hat + h[other] @ (W - W_hat) + b_out,
-            RESAMPLED[1]: act(b_in + key[other] + rest) @ W_hat + h @ (W - W_hat) + b_out,
-            RESAMPLED[2]: h[same] @ W + b_out,
-            RESAMPLED[3]: h[other] @ W + b_out,
-            "model": h @ W + b_out}
+    logits = h @ W + b_out
+
+    def draw(donors: dict[str, Tensor]) -> dict[str, Tensor]:
+        other, same = donors["any"], donors["same"]
+        return {RESAMPLED[0]: act(b_in + key + rest[other]) @ W_hat + h[other] @ (W - W_hat) + b_out,
+                RESAMPLED[1]: act(b_in + key[other] + rest) @ W_hat + h @ (W - W_hat) + b_out,
+                RESAMPLED[2]: logits[same], RESAMPLED[3]: logits[other], "model": logits}
+
+    return draw
 
 
 def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelity:
@@ -411,7 +415,7 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     loss in the ratio, so that an exact explanation recovers exactly 1). For a one-layer
     transformer the component rows are the embedding, the MLP (W_in, W_out) and the unembedding
     replaced, and the scrub also takes the embedding's and the unembedding's left-out parts from
-    the random input (:func:`~mi_margin.analysis.explain_transformer.resampled_logits`). The
+    the random input (:func:`~mi_margin.analysis.explain_transformer.resampler`). The
     explanation of a ``TransformerBridge`` is scored on the native twins of its original and
     its model (:func:`native`), so its rows are those of explaining the native model.
 
@@ -435,13 +439,13 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
     rows = [("model", *_scores(subject(model, task).run()[0], labels), nan)]
     rows += [(name, *_scores(subject(net, task).run()[0], labels), nan)
              for name, net in nets.items()]
+    resampled = (transformer_resampler(model, expl, task, RESAMPLED) if transformer
+                 else _resampler(explanation))
     gen = torch.Generator().manual_seed(seed)
     draws_ = []
     for _ in range(draws):
         donors = {"any": _donors(torch.zeros_like(labels), gen), "same": _donors(labels, gen)}
-        logits = (transformer_resampled(model, expl, task, donors, RESAMPLED) if transformer
-                  else _resampled_logits(explanation, donors))
-        draws_.append({name: _scores(value, labels) for name, value in logits.items()})
+        draws_.append({name: _scores(value, labels) for name, value in resampled(donors).items()})
     mean = {name: tuple(sum(d[name][i] for d in draws_) / draws for i in range(2))
             for name in draws_[0]}
     gap = mean[RESAMPLED[3]][0] - mean["model"][0]

@@ -22,12 +22,12 @@ transformer of the same shape, through the one harmonic basis of the task (frequ
 
 The model has no LayerNorm, so its logits are affine in the MLP's hidden activations h and in
 ``resid_mid`` r at the last position: ℓ = (r + h W_out + b_out) W_U + b_U, which is what the
-resampling tests of :func:`resampled_logits` swap pieces of.
+resampling tests of :func:`resampler` swap pieces of.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -108,11 +108,12 @@ def _run(model: Any, task: Any, embed: Tensor | None = None) -> tuple[Tensor, Te
     return acts[RESID_MID].double(), acts[POST].double()
 
 
-def resampled_logits(model: Any, expl: Any, task: Any, donors: dict[str, Tensor],
-                     names: tuple[str, ...]) -> dict[str, Tensor]:
-    """One draw of the resampling rows' logits (float64), with ``donors`` the random source
-    inputs (``"any"``, ``"same"``) and ``names`` the four rows of
-    :data:`~mi_margin.analysis.explain.RESAMPLED`.
+def resampler(model: Any, expl: Any, task: Any, names: tuple[str, ...]
+              ) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+    """The resampling rows' logits (float64) as a function of one draw's donors, the random
+    source inputs (``"any"``, ``"same"``); ``names`` are the four rows of
+    :data:`~mi_margin.analysis.explain.RESAMPLED`. The model's own run, which no draw changes,
+    is done once, here.
 
     With Ê = Ŵ_E[tokens] and δE = (W_E − Ŵ_E)[tokens] the embedding's kept and left-out parts,
     δW = W_out − Ŵ_out, δU = W_U − Ŵ_U and x' a random input, the explanation claims δE, δW and
@@ -128,7 +129,7 @@ def resampled_logits(model: Any, expl: Any, task: Any, donors: dict[str, Tensor]
     b_out, b_U = model.b_out[0].detach().double(), model.b_U.detach().double()
     r, h = _run(model, task)
     s = r + h @ W + b_out
-    x1, same, own = donors["any"], donors["same"], torch.arange(len(r))
+    logits, own = s @ U + b_U, torch.arange(len(r))
 
     def scrub(kept: Tensor, rest: Tensor) -> Tensor:
         embed = E_hat[tokens[kept]] + (E - E_hat)[tokens[rest]]
@@ -136,5 +137,9 @@ def resampled_logits(model: Any, expl: Any, task: Any, donors: dict[str, Tensor]
         return (r_s + h_s @ W_hat + b_out + h[rest] @ (W - W_hat)) @ U_hat + \
             s[rest] @ (U - U_hat) + b_U
 
-    return {names[0]: scrub(own, x1), names[1]: scrub(x1, own),
-            names[2]: s[same] @ U + b_U, names[3]: s[x1] @ U + b_U, "model": s @ U + b_U}
+    def draw(donors: dict[str, Tensor]) -> dict[str, Tensor]:
+        x1, same = donors["any"], donors["same"]
+        return {names[0]: scrub(own, x1), names[1]: scrub(x1, own),
+                names[2]: logits[same], names[3]: logits[x1], "model": logits}
+
+    return draw
