@@ -37,23 +37,22 @@ from mi_margin.theory.predictions import prediction_for
 
 def margin_ratio(model: HookedModel, task: Task) -> float | None:
     """Normalized margin / γ* when the model is of the theorem's family, else None."""
-    pred = prediction_for(model, task)
-    if not pred.applies or not pred.gamma:
-        return None
-    res = margin(model, task)
-    return None if res.normalized is None else float(res.normalized / pred.gamma)
+    return margin_ratios(model, task)[0]
 
 
-def certified_margin_ratio(model: HookedModel, task: Task, certified: float) -> float | None:
-    """A certified lower bound on the margin h(θ), normalized like :func:`margin_ratio` and over
-    γ* (None when the model is not of the theorem's family)."""
+def margin_ratios(model: HookedModel, task: Task, certified: float | None = None
+                  ) -> tuple[float | None, float | None]:
+    """(trained margin / γ*, certified margin / γ*) from one margin computation: the normalized
+    margin over γ*, and a certified lower bound ``certified`` on the margin h(θ) normalized the
+    same way (None where the model is not of the theorem's family, or no bound is given)."""
     pred = prediction_for(model, task)
     if not pred.applies or not pred.gamma:
-        return None
+        return None, None
     res = margin(model, task)
-    if res.norm_power_sum is None:
-        return None
-    return float(certified / res.norm_power_sum / pred.gamma)
+    trained = None if res.normalized is None else float(res.normalized / pred.gamma)
+    bound = None if certified is None or res.norm_power_sum is None else \
+        float(certified / res.norm_power_sum / pred.gamma)
+    return trained, bound
 
 
 @dataclass(frozen=True)
@@ -141,9 +140,8 @@ def explanation_check(model: HookedMLP | HookedOneLayerTransformer, task: Task, 
         except MiMarginError as err:
             refused[bound] = str(err).split(" (use")[0]
     best = max(certs, key=lambda b: certs[b].min_certified_margin, default=None)
+    trained, certified = margin_ratios(
+        model, task, None if best is None else certs[best].min_certified_margin)
     return ExplanationCheck(
         explanation=expl, fidelity=fidelity(expl, draws=draws), draws=draws, certificates=certs,
-        refused=refused, best=best,
-        certified_ratio=None if best is None else certified_margin_ratio(
-            model, task, certs[best].min_certified_margin),
-        trained_ratio=margin_ratio(model, task))
+        refused=refused, best=best, certified_ratio=certified, trained_ratio=trained)

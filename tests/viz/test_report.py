@@ -20,7 +20,7 @@ from mi_margin import groups
 from mi_margin.analysis import restricted
 from mi_margin.analysis.certify import BOUNDS
 from mi_margin.analysis.progress import checkpoint_caches
-from mi_margin.theory.explained import certified_margin_ratio, margin_ratio
+from mi_margin.theory.explained import margin_ratios
 from mi_margin.viz import _html, report
 from mi_margin.viz import timeline as viz_timeline
 from mi_margin.viz.report import write_report
@@ -173,8 +173,7 @@ def test_certified_margin_of_a_theorem_network_is_shown_beside_the_trained_one()
     expl = mm.explain(run.model, run.task)
     certs = {bound: mm.analysis.certify(expl, bound) for bound in BOUNDS}
     best = max(certs, key=lambda b: certs[b].min_certified_margin)
-    certified = certified_margin_ratio(run.model, task, certs[best].min_certified_margin)
-    trained = margin_ratio(run.model, task)
+    trained, certified = margin_ratios(run.model, task, certs[best].min_certified_margin)
     assert f"Certified margin / γ*: {certified:.4f} by the {best} bound (trained weights: " \
            f"{trained:.4f})" in unescape(certificates)
     assert 0 < certified <= trained <= 1 + 1e-9
