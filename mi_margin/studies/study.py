@@ -97,6 +97,11 @@ def seed_job(source: str | SeedRecipe, seed: int, out: str, rule: StopRule,
         export_seed(run, folder, budget, rule)
     if not keep_run and (folder / "run").exists():
         shutil.rmtree(folder / "run")
+    return seed_row(folder, seed, rule)
+
+
+def seed_row(folder: Path, seed: int, rule: StopRule) -> dict[str, Any]:
+    """The summary row of the exported seed in ``folder``, from its kept record alone."""
     model, task, history, meta = read_seed(folder)
     return summary_row(seed, model, task, history, meta, rule)
 
@@ -136,10 +141,9 @@ def resummarize(out: str | Path, progress: bool = True) -> Study:
     meta = json.loads((out / META).read_text())
     rule = StopRule(**meta["rule"])
     seeds = [s for s in meta["seeds"] if is_exported(out / f"seed_{s}")]
-    rows = []
-    for seed in progress_bar(seeds, desc=f"resummarize {meta['source']}", disable=not progress):
-        model, task, history, seed_meta = read_seed(out / f"seed_{seed}")
-        rows.append(summary_row(seed, model, task, history, seed_meta, rule))
+    rows = [seed_row(out / f"seed_{seed}", seed, rule)
+            for seed in progress_bar(seeds, desc=f"resummarize {meta['source']}",
+                                     disable=not progress)]
     text = "".join(json.dumps(row) + "\n" for row in rows)
     atomic_write(out / ROWS, lambda tmp: Path(tmp).write_text(text))
     return Study(source=meta["source"], out=out, rule=rule, table=pd.DataFrame(rows))
