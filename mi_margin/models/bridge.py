@@ -125,7 +125,7 @@ def tl_weights(bridge: Any) -> dict[str, Tensor]:
     return {name: value.detach().clone() for name, value in bridge.tl_parameters().items()}
 
 
-def native_config(bridge: Any) -> TransformerConfig:
+def native_config(bridge: Any, weights: dict[str, Tensor] | None = None) -> TransformerConfig:
     """The config of the HookedOneLayerTransformer that computes what ``bridge`` computes.
 
     A bridge made by :func:`to_bridge` gives back the model's config (with the dtype of its
@@ -133,6 +133,7 @@ def native_config(bridge: Any) -> TransformerConfig:
     model's zero ones non-zero). Any other bridge needs a config meeting :data:`NATIVE_NEEDS`
     and the activation its config names; its biases are kept as parameters when any is non-zero
     (the seed, which only names an initialization, is 0: the weights are the bridge's).
+    ``weights``: the bridge's :func:`tl_weights`, when the caller has exported them already.
 
     Example:
         >>> import mi_margin as mm
@@ -141,7 +142,7 @@ def native_config(bridge: Any) -> TransformerConfig:
         >>> native_config(model.to_bridge()) == model.cfg
         True
     """
-    weights = tl_weights(bridge)
+    weights = tl_weights(bridge) if weights is None else weights
     dtype = weights["embed.W_E"].dtype
     biased = any(bool(value.any()) for name, value in weights.items()
                  if name.rsplit(".", 1)[-1].startswith("b_"))
@@ -178,10 +179,9 @@ def _check_activation(bridge: Any) -> None:
                             "(which record the model's config)")
 
 
-def native_state(bridge: Any, names: Iterable[str]) -> dict[str, Tensor]:
-    """``bridge``'s TransformerLens-layout weights under ``names`` (a native model's state-dict
-    keys; an attention-only bridge's zero MLP weights are left out)."""
-    weights = tl_weights(bridge)
+def native_state(weights: dict[str, Tensor], names: Iterable[str]) -> dict[str, Tensor]:
+    """A bridge's TransformerLens-layout ``weights`` (:func:`tl_weights`) under ``names`` (a
+    native model's state-dict keys; an attention-only bridge's zero MLP weights are left out)."""
     missing = [name for name in names if name not in weights]
     if missing:
         raise MiMarginError(f"the TransformerBridge exports no {missing} (its weights: "

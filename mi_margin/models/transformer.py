@@ -20,7 +20,7 @@ from mi_margin._tl import CachingRoot, FactoredMatrix, HookPoint
 from mi_margin.errors import MiMarginError
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
-from mi_margin.models.bridge import native_config, native_state, to_bridge
+from mi_margin.models.bridge import native_config, native_state, tl_weights, to_bridge
 from mi_margin.models.compat import check_transformer_tokens
 from mi_margin.models.config import TransformerConfig
 from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
@@ -406,6 +406,7 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
             ...                                       model.state_dict().values()))
             True
         """
-        model = cls(native_config(bridge))
-        model.load_state_dict(native_state(bridge, model.state_dict()))
+        weights = tl_weights(bridge)                 # exported once, read by both
+        model = cls(native_config(bridge, weights))
+        model.load_state_dict(native_state(weights, model.state_dict()))
         return model.eval()
