@@ -85,3 +85,16 @@ def test_the_view_counts_only_generalized_seeds_per_setting():
     assert list(seeds_trace.y) == [p["n_delta"] for p in view.points]
     assert list(fig.data[1].y) == rows["n_delta_mean"].tolist()
     assert "11: 2/3" in fig.layout.title.text
+
+
+def test_the_grid_recipe_is_chughtais_mlp_on_addition_mod_p():
+    from mi_margin.zoo.recipes import KEY_FREQUENCY_PRIMES, chughtai_mlp, chughtai_mlp_mod_p
+
+    model, task, train = chughtai_mlp_mod_p(7, seed=3, steps=500)
+    assert isinstance(task, mm.ModularAddition) and (task.p, task.seed) == (7, 3)
+    assert task.train_fraction == 0.4 and train.steps == 500
+    group_model, _, group_train = chughtai_mlp("S3", 0.4, 3, 500)
+    same = ("input_style", "d_embed", "d_mlp", "act_fn", "seed")
+    assert {f: getattr(model.cfg, f) for f in same} == {f: getattr(group_model.cfg, f) for f in same}
+    assert train == group_train
+    assert all(mm.ModularAddition(p=p).p == p for p in KEY_FREQUENCY_PRIMES)
