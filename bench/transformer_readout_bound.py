@@ -11,7 +11,10 @@ R = W_out W_U − Ŵ_out Ŵ_U, without computing it:
 - elementwise: |h(x)·(R_y − R_c)| ≤ Σ_i |h_i(x)| |R_iy − R_ic|.
 
 It prints the fraction of inputs each bound certifies, the median of ‖h(x)‖, and the model's
-median and minimum margin (every logit in float64 from the model's own r and h).
+median and minimum margin (every logit in float64 from the model's own r and h). A third split
+keeps every neuron and drops only the non-key labels of the logit map: ℓ̂ = r W_U + h (W_out W_U) P_K
++ const, P_K the projector onto {trivial} ∪ K over the classes, with the rest h (W_out W_U)(I − P_K)
+bounded elementwise.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/transformer_readout_bound.py [--entry NAME]``
 """
@@ -25,6 +28,7 @@ from torch import Tensor
 
 import mi_margin as mm
 from mi_margin.analysis.core import POST, RESID_MID, subject
+from mi_margin.analysis.explain_transformer import _projector
 
 
 def margins(logits: Tensor, labels: Tensor, error: Tensor | None = None) -> Tensor:
@@ -65,6 +69,15 @@ def main() -> None:
     for what, error in [("Cauchy–Schwarz", cauchy), ("elementwise", elementwise)]:
         certified = float((margins(explained, labels, error) > 0).double().mean())
         print(f"  {what} bound on the left-out readout: certifies {certified:.2%} of the inputs")
+    M = W_out @ W_U
+    P = _projector(subject(model, task).basis, list(expl.key))
+    rest = M - M @ P
+    for y in labels.unique():
+        sel = labels == y
+        elementwise[sel] = h[sel].abs() @ (rest[:, y, None] - rest).abs()
+    certified = float((margins(logits - h @ rest, labels, elementwise) > 0).double().mean())
+    print(f"  every neuron read through the key labels, the rest elementwise: certifies "
+          f"{certified:.2%} of the inputs")
 
 
 if __name__ == "__main__":

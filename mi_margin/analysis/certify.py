@@ -1,4 +1,6 @@
-"""A sound lower bound on an MLP's accuracy over every input, from its explanation.
+"""A sound lower bound on an MLP's accuracy over every input, from its explanation (and on a
+one-layer transformer's, from exact logits and a rounding allowance:
+:mod:`~mi_margin.analysis.certify_transformer`).
 
 In the spirit of compact proofs from mechanistic explanations (Gross et al. 2024; Wu et al.,
 ICLR 2025): the explanation's hidden layer (:func:`~mi_margin.analysis.explain.explain`) is run
@@ -29,18 +31,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from mi_margin.analysis.certify_transformer import allowance_flops, transformer_flops, transformer_margins
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.core import ROWS, subject
-from mi_margin.analysis.explain import Explanation, operand_tables, table_index, table_sum
+from mi_margin.analysis.explain import Explanation, native, operand_tables, table_index, table_sum
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
-from mi_margin.models.activations import activation
-from mi_margin.models.compat import is_bridge
+from mi_margin.models.activations import GELU_LIPSCHITZ, activation
 from mi_margin.models.mlp import HookedMLP
+from mi_margin.models.transformer import HookedOneLayerTransformer
 from mi_margin.tasks import ModularAddition
-
-#: sup_x d/dx [x Φ(x)] = Φ(√2) + √2 φ(√2), GELU's Lipschitz constant (the derivative's maximum)
-GELU_LIPSCHITZ = 0.5 * (1 + math.erf(1.0)) + math.sqrt(2) * math.exp(-1.0) / math.sqrt(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class Certificate(AnalysisResult):
         min_certified_margin: min over inputs of the certified lower bound on the model's
             margin logit_y − max_{c≠y} logit_c (negative where nothing is certified).
         margin_bound: per input the certified lower bound on its margin [N] (task.inputs order).
-        error: E_c per class [V]. slack: ε_i per neuron [d_mlp].
+        error: E_c per class [V] (a transformer: E[y, c] per answer and class [V, V], the
+            floating-point allowance of the gap ℓ_y − ℓ_c). slack: ε_i per neuron [d_mlp] (a
+            transformer: the bound on its hidden activations' rounding error).
         flops, brute_force_flops: the certificate's and brute force's operation counts.
     """
 
@@ -139,6 +141,13 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     computed in float32 (and the harmonic bound's own float64 arithmetic gets the same
     allowance).
 
+    A one-layer transformer (or its ``TransformerBridge``) is certified per input only
+    (:mod:`~mi_margin.analysis.certify_transformer`): every input's logits in float64 through the
+    attention tables, less a floating-point allowance from the weights that holds in any summation
+    order, so its cost is brute force's through the tables; reading the logits through the
+    explanation and bounding the rest certifies at most a quarter of the Nanda model's inputs
+    (docs/mathematics.md §6.4).
+
     ``compare=False`` skips the brute-force accuracy reported beside (``accuracy`` is NaN), to
     time the certificate alone.
 
@@ -152,15 +161,19 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
         >>> expl = mm.explain(mm.theory.certificate(task), task)
         >>> mm.analysis.certify(expl, "harmonic").certified_accuracy
         1.0
+        >>> run = mm.zoo.load("zhong_p59_pizza_transformer")
+        >>> mm.analysis.certify(mm.explain(run.model, run.task), "per_input").certified_accuracy
+        1.0
     """
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
+    if isinstance(native(explanation.original), HookedOneLayerTransformer):
+        return _transformer(explanation, bound, compare)
     if not isinstance(explanation.original, HookedMLP):
-        what = ("TransformerBridge of a one-layer transformer" if is_bridge(explanation.original)
-                else type(explanation.original).__name__)
         raise MiMarginError(
-            f"certify covers one-hidden-layer MLPs (HookedMLP); a {what} is explained and scored "
-            f"by fidelity but not certified (no bound through attention's softmax yet)")
+            f"certify covers one-hidden-layer MLPs (HookedMLP) and one-layer transformers "
+            f"(HookedOneLayerTransformer or its TransformerBridge), got "
+            f"{type(explanation.original).__name__}")
     if bound == "harmonic":
         return _harmonic(explanation, compare)
     model, task, expl = explanation.original, explanation.task, explanation.model
@@ -199,6 +212,26 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
                        margin_bound=margins, error=E,
                        slack=eps, flops=flops,
                        brute_force_flops=_brute_force_flops(model, len(inputs)))
+
+
+def _transformer(explanation: Explanation, bound: str, compare: bool) -> Certificate:
+    """The one-layer transformer's certificate (:mod:`~mi_margin.analysis.certify_transformer`):
+    every input's logits in float64 through the attention tables, less a floating-point
+    allowance from the weights; per input only."""
+    if bound != "per_input":
+        raise MiMarginError(
+            f"a one-layer transformer is certified per input (bound='per_input'): its logits are "
+            f"evaluated exactly through the attention tables, and bound={bound!r} has no "
+            f"transformer form (docs/mathematics.md §6.4)")
+    model, task = native(explanation.original), explanation.task
+    margins, E, err_h = transformer_margins(model, task)
+    N, n = len(task.inputs), task.tokens.shape[1]
+    brute = transformer_flops(model, N, n)
+    return Certificate(certified_accuracy=float((margins > 0).double().mean()),
+                       accuracy=_brute_force_accuracy(model, task) if compare else math.nan,
+                       min_certified_margin=float(margins.min()), margin_bound=margins,
+                       error=E, slack=err_h, flops=brute + allowance_flops(model, n),
+                       brute_force_flops=brute)
 
 
 def _brute_force_accuracy(model: HookedMLP, task: Any) -> float:

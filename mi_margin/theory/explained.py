@@ -66,7 +66,7 @@ class ExplanationCheck:
         certificates: bound name → certificate, for every bound that applies (in
             :data:`~mi_margin.analysis.certify.BOUNDS` order).
         refused: bound name → why :func:`~mi_margin.analysis.certify.certify` refused it.
-        best: the bound with the largest certified margin (None when none applies).
+        best: the bound with the largest certified margin.
         certified_ratio: its certified margin normalized and over γ* (None when no theorem
             applies or no bound does). trained_ratio: the trained margin over γ*.
     """
@@ -76,19 +76,14 @@ class ExplanationCheck:
     draws: int
     certificates: dict[str, Certificate]
     refused: dict[str, str]
-    best: str | None
+    best: str
     certified_ratio: float | None
     trained_ratio: float | None
 
     @property
-    def accuracy(self) -> float | None:
-        """The model's brute-force accuracy on every input (None when no bound applies)."""
-        return next(iter(self.certificates.values())).accuracy if self.certificates else None
-
-    @property
-    def not_certified(self) -> str | None:
-        """certify's reason when no bound applies (they all refuse for the same reason), else None."""
-        return None if self.certificates else "; ".join(dict.fromkeys(self.refused.values()))
+    def accuracy(self) -> float:
+        """The model's brute-force accuracy on every input."""
+        return next(iter(self.certificates.values())).accuracy
 
     def fidelity_table(self) -> pd.DataFrame:
         """The fidelity rows, recovered fractions to 3 decimals (their rounding noise, ~1e-8, is
@@ -119,8 +114,9 @@ def explanation_check(model: HookedMLP | HookedOneLayerTransformer, task: Task, 
                       ) -> ExplanationCheck:
     """Explain ``model``, measure the explanation's fidelity and certify it with every bound.
 
-    A bound that does not apply (certify raises :class:`~mi_margin.MiMarginError`: a transformer,
-    the harmonic bound on a ReLU network or on a non-abelian group) is recorded in ``refused``
+    A bound that does not apply (certify raises :class:`~mi_margin.MiMarginError`: the uniform
+    and harmonic bounds of a transformer, the harmonic bound on a ReLU network or on a
+    non-abelian group) is recorded in ``refused``
     with certify's reason, without its "(use ...)" advice; the brute-force accuracy is computed
     once, beside the first bound that applies.
 
@@ -139,9 +135,11 @@ def explanation_check(model: HookedMLP | HookedOneLayerTransformer, task: Task, 
             certs[bound] = certify(expl, bound, compare=not certs)
         except MiMarginError as err:
             refused[bound] = str(err).split(" (use")[0]
-    best = max(certs, key=lambda b: certs[b].min_certified_margin, default=None)
+    if not certs:
+        raise MiMarginError(f"no certificate bound applies: {refused}")
+    best = max(certs, key=lambda b: certs[b].min_certified_margin)
     trained, certified = margin_ratios(
-        model, task, None if best is None else certs[best].min_certified_margin)
+        model, task, certs[best].min_certified_margin)
     return ExplanationCheck(
         explanation=expl, fidelity=fidelity(expl, draws=draws), draws=draws, certificates=certs,
         refused=refused, best=best, certified_ratio=certified, trained_ratio=trained)

@@ -244,9 +244,7 @@ def _explanation(ctx: Context) -> dict[str, Item]:
 
 def _certificates(check: ExplanationCheck) -> list[Part]:
     """The certificates' table with the brute-force accuracy, and the certified margin / γ*
-    beside the trained one; or why no bound applies."""
-    if check.not_certified is not None:
-        return [_html.paragraph(f"Not certified: {check.not_certified}")]
+    beside the trained one."""
     parts: list[Part] = [
         _html.paragraph("mm.analysis.certify: lower bounds on the accuracy and the margin over "
                         "every input that are always sound (brute-force accuracy "

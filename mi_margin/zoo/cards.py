@@ -367,7 +367,7 @@ REPRODUCIBLE = (
 
 def explanation_lines(run: Run, draws: int = 2) -> list[str]:
     """The card's section on the runnable explanation (docs/mathematics.md §6.4): its summary,
-    its fidelity, and for MLPs the certified accuracy and margin of every bound that applies,
+    its fidelity, and the certified accuracy and margin of every bound that applies,
     with its cost beside brute force's (and the certified margin / γ* where a theorem applies),
     as :func:`~mi_margin.theory.explained.explanation_check` computes them."""
     check = explanation_check(run.model, run.task, draws=draws)
@@ -376,9 +376,6 @@ def explanation_lines(run: Run, draws: int = 2) -> list[str]:
              f"`mm.analysis.fidelity` ({draws} resampling draws; recovered = (L_base − L) / "
              "(L_base − L_model), the scrub is the causal-scrubbing test of what the explanation "
              "leaves out):", "", markdown_table(check.fidelity_table()), ""]
-    if check.not_certified is not None:
-        return [*lines, "Not certified: `mm.analysis.certify` covers one-hidden-layer MLPs (no "
-                        "bound through attention's softmax yet).", ""]
     lines += ["`mm.analysis.certify`: lower bounds on the accuracy and margin over every input "
               f"that are always sound (brute-force accuracy {check.accuracy:.4f}):", "",
               markdown_table(check.certificate_table()), ""]

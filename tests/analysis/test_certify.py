@@ -117,16 +117,11 @@ def test_sound_on_a_trained_model(p, d_mlp, act):
 
 @pytest.mark.parametrize("name", mm.zoo.list())
 def test_sound_on_every_zoo_entry(name):
-    """Every bound that applies is sound on every MLP of the zoo; a transformer is refused with
-    the reason (explained and scored, not certified)."""
+    """Every bound that applies is sound on every MLP of the zoo (the transformers:
+    tests/analysis/test_certify_transformer.py)."""
     run = mm.zoo.load(name)
     if isinstance(run.model, mm.HookedMLP):
         assert_sound(run.model, run.task)
-        return
-    expl = mm.explain(run.model, run.task)
-    for bound in BOUNDS:
-        with pytest.raises(mm.MiMarginError, match="not certified"):
-            certify(expl, bound)
 
 
 def test_per_input_bound_costs_more_and_is_refused_when_unknown():

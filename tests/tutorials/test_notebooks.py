@@ -121,11 +121,15 @@ def test_01_grokking():
     fid = dict(zip(res["fidelity"]["measure"], res["fidelity"]["recovered"]))
     assert fid["scrub: key from any input"] < res["scrub_recovered"]
     assert fid["resample any (baseline)"] == 0.0
-    # transformers are explained and scored, never certified: certify refuses, saying so
-    assert "not certified" in res["certify_refusal"]
+    # the transformer is certified per input: sound, the allowance subtracted; the other bounds
+    # refuse it, saying which one applies
+    assert res["certified_accuracy"] <= res["accuracy"]
+    assert res["min_certified_margin"] < res["min_margin"]
+    assert "bound='per_input'" in res["certify_refusal"]
     if res["from_zoo"]:
         accuracy = dict(zip(res["fidelity"]["measure"], res["fidelity"]["accuracy"]))
         assert accuracy["explanation"] > 0.99 and res["scrub_recovered"] > 0.99
+        assert res["certified_accuracy"] == res["accuracy"] == 1.0 and res["min_certified_margin"] > 0
         assert fid["scrub: key from any input"] < 0.1
         # as the page says: the scrub keeps the loss but tips some answers
         assert accuracy["scrub: rest from any input"] < accuracy["explanation"]

@@ -173,12 +173,16 @@ def test_card_explanation_section_is_what_the_api_computes(name):
     assert any(ln.startswith("Certified margin / γ*") for ln in lines) == (ratio is not None)
 
 
-def test_card_explanation_section_says_transformers_are_not_certified():
+def test_card_explanation_section_certifies_a_transformer_per_input():
     task = mm.ModularAddition(p=7)
     model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
         task, d_model=32, n_heads=2, d_head=8, d_mlp=24))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeneralizedWarning)
         lines = explanation_lines(SimpleNamespace(model=model, task=task), draws=1)
-    assert any(ln.startswith("Not certified") for ln in lines)
+        cert = mm.analysis.certify(mm.explain(model, task), "per_input")
+    assert float(_table_row(lines, "per_input")[1]) == pytest.approx(cert.certified_accuracy,
+                                                                      abs=5e-5)
+    for bound in ("uniform", "harmonic"):
+        assert _table_row(lines, bound)[3].startswith("not applicable: a one-layer transformer")
     assert _table_row(lines, "embedding replaced")

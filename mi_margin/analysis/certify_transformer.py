@@ -1,0 +1,286 @@
+"""A sound lower bound on a one-layer transformer's accuracy and margin over every input, that
+holds for the model as computed in floating point on any CPU (docs/mathematics.md §6.4, "The
+transformer's certificate").
+
+Every input of the package's tasks ends with the same token ('='), so the last position's query is
+one constant vector per head, and a score, a value and its image under W_O depend only on the
+(position, token) pair that is attended to (the tables of :mod:`mi_margin.models.fast_paths`).
+The certificate evaluates the logits of every input through those tables in float64, then
+subtracts an allowance E[y, c] per answer and class that bounds, from the weights and the exact
+activations' largest magnitudes, how far the model's own logit gap ℓ_y − ℓ_c in its dtype can be
+from the exact one, whatever the order of its sums: Higham's γ_n = n·u/(1 − n·u) times the same
+computation on absolute values for every sum and product (Higham 2002, §3.5), and for softmax the
+factor e^{2Δ} that a score error Δ allows, with ``EXP_ULPS`` for exp. An input is certified when
+its float64 gap exceeds E[y, c] for every c ≠ y.
+
+Why not the explanation: on ``nanda_p113_transformer`` the readout that the explanation leaves out
+(the non-key frequencies of W_out W_U) cancels over the 512 neurons, and a bound that does not
+compute it certifies at most 24% of the inputs (bench/transformer_readout_bound.py), while bounding
+it per input costs as much as computing it. So this certificate costs what the model's own fast
+path costs; what it adds to an accuracy check is soundness against rounding on every CPU, and a
+margin bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mi_margin.analysis.core import POST, PRE, RESID_MID, RESID_POST, ROWS, subject
+from mi_margin.errors import MiMarginError
+from mi_margin.models.activations import GELU_LIPSCHITZ
+from mi_margin.models.fast_paths import attention_tables, transformer_logits
+
+#: ulps allowed for exp (softmax) and erf (GELU) in the model's kernels: PyTorch's CPU kernels use
+#: SLEEF's 1-ulp functions; a γ_n with n = 2·EXP_ULPS covers each call four times over
+EXP_ULPS = 4
+
+
+def _gamma(n: float, u: float) -> float:
+    """Higham's γ_n = n·u/(1 − n·u), defined for n·u < 1."""
+    if n * u >= 1:
+        raise MiMarginError(f"a chain of {n} roundings at unit roundoff {u:g} has no rounding "
+                            f"bound (Higham's γ_n needs n·u < 1)")
+    return n * u / (1 - n * u)
+
+
+def _abs(t: Tensor) -> Tensor:
+    return t.detach().double().abs()
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Largest magnitudes over every input of the exact (float64) last-position activations,
+    per coordinate: resid_mid r [d_model], pre-activations and hidden activations [d_mlp]
+    (empty for an attention-only model) and resid_post [d_model]; and per head the largest
+    |VO| over (position, token), a value's image under W_O [H, d_model], and the largest
+    |VO·W_in| [H, d_mlp] (empty for an attention-only model)."""
+
+    vo: Tensor
+    vo_in: Tensor
+    r: Tensor
+    pre: Tensor
+    h: Tensor
+    resid: Tensor
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """Bounds on how far the model's values in arithmetic of unit roundoff u are from the exact
+    ones, for every input, stage by stage: each attention score of head h (``score`` [H]),
+    resid_mid at the last position (``resid_mid`` [d_model]), the MLP's pre-activations and hidden
+    activations (``pre``, ``hidden`` [d_mlp]; empty for an attention-only model) and the logit
+    gap ℓ_y − ℓ_c (``gap`` [V, V], answer y by class c)."""
+
+    score: Tensor
+    resid_mid: Tensor
+    pre: Tensor
+    hidden: Tensor
+    gap: Tensor
+
+
+def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: float) -> Allowance:
+    """How far, stage by stage, the model's values in arithmetic of unit roundoff ``u`` can be
+    from the exact ones (:class:`Allowance`); contexts have length ``n`` and end in
+    ``last_token``. For every input with answer y the computed gap ℓ_y − ℓ_c is within
+    ``gap[y, c]`` of the exact one.
+
+    Roundings of a sum or product chain of N steps add γ_N times the same chain on absolute
+    values (Higham 2002, §3.5), with the exact activations' magnitudes ``reach`` where the chain
+    reads them; an error vector on resid_mid r or on the hidden activations h then reaches the
+    gap only through the exact maps W_U[:, y] − W_U[:, c] and (W_out W_U)[:, y] − (W_out W_U)[:, c]
+    (docs/mathematics.md §6.4).
+    """
+    attn, cfg = model.block.attn, model.cfg
+    g = lambda N: _gamma(N, u)                                            # noqa: E731
+    H, d, e = attn.W_Q.shape
+    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
+    x_last = _abs(model.W_E[last_token]) + _abs(model.W_pos[n - 1])
+    delta = _score_error(model, last_token, n, u)                                    # [H]
+    # softmax: exp in the numerator, n of them summed in the denominator, one division (or a
+    # reciprocal and a product)
+    kappa = g(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2)
+    rho = (1 + kappa) * torch.exp(2 * delta) - 1     # |α̃ − α| ≤ ρ·α per key
+    rate = float(cfg.attn_rate)
+    # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
+    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
+    shift = rate * rho * (1 + g(2)) + n * g(2)                                       # [H]
+    weights = rate + (1 - rate) * n + shift
+    values = torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)
+    value_out = torch.einsum("rhe,hed->hrd", values, _abs(attn.W_O)).amax(1)         # [H, d]
+    attn_out = (weights[:, None] * value_out).sum(0) + _abs(attn.b_O)
+    # values (1 + d + 1), mixing over keys and heads (n·H), W_O (H·e), b_O; then the residual
+    pattern = (shift[:, None] * reach.vo).sum(0)
+    rounded = g(d + n * H + H * e + 6) * attn_out + g(1) * (x_last + reach.r)
+    err_r = pattern + rounded
+    W_U = model.W_U.detach().double()
+    direct, through_mlp = err_r, None
+    err_pre = err_h = torch.zeros(0, dtype=torch.float64)
+    if not cfg.attn_only:
+        mlp = model.block.mlp
+        W_in, W_out = _abs(mlp.W_in), mlp.W_out.detach().double()
+        # the pattern's error reaches the pre-activations through VO·W_in (no box over d_model)
+        err_pre = (shift[:, None] * reach.vo_in).sum(0) + rounded @ W_in \
+            + g(d + 1) * ((reach.r + err_r) @ W_in + _abs(mlp.b_in))
+        err_h = _activation_error(cfg, reach, err_pre, g)
+        mlp_out = (reach.h + err_h) @ W_out.abs() + _abs(mlp.b_out)
+        direct = err_r + g(cfg.d_mlp + 1) * mlp_out + g(1) * (reach.resid + err_r + mlp_out)
+        through_mlp = W_out @ W_U
+    logits = (reach.resid + direct + (err_h @ W_out.abs() if through_mlp is not None else 0)
+              ) @ W_U.abs() + _abs(model.b_U)
+    own = g(d + 1) * logits                                               # the unembedding's sum
+    E = own[:, None] + own[None]
+    for y in range(W_U.shape[1]):
+        E[y] += direct @ (W_U[:, y, None] - W_U).abs()
+        if through_mlp is not None:
+            E[y] += err_h @ (through_mlp[:, y, None] - through_mlp).abs()
+    return Allowance(score=delta, resid_mid=err_r, pre=err_pre, hidden=err_h, gap=E)
+
+
+def _score_error(model: Any, last_token: int, n: int, u: float) -> Tensor:
+    """Per head, a bound on |computed − exact| of the last query's attention scores (after
+    softmax subtracts their max), in either order the package computes them: q·k with q and k
+    formed (the ordinary path), or X·(W_K q)/√d_head (the attention tables). Each bound reads the
+    exact |q|, |k| and |W_K q| (float64), not their absolute chains."""
+    attn, g = model.block.attn, lambda N: _gamma(N, u)
+    _, d, e = attn.W_Q.shape
+    c = 1 / math.sqrt(e)
+    f64 = lambda t: t.detach().double()                                   # noqa: E731
+    W_Q, W_K, b_Q, b_K = f64(attn.W_Q), f64(attn.W_K), f64(attn.b_Q), f64(attn.b_K)
+    X = (f64(model.W_E)[None] + f64(model.W_pos)[:n, None]).flatten(0, 1)            # [R, d]
+    x_last = f64(model.W_E[last_token]) + f64(model.W_pos[n - 1])
+    q = torch.einsum("d,hde->he", x_last, W_Q) + b_Q                                   # [H, e]
+    k = torch.einsum("rd,hde->rhe", X, W_K) + b_K                                     # [R, H, e]
+    s = (k * q).sum(-1) * c                                                           # [R, H]
+    # q and k: the embeddings' sum, d products and sums, the bias (d + 2 roundings)
+    dq = g(d + 2) * (torch.einsum("d,hde->he", x_last.abs(), W_Q.abs()) + b_Q.abs())
+    dk = g(d + 2) * (torch.einsum("rd,hde->rhe", X.abs(), W_K.abs()) + b_K.abs())
+    Q, K = q.abs() + dq, k.abs() + dk
+    ordinary = c * (dq * k.abs() + q.abs() * dk + dq * dk + g(e) * Q * K).sum(-1)
+    # tables: v = (W_K q̃)·c̃ (e products and sums, the product by c̃ and c̃'s own rounding),
+    # then X·v (d + 1 with X's rounding) plus (b_K·q̃)·c̃; q̃'s error reaches the score as
+    # (X W_K + b_K)·δq = k·δq, the rest through the absolute weights
+    dv = c * g(e + 2) * torch.einsum("hde,he->hd", W_K.abs(), Q)                    # [H, d]
+    v = c * torch.einsum("hde,he->hd", W_K, q).abs() + c * torch.einsum("hde,he->hd",
+                                                                        W_K.abs(), dq)
+    own = c * (k.abs() * dq).sum(-1)                                                   # [R, H]
+    tables = own + X.abs() @ dv.T + g(d + 1) * (X.abs() @ (v + dv).T) \
+        + c * g(e + 2) * (b_K.abs() * Q).sum(-1)
+    both = torch.maximum(ordinary, tables)
+    # the division by √d_head (and √'s rounding), or the tables' last addition
+    score = both + g(3) * (s.abs() + both)
+    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
+    return score.amax(0) + 2 * u * (s.abs() + score).amax(0)
+
+
+def _activation_error(cfg: Any, reach: Reach, err: Tensor, g: Any) -> Tensor:
+    """Error bound of the hidden activations from that of the pre-activations: ReLU is exact and
+    1-Lipschitz; GELU Lipschitz with :data:`~mi_margin.models.activations.GELU_LIPSCHITZ` and a
+    few ulps through erf; x^d by the mean value theorem on [−|pre| − err, |pre| + err], d − 1
+    roundings."""
+    if cfg.act_fn == "relu":
+        return err
+    if cfg.act_fn == "gelu":
+        return GELU_LIPSCHITZ * err + g(2 * EXP_ULPS + 4) * (reach.h + GELU_LIPSCHITZ * err)
+    deg = cfg.degree
+    top = reach.pre + err
+    return deg * top ** (deg - 1) * err + g(deg - 1) * top ** deg
+
+
+def _float64(model: Any) -> Any:
+    """A float64 copy of the model (its tables are then exact up to float64 rounding)."""
+    return copy.deepcopy(model).double()
+
+
+def last_token(task: Any) -> int:
+    """The token every input of ``task`` ends with (the certificate's tables need one)."""
+    tokens = task.tokens
+    if not bool((tokens[:, -1] == tokens[0, -1]).all()):
+        raise MiMarginError(f"the transformer certificate needs every input to end with the same "
+                            f"token ('='); {task!r}'s inputs do not")
+    return int(tokens[0, -1])
+
+
+def _evaluate(twin: Any, tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Last-position logits and activations (resid_mid, MLP pre/post, resid_post) of the float64
+    ``twin`` through its attention tables."""
+    store: dict[str, Tensor] = {}
+    names = [RESID_POST] + ([] if twin.cfg.attn_only else [RESID_MID, PRE, POST])
+    hooks = [(name, lambda act, hook, name=name: store.__setitem__(name, act[:, -1]))
+             for name in names]
+    with torch.no_grad(), twin.hooks(fwd_hooks=hooks):
+        logits = transformer_logits(twin, tokens)
+    return logits, store
+
+
+def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
+    """Every input's last-position logits in float64 [N, V] through the attention tables of a
+    float64 copy of ``model``, with the activations' largest magnitudes (:class:`Reach`)."""
+    if getattr(model.cfg, "normalization_type", None):
+        raise MiMarginError("the transformer certificate needs a model without LayerNorm")
+    tokens = subject(model, task).inputs
+    last, n = last_token(task), tokens.shape[1]
+    twin = _float64(model)
+    with torch.no_grad():
+        value_out = attention_tables(twin, torch.tensor(last), n)[2]                 # [H, R, d]
+        vo_in = (torch.zeros(0, dtype=torch.float64) if model.cfg.attn_only else
+                 (value_out @ twin.block.mlp.W_in).abs().amax(1))
+    vo = value_out.abs().amax(1)
+    chunks: list[Tensor] = []
+    top: dict[str, Tensor] = {}
+    for start in range(0, len(tokens), ROWS):
+        logits, acts = _evaluate(twin, tokens[start:start + ROWS])
+        chunks.append(logits)
+        for name, act in acts.items():
+            top[name] = torch.maximum(top.get(name, act.abs().amax(0)), act.abs().amax(0))
+    empty = torch.zeros(0, dtype=torch.float64)
+    # an attention-only block's resid_mid is its output
+    return torch.cat(chunks), Reach(vo=vo, vo_in=vo_in, r=top.get(RESID_MID, top[RESID_POST]),
+                                    pre=top.get(PRE, empty),
+                                    h=top.get(POST, empty), resid=top[RESID_POST])
+
+
+def transformer_margins(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """(certified margin bound per input [N], E [V, V], hidden activations' error bound [d_mlp]):
+    the exact logits (:func:`exact_logits`) less the allowance for the model's dtype plus that
+    for the float64 evaluation itself."""
+    logits, reach = exact_logits(model, task)
+    last, n, labels = last_token(task), task.tokens.shape[1], task.labels
+    own = rounding_allowance(model, last, n, reach, torch.finfo(model.W_E.dtype).eps / 2)
+    E = own.gap + rounding_allowance(model, last, n, reach, torch.finfo(torch.float64).eps / 2).gap
+    rows = torch.arange(len(labels))
+    gap = logits[rows, labels][:, None] - logits - E[labels]
+    gap[rows, labels] = math.inf
+    return gap.amin(1), E, own.hidden
+
+
+def transformer_flops(model: Any, n_inputs: int, n: int) -> int:
+    """Operations of the attention tables (scores, values, their images under W_O) and, per
+    input, softmax over n keys per head, the attention output, the MLP, the unembedding and the
+    margin check: what the model's own fast path costs (:mod:`mi_margin.models.fast_paths`)."""
+    cfg = model.cfg
+    H, d, e = model.block.attn.W_Q.shape
+    R, V = n * model.W_E.shape[0], model.W_U.shape[1]
+    tables = 2 * d * H * e + 2 * d * H + 2 * R * d * H + 2 * R * d * H * e + 2 * H * R * e * d
+    mlp = 0 if cfg.attn_only else 4 * d * cfg.d_mlp + 2 * cfg.d_mlp
+    per_input = 5 * H * n + 2 * H * n * d + 2 * d + mlp + 2 * d * V + 3 * V
+    return tables + n_inputs * per_input
+
+
+def allowance_flops(model: Any, n: int) -> int:
+    """Operations of :func:`rounding_allowance`, run twice (the model's dtype and float64): keys
+    and values, exact and on absolute values, and their images under W_O and W_in for every
+    (position, token); the MLP's and the unembedding's absolute weights; W_out W_U and the
+    pairwise differences of its columns and of W_U's (3 per entry, for every answer and class)."""
+    cfg = model.cfg
+    H, d, e = model.block.attn.W_Q.shape
+    R, V = n * model.W_E.shape[0], model.W_U.shape[1]
+    m = 0 if cfg.attn_only else cfg.d_mlp
+    attention = 10 * R * d * H * e + 2 * H * R * d * m
+    readout = 8 * d * m + 2 * m * d * V + 4 * d * V + 3 * V * V * (d + m)
+    return 2 * (attention + readout)

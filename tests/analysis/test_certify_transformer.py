@@ -1,0 +1,168 @@
+"""The one-layer transformer's certificate: exact logits through the attention tables, less a
+rounding allowance that holds for any summation order (docs/mathematics.md §6.4).
+
+Sound on every zoo transformer (per input, against the model's own float32 margins by each of its
+three paths) and on random models; the allowance covers an emulated coarse format, where rounding is
+thousands of times larger than float32's; the softmax step's factor e^{2Δ} is checked tight."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import mi_margin as mm
+from mi_margin.analysis.certify import BOUNDS, certify
+from mi_margin.analysis.certify_transformer import _gamma, exact_logits, last_token, rounding_allowance
+from tests.oracles.coarse import coarse_logits, rnd
+from tests.oracles.first_order import first_order_worst
+
+TRANSFORMERS = [name for name in mm.zoo.list() if name.endswith("transformer")
+                or "_transformer_" in name]
+CONFIGS = [{}, {"act_fn": "gelu"}, {"act_fn": "quadratic"}, {"attn_only": True},
+           {"attn_rate": 0.5}, {"attn_rate": 0.0}, {"attention_dir": "bidirectional"}]
+
+
+def gaps(logits, labels):
+    """ℓ_y − ℓ_c per input and class, float64 [N, V] (0 at c = y)."""
+    logits = logits.double()
+    return logits[torch.arange(len(labels)), labels][:, None] - logits
+
+
+def margins(logits, labels):
+    gap = gaps(logits, labels)
+    gap[torch.arange(len(labels)), labels] = math.inf
+    return gap.amin(1)
+
+
+PATHS = ("fast", "final_pos_only", "full")
+
+
+def model_margins(model, task, path):
+    """The model's own float32 margins by one of its paths: the attention tables
+    (``last_logits``), the ordinary pass of the last position only, or of every position."""
+    with torch.no_grad():
+        if path == "fast":
+            logits = model.last_logits(task.tokens)
+        else:
+            logits = model(task.tokens, final_pos_only=path == "final_pos_only")[:, -1]
+    return margins(logits, task.labels)
+
+
+def random_model(task, seed, **overrides):
+    cfg = mm.TransformerConfig.for_task(task, d_model=16, d_mlp=24, n_heads=2, d_head=8,
+                                        seed=seed, use_biases=True, **overrides)
+    return mm.HookedOneLayerTransformer(cfg)
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_every_zoo_transformer_is_certified_soundly(name):
+    run = mm.zoo.load(name)
+    cert = certify(mm.explain(run.model, run.task), "per_input")
+    for path in PATHS:
+        assert bool((cert.margin_bound <= model_margins(run.model, run.task, path)).all())
+    assert cert.certified_accuracy == cert.accuracy == 1.0
+    exact = margins(exact_logits(run.model, run.task)[0], run.task.labels)
+    assert bool((cert.margin_bound < exact).all())       # the allowance is subtracted
+    assert cert.flops > cert.brute_force_flops           # the fast path's cost plus the allowance's
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=str)
+def test_exact_logits_are_the_float64_forward(overrides):
+    task = mm.ModularAddition(p=7)
+    model = random_model(task, 0, **overrides)
+    logits, reach = exact_logits(model, task)
+    with torch.no_grad():
+        ref = model.double()(task.tokens)[:, -1]
+    assert torch.allclose(logits, ref, rtol=1e-12, atol=1e-12)
+    assert bool((reach.resid > 0).all()) and reach.h.shape[0] == (0 if model.cfg.attn_only
+                                                                 else model.cfg.d_mlp)
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=str)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_allowance_covers_a_coarse_format(overrides, reverse):
+    """Weights rounded to 12 fraction bits, every operation of the forward pass rounded to 12 bits
+    (and every exp off by 3 ulps): the logit gaps stay within the allowance at u = 2^-13."""
+    task, bits = mm.ModularAddition(p=7), 12
+    for seed in range(3):
+        model = random_model(task, seed, **overrides)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(rnd(p.double() + 0.1 * torch.randn(p.shape, dtype=torch.float64), bits))
+        exact, reach = exact_logits(model, task)
+        E = rounding_allowance(model, last_token(task), 3, reach, 2.0 ** -(bits + 1)).gap
+        coarse = coarse_logits(model, task.tokens, bits, reverse=reverse, seed=seed)
+        error = (gaps(coarse, task.labels) - gaps(exact, task.labels)).abs()
+        assert bool((error <= E[task.labels]).all())
+        assert float(error.max()) > 0                     # the emulation does round
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=str)
+def test_every_stage_bounds_the_first_order_worst_case(overrides):
+    """Against the largest error that any choice of rounding errors (|δ| ≤ u per operation, exp
+    and erf within a few ulps) gives to first order, input by input: the attention scores, the
+    residual stream after attention, the pre-activations and every logit gap. The score bound is
+    also close to it (within a factor 5), so a bound much looser than the computation is caught
+    there too."""
+    task, u = mm.ModularAddition(p=7), 2.0 ** -24
+    model = random_model(task, 1, **overrides)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    _, reach = exact_logits(model, task)
+    bound = rounding_allowance(model, last_token(task), 3, reach, u)
+    worst = first_order_worst(model, task.tokens, task.labels, u)
+    score = worst["scores"] / bound.score[None, :, None]
+    assert float(score.max()) <= 1 and float(score.max()) > 0.2
+    assert bool((worst["resid_mid"] <= bound.resid_mid).all())
+    if not model.cfg.attn_only:
+        assert bool((worst["pre"] <= bound.pre).all())
+    assert bool((worst["gap"] <= bound.gap[task.labels]).all())
+
+
+def test_softmax_moves_by_at_most_e_to_the_2_delta_and_that_is_reached():
+    """|softmax(s + d) − softmax(s)| ≤ (e^{2Δ} − 1) softmax(s) for |d| ≤ Δ (the allowance's ρ),
+    and a key of small weight pushed up by Δ, the others down by Δ, comes within 1% of it."""
+    gen = torch.Generator().manual_seed(0)
+    delta = 0.05
+    for _ in range(200):
+        s = torch.randn(5, generator=gen, dtype=torch.float64) * 3
+        d = (torch.rand(5, generator=gen, dtype=torch.float64) * 2 - 1) * delta
+        a, b = s.softmax(0), (s + d).softmax(0)
+        assert bool(((b - a).abs() <= (math.exp(2 * delta) - 1) * a * (1 + 1e-12)).all())
+    s = torch.tensor([-20.0, 0.0, 0.0], dtype=torch.float64)
+    push = torch.tensor([delta, -delta, -delta], dtype=torch.float64)
+    ratio = float((s + push).softmax(0)[0] / s.softmax(0)[0])
+    assert ratio - 1 >= 0.99 * (math.exp(2 * delta) - 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sound_on_random_models_with_small_margins(seed):
+    task = mm.ModularAddition(p=11)
+    model = random_model(task, seed)
+    cert = certify(mm.explain(model, task), "per_input")
+    for path in PATHS:
+        assert bool((cert.margin_bound <= model_margins(model, task, path)).all())
+    assert cert.certified_accuracy <= cert.accuracy < 1
+
+
+def test_bridge_gets_the_native_certificate():
+    run = mm.zoo.load("zhong_p59_clock_transformer")
+    native = certify(mm.explain(run.model, run.task), "per_input")
+    bridged = certify(mm.explain(run.model.to_bridge(), run.task), "per_input")
+    assert torch.equal(native.margin_bound, bridged.margin_bound)
+
+
+def test_refusals_name_what_is_missing():
+    task = mm.ModularAddition(p=7)
+    expl = mm.explain(random_model(task, 0), task)
+    for bound in BOUNDS:
+        if bound != "per_input":
+            with pytest.raises(mm.MiMarginError, match="bound='per_input'"):
+                certify(expl, bound)
+    tokens = torch.tensor([[0, 1, 7], [1, 0, 2]])
+    with pytest.raises(mm.MiMarginError, match="end with the same token"):
+        last_token(SimpleNamespace(tokens=tokens))
+    with pytest.raises(mm.MiMarginError, match="n·u < 1"):
+        _gamma(300, 2.0 ** -8)
