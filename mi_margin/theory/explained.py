@@ -32,6 +32,7 @@ from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.protocol import HookedModel
 from mi_margin.models.transformer import HookedOneLayerTransformer
 from mi_margin.tasks import Task
+from mi_margin.theory.compare import margin_ratio as margin_ratio_of
 from mi_margin.theory.predictions import prediction_for
 
 
@@ -43,14 +44,16 @@ def margin_ratio(model: HookedModel, task: Task) -> float | None:
 def margin_ratios(model: HookedModel, task: Task, certified: float | None = None
                   ) -> tuple[float | None, float | None]:
     """(trained margin / γ*, certified margin / γ*) from one margin computation: the normalized
-    margin over γ*, and a certified lower bound ``certified`` on the margin h(θ) normalized the
-    same way (None where the model is not of the theorem's family, or no bound is given)."""
+    margin over γ* (:func:`~mi_margin.theory.compare.margin_ratio`, which also checks that the
+    model is of the theorem's family), and a certified lower bound ``certified`` on the margin
+    h(θ) normalized the same way (None where the theorem does not apply to the model, or no
+    bound is given)."""
     pred = prediction_for(model, task)
     if not pred.applies or not pred.gamma:
         return None, None
     res = margin(model, task)
-    trained = None if res.normalized is None else float(res.normalized / pred.gamma)
-    bound = None if certified is None or res.norm_power_sum is None else \
+    trained = margin_ratio_of(model, pred, res)[0]
+    bound = None if trained is None or certified is None or res.norm_power_sum is None else \
         float(certified / res.norm_power_sum / pred.gamma)
     return trained, bound
 

@@ -147,11 +147,17 @@ def test_sound_on_random_models_with_small_margins(seed):
     assert cert.certified_accuracy <= cert.accuracy < 1
 
 
-def test_bridge_gets_the_native_certificate():
+def test_bridge_gets_the_native_certificate_and_it_holds_for_the_bridge_too():
+    """TransformerLens's bridge is another implementation of the same function (its own attention
+    and sums): the certificate, made for any summation order, holds for its float32 margins."""
     run = mm.zoo.load("zhong_p59_clock_transformer")
     native = certify(mm.explain(run.model, run.task), "per_input")
-    bridged = certify(mm.explain(run.model.to_bridge(), run.task), "per_input")
+    bridge = run.model.to_bridge()
+    bridged = certify(mm.explain(bridge, run.task), "per_input")
     assert torch.equal(native.margin_bound, bridged.margin_bound)
+    with torch.no_grad():
+        logits = bridge(run.task.tokens)[:, -1]
+    assert bool((bridged.margin_bound <= margins(logits, run.task.labels)).all())
 
 
 def test_refusals_name_what_is_missing():
