@@ -71,7 +71,7 @@ class ExplanationCheck:
         refused: bound name → why :func:`~mi_margin.analysis.certify.certify` refused it.
         best: the bound with the largest certified margin.
         certified_ratio: its certified margin normalized and over γ* (None when no theorem
-            applies or no bound does). trained_ratio: the trained margin over γ*.
+            applies). trained_ratio: the trained margin over γ*.
     """
 
     explanation: Explanation

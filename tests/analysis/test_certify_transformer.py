@@ -172,3 +172,17 @@ def test_refusals_name_what_is_missing():
         last_token(SimpleNamespace(tokens=tokens))
     with pytest.raises(mm.MiMarginError, match="n·u < 1"):
         _gamma(300, 2.0 ** -8)
+
+
+def test_explanation_check_names_every_refusal_when_no_bound_applies(monkeypatch):
+    """Cards and reports print the certificates' table; a model that no bound covers is an
+    error naming why each bound refused, never an empty table."""
+    from mi_margin.theory import explained
+
+    def refuse(expl, bound, compare=True):
+        raise mm.MiMarginError(f"{bound} refused here")
+
+    monkeypatch.setattr(explained, "certify", refuse)
+    task = mm.ModularAddition(p=7)
+    with pytest.raises(mm.MiMarginError, match="uniform refused here"):
+        explained.explanation_check(random_model(task, 0), task, draws=1)
