@@ -63,9 +63,8 @@ def test_fidelity_of_a_bridge_explanation_is_the_native_one(clock):
     assert a.to_dataframe().set_index("measure").loc["explanation", "accuracy"] > 0.99
 
 
-def test_certify_says_why_it_refuses_a_bridge(clock):
-    with pytest.raises(mm.MiMarginError, match="a TransformerBridge of a one-layer transformer is "
-                                               "explained and scored by fidelity but not certified"):
+def test_certify_says_which_bound_a_bridge_takes(clock):
+    with pytest.raises(mm.MiMarginError, match="certified per input \\(bound='per_input'\\)"):
         mm.analysis.certify(clock[3])
 
 
@@ -77,7 +76,9 @@ def test_the_explanation_check_takes_a_bridge():
     ours, theirs = explanation_check(model, task, draws=1), explanation_check(model.to_bridge(),
                                                                               task, draws=1)
     assert theirs.fidelity.rows == ours.fidelity.rows
-    assert set(theirs.refused) == set(ours.refused) and not theirs.certificates
+    assert set(theirs.refused) == set(ours.refused) == {"uniform", "harmonic"}
+    assert torch.equal(theirs.certificates["per_input"].margin_bound,
+                       ours.certificates["per_input"].margin_bound)
     assert (theirs.trained_ratio, theirs.certified_ratio) == (ours.trained_ratio,
                                                               ours.certified_ratio)
 
