@@ -58,9 +58,11 @@ class Reach:
     """Largest magnitudes over every input of the exact (float64) last-position activations,
     per coordinate: resid_mid r [d_model], pre-activations and hidden activations [d_mlp]
     (empty for an attention-only model) and resid_post [d_model]; and per head the largest
-    |VO| over (position, token), a value's image under W_O [H, d_model], and the largest
-    |VO·W_in| [H, d_mlp] (empty for an attention-only model)."""
+    |score| of the last query [H], the largest |VO| over (position, token), a value's image
+    under W_O [H, d_model], and the largest |VO·W_in| [H, d_mlp] (empty for an attention-only
+    model)."""
 
+    score: Tensor
     vo: Tensor
     vo_in: Tensor
     r: Tensor
@@ -72,7 +74,8 @@ class Reach:
 @dataclass(frozen=True)
 class Allowance:
     """Bounds on how far the model's values in arithmetic of unit roundoff u are from the exact
-    ones, for every input, stage by stage: each attention score of head h (``score`` [H]),
+    ones, for every input, stage by stage: each attention score of head h (``score`` [H], in
+    either order of :func:`score_errors`),
     resid_mid at the last position (``resid_mid`` [d_model]), the MLP's pre-activations and hidden
     activations (``pre``, ``hidden`` [d_mlp]; empty for an attention-only model) and the logit
     gap ℓ_y − ℓ_c (``gap`` [V, V], answer y by class c)."""
@@ -101,7 +104,9 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
     H, d, e = attn.W_Q.shape
     X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
     x_last = _abs(model.W_E[last_token]) + _abs(model.W_pos[n - 1])
-    delta = _score_error(model, last_token, n, u)                                    # [H]
+    score = torch.maximum(*score_errors(model, last_token, n, u).values())           # [H]
+    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
+    delta = score + 2 * u * (reach.score + score)
     # softmax: exp in the numerator, n of them summed in the denominator, one division (or a
     # reciprocal and a product)
     kappa = g(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2)
@@ -139,14 +144,15 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
         E[y] += direct @ (W_U[:, y, None] - W_U).abs()
         if through_mlp is not None:
             E[y] += err_h @ (through_mlp[:, y, None] - through_mlp).abs()
-    return Allowance(score=delta, resid_mid=err_r, pre=err_pre, hidden=err_h, gap=E)
+    return Allowance(score=score, resid_mid=err_r, pre=err_pre, hidden=err_h, gap=E)
 
 
-def _score_error(model: Any, last_token: int, n: int, u: float) -> Tensor:
-    """Per head, a bound on |computed − exact| of the last query's attention scores (after
-    softmax subtracts their max), in either order the package computes them: q·k with q and k
-    formed (the ordinary path), or X·(W_K q)/√d_head (the attention tables). Each bound reads the
-    exact |q|, |k| and |W_K q| (float64), not their absolute chains."""
+def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Tensor]:
+    """Per head [H], a bound on |computed − exact| of the last query's attention scores over
+    every (position, token), for each order the package computes them in: ``"ordinary"``, q·k
+    with q and k formed (the model's forward pass), and ``"tables"``, X·(W_K q)/√d_head (the
+    attention tables of :mod:`mi_margin.models.fast_paths`). Each reads the exact |q|, |k| and
+    |W_K q| (float64) where an error multiplies them, not their absolute chains."""
     attn, g = model.block.attn, lambda N: _gamma(N, u)
     _, d, e = attn.W_Q.shape
     c = 1 / math.sqrt(e)
@@ -168,14 +174,11 @@ def _score_error(model: Any, last_token: int, n: int, u: float) -> Tensor:
     dv = c * g(e + 2) * torch.einsum("hde,he->hd", W_K.abs(), Q)                    # [H, d]
     v = c * torch.einsum("hde,he->hd", W_K, q).abs() + c * torch.einsum("hde,he->hd",
                                                                         W_K.abs(), dq)
-    own = c * (k.abs() * dq).sum(-1)                                                   # [R, H]
-    tables = own + X.abs() @ dv.T + g(d + 1) * (X.abs() @ (v + dv).T) \
+    tables = c * (k.abs() * dq).sum(-1) + X.abs() @ dv.T + g(d + 1) * (X.abs() @ (v + dv).T) \
         + c * g(e + 2) * (b_K.abs() * Q).sum(-1)
-    both = torch.maximum(ordinary, tables)
     # the division by √d_head (and √'s rounding), or the tables' last addition
-    score = both + g(3) * (s.abs() + both)
-    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
-    return score.amax(0) + 2 * u * (s.abs() + score).amax(0)
+    return {path: (raw + g(3) * (s.abs() + raw)).amax(0)
+            for path, raw in (("ordinary", ordinary), ("tables", tables))}
 
 
 def _activation_error(cfg: Any, reach: Reach, err: Tensor, g: Any) -> Tensor:
@@ -227,7 +230,7 @@ def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
     last, n = last_token(task), tokens.shape[1]
     twin = _float64(model)
     with torch.no_grad():
-        value_out = attention_tables(twin, torch.tensor(last), n)[2]                 # [H, R, d]
+        _, scores, value_out = attention_tables(twin, torch.tensor(last), n)        # [H, R, d]
         vo_in = (torch.zeros(0, dtype=torch.float64) if model.cfg.attn_only else
                  (value_out @ twin.block.mlp.W_in).abs().amax(1))
     vo = value_out.abs().amax(1)
@@ -240,7 +243,8 @@ def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
             top[name] = torch.maximum(top.get(name, act.abs().amax(0)), act.abs().amax(0))
     empty = torch.zeros(0, dtype=torch.float64)
     # an attention-only block's resid_mid is its output
-    return torch.cat(chunks), Reach(vo=vo, vo_in=vo_in, r=top.get(RESID_MID, top[RESID_POST]),
+    return torch.cat(chunks), Reach(score=scores.abs().amax(0), vo=vo, vo_in=vo_in,
+                                    r=top.get(RESID_MID, top[RESID_POST]),
                                     pre=top.get(PRE, empty),
                                     h=top.get(POST, empty), resid=top[RESID_POST])
 

@@ -13,7 +13,13 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
-from mi_margin.analysis.certify_transformer import _gamma, exact_logits, last_token, rounding_allowance
+from mi_margin.analysis.certify_transformer import (
+    _gamma,
+    exact_logits,
+    last_token,
+    rounding_allowance,
+    score_errors,
+)
 from tests.oracles.coarse import coarse_logits, rnd
 from tests.oracles.first_order import first_order_worst
 
@@ -99,12 +105,13 @@ def test_allowance_covers_a_coarse_format(overrides, reverse):
 
 
 @pytest.mark.parametrize("overrides", CONFIGS, ids=str)
-def test_every_stage_bounds_the_first_order_worst_case(overrides):
+@pytest.mark.parametrize("path", ["ordinary", "tables"])
+def test_every_stage_bounds_the_first_order_worst_case(overrides, path):
     """Against the largest error that any choice of rounding errors (|δ| ≤ u per operation, exp
-    and erf within a few ulps) gives to first order, input by input: the attention scores, the
-    residual stream after attention, the pre-activations and every logit gap. The score bound is
-    also close to it (within a factor 5), so a bound much looser than the computation is caught
-    there too."""
+    and erf within a few ulps) gives to first order, input by input, for the forward pass and
+    for the attention tables: the attention scores, the residual stream after attention, the
+    pre-activations and every logit gap. Each order's score bound is also close to its worst
+    case (within a factor 5), so a bound much looser than the computation is caught there."""
     task, u = mm.ModularAddition(p=7), 2.0 ** -24
     model = random_model(task, 1, **overrides)
     with torch.no_grad():
@@ -112,9 +119,10 @@ def test_every_stage_bounds_the_first_order_worst_case(overrides):
             p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     _, reach = exact_logits(model, task)
     bound = rounding_allowance(model, last_token(task), 3, reach, u)
-    worst = first_order_worst(model, task.tokens, task.labels, u)
-    score = worst["scores"] / bound.score[None, :, None]
-    assert float(score.max()) <= 1 and float(score.max()) > 0.2
+    worst = first_order_worst(model, task.tokens, task.labels, u, path=path)
+    score = worst["scores"] / score_errors(model, last_token(task), 3, u)[path][None, :, None]
+    assert 0.2 < float(score.max()) <= 1
+    assert bool((worst["scores"] <= bound.score[None, :, None]).all())
     assert bool((worst["resid_mid"] <= bound.resid_mid).all())
     if not model.cfg.attn_only:
         assert bool((worst["pre"] <= bound.pre).all())

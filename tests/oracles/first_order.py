@@ -57,30 +57,50 @@ class Perturbed:
         return out
 
 
-def first_order_worst(model, tokens, labels, u, exp_ulps=4):
+def first_order_worst(model, tokens, labels, u, exp_ulps=4, path="ordinary"):
     """First-order worst-case rounding errors per input of the last query's attention scores
     ("scores" [B, H, n]), resid_mid ("resid_mid" [B, d_model]), the MLP's pre-activations ("pre"
-    [B, d_mlp], absent for an attention-only model) and every logit gap ℓ_y − ℓ_c ("gap" [B, V])."""
+    [B, d_mlp], absent for an attention-only model) and every logit gap ℓ_y − ℓ_c ("gap" [B, V]).
+
+    ``path="ordinary"`` forms q, k, v and z = Σ_j p_j v_j as the model's forward pass does;
+    ``"tables"`` computes what the attention tables do (models/fast_paths.py): the scores as
+    X·((W_K q)·c) + (b_K·q)·c, each value's image under W_O first, then Σ over keys and heads."""
     cfg = model.cfg
     w = {k: v.detach().double() for k, v in model.state_dict().items()}
     P = Perturbed(u, exp_ulps)
     x = P.op(w["embed.W_E"][tokens] + w["pos_embed.W_pos"][: tokens.shape[1]])      # B n d
     scale = P.op(torch.full((len(tokens), 1), 1 / math.sqrt(cfg.d_head), dtype=torch.float64))
     heads, scores = [], []
+    W_O = w["blocks.0.attn.W_O"]
     for h in range(cfg.n_heads):
         q = P.affine(x[:, -1], w["blocks.0.attn.W_Q"][h], w["blocks.0.attn.b_Q"][h])   # B e
-        k = P.affine(x, w["blocks.0.attn.W_K"][h], w["blocks.0.attn.b_K"][h])          # B n e
-        v = P.affine(x, w["blocks.0.attn.W_V"][h], w["blocks.0.attn.b_V"][h])
-        s = P.op(P.seqsum(P.op(q[:, None] * k)) * scale)                                # B n
+        v = P.affine(x, w["blocks.0.attn.W_V"][h], w["blocks.0.attn.b_V"][h])          # B n e
+        if path == "ordinary":
+            k = P.affine(x, w["blocks.0.attn.W_K"][h], w["blocks.0.attn.b_K"][h])      # B n e
+            s = P.op(P.seqsum(P.op(q[:, None] * k)) * scale)                            # B n
+        else:
+            W_K, b_K = w["blocks.0.attn.W_K"][h], w["blocks.0.attn.b_K"][h]
+            key_q = P.op(P.seqsum(P.op(W_K[None] * q[:, None])) * scale)              # B d
+            bias = P.op(P.seqsum(P.op(b_K * q)) * scale[:, 0])                          # B
+            s = P.op(P.seqsum(P.op(x * key_q[:, None])) + bias[:, None])               # B n
         scores.append(s)
         z = P.op(s - s.detach().amax(-1, keepdim=True))
         ex = P.op(torch.exp(z), ulps=exp_ulps)
         p = P.op(ex / P.seqsum(ex)[:, None])
         if cfg.attn_rate != 1:
             p = P.op(P.op(cfg.attn_rate * p) + (1 - cfg.attn_rate))
-        heads.append(P.seqsum(P.op(p[:, :, None] * v).transpose(1, 2)))                 # B e
-    W_O = w["blocks.0.attn.W_O"].reshape(-1, cfg.d_model)
-    r = P.op(x[:, -1] + P.affine(torch.cat(heads, -1), W_O, w["blocks.0.attn.b_O"]))
+        if path == "ordinary":
+            heads.append(P.seqsum(P.op(p[:, :, None] * v).transpose(1, 2)))             # B e
+        else:
+            vo = P.seqsum(P.op(v[..., None] * W_O[h]).transpose(-1, -2))               # B n d
+            heads.append(P.op(p[:, :, None] * vo))                                      # B n d
+    if path == "ordinary":
+        W = W_O.reshape(-1, cfg.d_model)
+        attn = P.affine(torch.cat(heads, -1), W, w["blocks.0.attn.b_O"])
+    else:
+        terms = torch.cat(heads, 1)                                                     # B (H n) d
+        attn = P.op(P.seqsum(terms.transpose(1, 2)) + w["blocks.0.attn.b_O"])
+    r = P.op(x[:, -1] + attn)
     out = {"scores": P.worst(torch.stack(scores, 1)), "resid_mid": P.worst(r)}
     if not cfg.attn_only:
         pre = P.affine(r, w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"])
