@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.core import POST, PRE, RESID_MID, RESID_POST, ROWS, subject
+from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ
 from mi_margin.models.fast_paths import attention_tables, transformer_logits
@@ -228,6 +229,10 @@ def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
         raise MiMarginError("the transformer certificate needs a model without LayerNorm")
     tokens = subject(model, task).inputs
     last, n = last_token(task), tokens.shape[1]
+    V = model.W_U.shape[1]
+    # the logits and, while the margins are taken, their gaps: two float64 [N, V]
+    check_memory(f"the certificate's float64 logits and gaps [{len(tokens):,}, {V}] of {task!r}",
+                 2 * 8 * len(tokens) * V)
     twin = _float64(model)
     with torch.no_grad():
         _, scores, value_out = attention_tables(twin, torch.tensor(last), n)        # [H, R, d]

@@ -194,3 +194,10 @@ def test_explanation_check_names_every_refusal_when_no_bound_applies(monkeypatch
     task = mm.ModularAddition(p=7)
     with pytest.raises(mm.MiMarginError, match="uniform refused here"):
         explained.explanation_check(random_model(task, 0), task, draws=1)
+
+
+def test_a_grid_too_large_for_memory_is_refused_before_it_is_evaluated(monkeypatch):
+    monkeypatch.setenv("MI_MARGIN_MEMORY_GIB", "0.0001")
+    task = mm.ModularAddition(p=23)
+    with pytest.raises(mm.MiMarginError, match="certificate's float64 logits"):
+        exact_logits(random_model(task, 0), task)
