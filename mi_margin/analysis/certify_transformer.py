@@ -117,21 +117,33 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
     # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
     shift = rate * rho * (1 + g(2)) + n * g(2)                                       # [H]
     weights = rate + (1 - rate) * n + shift
-    values = torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)
-    value_out = torch.einsum("rhe,hed->hrd", values, _abs(attn.W_O)).amax(1)         # [H, d]
-    attn_out = (weights[:, None] * value_out).sum(0) + _abs(attn.b_O)
-    # values (1 + d + 1), mixing over keys and heads (n·H), W_O (H·e), b_O; then the residual
+    # a value's own error (the embeddings' sum, d products and sums, the bias) reaches the
+    # output through W_O, mixed with weights summing to at most ``weights``
+    f64 = lambda t: t.detach().double()                                   # noqa: E731
+    exact = (torch.einsum("rd,hde->rhe", embedded(model, n), f64(attn.W_V))
+             + f64(attn.b_V)).abs().amax(0)                                             # [H, e]
+    dv = g(d + 2) * (torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
+    W_O = _abs(attn.W_O)
+    value_err = torch.einsum("h,he,hed->d", weights, dv, W_O)
+    # mixing over n keys and the contraction with W_O over H·d_head (the forward pass), or each
+    # value's image under W_O and the sum over n·H keys and heads (the tables); b_O; then the
+    # residual's sums (x_last's own, and r = x_last + attention output)
+    mix = g(n + H * e + n * H + 2) * (torch.einsum("h,he,hed->d", weights, exact + dv, W_O)
+                                      + _abs(attn.b_O))
+    rounded = mix + g(1) * (x_last + reach.r)
     pattern = (shift[:, None] * reach.vo).sum(0)
-    rounded = g(d + n * H + H * e + 6) * attn_out + g(1) * (x_last + reach.r)
-    err_r = pattern + rounded
+    err_r = pattern + value_err + rounded
     W_U = model.W_U.detach().double()
     direct, through_mlp = err_r, None
     err_pre = err_h = torch.zeros(0, dtype=torch.float64)
     if not cfg.attn_only:
         mlp = model.block.mlp
         W_in, W_out = _abs(mlp.W_in), mlp.W_out.detach().double()
-        # the pattern's error reaches the pre-activations through VO·W_in (no box over d_model)
-        err_pre = (shift[:, None] * reach.vo_in).sum(0) + rounded @ W_in \
+        # the pattern's error reaches the pre-activations through VO·W_in and the values' through
+        # W_O·W_in (no box over d_model); the sums' roundings through |W_in|
+        value_in = torch.einsum("h,he,hei->i", weights, dv,
+                                (f64(attn.W_O) @ f64(mlp.W_in)).abs())
+        err_pre = (shift[:, None] * reach.vo_in).sum(0) + value_in + rounded @ W_in \
             + g(d + 1) * ((reach.r + err_r) @ W_in + _abs(mlp.b_in))
         err_h = _activation_error(cfg, reach, err_pre, g)
         mlp_out = (reach.h + err_h) @ W_out.abs() + _abs(mlp.b_out)
@@ -148,6 +160,12 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
     return Allowance(score=score, resid_mid=err_r, pre=err_pre, hidden=err_h, gap=E)
 
 
+def embedded(model: Any, n: int) -> Tensor:
+    """W_E[t] + W_pos[j] of every (position j < n, token t) in float64, [n·V_in, d_model]."""
+    W_E, W_pos = model.W_E.detach().double(), model.W_pos.detach().double()
+    return (W_E[None] + W_pos[:n, None]).flatten(0, 1)
+
+
 def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Tensor]:
     """Per head [H], a bound on |computed − exact| of the last query's attention scores over
     every (position, token), for each order the package computes them in: ``"ordinary"``, q·k
@@ -159,7 +177,7 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     c = 1 / math.sqrt(e)
     f64 = lambda t: t.detach().double()                                   # noqa: E731
     W_Q, W_K, b_Q, b_K = f64(attn.W_Q), f64(attn.W_K), f64(attn.b_Q), f64(attn.b_K)
-    X = (f64(model.W_E)[None] + f64(model.W_pos)[:n, None]).flatten(0, 1)            # [R, d]
+    X = embedded(model, n)                                                             # [R, d]
     x_last = f64(model.W_E[last_token]) + f64(model.W_pos[n - 1])
     q = torch.einsum("d,hde->he", x_last, W_Q) + b_Q                                   # [H, e]
     k = torch.einsum("rd,hde->rhe", X, W_K) + b_K                                     # [R, H, e]
