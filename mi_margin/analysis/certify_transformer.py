@@ -302,12 +302,13 @@ def transformer_flops(model: Any, n_inputs: int, n: int) -> int:
 def allowance_flops(model: Any, n: int) -> int:
     """Operations of :func:`rounding_allowance`, run twice (the model's dtype and float64): keys
     and values, exact and on absolute values, and their images under W_O and W_in for every
-    (position, token); the MLP's and the unembedding's absolute weights; W_out W_U and the
-    pairwise differences of its columns and of W_U's (3 per entry, for every answer and class)."""
+    (position, token); W_O W_in, the MLP's and the unembedding's absolute weights; W_out W_U and
+    the pairwise differences of its columns and of W_U's (3 per entry, for every answer and
+    class)."""
     cfg = model.cfg
     H, d, e = model.block.attn.W_Q.shape
     R, V = n * model.W_E.shape[0], model.W_U.shape[1]
     m = 0 if cfg.attn_only else cfg.d_mlp
-    attention = 10 * R * d * H * e + 2 * H * R * d * m
+    attention = 10 * R * d * H * e + 2 * H * R * d * m + 2 * H * e * d * m
     readout = 8 * d * m + 2 * m * d * V + 4 * d * V + 3 * V * V * (d + m)
     return 2 * (attention + readout)
