@@ -129,6 +129,35 @@ def test_every_stage_bounds_the_first_order_worst_case(overrides, path):
     assert bool((worst["gap"] <= bound.gap[task.labels]).all())
 
 
+def attaining_model(task):
+    """A model whose scores' rounding reaches the worst case: positive embeddings and weights (no
+    cancellation, so |q|·|k| is the absolute chain) decaying by 4 along every sum, so the
+    largest term is summed first and meets the most roundings."""
+    model = random_model(task, 1)
+    attn, gen = model.block.attn, torch.Generator().manual_seed(0)
+    decay = 0.25 ** torch.arange(float(model.cfg.d_model))
+    with torch.no_grad():
+        model.embed.W_E.copy_(1 + torch.rand(model.embed.W_E.shape, generator=gen))
+        model.pos_embed.W_pos.zero_()
+        for W in (attn.W_Q, attn.W_K, attn.W_V):
+            W.copy_((1 + 0.1 * torch.rand(W.shape, generator=gen)) * decay[None, :, None])
+        attn.W_Q.mul_(0.25 ** torch.arange(float(model.cfg.d_head)))
+        for b in (attn.b_Q, attn.b_K, attn.b_V):
+            b.zero_()
+    return model
+
+
+@pytest.mark.parametrize("path", ["ordinary", "tables"])
+def test_the_score_bound_is_nearly_attained_where_nothing_cancels(path):
+    """Every term of the score bound is needed: on a model built to attain it, the first-order
+    worst case of each order's scores comes within 10% of that order's bound."""
+    task, u = mm.ModularAddition(p=7), 2.0 ** -24
+    model = attaining_model(task)
+    worst = first_order_worst(model, task.tokens, task.labels, u, path=path)["scores"]
+    ratio = float((worst / score_errors(model, last_token(task), 3, u)[path][None, :, None]).max())
+    assert 0.9 < ratio <= 1
+
+
 def test_softmax_moves_by_at_most_e_to_the_2_delta_and_that_is_reached():
     """|softmax(s + d) − softmax(s)| ≤ (e^{2Δ} − 1) softmax(s) for |d| ≤ Δ (the allowance's ρ),
     and a key of small weight pushed up by Δ, the others down by Δ, comes within 1% of it."""
