@@ -50,8 +50,12 @@ def _gamma(n: float, u: float) -> float:
     return n * u / (1 - n * u)
 
 
+def _f64(t: Tensor) -> Tensor:
+    return t.detach().double()
+
+
 def _abs(t: Tensor) -> Tensor:
-    return t.detach().double().abs()
+    return _f64(t).abs()
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,56 @@ class Allowance:
     gap: Tensor
 
 
+@dataclass(frozen=True)
+class _Attention:
+    """The attention stage's error bounds: per head the scores' (``score``), the pattern's
+    shift Σ_j |p̃_j − p_j| per unit of |VO| (``shift``), Σ_j p̃_j (``weights``) and a value's own
+    error (``value`` [H, d_head]); resid_mid's bound from the pattern, the values and the sums
+    (``resid``), and from the sums alone (``rounded``, [d_model])."""
+
+    score: Tensor
+    shift: Tensor
+    weights: Tensor
+    value: Tensor
+    resid: Tensor
+    rounded: Tensor
+
+
+def _attention(model: Any, last_token: int, n: int, reach: Reach, u: float) -> _Attention:
+    """The attention stage of :func:`rounding_allowance`, up to resid_mid."""
+    attn, g = model.block.attn, lambda N: _gamma(N, u)
+    H, d, e = attn.W_Q.shape
+    score = torch.maximum(*score_errors(model, last_token, n, u).values())           # [H]
+    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
+    delta = score + 2 * u * (reach.score + score)
+    # softmax: exp in the numerator, n of them summed in the denominator, one division (or a
+    # reciprocal and a product)
+    kappa = g(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2)
+    rho = (1 + kappa) * torch.exp(2 * delta) - 1     # |α̃ − α| ≤ ρ·α per key
+    rate = float(model.cfg.attn_rate)
+    # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
+    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
+    shift = rate * rho * (1 + g(2)) + n * g(2)                                       # [H]
+    weights = rate + (1 - rate) * n + shift
+    # a value's own error (the embeddings' sum, d products and sums, the bias), through W_O
+    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
+    value = g(d + 2) * (torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
+    exact = (torch.einsum("rd,hde->rhe", embedded(model, n), _f64(attn.W_V))
+             + _f64(attn.b_V)).abs().amax(0)                                           # [H, e]
+    W_O = _abs(attn.W_O)
+    # mixing over n keys and the contraction with W_O over H·d_head (the forward pass), or each
+    # value's image under W_O and the sum over n·H keys and heads (the tables); b_O; then the
+    # residual's sums (x_last's own, and r = x_last + attention output)
+    mix = g(n + H * e + n * H + 2) * (torch.einsum("h,he,hed->d", weights, exact + value, W_O)
+                                      + _abs(attn.b_O))
+    x_last = _abs(model.W_E[last_token]) + _abs(model.W_pos[n - 1])
+    rounded = mix + g(1) * (x_last + reach.r)
+    resid = (shift[:, None] * reach.vo).sum(0) + torch.einsum("h,he,hed->d", weights, value, W_O) \
+        + rounded
+    return _Attention(score=score, shift=shift, weights=weights, value=value, resid=resid,
+                      rounded=rounded)
+
+
 def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: float) -> Allowance:
     """How far, stage by stage, the model's values in arithmetic of unit roundoff ``u`` can be
     from the exact ones (:class:`Allowance`); contexts have length ``n`` and end in
@@ -100,64 +154,31 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
     gap only through the exact maps W_U[:, y] − W_U[:, c] and (W_out W_U)[:, y] − (W_out W_U)[:, c]
     (docs/mathematics.md §6.4).
     """
-    attn, cfg = model.block.attn, model.cfg
     g = lambda N: _gamma(N, u)                                            # noqa: E731
-    H, d, e = attn.W_Q.shape
-    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
-    x_last = _abs(model.W_E[last_token]) + _abs(model.W_pos[n - 1])
-    score = torch.maximum(*score_errors(model, last_token, n, u).values())           # [H]
-    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
-    delta = score + 2 * u * (reach.score + score)
-    # softmax: exp in the numerator, n of them summed in the denominator, one division (or a
-    # reciprocal and a product)
-    kappa = g(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2)
-    rho = (1 + kappa) * torch.exp(2 * delta) - 1     # |α̃ − α| ≤ ρ·α per key
-    rate = float(cfg.attn_rate)
-    # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
-    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
-    shift = rate * rho * (1 + g(2)) + n * g(2)                                       # [H]
-    weights = rate + (1 - rate) * n + shift
-    # a value's own error (the embeddings' sum, d products and sums, the bias) reaches the
-    # output through W_O, mixed with weights summing to at most ``weights``
-    f64 = lambda t: t.detach().double()                                   # noqa: E731
-    exact = (torch.einsum("rd,hde->rhe", embedded(model, n), f64(attn.W_V))
-             + f64(attn.b_V)).abs().amax(0)                                             # [H, e]
-    dv = g(d + 2) * (torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
-    W_O = _abs(attn.W_O)
-    value_err = torch.einsum("h,he,hed->d", weights, dv, W_O)
-    # mixing over n keys and the contraction with W_O over H·d_head (the forward pass), or each
-    # value's image under W_O and the sum over n·H keys and heads (the tables); b_O; then the
-    # residual's sums (x_last's own, and r = x_last + attention output)
-    mix = g(n + H * e + n * H + 2) * (torch.einsum("h,he,hed->d", weights, exact + dv, W_O)
-                                      + _abs(attn.b_O))
-    rounded = mix + g(1) * (x_last + reach.r)
-    pattern = (shift[:, None] * reach.vo).sum(0)
-    err_r = pattern + value_err + rounded
-    W_U = model.W_U.detach().double()
-    direct, through_mlp = err_r, None
+    at, cfg, d = _attention(model, last_token, n, reach, u), model.cfg, model.cfg.d_model
+    W_U = _f64(model.W_U)
+    direct, through_mlp, out_err = at.resid, None, torch.zeros(d, dtype=torch.float64)
     err_pre = err_h = torch.zeros(0, dtype=torch.float64)
     if not cfg.attn_only:
-        mlp = model.block.mlp
-        W_in, W_out = _abs(mlp.W_in), mlp.W_out.detach().double()
+        attn, mlp = model.block.attn, model.block.mlp
+        W_in, W_out = _abs(mlp.W_in), _f64(mlp.W_out)
         # the pattern's error reaches the pre-activations through VO·W_in and the values' through
         # W_O·W_in (no box over d_model); the sums' roundings through |W_in|
-        value_in = torch.einsum("h,he,hei->i", weights, dv,
-                                (f64(attn.W_O) @ f64(mlp.W_in)).abs())
-        err_pre = (shift[:, None] * reach.vo_in).sum(0) + value_in + rounded @ W_in \
-            + g(d + 1) * ((reach.r + err_r) @ W_in + _abs(mlp.b_in))
+        values = torch.einsum("h,he,hei->i", at.weights, at.value,
+                              (_f64(attn.W_O) @ _f64(mlp.W_in)).abs())
+        err_pre = (at.shift[:, None] * reach.vo_in).sum(0) + values + at.rounded @ W_in \
+            + g(d + 1) * ((reach.r + at.resid) @ W_in + _abs(mlp.b_in))
         err_h = _activation_error(cfg, reach, err_pre, g)
         mlp_out = (reach.h + err_h) @ W_out.abs() + _abs(mlp.b_out)
-        direct = err_r + g(cfg.d_mlp + 1) * mlp_out + g(1) * (reach.resid + err_r + mlp_out)
-        through_mlp = W_out @ W_U
-    logits = (reach.resid + direct + (err_h @ W_out.abs() if through_mlp is not None else 0)
-              ) @ W_U.abs() + _abs(model.b_U)
-    own = g(d + 1) * logits                                               # the unembedding's sum
-    E = own[:, None] + own[None]
+        direct = at.resid + g(cfg.d_mlp + 1) * mlp_out + g(1) * (reach.resid + at.resid + mlp_out)
+        through_mlp, out_err = W_out @ W_U, err_h @ W_out.abs()
+    own = g(d + 1) * ((reach.resid + direct + out_err) @ W_U.abs() + _abs(model.b_U))
+    E = own[:, None] + own[None]                                          # the unembedding's sums
     for y in range(W_U.shape[1]):
         E[y] += direct @ (W_U[:, y, None] - W_U).abs()
         if through_mlp is not None:
             E[y] += err_h @ (through_mlp[:, y, None] - through_mlp).abs()
-    return Allowance(score=score, resid_mid=err_r, pre=err_pre, hidden=err_h, gap=E)
+    return Allowance(score=at.score, resid_mid=at.resid, pre=err_pre, hidden=err_h, gap=E)
 
 
 def embedded(model: Any, n: int) -> Tensor:
@@ -175,10 +196,9 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     attn, g = model.block.attn, lambda N: _gamma(N, u)
     _, d, e = attn.W_Q.shape
     c = 1 / math.sqrt(e)
-    f64 = lambda t: t.detach().double()                                   # noqa: E731
-    W_Q, W_K, b_Q, b_K = f64(attn.W_Q), f64(attn.W_K), f64(attn.b_Q), f64(attn.b_K)
+    W_Q, W_K, b_Q, b_K = _f64(attn.W_Q), _f64(attn.W_K), _f64(attn.b_Q), _f64(attn.b_K)
     X = embedded(model, n)                                                             # [R, d]
-    x_last = f64(model.W_E[last_token]) + f64(model.W_pos[n - 1])
+    x_last = _f64(model.W_E[last_token]) + _f64(model.W_pos[n - 1])
     q = torch.einsum("d,hde->he", x_last, W_Q) + b_Q                                   # [H, e]
     k = torch.einsum("rd,hde->rhe", X, W_K) + b_K                                     # [R, H, e]
     s = (k * q).sum(-1) * c                                                           # [R, H]
