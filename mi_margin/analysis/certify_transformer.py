@@ -107,17 +107,24 @@ class _Attention:
     rounded: Tensor
 
 
+def softmax_error(score_error: Tensor, max_score: Tensor, n: int, u: float) -> Tensor:
+    """ρ with |α̃_j − α_j| ≤ ρ·α_j for softmax over n scores of magnitude ≤ ``max_score`` that
+    carry errors ≤ ``score_error``, computed in unit roundoff ``u``: the kernel subtracts the max
+    score (one rounding of a difference of at most 2·max|s̃|), so every score moves by at most
+    Δ, which moves every weight by a factor in [e^{−2Δ}, e^{2Δ}]; then exp in the numerator, n
+    of them summed in the denominator, one division (or a reciprocal and a product), exp within
+    ``EXP_ULPS`` ulps."""
+    delta = score_error + 2 * u * (max_score + score_error)
+    kappa = _gamma(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2, u)
+    return (1 + kappa) * torch.exp(2 * delta) - 1
+
+
 def _attention(model: Any, last_token: int, n: int, reach: Reach, u: float) -> _Attention:
     """The attention stage of :func:`rounding_allowance`, up to resid_mid."""
     attn, g = model.block.attn, lambda N: _gamma(N, u)
     H, d, e = attn.W_Q.shape
     score = torch.maximum(*score_errors(model, last_token, n, u).values())           # [H]
-    # softmax subtracts the max score: one rounding of a difference of at most 2·max|s̃|
-    delta = score + 2 * u * (reach.score + score)
-    # softmax: exp in the numerator, n of them summed in the denominator, one division (or a
-    # reciprocal and a product)
-    kappa = g(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2)
-    rho = (1 + kappa) * torch.exp(2 * delta) - 1     # |α̃ − α| ≤ ρ·α per key
+    rho = softmax_error(score, reach.score, n, u)
     rate = float(model.cfg.attn_rate)
     # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
     # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
