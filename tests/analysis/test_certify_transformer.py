@@ -14,6 +14,7 @@ import torch
 import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.certify_transformer import (
+    EXP_ULPS,
     _gamma,
     exact_logits,
     last_token,
@@ -174,6 +175,16 @@ def test_torch_softmax_kernel_stays_within_the_softmax_bound(scale):
     assert float(ratio.max()) <= 1
     if scale >= 20:
         assert float(ratio.max()) > 0.1
+
+
+def test_this_cpus_float32_exp_is_within_the_assumed_ulps():
+    """The allowance assumes exp within EXP_ULPS ulps; checked on the kernels the suite runs on
+    (normal and restricted), over softmax's range of arguments."""
+    z = -(torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)) * 87)
+    computed = torch.exp(z)
+    ulp = torch.nextafter(computed, torch.tensor(float("inf"))) - computed
+    error = (computed.double() - torch.exp(z.double())).abs() / ulp.double()
+    assert float(error.max()) <= EXP_ULPS
 
 
 def test_softmax_moves_by_at_most_e_to_the_2_delta_and_that_is_reached():
