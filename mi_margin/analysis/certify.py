@@ -167,8 +167,9 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     """
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
-    if isinstance(native(explanation.original), HookedOneLayerTransformer):
-        return _transformer(explanation, bound, compare)
+    original = native(explanation.original)            # a bridge is converted once, here
+    if isinstance(original, HookedOneLayerTransformer):
+        return _transformer(original, explanation.task, bound, compare)
     if not isinstance(explanation.original, HookedMLP):
         raise MiMarginError(
             f"certify covers one-hidden-layer MLPs (HookedMLP) and one-layer transformers "
@@ -214,7 +215,8 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
                        brute_force_flops=_brute_force_flops(model, len(inputs)))
 
 
-def _transformer(explanation: Explanation, bound: str, compare: bool) -> Certificate:
+def _transformer(model: HookedOneLayerTransformer, task: Any, bound: str, compare: bool
+                 ) -> Certificate:
     """The one-layer transformer's certificate (:mod:`~mi_margin.analysis.certify_transformer`):
     every input's logits in float64 through the attention tables, less a floating-point
     allowance from the weights; per input only."""
@@ -223,7 +225,6 @@ def _transformer(explanation: Explanation, bound: str, compare: bool) -> Certifi
             f"a one-layer transformer is certified per input (bound='per_input'): its logits are "
             f"evaluated exactly through the attention tables, and bound={bound!r} has no "
             f"transformer form (docs/mathematics.md §6.4)")
-    model, task = native(explanation.original), explanation.task
     margins, E, err_h = transformer_margins(model, task)
     N, n = len(task.inputs), task.tokens.shape[1]
     brute = transformer_flops(model, N, n)
@@ -234,7 +235,7 @@ def _transformer(explanation: Explanation, bound: str, compare: bool) -> Certifi
                        brute_force_flops=brute)
 
 
-def _brute_force_accuracy(model: HookedMLP, task: Any) -> float:
+def _brute_force_accuracy(model: HookedMLP | HookedOneLayerTransformer, task: Any) -> float:
     """The model's accuracy on every input (beside the certificate, not part of its cost)."""
     logits = subject(model, task).run()[0]
     return float((logits.argmax(1) == task.labels).double().mean())
