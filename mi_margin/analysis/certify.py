@@ -33,6 +33,7 @@ from torch import Tensor
 
 from mi_margin.analysis.certify_transformer import allowance_flops, transformer_flops, transformer_margins
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
+from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.core import ROWS, subject
 from mi_margin.analysis.explain import Explanation, native, operand_tables, table_index, table_sum
 from mi_margin.analysis.results import AnalysisResult
@@ -40,7 +41,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ, activation
 from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.transformer import HookedOneLayerTransformer
-from mi_margin.tasks import ModularAddition
+from mi_margin.tasks import GroupComposition, ModularAddition
 
 
 @dataclass(frozen=True)
@@ -253,10 +254,12 @@ def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
         ex = cyclic_margin(T, W, b_in, label, model)
     elif kind == "subset":
         ex = parity_margin(T, W, b_in, b_out, label, tuple(task.support), model)
+    elif kind == "irrep" and isinstance(task, GroupComposition):
+        ex = group_margin(T, W, b_in, label, model, task.group)
     else:
         raise MiMarginError(
-            f"the harmonic certificate covers modular addition and sparse parity (abelian "
-            f"characters); {type(task).__name__} with {kind} labels is not expanded yet (use "
+            f"the harmonic certificate covers modular addition, group composition and sparse "
+            f"parity; {type(task).__name__} with {kind} labels is not expanded (use "
             f"bound='uniform' or 'per_input')")
     k, n_vals, m = T.shape
     eps = (T - ex.tables).abs().amax(1).sum(0)
@@ -267,6 +270,9 @@ def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
     own = _gamma(2 * ex.chain, torch.float64) * (ex.magnitude + 2 * float(E.max()))
     if kind == "subset":
         bound = float(ex.margin[0] - E[0] - E[1]) - own
+    elif kind == "irrep":
+        gap = ex.margin + b_out[:, None] - b_out[None] - E[:, None] - E[None]
+        bound = float(gap.fill_diagonal_(math.inf).min()) - own
     else:
         V = len(E)
         y = torch.arange(V)

@@ -10,24 +10,15 @@ import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.closed_form import cyclic_margin
 from mi_margin.analysis.explain import build, operand_tables
-
-
-def true_margins(model, task):
-    """min_{c≠y} (logit_y − logit_c) per input, brute force in float64."""
-    model64 = build(model, operand_tables(model), model.W_out.detach().double())
-    x = task.inputs.double() if task.inputs.is_floating_point() else task.inputs
-    with torch.no_grad():
-        logits = model64.double()(x)
-    rows = torch.arange(len(x))
-    gap = logits[rows, task.labels][:, None] - logits
-    gap[rows, task.labels] = float("inf")
-    return gap.amin(1)
+from tests.oracles.margins import true_margins
 
 
 def bounds_for(model, task):
-    """Every bound that applies: the harmonic one needs x^d neurons and abelian characters."""
-    harmonic = model.cfg.act_fn in ("quadratic", "power") and isinstance(
-        task, (mm.ModularAddition, mm.SparseParity))
+    """Every bound that applies: the harmonic one needs x^d neurons on modular addition or
+    sparse parity, or x² neurons on two-operand group composition."""
+    power = model.cfg.act_fn in ("quadratic", "power")
+    group = isinstance(task, mm.GroupComposition) and task.k == 2 and model.cfg.degree == 2
+    harmonic = power and (group or isinstance(task, (mm.ModularAddition, mm.SparseParity)))
     return BOUNDS if harmonic else tuple(b for b in BOUNDS if b != "harmonic")
 
 
@@ -189,10 +180,11 @@ def test_closed_form_is_a_lower_bound_on_random_models():
 
 
 def test_harmonic_is_refused_where_no_closed_form_is_known():
-    task = mm.GroupComposition("S3")
-    expl = mm.explain(mm.theory.certificate(task), task)
-    with pytest.raises(mm.MiMarginError, match="GroupComposition with irrep labels"):
-        certify(expl, "harmonic")
+    for task, act, match in [(mm.GroupComposition("S3"), ("power", 3), "degree 3"),
+                             (mm.GroupComposition("S3", k=3), ("quadratic", None), "k=3")]:
+        cfg = mm.MLPConfig.for_task(task, d_mlp=12, act_fn=act[0], act_degree=act[1])
+        with pytest.raises(mm.MiMarginError, match=match):
+            certify(mm.explain(mm.HookedMLP(cfg), task), "harmonic")
     relu = mm.HookedMLP(mm.MLPConfig.for_task(mm.ModularAddition(p=7), d_mlp=8, act_fn="relu"))
     with pytest.raises(mm.MiMarginError, match="act_fn='relu'"):
         certify(mm.explain(relu, mm.ModularAddition(p=7)), "harmonic")
