@@ -15,10 +15,12 @@ For each network, measured with one torch thread and ``TQDM_DISABLE=1``, the bes
 with the time ratio certificate / brute force, the end-to-end ratio (explain + certificate) /
 brute force, and each certificate's operation count (``Certificate.flops``) beside brute force's
 (``brute_force_flops``), its certified accuracy and certified minimum margin. Networks: the zoo
-entries with x^d neurons on modular addition and sparse parity, then random cubic networks of
+entries with x^d neurons on modular addition, sparse parity and S4, then random cubic networks of
 one width on 3-operand modular addition for growing p, where brute force grows with p⁴ (p³
-inputs times p classes) and the harmonic bound's cost does not grow with the inputs, and random
-quartic networks on 4-operand modular addition.
+inputs times p classes) and the harmonic bound's cost does not grow with the inputs, the
+max-margin certificate networks (``mm.theory.certificate``) of S4, A5 and S5, where brute force
+grows with |G|³ and the harmonic bound with |G|², and random quartic networks on 4-operand
+modular addition.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_certify.py [--repeat 3]`` → prints one
 row per network and bound with the ratios certificate / brute force (time and FLOPs); writes
@@ -47,7 +49,8 @@ from mi_margin.analysis.core import subject
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ("morwani_p71_quadratic", "li_p23_k3_max_margin", "li_p23_k3_cubic",
-           "morwani_parity_n10_k4_quartic")
+           "morwani_parity_n10_k4_quartic", "morwani_S4_quadratic")
+GROUPS = ("S4", "A5", "S5")
 SCALING_P = (11, 23, 37, 53)
 SCALING_WIDTH = 64
 FOUR_OPERANDS_P = (7, 17)
@@ -101,6 +104,9 @@ def networks() -> list[tuple[str, Any, Any, float]]:
         cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=3)
         out.append((f"random cubic p={p} k=3 d_mlp={SCALING_WIDTH}", mm.HookedMLP(cfg), task,
                     0.2))
+    for group in GROUPS:
+        task = mm.GroupComposition(group)
+        out.append((f"certificate network {group}", mm.theory.certificate(task), task, 0.5))
     for p in FOUR_OPERANDS_P:
         task = mm.ModularAddition(p=p, k=4)
         cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=4)

@@ -940,25 +940,38 @@ print(f"{len(s5_task.inputs):,} inputs; operations of brute force: "
       f"{s5_certs['per_input'].brute_force_flops:.3g}")
 s5_certs["per_input"].plot().show()"""),
     md(r"""
-**Why no harmonic bound.** Tutorial 2 certified a quadratic network on $\mathbb{Z}_p$ without
-running anything per input: with $x^2$ neurons the explanation is a polynomial in the waves
-$e^{i\omega a}, e^{i\omega b}$; it expands once into characters $e^{i\omega(g a + h b - g_c c)}$ (the
-products of characters of an abelian group are characters again), and their coefficients bound the
-logit gap of every input at once. $S_5$ is not abelian: most of its irreps are matrices, not
-numbers (their dimensions are printed below), a neuron reads matrix entries $\rho(a)_{kl}$, and
-products of those live in tensor products $\rho \otimes \rho'$, whose splitting into irreps needs
-the Clebsch–Gordan coefficients of the group; the package does not compute them. (This network's
-ReLU is a second obstacle: unlike $x^d$ it has no finite expansion at all.) `certify` refuses, and
-says why:
+**The harmonic bound, and why not here.** Tutorial 2 certified a quadratic network on
+$\mathbb{Z}_p$ without running anything per input: with $x^2$ neurons the explanation is a
+polynomial in the waves $e^{i\omega a}, e^{i\omega b}$ that expands once into characters, whose
+coefficients bound the logit gap of every input at once. This network's ReLU has no finite
+expansion, so `certify` refuses, and says why:
 """),
     code("""
-print("irrep dimensions of S5:", {rho.name: rho.dim for rho in s5_task.group.irreps()})
 S5_HARMONIC_REFUSAL = None
 try:
     mm.analysis.certify(s5_expl, "harmonic")
 except mm.MiMarginError as err:
     S5_HARMONIC_REFUSAL = str(err)
     print("certify refused:", err)"""),
+    md(r"""
+The quadratic network on $S_4$ from the Theorem 9 section has one. $S_4$ is not abelian: a neuron
+reads matrix entries $\rho(a)_{kl}$ of its irrep, and products of those are not matrix entries
+again. The closed form (docs/mathematics.md §6.4, "Non-abelian groups") avoids splitting them:
+$\hat h_i = (s_i + A_i(a) + B_i(b))^2$ has terms in $a$ alone and $b$ alone, computed exactly on
+the $|G| \times |G|$ grid, and the product $2A_i(a)B_i(b)$ read out through $W'_i(c)$, whose part
+$\operatorname{tr}(M_\rho\, \rho(a b c^{-1}))$ gives every gap exactly as a function of
+$y c^{-1}$ (the max-margin circuit's form); the rest is bounded by its coefficients. One bound holds
+for every input; its cost grows with $|G|^2$ against brute force's $|G|^3$:
+"""),
+    code("""
+quad_expl = mm.explain(quad_run.model, quad_task, source="weights")
+quad_certs = {bound: mm.analysis.certify(quad_expl, bound) for bound in ("uniform", "harmonic")}
+quad_margin = mm.margin(quad_run.model, quad_task).value
+print(f"smallest margin of the quadratic S4 network, brute force: {quad_margin:.6f}")
+pd.DataFrame({bound: {"certified accuracy": c.certified_accuracy,
+                      "certified smallest margin": c.min_certified_margin,
+                      "operations / brute force's": c.flops / c.brute_force_flops}
+              for bound, c in quad_certs.items()}).T"""),
     code("""
 print("RESULT " + json.dumps({
     "group": G.name, "seed_key_irreps": seed_keys, "seed_dominant": seed_dominant,
@@ -970,6 +983,11 @@ print("RESULT " + json.dumps({
     "quad_gamma": quad_pred.gamma, "quad_ratio": quad_cmp.ratio,
     "quad_labels_used": float(quad_cmp.scalars().set_index("metric")["observed"]["labels_used"]),
     "a5_gamma": a5.gamma, "a5_extension": a5.extension, "a5_irreps": list(a5.irreps or []),
+    "quad_margin": quad_margin,
+    "quad_certificates": {bound: {"certified_accuracy": c.certified_accuracy,
+                                  "min_certified_margin": c.min_certified_margin,
+                                  "flops_ratio": c.flops / c.brute_force_flops}
+                          for bound, c in quad_certs.items()},
     "s5_from_zoo": S5_FROM_ZOO, "s5_group": s5_task.group.name, "s5_labels": s5_expl.label,
     "s5_fidelity": s5_fid.to_dataframe().to_dict("list"), "s5_recovered": s5_fid.recovered,
     "s5_certificates": {bound: {"certified_accuracy": c.certified_accuracy, "accuracy": c.accuracy,

@@ -127,14 +127,16 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     p̂re_i(x) + δ_i(x) ≤ 0 is off in both networks), and each range is paired with
     W_out[i, y] − W_out[i, c] for every wrong class c; never looser than the uniform bound, about
     twice the cost of brute force. ``bound="harmonic"`` (x^d activations on modular addition, any
-    k, and on sparse parity): never runs anything per input. The idealized circuit is expanded
+    k, and on sparse parity; x² on two-operand group composition, any finite group, through
+    :mod:`~mi_margin.analysis.closed_form_group`): never runs anything per input. The idealized circuit is expanded
     once into characters (:mod:`~mi_margin.analysis.closed_form`): for modular addition the
     characters of a₁+…+a_k − c give every input's logit gap exactly per Δ = c − y, every other
     character is bounded by its coefficient; the rest is the uniform E_c, with the explanation's
     output map and sup |ĥ_i| bounded by the ℓ1 norm of neuron i's coefficients. One margin
     bound then holds for every input (so the certified accuracy is 1 or 0), at a cost that does
     not grow with the number of inputs (0.7% of brute force's operations on
-    ``morwani_p71_quadratic``, see bench/bench_certify.py); with
+    ``morwani_p71_quadratic``; on a group it grows with |G|² against brute force's |G|³, see
+    bench/bench_certify.py); with
     ``mm.explain(..., source="weights")`` the labels too are read without running the model. See
     docs/mathematics.md §6.4. The floating-point allowance is Higham's γ_n = n·u/(1 − n·u) (u the
     unit roundoff of the model's dtype, n = k + d_mlp + degree + 2 the longest chain of roundings
@@ -159,6 +161,10 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
         >>> cert.certified_accuracy, cert.accuracy
         (1.0, 1.0)
         >>> task = mm.ModularAddition(p=5, k=3)
+        >>> expl = mm.explain(mm.theory.certificate(task), task)
+        >>> mm.analysis.certify(expl, "harmonic").certified_accuracy
+        1.0
+        >>> task = mm.GroupComposition("S4")
         >>> expl = mm.explain(mm.theory.certificate(task), task)
         >>> mm.analysis.certify(expl, "harmonic").certified_accuracy
         1.0

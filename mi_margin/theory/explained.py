@@ -118,8 +118,8 @@ def explanation_check(model: HookedMLP | HookedOneLayerTransformer, task: Task, 
     """Explain ``model``, measure the explanation's fidelity and certify it with every bound.
 
     A bound that does not apply (certify raises :class:`~mi_margin.MiMarginError`: the uniform
-    and harmonic bounds of a transformer, the harmonic bound on a ReLU network or on a
-    non-abelian group) is recorded in ``refused``
+    and harmonic bounds of a transformer, the harmonic bound on a ReLU or GELU network) is
+    recorded in ``refused``
     with certify's reason, without its "(use ...)" advice; the brute-force accuracy is computed
     once, beside the first bound that applies.
 

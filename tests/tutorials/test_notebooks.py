@@ -190,7 +190,7 @@ def test_03_group_composition():
     # the S5 MLP's explanation, fidelity and certificates: every certificate is sound (each
     # input's certified margin never above its true margin, the certified accuracy never above the
     # brute-force one), the per-input bound at least as tight as the uniform one, and the
-    # harmonic bound refused on a non-abelian group
+    # harmonic bound refused on a ReLU network
     assert res["s5_group"] == "S5"
     S5 = mm.groups.symmetric(5)
     assert set(res["s5_labels"]) - {None} <= {rho.name for rho in S5.irreps()} - {"trivial"}
@@ -202,7 +202,14 @@ def test_03_group_composition():
     uniform, per_input = certs["uniform"], certs["per_input"]
     assert per_input["certified_accuracy"] >= uniform["certified_accuracy"]
     assert per_input["min_certified_margin"] >= uniform["min_certified_margin"]
-    assert "abelian" in res["s5_harmonic_refusal"]
+    assert "act_fn='relu'" in res["s5_harmonic_refusal"]
+    # the quadratic S4 network's harmonic bound: sound, cheaper than brute force, and on the zoo
+    # model (trained towards the max margin) it certifies every input
+    for cert in res["quad_certificates"].values():
+        assert cert["min_certified_margin"] <= res["quad_margin"]
+    assert res["quad_certificates"]["harmonic"]["flops_ratio"] < 1
+    if res["quad_from_zoo"]:
+        assert res["quad_certificates"]["harmonic"]["certified_accuracy"] == 1.0
     fid = dict(zip(res["s5_fidelity"]["measure"], res["s5_fidelity"]["recovered"]))
     assert fid["scrub: key from any input"] < res["s5_recovered"]
     if res["s5_from_zoo"]:                                   # what the entry's card promises
