@@ -14,7 +14,7 @@ from mi_margin.analysis.basis import basis_for
 from mi_margin.analysis.certify import Certificate, certify
 from mi_margin.analysis.clock_pizza import ClockPizza, clock_pizza
 from mi_margin.analysis.core import GridCache, grid_cache
-from mi_margin.analysis.explain import Explanation, Fidelity, explain, fidelity
+from mi_margin.analysis.explain import Explanation, Fidelity, LabelSet, explain, fidelity
 from mi_margin.analysis.feature_matrix import FeatureMatrix
 from mi_margin.analysis.margin import MarginResult, margin
 from mi_margin.analysis.neurons import (
@@ -57,6 +57,7 @@ __all__ = [
     "MarginResult",
     "NFAResult",
     "NFATrajectory",
+    "LabelSet",
     "NeuronClusters",
     "ProgressMeasures",
     "RestrictedLoss",

@@ -35,7 +35,8 @@ from mi_margin.analysis.certify_transformer import allowance_flops, transformer_
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.core import ROWS, subject
-from mi_margin.analysis.explain import Explanation, native, operand_tables, table_index, table_sum
+from mi_margin.analysis.explain import (Explanation, LabelSet, native, operand_tables, table_index,
+                                        table_sum)
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ, activation
@@ -254,6 +255,10 @@ def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
     does not grow with the number of inputs (docs/mathematics.md §6.4)."""
     model, task, label = explanation.original, explanation.task, explanation.label
     kind = explanation.clusters.label_kind
+    if any(isinstance(lab, LabelSet) for lab in label):
+        raise MiMarginError(
+            "the harmonic certificate expands neurons of one label each; this explanation keeps "
+            "several per neuron (labels_per_neuron > 1; use bound='uniform' or 'per_input')")
     T, W = operand_tables(model), model.W_out.detach().double()
     b_in, b_out = model.b_in.detach().double(), model.b_out.detach().double()
     if kind == "frequency" and isinstance(task, ModularAddition):

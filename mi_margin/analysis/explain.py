@@ -35,6 +35,7 @@ from mi_margin.analysis.explain_transformer import resampler as transformer_resa
 from mi_margin.analysis.explain_transformer import transformer_circuit
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
+from mi_margin.checks import check_int
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import is_bridge
@@ -56,6 +57,14 @@ ALGORITHM = {
 }
 
 
+class LabelSet(tuple):
+    """The labels one neuron keeps when an explanation keeps several per neuron
+    (``explain(..., labels_per_neuron=m)``), in the basis's order; printed ``ρ+σ``."""
+
+    def __str__(self) -> str:
+        return "+".join(str(lab) for lab in self)
+
+
 @dataclass(frozen=True)
 class Explanation(AnalysisResult):
     """An idealized circuit of the same shape as ``original`` (see :func:`explain`).
@@ -64,7 +73,8 @@ class Explanation(AnalysisResult):
         model: the explanation, a model of the original's class with the original's config
             (for a ``TransformerBridge``, a bridge too).
         original, task: what was explained, as passed in. clusters: the labels it came from.
-        label: per neuron the label kept (None: zeroed). kept: per neuron the share of the
+        label: per neuron the label kept (None: zeroed; a :class:`LabelSet` when several are
+            kept per neuron). kept: per neuron the share of the
             squared norm of its input and output maps that the explanation keeps, [d_mlp].
         key: transformers only, the key labels the embedding and unembedding keep.
     """
@@ -166,9 +176,31 @@ def _parity_labels(clusters: NeuronClusters, task: Any, min_purity: float) -> tu
 
 
 def _projector(basis: Any, label: Any) -> Tensor:
-    """Orthogonal projector [n, n] onto the label's block {trivial, ρ} of one operand."""
-    P = torch.cat([basis.operand_basis(basis.labels[0]), basis.operand_basis(label)], dim=1)
+    """Orthogonal projector [n, n] onto the label's block {trivial, ρ} of one operand (of a
+    :class:`LabelSet`, onto {trivial, ρ, σ, ...}: the blocks are orthogonal)."""
+    labels = label if isinstance(label, LabelSet) else (label,)
+    P = torch.cat([basis.operand_basis(basis.labels[0]),
+                   *(basis.operand_basis(lab) for lab in labels)], dim=1)
     return P @ P.T
+
+
+def _label_sets(clusters: NeuronClusters, m: int, min_purity: float
+                ) -> tuple[LabelSet | None, ...]:
+    """Per neuron its m largest labels (those with energy; in the basis's order, so that one set
+    is one label however its members rank), when together they hold at least ``min_purity`` of
+    its energy and it is not dead; None otherwise."""
+    check_int("labels_per_neuron", m, low=1, high=len(clusters.labels) - 1)
+    if clusters.label_kind == "subset":
+        raise MiMarginError(
+            f"labels_per_neuron={m} explains MLPs of modular addition and group composition; a "
+            f"sparse-parity MLP keeps one subset per neuron (labels_per_neuron=1)")
+    energy = clusters.energy[:, 1:]
+    top, index = energy.topk(m, dim=1)
+    share = top.sum(1) / clusters.total.clamp_min(1e-300)
+    names = clusters.labels[1:]
+    return tuple(LabelSet(names[int(j)] for j in sorted(int(j) for j, e in zip(idx, t) if e > 0))
+                 if bool(q >= min_purity) and not bool(d) and bool(t[0] > 0) else None
+                 for idx, t, q, d in zip(index, top, share, clusters.dead))
 
 
 def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClusters
@@ -181,7 +213,12 @@ def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClu
         raise MiMarginError(f"keep holds labels the task does not have: "
                             f"{sorted(unknown, key=str)} (the {clusters.label_kind} labels are "
                             f"{list(clusters.labels[1:])})")
-    return tuple(lab if lab in keep else None for lab in label)
+    out = []
+    for lab in label:
+        if isinstance(lab, LabelSet):
+            lab = LabelSet(x for x in lab if x in keep) or None
+        out.append(lab if lab is None or isinstance(lab, LabelSet) or lab in keep else None)
+    return tuple(out)
 
 
 #: where :func:`explain` reads the neurons' labels from
@@ -221,7 +258,8 @@ def weight_clusters(model: HookedMLP, task: Any, min_purity: float = 0.5) -> Neu
 
 
 def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
-            keep: Iterable[Any] | None = None, source: str = "activations") -> Explanation:
+            keep: Iterable[Any] | None = None, source: str = "activations",
+            labels_per_neuron: int = 1) -> Explanation:
     """The idealized circuit of a one-hidden-layer MLP or one-layer transformer: a runnable
     network of the same shape.
 
@@ -233,7 +271,11 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
     frequencies 14 and 35 matter"): neurons of every other label are zeroed too.
     ``source="weights"`` (MLPs of group tasks) labels the neurons from their weights alone
     (:func:`weight_clusters`), so that explaining and certifying (``bound="harmonic"``) never
-    run the model on every input. Transformer
+    run the model on every input. ``labels_per_neuron=m`` (MLPs of modular addition and group
+    composition) lets each neuron keep its m largest labels (a :class:`LabelSet`; assigned when
+    together they hold ``min_purity`` of its energy): neurons that read two irreps, such as the
+    A5 MLP's pairs (3,2)+(4,1) and (3,1,1)[a]+(3,1,1)[b], are then explained instead of cut to one
+    (docs/mathematics.md §6.4). Transformer
     (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
     kept, each labelled neuron writing only its own label
     (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
@@ -260,7 +302,7 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
         >>> isinstance(bridged.model, TransformerBridge), isinstance(bridged.original, TransformerBridge)
         (True, True)
     """
-    expl = _explain(native(model), task, min_purity, keep, source)
+    expl = _explain(native(model), task, min_purity, keep, source, labels_per_neuron)
     if not is_bridge(model):
         return expl
     return replace(expl, model=expl.model.to_bridge(), original=model)
@@ -273,7 +315,7 @@ def native(model: Any) -> Any:
 
 
 def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float,
-             keep: Iterable[Any] | None, source: str) -> Explanation:
+             keep: Iterable[Any] | None, source: str, labels_per_neuron: int = 1) -> Explanation:
     """:func:`explain` of a native model."""
     if not isinstance(model, (HookedMLP, HookedOneLayerTransformer)):
         raise MiMarginError(f"explain handles HookedMLP and HookedOneLayerTransformer models "
@@ -283,6 +325,9 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     if source == "weights" and not isinstance(model, HookedMLP):
         raise MiMarginError("source='weights' labels MLP neurons; a transformer's neurons are "
                             "labelled from their activations (source='activations')")
+    if labels_per_neuron != 1 and not isinstance(model, HookedMLP):
+        raise MiMarginError(f"labels_per_neuron={labels_per_neuron!r} explains MLPs; a "
+                            f"transformer keeps one label per neuron (labels_per_neuron=1)")
     keep = None if keep is None else set(keep)
     s = subject(model, task)
     clusters = (weight_clusters(model, task, min_purity)
@@ -290,6 +335,8 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
                 neuron_clusters(model, task, min_purity=min_purity))
     parity = clusters.label_kind == "subset"
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
+    if labels_per_neuron != 1:
+        label = _label_sets(clusters, labels_per_neuron, min_purity)
     label = _restrict(label, keep, clusters)
     if isinstance(model, HookedOneLayerTransformer):
         net, key, kept = transformer_circuit(model, task, label, keep)

@@ -379,6 +379,10 @@ def explanation_lines(run: Run, draws: int = 2) -> list[str]:
     lines += ["`mm.analysis.certify`: lower bounds on the accuracy and margin over every input "
               f"that are always sound (brute-force accuracy {check.accuracy:.4f}):", "",
               markdown_table(check.certificate_table()), ""]
+    if check.two_labels is not None:
+        lines += ["The last row keeps each neuron's two largest labels "
+                  "(`mm.explain(model, task, labels_per_neuron=2)`), because the one-label "
+                  "per-input bound certified less than the accuracy.", ""]
     if check.certified_ratio is not None:
         lines += [f"Certified margin / γ*: {check.certified_ratio:.4f} (trained weights: "
                   f"{check.trained_ratio:.4f}).", ""]

@@ -215,3 +215,75 @@ def test_weight_labels_are_refused_where_there_are_no_maps():
         mm.explain(model, task, source="weights")
     with pytest.raises(mm.MiMarginError, match="source='grid'"):
         mm.explain(mm.theory.certificate(task), task, source="grid")
+
+
+def two_irrep_network(task, pairs, per_pair=4, seed=0):
+    """A ReLU MLP (theory style) whose neurons each read and write exactly the two irreps of
+    their pair (random coefficients in both blocks, plus constants)."""
+    G, gen = task.group, torch.Generator().manual_seed(seed)
+    n, cols, rows, planted = G.order, [], [], []
+    for pair in pairs:
+        R = torch.cat([torch.tensor(G.irrep(name).matrices, dtype=torch.float64).reshape(n, -1)
+                       for name in pair], 1)
+        for _ in range(per_pair):
+            maps = R @ torch.randn(R.shape[1], 3, generator=gen, dtype=torch.float64) + 0.1
+            cols.append(maps[:, :2].T)
+            rows.append(maps[:, 2])
+            planted.append(set(pair))
+    cfg = mm.MLPConfig.for_task(task, d_mlp=len(planted), act_fn="relu", dtype=torch.float64)
+    return build(mm.HookedMLP(cfg), torch.stack(cols, 2), torch.stack(rows)), planted
+
+
+def test_two_labels_per_neuron_recover_planted_pairs():
+    """From the weights: a ReLU's activation of a sign + (2,1,1) neuron also carries their
+    product's irrep (3,1), so the activation labels of such a neuron need not be its pair."""
+    source = "weights"
+    task = mm.GroupComposition("S4")
+    pairs = [("(3,1)", "(2,1,1)"), ("(2,2)", "(3,1)"), ("(1,1,1,1)", "(2,1,1)")]
+    model, planted = two_irrep_network(task, pairs)
+    two = mm.explain(model, task, source=source, labels_per_neuron=2)
+    assert [set(lab) for lab in two.label] == planted
+    assert all(isinstance(lab, mm.analysis.LabelSet) for lab in two.label)
+    T = operand_tables(model)
+    torch.testing.assert_close(operand_tables(two.model), T, rtol=0,
+                               atol=1e-12 * float(T.abs().max()))
+    assert float(two.kept.min()) == pytest.approx(1.0, abs=1e-12)
+    one = mm.explain(model, task, source=source, min_purity=0.1)
+    assert float(one.kept.max()) < 1 - 1e-3                  # one label cuts every neuron
+    assert "+" in two.summary() and len(two.counts) == len(pairs)
+    kept = mm.explain(model, task, source=source, labels_per_neuron=2, keep={"(3,1)"})
+    assert {lab for lab in kept.label} == {("(3,1)",), None}
+
+
+def test_two_labels_per_neuron_certify_the_a5_mlp():
+    """The zoo's A5 MLP: its neurons read pairs of irreps ((3,2)+(4,1), (3,1,1)[a]+(3,1,1)[b]);
+    cut to one label, the per-input bound certifies under a third of the inputs, with two it
+    certifies nearly all, and stays sound input by input."""
+    from tests.oracles.margins import true_margins
+    run = mm.zoo.load("chughtai_A5_mlp_seed1")
+    certs = {m: mm.analysis.certify(mm.explain(run.model, run.task, labels_per_neuron=m),
+                                    "per_input") for m in (1, 2)}
+    truth = true_margins(run.model, run.task)
+    for cert in certs.values():
+        assert bool((cert.margin_bound <= truth + 1e-9 * truth.abs().max()).all())
+        assert cert.certified_accuracy <= cert.accuracy
+    assert certs[1].certified_accuracy < 0.5 < 0.99 < certs[2].certified_accuracy
+    fid = mm.analysis.fidelity(mm.explain(run.model, run.task, labels_per_neuron=2), draws=1)
+    assert fid.recovered > 0.99
+
+
+def test_labels_per_neuron_refusals():
+    task = mm.GroupComposition("S3")
+    model = mm.theory.certificate(task)
+    with pytest.raises(mm.MiMarginError, match="labels_per_neuron must be"):
+        mm.explain(model, task, labels_per_neuron=0)
+    with pytest.raises(mm.MiMarginError, match="labels_per_neuron must be"):
+        mm.explain(model, task, labels_per_neuron=len(task.group.irreps()))
+    with pytest.raises(mm.MiMarginError, match="several per neuron"):
+        mm.analysis.certify(mm.explain(model, task, labels_per_neuron=2), "harmonic")
+    with pytest.raises(mm.MiMarginError, match="transformer keeps one label"):
+        mm.explain(*tiny_transformer(), labels_per_neuron=2)
+    parity = mm.SparseParity(n=6, k=3)
+    with pytest.raises(mm.MiMarginError, match="sparse-parity MLP"):
+        mm.explain(mm.HookedMLP(mm.MLPConfig.for_task(parity, d_mlp=8)), parity,
+                   labels_per_neuron=2)
