@@ -35,8 +35,7 @@ from mi_margin.analysis.certify_transformer import allowance_flops, transformer_
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.core import ROWS, subject
-from mi_margin.analysis.explain import (Explanation, LabelSet, native, operand_tables, table_index,
-                                        table_sum)
+from mi_margin.analysis.explain import Explanation, LabelSet, native, operand_tables, table_index, table_sum
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ, activation
@@ -129,8 +128,9 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     W_out[i, y] − W_out[i, c] for every wrong class c; never looser than the uniform bound, about
     twice the cost of brute force. ``bound="harmonic"`` (x^d activations on modular addition, any
     k, and on sparse parity; x² on two-operand group composition, any finite group, through
-    :mod:`~mi_margin.analysis.closed_form_group`): never runs anything per input. The idealized circuit is expanded
-    once into characters (:mod:`~mi_margin.analysis.closed_form`): for modular addition the
+    :mod:`~mi_margin.analysis.closed_form_group`): never runs anything per input. The idealized
+    circuit is expanded once into characters (:mod:`~mi_margin.analysis.closed_form`): for
+    modular addition the
     characters of a₁+…+a_k − c give every input's logit gap exactly per Δ = c − y, every other
     character is bounded by its coefficient; the rest is the uniform E_c, with the explanation's
     output map and sup |ĥ_i| bounded by the ℓ1 norm of neuron i's coefficients. One margin

@@ -20,7 +20,6 @@ Frobenius norms bounded by 1 and √d). Nothing is run per input; the bound hold
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch

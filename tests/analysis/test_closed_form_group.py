@@ -10,7 +10,6 @@ import mi_margin as mm
 from mi_margin.analysis.certify import _gamma, certify
 from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.explain import build, operand_tables
-
 from tests.oracles.margins import true_margins
 
 
