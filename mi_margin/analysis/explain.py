@@ -274,9 +274,10 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
     run the model on every input; for x² networks on groups it is also the more accurate source
     (an activation (A + B)² spreads A²'s energy over other irreps: on S5's certificate network
     the activation labels miss 336 of 1,190 neurons, docs/mathematics.md §6.4).
-    ``labels_per_neuron=m`` (MLPs of modular addition and group composition) lets each neuron keep its m largest labels (a :class:`LabelSet`; assigned when
-    together they hold ``min_purity`` of its energy): neurons that read two irreps, such as the
-    A5 MLP's pairs (3,2)+(4,1) and (3,1,1)[a]+(3,1,1)[b], are then explained instead of cut to one
+    ``labels_per_neuron=m`` (MLPs of modular addition and group composition) lets each neuron
+    keep its m largest labels (a :class:`LabelSet`; assigned when together they hold
+    ``min_purity`` of its energy): neurons that read two irreps, such as the A5 MLP's pairs
+    (4,1)+(3,2) and (3,1,1)[a]+(3,1,1)[b], are then explained instead of cut to one
     (docs/mathematics.md §6.4). Transformer
     (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
     kept, each labelled neuron writing only its own label
