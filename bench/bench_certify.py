@@ -19,8 +19,9 @@ entries with x^d neurons on modular addition, sparse parity and S4, then random 
 one width on 3-operand modular addition for growing p, where brute force grows with p⁴ (p³
 inputs times p classes) and the harmonic bound's cost does not grow with the inputs, the
 max-margin certificate networks (``mm.theory.certificate``) of S4, A5 and S5, where brute force
-grows with |G|³ and the harmonic bound with |G|², and random quartic networks on 4-operand
-modular addition.
+grows with |G|³ and the harmonic bound with |G|², random quartic networks on 4-operand
+modular addition, and the zoo's transformers (per-input and low-rank bounds, which read no labels:
+their end-to-end ratio is the certificate's alone). ``low_rank`` reads no labels either.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_certify.py [--repeat 3]`` → prints one
 row per network and bound with the ratios certificate / brute force (time and FLOPs); writes
@@ -51,6 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ("morwani_p71_quadratic", "li_p23_k3_max_margin", "li_p23_k3_cubic",
            "morwani_parity_n10_k4_quartic", "morwani_S4_quadratic")
 GROUPS = ("S4", "A5", "S5")
+TRANSFORMERS = ("nanda_p113_transformer", "chughtai_S5_transformer_seed1",
+                "zhong_p59_clock_transformer", "zhong_p59_pizza_transformer")
+TRANSFORMER_BOUNDS = ("per_input", "low_rank")
 SCALING_P = (11, 23, 37, 53)
 SCALING_WIDTH = 64
 FOUR_OPERANDS_P = (7, 17)
@@ -68,7 +72,8 @@ def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def measure(name: str, model: Any, task: Any, repeat: int, min_purity: float) -> list[dict]:
     """One row per bound for one network, with brute force's time and FLOPs beside."""
-    source = "activations" if model.cfg.input_kind == "vector" else "weights"
+    transformer = isinstance(model, mm.HookedOneLayerTransformer)
+    source = "activations" if transformer or model.cfg.input_kind == "vector" else "weights"
     with torch.no_grad():
         brute_s, _ = best_time(lambda: subject(model, task).run()[0].argmax(1), repeat)
         explain_s, expl = best_time(lambda: mm.explain(model, task, min_purity=min_purity),
@@ -76,13 +81,16 @@ def measure(name: str, model: Any, task: Any, repeat: int, min_purity: float) ->
         labels_s, by_weights = best_time(
             lambda: mm.explain(model, task, min_purity=min_purity, source=source), repeat)
         rows = []
-        for bound in BOUNDS:
+        for bound in TRANSFORMER_BOUNDS if transformer else BOUNDS:
             used = by_weights if bound == "harmonic" else expl
             cert_s, cert = best_time(lambda b=bound, e=used: mm.analysis.certify(
                 e, b, compare=False), repeat)
-            start = labels_s if bound == "harmonic" else explain_s
+            # the low-rank readout and a transformer's per-input bound read no labels
+            start = 0.0 if bound == "low_rank" or transformer else \
+                labels_s if bound == "harmonic" else explain_s
             rows.append({"network": name, "inputs": len(task.inputs), "bound": bound,
-                         "labels_from": used.clusters.source, "brute_s": brute_s,
+                         "labels_from": "none" if start == 0.0 else used.clusters.source,
+                         "brute_s": brute_s,
                          "explain_s": start, "certify_s": cert_s,
                          "time_ratio": cert_s / brute_s,
                          "end_to_end_ratio": (start + cert_s) / brute_s,
@@ -104,6 +112,9 @@ def networks() -> list[tuple[str, Any, Any, float]]:
         cfg = mm.MLPConfig.for_task(task, d_mlp=SCALING_WIDTH, act_fn="power", act_degree=3)
         out.append((f"random cubic p={p} k=3 d_mlp={SCALING_WIDTH}", mm.HookedMLP(cfg), task,
                     0.2))
+    for entry in TRANSFORMERS:
+        run = mm.zoo.load(entry)
+        out.append((entry, run.model, run.task, 0.5))
     for group in GROUPS:
         task = mm.GroupComposition(group)
         out.append((f"certificate network {group}", mm.theory.certificate(task), task, 0.5))

@@ -297,16 +297,12 @@ def attention_tables(model: Any, last_token: Tensor, n: int) -> tuple[Tensor, Te
     return x_last, scores, value_out
 
 
-def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
-    """Last-position logits [B, d_vocab_out] of ``model`` on ``tokens`` whose last token is shared.
-
-    Equal to ``model(tokens, final_pos_only=True)[:, -1]`` to float rounding; the hook points from
-    ``hook_attn_out`` on are called with the tensors the ordinary path gives them. The last
-    position's score and value are the same for every example: one row of each table.
-    """
+def last_pattern(model: Any, tokens: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """The last query's attention pattern [B, n, H] over the positions of ``tokens`` (whose last
+    token is shared) from the score table of :func:`attention_tables`, and each operand's row
+    per head into a flattened [H·R, ...] table, [B, (n−1)·H]."""
     B, n = tokens.shape
-    x_last, scores, value_out = attention_tables(model, tokens[0, -1], n)
-    H, R, _ = value_out.shape
+    R, H = scores.shape
     d_vocab = model.W_E.shape[0]
     rows = tokens[:, :-1] + torch.arange(n - 1, device=tokens.device) * d_vocab     # B n-1
     pattern = torch.cat([F.embedding(rows, scores), scores[-1].expand(B, 1, H)], dim=1)
@@ -315,9 +311,28 @@ def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
     if alpha != 1:                  # query sees every position, causal or not)
         pattern = alpha * pattern + (1 - alpha)
     heads = (rows[..., None] + torch.arange(H, device=tokens.device) * R).flatten(1)  # B (n-1)H
-    attn_out = F.embedding_bag(heads, value_out.flatten(0, 1), mode="sum",
-                               per_sample_weights=pattern[:, :-1].flatten(1))
-    attn_out = torch.addmm(attn_out, pattern[:, -1], value_out[:, -1])               # B d
+    return pattern, heads
+
+
+def attend(pattern: Tensor, heads: Tensor, table: Tensor) -> Tensor:
+    """Σ_{h, j} pattern[b, j, h] table[h, row of (j, token b_j)] per example, [B, w], for a
+    per-(head, position, token) table [H, R, w] such as VO (:func:`attention_tables`): one
+    ``embedding_bag`` over the operand positions, one matmul for the shared last row."""
+    out = F.embedding_bag(heads, table.flatten(0, 1), mode="sum",
+                          per_sample_weights=pattern[:, :-1].flatten(1))
+    return torch.addmm(out, pattern[:, -1], table[:, -1])
+
+
+def transformer_logits(model: Any, tokens: Tensor) -> Tensor:
+    """Last-position logits [B, d_vocab_out] of ``model`` on ``tokens`` whose last token is shared.
+
+    Equal to ``model(tokens, final_pos_only=True)[:, -1]`` to float rounding; the hook points from
+    ``hook_attn_out`` on are called with the tensors the ordinary path gives them. The last
+    position's score and value are the same for every example: one row of each table.
+    """
+    x_last, scores, value_out = attention_tables(model, tokens[0, -1], tokens.shape[1])
+    pattern, heads = last_pattern(model, tokens, scores)
+    attn_out = attend(pattern, heads, value_out)                                      # B d
     block = model.block
     attn_out = block.hook_attn_out((attn_out + block.attn.b_O)[:, None])           # B 1 d
     resid = block.after_attention(x_last + attn_out)

@@ -13,6 +13,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
+from mi_margin.analysis.certify_low_rank import low_rank_margins
 from mi_margin.analysis.certify_transformer import (
     EXP_ULPS,
     _gamma,
@@ -233,9 +234,14 @@ def test_refusals_name_what_is_missing():
     task = mm.ModularAddition(p=7)
     expl = mm.explain(random_model(task, 0), task)
     for bound in BOUNDS:
-        if bound != "per_input":
+        if bound not in ("per_input", "low_rank"):
             with pytest.raises(mm.MiMarginError, match="bound='per_input'"):
                 certify(expl, bound)
+    only_attention = random_model(task, 0, attn_only=True)
+    with pytest.raises(mm.MiMarginError, match="attention-only"):
+        low_rank_margins(only_attention, task)
+    with pytest.raises(mm.MiMarginError, match="attention-only"):
+        mm.explain(only_attention, task)
     tokens = torch.tensor([[0, 1, 7], [1, 0, 2]])
     with pytest.raises(mm.MiMarginError, match="end with the same token"):
         last_token(SimpleNamespace(tokens=tokens))

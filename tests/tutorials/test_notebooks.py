@@ -126,10 +126,14 @@ def test_01_grokking():
     assert res["certified_accuracy"] <= res["accuracy"]
     assert res["min_certified_margin"] < res["min_margin"]
     assert "bound='per_input'" in res["certify_refusal"]
+    assert 0 < res["low_rank_min_margin"] <= res["min_certified_margin"] or \
+        res["low_rank_certified"] < 1          # its margin is the first certifying rank's
     if res["from_zoo"]:
         accuracy = dict(zip(res["fidelity"]["measure"], res["fidelity"]["accuracy"]))
         assert accuracy["explanation"] > 0.99 and res["scrub_recovered"] > 0.99
         assert res["certified_accuracy"] == res["accuracy"] == 1.0 and res["min_certified_margin"] > 0
+        # the low-rank readout certifies every input too, at under half brute force's cost
+        assert res["low_rank_certified"] == 1.0 and res["low_rank_flops_ratio"] < 0.5
         assert fid["scrub: key from any input"] < 0.1
         # as the page says: the scrub keeps the loss but tips some answers
         assert accuracy["scrub: rest from any input"] < accuracy["explanation"]

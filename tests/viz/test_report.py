@@ -155,8 +155,9 @@ def test_explanation_section_is_what_the_api_computes(which, request, tmp_path):
         assert float(rows[bound][0]) == pytest.approx(cert.certified_accuracy, abs=5e-5)
         assert float(rows[bound][1]) == pytest.approx(cert.min_certified_margin, rel=1e-3)
     assert bool(refused) == (which != "mlp")            # quadratic: every bound applies
-    if which == "transformer":                          # certified per input only
-        assert len(refused) == len(BOUNDS) - 1 and float(rows["per_input"][0]) >= 0
+    if which == "transformer":                          # per input and by its low-rank readout
+        assert len(refused) == len(BOUNDS) - 2
+        assert float(rows["per_input"][0]) >= 0 and float(rows["low_rank"][0]) >= 0
     assert "Certified margin / γ*" not in certificates   # none of these is of a theorem's family
 
 
