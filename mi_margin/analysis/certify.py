@@ -18,7 +18,9 @@ activation's exact range on [p̂re_i − δ_i(x), p̂re_i + δ_i(x)] and pairs i
 W_out[i, y] − W_out[i, c]. The certified fraction never exceeds the accuracy. The ``harmonic``
 bound replaces the explanation's run over every input by its closed form
 (:mod:`mi_margin.analysis.closed_form`), reading out through the explanation's output map Ŵ_out,
-so that nothing in it is computed per input.
+so that nothing in it is computed per input. ``"low_rank"`` reads no explanation: the readout
+through its leading singular directions, the rest bounded per input
+(:mod:`mi_margin.analysis.certify_low_rank`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ Why not the explanation: on ``nanda_p113_transformer`` the readout that the expl
 compute it certifies at most 24% of the inputs (bench/transformer_readout_bound.py), while bounding
 it per input costs as much as computing it. So this certificate costs what the model's own fast
 path costs; what it adds to an accuracy check is soundness against rounding on every CPU, and a
-margin bound.
+margin bound. The cheaper proof reads the readout through its leading singular directions
+instead (:mod:`~mi_margin.analysis.certify_low_rank`), with this module's allowance.
 """
 
 from __future__ import annotations
