@@ -87,7 +87,8 @@ def _activations(twin: Any, tokens: Tensor, last: int) -> tuple[Tensor, Tensor, 
     W_in = mlp.W_in.detach().abs()
     # both associations of the pre-activations (r·W_in, and Σ p·(VO·W_in) + base) are within
     # γ_G·magnitude of the exact value, so within twice that of each other
-    magnitude = (H * (value_out.abs() @ W_in).amax((0, 1))
+    # (Σ_j p_j = 1 per head: the values' part is at most Σ_h max_row |VO[h, row]|·|W_in|)
+    magnitude = ((value_out.abs().amax(1) @ W_in).sum(0)
                  + (r_top + x_last.abs() + attn.b_O.abs()) @ W_in + mlp.b_in.abs())
     delta = 2 * _gamma(n * H + d + 4, U64) * magnitude
     lip = GELU_LIPSCHITZ if twin.cfg.act_fn == "gelu" else 1.0
