@@ -13,7 +13,7 @@ Example:
     >>> task = mm.ModularAddition(p=7)
     >>> check = explanation_check(mm.theory.certificate(task), task, draws=1)
     >>> check.certificate_table()["certified accuracy"].tolist()
-    ['1.0000', '1.0000', '1.0000']
+    ['1.0000', '1.0000', '1.0000', '1.0000']
     >>> round(check.certified_ratio, 3) <= round(check.trained_ratio, 3)
     True
 """
