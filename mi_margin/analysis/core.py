@@ -111,13 +111,21 @@ class Subject:
 
     def neurons(self) -> Tensor:
         """MLP activations over the grid (``blocks.0.mlp.hook_post``, last position), [N, d_mlp]."""
+        self._needs_mlp()
         return self.run([POST])[1][POST]
+
+    def _needs_mlp(self) -> None:
+        """Refuse, by name, an attention-only transformer where neurons are read."""
+        if self.kind == "transformer" and self.model.cfg.attn_only:
+            raise MiMarginError("this analysis reads the MLP's neurons; an attention-only "
+                                "transformer (cfg.attn_only) has none")
 
     # -- weights as maps over the group ----------------------------------------------------------
     def input_maps(self) -> dict[str, Tensor]:
         """Token-indexed input maps [n, width]: transformer ``embed`` (W_E[:n]) and ``neuron_in``
         (W_E[:n]·W_in); MLP ``embed[i]`` = W_in_eff[i] for every operand i."""
         n = self.task.d_vocab
+        self._needs_mlp()
         if self.kind == "transformer":
             W_E = self.model.W_E[:n].detach()
             return {"embed": W_E, "neuron_in": W_E @ self.model.W_in[0].detach()}
@@ -131,6 +139,7 @@ class Subject:
 
     def neuron_logit_map(self) -> Tensor:
         """W_L [d_mlp, V]: each neuron's direct effect on the logits (W_out·W_U, or W_out)."""
+        self._needs_mlp()
         if self.kind == "transformer":
             return (self.model.W_out[0] @ self.model.W_U).detach()
         return self.model.W_out.detach()
@@ -194,6 +203,8 @@ class GridCache:
         """Make sure the logits and ``names`` are cached: one pass over the grid for all that is
         missing, none if nothing is."""
         missing = [n for n in dict.fromkeys(names) if n not in self._acts]
+        if PRE in missing or POST in missing:
+            self.subject._needs_mlp()
         if missing or self._logits is None:
             logits, acts = self.subject.run(missing)
             self.passes += 1

@@ -194,3 +194,13 @@ def test_old_keyword_names_are_refused():
     group = mm.GroupComposition("S3")
     with pytest.raises(TypeError, match="threshold"):
         mm.key_irreps(mm.HookedMLP(mm.MLPConfig.for_task(group, d_mlp=8)), group, threshold=0.3)
+
+
+def test_analyses_of_neurons_refuse_an_attention_only_transformer_by_name():
+    task = mm.ModularAddition(p=7)
+    cfg = mm.TransformerConfig.for_task(task, d_model=16, d_mlp=24, n_heads=2, d_head=8,
+                                        attn_only=True)
+    model = mm.HookedOneLayerTransformer(cfg)
+    for analysis in (mm.key_frequencies, mm.neuron_clusters, mm.fourier_spectrum):
+        with pytest.raises(mm.MiMarginError, match="attention-only"):
+            analysis(model, task)

@@ -64,7 +64,7 @@ def test_fidelity_of_a_bridge_explanation_is_the_native_one(clock):
 
 
 def test_certify_says_which_bound_a_bridge_takes(clock):
-    with pytest.raises(mm.MiMarginError, match="bound='per_input'.*bound='low_rank'"):
+    with pytest.raises(mm.MiMarginError, match=r"bound='per_input'.*bound='low_rank'"):
         mm.analysis.certify(clock[3])
 
 
