@@ -207,6 +207,11 @@ def test_03_group_composition():
     assert per_input["certified_accuracy"] >= uniform["certified_accuracy"]
     assert per_input["min_certified_margin"] >= uniform["min_certified_margin"]
     assert "act_fn='relu'" in res["s5_harmonic_refusal"]
+    # the A5 MLP: two labels per neuron certify more than one, as the page says (sound either way)
+    for certified in res["a5_certified"].values():
+        assert certified <= res["a5_accuracy"]
+    if res["a5_from_zoo"]:
+        assert res["a5_certified"]["1"] < 0.5 < 0.99 < res["a5_certified"]["2"]
     # the quadratic S4 network's harmonic bound: sound, cheaper than brute force, and on the zoo
     # model (trained towards the max margin) it certifies every input
     for cert in res["quad_certificates"].values():
