@@ -58,6 +58,16 @@ def _sup_norm(N: Tensor, d: int) -> Tensor:
     return torch.minimum(N.abs().sum(), N.norm() * d ** 1.5)
 
 
+def _trilinear(alpha: Tensor, beta: Tensor, omega: Tensor, d: int) -> tuple[Tensor, float]:
+    """The signal's M [d, d] of T_ρ = 2 Σ_i α_i ⊗ β_i ⊗ ω_i (its projection onto the
+    coefficients M[l, i] δ_jj' δ_kk' of tr(M ρ(a) ρ(b) ρ(c)ᵀ)) and the sup-norm bound of the rest."""
+    Tr = 2 * torch.einsum("pl,ql,rl->pqr", alpha, beta, omega).reshape([d] * 6)
+    M = torch.einsum("ijjklk->li", Tr) / d ** 2
+    eye = torch.eye(d, dtype=torch.float64)
+    signal = torch.einsum("li,jJ,kK->ijJklK", M, eye, eye)                   # M[l, i] δ_jJ δ_kK
+    return M, float(_sup_norm(Tr - signal, d))
+
+
 def group_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], model: Any,
                  G: Any) -> Expansion:
     """The idealized circuit of a quadratic MLP on group composition (irrep labels, k = 2) in
@@ -107,11 +117,8 @@ def group_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mod
         phi, psi = (s + A) ** 2, 2 * s * B + B ** 2
         F1 += phi @ Wp.T
         F2 += psi @ Wp.T
-        Tr = 2 * torch.einsum("pl,ql,rl->pqr", alpha, beta, omega).reshape([d] * 6)
-        M = torch.einsum("ijjklk->li", Tr) / d ** 2                   # the signal's M[l, i]
-        eye = torch.eye(d, dtype=torch.float64)
-        X = torch.einsum("li,jJ,kK->ijJklK", M, eye, eye)             # M[l, i] δ_jJ δ_kK
-        noise += float(_sup_norm(Tr - X, d))
+        M, rest = _trilinear(alpha, beta, omega, d)
+        noise += rest
         signal += R @ M.T.reshape(-1)                                 # Σ M[l, i] ρ(g)[i, l]
         L = len(idx)
         magnitude += float((phi.abs().amax(0) + psi.abs().amax(0)) @ Wp.abs().amax(0)) \
