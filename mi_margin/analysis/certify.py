@@ -162,7 +162,7 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     rank k and the rest bounded by ‖X‖ ‖Res_k[:, y] − Res_k[:, c]‖ (Cauchy–Schwarz); inputs not
     certified at rank 8 go on to 16, 32, … up to M's full rank, where the bound is exact
     (:mod:`~mi_margin.analysis.certify_low_rank`). It certifies every input of the zoo's
-    transformers at 0.38–0.55 of brute force's operations; its margin bound is the first rank's
+    transformers at 0.39–0.56 of brute force's operations; its margin bound is the first rank's
     that certifies, so ``per_input`` gives the tighter margin.
 
     ``compare=False`` skips the brute-force accuracy reported beside (``accuracy`` is NaN), to

@@ -41,6 +41,7 @@ from mi_margin.analysis.certify_transformer import (
     rounding_allowance,
 )
 from mi_margin.analysis.core import ROWS, subject
+from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ
 from mi_margin.models.fast_paths import attend, attention_tables, last_pattern
@@ -62,6 +63,7 @@ class LowRank:
     flops: int
 
 
+@torch.no_grad()
 def _activations(twin: Any, tokens: Tensor, last: int) -> tuple[Tensor, Tensor, Reach]:
     """X = [r, h] of every input [N, d_model + d_mlp] in float64 through the attention tables
     and VO·W_in, the bound δ [d_mlp] on how far its pre-activations are from those of the
@@ -69,19 +71,18 @@ def _activations(twin: Any, tokens: Tensor, last: int) -> tuple[Tensor, Tensor, 
     (resid_post's bounded by max|r| + max|h|·|W_out| + |b_out|)."""
     n = tokens.shape[1]
     attn, mlp = twin.block.attn, twin.block.mlp
-    with torch.no_grad():
-        x_last, scores, value_out = attention_tables(twin, torch.tensor(last), n)
-        vo_w = value_out @ mlp.W_in                                              # H R d_mlp
-        base = (x_last + attn.b_O) @ mlp.W_in + mlp.b_in
-        X = torch.empty((len(tokens), twin.cfg.d_model + twin.cfg.d_mlp), dtype=torch.float64)
-        pre_top = torch.zeros(twin.cfg.d_mlp, dtype=torch.float64)
-        for start in range(0, len(tokens), ROWS):
-            rows = slice(start, start + ROWS)
-            pattern, heads = last_pattern(twin, tokens[rows], scores)
-            r = x_last + attend(pattern, heads, value_out) + attn.b_O
-            pre = attend(pattern, heads, vo_w) + base
-            pre_top = torch.maximum(pre_top, pre.abs().amax(0))
-            X[rows] = torch.cat([r, twin.block.mlp.act(pre)], 1)
+    x_last, scores, value_out = attention_tables(twin, torch.tensor(last), n)
+    vo_w = value_out @ mlp.W_in                                                  # H R d_mlp
+    base = (x_last + attn.b_O) @ mlp.W_in + mlp.b_in
+    X = torch.empty((len(tokens), twin.cfg.d_model + twin.cfg.d_mlp), dtype=torch.float64)
+    pre_top = torch.zeros(twin.cfg.d_mlp, dtype=torch.float64)
+    for start in range(0, len(tokens), ROWS):
+        rows = slice(start, start + ROWS)
+        pattern, heads = last_pattern(twin, tokens[rows], scores)
+        r = x_last + attend(pattern, heads, value_out) + attn.b_O
+        pre = attend(pattern, heads, vo_w) + base
+        pre_top = torch.maximum(pre_top, pre.abs().amax(0))
+        X[rows] = torch.cat([r, mlp.act(pre)], 1)
     d, H = twin.cfg.d_model, value_out.shape[0]
     r_top, h_top = X[:, :d].abs().amax(0), X[:, d:].abs().amax(0)
     W_in = mlp.W_in.detach().abs()
@@ -159,6 +160,10 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     twin = _float64(model)
     tokens = subject(model, task).inputs
     last, n = last_token(task), tokens.shape[1]
+    D, V = model.cfg.d_model + model.cfg.d_mlp, model.W_U.shape[1]
+    # X, and the bound's float64 [N, V] tables (approximation, gaps, their roundings)
+    check_memory(f"the low-rank certificate's activations [{len(tokens):,}, {D}] and gaps of "
+                 f"{task!r}", 8 * len(tokens) * (D + 6 * V))
     X, delta, reach = _activations(twin, tokens, last)
     W_U, W_out = _f64(twin.W_U), _f64(twin.block.mlp.W_out)
     through = W_out @ W_U
@@ -175,7 +180,8 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     tables = (2 * d * H * head + 2 * R * d * H * (1 + head) + 2 * H * R * head * d
               + 2 * H * R * d * m + 2 * d * m)
     per_input = 5 * H * n + 2 * H * n * (d + m) + 4 * m
-    flops = tables + len(X) * per_input + 2 * d * m * len(const) + allowance_flops(model, n)
+    flops = (tables + len(X) * per_input + 2 * d * m * V + 3 * m * V * V
+             + allowance_flops(model, n))
     return X, torch.cat([W_U, through]), const, E, own_dtype.hidden, flops
 
 
