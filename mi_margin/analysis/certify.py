@@ -285,17 +285,18 @@ def _low_rank(model: HookedMLP, task: Any, compare: bool) -> Certificate:
 
 
 def _mlp_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
-    """(X, M, const, E, hidden rounding bound, operations to form X and E) of an MLP: X = h
-    exactly through the input tables, M = W_out, and E_y + E_c from the rounding allowance of
-    the model's own pass (as the uniform bound's with nothing left out), in its dtype and in
-    float64."""
+    """(X, M, const, E, slack, operations to form X and E) of an MLP: X = h exactly through the
+    input tables, M = W_out, E_y + E_c from the rounding allowance of the model's own pass (as
+    the uniform bound's with nothing left out), in its dtype and in float64, and the slack ε = 0
+    (nothing is left out)."""
     T = operand_tables(model)
     W, b_out = model.W_out.detach().double(), model.b_out.detach().double()
     b_in = model.b_in.detach().double()
     act = activation(model.cfg.act_fn, model.cfg.degree)
     idx = table_index(model, task.inputs)
     check_memory(f"the low-rank certificate's hidden activations [{len(idx):,}, "
-                 f"{T.shape[2]}] of {task!r}", 8 * len(idx) * T.shape[2])
+                 f"{T.shape[2]}] and gaps of {task!r}",
+                 8 * len(idx) * (T.shape[2] + 6 * W.shape[1]))
     X = torch.cat([act(table_sum(T, idx[rows]) + b_in)
                    for rows in torch.arange(len(idx)).split(ROWS)])
     reach = T.abs().amax(1).sum(0) + b_in.abs()
@@ -307,7 +308,6 @@ def _mlp_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor, Tensor,
     k, n, m = T.shape
     flops = len(idx) * (k * m + 2 * m) + 6 * k * n * m + 4 * m * len(b_out)
     return X, W, b_out, per_class[:, None] + per_class[None], torch.zeros_like(L), flops
-
 
 
 def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
