@@ -106,7 +106,9 @@ class Explanation(AnalysisResult):
         zeroed = self.counts.get(None, 0)
         path = (f" The embedding and unembedding keep the key {kind} labels {list(self.key)}; "
                 f"attention is kept and carries them to the last position." if self.key else "")
-        return (f"{type(self.task).__name__}: {len(live)} {kind} label(s) carry "
+        sets = any(isinstance(lab, LabelSet) for lab in live)
+        return (f"{type(self.task).__name__}: {len(live)} {kind} label{' set' if sets else ''}(s) "
+                f"carry "
                 f"{sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} zeroed "
                 f"(dead or unassigned).{path} Algorithm: {ALGORITHM[kind]}.")
 
