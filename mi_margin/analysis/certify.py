@@ -94,6 +94,22 @@ def lipschitz(model: HookedMLP, bound: Tensor) -> Tensor:
     return d * bound ** (d - 1)
 
 
+def _left_out(model: HookedMLP, T: Tensor, T_hat: Tensor, b_in: Tensor
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """ε_i = Σ_j max_v |T − T̂|[j, v, i], the reach R_i of either network's pre-activations
+    (Σ_j max_v of its tables, plus |b_in|), and the activation's Lipschitz constant L_i on
+    [−R_i, R_i] (module docstring), each [d_mlp]."""
+    eps = (T - T_hat).abs().amax(1).sum(0)
+    reach = torch.maximum(T.abs().amax(1).sum(0), T_hat.abs().amax(1).sum(0)) + b_in.abs()
+    return eps, reach, lipschitz(model, reach)
+
+
+def _sup_activation(act: Any, reach: Tensor) -> Tensor:
+    """sup |act| on [−R_i, R_i] per neuron (at an end: every activation here is largest in
+    absolute value at one end of a symmetric interval)."""
+    return torch.maximum(act(reach).abs(), act(-reach).abs())
+
+
 def _brute_force_flops(model: HookedMLP, n_inputs: int) -> int:
     """Operations of running the model on every input: the effective tables (embed style),
     then per input k·d_mlp additions, d_mlp activations (degree − 1 products for x^d),
@@ -206,10 +222,8 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     b_in = model.b_in.detach().double()
     k, n_vals, m = T.shape
     act = activation(model.cfg.act_fn, model.cfg.degree)
-    eps = (T - T_hat).abs().amax(1).sum(0)                                   # ε_i
-    reach = torch.maximum(T.abs().amax(1).sum(0), T_hat.abs().amax(1).sum(0)) + b_in.abs()
-    L = lipschitz(model, reach)
-    h_bound = torch.maximum(act(reach).abs(), act(-reach).abs())             # sup |ĥ_i|
+    eps, reach, L = _left_out(model, T, T_hat, b_in)
+    h_bound = _sup_activation(act, reach)                                    # sup |ĥ_i|
     rounding = _rounding(model, L, reach, h_bound, eps, W, b_out)
     E = (L * eps) @ W.abs() + rounding
     live = torch.tensor([lab is not None for lab in explanation.label])
@@ -299,15 +313,13 @@ def _mlp_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor, Tensor,
                  8 * len(idx) * (T.shape[2] + 6 * W.shape[1]))
     X = torch.cat([act(table_sum(T, idx[rows]) + b_in)
                    for rows in torch.arange(len(idx)).split(ROWS)])
-    reach = T.abs().amax(1).sum(0) + b_in.abs()
-    L = lipschitz(model, reach)
-    h_bound = torch.maximum(act(reach).abs(), act(-reach).abs())
-    per_class = _rounding(model, L, reach, h_bound, torch.zeros_like(reach), W, b_out)
+    eps, reach, L = _left_out(model, T, T, b_in)                            # ε = 0
+    per_class = _rounding(model, L, reach, _sup_activation(act, reach), eps, W, b_out)
     # the same allowance at float64's unit roundoff covers this float64 evaluation of h
     per_class = per_class * (1 + torch.finfo(torch.float64).eps / torch.finfo(model.W_out.dtype).eps)
     k, n, m = T.shape
     flops = len(idx) * (k * m + 2 * m) + 6 * k * n * m + 4 * m * len(b_out)
-    return X, W, b_out, per_class[:, None] + per_class[None], torch.zeros_like(L), flops
+    return X, W, b_out, per_class[:, None] + per_class[None], eps, flops
 
 
 def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
@@ -334,9 +346,7 @@ def _harmonic(explanation: Explanation, compare: bool) -> Certificate:
             f"parity; {type(task).__name__} with {kind} labels is not expanded (use "
             f"bound='uniform' or 'per_input')")
     k, n_vals, m = T.shape
-    eps = (T - ex.tables).abs().amax(1).sum(0)
-    reach = torch.maximum(T.abs().amax(1).sum(0), ex.tables.abs().amax(1).sum(0)) + b_in.abs()
-    L = lipschitz(model, reach)
+    eps, reach, L = _left_out(model, T, ex.tables, b_in)
     E = (L * eps) @ W.abs() + ex.h_bound @ (W - ex.W_out).abs()
     E = E + _rounding(model, L, reach, ex.h_bound, eps, W, b_out)
     own = _gamma(2 * ex.chain, torch.float64) * (ex.magnitude + 2 * float(E.max()))

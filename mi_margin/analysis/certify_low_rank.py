@@ -15,8 +15,9 @@ which costs 2·(d_model + d_mlp)·k + 2·k·V per input instead of the readout's
 through the table VO·W_in ([H, R, d_mlp]) instead of a [d_model, d_mlp] product per input.
 Inputs are proved by cases: rank 8 first, and each input the bound does not yet certify goes on to
 twice the rank, up to M's full rank, where the residual is zero and the bound is the exact
-certificate's (:mod:`~mi_margin.analysis.certify_transformer`). Rounding: the model's own
-allowance E[y, c] in its dtype and in float64 (:func:`rounding_allowance`, with resid_post's
+certificate's (:mod:`~mi_margin.analysis.certify_transformer`) less the allowances it adds.
+Rounding: the model's own allowance E[y, c] in its dtype and in float64
+(:func:`~mi_margin.analysis.certify_transformer.gap_allowance`, with resid_post's
 magnitude bounded from r and h), the difference of the VO·W_in association from the model's,
 and this computation's own float64 roundings.
 """
@@ -37,8 +38,8 @@ from mi_margin.analysis.certify_transformer import (
     _float64,
     _gamma,
     allowance_flops,
+    gap_allowance,
     last_token,
-    rounding_allowance,
 )
 from mi_margin.analysis.core import ROWS, subject
 from mi_margin.checks import check_memory
@@ -168,8 +169,7 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     W_U, W_out = _f64(twin.W_U), _f64(twin.block.mlp.W_out)
     through = W_out @ W_U
     const = _f64(twin.block.mlp.b_out) @ W_U + _f64(twin.b_U)
-    own_dtype = rounding_allowance(model, last, n, reach, torch.finfo(model.W_E.dtype).eps / 2)
-    E = own_dtype.gap + rounding_allowance(model, last, n, reach, U64).gap
+    E, hidden = gap_allowance(model, last, n, reach)
     dh = _activation_error(model.cfg, reach, delta, lambda N: _gamma(N, U64))
     E = E + torch.stack([dh @ (through[:, y, None] - through).abs() for y in range(len(const))])
     const_err = _gamma(twin.cfg.d_model + 2, U64) * (
@@ -182,7 +182,7 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     per_input = 5 * H * n + 2 * H * n * (d + m) + 4 * m
     flops = (tables + len(X) * per_input + 2 * d * m * V + 3 * m * V * V
              + allowance_flops(model, n))
-    return X, torch.cat([W_U, through]), const, E, own_dtype.hidden, flops
+    return X, torch.cat([W_U, through]), const, E, hidden, flops
 
 
 def low_rank_margins(model: Any, task: Any, first_rank: int = FIRST_RANK) -> LowRank:

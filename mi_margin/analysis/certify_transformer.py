@@ -301,18 +301,26 @@ def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
                                     h=top.get(POST, empty), resid=top[RESID_POST])
 
 
+def gap_allowance(model: Any, last_token: int, n: int, reach: Reach) -> tuple[Tensor, Tensor]:
+    """(E [V, V], hidden activations' error bound [d_mlp]): :func:`rounding_allowance`'s gap
+    bound for the model's dtype plus that for a float64 evaluation (the certificate's own), and
+    the model dtype's bound on the hidden activations."""
+    own = rounding_allowance(model, last_token, n, reach, torch.finfo(model.W_E.dtype).eps / 2)
+    f64 = rounding_allowance(model, last_token, n, reach, torch.finfo(torch.float64).eps / 2)
+    return own.gap + f64.gap, own.hidden
+
+
 def transformer_margins(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor]:
     """(certified margin bound per input [N], E [V, V], hidden activations' error bound [d_mlp]):
     the exact logits (:func:`exact_logits`) less the allowance for the model's dtype plus that
     for the float64 evaluation itself."""
     logits, reach = exact_logits(model, task)
     last, n, labels = last_token(task), task.tokens.shape[1], task.labels
-    own = rounding_allowance(model, last, n, reach, torch.finfo(model.W_E.dtype).eps / 2)
-    E = own.gap + rounding_allowance(model, last, n, reach, torch.finfo(torch.float64).eps / 2).gap
+    E, hidden = gap_allowance(model, last, n, reach)
     rows = torch.arange(len(labels))
     gap = logits[rows, labels][:, None] - logits - E[labels]
     gap[rows, labels] = math.inf
-    return gap.amin(1), E, own.hidden
+    return gap.amin(1), E, hidden
 
 
 def transformer_flops(model: Any, n_inputs: int, n: int) -> int:
