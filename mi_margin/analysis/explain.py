@@ -215,12 +215,12 @@ def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClu
         raise MiMarginError(f"keep holds labels the task does not have: "
                             f"{sorted(unknown, key=str)} (the {clusters.label_kind} labels are "
                             f"{list(clusters.labels[1:])})")
-    out = []
-    for lab in label:
+    def kept(lab: Any) -> Any:
         if isinstance(lab, LabelSet):
-            lab = LabelSet(x for x in lab if x in keep) or None
-        out.append(lab if lab is None or isinstance(lab, LabelSet) or lab in keep else None)
-    return tuple(out)
+            return LabelSet(x for x in lab if x in keep) or None
+        return lab if lab in keep else None
+
+    return tuple(kept(lab) for lab in label)
 
 
 #: where :func:`explain` reads the neurons' labels from
