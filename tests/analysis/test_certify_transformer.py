@@ -8,6 +8,7 @@ thousands of times larger than float32's; the softmax step's factor e^{2Δ} is c
 import math
 from types import SimpleNamespace
 
+import mpmath
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.certify_low_rank import low_rank_margins
 from mi_margin.analysis.certify_transformer import (
     EXP_ULPS,
+    _activation_error,
     _gamma,
     exact_logits,
     last_token,
@@ -193,6 +195,69 @@ def test_this_cpus_float32_exp_is_within_the_assumed_ulps():
     ulp = torch.nextafter(computed, torch.tensor(float("inf"))) - computed
     error = (computed.double() - torch.exp(z.double())).abs() / ulp.double()
     assert float(error.max()) <= EXP_ULPS
+
+
+def gelu_exact(x):
+    """GELU in float64 through erfc, which does not cancel where erf(x/√2) is near −1."""
+    return 0.5 * x * torch.special.erfc(-x / math.sqrt(2))
+
+
+def gelu_arguments(n, seed=0):
+    """Float64 arguments over GELU's range: a grid through both tails, normals of scale 4, and
+    magnitudes log-uniform from 1e-38 to 1e2 of either sign."""
+    gen = torch.Generator().manual_seed(seed)
+    sign = torch.randn(n, generator=gen, dtype=torch.float64).sign()
+    tiny = sign * 10 ** (torch.rand(n, generator=gen, dtype=torch.float64) * 40 - 38)
+    return torch.cat([torch.linspace(-40, 40, n, dtype=torch.float64),
+                      torch.randn(n, generator=gen, dtype=torch.float64) * 4, tiny])
+
+
+def test_this_cpus_float32_gelu_errs_by_a_few_u_times_x_not_u_times_gelu():
+    """The allowance assumes float32 GELU within γ_{2·EXP_ULPS+4}·|x| of the exact value; checked
+    on the kernels the suite runs on (normal and restricted). Relative to |GELU(x)| no such bound
+    holds: in the negative tail 1 + erf(x/√2) cancels (why the allowance reads |pre|, not |h|)."""
+    x = gelu_arguments(1_000_000).float()
+    exact = gelu_exact(x.double())
+    error = (torch.nn.functional.gelu(x).double() - exact).abs()
+    u32, u64 = torch.finfo(torch.float32).eps / 2, torch.finfo(torch.float64).eps / 2
+    allowed = (_gamma(2 * EXP_ULPS + 4, u32) + 4 * u64) * x.double().abs()   # + the reference's
+    assert bool((error <= allowed).all())
+    tail = x < -5.5
+    assert bool((error[tail] > 0.5 * exact[tail].abs()).any())
+
+
+def test_this_cpus_float64_gelu_errs_by_a_few_u_times_x():
+    """The same for float64 GELU (the low-rank certificate's float64 twin), against mpmath at 40
+    digits."""
+    mpmath.mp.dps = 40
+    x = gelu_arguments(1_000, seed=1)
+    computed = torch.nn.functional.gelu(x).tolist()
+    u64 = torch.finfo(torch.float64).eps / 2
+    allowed = _gamma(2 * EXP_ULPS + 4, u64)
+    for xi, ci in zip(x.tolist(), computed):
+        exact = mpmath.mpf(xi) / 2 * mpmath.erfc(-mpmath.mpf(xi) / mpmath.sqrt(2))
+        assert abs(mpmath.mpf(ci) - exact) <= allowed * abs(xi)
+
+
+def test_gelu_activation_error_covers_neurons_in_erfs_tail():
+    """Neurons whose pre-activations sit in GELU's negative tail (tiny activations, computed with
+    a large relative error), around 0, and on the positive side: float32 GELU stays within
+    ``_activation_error`` of the exact GELU, both of exact pre-activations (err = 0; there an
+    allowance relative to |h| would fail by a factor of ~90) and of rounded ones."""
+    gen = torch.Generator().manual_seed(0)
+    low = torch.tensor([-6.0, -1.0, 2.0], dtype=torch.float64)
+    pre = low + torch.rand(20_000, 3, generator=gen, dtype=torch.float64) * 3   # [N, neuron]
+    u32 = torch.finfo(torch.float32).eps / 2
+    for exact_pre in (pre.float().double(), pre):
+        rounded = exact_pre.float()
+        exact = gelu_exact(exact_pre)
+        reach = SimpleNamespace(pre=exact_pre.abs().amax(0), h=exact.abs().amax(0))
+        err = (rounded.double() - exact_pre).abs().amax(0)
+        bound = _activation_error(SimpleNamespace(act_fn="gelu"), reach, err,
+                                  lambda n: _gamma(n, u32))
+        error = (torch.nn.functional.gelu(rounded).double() - exact).abs().amax(0)
+        assert bool((error <= bound).all())
+    assert float(error[0]) > 50 * _gamma(2 * EXP_ULPS + 4, u32) * float(reach.h[0])
 
 
 def test_softmax_moves_by_at_most_e_to_the_2_delta_and_that_is_reached():
