@@ -42,6 +42,10 @@ from mi_margin.models.fast_paths import attention_tables, transformer_logits
 #: measured within 0.57 ulp on the normal and restricted CPU kernels, its GELU within 4.6 u·|x|
 #: and float64's within 1.7 u·|x|); a γ_n with n = 2·EXP_ULPS covers each call
 EXP_ULPS = 4
+#: a softmax weight whose exp underflows (a score more than ~87 below the max in float32) has no
+#: relative bound; its absolute error is below float32's smallest normal number (float64's is
+#: smaller), added per key to the pattern's shift
+UNDERFLOW = torch.finfo(torch.float32).tiny
 
 
 def _gamma(n: float, u: float) -> float:
@@ -129,8 +133,9 @@ def _attention(model: Any, last_token: int, n: int, reach: Reach, u: float) -> _
     rho = softmax_error(score, reach.score, n, u)
     rate = float(model.cfg.attn_rate)
     # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
-    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention
-    shift = rate * rho * (1 + g(2)) + n * g(2)                                       # [H]
+    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention; n
+    # weights may underflow
+    shift = rate * (rho + n * UNDERFLOW) * (1 + g(2)) + n * g(2)                     # [H]
     weights = rate + (1 - rate) * n + shift
     # a value's own error (the embeddings' sum, d products and sums, the bias), through W_O
     X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]

@@ -17,6 +17,7 @@ from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.certify_low_rank import low_rank_margins
 from mi_margin.analysis.certify_transformer import (
     EXP_ULPS,
+    UNDERFLOW,
     _activation_error,
     _gamma,
     exact_logits,
@@ -185,6 +186,20 @@ def test_torch_softmax_kernel_stays_within_the_softmax_bound(scale):
     assert float(ratio.max()) <= 1
     if scale >= 20:
         assert float(ratio.max()) > 0.1
+
+
+def test_underflowing_softmax_weights_are_covered_absolutely():
+    """Scores more than ~87 apart: float32's exp underflows (to a denormal or 0), so the relative
+    bound ρ·α fails for the smallest weights, and ρ·α + UNDERFLOW (what the pattern's shift adds
+    per key) holds for every weight."""
+    gen = torch.Generator().manual_seed(0)
+    scores = (torch.randn(200_000, 3, generator=gen) * 60).float()
+    computed, exact = scores.softmax(-1).double(), scores.double().softmax(-1)
+    rho = softmax_error(torch.zeros(1, dtype=torch.float64), scores.double().abs().amax(-1), 3,
+                        torch.finfo(torch.float32).eps / 2)[:, None]
+    error = (computed - exact).abs()
+    assert bool((error <= rho * exact + UNDERFLOW).all())
+    assert bool((error > rho * exact).any())
 
 
 def test_this_cpus_float32_exp_is_within_the_assumed_ulps():
