@@ -2,7 +2,7 @@
 
 Run ``python tutorials/_build.py`` after editing; commit this script and the notebooks together.
 Every notebook reads ``MI_MARGIN_FAST=1`` (small settings, used by tests/tutorials); notebooks 1–5
-end by printing a ``RESULT {json}`` line that the tests check, tutorial 6 asserts its results in
+and 7 end by printing a ``RESULT {json}`` line that the tests check, tutorial 6 asserts its results in
 its own cells (the tests read its variables). Tutorial 6's exercise cells hold stubs; the tests
 and the renderer fill in the solutions (tutorials/_exercises.py). The notebooks load the model zoo's trained
 models (``mm.zoo``); where an entry is not installed they say so and train a short run instead.
@@ -1952,6 +1952,238 @@ always go back to the tensors, as we did here. Tutorial 5 goes on with hooks: ab
 """),
 ]
 
+POPULATIONS = [
+    md(r"""
+# 7. Populations of seeds: universality and the max-margin contradiction
+
+The papers' claims are about **populations**. Chughtai et al. found that which irreps an $S_5$ MLP
+learns changes from seed to seed, yet sign and standard are key in 49 of their 50 seeds; Nanda
+et al.'s key frequencies differ between seeds; and Morwani et al.'s Theorem 9 says that the
+max-margin network uses *every* non-trivial irrep, with budget shares $\propto d^{2.5}$
+(docs/mathematics.md §3). Whether trained networks agree with the theory is a question about
+counts over seeds, which this notebook computes.
+
+`mm.study` trains N seeds of one setting until each has grokked stably and cleaned up, resumes
+after any kill, and keeps one summary row per seed (docs/mathematics.md §4.4 defines every
+column). The zoo ships the rows of four populations, trained with the papers' recipes; we read
+them first, recompute what the views count from the rows by hand, and then run a small study.
+"""),
+    code(SETUP),
+    md(r"""
+## A shipped population: 100 seeds of $S_4$
+
+Chughtai et al.'s MLP (separate operand embeddings, 128 ReLU neurons) on $S_4$ composition with
+70% of the pairs for training, seeds 0–99. Each row is one seed: its split and initialisation,
+when it memorized and grokked, its final losses, and per irrep its **logit similarity** (how
+much of the logits' variance that irrep's characters explain) and its share of the logit
+spectrum.
+"""),
+    code("""
+import json
+
+import pandas as pd
+
+from mi_margin import groups
+from mi_margin.studies.keys import default_rule, key_labels
+from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+
+print("shipped populations:", mm.zoo.populations.names())
+s4 = mm.zoo.population("chughtai_S4_mlp")
+print(len(s4), "seeds;", int(s4.grokked.sum()), "grokked stably;",
+      int((s4.test_acc >= 0.99).sum()), "end with test accuracy >= 0.99")
+s4[["seed", "step", "memorized", "stable", "test_acc", "n_delta", "mean_purity", "cpu_s"]].head()"""),
+    md(r"""
+An irrep is **key** in a seed when its logit similarity exceeds a threshold. Chughtai et al. used
+0.005 for $S_5$; on a smaller group a random function already has similarity of order
+$|G|^{-(k+1)/2}$ with each irrep, so the package raises the threshold to
+$\max(0.005,\ 4|G|^{-(k+1)/2})$ ($k = 2$ operands). Below, the key irreps of every seed that
+generalized, counted by hand, beside the view `label_frequency` and Theorem 9's budget share
+computed from the irreps' dimensions:
+"""),
+    code("""
+G = groups.symmetric(4)
+dims = {rho.name: rho.dim for rho in G.irreps() if rho.name != "trivial"}   # the trivial irrep
+threshold = max(0.005, 4 * G.order ** (-3 / 2))                           # is constant: no label
+generalized = s4[s4.test_acc >= 0.99]
+by_hand = {name: 0 for name in dims}
+for _, row in generalized.iterrows():
+    similarity = json.loads(row.similarity)
+    for name, value in similarity.items():
+        by_hand[name] += value > threshold
+print(f"threshold {threshold:.4f} (the view's rule: {default_rule(s4.iloc[0])})")
+
+weight = {name: d ** 2.5 for name, d in dims.items()}
+theorem9 = {name: w / sum(weight.values()) for name, w in weight.items()}
+
+lf = label_frequency(s4)
+view = lf.to_dataframe().set_index("label")
+pd.DataFrame({"dim": dims, "key (by hand)": by_hand, "key (view)": view.seeds_key,
+              "Thm 9 share (by hand)": theorem9, "Thm 9 share (view)": view.theory_share})"""),
+    code("""
+lf.plot().show()"""),
+    md(r"""
+**The contradiction.** Sign (dimension 1) is key in almost every seed, while Theorem 9's
+max-margin network gives each 3-dimensional irrep $3^{2.5} \approx 15.6$ times sign's budget and
+never uses a network without them. Cross-entropy training from small initialisation is not at
+the max-margin solution after grokking: it keeps few irreps, and the low-dimensional ones most
+often. Pooled by dimension (the form in which a paper that names irreps differently can be
+compared):
+"""),
+    code("""
+pd.DataFrame(lf.by_dim)"""),
+    md(r"""
+## When the seeds grok
+
+Grokking is a delay: the training set is memorized within a few hundred steps, test accuracy
+rises thousands of steps later. `stable` is the first evaluation from which test accuracy stays
+at or above 0.99 for 5 evaluations in a row; seeds that never got there are counted, not
+dropped:
+"""),
+    code("""
+gd = grokking_distribution(s4)
+print(gd)
+gd.plot().show()
+s4[["memorized", "first_crossing", "stable", "delay"]].describe().round(0)"""),
+    md(r"""
+## How many labels carry the logits: $N_\delta$
+
+$N_\delta$ is the number of labels holding a $1 - \delta$ share of the logit spectrum
+($\delta = 0.05$): sort the shares, count until they reach 0.95. It needs no threshold on
+similarities, so it is the count to compare across groups and primes. By hand for the first seed,
+then the distribution:
+"""),
+    code("""
+shares = sorted(json.loads(s4.iloc[0].logit_share).values(), reverse=True)
+total, n_delta = 0.0, 0
+while total < 0.95 * sum(shares):
+    total += shares[n_delta]
+    n_delta += 1
+print("seed 0: N_δ by hand", n_delta, "| in its row", int(s4.iloc[0].n_delta))
+kc = key_count_distribution(s4)
+kc.plot().show()
+kc.to_dataframe()"""),
+    md(r"""
+## The other populations
+
+The same views on the other shipped populations: $A_5$ (20 seeds), the $S_5$ MLP (Chughtai et
+al.'s mainline, beside their counts over 50 seeds; ours are still being trained, the table says
+how many are in) and Nanda et al.'s $p = 113$ transformer (10 seeds), whose labels are
+frequencies. The paper names $S_5$'s two 5-dimensional irreps "5d_a" and "5d_b", so those are
+compared by dimension (the second table):
+"""),
+    code("""
+from mi_margin.zoo.recipes import POPULATIONS
+
+OTHER = {}
+for name in ("chughtai_A5_mlp", "chughtai_S5_mlp", "nanda_p113_transformer"):
+    table, pop = mm.zoo.population(name), POPULATIONS[name]
+    keys = [key_labels(row) for _, row in table[table.test_acc >= 0.99].iterrows()]
+    OTHER[name] = {"seeds": len(table), "grokked": int(table.grokked.sum()),
+                   "keys": [sorted(k) for k in keys]}
+    print(f"{name}: {len(table)} seeds, {int(table.grokked.sum())} grokked stably. {pop.paper}")
+    theirs = label_frequency(table, paper=pop.paper_key, paper_seeds=pop.paper_seeds)
+    frame = theirs.to_dataframe()
+    display(frame[frame.seeds_key > 0])            # labels key in at least one seed
+    if pop.paper_key:
+        display(pd.DataFrame(theirs.by_dim))"""),
+    md(r"""
+The rows also hold the **normalized margin ratio** (trained margin over the theory's $\gamma^*$)
+where the theory defines one. For these networks it does not, and each row says why: the
+embed-style MLP shares its embeddings across neurons and the transformer is not homogeneous in
+per-neuron parameters, so $h(\theta) / \sum_i \|\omega_i\|^\nu$ has no meaning for them
+(tutorial 2 computes the ratio for the theory's own networks).
+"""),
+    code("""
+s4.margin_ratio_reason.iloc[0]"""),
+    md(r"""
+## One seed's weights
+
+The rows are computed from each seed's final weights, which the repository keeps in
+`populations/NAME/seed_S/` (they are not installed with the package). From a clone, read a seed
+back and recompute its row's key irreps from the weights:
+"""),
+    code("""
+from pathlib import Path
+
+from mi_margin.studies.seeds import read_seed
+
+SEED_DIR = Path("..") / "populations" / "chughtai_S4_mlp" / "seed_0"
+SEED_CHECK = {"available": SEED_DIR.is_dir()}
+if SEED_CHECK["available"]:
+    model, task, history, meta = read_seed(SEED_DIR)
+    sim = mm.logit_similarity(model, task)
+    recomputed = {str(lab): float(v) for lab, v in zip(sim.labels, sim.similarity)}
+    stored = json.loads(s4.iloc[0].similarity)
+    SEED_CHECK.update(
+        row_keys=key_labels(s4.iloc[0]),
+        recomputed_keys=[lab for lab, v in recomputed.items() if v > threshold],
+        max_similarity_diff=max(abs(recomputed[k] - stored[k]) for k in stored),
+        step=int(meta["step"]))
+    print(SEED_CHECK)
+else:
+    print("NOTE: the seeds' weights are in the repository's populations/ folder, not installed "
+          "with the package; clone the repository to read them.")"""),
+    md(r"""
+## Your own study
+
+`mm.study(source, seeds, out)` takes a zoo population's name or any
+`seed -> (model, task, TrainConfig)` function. Each seed trains in chunks of 2,000 steps until
+it has grokked stably and trained 25% longer (the cleanup; `mm.studies.StopRule` sets both),
+or until the recipe's budget. Rows stream into `OUT/rows.jsonl` as seeds finish; calling again
+with more seeds trains only the new ones, and a killed study resumes where it stopped. Here
+three new seeds of the $S_4$ population (about half a minute of CPU each; in fast mode a
+300-step version, which does not grok: such seeds are counted as not grokked), then one more:
+"""),
+    code("""
+import tempfile
+
+from mi_margin.studies.study import recipe_of
+
+s4_recipe = recipe_of("chughtai_S4_mlp")
+
+
+def short_s4(seed):
+    model, task, config = s4_recipe(seed)
+    return model, task, config.replace(steps=300)
+
+
+source = short_s4 if FAST else "chughtai_S4_mlp"
+out = Path(tempfile.mkdtemp()) / "s4_study"
+st = mm.study(source, seeds=range(100, 103), out=out, progress=not FAST)
+print(st.table[["seed", "step", "grokked", "stable", "test_acc", "n_delta"]])
+
+new_rows = []
+st = mm.study(source, seeds=range(100, 104), out=out, progress=False, on_row=new_rows.append)
+print("trained again:", [r["seed"] for r in new_rows], "| rows now:", st.table.seed.tolist())"""),
+    md(r"""
+The same from a shell, with an HTML report of the three views (it opens offline):
+
+    mi-margin study chughtai_S4_mlp --seeds 100-103 --out studies/s4 --report studies/s4/report.html
+
+With `--address auto` (or `mm.study(..., address="auto")`) the seeds run as Ray tasks on a
+cluster started with `ray start --head` and `ray start --address HEAD:6379` on each node; the
+study folder must be on a filesystem every node sees. A node that dies mid-study loses nothing:
+its seeds are retried and resume from their run folders.
+"""),
+    code("""
+from mi_margin.viz.population import write_study_report
+
+report = write_study_report(st, out / "report.html")
+print(f"wrote {report.name} ({report.stat().st_size:,} bytes; plotly.js inlined, opens offline)")"""),
+    code("""
+print("RESULT " + json.dumps({
+    "s4_seeds": len(s4), "s4_generalized": len(generalized), "threshold": threshold,
+    "key_by_hand": {k: int(v) for k, v in by_hand.items()},
+    "key_view": {k: int(v) for k, v in view.seeds_key.items()},
+    "theorem9_by_hand": theorem9,
+    "theorem9_view": {k: float(v) for k, v in view.theory_share.dropna().items()},
+    "n_delta_by_hand": n_delta, "n_delta_row": int(s4.iloc[0].n_delta),
+    "other": OTHER, "seed_check": SEED_CHECK,
+    "study_seeds": st.table.seed.tolist(), "retrained": [r["seed"] for r in new_rows],
+    "study_grokked": st.table.grokked.tolist(), "study_steps": st.table.step.tolist(),
+    "fast": FAST}))"""),
+]
+
 NOTEBOOKS = {
     "01_grokking_modular_addition.ipynb": GROKKING,
     "02_margins_and_theory.ipynb": MARGINS,
@@ -1959,6 +2191,7 @@ NOTEBOOKS = {
     "04_k_input_and_parity.ipynb": K_INPUT,
     "05_ablation_studies.ipynb": ABLATIONS,
     "06_transformerlens_walkthrough.ipynb": WALKTHROUGH,
+    "07_populations_of_seeds.ipynb": POPULATIONS,
 }
 
 

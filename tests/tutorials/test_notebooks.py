@@ -7,6 +7,8 @@ notebook used a shipped zoo model (``from_zoo``), the checks include what the zo
 force; the S4 max-margin model using every non-trivial irrep; Nanda's transformer explained with a
 scrub recovering over 99% of the loss, and refused a certificate; the S5 MLP certified on every
 input by both bounds, every certificate below the brute-force margins).
+Tutorial 7's population views must equal its hand counts, Theorem 9's shares ∝ d^2.5, and a
+seed's weights must give its row back.
 Tutorial 6 runs with its exercises' solutions filled in; its check cells must pass, and each check
 must fail on a wrong answer.
 """
@@ -259,6 +261,47 @@ def test_05_ablation_studies():
             assert set(losses) == {"zero", "mean", "resample"}
             assert all(math.isfinite(v) and v >= 0 for v in losses.values())
 
+
+
+def _irrep_keys(row: Any) -> list[str]:
+    """A group row's key irreps recomputed from its stored similarities with the threshold
+    max(0.005, 4|G|^{-3/2}) (|G| = 1 + the stored block dimensions: Σ d² over the irreps)."""
+    order = 1 + sum(json.loads(row.block_dims).values())
+    cut = max(0.005, 4 * order ** -1.5)
+    return sorted(lab for lab, v in json.loads(row.similarity).items() if v > cut)
+
+
+def test_07_populations_of_seeds():
+    res = run_notebook("07_populations_of_seeds.ipynb")
+    s4 = mm.zoo.population("chughtai_S4_mlp")
+    assert res["s4_seeds"] == len(s4)
+    assert res["s4_generalized"] == int((s4.test_acc >= 0.99).sum())
+    assert res["threshold"] == pytest.approx(max(0.005, 4 * 24 ** -1.5), rel=1e-12)
+    # the view counts what a hand count finds, and its Theorem 9 shares are ∝ d^2.5
+    assert res["key_view"] == res["key_by_hand"]
+    assert res["theorem9_view"].keys() == res["theorem9_by_hand"].keys()
+    for label, share in res["theorem9_by_hand"].items():
+        assert res["theorem9_view"][label] == pytest.approx(share, rel=1e-9)
+    assert res["n_delta_by_hand"] == res["n_delta_row"]
+    for name, other in res["other"].items():
+        table = mm.zoo.population(name)
+        assert other["seeds"] == len(table) and other["grokked"] == int(table.grokked.sum())
+        done = table[table.test_acc >= 0.99]
+        if name.startswith("chughtai"):
+            assert other["keys"] == [_irrep_keys(row) for _, row in done.iterrows()]
+        else:
+            assert all(keys and all(1 <= int(f) <= 56 for f in keys) for keys in other["keys"])
+    # one seed's weights give its row's similarities back (float32 logits: a few ulps apart on
+    # another CPU)
+    check = res["seed_check"]
+    assert check["available"] == (ROOT / "populations" / "chughtai_S4_mlp" / "seed_0").is_dir()
+    if check["available"]:
+        assert check["recomputed_keys"] == check["row_keys"]
+        assert check["max_similarity_diff"] < 1e-5
+    # three seeds, then one more: only the new one trains, each to its 300-step budget
+    assert res["study_seeds"] == [100, 101, 102, 103]
+    assert res["retrained"] == [103]
+    assert res["study_steps"] == [300] * 4
 
 RENDERED = ROOT / "docs" / "tutorials"
 #: the rendered pages and their figures stay small (the repository ships them)
