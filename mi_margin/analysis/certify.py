@@ -129,12 +129,51 @@ def _gamma(chain: int, dtype: torch.dtype) -> float:
     return chain * u / (1 - chain * u)
 
 
+def _input_side(model: HookedMLP, reach: Tensor) -> tuple[int, Tensor]:
+    """(roundings, magnitude [d_mlp]) of the pre-activations as the model computes them.
+
+    Index and ±1 inputs read a table: k + 1 additions of entries and the bias, of magnitude the
+    reach. An embed-style model computes W_E[x]·W_in, either as one chain of k·d_embed products
+    (its forward pass) or through the table W_E W_in formed in its dtype (the fast path, and the
+    table the certificate reads, itself d_embed roundings away from the exact product): within
+    (k + 1)·d_embed + k + 1 roundings of Σ_j max_v (|W_E| |W_in|)[j, v, i] + |b_in,i|, which is
+    far above the table's own magnitude where a neuron's embeddings cancel.
+    """
+    k = operand_tables(model).shape[0]
+    if model.cfg.input_style != "embed" or model.cfg.input_kind == "vector":
+        return k + 1, reach
+    absolute = torch.einsum("kve,kem->kvm", model.W_E.detach().double().abs(),
+                            model.W_in.detach().double().abs())
+    magnitude = absolute.amax(1).sum(0) + model.b_in.detach().double().abs()
+    return (k + 1) * model.W_E.shape[-1] + k + 1, torch.maximum(reach, magnitude)
+
+
 def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor, W: Tensor,
               b_out: Tensor) -> Tensor:
-    """Per class the rounding allowance of the model's own forward pass (module docstring)."""
-    k, m = operand_tables(model).shape[0], W.shape[0]
-    gamma = _gamma(k + m + (model.cfg.degree or 1) + 2, model.W_out.dtype)
-    return gamma * (((L * reach + h + L * eps) @ W.abs()) + b_out.abs())
+    """Per class the rounding allowance of the model's own forward pass (module docstring):
+    γ_N times the magnitudes of the chain, N = the input side's roundings (:func:`_input_side`)
+    + d_mlp + degree + 1, plus 2N·η·((L + 1)·|W_out| + 1) for underflow (every operation may
+    lose up to η, the smallest normal number of the model's dtype, under flush-to-zero too; η
+    twice, for the model's pass and this float64 one). Values that could overflow the model's
+    dtype have no rounding bound: refused."""
+    chain, magnitude = _input_side(model, reach)
+    dtype = model.W_out.dtype
+    n = chain + W.shape[0] + (model.cfg.degree or 1) + 1
+    gamma = _gamma(n, dtype)
+    # the computed pre-activations lie within γ_N·magnitude of the exact ones
+    top = reach + gamma * magnitude
+    L = torch.maximum(L, lipschitz(model, top))
+    act = activation(model.cfg.act_fn, model.cfg.degree)
+    largest = (_sup_activation(act, top) @ W.abs() + b_out.abs()).max()
+    limit = torch.finfo(dtype).max / 2
+    if not bool(largest < limit) or not bool(magnitude.max() < limit):
+        raise MiMarginError(
+            f"the model's values may reach {float(max(largest, magnitude.max())):.3g}, beyond "
+            f"half of {dtype}'s largest number: its pass may overflow, and no rounding bound "
+            f"holds (rescale the weights)")
+    eta = 2 * torch.finfo(dtype).tiny
+    return gamma * (((L * magnitude + h + L * eps) @ W.abs()) + b_out.abs()) \
+        + 2 * n * eta * ((L + 1) @ W.abs() + 1)
 
 
 def certify(explanation: Explanation, bound: str = "uniform", compare: bool = True) -> Certificate:
@@ -161,9 +200,11 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     ``mm.explain(..., source="weights")`` the labels too are read without running the model. See
     docs/mathematics.md §6.4. The floating-point allowance is Higham's γ_n = n·u/(1 − n·u) (u the
     unit roundoff of the model's dtype, n = k + d_mlp + degree + 2 the longest chain of roundings
-    in one logit) times the magnitudes that enter it, so the bound also holds for the model as
-    computed in float32 (and the harmonic bound's own float64 arithmetic gets the same
-    allowance).
+    in one logit; for embed-style models (k + 1)·d_embed more, read against |W_E||W_in|) times
+    the magnitudes that enter it, plus a term for underflow, so the bound also holds for the
+    model as computed in float32, by its forward pass and its fast path (and the harmonic
+    bound's own float64 arithmetic gets the same allowance); values that could overflow are
+    refused.
 
     A one-layer transformer (or its ``TransformerBridge``) is certified per input
     (:mod:`~mi_margin.analysis.certify_transformer`): every input's logits in float64 through the

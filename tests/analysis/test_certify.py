@@ -22,14 +22,30 @@ def bounds_for(model, task):
     return BOUNDS if harmonic else tuple(b for b in BOUNDS if b != "harmonic")
 
 
+def own_margins(model, task):
+    """The model's own margins in its dtype, by its forward pass and by its fast path, [2, N]."""
+    rows = torch.arange(len(task.labels))
+    out = []
+    with torch.no_grad():
+        for logits in (model(task.inputs), model.last_logits(task.inputs)):
+            gap = logits.double()[rows, task.labels][:, None] - logits.double()
+            gap[rows, task.labels] = float("inf")
+            out.append(gap.amin(1))
+    return torch.stack(out)
+
+
 def assert_sound(model, task):
+    """Every bound below the exact margins of the model's tables (float64) and below the model's
+    own margins as it computes them, by both of its paths."""
     expl = mm.explain(model, task)
     truth = true_margins(model, task)
+    own = own_margins(model, task)
     certs = {}
     for bound in bounds_for(model, task):
         cert = certs[bound] = certify(expl, bound)
         assert cert.certified_accuracy <= cert.accuracy
         assert bool((cert.margin_bound <= truth + 1e-9 * truth.abs().max()).all())
+        assert bool((cert.margin_bound <= own).all())
         assert cert.min_certified_margin == float(cert.margin_bound.min())
     # the per-input ranges lie inside the uniform ones, input by input
     slack = 1e-9 * certs["uniform"].margin_bound.abs().max()
@@ -113,6 +129,84 @@ def test_sound_on_every_zoo_entry(name):
     run = mm.zoo.load(name)
     if isinstance(run.model, mm.HookedMLP):
         assert_sound(run.model, run.task)
+
+
+def cancelling_embed_network(width=300, big=2.0 ** 12):
+    """Z_7's certificate network rebuilt embed-style: one-hot embeddings reproduce its tables,
+    and two extra embedding columns of size ``big`` meet input rows of +big and −big, which
+    cancel in W_E W_in but not in the forward pass's float32 sum over d_embed (on this
+    machine's kernels the pass errs by 0.2 on pre-activations of 0.1; on others it may be
+    exact). Returns (model, task)."""
+    task = mm.ModularAddition(p=7)
+    ref = mm.theory.certificate(task)
+    T = ref.W_in_eff.detach()
+    k, p, m = T.shape
+    cfg = mm.MLPConfig.for_task(task, d_mlp=m, act_fn=ref.cfg.act_fn,
+                                act_degree=ref.cfg.act_degree, input_style="embed",
+                                d_embed=width, use_biases=ref.cfg.use_biases)
+    model = mm.HookedMLP(cfg)
+    W_E, W_in = torch.zeros(k, p, width), torch.zeros(k, width, m)
+    W_E[:, :, :p] = torch.eye(p)
+    W_E[:, :, width // 2] = W_E[:, :, width - 1] = big
+    W_in[:, :p] = T
+    W_in[:, width // 2], W_in[:, width - 1] = big, -big
+    with torch.no_grad():
+        model.embed.W_E.copy_(W_E)
+        model.blocks[0].mlp.W_in.copy_(W_in)
+        model.blocks[0].mlp.W_out.copy_(ref.W_out.detach())
+    return model, task
+
+
+def test_embed_models_forward_pass_is_covered_where_embeddings_cancel():
+    """The allowance reads |W_E||W_in|, not |W_E W_in|: on a network whose embeddings cancel,
+    every bound stays below the model's own margins by its forward pass, which may get inputs
+    wrong that the table path gets right."""
+    model, task = cancelling_embed_network()
+    own = own_margins(model, task)
+    for bound in bounds_for(model, task):
+        cert = certify(mm.explain(model, task, source="weights"), bound)
+        assert bool((cert.margin_bound <= own).all()), bound
+        assert cert.certified_accuracy <= float((own[0] > 0).double().mean())
+
+
+def scaled_float32_certificate(task, scale):
+    """The certificate network of ``task`` in float32 with its input map times ``scale`` (a
+    power of two: exact)."""
+    ref = mm.theory.certificate(task)
+    model = mm.HookedMLP(dataclasses.replace(ref.cfg, dtype=torch.float32))
+    model.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in.mul_(scale)
+    return model
+
+
+def test_values_that_could_overflow_are_refused():
+    """Scaled by 2^68, the certificate network's float32 logits overflow (its accuracy drops to
+    1 in 7): no rounding bound holds, and every bound refuses to certify it."""
+    task = mm.ModularAddition(p=7)
+    model = scaled_float32_certificate(task, 2.0 ** 68)
+    expl = mm.explain(model, task, source="weights")
+    for bound in bounds_for(model, task):
+        with pytest.raises(mm.MiMarginError, match="overflow"):
+            certify(expl, bound)
+
+
+@pytest.mark.parametrize("flush", [False, True])
+@pytest.mark.parametrize("shift", [60, 64, 72])
+def test_underflowing_values_are_covered(shift, flush):
+    """Scaled by 2^-shift, the certificate network's hidden values underflow float32 (at 2^-72
+    every logit is 0 and the model is right on 1 input in 7), with subnormal numbers or flushed
+    to zero: the absolute underflow term keeps every bound below the model's own margins."""
+    task = mm.ModularAddition(p=7)
+    model = scaled_float32_certificate(task, 2.0 ** -shift)
+    torch.set_flush_denormal(flush)          # False where the CPU cannot flush
+    try:
+        own = own_margins(model, task)
+    finally:
+        torch.set_flush_denormal(False)
+    for bound in bounds_for(model, task):
+        cert = certify(mm.explain(model, task, source="weights"), bound)
+        assert bool((cert.margin_bound <= own).all()), bound
 
 
 def test_per_input_bound_costs_more_and_is_refused_when_unknown():
