@@ -170,7 +170,7 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     through = W_out @ W_U
     const = _f64(twin.block.mlp.b_out) @ W_U + _f64(twin.b_U)
     E, hidden = gap_allowance(model, last, n, reach)
-    dh = _activation_error(model.cfg, reach, delta, lambda N: _gamma(N, U64))
+    dh = _activation_error(model.cfg, reach, delta, U64)
     E = E + torch.stack([dh @ (through[:, y, None] - through).abs() for y in range(len(const))])
     const_err = _gamma(twin.cfg.d_model + 2, U64) * (
         _f64(twin.block.mlp.b_out).abs() @ W_U.abs() + _f64(twin.b_U).abs())

@@ -42,10 +42,24 @@ from mi_margin.models.fast_paths import attention_tables, transformer_logits
 #: measured within 0.57 ulp on the normal and restricted CPU kernels, its GELU within 4.6 u·|x|
 #: and float64's within 1.7 u·|x|); a γ_n with n = 2·EXP_ULPS covers each call
 EXP_ULPS = 4
-#: a softmax weight whose exp underflows (a score more than ~87 below the max in float32) has no
-#: relative bound; its absolute error is below float32's smallest normal number (float64's is
-#: smaller), added per key to the pattern's shift
-UNDERFLOW = torch.finfo(torch.float32).tiny
+
+
+def underflow(u: float) -> float:
+    """η: what one operation in arithmetic of unit roundoff ``u`` may lose to underflow, the
+    smallest normal number (with flush-to-zero a result or an input below it becomes 0):
+    float32's for u ≥ float32's unit roundoff (also for coarser emulated formats), else float64's.
+    Relative bounds do not hold there: a softmax weight whose exp underflows (a score ~87 below
+    the max in float32) is off by 100%. Each chain of N roundings then adds (2N + 1)·η to γ_N
+    times its magnitude (the +1: its result read back as 0 when subnormal)."""
+    f32 = torch.finfo(torch.float32)
+    return f32.tiny if u >= f32.eps / 2 else torch.finfo(torch.float64).tiny
+
+
+def _chain(u: float) -> Any:
+    """``chain(N, magnitude)``: the rounding bound of a chain of N roundings of that absolute
+    magnitude, γ_N·magnitude + (2N + 1)·η (Higham 2002, §3.5, with underflow)."""
+    eta = underflow(u)
+    return lambda N, magnitude: _gamma(N, u) * magnitude + (2 * N + 1) * eta
 
 
 def _gamma(n: float, u: float) -> float:
@@ -127,29 +141,29 @@ def softmax_error(score_error: Tensor, max_score: Tensor, n: int, u: float) -> T
 
 def _attention(model: Any, last_token: int, n: int, reach: Reach, u: float) -> _Attention:
     """The attention stage of :func:`rounding_allowance`, up to resid_mid."""
-    attn, g = model.block.attn, lambda N: _gamma(N, u)
+    attn, g, chain, eta = model.block.attn, lambda N: _gamma(N, u), _chain(u), underflow(u)
     H, d, e = attn.W_Q.shape
     score = torch.maximum(*score_errors(model, last_token, n, u).values())           # [H]
     rho = softmax_error(score, reach.score, n, u)
     rate = float(model.cfg.attn_rate)
     # Σ_j |p̃_j − p_j| |VO_j| for p = rate·α + (1 − rate) (two roundings); Σ_j p_j |VO_j| ≤
-    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention; n
-    # weights may underflow
-    shift = rate * (rho + n * UNDERFLOW) * (1 + g(2)) + n * g(2)                     # [H]
+    # (Σ_j p_j) max_j |VO_j|, and Σ_j p_j is 1 for softmax and n for constant attention; each
+    # of the n weights may underflow, in the softmax and in the mixture's two roundings
+    shift = rate * (rho + n * eta) * (1 + g(2)) + n * g(2) + 5 * n * eta             # [H]
     weights = rate + (1 - rate) * n + shift
     # a value's own error (the embeddings' sum, d products and sums, the bias), through W_O
     X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
-    value = g(d + 2) * (torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
+    value = chain(d + 2, torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
     exact = (torch.einsum("rd,hde->rhe", embedded(model, n), _f64(attn.W_V))
              + _f64(attn.b_V)).abs().amax(0)                                           # [H, e]
     W_O = _abs(attn.W_O)
     # mixing over n keys and the contraction with W_O over H·d_head (the forward pass), or each
     # value's image under W_O and the sum over n·H keys and heads (the tables); b_O; then the
     # residual's sums (x_last's own, and r = x_last + attention output)
-    mix = g(n + H * e + n * H + 2) * (torch.einsum("h,he,hed->d", weights, exact + value, W_O)
-                                      + _abs(attn.b_O))
+    mix = chain(n + H * e + n * H + 2, torch.einsum("h,he,hed->d", weights, exact + value, W_O)
+                + _abs(attn.b_O))
     x_last = _abs(model.W_E[last_token]) + _abs(model.W_pos[n - 1])
-    rounded = mix + g(1) * (x_last + reach.r)
+    rounded = mix + chain(1, x_last + reach.r)
     resid = (shift[:, None] * reach.vo).sum(0) + torch.einsum("h,he,hed->d", weights, value, W_O) \
         + rounded
     return _Attention(score=score, shift=shift, weights=weights, value=value, resid=resid,
@@ -163,12 +177,13 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
     ``gap[y, c]`` of the exact one.
 
     Roundings of a sum or product chain of N steps add γ_N times the same chain on absolute
-    values (Higham 2002, §3.5), with the exact activations' magnitudes ``reach`` where the chain
+    values (Higham 2002, §3.5) plus (2N + 1)·η for underflow (:func:`underflow`), with the exact
+    activations' magnitudes ``reach`` where the chain
     reads them; an error vector on resid_mid r or on the hidden activations h then reaches the
     gap only through the exact maps W_U[:, y] − W_U[:, c] and (W_out W_U)[:, y] − (W_out W_U)[:, c]
     (docs/mathematics.md §6.4).
     """
-    g = lambda N: _gamma(N, u)                                            # noqa: E731
+    chain = _chain(u)
     at, cfg, d = _attention(model, last_token, n, reach, u), model.cfg, model.cfg.d_model
     W_U = _f64(model.W_U)
     direct, through_mlp, out_err = at.resid, None, torch.zeros(d, dtype=torch.float64)
@@ -181,12 +196,12 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
         values = torch.einsum("h,he,hei->i", at.weights, at.value,
                               (_f64(attn.W_O) @ _f64(mlp.W_in)).abs())
         err_pre = (at.shift[:, None] * reach.vo_in).sum(0) + values + at.rounded @ W_in \
-            + g(d + 1) * ((reach.r + at.resid) @ W_in + _abs(mlp.b_in))
-        err_h = _activation_error(cfg, reach, err_pre, g)
+            + chain(d + 1, (reach.r + at.resid) @ W_in + _abs(mlp.b_in))
+        err_h = _activation_error(cfg, reach, err_pre, u)
         mlp_out = (reach.h + err_h) @ W_out.abs() + _abs(mlp.b_out)
-        direct = at.resid + g(cfg.d_mlp + 1) * mlp_out + g(1) * (reach.resid + at.resid + mlp_out)
+        direct = at.resid + chain(cfg.d_mlp + 1, mlp_out) + chain(1, reach.resid + at.resid + mlp_out)
         through_mlp, out_err = W_out @ W_U, err_h @ W_out.abs()
-    own = g(d + 1) * ((reach.resid + direct + out_err) @ W_U.abs() + _abs(model.b_U))
+    own = chain(d + 1, (reach.resid + direct + out_err) @ W_U.abs() + _abs(model.b_U))
     E = own[:, None] + own[None]                                          # the unembedding's sums
     for y in range(W_U.shape[1]):
         E[y] += direct @ (W_U[:, y, None] - W_U).abs()
@@ -207,7 +222,7 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     with q and k formed (the model's forward pass), and ``"tables"``, X·(W_K q)/√d_head (the
     attention tables of :mod:`mi_margin.models.fast_paths`). Each reads the exact |q|, |k| and
     |W_K q| (float64) where an error multiplies them, not their absolute chains."""
-    attn, g = model.block.attn, lambda N: _gamma(N, u)
+    attn, g, chain = model.block.attn, lambda N: _gamma(N, u), _chain(u)
     _, d, e = attn.W_Q.shape
     c = 1 / math.sqrt(e)
     W_Q, W_K, b_Q, b_K = _f64(attn.W_Q), _f64(attn.W_K), _f64(attn.b_Q), _f64(attn.b_K)
@@ -217,24 +232,24 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     k = torch.einsum("rd,hde->rhe", X, W_K) + b_K                                     # [R, H, e]
     s = (k * q).sum(-1) * c                                                           # [R, H]
     # q and k: the embeddings' sum, d products and sums, the bias (d + 2 roundings)
-    dq = g(d + 2) * (torch.einsum("d,hde->he", x_last.abs(), W_Q.abs()) + b_Q.abs())
-    dk = g(d + 2) * (torch.einsum("rd,hde->rhe", X.abs(), W_K.abs()) + b_K.abs())
+    dq = chain(d + 2, torch.einsum("d,hde->he", x_last.abs(), W_Q.abs()) + b_Q.abs())
+    dk = chain(d + 2, torch.einsum("rd,hde->rhe", X.abs(), W_K.abs()) + b_K.abs())
     Q, K = q.abs() + dq, k.abs() + dk
-    ordinary = c * (dq * k.abs() + q.abs() * dk + dq * dk + g(e) * Q * K).sum(-1)
+    ordinary = c * ((dq * k.abs() + q.abs() * dk + dq * dk).sum(-1) + chain(e, (Q * K).sum(-1)))
     # tables: v = (W_K q̃)·c̃ (e products and sums, the product by c̃ and c̃'s own rounding),
     # then X·v (d + 1 with X's rounding) plus (b_K·q̃)·c̃; q̃'s error reaches the score as
     # (X W_K + b_K)·δq = k·δq, the rest through the absolute weights
-    dv = c * g(e + 2) * torch.einsum("hde,he->hd", W_K.abs(), Q)                    # [H, d]
+    dv = c * chain(e + 2, torch.einsum("hde,he->hd", W_K.abs(), Q))                 # [H, d]
     v = c * torch.einsum("hde,he->hd", W_K, q).abs() + c * torch.einsum("hde,he->hd",
                                                                         W_K.abs(), dq)
-    tables = c * (k.abs() * dq).sum(-1) + X.abs() @ dv.T + g(d + 1) * (X.abs() @ (v + dv).T) \
-        + c * g(e + 2) * (b_K.abs() * Q).sum(-1)
+    tables = c * (k.abs() * dq).sum(-1) + X.abs() @ dv.T + chain(d + 1, X.abs() @ (v + dv).T) \
+        + c * chain(e + 2, (b_K.abs() * Q).sum(-1))
     # the division by √d_head (and √'s rounding), or the tables' last addition
-    return {path: (raw + g(3) * (s.abs() + raw)).amax(0)
+    return {path: (raw + chain(3, s.abs() + raw)).amax(0)
             for path, raw in (("ordinary", ordinary), ("tables", tables))}
 
 
-def _activation_error(cfg: Any, reach: Reach, err: Tensor, g: Any) -> Tensor:
+def _activation_error(cfg: Any, reach: Reach, err: Tensor, u: float) -> Tensor:
     """Error bound of the hidden activations from that of the pre-activations: ReLU is exact and
     1-Lipschitz; GELU Lipschitz with :data:`~mi_margin.models.activations.GELU_LIPSCHITZ`, plus
     the rounding of x/2·(1 + erf(x/√2)) with erf within a few ulps, an absolute error of a few
@@ -243,11 +258,12 @@ def _activation_error(cfg: Any, reach: Reach, err: Tensor, g: Any) -> Tensor:
     [−|pre| − err, |pre| + err], d − 1 roundings."""
     if cfg.act_fn == "relu":
         return err
+    chain = _chain(u)
     if cfg.act_fn == "gelu":
-        return GELU_LIPSCHITZ * err + g(2 * EXP_ULPS + 4) * (reach.pre + err)
+        return GELU_LIPSCHITZ * err + chain(2 * EXP_ULPS + 4, reach.pre + err)
     deg = cfg.degree
     top = reach.pre + err
-    return deg * top ** (deg - 1) * err + g(deg - 1) * top ** deg
+    return deg * top ** (deg - 1) * err + chain(deg - 1, top ** deg)
 
 
 def _float64(model: Any) -> Any:
@@ -312,9 +328,28 @@ def gap_allowance(model: Any, last_token: int, n: int, reach: Reach) -> tuple[Te
     """(E [V, V], hidden activations' error bound [d_mlp]): :func:`rounding_allowance`'s gap
     bound for the model's dtype plus that for a float64 evaluation (the certificate's own), and
     the model dtype's bound on the hidden activations."""
-    own = rounding_allowance(model, last_token, n, reach, torch.finfo(model.W_E.dtype).eps / 2)
+    u = torch.finfo(model.W_E.dtype).eps / 2
+    own = rounding_allowance(model, last_token, n, reach, u)
+    _check_range(model, reach, own, u)
     f64 = rounding_allowance(model, last_token, n, reach, torch.finfo(torch.float64).eps / 2)
     return own.gap + f64.gap, own.hidden
+
+
+def _check_range(model: Any, reach: Reach, allowance: Allowance, u: float) -> None:
+    """Refuse a model whose pass may overflow its dtype, where no rounding bound holds: every
+    value it computes is at most its exact magnitude (``reach``) plus its error bound, and every
+    partial sum at most its chain's absolute magnitude, which the error bound (γ_N ≥ u times it)
+    bounds over u."""
+    stages = (reach.score, reach.vo, reach.vo_in, reach.r, reach.pre, reach.h, reach.resid,
+              allowance.score / u, allowance.resid_mid / u, allowance.pre / u,
+              allowance.hidden / u, allowance.gap / u)
+    largest = max(float(t.max()) for t in stages if t.numel())
+    dtype = model.W_E.dtype
+    if not largest < torch.finfo(dtype).max / 2:
+        raise MiMarginError(
+            f"the model's values or partial sums may reach {largest:.3g}, beyond half of "
+            f"{dtype}'s largest number: its pass may overflow, and no rounding bound holds "
+            f"(rescale the weights)")
 
 
 def transformer_margins(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor]:

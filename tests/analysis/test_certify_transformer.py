@@ -17,7 +17,6 @@ from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.certify_low_rank import low_rank_margins
 from mi_margin.analysis.certify_transformer import (
     EXP_ULPS,
-    UNDERFLOW,
     _activation_error,
     _gamma,
     exact_logits,
@@ -25,6 +24,7 @@ from mi_margin.analysis.certify_transformer import (
     rounding_allowance,
     score_errors,
     softmax_error,
+    underflow,
 )
 from tests.oracles.coarse import coarse_logits, rnd
 from tests.oracles.first_order import first_order_worst
@@ -84,6 +84,42 @@ def test_every_zoo_transformer_is_certified_soundly(name):
     exact = margins(exact_logits(run.model, run.task)[0], run.task.labels)
     assert bool((cert.margin_bound < exact).all())       # the allowance is subtracted
     assert cert.flops > cert.brute_force_flops           # the fast path's cost plus the allowance's
+
+
+def scaled_unembedding(name, scale):
+    """The zoo transformer ``name`` with W_U and b_U times ``scale`` (a power of two: exact)."""
+    run = mm.zoo.load(name)
+    with torch.no_grad():
+        run.model.unembed.W_U.mul_(scale)
+        run.model.unembed.b_U.mul_(scale)
+    return run.model, run.task
+
+
+@pytest.mark.parametrize("flush", [False, True])
+@pytest.mark.parametrize("bound", ["per_input", "low_rank"])
+def test_underflowing_logits_are_covered(bound, flush):
+    """W_U scaled by 2^-147 puts the float32 logits among the subnormal numbers (or flushes them
+    to 0), where rounding is absolute: each chain's (2N + 1)·η keeps the bound below the model's
+    own margins by every path (without it the bound exceeded them on 1,499 of 3,481 inputs)."""
+    model, task = scaled_unembedding("zhong_p59_pizza_transformer", 2.0 ** -147)
+    torch.set_flush_denormal(flush)          # False where the CPU cannot flush
+    try:
+        own = [model_margins(model, task, path) for path in PATHS]
+    finally:
+        torch.set_flush_denormal(False)
+    cert = certify(mm.explain(model, task), bound)
+    for path_margins in own:
+        assert bool((cert.margin_bound <= path_margins).all())
+
+
+def test_values_that_could_overflow_are_refused():
+    """W_U scaled by 2^125: the float32 logits may overflow, no rounding bound holds, and both
+    transformer certificates refuse."""
+    model, task = scaled_unembedding("zhong_p59_pizza_transformer", 2.0 ** 125)
+    expl = mm.explain(model, task)
+    for bound in ("per_input", "low_rank"):
+        with pytest.raises(mm.MiMarginError, match="overflow"):
+            certify(expl, bound)
 
 
 @pytest.mark.parametrize("overrides", CONFIGS, ids=str)
@@ -190,7 +226,7 @@ def test_torch_softmax_kernel_stays_within_the_softmax_bound(scale):
 
 def test_underflowing_softmax_weights_are_covered_absolutely():
     """Scores more than ~87 apart: float32's exp underflows (to a denormal or 0), so the relative
-    bound ρ·α fails for the smallest weights, and ρ·α + UNDERFLOW (what the pattern's shift adds
+    bound ρ·α fails for the smallest weights, and ρ·α + η (what the pattern's shift adds
     per key) holds for every weight."""
     gen = torch.Generator().manual_seed(0)
     scores = (torch.randn(200_000, 3, generator=gen) * 60).float()
@@ -198,7 +234,7 @@ def test_underflowing_softmax_weights_are_covered_absolutely():
     rho = softmax_error(torch.zeros(1, dtype=torch.float64), scores.double().abs().amax(-1), 3,
                         torch.finfo(torch.float32).eps / 2)[:, None]
     error = (computed - exact).abs()
-    assert bool((error <= rho * exact + UNDERFLOW).all())
+    assert bool((error <= rho * exact + underflow(2.0 ** -24)).all())
     assert bool((error > rho * exact).any())
 
 
@@ -268,8 +304,7 @@ def test_gelu_activation_error_covers_neurons_in_erfs_tail():
         exact = gelu_exact(exact_pre)
         reach = SimpleNamespace(pre=exact_pre.abs().amax(0), h=exact.abs().amax(0))
         err = (rounded.double() - exact_pre).abs().amax(0)
-        bound = _activation_error(SimpleNamespace(act_fn="gelu"), reach, err,
-                                  lambda n: _gamma(n, u32))
+        bound = _activation_error(SimpleNamespace(act_fn="gelu"), reach, err, u32)
         error = (torch.nn.functional.gelu(rounded).double() - exact).abs().amax(0)
         assert bool((error <= bound).all())
     assert float(error[0]) > 50 * _gamma(2 * EXP_ULPS + 4, u32) * float(reach.h[0])
