@@ -246,6 +246,8 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
     original = native(explanation.original)            # a bridge is converted once, here
+    _check_arithmetic()
+    _check_normal_weights(original)
     if isinstance(original, HookedOneLayerTransformer):
         return _transformer(original, explanation.task, bound, compare)
     if not isinstance(explanation.original, HookedMLP):
@@ -291,6 +293,34 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
                        margin_bound=margins, error=E,
                        slack=eps, flops=flops,
                        brute_force_flops=_brute_force_flops(model, len(inputs)))
+
+
+def _check_arithmetic() -> None:
+    """Refuse reduced-precision float32 matmuls (``torch.set_float32_matmul_precision`` below
+    "highest", or oneDNN's bf16/tf32 ``fp32_precision``): on CPUs that honour them a product
+    keeps 8–10 bits, and the allowance assumes float32's 24."""
+    precision = torch.get_float32_matmul_precision()
+    onednn = str(getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none"))
+    if precision != "highest" or onednn not in ("none", "ieee"):
+        raise MiMarginError(
+            f"float32 matmuls are set to reduced precision (matmul precision {precision!r}, "
+            f"oneDNN fp32_precision {onednn!r}); the certificate's rounding allowance assumes "
+            f"IEEE float32: torch.set_float32_matmul_precision('highest') and "
+            f"torch.backends.mkldnn.matmul.fp32_precision = 'none'")
+
+
+def _check_normal_weights(model: Any) -> None:
+    """Refuse weights that are nonzero but below their dtype's smallest normal number: a CPU
+    that flushes subnormal inputs to zero (flush-to-zero, DAZ) computes another function with
+    them, which no rounding bound covers (docs/mathematics.md §6.4)."""
+    small = sum(int(((p != 0) & (p.abs() < torch.finfo(p.dtype).tiny)).sum())
+                for p in model.parameters() if p.is_floating_point())
+    if small:
+        raise MiMarginError(
+            f"{small} weights of the model are nonzero but below the smallest normal number of "
+            f"their dtype: where a CPU flushes them to zero the model computes another function, "
+            f"and no rounding bound covers that. Set them to 0 and certify that model: "
+            f"`for p in model.parameters(): p.data[p.abs() < torch.finfo(p.dtype).tiny] = 0`")
 
 
 def _transformer(model: HookedOneLayerTransformer, task: Any, bound: str, compare: bool

@@ -209,6 +209,34 @@ def test_underflowing_values_are_covered(shift, flush):
         assert bool((cert.margin_bound <= own).all()), bound
 
 
+def test_subnormal_weights_are_refused_and_zeroing_them_is_certified():
+    """A weight below float32's smallest normal number is read as 0 where the CPU flushes
+    subnormal inputs: refused, with the remedy in the message, which then certifies."""
+    task = mm.ModularAddition(p=7)
+    model = scaled_float32_certificate(task, 1.0)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_out[0, 0] = torch.finfo(torch.float32).tiny / 4
+    with pytest.raises(mm.MiMarginError, match="smallest normal"):
+        certify(mm.explain(model, task, source="weights"), "uniform")
+    for p in model.parameters():
+        p.data[p.abs() < torch.finfo(p.dtype).tiny] = 0
+    assert certify(mm.explain(model, task, source="weights"), "uniform").certified_accuracy == 1
+
+
+def test_reduced_precision_matmuls_are_refused():
+    """The allowance assumes IEEE float32 products; a process set to bf16/tf32 matmuls is
+    refused, and restoring "highest" certifies again."""
+    task = mm.ModularAddition(p=7)
+    expl = mm.explain(scaled_float32_certificate(task, 1.0), task, source="weights")
+    torch.set_float32_matmul_precision("medium")
+    try:
+        with pytest.raises(mm.MiMarginError, match="reduced precision"):
+            certify(expl, "uniform")
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert certify(expl, "uniform").certified_accuracy == 1
+
+
 def test_per_input_bound_costs_more_and_is_refused_when_unknown():
     task = mm.GroupComposition("S3")
     expl = mm.explain(mm.theory.certificate(task), task)
