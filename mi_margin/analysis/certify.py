@@ -150,16 +150,16 @@ def _input_side(model: HookedMLP, reach: Tensor) -> tuple[int, Tensor]:
 
 def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor, W: Tensor,
               b_out: Tensor) -> Tensor:
-    """Per class the rounding allowance of the model's own forward pass (module docstring):
-    γ_N times the magnitudes of the chain, N = the input side's roundings (:func:`_input_side`)
-    + d_mlp + degree + 1, plus 2N·η·((L + 1)·|W_out| + 1) for underflow (every operation may
-    lose up to η, the smallest normal number of the model's dtype, under flush-to-zero too; η
-    twice, for the model's pass and this float64 one). Values that could overflow the model's
-    dtype have no rounding bound: refused."""
+    """Per class the rounding allowance of the model's own forward pass and of the
+    certificate's float64 one (module docstring): γ_N in both unit roundoffs times the
+    magnitudes of the chain, N = the input side's roundings (:func:`_input_side`) + d_mlp +
+    degree + 1, plus 2N·η·((L + 1)·|W_out| + 1) for underflow (every operation may lose up to
+    η, the smallest normal number of the model's dtype, under flush-to-zero too; η twice, for
+    both passes). Values that could overflow the model's dtype have no rounding bound: refused."""
     chain, magnitude = _input_side(model, reach)
     dtype = model.W_out.dtype
     n = chain + W.shape[0] + (model.cfg.degree or 1) + 1
-    gamma = _gamma(n, dtype)
+    gamma = _gamma(n, dtype) + _gamma(n, torch.float64)
     # the computed pre-activations lie within γ_N·magnitude of the exact ones
     top = reach + gamma * magnitude
     L = torch.maximum(L, lipschitz(model, top))
@@ -371,8 +371,8 @@ def _low_rank(model: HookedMLP, task: Any, compare: bool) -> Certificate:
 
 def _mlp_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
     """(X, M, const, E, slack, operations to form X and E) of an MLP: X = h exactly through the
-    input tables, M = W_out, E_y + E_c from the rounding allowance of the model's own pass (as
-    the uniform bound's with nothing left out), in its dtype and in float64, and the slack ε = 0
+    input tables, M = W_out, E_y + E_c from the rounding allowance of the model's own pass and
+    this float64 one (as the uniform bound's with nothing left out), and the slack ε = 0
     (nothing is left out)."""
     T = operand_tables(model)
     W, b_out = model.W_out.detach().double(), model.b_out.detach().double()
@@ -386,8 +386,6 @@ def _mlp_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor, Tensor,
                    for rows in torch.arange(len(idx)).split(ROWS)])
     eps, reach, L = _left_out(model, T, T, b_in)                            # ε = 0
     per_class = _rounding(model, L, reach, _sup_activation(act, reach), eps, W, b_out)
-    # the same allowance at float64's unit roundoff covers this float64 evaluation of h
-    per_class = per_class * (1 + torch.finfo(torch.float64).eps / torch.finfo(model.W_out.dtype).eps)
     k, n, m = T.shape
     flops = len(idx) * (k * m + 2 * m) + 6 * k * n * m + 4 * m * len(b_out)
     return X, W, b_out, per_class[:, None] + per_class[None], eps, flops
