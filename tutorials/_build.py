@@ -1979,8 +1979,6 @@ much of the logits' variance that irrep's characters explain) and its share of t
 spectrum.
 """),
     code("""
-import json
-
 import pandas as pd
 
 from mi_margin import groups

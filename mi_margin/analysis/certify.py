@@ -34,7 +34,12 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.certify_low_rank import by_cases, low_rank_margins
-from mi_margin.analysis.certify_transformer import allowance_flops, transformer_flops, transformer_margins
+from mi_margin.analysis.certify_transformer import (
+    EXP_ULPS,
+    allowance_flops,
+    transformer_flops,
+    transformer_margins,
+)
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.core import ROWS, subject
@@ -172,8 +177,11 @@ def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor
             f"half of {dtype}'s largest number: its pass may overflow, and no rounding bound "
             f"holds (rescale the weights)")
     eta = 2 * torch.finfo(dtype).tiny
-    return gamma * (((L * magnitude + h + L * eps) @ W.abs()) + b_out.abs()) \
+    allowance = gamma * (((L * magnitude + h + L * eps) @ W.abs()) + b_out.abs()) \
         + 2 * n * eta * ((L + 1) @ W.abs() + 1)
+    if model.cfg.act_fn == "gelu":       # GELU's own rounding is a few u·|x|, not u·|GELU(x)|
+        allowance = allowance + (_gamma(2 * EXP_ULPS + 4, dtype) * top) @ W.abs()
+    return allowance
 
 
 def certify(explanation: Explanation, bound: str = "uniform", compare: bool = True) -> Certificate:

@@ -222,7 +222,7 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     with q and k formed (the model's forward pass), and ``"tables"``, X·(W_K q)/√d_head (the
     attention tables of :mod:`mi_margin.models.fast_paths`). Each reads the exact |q|, |k| and
     |W_K q| (float64) where an error multiplies them, not their absolute chains."""
-    attn, g, chain = model.block.attn, lambda N: _gamma(N, u), _chain(u)
+    attn, chain = model.block.attn, _chain(u)
     _, d, e = attn.W_Q.shape
     c = 1 / math.sqrt(e)
     W_Q, W_K, b_Q, b_K = _f64(attn.W_Q), _f64(attn.W_K), _f64(attn.b_Q), _f64(attn.b_K)

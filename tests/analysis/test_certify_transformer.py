@@ -86,21 +86,35 @@ def test_every_zoo_transformer_is_certified_soundly(name):
     assert cert.flops > cert.brute_force_flops           # the fast path's cost plus the allowance's
 
 
-def scaled_unembedding(name, scale):
-    """The zoo transformer ``name`` with W_U and b_U times ``scale`` (a power of two: exact)."""
+def scaled_unembedding(name, scale, zero_subnormal=True):
+    """The zoo transformer ``name`` with W_U and b_U times ``scale`` (a power of two), and the
+    weights that became subnormal set to 0 (``certify`` refuses them)."""
     run = mm.zoo.load(name)
     with torch.no_grad():
         run.model.unembed.W_U.mul_(scale)
         run.model.unembed.b_U.mul_(scale)
+        for p in run.model.parameters():
+            if zero_subnormal:
+                p[p.abs() < torch.finfo(p.dtype).tiny] = 0
     return run.model, run.task
+
+
+def test_subnormal_weights_are_refused():
+    """W_U scaled by 2^-147 keeps only subnormal entries, which a CPU that flushes reads as 0:
+    refused (before the underflow terms and this refusal, the bound exceeded the model's own
+    margins on 1,499 of the 3,481 inputs)."""
+    model, task = scaled_unembedding("zhong_p59_pizza_transformer", 2.0 ** -147,
+                                     zero_subnormal=False)
+    with pytest.raises(mm.MiMarginError, match="smallest normal number"):
+        certify(mm.explain(model, task), "per_input")
 
 
 @pytest.mark.parametrize("flush", [False, True])
 @pytest.mark.parametrize("bound", ["per_input", "low_rank"])
 def test_underflowing_logits_are_covered(bound, flush):
-    """W_U scaled by 2^-147 puts the float32 logits among the subnormal numbers (or flushes them
-    to 0), where rounding is absolute: each chain's (2N + 1)·η keeps the bound below the model's
-    own margins by every path (without it the bound exceeded them on 1,499 of 3,481 inputs)."""
+    """W_U scaled by 2^-147 (its entries that became subnormal zeroed) puts the float32 logits
+    among the subnormal numbers (or flushes them to 0), where rounding is absolute: each chain's
+    (2N + 1)·η keeps the bound below the model's own margins by every path."""
     model, task = scaled_unembedding("zhong_p59_pizza_transformer", 2.0 ** -147)
     torch.set_flush_denormal(flush)          # False where the CPU cannot flush
     try:
