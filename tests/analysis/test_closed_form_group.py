@@ -8,7 +8,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.analysis.certify import _gamma, certify
-from mi_margin.analysis.closed_form_group import group_margin
+from mi_margin.analysis.closed_form_group import _coefficients, _trilinear, group_margin
 from mi_margin.analysis.explain import build, operand_tables
 from tests.oracles.margins import true_margins
 
@@ -161,3 +161,43 @@ def test_single_operand_terms_on_shifted_certificate_networks(group):
         off = ~torch.eye(len(truth), dtype=torch.bool)
         assert bool((ex.margin[off] <= truth[off] + 1e-9 * float(truth.abs().max())).all())
         assert float((truth - ex.margin)[off].min()) < 1e-3 * float(truth.abs().max())
+
+
+def test_the_noise_bound_is_sound_and_nearly_attained():
+    """One quadratic neuron on D4's 2-dimensional irrep ρ (ρ(z) = −I for the central rotation
+    z): A(a) = ⟨ρ(a₀), ρ(a)⟩, B(b) = ⟨ρ(b₀), ρ(b)⟩, W'(c) = −⟨ρ(c₀), ρ(c)⟩/2 with c₀ = a₀b₀.
+    What its trilinear term leaves after the signal, N, reaches d³ − 1/d = 7.5 against the
+    bound min(ℓ1, d^{3/2}‖N‖_F) = 7.75, and a gap difference N(a, b, y) − N(a, b, c) of −15
+    against −2 times the bound: the factor 2 and the d^{3/2} are both needed. The closed form's
+    pair bound stays below the brute-force minimum of every (answer, class) pair, within 0.5
+    (the factor 1 would put it 7.75 above)."""
+    task = mm.GroupComposition("D4")
+    G = task.group
+    name = next(r.name for r in G.irreps() if r.dim == 2)
+    rho = torch.tensor(G.irrep(name).matrices, dtype=torch.float64)
+    n, d = rho.shape[:2]
+    table = torch.tensor(G.table)
+    a0, b0 = 1, 2
+    c0 = int(table[a0, b0])
+    A, B = torch.einsum("ij,gij->g", rho[a0], rho), torch.einsum("ij,gij->g", rho[b0], rho)
+    W = -torch.einsum("ij,gij->g", rho[c0], rho) / 2
+    R, P = _coefficients(rho)
+    M, noise = _trilinear(*(P @ f[:, None] for f in (A, B, W)), d)
+    N = 2 * A[:, None, None] * B[None, :, None] * W - torch.einsum("li,aij,bjk,clk->abc", M, rho,
+                                                                      rho, rho)
+    assert float(N.abs().max()) <= noise < float(N.abs().max()) / 0.95
+    worst = min(float(N[a, b, table[a, b]] - N[a, b, c]) for a in range(n) for b in range(n)
+                for c in range(n) if c != table[a, b])
+    assert -2 * noise <= worst < -0.95 * 2 * noise
+    model = build(quadratic_mlp(task, 1), torch.stack([A, B])[:, :, None], W[None])
+    ex = group_margin(torch.stack([A, B])[:, :, None], W[None], torch.zeros(1, dtype=torch.float64),
+                      (name,), model, G)
+    logits = (A[:, None] + B[None])[..., None] ** 2 * W                      # [a, b, c]
+    gap = logits.gather(2, table[..., None]) - logits
+    truth = torch.full((n, n), float("inf"), dtype=torch.float64)
+    for a in range(n):
+        for b in range(n):
+            truth[table[a, b]] = torch.minimum(truth[table[a, b]], gap[a, b])
+    off = ~torch.eye(n, dtype=torch.bool)
+    assert bool((ex.margin[off] <= truth[off] + 1e-9).all())
+    assert float((truth[off] - ex.margin[off]).min()) < 0.5
