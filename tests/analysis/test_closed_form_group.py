@@ -181,7 +181,7 @@ def test_the_noise_bound_is_sound_and_nearly_attained():
     c0 = int(table[a0, b0])
     A, B = torch.einsum("ij,gij->g", rho[a0], rho), torch.einsum("ij,gij->g", rho[b0], rho)
     W = -torch.einsum("ij,gij->g", rho[c0], rho) / 2
-    R, P = _coefficients(rho)
+    _, P = _coefficients(rho)
     M, noise = _trilinear(*(P @ f[:, None] for f in (A, B, W)), d)
     N = 2 * A[:, None, None] * B[None, :, None] * W - torch.einsum("li,aij,bjk,clk->abc", M, rho,
                                                                       rho, rho)
