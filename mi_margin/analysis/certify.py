@@ -35,8 +35,9 @@ from torch import Tensor
 
 from mi_margin.analysis.certify_low_rank import by_cases, low_rank_margins
 from mi_margin.analysis.certify_transformer import (
-    EXP_ULPS,
+    GELU_ROUNDINGS,
     allowance_flops,
+    check_range,
     transformer_flops,
     transformer_margins,
 )
@@ -159,29 +160,33 @@ def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor
     certificate's float64 one (module docstring): γ_N in both unit roundoffs times the
     magnitudes of the chain, N = the input side's roundings (:func:`_input_side`) + d_mlp +
     degree + 1, plus 2N·η·((L + 1)·|W_out| + 1) for underflow (every operation may lose up to
-    η, the smallest normal number of the model's dtype, under flush-to-zero too; η twice, for
-    both passes). Values that could overflow the model's dtype have no rounding bound: refused."""
+    η, the smallest normal number; η for each pass). A model whose values may overflow its
+    dtype is refused (:func:`_check_range`)."""
     chain, magnitude = _input_side(model, reach)
     dtype = model.W_out.dtype
     n = chain + W.shape[0] + (model.cfg.degree or 1) + 1
     gamma = _gamma(n, dtype) + _gamma(n, torch.float64)
-    # the computed pre-activations lie within γ_N·magnitude of the exact ones
-    top = reach + gamma * magnitude
-    L = torch.maximum(L, lipschitz(model, top))
-    act = activation(model.cfg.act_fn, model.cfg.degree)
-    largest = (_sup_activation(act, top) @ W.abs() + b_out.abs()).max()
-    limit = torch.finfo(dtype).max / 2
-    if not bool(largest < limit) or not bool(magnitude.max() < limit):
-        raise MiMarginError(
-            f"the model's values may reach {float(max(largest, magnitude.max())):.3g}, beyond "
-            f"half of {dtype}'s largest number: its pass may overflow, and no rounding bound "
-            f"holds (rescale the weights)")
-    eta = 2 * torch.finfo(dtype).tiny
-    allowance = gamma * (((L * magnitude + h + L * eps) @ W.abs()) + b_out.abs()) \
-        + 2 * n * eta * ((L + 1) @ W.abs() + 1)
+    top = reach + gamma * magnitude       # the computed pre-activations lie within [−top, top]
+    lip = torch.maximum(L, lipschitz(model, top))
+    _check_range(model, top, magnitude, W, b_out)
+    eta_both = torch.finfo(dtype).tiny + torch.finfo(torch.float64).tiny
+    allowance = gamma * (((lip * magnitude + h + lip * eps) @ W.abs()) + b_out.abs()) \
+        + 2 * n * eta_both * ((lip + 1) @ W.abs() + 1)
     if model.cfg.act_fn == "gelu":       # GELU's own rounding is a few u·|x|, not u·|GELU(x)|
-        allowance = allowance + (_gamma(2 * EXP_ULPS + 4, dtype) * top) @ W.abs()
+        both = _gamma(GELU_ROUNDINGS, dtype) + _gamma(GELU_ROUNDINGS, torch.float64)
+        allowance = allowance + (both * top) @ W.abs()
     return allowance
+
+
+def _check_range(model: HookedMLP, top: Tensor, magnitude: Tensor, W: Tensor, b_out: Tensor
+                 ) -> None:
+    """Refuse a model whose pass may overflow its dtype, where no rounding bound holds: the
+    pre-activations' partial sums reach at most ``magnitude``, the hidden activations sup |act|
+    on [−top, top], the logits' partial sums that times |W_out| plus |b_out|."""
+    hidden = _sup_activation(activation(model.cfg.act_fn, model.cfg.degree), top)
+    largest = max(float(magnitude.max()), float(hidden.max()),
+                  float((hidden @ W.abs() + b_out.abs()).max()))
+    check_range(largest, model.W_out.dtype)
 
 
 def certify(explanation: Explanation, bound: str = "uniform", compare: bool = True) -> Certificate:
@@ -255,7 +260,6 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
     original = native(explanation.original)            # a bridge is converted once, here
     _check_arithmetic()
-    _check_normal_weights(original)
     if isinstance(original, HookedOneLayerTransformer):
         return _transformer(original, explanation.task, bound, compare)
     if not isinstance(explanation.original, HookedMLP):
@@ -303,32 +307,46 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
                        brute_force_flops=_brute_force_flops(model, len(inputs)))
 
 
+def _reduced_precision() -> str | None:
+    """The setting that makes this process's float32 matmuls keep fewer than float32's 24 bits
+    (bf16 or tf32 products, on CPUs that honour it), or None."""
+    mkldnn = torch.backends.mkldnn
+    for where, owner in (("torch.backends", torch.backends), ("torch.backends.mkldnn", mkldnn),
+                         ("torch.backends.mkldnn.matmul", getattr(mkldnn, "matmul", None))):
+        value = str(getattr(owner, "fp32_precision", "none"))
+        if value not in ("none", "ieee"):
+            return f"{where}.fp32_precision = {value!r}"
+    try:
+        precision = torch.get_float32_matmul_precision()
+    except RuntimeError:                 # the legacy getter refuses once the new API was used
+        return None
+    return None if precision == "highest" else f"float32 matmul precision {precision!r}"
+
+
+def _flushes_subnormals() -> bool:
+    """Whether this process flushes subnormal float32 results or inputs to zero (FTZ/DAZ, e.g.
+    after ``torch.set_flush_denormal(True)``), elementwise or in a matmul."""
+    tiny = torch.finfo(torch.float32).tiny
+    small = torch.full((8, 8), tiny / 8)
+    return any(bool((out == 0).any()) for out in (small * 1.5, torch.full((8,), tiny) * 0.25,
+                                                  small @ torch.eye(8)))
+
+
 def _check_arithmetic() -> None:
-    """Refuse reduced-precision float32 matmuls (``torch.set_float32_matmul_precision`` below
-    "highest", or oneDNN's bf16/tf32 ``fp32_precision``): on CPUs that honour them a product
-    keeps 8–10 bits, and the allowance assumes float32's 24."""
-    precision = torch.get_float32_matmul_precision()
-    onednn = str(getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none"))
-    if precision != "highest" or onednn not in ("none", "ieee"):
+    """Refuse arithmetic the allowance does not model: reduced-precision float32 matmuls and
+    flushing subnormal numbers to zero (docs/mathematics.md §6.4: IEEE float32 and float64 with
+    gradual underflow, PyTorch's default)."""
+    reduced = _reduced_precision()
+    if reduced is not None:
         raise MiMarginError(
-            f"float32 matmuls are set to reduced precision (matmul precision {precision!r}, "
-            f"oneDNN fp32_precision {onednn!r}); the certificate's rounding allowance assumes "
-            f"IEEE float32: torch.set_float32_matmul_precision('highest') and "
-            f"torch.backends.mkldnn.matmul.fp32_precision = 'none'")
-
-
-def _check_normal_weights(model: Any) -> None:
-    """Refuse weights that are nonzero but below their dtype's smallest normal number: a CPU
-    that flushes subnormal inputs to zero (flush-to-zero, DAZ) computes another function with
-    them, which no rounding bound covers (docs/mathematics.md §6.4)."""
-    small = sum(int(((p != 0) & (p.abs() < torch.finfo(p.dtype).tiny)).sum())
-                for p in model.parameters() if p.is_floating_point())
-    if small:
+            f"float32 matmuls are set to reduced precision ({reduced}); the certificate's "
+            f"rounding allowance assumes IEEE float32: torch.backends.mkldnn.matmul."
+            f"fp32_precision = 'none' and torch.set_float32_matmul_precision('highest')")
+    if _flushes_subnormals():
         raise MiMarginError(
-            f"{small} weights of the model are nonzero but below the smallest normal number of "
-            f"their dtype: where a CPU flushes them to zero the model computes another function, "
-            f"and no rounding bound covers that. Set them to 0 and certify that model: "
-            f"`for p in model.parameters(): p.data[p.abs() < torch.finfo(p.dtype).tiny] = 0`")
+            "this process flushes subnormal numbers to zero (torch.set_flush_denormal(True) or "
+            "a library's FTZ/DAZ mode); the certificate's rounding allowance assumes gradual "
+            "underflow, under which it holds: torch.set_flush_denormal(False)")
 
 
 def _transformer(model: HookedOneLayerTransformer, task: Any, bound: str, compare: bool

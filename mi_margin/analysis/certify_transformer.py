@@ -42,15 +42,18 @@ from mi_margin.models.fast_paths import attention_tables, transformer_logits
 #: measured within 0.57 ulp on the normal and restricted CPU kernels, its GELU within 4.6 u·|x|
 #: and float64's within 1.7 u·|x|); a γ_n with n = 2·EXP_ULPS covers each call
 EXP_ULPS = 4
+#: roundings of one GELU, x/2·(1 + erf(x/√2)) with erf within EXP_ULPS ulps
+GELU_ROUNDINGS = 2 * EXP_ULPS + 4
 
 
 def underflow(u: float) -> float:
-    """η: what one operation in arithmetic of unit roundoff ``u`` may lose to underflow, the
-    smallest normal number (with flush-to-zero a result or an input below it becomes 0):
-    float32's for u ≥ float32's unit roundoff (also for coarser emulated formats), else float64's.
-    Relative bounds do not hold there: a softmax weight whose exp underflows (a score ~87 below
-    the max in float32) is off by 100%. Each chain of N roundings then adds (2N + 1)·η to γ_N
-    times its magnitude (the +1: its result read back as 0 when subnormal)."""
+    """η: a bound on what one operation in arithmetic of unit roundoff ``u`` loses to underflow
+    (with gradual underflow, half the spacing of the subnormal numbers; η is the smallest normal
+    number, far above it): float32's for float32's u, float64's for float64's (the certified
+    models' two dtypes; the tests' emulated coarse formats keep float32's range). Relative bounds
+    do not hold there: a softmax weight whose exp underflows (a score ~87 below the max in
+    float32) is off by 100%. Each chain of N roundings then adds (2N + 1)·η to γ_N times its
+    magnitude."""
     f32 = torch.finfo(torch.float32)
     return f32.tiny if u >= f32.eps / 2 else torch.finfo(torch.float64).tiny
 
@@ -133,7 +136,8 @@ def softmax_error(score_error: Tensor, max_score: Tensor, n: int, u: float) -> T
     score (one rounding of a difference of at most 2·max|s̃|), so every score moves by at most
     Δ, which moves every weight by a factor in [e^{−2Δ}, e^{2Δ}]; then exp in the numerator, n
     of them summed in the denominator, one division (or a reciprocal and a product), exp within
-    ``EXP_ULPS`` ulps."""
+    ``EXP_ULPS`` ulps. A weight whose exp underflows has no relative bound: the pattern's shift
+    adds η per key for it (:func:`underflow`)."""
     delta = score_error + 2 * u * (max_score + score_error)
     kappa = _gamma(2 * EXP_ULPS + (2 * EXP_ULPS + n - 1) + 2, u)
     return (1 + kappa) * torch.exp(2 * delta) - 1
@@ -239,11 +243,11 @@ def score_errors(model: Any, last_token: int, n: int, u: float) -> dict[str, Ten
     # tables: v = (W_K q̃)·c̃ (e products and sums, the product by c̃ and c̃'s own rounding),
     # then X·v (d + 1 with X's rounding) plus (b_K·q̃)·c̃; q̃'s error reaches the score as
     # (X W_K + b_K)·δq = k·δq, the rest through the absolute weights
-    dv = c * chain(e + 2, torch.einsum("hde,he->hd", W_K.abs(), Q))                 # [H, d]
+    dv = chain(e + 2, c * torch.einsum("hde,he->hd", W_K.abs(), Q))                 # [H, d]
     v = c * torch.einsum("hde,he->hd", W_K, q).abs() + c * torch.einsum("hde,he->hd",
                                                                         W_K.abs(), dq)
     tables = c * (k.abs() * dq).sum(-1) + X.abs() @ dv.T + chain(d + 1, X.abs() @ (v + dv).T) \
-        + c * chain(e + 2, (b_K.abs() * Q).sum(-1))
+        + chain(e + 2, c * (b_K.abs() * Q).sum(-1))
     # the division by √d_head (and √'s rounding), or the tables' last addition
     return {path: (raw + chain(3, s.abs() + raw)).amax(0)
             for path, raw in (("ordinary", ordinary), ("tables", tables))}
@@ -260,7 +264,7 @@ def _activation_error(cfg: Any, reach: Reach, err: Tensor, u: float) -> Tensor:
         return err
     chain = _chain(u)
     if cfg.act_fn == "gelu":
-        return GELU_LIPSCHITZ * err + chain(2 * EXP_ULPS + 4, reach.pre + err)
+        return GELU_LIPSCHITZ * err + chain(GELU_ROUNDINGS, reach.pre + err)
     deg = cfg.degree
     top = reach.pre + err
     return deg * top ** (deg - 1) * err + chain(deg - 1, top ** deg)
@@ -330,26 +334,41 @@ def gap_allowance(model: Any, last_token: int, n: int, reach: Reach) -> tuple[Te
     the model dtype's bound on the hidden activations."""
     u = torch.finfo(model.W_E.dtype).eps / 2
     own = rounding_allowance(model, last_token, n, reach, u)
-    _check_range(model, reach, own, u)
+    _check_range(model, n, reach, own, u)
     f64 = rounding_allowance(model, last_token, n, reach, torch.finfo(torch.float64).eps / 2)
     return own.gap + f64.gap, own.hidden
 
 
-def _check_range(model: Any, reach: Reach, allowance: Allowance, u: float) -> None:
-    """Refuse a model whose pass may overflow its dtype, where no rounding bound holds: every
-    value it computes is at most its exact magnitude (``reach``) plus its error bound, and every
-    partial sum at most its chain's absolute magnitude, which the error bound (γ_N ≥ u times it)
-    bounds over u."""
-    stages = (reach.score, reach.vo, reach.vo_in, reach.r, reach.pre, reach.h, reach.resid,
-              allowance.score / u, allowance.resid_mid / u, allowance.pre / u,
-              allowance.hidden / u, allowance.gap / u)
-    largest = max(float(t.max()) for t in stages if t.numel())
-    dtype = model.W_E.dtype
+def check_range(largest: float, dtype: torch.dtype) -> None:
+    """Refuse values or partial sums that may reach ``largest``, past half of ``dtype``'s
+    largest number: the pass may overflow there, and no rounding bound holds."""
     if not largest < torch.finfo(dtype).max / 2:
         raise MiMarginError(
             f"the model's values or partial sums may reach {largest:.3g}, beyond half of "
             f"{dtype}'s largest number: its pass may overflow, and no rounding bound holds "
             f"(rescale the weights)")
+
+
+def _check_range(model: Any, n: int, reach: Reach, allowance: Allowance, u: float) -> None:
+    """Refuse a transformer whose pass may overflow its dtype. Every value it computes is at most
+    the absolute chain that forms it: the embeddings' sums, q, k and v over every (position,
+    token), the scores, the mixed values (Σ_j p_j ≤ n), the attention output and its tables
+    through W_O and W_in; and from resid_mid on, the exact magnitudes (``reach``) plus their
+    error bounds, each chain's absolute magnitude being at most its error bound over u."""
+    attn = model.block.attn
+    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)       # [n·V, d]
+    qkv = [torch.einsum("rd,hde->rhe", X, _abs(W)) + _abs(b)
+           for W, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))]
+    q, k, v = (t.amax(0) for t in qkv)                                               # [H, e]
+    mixed = n * v
+    out = torch.einsum("he,hed->hd", mixed, _abs(attn.W_O))                          # [H, d]
+    chains = [X, q, k, v, (q * k).sum(-1), mixed, out, out.sum(0) + _abs(attn.b_O)]
+    if not model.cfg.attn_only:
+        chains.append(out @ _abs(model.block.mlp.W_in))
+    chains += [reach.score, reach.vo, reach.vo_in, reach.r, reach.pre, reach.h, reach.resid,
+               allowance.score / u, allowance.resid_mid / u, allowance.pre / u,
+               allowance.hidden / u, allowance.gap / u]
+    check_range(max(float(t.max()) for t in chains if t.numel()), model.W_E.dtype)
 
 
 def transformer_margins(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor]:

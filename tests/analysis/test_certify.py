@@ -180,61 +180,66 @@ def scaled_float32_certificate(task, scale):
     return model
 
 
-def test_values_that_could_overflow_are_refused():
+@pytest.mark.parametrize("w_in,w_out", [(68, 0), (68, -116)])
+def test_values_that_could_overflow_are_refused(w_in, w_out):
     """Scaled by 2^68, the certificate network's float32 logits overflow (its accuracy drops to
-    1 in 7): no rounding bound holds, and every bound refuses to certify it."""
+    1 in 7), and with W_out scaled by 2^-116 its hidden activations do while the logits stay
+    small: no rounding bound holds, and every bound refuses to certify it."""
     task = mm.ModularAddition(p=7)
-    model = scaled_float32_certificate(task, 2.0 ** 68)
+    model = scaled_float32_certificate(task, 2.0 ** w_in)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_out.mul_(2.0 ** w_out)
     expl = mm.explain(model, task, source="weights")
     for bound in bounds_for(model, task):
         with pytest.raises(mm.MiMarginError, match="overflow"):
             certify(expl, bound)
 
 
-@pytest.mark.parametrize("flush", [False, True])
 @pytest.mark.parametrize("shift", [60, 64, 72])
-def test_underflowing_values_are_covered(shift, flush):
+def test_underflowing_values_are_covered(shift):
     """Scaled by 2^-shift, the certificate network's hidden values underflow float32 (at 2^-72
-    every logit is 0 and the model is right on 1 input in 7), with subnormal numbers or flushed
-    to zero: the absolute underflow term keeps every bound below the model's own margins."""
+    every logit is 0 and the model is right on 1 input in 7; some weights are subnormal): the
+    absolute underflow term keeps every bound below the model's own margins."""
     task = mm.ModularAddition(p=7)
     model = scaled_float32_certificate(task, 2.0 ** -shift)
-    for p in model.parameters():                 # weights that became subnormal are refused
-        p.data[p.abs() < torch.finfo(p.dtype).tiny] = 0
-    torch.set_flush_denormal(flush)          # False where the CPU cannot flush
-    try:
-        own = own_margins(model, task)
-    finally:
-        torch.set_flush_denormal(False)
+    own = own_margins(model, task)
     for bound in bounds_for(model, task):
         cert = certify(mm.explain(model, task, source="weights"), bound)
         assert bool((cert.margin_bound <= own).all()), bound
 
 
-def test_subnormal_weights_are_refused_and_zeroing_them_is_certified():
-    """A weight below float32's smallest normal number is read as 0 where the CPU flushes
-    subnormal inputs: refused, with the remedy in the message, which then certifies."""
-    task = mm.ModularAddition(p=7)
-    model = scaled_float32_certificate(task, 1.0)
-    with torch.no_grad():
-        model.blocks[0].mlp.W_out[0, 0] = torch.finfo(torch.float32).tiny / 4
-    with pytest.raises(mm.MiMarginError, match="smallest normal"):
-        certify(mm.explain(model, task, source="weights"), "uniform")
-    for p in model.parameters():
-        p.data[p.abs() < torch.finfo(p.dtype).tiny] = 0
-    assert certify(mm.explain(model, task, source="weights"), "uniform").certified_accuracy == 1
-
-
-def test_reduced_precision_matmuls_are_refused():
-    """The allowance assumes IEEE float32 products; a process set to bf16/tf32 matmuls is
-    refused, and restoring "highest" certifies again."""
+def test_flushing_subnormals_is_refused():
+    """The allowance assumes gradual underflow: while this process flushes subnormal numbers to
+    zero, certify refuses (where the CPU cannot flush, it certifies as usual)."""
     task = mm.ModularAddition(p=7)
     expl = mm.explain(scaled_float32_certificate(task, 1.0), task, source="weights")
-    torch.set_float32_matmul_precision("medium")
+    flushing = torch.set_flush_denormal(True)
+    try:
+        if flushing:
+            with pytest.raises(mm.MiMarginError, match="flushes subnormal"):
+                certify(expl, "uniform")
+        else:
+            assert certify(expl, "uniform").certified_accuracy == 1
+    finally:
+        torch.set_flush_denormal(False)
+    assert certify(expl, "uniform").certified_accuracy == 1
+
+
+@pytest.mark.parametrize("setting", ["legacy", "onednn"])
+def test_reduced_precision_matmuls_are_refused(setting):
+    """The allowance assumes IEEE float32 products; a process set to bf16/tf32 matmuls (by the
+    legacy call or oneDNN's fp32_precision) is refused, and restoring the default certifies."""
+    task = mm.ModularAddition(p=7)
+    expl = mm.explain(scaled_float32_certificate(task, 1.0), task, source="weights")
+    if setting == "legacy":
+        torch.set_float32_matmul_precision("medium")
+    else:
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     try:
         with pytest.raises(mm.MiMarginError, match="reduced precision"):
             certify(expl, "uniform")
     finally:
+        torch.backends.mkldnn.matmul.fp32_precision = "none"
         torch.set_float32_matmul_precision("highest")
     assert certify(expl, "uniform").certified_accuracy == 1
 
