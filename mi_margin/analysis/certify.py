@@ -217,7 +217,8 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     the magnitudes that enter it, plus a term for underflow, so the bound also holds for the
     model as computed in float32, by its forward pass and its fast path (and the harmonic
     bound's own float64 arithmetic gets the same allowance); values that could overflow are
-    refused.
+    refused, and so is arithmetic the allowance does not model: reduced-precision float32
+    matmuls, and a process that flushes subnormal numbers to zero.
 
     A one-layer transformer (or its ``TransformerBridge``) is certified per input
     (:mod:`~mi_margin.analysis.certify_transformer`): every input's logits in float64 through the
