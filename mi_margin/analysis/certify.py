@@ -40,6 +40,7 @@ from mi_margin.analysis.certify_transformer import (
     check_range,
     transformer_flops,
     transformer_margins,
+    underflow,
 )
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.closed_form_group import group_margin
@@ -169,7 +170,7 @@ def _rounding(model: HookedMLP, L: Tensor, reach: Tensor, h: Tensor, eps: Tensor
     top = reach + gamma * magnitude       # the computed pre-activations lie within [−top, top]
     lip = torch.maximum(L, lipschitz(model, top))
     _check_range(model, top, magnitude, W, b_out)
-    eta_both = torch.finfo(dtype).tiny + torch.finfo(torch.float64).tiny
+    eta_both = underflow(torch.finfo(dtype).eps / 2) + underflow(torch.finfo(torch.float64).eps / 2)
     allowance = gamma * (((lip * magnitude + h + lip * eps) @ W.abs()) + b_out.abs()) \
         + 2 * n * eta_both * ((lip + 1) @ W.abs() + 1)
     if model.cfg.act_fn == "gelu":       # GELU's own rounding is a few u·|x|, not u·|GELU(x)|

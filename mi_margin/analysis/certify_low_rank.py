@@ -38,6 +38,7 @@ from mi_margin.analysis.certify_transformer import (
     _float64,
     _gamma,
     allowance_flops,
+    check_no_layernorm,
     gap_allowance,
     last_token,
 )
@@ -156,8 +157,7 @@ def _transformer_readout(model: Any, task: Any) -> tuple[Tensor, Tensor, Tensor,
     if model.cfg.attn_only:
         raise MiMarginError("the low-rank readout reads [resid_mid, hidden activations]; an "
                             "attention-only transformer is certified with bound='per_input'")
-    if getattr(model.cfg, "normalization_type", None):
-        raise MiMarginError("the transformer certificate needs a model without LayerNorm")
+    check_no_layernorm(model)
     twin = _float64(model)
     tokens = subject(model, task).inputs
     last, n = last_token(task), tokens.shape[1]

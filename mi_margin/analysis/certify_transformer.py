@@ -156,7 +156,7 @@ def _attention(model: Any, last_token: int, n: int, reach: Reach, u: float) -> _
     shift = rate * (rho + n * eta) * (1 + g(2)) + n * g(2) + 5 * n * eta             # [H]
     weights = rate + (1 - rate) * n + shift
     # a value's own error (the embeddings' sum, d products and sums, the bias), through W_O
-    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)   # [n·V_in, d]
+    X = _embedded_abs(model, n)
     value = chain(d + 2, torch.einsum("rd,hde->rhe", X, _abs(attn.W_V)) + _abs(attn.b_V)).amax(0)
     exact = (torch.einsum("rd,hde->rhe", embedded(model, n), _f64(attn.W_V))
              + _f64(attn.b_V)).abs().amax(0)                                           # [H, e]
@@ -212,6 +212,12 @@ def rounding_allowance(model: Any, last_token: int, n: int, reach: Reach, u: flo
         if through_mlp is not None:
             E[y] += err_h @ (through_mlp[:, y, None] - through_mlp).abs()
     return Allowance(score=at.score, resid_mid=at.resid, pre=err_pre, hidden=err_h, gap=E)
+
+
+def _embedded_abs(model: Any, n: int) -> Tensor:
+    """|W_E[t]| + |W_pos[j]| of every (position j < n, token t), [n·V_in, d_model]: the absolute
+    chain of the embeddings' sum."""
+    return (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)
 
 
 def embedded(model: Any, n: int) -> Tensor:
@@ -296,11 +302,16 @@ def _evaluate(twin: Any, tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     return logits, store
 
 
+def check_no_layernorm(model: Any) -> None:
+    """Refuse a transformer with LayerNorm: its logits are not the tables' affine readout."""
+    if getattr(model.cfg, "normalization_type", None):
+        raise MiMarginError("the transformer certificate needs a model without LayerNorm")
+
+
 def exact_logits(model: Any, task: Any) -> tuple[Tensor, Reach]:
     """Every input's last-position logits in float64 [N, V] through the attention tables of a
     float64 copy of ``model``, with the activations' largest magnitudes (:class:`Reach`)."""
-    if getattr(model.cfg, "normalization_type", None):
-        raise MiMarginError("the transformer certificate needs a model without LayerNorm")
+    check_no_layernorm(model)
     tokens = subject(model, task).inputs
     last, n = last_token(task), tokens.shape[1]
     V = model.W_U.shape[1]
@@ -356,7 +367,7 @@ def _check_range(model: Any, n: int, reach: Reach, allowance: Allowance, u: floa
     through W_O and W_in; and from resid_mid on, the exact magnitudes (``reach``) plus their
     error bounds, each chain's absolute magnitude being at most its error bound over u."""
     attn = model.block.attn
-    X = (_abs(model.W_E)[None] + _abs(model.W_pos)[:n, None]).flatten(0, 1)       # [n·V, d]
+    X = _embedded_abs(model, n)
     qkv = [torch.einsum("rd,hde->rhe", X, _abs(W)) + _abs(b)
            for W, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))]
     q, k, v = (t.amax(0) for t in qkv)                                               # [H, e]

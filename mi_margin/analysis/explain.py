@@ -330,8 +330,6 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     if source == "weights" and not isinstance(model, HookedMLP):
         raise MiMarginError("source='weights' labels MLP neurons; a transformer's neurons are "
                             "labelled from their activations (source='activations')")
-    if isinstance(model, HookedOneLayerTransformer) and model.cfg.attn_only:
-        raise MiMarginError("explain labels MLP neurons; an attention-only transformer has none")
     if labels_per_neuron != 1 and not isinstance(model, HookedMLP):
         raise MiMarginError(f"labels_per_neuron={labels_per_neuron!r} explains MLPs; a "
                             f"transformer keeps one label per neuron (labels_per_neuron=1)")

@@ -10,7 +10,7 @@ import mi_margin as mm
 from mi_margin.analysis.certify import BOUNDS, certify
 from mi_margin.analysis.closed_form import cyclic_margin
 from mi_margin.analysis.explain import build, operand_tables
-from tests.oracles.margins import true_margins
+from tests.oracles.margins import margins_of, true_margins
 
 
 def bounds_for(model, task):
@@ -24,14 +24,9 @@ def bounds_for(model, task):
 
 def own_margins(model, task):
     """The model's own margins in its dtype, by its forward pass and by its fast path, [2, N]."""
-    rows = torch.arange(len(task.labels))
-    out = []
     with torch.no_grad():
-        for logits in (model(task.inputs), model.last_logits(task.inputs)):
-            gap = logits.double()[rows, task.labels][:, None] - logits.double()
-            gap[rows, task.labels] = float("inf")
-            out.append(gap.amin(1))
-    return torch.stack(out)
+        return torch.stack([margins_of(logits, task.labels)
+                            for logits in (model(task.inputs), model.last_logits(task.inputs))])
 
 
 def assert_sound(model, task):

@@ -29,23 +29,13 @@ from mi_margin.analysis.certify_transformer import (
 )
 from tests.oracles.coarse import coarse_logits, rnd
 from tests.oracles.first_order import first_order_worst
+from tests.oracles.margins import gaps
+from tests.oracles.margins import margins_of as margins
 
 TRANSFORMERS = [name for name in mm.zoo.list() if name.endswith("transformer")
                 or "_transformer_" in name]
 CONFIGS = [{}, {"act_fn": "gelu"}, {"act_fn": "quadratic"}, {"attn_only": True},
            {"attn_rate": 0.5}, {"attn_rate": 0.0}, {"attention_dir": "bidirectional"}]
-
-
-def gaps(logits, labels):
-    """ℓ_y − ℓ_c per input and class, float64 [N, V] (0 at c = y)."""
-    logits = logits.double()
-    return logits[torch.arange(len(labels)), labels][:, None] - logits
-
-
-def margins(logits, labels):
-    gap = gaps(logits, labels)
-    gap[torch.arange(len(labels)), labels] = math.inf
-    return gap.amin(1)
 
 
 PATHS = ("fast", "final_pos_only", "full")
