@@ -20,6 +20,7 @@ from mi_margin.analysis.certify_transformer import (
     GELU_ROUNDINGS,
     _activation_error,
     _gamma,
+    check_no_layernorm,
     exact_logits,
     last_token,
     rounding_allowance,
@@ -75,6 +76,14 @@ def test_every_zoo_transformer_is_certified_soundly(name):
     exact = margins(exact_logits(run.model, run.task)[0], run.task.labels)
     assert bool((cert.margin_bound < exact).all())       # the allowance is subtracted
     assert cert.flops > cert.brute_force_flops           # the fast path's cost plus the allowance's
+
+
+def test_layernorm_is_refused():
+    """Native models have no LayerNorm (their config's normalization_type is None, and bridges
+    with one are refused on conversion); a model that had one is refused by name."""
+    check_no_layernorm(mm.zoo.load("zhong_p59_pizza_transformer").model)
+    with pytest.raises(mm.MiMarginError, match="without LayerNorm"):
+        check_no_layernorm(SimpleNamespace(cfg=SimpleNamespace(normalization_type="LN")))
 
 
 def scaled(name, **scales):
