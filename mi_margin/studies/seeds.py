@@ -42,14 +42,15 @@ def _clock(history: pd.DataFrame) -> Callable[[Any, Any], dict[str, float]]:
                                 "cpu_s": time.process_time() - cpu0}
 
 
-def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule
-               ) -> tuple[Run, int]:
+def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule,
+               progress: bool = False) -> tuple[Run, int]:
     """Train (or continue) ``seed`` of ``recipe`` in ``folder/run`` until ``rule`` says it is done
     or its step budget is spent; returns the run and the budget (the recipe's ``steps``, which
-    :func:`export_seed` records), so that the recipe is built once per seed."""
+    :func:`export_seed` records), so that the recipe is built once per seed. With ``progress``,
+    each chunk shows its steps and test accuracy in a bar of its own."""
     model, task, config = recipe(seed)
     budget, run_dir = config.steps, Path(folder) / "run"
-    config = config.replace(checkpoint_schedule="none", progress=False)
+    config = config.replace(checkpoint_schedule="none", progress=progress)
     run: Run | None = load(run_dir) if (run_dir / "run.json").is_file() else None
     if run is not None and run.config.replace(steps=config.steps) != config:
         raise MiMarginError(f"{run_dir} holds a run of another recipe or seed than seed {seed}")

@@ -88,12 +88,14 @@ def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> li
 
 
 def seed_job(source: str | SeedRecipe, seed: int, out: str, rule: StopRule,
-             keep_run: bool = False) -> dict[str, Any]:
-    """Train, export and summarize one seed (a Ray task on a cluster); returns its row."""
+             keep_run: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train, export and summarize one seed (a Ray task on a cluster); returns its row. With
+    ``progress``, the seed's training shows a bar (local studies only: a Ray worker's bars would
+    interleave in the driver's output)."""
     torch.set_num_threads(max(1, int(os.environ.get("MI_MARGIN_STUDY_THREADS", "1"))))
     recipe, folder = recipe_of(source), Path(out) / f"seed_{seed}"
     if not is_exported(folder):
-        run, budget = train_seed(recipe, seed, folder, rule)
+        run, budget = train_seed(recipe, seed, folder, rule, progress)
         export_seed(run, folder, budget, rule)
     if not keep_run and (folder / "run").exists():
         shutil.rmtree(folder / "run")
@@ -149,9 +151,9 @@ def resummarize(out: str | Path, progress: bool = True) -> Study:
     return Study(source=meta["source"], out=out, rule=rule, table=pd.DataFrame(rows))
 
 
-def _local(jobs: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
-    for job in jobs:
-        yield seed_job(*job)
+def _local(jobs: list[tuple[Any, ...]], progress: bool) -> Iterator[dict[str, Any]]:
+    for source, seed, out, rule, keep_run in jobs:
+        yield seed_job(source, seed, out, rule, keep_run, progress)
 
 
 def _ray(jobs: list[tuple[Any, ...]], address: str,
@@ -204,6 +206,8 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
         address: run seeds as Ray tasks: a cluster address (``"auto"``, ``"ray://head:10001"``,
             ``"127.0.0.1:6379"``) or ``"local"`` for an embedded instance on this machine's cores;
             None (default): one after another in this process.
+        progress: show the study's bar and, one after another here, the current seed's training
+            (its steps and test accuracy) in a second bar.
         keep_runs: keep each seed's run folder after export (checkpoints of its chunks).
         on_row: called with each new row as it arrives (e.g. to print or plot live).
         runtime_env: Ray's runtime environment for the tasks (e.g. ``{"env_vars":
@@ -228,7 +232,7 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
     rows = read_rows(out / ROWS)
     jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
-    stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs)
+    stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs, progress)
     with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",
                       disable=not progress) as bar:
         for row in stream:

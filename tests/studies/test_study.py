@@ -82,6 +82,17 @@ def test_a_seed_job_builds_its_recipe_once(tmp_path):
     assert calls == [0] and row["seed"] == 0 and row["budget"] == tiny(0)[2].steps
 
 
+def test_a_local_study_shows_the_current_seeds_training(tmp_path, capsys, monkeypatch):
+    """Run one after another here, a study shows each seed's training (its steps and test
+    accuracy) below its own bar; with progress=False, nothing."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    study(tiny, seeds=1, out=tmp_path / "shown", rule=RULE, progress=True)
+    err = capsys.readouterr().err
+    assert "study tiny" in err and "test_acc=" in err and f"/{RULE.chunk}" in err
+    study(tiny, seeds=1, out=tmp_path / "quiet", rule=RULE, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_folder_of_another_study_is_refused(tmp_path):
     study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)
     with pytest.raises(mm.MiMarginError, match="another folder"):
