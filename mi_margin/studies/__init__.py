@@ -5,7 +5,8 @@
 - :mod:`~mi_margin.studies.stop`: grokking steps (memorized, first and stable crossing, delay) and the
   stop rule; :mod:`~mi_margin.studies.summary`: the row; :mod:`~mi_margin.studies.keys`: key labels
   re-derived from stored similarities; :mod:`~mi_margin.studies.views`: the population views papers
-  print (label frequencies against dimension and Theorem 9's share, grokking steps, N_δ).
+  print (label frequencies against dimension and the max-margin budget share, grokking steps,
+  N_δ).
 - :func:`~mi_margin.studies.grid.study_grid`: the same seeds over several settings (e.g. primes),
   one study per setting; :func:`~mi_margin.studies.grid.key_count_by_setting` is its view.
 """

@@ -47,13 +47,25 @@ def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
     counts = key_count_distribution(table, pop.paper_n_key, pop.paper_seeds)
     return [
         "## Which labels are key\n\n" + counted(labels.n_seeds, labels.left_out)
-        + " Key rule as `mi_margin.studies.keys.default_rule` (the API's defaults); theory_share "
-        "is the max-margin network's budget share (Theorem 9: ∝ d^2.5 for irreps).\n\n"
+        + " Key rule as `mi_margin.studies.keys.default_rule` (the API's defaults); "
+        + theory_note(labels.theory) + "\n\n"
         + _md(labels.to_dataframe()),
         "Pooled by dimension (key labels per seed):\n\n" + _md(labels.dimension_table()),
         "## Number of key labels per seed\n\n" + counted(counts.n_seeds, counts.left_out)
         + "\n\n" + _md(counts.to_dataframe()),
     ]
+
+
+def theory_note(theory: str | None) -> str:
+    """What the card's theory_share column is, naming the result it comes from.
+
+    Example:
+        >>> theory_note("Morwani et al. 2024, Theorem 9")
+        "theory_share is the max-margin network's budget share (Morwani et al. 2024, Theorem 9)."
+    """
+    if theory is None:
+        return "no max-margin prediction is known for this task (theory_share is empty)."
+    return f"theory_share is the max-margin network's budget share ({theory})."
 
 
 def seed_ranges(seeds: Iterable[int]) -> str:

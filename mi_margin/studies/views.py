@@ -2,10 +2,12 @@
 
 - :func:`label_frequency`: how often each irrep (or frequency) is key across the seeds that
   generalized, beside its
-  dimension and Theorem 9's budget share ∝ d^2.5 (Morwani et al. 2024; the max-margin network uses
-  every irrep), and the paper's own counts where it gives them (Chughtai et al. 2023, Fig. 7 over
-  50 S5 MLP seeds). This is the contrast the package exists to show: cross-entropy networks learn a
-  few irreps, the max-margin solution spreads its budget over all of them.
+  dimension and the max-margin network's budget share (Morwani et al. 2024: ∝ d^2.5 by Theorem 9,
+  over every irrep; uniform over frequencies by Theorem 7; our LP extension where Theorem 9's
+  condition fails, as on A5), and the paper's own counts where it gives them (Chughtai et al.
+  2023, Fig. 7 over 50 S5 MLP seeds). This is the contrast the package exists to show:
+  cross-entropy networks learn a few irreps, the max-margin solution spreads its budget over all
+  of them.
 - :func:`grokking_distribution`: memorization, first and stable grokking steps and the delay, with
   seeds that never grokked counted (not dropped).
 - :func:`key_count_distribution`: the number of key labels per seed that generalized, and N_δ
@@ -90,11 +92,14 @@ def _counted(study_or_table: Any, only_generalized: bool) -> tuple[pd.DataFrame,
 
 @dataclass(frozen=True)
 class LabelFrequency(AnalysisResult):
-    """Per label: dimension, seeds in which it is key, that fraction, Theorem 9's budget share
-    (None where the theory gives none) and the paper's count (None where it gives none).
+    """Per label: dimension, seeds in which it is key, that fraction, the max-margin network's
+    budget share (None where the theory gives none) and the paper's count (None where it gives
+    none).
 
     Attributes:
         label_kind, n_seeds: what the labels are and over how many seeds.
+        theory: the result the budget shares come from (e.g. "Morwani et al. 2024, Theorem 9"),
+            or None where no max-margin prediction is known for the task.
         left_out: seeds not counted (they did not generalize, :func:`generalized`).
         rows: the table's rows (label, aliases, dim, seeds_key, fraction, theory_share, paper).
         paper_seeds: how many seeds the paper's counts are over.
@@ -110,6 +115,7 @@ class LabelFrequency(AnalysisResult):
     paper_seeds: int | None = None
     by_dim: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     left_out: int = 0
+    theory: str | None = None
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame(list(self.rows))
@@ -119,13 +125,17 @@ class LabelFrequency(AnalysisResult):
         return pd.DataFrame(list(self.by_dim))
 
 
-def _theory_shares(task_json: str) -> dict[str, float]:
-    """Theorem 9's (or Theorem 7's) budget share per label for the task's max-margin network."""
+def _theory_shares(task_json: str, label_kind: str) -> tuple[dict[str, float], str | None]:
+    """The max-margin network's budget share per label, keyed as the rows name labels (the
+    prediction's ``freq_f`` is the rows' frequency ``f``), and the result it comes from."""
     try:
         pred = max_margin(task_from_dict(json.loads(task_json)))
     except MiMarginError:
-        return {}
-    return {str(k): float(v) for k, v in (pred.budget_share or {}).items()}
+        return {}, None
+    shares = {str(k): float(v) for k, v in (pred.budget_share or {}).items()}
+    if label_kind == "frequency":
+        shares = {k.removeprefix("freq_"): v for k, v in shares.items()}
+    return shares, pred.theorem
 
 
 def _irreps(task_json: str) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
@@ -160,7 +170,7 @@ def label_frequency(study_or_table: Any, paper: dict[str, int] | None = None,
     first = table.iloc[0]
     aliases, irrep_dims = _irreps(first["task"])
     dims = {k: irrep_dims.get(k, int(v)) for k, v in values(first, "block_dims").items()}
-    shares = _theory_shares(first["task"])
+    shares, theory = _theory_shares(first["task"], str(first["label_kind"]))
     counts = Counter(lab for _, row in table.iterrows() for lab in key_labels(row))
     n = len(table)
     paper = paper or {}
@@ -181,7 +191,8 @@ def label_frequency(study_or_table: Any, paper: dict[str, int] | None = None,
                        "theory_share": (sum(shares[x] for x in labs if x in shares)
                                         if shares else None)})
     return LabelFrequency(label_kind=str(first["label_kind"]), n_seeds=n, rows=rows,
-                          paper_seeds=paper_seeds, by_dim=tuple(by_dim), left_out=left_out)
+                          paper_seeds=paper_seeds, by_dim=tuple(by_dim), left_out=left_out,
+                          theory=theory if shares else None)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Figures of the population views (:mod:`mi_margin.studies.views`) and a study's one-file report.
 
 - :func:`label_frequency_figure`: per label, the fraction of seeds in which it is key, beside
-  the paper's fraction and Theorem 9's budget share (Morwani et al. 2024) on the same axis; the
+  the paper's fraction and the max-margin budget share (Morwani et al. 2024) on the same axis; the
   x axis is categorical and ordered by dimension, as Chughtai et al.'s Fig. 7.
 - :func:`grokking_figure`: each seed's memorization and stable grokking step (a strip per
   quantity); seeds that never grokked are listed in the title, not dropped.
@@ -33,6 +33,16 @@ from mi_margin.studies.views import (
 from mi_margin.viz import _html
 
 
+def short_theory(theory: str | None) -> str:
+    """A legend's name for the result the budget shares come from.
+
+    Example:
+        >>> short_theory("Morwani et al. 2024, Theorem 9"), short_theory("LP extension of Theorem 9 (ours)")
+        ('Theorem 9', 'LP extension of Theorem 9')
+    """
+    return str(theory).split(", ")[-1].split(" (")[0]
+
+
 def label_frequency_figure(view: LabelFrequency) -> go.Figure:
     """Fraction of seeds with each label key vs the paper's fraction and the theory's share."""
     table = view.to_dataframe().sort_values(["dim", "label"], kind="stable")
@@ -45,7 +55,7 @@ def label_frequency_figure(view: LabelFrequency) -> go.Figure:
                     name=f"paper ({view.paper_seeds} seeds)")
     if table["theory_share"].notna().any():
         fig.add_scatter(x=names, y=table["theory_share"], mode="markers", marker_symbol="diamond",
-                        marker_size=11, name="max-margin budget share (Thm 9: ∝ d^2.5)")
+                        marker_size=11, name=f"max-margin budget share ({short_theory(view.theory)})")
     fig.update_layout(barmode="group", title=f"How often each {view.label_kind} is key"
                       + (f" ({view.left_out} seeds that did not generalize left out)"
                          if view.left_out else ""),

@@ -150,6 +150,21 @@ def test_views_count_a_constructed_population():
     assert grok.to_dataframe()["stable"].isna().sum() == 1
 
 
+@pytest.mark.parametrize("name", ["nanda_p113_transformer", "chughtai_A5_mlp"])
+def test_theory_shares_are_the_max_margin_predictions_of_the_rows_task(name):
+    """Every label's theory_share is the max-margin prediction's budget share for the rows' task,
+    named as the rows name labels (the prediction's freq_f is the rows' frequency f), and the
+    view names the result it comes from: Theorem 7 on Z_113, our LP extension on A5."""
+    table = mm.zoo.population(name)
+    pred = mm.theory.max_margin(mm.tasks.from_dict(json.loads(table["task"].iloc[0])))
+    view = label_frequency(table)
+    rows = view.to_dataframe()
+    prefix = "freq_" if view.label_kind == "frequency" else ""
+    assert view.theory == pred.theorem
+    assert rows["theory_share"].tolist() == [pred.budget_share[prefix + lab] for lab in rows["label"]]
+    assert sum(r["theory_share"] for r in view.by_dim) == pytest.approx(1.0, rel=1e-12)
+
+
 def test_label_views_count_only_the_seeds_that_generalized():
     """A seed whose final test accuracy is below 0.99 is left out of the label views (its key
     labels describe no algorithm), counted with only_generalized=False, and kept in the grokking
