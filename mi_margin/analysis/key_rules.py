@@ -10,7 +10,7 @@ use them unchanged (docs/mathematics.md §4.2 and §3.4):
 - ``"frequency"`` (Z_p^k) and ``"subset"`` (sparse parity): the relative rule — a label is key when
   its share of the class-centred logits' variance is at least 0.5 / L (half an equal share).
 - ``"irrep"`` (a finite group G, k operands): logit similarity above
-  max(0.005, 4 |G|^{−(k+1)/2}) — Chughtai's absolute 0.005, raised on groups of fewer than 86
+  max(0.005, 4 |G|^{−(k+1)/2}) — Chughtai's absolute 0.005, raised on groups of at most 86
   elements (k = 2) to four times the similarity an untrained model reaches by chance.
 
 Every key set is a :class:`KeySet`: a list of the labels that also records the rule, its threshold
