@@ -1,11 +1,11 @@
 """Measurement: why a weight-only bound cannot certify a one-layer transformer from its explanation.
 
-docs/mathematics.md §6.4 (the paragraph "Reading the logits through the explanation and
-bounding the rest does not work either") quotes these numbers for ``nanda_p113_transformer``.
-The logits at the last position are ℓ = r W_U + h W_out W_U + const (no LayerNorm). Grant a
-certificate the model's own residual r and hidden activations h exactly (what brute force computes), read them out through the explanation
-(``mm.explain``): ℓ̂ = r W_U + h Ŵ_out Ŵ_U + const, and bound the left-out readout h·R,
-R = W_out W_U − Ŵ_out Ŵ_U, without computing it:
+docs/mathematics.md §6.4 (the paragraph "Reading the logits through the explanation and bounding
+the rest does not work either") quotes these numbers for ``nanda_p113_transformer``. The logits at
+the last position are ℓ = r W_U + h W_out W_U + const (no LayerNorm). Grant a certificate the
+model's own residual r and hidden activations h exactly (what brute force computes), read them out
+through the explanation (``mm.explain``): ℓ̂ = r W_U + h Ŵ_out Ŵ_U + const, and bound the left-out
+readout h·R, R = W_out W_U − Ŵ_out Ŵ_U, without computing it:
 
 - Cauchy–Schwarz: |h(x)·(R_y − R_c)| ≤ ‖h(x)‖ (‖R_y‖ + ‖R_c‖);
 - elementwise: |h(x)·(R_y − R_c)| ≤ Σ_i |h_i(x)| |R_iy − R_ic|.
