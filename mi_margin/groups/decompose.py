@@ -8,7 +8,9 @@ translation R(h) commutes with all L(g), so M = Σ_h c_h (R(h) + R(h)ᵀ) with r
 *symmetric* element of the commutant. On the isotypic part of a real irreducible V (dim d,
 commutant R, C or H of dimension e, multiplicity d/e) M acts as a generic Hermitian matrix over
 that division algebra, so each eigenspace of M is a single copy of V; for an orthonormal basis B
-of one (n × d), ρ(g) = Bᵀ L(g) B is an orthogonal irreducible representation. For complex and
+of one (n × d), ρ(g) = Bᵀ L(g) B is an orthogonal irreducible representation. B is the
+eigenspace's canonical basis (:func:`canonical_basis`), not the one ``eigh`` returns, so that the
+matrices are the same on every CPU. For complex and
 quaternionic types the eigenspace is automatically the real irreducible of twice the complex
 dimension (a complex/quaternionic line), which is how the real realization arises.
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from mi_margin.groups.group import FiniteGroup
 
 _CLUSTER_RTOL = 1e-6
+_SPAN_TOL = 1e-3  # a projector column adds a basis vector when this much of it is new
 _MAX_RETRIES = 20
 _CHUNK = 2**22  # floats per gather chunk when forming matrices of the regular representation
 
@@ -117,6 +120,37 @@ def _class_invariants(G: FiniteGroup, chi: np.ndarray) -> tuple[float, float]:
     return float(sizes @ chi**2) / G.order, float(sizes @ chi[square_class]) / G.order
 
 
+def canonical_basis(basis: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of span(``basis``) [D, d] that depends only on the subspace: Gram–
+    Schmidt on the projector's columns P e_1, P e_2, … (P = B Bᵀ, never formed) in order, each
+    kept when at least ``_SPAN_TOL`` of it is new (twice re-orthogonalized).
+
+    Within a degenerate eigenspace, ``eigh`` returns whichever basis its LAPACK kernel reaches,
+    and that differs between CPUs and builds; an irrep's matrices in that basis differ by a
+    rotation, which characters and block energies do not see but quantities read per basis
+    vector (e.g. ``fourier_gini``) do. With this basis they agree on every machine.
+
+    Example:
+        >>> q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 2)))
+        >>> rot = np.array([[0.6, -0.8], [0.8, 0.6]])
+        >>> bool(np.allclose(canonical_basis(q), canonical_basis(q @ rot)))
+        True
+    """
+    out: list[np.ndarray] = []
+    for j in range(basis.shape[0]):
+        v = basis @ basis[j]
+        for _ in range(2):
+            for q in out:
+                v = v - (q @ v) * q
+        norm = float(np.linalg.norm(v))
+        if norm > _SPAN_TOL:
+            out.append(v / norm)
+            if len(out) == basis.shape[1]:
+                return np.stack(out, axis=1)
+    raise RuntimeError(f"no canonical basis found for a {basis.shape[1]}-dimensional subspace "
+                       f"of R^{basis.shape[0]}")
+
+
 def _irreducible_pieces(G: FiniteGroup, space: _Space, rng: np.random.Generator,
                         stop_at: int | None = None) -> list[np.ndarray]:
     """Orthonormal bases of one copy of each distinct real irreducible constituent of ``space``.
@@ -147,7 +181,7 @@ def _irreducible_pieces(G: FiniteGroup, space: _Space, rng: np.random.Generator,
             kind = classify(*_class_invariants(G, chi))
             if kind is not None:
                 chars = np.vstack([chars, chi])
-                bases.append(sub)
+                bases.append(canonical_basis(sub))
                 covered += sub.shape[1] ** 2 // COMMUTANT_DIM[kind]
             else:  # reducible: split again, counting tries only when nothing split this time
                 stack.append((sub, retries + 1 if idx.size == w.size else 0))

@@ -17,12 +17,14 @@ from mi_margin.errors import MiMarginError
 from mi_margin.groups import (
     FiniteGroup,
     Irrep,
+    alternating,
     find_irrep,
     get,
     numerical_irreps,
     split_representation,
     symmetric,
 )
+from mi_margin.groups.decompose import _clusters
 from mi_margin.groups.young import standard_tableaux
 
 NAMES = ["C1", "C2", "C7", "C12", "D3", "D4", "D5", "D6", "S3", "S4", "S5", "A4", "A5", "Q8",
@@ -275,3 +277,34 @@ def test_split_representation_recovers_constituents():
     pieces = split_representation(G, q @ mats @ q.T)
     chars = sorted(tuple(np.round(np.einsum("gii->g", p), 8)) for p in pieces)
     assert chars == sorted(tuple(np.round(r.character, 8)) for r in (r1, r2))
+
+
+@pytest.mark.parametrize("make", [lambda: alternating(5), lambda: numerical_irreps(alternating(4))],
+                         ids=["A5 (Young, split)", "A4 (numerical)"])
+def test_irrep_bases_do_not_depend_on_the_basis_eigh_returns(make, monkeypatch):
+    """Within a degenerate eigenspace eigh returns whichever basis its LAPACK kernel reaches, and
+    that differs between CPUs (it moved the A5 card's Gini between two machines). Rotating every
+    degenerate eigenspace eigh returns by a random orthogonal matrix leaves every irrep's matrices
+    as they were: the bases are canonical (``canonical_basis``)."""
+    import scipy.linalg
+
+    plain = _matrices(make())
+    eigh, rng = scipy.linalg.eigh, np.random.default_rng(0)
+
+    def rotated(a):
+        w, v = eigh(a)
+        for idx in _clusters(w):
+            q = np.linalg.qr(rng.standard_normal((idx.size, idx.size)))[0]
+            v[:, idx] = v[:, idx] @ q
+        return w, v
+
+    monkeypatch.setattr(scipy.linalg, "eigh", rotated)
+    moved = _matrices(make())
+    assert plain.keys() == moved.keys()
+    for name, mats in plain.items():
+        assert np.abs(mats - moved[name]).max() < 1e-10, name
+
+
+def _matrices(group_or_irreps):
+    irreps = group_or_irreps.irreps() if hasattr(group_or_irreps, "irreps") else group_or_irreps
+    return {r.name: r.matrices for r in irreps}
