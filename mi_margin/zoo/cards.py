@@ -215,6 +215,16 @@ def key_rule_line(keys: Any, task: Any) -> str:
     return line
 
 
+def percent(share: float) -> str:
+    """A share as a percentage, with two significant digits below 1% (not "0%").
+
+    Example:
+        >>> percent(0.514), percent(0.0027), percent(0.0)
+        ('51%', '0.27%', '0%')
+    """
+    return f"{share:.0%}" if share >= 0.01 or share == 0 else f"{100 * share:.2g}%"
+
+
 def test_loss_lines(run: Run) -> list[str]:
     """Where the final test loss comes from: the lowest recorded test loss, the share of the final
     one carried by the 5 worst test examples, and the smallest logit margin on test and train."""
@@ -238,7 +248,7 @@ def test_loss_lines(run: Run) -> list[str]:
     return ["## Test loss", "",
             f"Final test loss {float(loss.mean()):.3g} (float64 cross-entropy of the logits); lowest "
             f"recorded {float(best['test_loss']):.3g} at step {int(best['step'])}. The 5 worst of "
-            f"{len(loss)} test examples carry {top:.0%} of the final test loss; the smallest logit "
+            f"{len(loss)} test examples carry {percent(top)} of the final test loss; the smallest logit "
             f"margin (right minus best wrong logit) is {rows['test'][1]:.3g} on test and "
             f"{rows['train'][1]:.3g} on train."
             + (" A few test examples carry most of the test loss: training raises the train "
