@@ -48,6 +48,9 @@ from mi_margin.tasks.algebra import Algebra, Cube, Cyclic, Group
 CHUNK = 2**23
 
 
+#: the plural of each label kind, for messages and titles ("key frequencies [1, 8]")
+PLURAL = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
+
 class GridEnergy(NamedTuple):
     """Energy of m grid functions (centred over the grid) per non-trivial label block."""
 
@@ -571,9 +574,8 @@ def require_labels(task: Any, label_kind: str, what: str) -> HarmonicBasis:
     """
     basis = basis_for(task)
     if basis.label_kind != label_kind:
-        words = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
-        raise MiMarginError(f"{what} reads {words[label_kind]}, but {task!r} is analysed in "
-                            f"{words[basis.label_kind]}; the task-independent analyzers "
+        raise MiMarginError(f"{what} reads {PLURAL[label_kind]}, but {task!r} is analysed in "
+                            f"{PLURAL[basis.label_kind]}; the task-independent analyzers "
                             "(spectrum, key_components, ...) take every task")
     return basis
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from mi_margin.analysis.ablation import ablation_edit
-from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.basis import PLURAL, basis_for, require_labels
 from mi_margin.analysis.core import POST, RESID_MID, ROWS, Analyzable, GridCache, cached
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import key_components, key_frequencies, key_irreps
@@ -75,7 +75,7 @@ class RestrictedLoss(KeyLabels, AnalysisResult):
 
     def subject(self) -> str:
         """What was kept or removed, for titles."""
-        return f"key {self.label_kind}s {list(self.labels)}"
+        return f"key {PLURAL[self.label_kind]} {list(self.labels)}"
 
     def _table(self) -> pd.DataFrame:
         table = pd.DataFrame([

@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mi_margin.analysis.basis import basis_for, require_labels
+from mi_margin.analysis.basis import PLURAL, basis_for, require_labels
 from mi_margin.analysis.core import (
     PATTERN,
     POST,
@@ -358,7 +358,7 @@ class LogitSimilarity(AnalysisResult):
         chosen = self.labels if labels is None else tuple(labels)
         unknown = set(chosen) - set(self.labels)
         if unknown:
-            raise MiMarginError(f"unknown {self.label_kind}s {sorted(map(str, unknown))}; have "
+            raise MiMarginError(f"unknown {PLURAL[self.label_kind]} {sorted(map(str, unknown))}; have "
                                 f"{list(self.labels)}")
         return float(sum(s * s for lab, s in zip(self.labels, self.similarity.tolist())
                          if lab in chosen))

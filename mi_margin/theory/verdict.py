@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from mi_margin.analysis.basis import PLURAL
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
 from mi_margin.models.protocol import HookedModel
@@ -21,8 +22,8 @@ from mi_margin.theory.compare import compare_to_theory
 
 #: test accuracy at which a run counts as generalized
 GENERALIZED = 0.99
-#: the word for each kind of basis label
-UNITS = {"frequency": "frequencies", "irrep": "irreps"}
+#: the word for each kind of basis label that has a verdict
+UNITS = {kind: PLURAL[kind] for kind in ("frequency", "irrep")}
 
 
 def first_step(history: pd.DataFrame, column: str, level: float) -> int | None:

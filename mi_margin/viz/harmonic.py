@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mi_margin.analysis.basis import basis_for
+from mi_margin.analysis.basis import PLURAL, basis_for
 from mi_margin.analysis.clock_pizza import ClockPizza
 from mi_margin.analysis.core import subject
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
@@ -160,7 +160,7 @@ def progress_figure(res: ProgressMeasures) -> go.Figure:
                             col=1)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
-    fig.update_layout(title=f"progress measures (key {res.label_kind}s "
+    fig.update_layout(title=f"progress measures (key {PLURAL[res.label_kind]} "
                             f"{[tick(lab) for lab in res.labels]})", height=800)
     return fig
 

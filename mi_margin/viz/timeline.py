@@ -26,6 +26,7 @@ import torch
 from plotly.subplots import make_subplots
 
 import mi_margin.analysis as A
+from mi_margin.analysis.basis import PLURAL
 from mi_margin.analysis.core import PRE, GridCache
 from mi_margin.analysis.progress import checkpoint_caches, progress_row, row_hooks
 from mi_margin.analysis.restricted import default_components
@@ -34,7 +35,6 @@ from mi_margin.viz import _html
 
 MAX_CHECKPOINTS = 40
 SPECTRA = ("embeddings", "neurons", "logits")
-PLURAL = {"frequency": "frequencies", "irrep": "irreps", "subset": "subsets"}
 IDS = {"slider": "mm-timeline-slider", "label": "mm-timeline-step", "data": "mm-timeline-data",
        "spectra": "mm-timeline-spectra", "clusters": "mm-timeline-clusters",
        "curves": "mm-timeline-curves"}

@@ -37,6 +37,7 @@ def test_progress_and_heatmaps():
                                                progress=False))
     fig = progress_measures(run, [1]).plot()
     assert {t.name for t in fig.data} >= {"train_loss", "restricted_loss", "gini_embed"}
+    assert "key frequencies [1]" in fig.layout.title.text        # plural of each label kind
     heat = neuron_heatmaps(model, task, neurons=[0, 5])
     _, cache = model.run_with_cache(task.inputs)
     post = cache["blocks.0.mlp.hook_post"].double().reshape(7, 7, 7, 8)
