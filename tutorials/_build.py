@@ -112,7 +112,8 @@ run.history[["step", "train_loss", "train_acc", "test_loss", "test_acc"]].tail(3
     md(r"""
 On a logarithmic step axis the three phases are easy to see: the train loss falls first
 (memorization), the test loss stays high for a long time, then drops by orders of magnitude
-(grokking), while the squared weight norm, pushed down by weight decay, falls throughout.
+(grokking), while the squared weight norm rises during memorization and then, pushed down by
+weight decay, falls.
 """),
     code("""
 from mi_margin.viz import training_curves
@@ -267,18 +268,19 @@ Reading the curves:
 
 1. **memorization** (up to the first dashed line): train loss falls, the excluded loss falls with it:
    the model fits the training pairs without the circuit;
-2. **circuit formation** (to the second line): train and test accuracy barely move, yet the
-   restricted loss falls and the excluded loss rises: the Fourier circuit grows and takes over from
-   memorization;
-3. **cleanup** (after it): weight decay removes the memorizing components, the test loss collapses,
-   the Gini coefficients rise and the weight norm falls.
+2. **circuit formation** (to the second line, where test accuracy first reaches a quarter:
+   `phase_bounds`' `cleanup_start`): train accuracy stays at 1 and test accuracy creeps up slowly,
+   yet the restricted loss falls and the excluded loss rises: the Fourier circuit grows and takes
+   over from memorization;
+3. **cleanup** (after it): weight decay removes the memorizing components, test accuracy jumps to
+   1 and the test loss collapses, the Gini coefficients rise and the weight norm falls.
 """),
     code("""
 from mi_margin.analysis import progress_measures
 
 progress = progress_measures(run, key)
 fig = progress.plot()
-for name in ("memorized", "grokked"):
+for name in ("memorized", "cleanup_start"):
     if bounds[name] is not None:
         fig.add_vline(x=bounds[name], line_dash="dash", line_color="grey")
 fig.show()
@@ -951,8 +953,9 @@ every input (the zoo's model), the certified smallest margin comes close to the 
 per-input bound closer. Every certified input is one on which nothing the explanation leaves out
 can change the model's answer: with every input certified (the figure: every bound right of 0),
 the explanation accounts for the whole table, not only for the sampled draws of the fidelity
-test. Neither bound is cheaper than brute force here (last row): both run the explanation's
-hidden layer on every input, and $S_5$ has few inputs (printed below) for brute force to run.
+test. Neither bound is much cheaper than brute force here (last row: the uniform bound costs a
+little less, the per-input bound more): both run the explanation's hidden layer on every input,
+and $S_5$ has few inputs (printed below) for brute force to run.
 Tutorial 2's harmonic bound is the one whose cost does not grow with the inputs.
 """),
     code("""
@@ -1677,7 +1680,9 @@ check_frequency_shares(frequency_shares, grids)"""),
     solution("frequency_shares"),
     md(r"""
 A neuron's **frequency** is its best block and its **purity** that block's share. Most neurons
-are pure, and they come in clusters, one per key frequency:
+are pure, and they come in clusters, one per key frequency of the embedding (the zoo's model
+also has the key frequency 42 in its logits, a harmonic of the embedded ones with no neurons of
+its own):
 """),
     code("""
 shares = frequency_shares(grids)                        # [d_mlp, p // 2]
@@ -1805,7 +1810,7 @@ check_head_logit_attribution(head_logit_attribution, model, task, cache)"""),
 The same for neurons: neuron $n$ adds $\text{post}_n \cdot W_{logit}[n, c]$ to logit $c$.
 TransformerLens's `stack_neuron_results` gives it as `[d_mlp, batch, d_model]` vectors (12,769 ×
 512 × 128 floats on the whole table, so below on a slice of the batch, to check our product);
-grouped by the neurons' frequency clusters, each key frequency's neurons contribute a share of the
+grouped by the neurons' frequency clusters, each cluster's neurons contribute a share of the
 correct logit:
 """),
     code("""
@@ -1974,9 +1979,9 @@ them first, recompute what the views count from the rows by hand, and then run a
 
 Chughtai et al.'s MLP (separate operand embeddings, 128 ReLU neurons) on $S_4$ composition with
 70% of the pairs for training, seeds 0–99. Each row is one seed: its split and initialisation,
-when it memorized and grokked, its final losses, and per irrep its **logit similarity** (how
-much of the logits' variance that irrep's characters explain) and its share of the logit
-spectrum.
+when it memorized and grokked, its final losses, and per irrep its **logit similarity** (the
+cosine of the centred logits with that irrep's character; its square is the share of the
+logits' variance the character explains) and its share of the logit spectrum.
 """),
     code("""
 import pandas as pd
@@ -2022,11 +2027,11 @@ lf.plot().show()"""),
     md(r"""
 **The contradiction.** Theorem 9's max-margin network gives each 3-dimensional irrep
 $3^{2.5} \approx 15.6$ times sign's budget share. The trained seeds do not follow those shares:
-sign (share 0.026) is key in 83 of the 85 seeds that generalized, as often as the standard
-(3,1) (share 0.41), while the other 3-dimensional irrep, standard_sign (share 0.41 too), is key
-in only 64. Which irreps a cross-entropy network keeps is not set by their share of the
-max-margin budget. Pooled by dimension (the form in which a paper that names irreps differently
-can be compared):
+sign (share 0.026) is key in 83 of the 85 seeds that generalized, nearly as often as the
+standard (3,1) (share 0.41, key in all 85), while the other 3-dimensional irrep, standard_sign
+(share 0.41 too), is key in only 64. Which irreps a cross-entropy network keeps is not set by
+their share of the max-margin budget. Pooled by dimension (the form in which a paper that names
+irreps differently can be compared):
 """),
     code("""
 pd.DataFrame(lf.by_dim)"""),
@@ -2131,7 +2136,7 @@ else:
 it has grokked stably and trained 25% longer (the cleanup; `mm.studies.StopRule` sets both),
 or until the recipe's budget. Rows stream into `OUT/rows.jsonl` as seeds finish; calling again
 with more seeds trains only the new ones, and a killed study resumes where it stopped. Here
-three new seeds of the $S_4$ population (about half a minute of CPU each; in fast mode a
+three new seeds of the $S_4$ population (about 30–45 s of CPU each; in fast mode a
 300-step version, which does not grok: such seeds are counted as not grokked), then one more:
 """),
     code("""
