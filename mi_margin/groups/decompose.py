@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mi_margin.groups.group import FiniteGroup
 
 _CLUSTER_RTOL = 1e-6
-_SPAN_TOL = 1e-3  # a projector column adds a basis vector when this much of it is new
+_SPAN_TOL = 1e-3  # a projector column adds a basis vector when this much of it (relative) is new
 _MAX_RETRIES = 20
 _CHUNK = 2**22  # floats per gather chunk when forming matrices of the regular representation
 
@@ -123,7 +123,9 @@ def _class_invariants(G: FiniteGroup, chi: np.ndarray) -> tuple[float, float]:
 def canonical_basis(basis: np.ndarray) -> np.ndarray:
     """An orthonormal basis of span(``basis``) [D, d] that depends only on the subspace: Gram–
     Schmidt on the projector's columns P e_1, P e_2, … (P = B Bᵀ, never formed) in order, each
-    kept when at least ``_SPAN_TOL`` of it is new (twice re-orthogonalized).
+    kept when its new part's norm is at least ``_SPAN_TOL`` times √(d/D), the columns' root mean
+    square norm (twice re-orthogonalized). Some column always qualifies: while k < d vectors are
+    found, the new parts' squared norms sum to d − k ≥ 1 over D columns.
 
     Within a degenerate eigenspace, ``eigh`` returns whichever basis its LAPACK kernel reaches,
     and that differs between CPUs and builds; an irrep's matrices in that basis differ by a
@@ -137,13 +139,14 @@ def canonical_basis(basis: np.ndarray) -> np.ndarray:
         True
     """
     out: list[np.ndarray] = []
+    floor = _SPAN_TOL * np.sqrt(basis.shape[1] / basis.shape[0])
     for j in range(basis.shape[0]):
         v = basis @ basis[j]
         for _ in range(2):
             for q in out:
                 v = v - (q @ v) * q
         norm = float(np.linalg.norm(v))
-        if norm > _SPAN_TOL:
+        if norm > floor:
             out.append(v / norm)
             if len(out) == basis.shape[1]:
                 return np.stack(out, axis=1)
