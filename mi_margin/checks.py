@@ -52,6 +52,24 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
     return n
 
 
+def keep(obj: Any, name: str, value: Any) -> Any:
+    """Set field ``name`` of a (frozen) dataclass to its checked ``value`` and return it, so that
+    what is stored is the plain Python number the check returns (``numpy.int64(3)`` → ``3``):
+    it then serializes to JSON and seeds torch like any int.
+
+    Example:
+        >>> import dataclasses, numpy as np
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class C:
+        ...     n: int
+        >>> c = C(np.int64(3)); keep(c, "n", check_int("n", c.n)); type(c.n).__name__
+        3
+        'int'
+    """
+    object.__setattr__(obj, name, value)
+    return value
+
+
 def check_optional_int(name: str, value: Any, low: int | None = None) -> int | None:
     """None, or an integer >= ``low``."""
     return None if value is None else check_int(name, value, low)

@@ -462,3 +462,27 @@ def test_out_dir_holding_a_run_is_refused_unless_told(tmp_path):
     assert (root / "notes.txt").read_text() == "mine"                    # other files kept
     with pytest.raises(mm.MiMarginError, match="is a file"):
         mm.train(mlp_for(P7), P7, quick(), out_dir=root / "notes.txt")
+
+
+def test_numpy_numbers_are_taken_and_stored_as_python_numbers(tmp_path):
+    """``for seed in np.arange(n)`` is the everyday loop over seeds: numpy integers and floats pass
+    the checks and are stored as the int or float the check returns, so a run folder's JSON and
+    torch's seeding take them (they failed there before)."""
+    task = mm.ModularAddition(p=np.int64(5), seed=np.int64(1))
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=np.int64(8), seed=np.int64(0)))
+    config = mm.TrainConfig(steps=np.int64(4), lr=np.float32(1e-3), seed=np.int64(0),
+                            eval_every=np.int64(2), progress=False)
+    rule = mm.studies.StopRule(chunk=np.int64(10), level=np.float64(0.9))
+    assert [type(x) for x in (task.p, model.cfg.d_mlp, model.cfg.seed, config.steps, config.lr,
+                              config.seed, rule.chunk, rule.level)] == [int] * 3 + [int, float, int,
+                                                                                     int, float]
+    mm.train(model, task, config, out_dir=tmp_path / "run")
+    assert mm.ModularOperation(p=np.int64(7)).p == 7
+
+    def tiny(seed):
+        t = mm.ModularAddition(p=5, seed=seed)
+        return (mm.HookedMLP(mm.MLPConfig.for_task(t, d_mlp=8, seed=seed)), t,
+                mm.TrainConfig(steps=4, eval_every=2, progress=False))
+
+    st = mm.study(tiny, seeds=np.arange(2), out=tmp_path / "study", rule=rule, progress=False)
+    assert st.table["seed"].tolist() == [0, 1]

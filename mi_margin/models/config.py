@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from mi_margin.checks import check_bool, check_choice, check_float, check_int
+from mi_margin.checks import check_bool, check_choice, check_float, check_int, keep
 from mi_margin.errors import MiMarginError
 
 ACT_FNS = ("relu", "gelu", "quadratic", "power")
@@ -70,16 +70,16 @@ def dtype_name(dtype: torch.dtype | str) -> str:
 def _check_common(cfg: Any, *positive: str) -> None:
     """Checks shared by both configs: sizes, activation, seed, dtype and flags."""
     for name in positive:
-        check_int(name, getattr(cfg, name), low=1)
+        keep(cfg, name, check_int(name, getattr(cfg, name), low=1))
     check_choice("act_fn", cfg.act_fn, ACT_FNS)
     object.__setattr__(cfg, "dtype", DTYPES[dtype_name(cfg.dtype)])
-    check_int("seed", cfg.seed, low=0, high=MAX_SEED)
+    keep(cfg, "seed", check_int("seed", cfg.seed, low=0, high=MAX_SEED))
     check_bool("use_biases", cfg.use_biases)
     if cfg.act_fn == "power" and cfg.act_degree is None:
         raise MiMarginError("act_fn='power' needs act_degree, an integer in "
                             f"[1, {MAX_ACT_DEGREE}], got act_degree=None")
     if cfg.act_degree is not None:
-        check_int("act_degree", cfg.act_degree, low=1, high=MAX_ACT_DEGREE)
+        keep(cfg, "act_degree", check_int("act_degree", cfg.act_degree, low=1, high=MAX_ACT_DEGREE))
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class TransformerConfig(_Config):
         check_choice("attention_dir", self.attention_dir, ("causal", "bidirectional"))
         check_bool("attn_only", self.attn_only)
         check_bool("use_pos_embed", self.use_pos_embed)
-        check_float("attn_rate", self.attn_rate, low=0.0, high=1.0)
+        keep(self, "attn_rate", check_float("attn_rate", self.attn_rate, low=0.0, high=1.0))
 
     @property
     def degree(self) -> int | None:
@@ -285,7 +285,7 @@ class MLPConfig(_Config):
         check_choice("input_kind", self.input_kind, ("one_hot", "vector"))
         if self.input_kind == "vector" and self.k != 1:
             raise MiMarginError(f"input_kind='vector' reads one vector, so k must be 1, got k={self.k}")
-        check_float("init_scale", self.init_scale, low=0, low_open=True)
+        keep(self, "init_scale", check_float("init_scale", self.init_scale, low=0, low_open=True))
 
     @property
     def degree(self) -> int | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from mi_margin.checks import check_float, check_int
+from mi_margin.checks import check_float, check_int, keep
 
 #: accuracy that counts as memorized (train) or grokked (test), as in the zoo's phase bounds
 LEVEL = 0.99
@@ -79,10 +79,10 @@ class StopRule:
     chunk: int = 2000
 
     def __post_init__(self) -> None:
-        check_float("level", self.level, low=0, high=1, low_open=True)
-        check_int("patience", self.patience, low=1)
-        check_float("cleanup", self.cleanup, low=0)
-        check_int("chunk", self.chunk, low=1)
+        keep(self, "level", check_float("level", self.level, low=0, high=1, low_open=True))
+        keep(self, "patience", check_int("patience", self.patience, low=1))
+        keep(self, "cleanup", check_float("cleanup", self.cleanup, low=0))
+        keep(self, "chunk", check_int("chunk", self.chunk, low=1))
 
     def done(self, history: pd.DataFrame, step: int) -> bool:
         """Whether a seed at ``step`` with ``history`` may stop."""

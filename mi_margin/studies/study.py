@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -69,19 +70,22 @@ def recipe_of(source: str | SeedRecipe) -> SeedRecipe:
 
 
 def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> list[int]:
-    """``seeds`` as a sorted list: a count (0..n-1), an iterable, or None (a population's all)."""
+    """``seeds`` as a sorted list of ints: a count (0..n-1), an iterable (e.g. ``range`` or
+    ``numpy.arange``), or None (a population's all)."""
     if seeds is None:
         if not isinstance(source, str):
             raise MiMarginError("seeds= is needed when the source is not a zoo population")
         seeds = POPULATIONS[source].seeds
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        out = list(range(seeds))
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        out = list(range(int(seeds)))
     elif isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes)):
         out = list(seeds)
     else:
         raise MiMarginError(f"seeds must be a count or a list of seeds, got {seeds!r}")
-    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+    if not out or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0
+                      for s in out):
         raise MiMarginError(f"seeds must be a positive count or non-negative integers, got {seeds!r}")
+    out = [int(s) for s in out]
     if len(set(out)) != len(out):
         raise MiMarginError(f"seeds must not repeat, got {sorted(out)}")
     return sorted(out)

@@ -37,7 +37,7 @@ class GroupComposition(Task):
         if not isinstance(G, FiniteGroup):
             raise MiMarginError(f"G must be a FiniteGroup or a group name such as 'S5', got "
                                 f"G={G!r}")
-        check_int("k", k, low=1)
+        k = check_int("k", k, low=1)
         registered = _is_registered(G)
         if not registered:  # a custom table: check it is a group (raises naming what fails)
             from_cayley_table(G.table, name=G.name)

@@ -35,8 +35,7 @@ class ModularAddition(Task):
     ARGS: ClassVar[tuple[str, ...]] = ("p", "k")
 
     def __init__(self, p: int = 113, k: int = 2, train_fraction: float = 1.0, seed: int = 0):
-        check_int("p", p, low=2)
-        check_int("k", k, low=1)
+        p, k = check_int("p", p, low=2), check_int("k", k, low=1)
         check_grid_size(f"ModularAddition(p={p}, k={k})", p**k, 8 * (k + 1))
         if not is_prime(p):
             warnings.warn(

@@ -86,7 +86,7 @@ class ModularOperation(Task):
 
     def __init__(self, p: int = 97, op: str = "multiply", train_fraction: float = 1.0,
                  seed: int = 0):
-        check_int("p", p, low=3)
+        p = check_int("p", p, low=3)
         check_choice("op", op, tuple(OPERATIONS))
         if not is_prime(p):
             raise MiMarginError(f"ModularOperation needs a prime p (Z_p* is a group only then), "

@@ -44,7 +44,7 @@ class SparseParity(Task):
         bad = [j for j in support if not 0 <= j < n]
         if bad:
             raise MiMarginError(f"support indices must be in [0, {n - 1}], got {bad}")
-        check_int("seed", seed, low=0, high=MAX_SEED)
+        seed = check_int("seed", seed, low=0, high=MAX_SEED)
         self.n, self.k_support, self.support = n, k, support
         self.n_samples = n_samples
         if n <= MAX_FULL_CUBE_BITS and n_samples is None:

@@ -15,6 +15,7 @@ from mi_margin.checks import (
     check_int_tuple,
     check_optional_float,
     check_optional_int,
+    keep,
 )
 from mi_margin.errors import MiMarginError
 
@@ -94,25 +95,30 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ["steps", "eval_every"]:
-            check_int(name, getattr(self, name), low=1)
-        check_int("n_checkpoints", self.n_checkpoints, low=1, high=MAX_CHECKPOINTS)
-        check_int("warmup_steps", self.warmup_steps, low=0)
-        check_int("seed", self.seed, low=0, high=MAX_SEED)
-        check_float("lr", self.lr, low=0, high=MAX_COEFFICIENT, low_open=True)
-        check_float("lr_gamma", self.lr_gamma, low=0, high=MAX_COEFFICIENT, low_open=True)
+            keep(self, name, check_int(name, getattr(self, name), low=1))
+        keep(self, "n_checkpoints", check_int("n_checkpoints", self.n_checkpoints, low=1,
+                                              high=MAX_CHECKPOINTS))
+        keep(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, low=0))
+        keep(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
+        keep(self, "lr", check_float("lr", self.lr, low=0, high=MAX_COEFFICIENT, low_open=True))
+        keep(self, "lr_gamma", check_float("lr_gamma", self.lr_gamma, low=0, high=MAX_COEFFICIENT,
+                                           low_open=True))
         for name in ["weight_decay", "norm_penalty"]:
-            check_float(name, getattr(self, name), low=0, high=MAX_COEFFICIENT)
-        if not 0 <= check_float("momentum", self.momentum, low=0) < 1:
+            keep(self, name, check_float(name, getattr(self, name), low=0, high=MAX_COEFFICIENT))
+        if not 0 <= keep(self, "momentum", check_float("momentum", self.momentum, low=0)) < 1:
             raise MiMarginError(f"momentum must be in [0, 1) (the heavy-ball sum diverges from 1 "
                                 f"on), got momentum={self.momentum!r}")
-        check_optional_float("norm_penalty_power", self.norm_penalty_power, low=0,
-                             high=MAX_PENALTY_POWER, low_open=True)
+        keep(self, "norm_penalty_power", check_optional_float(
+            "norm_penalty_power", self.norm_penalty_power, low=0, high=MAX_PENALTY_POWER,
+            low_open=True))
         check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
         check_choice("checkpoint_schedule", self.checkpoint_schedule, ("log", "linear", "none"))
         for name in ["batch_size", "microbatch", "snapshot_every"]:
-            check_optional_int(name, getattr(self, name), low=1)
-        check_optional_float("target_test_acc", self.target_test_acc, low=0, high=1)
-        check_optional_float("target_train_loss", self.target_train_loss, low=0)
+            keep(self, name, check_optional_int(name, getattr(self, name), low=1))
+        keep(self, "target_test_acc", check_optional_float("target_test_acc", self.target_test_acc,
+                                                           low=0, high=1))
+        keep(self, "target_train_loss", check_optional_float("target_train_loss",
+                                                             self.target_train_loss, low=0))
         check_bool("progress", self.progress)
         betas = self.betas
         if isinstance(betas, (str, bytes)) or not isinstance(betas, (list, tuple)) or len(betas) != 2:
