@@ -381,7 +381,15 @@ def analyzer_at(p: int, analyzer: Callable[[Any, Any], Any] = mm.key_frequencies
     return lambda tmp: analyzer(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
-NEW_ROWS = ZOO + LEGACY + TOKENS + config_rows() + report_rows()
+#: an explanation's and a run's analyzers given the model, the natural mistake
+WRONG_OBJECT = [
+    ("certify(model)", lambda tmp: mm.analysis.certify(mlp_for(P7)), "mm.explain(model, task)"),
+    ("fidelity(model)", lambda tmp: mm.analysis.fidelity(mlp_for(P7)), "mm.explain(model, task)"),
+    ("progress_measures(model)", lambda tmp: mm.progress_measures(mlp_for(P7)), "checkpoints"),
+    ("progress_measures(a folder with no run)", lambda tmp: mm.progress_measures(tmp), "not a run folder"),
+]
+
+NEW_ROWS = ZOO + LEGACY + TOKENS + WRONG_OBJECT + config_rows() + report_rows()
 #: rows too heavy for the suite (building the task alone takes seconds and a GiB): the count only
 HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB"),
               ("margin at p=4093 (float64 logits)", analyzer_at(4093, mm.margin), "GiB")]

@@ -45,7 +45,15 @@ from mi_margin.analysis.certify_transformer import (
 from mi_margin.analysis.closed_form import cyclic_margin, parity_margin
 from mi_margin.analysis.closed_form_group import group_margin
 from mi_margin.analysis.core import ROWS, subject
-from mi_margin.analysis.explain import Explanation, LabelSet, native, operand_tables, table_index, table_sum
+from mi_margin.analysis.explain import (
+    Explanation,
+    LabelSet,
+    check_explanation,
+    native,
+    operand_tables,
+    table_index,
+    table_sum,
+)
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.checks import check_memory
 from mi_margin.errors import MiMarginError
@@ -258,6 +266,7 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
         >>> mm.analysis.certify(mm.explain(run.model, run.task), "per_input").certified_accuracy
         1.0
     """
+    check_explanation(explanation, "certify")
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
     original = native(explanation.original)            # a bridge is converted once, here

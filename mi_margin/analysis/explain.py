@@ -443,6 +443,15 @@ def _resampler(explanation: Explanation) -> Callable[[dict[str, Tensor]], dict[s
     return draw
 
 
+def check_explanation(value: Any, what: str) -> None:
+    """Refuse anything but an :class:`Explanation` for ``what`` (``certify``, ``fidelity``), saying
+    how to make one: a model, a run or a path is the natural mistake, as every analyzer takes
+    ``(model, task)``."""
+    if not isinstance(value, Explanation):
+        raise MiMarginError(f"{what} takes an explanation, got {type(value).__name__}: pass "
+                            f"mm.explain(model, task)")
+
+
 def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelity:
     """How faithful an explanation is, measured several ways over every input (Chan et al. 2022).
 
@@ -480,6 +489,7 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
         >>> round(fid.recovered, 6)
         1.0
     """
+    check_explanation(explanation, "fidelity")
     if draws < 1:
         raise MiMarginError(f"draws must be >= 1, got draws={draws!r}")
     model, expl = native(explanation.original), native(explanation.model)
