@@ -95,9 +95,14 @@ def check_scoped(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+#: ``train``'s step count when --steps is not given (a resumed run keeps its own)
+DEFAULT_STEPS = 10_000
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=10_000, help="training steps")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default {DEFAULT_STEPS:,}; with --resume, the run's own)")
     g.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="optimizer")
     g.add_argument("--weight-decay", type=float, default=1.0, help="weight decay")
@@ -134,7 +139,8 @@ def build_model(args: argparse.Namespace, task: Any) -> Any:
 
 
 def build_train_config(args: argparse.Namespace) -> Any:
-    return TrainConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    return TrainConfig(steps=steps, lr=args.lr, optimizer=args.optimizer,
                        weight_decay=args.weight_decay, norm_penalty=args.norm_penalty,
                        batch_size=args.batch_size, eval_every=args.eval_every,
                        checkpoint_schedule=args.checkpoint_schedule,
@@ -239,8 +245,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder to write")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
-                       help="continue the run in --out up to --steps (its own task, model and "
-                            "training settings; the other flags are ignored)")
+                       help="continue the run in --out up to --steps, or to its own step count "
+                            "(its own task, model and training settings; the other flags are "
+                            "ignored)")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out (by default an existing run is refused)")
     p.set_defaults(func=cmd_train)

@@ -80,6 +80,8 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     assert "already holds this run" in one_line_error(capsys)
     assert main([*TINY, "--steps", "20", "--out", out, "--resume"]) == 0
     assert mm.load(out).step == 20
+    assert main([*TINY, "--out", out, "--resume"]) == 0      # no --steps: the run's own budget
+    assert mm.load(out).step == 20 and mm.load(out).config.steps == 20
     assert main([*TINY, "--steps", "5", "--out", out, "--overwrite"]) == 0
     assert mm.load(out).step == 5
 
