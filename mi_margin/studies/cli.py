@@ -73,8 +73,14 @@ def _print_row(row: dict[str, Any]) -> None:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from mi_margin.studies import StopRule, study
+    from mi_margin.studies.ship import check_source
     from mi_margin.studies.study import resummarize
-    from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
+    from mi_margin.studies.views import (
+        grokking_distribution,
+        key_count_distribution,
+        label_frequency,
+        none_generalized,
+    )
     from mi_margin.zoo.recipes import POPULATIONS
 
     pop = POPULATIONS[args.name]
@@ -83,13 +89,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     except MiMarginError as err:
         raise MiMarginError(f"study: {err}") from err
     if args.resummarize:
+        check_source(args.name, args.out)
         st = resummarize(args.out)
     else:
         st = study(args.name, args.seeds, args.out, rule, address=args.address,
                    keep_runs=args.keep_runs, on_row=_print_row)
-    print(label_frequency(st, pop.paper_key, pop.paper_seeds).to_dataframe().to_string(index=False))
-    print(key_count_distribution(st, pop.paper_n_key, pop.paper_seeds).to_dataframe()
-          .to_string(index=False))
+    why = none_generalized(st)
+    if why:                        # the label views count generalized seeds only: say why not
+        print(why)
+    else:
+        print(label_frequency(st, pop.paper_key, pop.paper_seeds).to_dataframe()
+              .to_string(index=False))
+        print(key_count_distribution(st, pop.paper_n_key, pop.paper_seeds).to_dataframe()
+              .to_string(index=False))
     print(grokking_distribution(st).describe().to_string())
     if args.report:
         from mi_margin.viz.population import write_study_report

@@ -106,10 +106,22 @@ def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
     ])
 
 
+def check_source(name: str, study_dir: str | Path) -> None:
+    """Refuse a study folder that does not hold a study of the population ``name`` (its card
+    would set another task's rows beside this paper's counts)."""
+    meta_path = Path(study_dir) / META
+    if not meta_path.is_file():
+        raise MiMarginError(f"{study_dir} holds no study ({META} is missing)")
+    source = json.loads(meta_path.read_text()).get("source")
+    if source != name:
+        raise MiMarginError(f"{study_dir} holds a study of {source!r}, not of {name!r}")
+
+
 def build(name: str, study_dir: str | Path, dest: str | Path) -> Path:
     """Write ``dest/NAME.csv`` and ``dest/NAME.md`` from the study folder's rows."""
     if name not in POPULATIONS:
         raise MiMarginError(f"no population {name!r}; valid: {sorted(POPULATIONS)}")
+    check_source(name, study_dir)
     study_dir, dest = Path(study_dir), Path(dest)
     rows = read_rows(study_dir / ROWS)
     if not rows:

@@ -205,16 +205,18 @@ def test_a_study_ships_as_a_population_and_reports(tmp_path, monkeypatch):
     from mi_margin.zoo.recipes import Population
 
     st = study(tiny, seeds=2, out=tmp_path / "st", rule=RULE, progress=False)
-    pop = Population("tiny_p11", "addition mod 11", tiny, 2, "none", paper_n_key={2: 1},
+    pop = Population("tiny", "addition mod 11", tiny, 2, "none", paper_n_key={2: 1},
                      paper_seeds=1)
-    monkeypatch.setitem(ship.POPULATIONS, "tiny_p11", pop)
+    monkeypatch.setitem(ship.POPULATIONS, "tiny", pop)
     monkeypatch.setattr(populations, "DATA", tmp_path / "zoo")
-    ship.build("tiny_p11", tmp_path / "st", tmp_path / "zoo")
-    shipped = mm.zoo.population("tiny_p11")
+    ship.build("tiny", tmp_path / "st", tmp_path / "zoo")
+    with pytest.raises(mm.MiMarginError, match="holds a study of 'tiny', not of 'chughtai_S4_mlp'"):
+        ship.build("chughtai_S4_mlp", tmp_path / "st", tmp_path / "zoo")
+    shipped = mm.zoo.population("tiny")
     assert shipped["seed"].tolist() == [0, 1]
     for col in ("memorized", "stable", "test_loss", "n_delta", "similarity"):
         pd.testing.assert_series_equal(shipped[col], st.table[col].astype(shipped[col].dtype))
-    text = mm.zoo.populations.population_card("tiny_p11")
+    text = mm.zoo.populations.population_card("tiny")
     assert f"{int(st.table['grokked'].sum())} of 2 seeds" in text
     assert not (st.table["test_acc"] >= 0.99).any()          # tiny does not generalize
     page = write_study_report(st, tmp_path / "report.html", pop).read_text()
@@ -226,6 +228,25 @@ def test_a_study_ships_as_a_population_and_reports(tmp_path, monkeypatch):
     assert "Number of key labels" in page
     with pytest.raises(mm.MiMarginError, match="no population"):
         mm.zoo.population("nope")
+
+
+def test_the_study_command_reports_and_ships_a_study_where_no_seed_generalized(
+        tmp_path, monkeypatch, capsys):
+    """`mi-margin study` says why the label views are empty and still writes the report and the
+    shipped card (it stopped with an error before); a folder of another population is refused."""
+    from mi_margin.cli import main
+    from mi_margin.studies import ship
+    from mi_margin.zoo.recipes import Population
+
+    study(tiny, seeds=2, out=tmp_path / "st", rule=RULE, progress=False)
+    monkeypatch.setitem(ship.POPULATIONS, "tiny", Population("tiny", "addition mod 11", tiny, 2,
+                                                             "none"))
+    args = ["study", "tiny", "--out", str(tmp_path / "st"), "--resummarize"]
+    assert main([*args, "--report", str(tmp_path / "r.html"), "--ship", str(tmp_path / "zoo")]) == 0
+    assert "None of the 2 seeds generalized" in capsys.readouterr().out
+    assert (tmp_path / "r.html").is_file() and (tmp_path / "zoo" / "tiny.md").is_file()
+    assert main(["study", "chughtai_S4_mlp", *args[2:]]) == 2
+    assert "holds a study of 'tiny'" in capsys.readouterr().err
 
 
 def test_resummarize_recomputes_every_row_from_the_kept_records(tmp_path):
