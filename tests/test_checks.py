@@ -381,6 +381,11 @@ def analyzer_at(p: int, analyzer: Callable[[Any, Any], Any] = mm.key_frequencies
     return lambda tmp: analyzer(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
+#: an embed-style MLP has nothing to embed on sparse parity's ±1 vector
+EMBED_VECTOR = [("embed-style MLP on sparse parity",
+                 lambda tmp: mm.MLPConfig.for_task(PARITY, d_mlp=8, input_style="embed"),
+                 "input_style='theory'")]
+
 #: an explanation's and a run's analyzers given the model, the natural mistake
 WRONG_OBJECT = [
     ("certify(model)", lambda tmp: mm.analysis.certify(mlp_for(P7)), "mm.explain(model, task)"),
@@ -389,7 +394,7 @@ WRONG_OBJECT = [
     ("progress_measures(a folder with no run)", lambda tmp: mm.progress_measures(tmp), "not a run folder"),
 ]
 
-NEW_ROWS = ZOO + LEGACY + TOKENS + WRONG_OBJECT + config_rows() + report_rows()
+NEW_ROWS = ZOO + LEGACY + TOKENS + WRONG_OBJECT + EMBED_VECTOR + config_rows() + report_rows()
 #: rows too heavy for the suite (building the task alone takes seconds and a GiB): the count only
 HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB"),
               ("margin at p=4093 (float64 logits)", analyzer_at(4093, mm.margin), "GiB")]

@@ -285,6 +285,10 @@ class MLPConfig(_Config):
         check_choice("input_kind", self.input_kind, ("one_hot", "vector"))
         if self.input_kind == "vector" and self.k != 1:
             raise MiMarginError(f"input_kind='vector' reads one vector, so k must be 1, got k={self.k}")
+        if self.input_kind == "vector" and self.input_style == "embed":
+            raise MiMarginError("input_style='embed' embeds tokens, but input_kind='vector' (sparse "
+                                "parity's ±1 vector) has none: W_in reads the vector directly, so "
+                                "use input_style='theory'")
         keep(self, "init_scale", check_float("init_scale", self.init_scale, low=0, low_open=True))
 
     @property

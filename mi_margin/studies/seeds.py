@@ -14,6 +14,7 @@ summaries can be recomputed after the analyses change without retraining.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -42,13 +43,34 @@ def _clock(history: pd.DataFrame) -> Callable[[Any, Any], dict[str, float]]:
                                 "cpu_s": time.process_time() - cpu0}
 
 
+def built(recipe: SeedRecipe, seed: int) -> tuple[Any, Any, TrainConfig]:
+    """``recipe(seed)``, refused unless it is ``(model, task, TrainConfig)``, naming the recipe."""
+    from mi_margin.tasks import Task
+
+    name = getattr(recipe, "__name__", repr(recipe))
+    try:
+        inspect.signature(recipe).bind(seed)
+    except TypeError as err:
+        raise MiMarginError(f"the study's recipe {name} must take one argument, the seed "
+                            f"({err})") from None
+    except ValueError:                        # no signature to read (some builtins): just call
+        pass
+    made = recipe(seed)
+    if not (isinstance(made, tuple) and len(made) == 3 and isinstance(made[1], Task)
+            and isinstance(made[2], TrainConfig) and hasattr(made[0], "cfg")):
+        raise MiMarginError(f"the study's recipe {name} must return (model, task, TrainConfig), "
+                            f"got {type(made).__name__} "
+                            f"{tuple(type(x).__name__ for x in made) if isinstance(made, tuple) else ''}")
+    return made
+
+
 def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule,
                progress: bool = False) -> tuple[Run, int]:
     """Train (or continue) ``seed`` of ``recipe`` in ``folder/run`` until ``rule`` says it is done
     or its step budget is spent; returns the run and the budget (the recipe's ``steps``, which
     :func:`export_seed` records), so that the recipe is built once per seed. With ``progress``,
     each chunk shows its steps and test accuracy in a bar of its own."""
-    model, task, config = recipe(seed)
+    model, task, config = built(recipe, seed)
     budget, run_dir = config.steps, Path(folder) / "run"
     config = config.replace(checkpoint_schedule="none", progress=progress)
     run: Run | None = load(run_dir) if (run_dir / "run.json").is_file() else None

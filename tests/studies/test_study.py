@@ -4,6 +4,7 @@ the population views count what the rows say."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Callable
 from functools import partial
@@ -91,6 +92,17 @@ def test_a_local_study_shows_the_current_seeds_training(tmp_path, capsys, monkey
     assert "study tiny" in err and "test_acc=" in err and f"/{RULE.chunk}" in err
     study(tiny, seeds=1, out=tmp_path / "quiet", rule=RULE, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("recipe, text", [
+    (lambda: tiny(0), "must take one argument"),
+    (lambda seed: tiny(seed)[:2], "must return (model, task, TrainConfig)"),
+    (lambda seed: None, "must return (model, task, TrainConfig)"),
+    (lambda seed: (*tiny(seed)[:2], {"steps": 10}), "must return (model, task, TrainConfig)"),
+], ids=["no seed argument", "two values", "None", "a dict for the config"])
+def test_a_recipe_of_the_wrong_shape_is_refused_by_name(tmp_path, recipe, text):
+    with pytest.raises(mm.MiMarginError, match=re.escape(text)):
+        study(recipe, seeds=1, out=tmp_path, rule=RULE, progress=False)
 
 
 def test_a_folder_of_another_study_is_refused(tmp_path):
