@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from mi_margin.errors import MiMarginError
-from mi_margin.models.io import read_model, save_model
+from mi_margin.models.config import config_from_dict
+from mi_margin.models.io import read_model, read_tensors, save_model
 from mi_margin.studies.stop import StopRule
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig, load, train
@@ -95,6 +96,22 @@ def export_seed(run: Run, dest: str | Path, budget: int, rule: StopRule) -> Path
     save_model(run.model, dest / FINAL, step=run.step, task=run.task.to_dict(),
                train=run.config.to_dict(), budget=budget, stop_rule=rule.to_dict())
     return dest
+
+
+def check_same_recipe(recipe: SeedRecipe, seed: int, dest: str | Path) -> None:
+    """Refuse to count an exported seed that ``recipe`` would not build again (another task or
+    model): continuing a study with a changed recipe would mix two settings' rows silently."""
+    model, task, _ = built(recipe, seed)
+    _, meta, _ = read_tensors(Path(dest) / FINAL)
+    stored = meta["task"] if isinstance(meta["task"], dict) else json.loads(meta["task"])
+    # read back through the current classes, so that fields added since (with their defaults)
+    # do not count as a change
+    same_task = task_from_dict(stored).to_dict() == task.to_dict()
+    if not same_task or config_from_dict(meta["config"]) != model.cfg:
+        name = getattr(recipe, "__name__", repr(recipe))
+        raise MiMarginError(f"seed {seed} in {dest} was trained on {stored} with model "
+                            f"{meta['config']}, but the recipe {name} now builds {task.to_dict()} "
+                            f"with {model.cfg.to_dict()}: use another folder for the new recipe")
 
 
 def is_exported(dest: str | Path) -> bool:

@@ -48,7 +48,14 @@ import torch
 from mi_margin._progress import progress_bar
 from mi_margin.errors import MiMarginError
 from mi_margin.models.files import append_durably, atomic_write
-from mi_margin.studies.seeds import SeedRecipe, export_seed, is_exported, read_seed, train_seed
+from mi_margin.studies.seeds import (
+    SeedRecipe,
+    check_same_recipe,
+    export_seed,
+    is_exported,
+    read_seed,
+    train_seed,
+)
 from mi_margin.studies.stop import StopRule
 from mi_margin.studies.summary import summary_row
 from mi_margin.sweep.execute import connect, import_ray
@@ -235,6 +242,9 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     text = json.dumps({**meta, "seeds": seeds})          # replaced whole: a kill never half-writes it
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
     rows = read_rows(out / ROWS)
+    for s in wanted:              # a finished seed counts only if the recipe still builds it
+        if s in rows and is_exported(out / f"seed_{s}"):
+            check_same_recipe(recipe_of(source), s, out / f"seed_{s}")
     jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
     stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs, progress)
     with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",

@@ -105,6 +105,23 @@ def test_a_recipe_of_the_wrong_shape_is_refused_by_name(tmp_path, recipe, text):
         study(recipe, seeds=1, out=tmp_path, rule=RULE, progress=False)
 
 
+def test_a_study_continued_with_a_changed_recipe_is_refused(tmp_path):
+    """A recipe of the same name that now builds another task (p = 7, not 11) is not allowed to
+    count the seeds the old one trained: their rows would mix two settings."""
+    study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)
+    study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)          # the same: fine
+
+    def changed(seed):
+        model, task, config = tiny(seed)
+        task = mm.ModularAddition(p=7, train_fraction=0.6, seed=seed)
+        return mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=48, act_fn="relu",
+                                                  input_style="embed", d_embed=32)), task, config
+
+    changed.__name__ = "tiny"
+    with pytest.raises(mm.MiMarginError, match="seed 0 .* was trained on .* use another folder"):
+        study(changed, seeds=2, out=tmp_path, rule=RULE, progress=False)
+
+
 def test_a_folder_of_another_study_is_refused(tmp_path):
     study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)
     with pytest.raises(mm.MiMarginError, match="another folder"):
