@@ -11,7 +11,7 @@ import pandas as pd
 
 from mi_margin.analysis.key_rules import GENERALIZED
 from mi_margin.errors import MiMarginError
-from mi_margin.studies.study import META, ROWS, read_rows
+from mi_margin.studies.study import META, ROWS, read_meta, read_rows
 from mi_margin.studies.views import (
     grokking_distribution,
     key_count_distribution,
@@ -112,7 +112,7 @@ def check_source(name: str, study_dir: str | Path) -> None:
     meta_path = Path(study_dir) / META
     if not meta_path.is_file():
         raise MiMarginError(f"{study_dir} holds no study ({META} is missing)")
-    source = json.loads(meta_path.read_text()).get("source")
+    source = read_meta(meta_path)["source"]
     if source != name:
         raise MiMarginError(f"{study_dir} holds a study of {source!r}, not of {name!r}")
 
@@ -126,7 +126,7 @@ def build(name: str, study_dir: str | Path, dest: str | Path) -> Path:
     rows = read_rows(study_dir / ROWS)
     if not rows:
         raise MiMarginError(f"{study_dir} holds no finished seeds ({ROWS} is missing or empty)")
-    meta = json.loads((study_dir / META).read_text())
+    meta = read_meta(study_dir / META)
     table = pd.DataFrame([rows[s] for s in sorted(rows)])
     dest.mkdir(parents=True, exist_ok=True)
     table.to_csv(dest / f"{name}.csv", index=False)

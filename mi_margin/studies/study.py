@@ -119,6 +119,20 @@ def seed_row(folder: Path, seed: int, rule: StopRule) -> dict[str, Any]:
     return summary_row(seed, model, task, history, meta, rule)
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """A study folder's ``study.json``; a damaged one is a clear error (it is replaced whole, so
+    only an outside edit damages it)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MiMarginError(f"{path} is not a study's record (not JSON: {err}); restore it or "
+                            "use another folder") from None
+    if not isinstance(meta, dict) or "source" not in meta:
+        raise MiMarginError(f"{path} is not a study's record (no 'source'); restore it or use "
+                            "another folder")
+    return meta
+
+
 def read_rows(path: Path) -> dict[int, dict[str, Any]]:
     """Rows by seed from ``rows.jsonl``; an incomplete last line (a kill mid-write) is ignored."""
     rows: dict[int, dict[str, Any]] = {}
@@ -129,7 +143,8 @@ def read_rows(path: Path) -> dict[int, dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        rows[int(row["seed"])] = row
+        if isinstance(row, dict) and "seed" in row:
+            rows[int(row["seed"])] = row
     return rows
 
 
@@ -151,7 +166,7 @@ def resummarize(out: str | Path, progress: bool = True) -> Study:
     out = Path(out)
     if not (out / META).is_file():
         raise MiMarginError(f"{out} holds no study ({META} is missing)")
-    meta = json.loads((out / META).read_text())
+    meta = read_meta(out / META)
     rule = StopRule(**meta["rule"])
     seeds = [s for s in meta["seeds"] if is_exported(out / f"seed_{s}")]
     rows = [seed_row(out / f"seed_{seed}", seed, rule)
@@ -230,11 +245,15 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     recipe_of(source)
     wanted = seed_list(seeds, source)
     name = source if isinstance(source, str) else getattr(source, "__name__", repr(source))
+    if not isinstance(out, (str, os.PathLike)):
+        raise MiMarginError(f"out must be a folder path, got {out!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MiMarginError(f"out={str(out)!r} is a file, not a study folder")
     out.mkdir(parents=True, exist_ok=True)
     meta = {"source": name, "rule": rule.to_dict()}
     meta_path = out / META
-    old: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else meta
+    old: dict[str, Any] = read_meta(meta_path) if meta_path.is_file() else dict(meta)
     if {k: old.get(k) for k in meta} != meta:
         raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
                             f"{old.get('rule')}; this call is {meta}: use another folder")

@@ -128,6 +128,23 @@ def test_a_folder_of_another_study_is_refused(tmp_path):
         study(tiny, seeds=1, out=tmp_path, rule=StopRule(chunk=7), progress=False)
 
 
+def test_a_damaged_study_folder_is_a_clear_error(tmp_path):
+    """A file where the folder should be, a study.json that is not JSON or not a study's, and a
+    rows line without a seed: each a MiMarginError naming it (or, the row, skipped)."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(mm.MiMarginError, match="is a file"):
+        study(tiny, seeds=1, out=tmp_path / "afile", rule=RULE, progress=False)
+    out = tmp_path / "st"
+    study(tiny, seeds=1, out=out, rule=RULE, progress=False)
+    with open(out / "rows.jsonl", "a") as f:
+        f.write('{"no_seed": 1}\n')
+    assert study(tiny, seeds=1, out=out, rule=RULE, progress=False).table["seed"].tolist() == [0]
+    for text in ("{not json", "[1, 2]"):
+        (out / "study.json").write_text(text)
+        with pytest.raises(mm.MiMarginError, match="is not a study's record"):
+            study(tiny, seeds=1, out=out, rule=RULE, progress=False)
+
+
 @pytest.mark.parametrize("seeds", [0, -1, [1, 1], [0.5], True, "3"])
 def test_bad_seeds_are_refused(tmp_path, seeds):
     with pytest.raises(mm.MiMarginError):
