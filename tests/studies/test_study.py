@@ -112,7 +112,7 @@ def test_a_study_continued_with_a_changed_recipe_is_refused(tmp_path):
     study(tiny, seeds=1, out=tmp_path, rule=RULE, progress=False)          # the same: fine
 
     def changed(seed):
-        model, task, config = tiny(seed)
+        config = tiny(seed)[2]
         task = mm.ModularAddition(p=7, train_fraction=0.6, seed=seed)
         return mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=48, act_fn="relu",
                                                   input_style="embed", d_embed=32)), task, config
