@@ -118,7 +118,7 @@ def test_a_study_continued_with_a_changed_recipe_is_refused(tmp_path):
                                                   input_style="embed", d_embed=32)), task, config
 
     changed.__name__ = "tiny"
-    with pytest.raises(mm.MiMarginError, match="seed 0 .* was trained on .* use another folder"):
+    with pytest.raises(mm.MiMarginError, match=r"seed 0 .* was trained on .* use another folder"):
         study(changed, seeds=2, out=tmp_path, rule=RULE, progress=False)
 
 
