@@ -391,6 +391,13 @@ WRONG_OBJECT = [
     ("certify(model)", lambda tmp: mm.analysis.certify(mlp_for(P7)), "mm.explain(model, task)"),
     ("fidelity(model)", lambda tmp: mm.analysis.fidelity(mlp_for(P7)), "mm.explain(model, task)"),
     ("progress_measures(model)", lambda tmp: mm.progress_measures(mlp_for(P7)), "checkpoints"),
+    ("HookedMLP(TransformerConfig)",
+     lambda tmp: mm.HookedMLP(mm.TransformerConfig.for_task(P7)), "of type MLPConfig"),
+    ("HookedOneLayerTransformer(MLPConfig)",
+     lambda tmp: mm.HookedOneLayerTransformer(mm.MLPConfig.for_task(P7)), "of type TransformerConfig"),
+    ("MLPConfig.for_task('modular_addition')",
+     lambda tmp: mm.MLPConfig.for_task("modular_addition"), "takes a task"),
+    ("MLPConfig.for_task(task, dmlp=8)", lambda tmp: mm.MLPConfig.for_task(P7, dmlp=8), "['dmlp']"),
     ("progress_measures(a folder with no run)", lambda tmp: mm.progress_measures(tmp), "not a run folder"),
 ]
 

@@ -156,6 +156,20 @@ _FLAG_REFUSALS = {
 }
 
 
+def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
+    """``for_task``'s arguments: a task object, and overrides that are fields of ``cls`` (a typo
+    is named with the valid fields, not a TypeError)."""
+    from mi_margin.tasks import Task
+
+    if not isinstance(task, Task):
+        raise MiMarginError(f"{cls.__name__}.for_task takes a task (e.g. mm.ModularAddition(p=113)),"
+                            f" got {task!r}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise MiMarginError(f"{cls.__name__} has no field(s) {unknown}; valid: "
+                            f"{sorted(f.name for f in dataclasses.fields(cls))}")
+
+
 def _set_runtime_flag(cfg: _Config, name: str, value: Any) -> None:
     """Set a TransformerLens runtime flag on ``cfg`` (checked: see :data:`RUNTIME_FLAGS`)."""
     if name == "device":
@@ -240,6 +254,7 @@ class TransformerConfig(_Config):
 
         ``act_fn="power"`` defaults its degree to the task's k (Li et al.'s x^k).
         """
+        _check_for_task(cls, task, overrides)
         base: dict[str, Any] = {"d_vocab": task.d_vocab + 1, "d_vocab_out": task.d_vocab_out,
                                 "n_ctx": task.n_ctx}
         if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
@@ -312,6 +327,7 @@ class MLPConfig(_Config):
         for sparse parity, d_vocab = n, k = 1); ``act_fn="power"`` defaults its degree to the
         task's k (x^k for k-input addition and (n, k)-parity).
         """
+        _check_for_task(cls, task, overrides)
         base = task.mlp_fields()
         if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
             base["act_degree"] = task.k

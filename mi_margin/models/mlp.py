@@ -176,7 +176,7 @@ class HookedMLP(TLInterface, CachingRoot):
 
     def __init__(self, cfg: MLPConfig):
         super().__init__()
-        self.cfg = cfg = own_config(cfg)
+        self.cfg = cfg = own_config(cfg, MLPConfig, "HookedMLP")
         gen = torch.Generator().manual_seed(cfg.seed)
         if cfg.input_style == "embed":
             self.embed = Embed(cfg, gen)

@@ -29,8 +29,12 @@ from mi_margin.models.evaluation import cross_entropy64
 
 RETURN_TYPES = ("logits", "loss", "both", None)
 
-def own_config(cfg: Any) -> Any:
-    """A private copy of ``cfg``, on which the model sets TransformerLens's runtime flags."""
+def own_config(cfg: Any, kind: type, model: str) -> Any:
+    """A private copy of ``cfg``, on which the model sets TransformerLens's runtime flags; a
+    config of another ``kind`` (e.g. a TransformerConfig for an MLP) is refused by name."""
+    if not isinstance(cfg, kind):
+        raise MiMarginError(f"{model} needs a config of type {kind.__name__}, got "
+                            f"{type(cfg).__name__} (e.g. {model}({kind.__name__}.for_task(task)))")
     return copy.copy(cfg)
 
 

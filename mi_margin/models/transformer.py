@@ -232,7 +232,7 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.cfg = cfg = own_config(cfg)
+        self.cfg = cfg = own_config(cfg, TransformerConfig, "HookedOneLayerTransformer")
         gen = torch.Generator().manual_seed(cfg.seed)
         self.embed = Embed(cfg, gen)
         self.pos_embed = PosEmbed(cfg, gen)
