@@ -259,6 +259,14 @@ def legacy(change: Callable[[dict], None] = lambda s: None, **kw: Any) -> Callab
     return lambda tmp: mm.load_tl_checkpoint(legacy_file(tmp, change), **kw)
 
 
+def checkpoint_of(data: bytes) -> Callable[[Path], Any]:
+    """Load a 'checkpoint' file holding ``data`` (e.g. the HTML page of a failed download)."""
+    def load(tmp: Path) -> Any:
+        (tmp / "model.pth").write_bytes(data)
+        return mm.load_tl_checkpoint(tmp / "model.pth")
+    return load
+
+
 def set_weight(name: str, make: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[dict], None]:
     return lambda state: state.update({name: make(state[name])})
 
@@ -283,6 +291,8 @@ LEGACY = [
     ("load_tl_checkpoint one-row W_pos",
      legacy(set_weight("pos_embed.W_pos", lambda w: w[:1])), "W_pos"),
     ("load_tl_checkpoint index=True", legacy(index=True), "True"),
+    ("load_tl_checkpoint of a text file", checkpoint_of(b"not a checkpoint"), "not a torch checkpoint"),
+    ("load_tl_checkpoint of an HTML page", checkpoint_of(b"<!DOCTYPE html>"), "failed download"),
 ]
 
 

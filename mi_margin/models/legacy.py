@@ -41,6 +41,11 @@ def read_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):   # zip, or a pickle
+        raise CheckpointError(f"{path} is not a torch checkpoint (it starts with {head!r}, not a "
+                              "zip archive or a pickle: a failed download or a text file?)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
