@@ -43,7 +43,7 @@ def operand_names(k: int) -> list[str]:
     return ["a", "b"] if k == 2 else [f"a{i + 1}" for i in range(k)]
 
 
-#: the string form of an input: operands joined by "+" (the task's operation), then "="
+#: the string form of an input: operand token ids joined by "+" (whatever the operation), "="
 EXPRESSION = re.compile(r"\s*\d+(\s*\+\s*\d+)*\s*=?\s*")
 
 
@@ -107,7 +107,10 @@ class TLInterface:
     # -- tokens ----------------------------------------------------------------------------------
     def to_tokens(self, input: Any) -> Tensor:
         """Inputs as the model reads them, [B, n]: a tensor passes through (checked); a string
-        such as ``"12 + 5 ="`` or a list of operands ``[12, 5]`` becomes one row.
+        such as ``"12 + 5 ="`` or a list of operands ``[12, 5]`` becomes one row. The operands are
+        token ids, joined by "+" whatever the task's operation: for
+        :class:`~mi_margin.ModularOperation`'s a·b and a/b, token t is the residue t + 1 (read
+        them from ``task.tokens``).
 
         Example:
             >>> import mi_margin as mm
@@ -127,8 +130,9 @@ class TLInterface:
         """The operands of a string ``"a + b ="`` or a list; anything else is refused."""
         if isinstance(input, str):
             if not EXPRESSION.fullmatch(input):
-                raise MiMarginError(f"to_tokens reads operands joined by '+' (the task's "
-                                    f"operation), e.g. '12 + 5 =', got {input!r}")
+                raise MiMarginError(f"to_tokens reads operand token ids joined by '+', whatever "
+                                    f"the task's operation (the model does not know it), e.g. "
+                                    f"'12 + 5 =', got {input!r}")
             return self._count_operands([int(s) for s in re.findall(r"\d+", input)], input)
         if not isinstance(input, (list, tuple)):
             raise MiMarginError(f"to_tokens reads a tensor, a string such as '12 + 5 =' or a list "
