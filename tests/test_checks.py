@@ -391,6 +391,10 @@ def analyzer_at(p: int, analyzer: Callable[[Any, Any], Any] = mm.key_frequencies
     return lambda tmp: analyzer(mlp_for(mm.ModularAddition(p=p)), mm.ModularAddition(p=p))
 
 
+def explained() -> Any:
+    return mm.explain(mlp_for(P7), P7)
+
+
 #: an embed-style MLP has nothing to embed on sparse parity's ±1 vector
 EMBED_VECTOR = [("embed-style MLP on sparse parity",
                  lambda tmp: mm.MLPConfig.for_task(PARITY, d_mlp=8, input_style="embed"),
@@ -408,6 +412,15 @@ WRONG_OBJECT = [
     ("MLPConfig.for_task('modular_addition')",
      lambda tmp: mm.MLPConfig.for_task("modular_addition"), "takes a task"),
     ("MLPConfig.for_task(task, dmlp=8)", lambda tmp: mm.MLPConfig.for_task(P7, dmlp=8), "['dmlp']"),
+    ("fidelity(draws=2.5)", lambda tmp: mm.analysis.fidelity(explained(), draws=2.5), "2.5"),
+    ("fidelity(seed=None)", lambda tmp: mm.analysis.fidelity(explained(), seed=None), "None"),
+    ("explain(min_purity='0.5')", lambda tmp: mm.explain(mlp_for(P7), P7, min_purity="0.5"), "'0.5'"),
+    ("explain(keep=5)", lambda tmp: mm.explain(mlp_for(P7), P7, keep=5), "keep=5"),
+    ("explain(labels_per_neuron=True)",
+     lambda tmp: mm.explain(mlp_for(P7), P7, labels_per_neuron=True), "True"),
+    ("study(on_row=5)", lambda tmp: mm.study("chughtai_S4_mlp", seeds=1, out=tmp, on_row=5), "on_row"),
+    ("study(address=6379)", lambda tmp: mm.study("chughtai_S4_mlp", seeds=1, out=tmp, address=6379),
+     "6379"),
     ("progress_measures(a folder with no run)", lambda tmp: mm.progress_measures(tmp), "not a run folder"),
 ]
 

@@ -35,7 +35,7 @@ from mi_margin.analysis.explain_transformer import resampler as transformer_resa
 from mi_margin.analysis.explain_transformer import transformer_circuit
 from mi_margin.analysis.neurons import NeuronClusters, neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
-from mi_margin.checks import check_int
+from mi_margin.checks import check_float, check_int
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import is_bridge
@@ -333,6 +333,10 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     if labels_per_neuron != 1 and not isinstance(model, HookedMLP):
         raise MiMarginError(f"labels_per_neuron={labels_per_neuron!r} explains MLPs; a "
                             f"transformer keeps one label per neuron (labels_per_neuron=1)")
+    min_purity = check_float("min_purity", min_purity, low=0, high=1)
+    check_int("labels_per_neuron", labels_per_neuron, low=1)
+    if keep is not None and (isinstance(keep, (str, bytes)) or not isinstance(keep, Iterable)):
+        raise MiMarginError(f"keep must be a list of labels (e.g. keep=[1, 8]), got keep={keep!r}")
     keep = None if keep is None else set(keep)
     s = subject(model, task)
     clusters = (weight_clusters(model, task, min_purity)
@@ -490,8 +494,8 @@ def fidelity(explanation: Explanation, draws: int = 4, seed: int = 0) -> Fidelit
         1.0
     """
     check_explanation(explanation, "fidelity")
-    if draws < 1:
-        raise MiMarginError(f"draws must be >= 1, got draws={draws!r}")
+    draws = check_int("draws", draws, low=1)
+    seed = check_int("seed", seed, low=0)
     model, expl = native(explanation.original), native(explanation.model)
     task = explanation.task
     labels, nan = task.labels, math.nan

@@ -242,6 +242,11 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     rule = rule or StopRule()
     if not isinstance(rule, StopRule):
         raise MiMarginError(f"rule must be a StopRule, got {type(rule).__name__}")
+    if on_row is not None and not callable(on_row):       # refused before any seed trains
+        raise MiMarginError(f"on_row must be a function of a row, got {on_row!r}")
+    if address is not None and not isinstance(address, str):
+        raise MiMarginError(f"address must be a string such as 'auto', '127.0.0.1:6379' or "
+                            f"'local', got {address!r}")
     recipe_of(source)
     wanted = seed_list(seeds, source)
     name = source if isinstance(source, str) else getattr(source, "__name__", repr(source))
