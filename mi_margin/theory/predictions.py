@@ -73,6 +73,8 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
         >>> pred.applies, pred.width_bound, pred.frequencies
         (True, 24, (1, 2, 3))
     """
+    if not isinstance(task, Task):
+        raise MiMarginError(f"max_margin takes a task (e.g. mm.ModularAddition(p=113)), got {task!r}")
     if act_fn is not None and act_fn not in ACTIVATIONS:
         raise MiMarginError(f"act_fn must be None or one of {list(ACTIVATIONS)}, "
                             f"got act_fn={act_fn!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
 def load(path: str | Path) -> Any:
     """Load what :func:`save` wrote: a run folder gives a :class:`Run`, a file a model (a run
     folder's ``model.safetensors`` is checked to be the weights its ``run.json`` published)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"load takes a run folder or a model file, got {path!r}")
     path = Path(path)
     if path.is_dir():
         return load_run(path)

@@ -337,6 +337,9 @@ def resume(run_or_path: Run | str | Path, steps: int | None = None, **changes: A
         >>> run = mm.resume("runs/p113", steps=40_000)    # doctest: +SKIP
     """
     run = load_run(run_or_path) if isinstance(run_or_path, (str, Path)) else run_or_path
+    if not isinstance(run, Run):
+        raise MiMarginError(f"resume continues a run: pass its folder or the Run that mm.train "
+                            f"returned, got {type(run).__name__}")
     if steps is not None:
         changes["steps"] = steps
     config = run.config.replace(**changes)
