@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mi_margin.errors import MiMarginError
@@ -68,6 +69,26 @@ def keep(obj: Any, name: str, value: Any) -> Any:
     """
     object.__setattr__(obj, name, value)
     return value
+
+
+def check_output_file(path: Any, what: str) -> Path:
+    """``path`` as a Path a file can be written to: not a folder, in a folder that exists. Checked
+    before the work that fills it, so that nothing is computed for a file that cannot be written.
+
+    Example:
+        >>> check_output_file(".", "the report")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: cannot write the report to .: it is a folder ...
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise MiMarginError(f"cannot write {what} to {out}: it is a folder (name a file in it, "
+                            f"e.g. {out / 'report.html'})")
+    if not out.parent.is_dir():
+        raise MiMarginError(f"cannot write {what} to {out}: the folder {out.parent} does not "
+                            "exist (create it first)")
+    return out
 
 
 def check_optional_int(name: str, value: Any, low: int | None = None) -> int | None:

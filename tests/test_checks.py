@@ -381,8 +381,23 @@ def report_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
                                          str(tmp / "nowhere" / "r.html")])
         return args.func(args)      # what `mi-margin report` runs (main prints its error)
 
+    def report_onto_a_folder(tmp: Path) -> Any:
+        run = mm.train(mlp_for(P7), P7, quick())
+        return write_report(run, tmp)
+
+    def study_report_into_missing(tmp: Path) -> Any:
+        """Refused before any seed trains: the study folder stays empty."""
+        args = make_parser().parse_args(["study", "chughtai_S4_mlp", "--out", str(tmp / "st"),
+                                         "--seeds", "1", "--report", str(tmp / "no" / "r.html")])
+        try:
+            return args.func(args)
+        finally:
+            assert not (tmp / "st").exists()
+
     return [("write_report into a missing folder", report_into_missing, "missing"),
-            ("mi-margin report --out into a missing folder", cli_report_into_missing, "nowhere")]
+            ("mi-margin report --out into a missing folder", cli_report_into_missing, "nowhere"),
+            ("write_report onto a folder", report_onto_a_folder, "it is a folder"),
+            ("mi-margin study --report into a missing folder", study_report_into_missing, "no")]
 
 
 def analyzer_at(p: int, analyzer: Callable[[Any, Any], Any] = mm.key_frequencies

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from mi_margin.checks import check_output_file
 from mi_margin.errors import MiMarginError
 
 
@@ -84,6 +86,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mi_margin.zoo.recipes import POPULATIONS
 
     pop = POPULATIONS[args.name]
+    if args.report:                        # checked before the seeds train, not after
+        check_output_file(args.report, "the study's report")
+    if args.ship and Path(args.ship).exists() and not Path(args.ship).is_dir():
+        raise MiMarginError(f"--ship {args.ship} is a file, not a folder for the population")
     try:
         rule = StopRule(patience=args.patience, cleanup=args.cleanup)
     except MiMarginError as err:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from mi_margin.checks import check_output_file
 from mi_margin.studies.grid import KeyCountBySetting
 from mi_margin.studies.views import (
     GrokkingDistribution,
@@ -149,8 +150,6 @@ def write_study_report(study_or_table: Any, path: str | Path, population: Any | 
     """
     table = getattr(study_or_table, "table", study_or_table)
     name = title or getattr(study_or_table, "source", "study")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"no folder {path.parent} to write the report into")
+    path = check_output_file(path, "the study's report")
     path.write_text(study_html(table, f"Study: {name}", population), encoding="utf-8")
     return path

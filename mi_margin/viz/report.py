@@ -34,6 +34,7 @@ from mi_margin.analysis.nfa import nfa_correlation
 from mi_margin.analysis.restricted import default_components, restricted_loss
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.analysis.spectrum import logit_similarity, spectrum
+from mi_margin.checks import check_output_file
 from mi_margin.errors import MiMarginError
 from mi_margin.theory.compare import compare_to_theory
 from mi_margin.theory.explained import ExplanationCheck, explanation_check
@@ -382,9 +383,7 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
     run = _load(run_or_path)
     out = Path(path) if path is not None else (
         Path(run.path) / "report.html" if run.path is not None else Path("report.html"))
-    if not out.parent.is_dir():
-        raise MiMarginError(f"cannot write the report to {out}: the folder {out.parent} does not "
-                            "exist (create it first)")
+    check_output_file(out, "the report")
     for text in notices(run):
         warnings.warn(f"report of {run.path or 'the run'}: {text}", UserWarning, stacklevel=2)
     tmp = out.with_name(out.name + ".tmp")
