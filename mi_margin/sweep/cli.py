@@ -23,7 +23,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep", help="train and analyse every run of a sweep spec (TOML/YAML/JSON) on Ray",
         description="Runs already finished in the output folder are skipped; the results table "
-                    "(table.parquet or table.csv) is rebuilt from the run folders.")
+                    "(table.parquet or table.csv) is rebuilt from the run folders. Exit status 1 "
+                    "when a run failed (raised); a diverged run is a result, not a failure.")
     p.add_argument("spec", help="sweep spec file (.toml, .yaml, .json)")
     p.add_argument("--out", default=None, help="sweep folder (default: sweep_<spec name>)")
     p.add_argument("--address", default=None,
@@ -61,4 +62,5 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(key_sets(res.table).to_string(index=False))
         except MiMarginError as err:  # no run has analysis results yet
             print(f"no universality table: {err}")
-    return 0
+    # a run that raised is an error (exit status 1, the table is kept); a diverged run is a result
+    return 1 if (res.table["status"] == "failed").any() else 0

@@ -167,6 +167,10 @@ class SweepSpec:
                                     "'model.<field>', 'train.<field>'")
             if not values:
                 raise MiMarginError(f"axis {name!r} has no values")
+            seen = [json.dumps(v, sort_keys=True, default=repr) for v in values]
+            if len(set(seen)) != len(seen):
+                raise MiMarginError(f"axis {name!r} repeats a value: {values!r} (each run of a "
+                                    "sweep is its own grid point)")
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise MiMarginError(f"unknown analyses {unknown}; valid: {list(ANALYSES)}")

@@ -333,6 +333,18 @@ def test_cli_sweep_sequential(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 runs (0 already done, 1 run now, 0 failed" in out and "table.csv" in out
     assert (tmp_path / "sw" / "table.csv").is_file()
+    bad = tmp_path / "bad.json"                 # every run fails: exit status 1, table kept
+    bad.write_text(json.dumps(small_spec(axes={"seed": [0]}, task={
+        "kind": "group_composition", "group": "S3", "train_fraction": 1.5}).to_dict()))
+    args = parser.parse_args(["sweep", str(bad), "--sequential", "--out", str(tmp_path / "bad"),
+                              "--format", "csv"])
+    assert args.func(args) == 1
+    assert "1 failed" in capsys.readouterr().out and (tmp_path / "bad" / "table.csv").is_file()
+
+
+def test_an_axis_that_repeats_a_value_is_refused():
+    with pytest.raises(MiMarginError, match="repeats a value"):
+        small_spec(axes={"seed": [0, 0]})
 
 
 # -- Ray ------------------------------------------------------------------------------------------
