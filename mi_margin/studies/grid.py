@@ -67,6 +67,9 @@ def study_grid(make: GridRecipe, settings: Iterable[Any], seeds: int | Iterable[
         seeds: as :func:`~mi_margin.studies.study.study` takes them, the same for every setting.
         kwargs: passed to every study (``rule``, ``address``, ``progress``, ...).
     """
+    if isinstance(settings, (str, bytes)) or not isinstance(settings, Iterable):
+        raise MiMarginError(f"settings must be a list of settings (e.g. primes [59, 61]), got "
+                            f"{settings!r}")
     settings = list(settings)
     if not settings:
         raise MiMarginError("settings must hold at least one setting")

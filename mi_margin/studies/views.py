@@ -60,7 +60,12 @@ def _check(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
 
 
 def _table_of(study_or_table: Any) -> pd.DataFrame:
-    return study_or_table if isinstance(study_or_table, pd.DataFrame) else study_or_table.table
+    if isinstance(study_or_table, pd.DataFrame):
+        return study_or_table
+    if not isinstance(getattr(study_or_table, "table", None), pd.DataFrame):
+        raise MiMarginError(f"a study (mm.study's result) or its table of rows is needed, got "
+                            f"{type(study_or_table).__name__}")
+    return study_or_table.table
 
 
 def generalized(study_or_table: Any, level: float = GENERALIZED) -> pd.DataFrame:

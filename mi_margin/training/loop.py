@@ -16,6 +16,7 @@ between evaluations (no ``.item()`` per step).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -254,6 +255,8 @@ def start_run(model: Any, task: Task, config: TrainConfig, metrics: Sequence[Met
               out_dir: str | Path | None, overwrite: bool) -> Recorder:
     """A new run of ``model``, in a new run folder if ``out_dir`` (a folder holding a run is
     refused unless ``overwrite``, with the way on: :func:`existing_run_error`)."""
+    if out_dir is not None and (not isinstance(out_dir, (str, os.PathLike)) or str(out_dir) == ""):
+        raise MiMarginError(f"out_dir must name a folder for the run (or be None), got {out_dir!r}")
     if out_dir is not None and not overwrite and holds_run(Path(out_dir)):
         lock_folder(Path(out_dir)).close()     # a folder another process writes: refused first
         raise existing_run_error(Path(out_dir), {"task": task.to_dict(), "model": model.cfg.to_dict(),
