@@ -75,7 +75,8 @@ def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule
     budget, run_dir = config.steps, Path(folder) / "run"
     config = config.replace(checkpoint_schedule="none", progress=progress)
     run: Run | None = load(run_dir) if (run_dir / "run.json").is_file() else None
-    if run is not None and run.config.replace(steps=config.steps) != config:
+    # a run interrupted with the bar on or off resumes either way: progress is not the recipe's
+    if run is not None and run.config.replace(steps=config.steps, progress=progress) != config:
         raise MiMarginError(f"{run_dir} holds a run of another recipe or seed than seed {seed}")
     while run is None or not (run.step >= budget or rule.done(run.history, run.step)):
         step = 0 if run is None else run.step

@@ -16,7 +16,7 @@ import torch
 
 import mi_margin as mm
 from mi_margin.studies import StopRule, study
-from mi_margin.studies.seeds import read_seed, train_seed
+from mi_margin.studies.seeds import _clock, read_seed, train_seed
 from mi_margin.studies.study import seed_job
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
 
@@ -42,6 +42,20 @@ def test_a_seed_trained_in_chunks_is_the_uninterrupted_run(tmp_path):
     for name, value in plain.model.state_dict().items():
         assert torch.equal(value, run.model.state_dict()[name]), name
     pd.testing.assert_frame_equal(run.history.drop(columns=TIMING), plain.history)
+
+
+def test_a_seed_begun_without_a_bar_resumes_with_one(tmp_path):
+    """A seed's run folder begun with progress off (as a Ray task or an older version runs it)
+    continues with the bar on, to the weights of a run that was never interrupted."""
+    model, task, config = tiny(0)
+    mm.train(model, task, config.replace(steps=RULE.chunk, checkpoint_schedule="none",
+                                         progress=False), out_dir=tmp_path / "s" / "run",
+             metrics=[_clock(pd.DataFrame())])             # its first chunk, as train_seed runs it
+    run, _ = train_seed(tiny, 0, tmp_path / "s", RULE, progress=True)
+    whole, _ = train_seed(tiny, 0, tmp_path / "whole", RULE)
+    assert run.step == whole.step
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, run.model.state_dict()[name]), name
 
 
 def rows_without_timing(out: Path) -> pd.DataFrame:
