@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -121,19 +120,6 @@ def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
     return row
 
 
-def _as_run(run: Any) -> Any:
-    """A :class:`~mi_margin.Run`, loaded when ``run`` is its folder; anything else is refused
-    (the progress measures read a run's checkpoints, which a model does not have)."""
-    from mi_margin.training import Run, load
-
-    if isinstance(run, (str, Path)):
-        return load(run)
-    if not isinstance(run, Run):
-        raise MiMarginError(f"progress_measures reads a run's checkpoints: pass the Run that "
-                            f"mm.train returned (or its folder), got {type(run).__name__}")
-    return run
-
-
 def progress_measures(run: Any, labels: Sequence[Any] | None = None,
                       steps: Sequence[int] | None = None, *,
                       progress: bool = True
@@ -160,7 +146,9 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
         >>> table["step"].tolist() == sorted(run.checkpoints)
         True
     """
-    run = _as_run(run)
+    from mi_margin.training.run_folder import as_run
+
+    run = as_run(run, "progress_measures reads a run's checkpoints")
     task = run.task
     if not run.checkpoints:
         raise MiMarginError("the run has no checkpoints; train with checkpoint_schedule "

@@ -67,11 +67,9 @@ def check_fits(model: HookedModel, task: Task, *, finite: bool = False) -> None:
         ...
         mi_margin.errors.MiMarginError: the HookedMLP does not fit ModularAddition(p=7, k=2, ...
     """
-    from mi_margin.tasks import Task
+    from mi_margin.tasks.base import check_task
 
-    if not isinstance(task, Task):
-        raise MiMarginError(f"a task is needed beside the model (e.g. mm.ModularAddition(p=113)), "
-                            f"got {task!r}")
+    check_task(task, "a task is needed beside the model")
     if not hasattr(model, "cfg"):
         raise MiMarginError(f"a mi_margin model (HookedMLP, HookedOneLayerTransformer) is needed, "
                             f"got {type(model).__name__}")

@@ -159,11 +159,9 @@ _FLAG_REFUSALS = {
 def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
     """``for_task``'s arguments: a task object, and overrides that are fields of ``cls`` (a typo
     is named with the valid fields, not a TypeError)."""
-    from mi_margin.tasks import Task
+    from mi_margin.tasks.base import check_task
 
-    if not isinstance(task, Task):
-        raise MiMarginError(f"{cls.__name__}.for_task takes a task (e.g. mm.ModularAddition(p=113)),"
-                            f" got {task!r}")
+    check_task(task, f"{cls.__name__}.for_task takes a task")
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise MiMarginError(f"{cls.__name__} has no field(s) {unknown}; valid: "

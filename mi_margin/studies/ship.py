@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -106,27 +107,24 @@ def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
     ])
 
 
-def check_source(name: str, study_dir: str | Path) -> None:
-    """Refuse a study folder that does not hold a study of the population ``name`` (its card
-    would set another task's rows beside this paper's counts)."""
-    meta_path = Path(study_dir) / META
-    if not meta_path.is_file():
-        raise MiMarginError(f"{study_dir} holds no study ({META} is missing)")
-    source = read_meta(meta_path)["source"]
-    if source != name:
-        raise MiMarginError(f"{study_dir} holds a study of {source!r}, not of {name!r}")
+def check_source(name: str, study_dir: str | Path) -> dict[str, Any]:
+    """The study folder's record, refused unless it is a study of the population ``name`` (its
+    card would set another task's rows beside this paper's counts)."""
+    meta = read_meta(Path(study_dir) / META)
+    if meta["source"] != name:
+        raise MiMarginError(f"{study_dir} holds a study of {meta['source']!r}, not of {name!r}")
+    return meta
 
 
 def build(name: str, study_dir: str | Path, dest: str | Path) -> Path:
     """Write ``dest/NAME.csv`` and ``dest/NAME.md`` from the study folder's rows."""
     if name not in POPULATIONS:
         raise MiMarginError(f"no population {name!r}; valid: {sorted(POPULATIONS)}")
-    check_source(name, study_dir)
+    meta = check_source(name, study_dir)
     study_dir, dest = Path(study_dir), Path(dest)
     rows = read_rows(study_dir / ROWS)
     if not rows:
         raise MiMarginError(f"{study_dir} holds no finished seeds ({ROWS} is missing or empty)")
-    meta = read_meta(study_dir / META)
     table = pd.DataFrame([rows[s] for s in sorted(rows)])
     dest.mkdir(parents=True, exist_ok=True)
     table.to_csv(dest / f"{name}.csv", index=False)

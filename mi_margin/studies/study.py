@@ -120,8 +120,10 @@ def seed_row(folder: Path, seed: int, rule: StopRule) -> dict[str, Any]:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """A study folder's ``study.json``; a damaged one is a clear error (it is replaced whole, so
-    only an outside edit damages it)."""
+    """A study folder's ``study.json``; a missing or damaged one is a clear error (it is replaced
+    whole, so only an outside edit damages it)."""
+    if not path.is_file():
+        raise MiMarginError(f"{path.parent} holds no study ({path.name} is missing)")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -164,8 +166,6 @@ def resummarize(out: str | Path, progress: bool = True) -> Study:
         >>> st = resummarize("populations/chughtai_S4_mlp")      # doctest: +SKIP
     """
     out = Path(out)
-    if not (out / META).is_file():
-        raise MiMarginError(f"{out} holds no study ({META} is missing)")
     meta = read_meta(out / META)
     rule = StopRule(**meta["rule"])
     seeds = [s for s in meta["seeds"] if is_exported(out / f"seed_{s}")]

@@ -149,6 +149,14 @@ class Task:
 SUBSETS = ("all", "train", "test")
 
 
+def check_task(value: Any, what: str) -> Task:
+    """``value`` if it is a task; else a :class:`MiMarginError` that starts with ``what`` (who
+    needs it) and shows how to make one."""
+    if not isinstance(value, Task):
+        raise MiMarginError(f"{what} (e.g. mm.ModularAddition(p=113)), got {value!r}")
+    return value
+
+
 def subset_indices(task: Task, subset: str) -> Tensor:
     """Indices of ``subset`` ("all", "train" or "test") into the task's examples (non-empty).
 

@@ -21,6 +21,7 @@ from mi_margin.models.bridge import native_config
 from mi_margin.models.compat import check_fits, is_bridge, model_kind
 from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Cube, Cyclic, Group, Task
+from mi_margin.tasks.base import check_task
 from mi_margin.theory.formulas import (
     ACTIVATIONS,
     NetworkSpec,
@@ -73,8 +74,7 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
         >>> pred.applies, pred.width_bound, pred.frequencies
         (True, 24, (1, 2, 3))
     """
-    if not isinstance(task, Task):
-        raise MiMarginError(f"max_margin takes a task (e.g. mm.ModularAddition(p=113)), got {task!r}")
+    check_task(task, "max_margin takes a task")
     if act_fn is not None and act_fn not in ACTIVATIONS:
         raise MiMarginError(f"act_fn must be None or one of {list(ACTIVATIONS)}, "
                             f"got act_fn={act_fn!r}")

@@ -42,9 +42,9 @@ from mi_margin.training.recorder import (
 from mi_margin.training.run import Run
 from mi_margin.training.run_folder import (
     RunWriter,
+    as_run,
     existing_run_error,
     holds_run,
-    load_run,
     lock_folder,
 )
 
@@ -339,10 +339,7 @@ def resume(run_or_path: Run | str | Path, steps: int | None = None, **changes: A
     Example:
         >>> run = mm.resume("runs/p113", steps=40_000)    # doctest: +SKIP
     """
-    run = load_run(run_or_path) if isinstance(run_or_path, (str, Path)) else run_or_path
-    if not isinstance(run, Run):
-        raise MiMarginError(f"resume continues a run: pass its folder or the Run that mm.train "
-                            f"returned, got {type(run).__name__}")
+    run = as_run(run_or_path, "resume continues a run")
     if steps is not None:
         changes["steps"] = steps
     config = run.config.replace(**changes)

@@ -516,6 +516,17 @@ def _state(path: Path, step: int, digest: str | None) -> dict[str, torch.Tensor]
     return tensors
 
 
+def as_run(run_or_path: Any, what: str) -> Run:
+    """``run_or_path`` as a :class:`Run`: a run folder is loaded (:func:`load_run`), a Run passes,
+    anything else (a model, None) is refused with ``what`` (why the caller needs a run)."""
+    if isinstance(run_or_path, (str, os.PathLike)):
+        return load_run(Path(run_or_path))
+    if not isinstance(run_or_path, Run):
+        raise MiMarginError(f"{what}: pass a Run or a run folder (what mm.train returns, or its "
+                            f"out_dir), got {type(run_or_path).__name__}")
+    return run_or_path
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run folder (written by ``train(..., out_dir=...)`` or :func:`save_run`): its last
     published snapshot, every file checked; any damage is a :class:`CheckpointError` naming the

@@ -40,7 +40,7 @@ from mi_margin.theory.compare import compare_to_theory
 from mi_margin.theory.explained import ExplanationCheck, explanation_check
 from mi_margin.theory.predictions import prediction_for
 from mi_margin.theory.verdict import verdict
-from mi_margin.training import load
+from mi_margin.training.run_folder import as_run
 from mi_margin.viz import _html
 from mi_margin.viz.attention import AttentionView, attention_heatmap, attention_view
 from mi_margin.viz.figures import plot
@@ -305,15 +305,6 @@ def sections(run: Any) -> list[tuple[str, Callable[[Context], dict[str, Item]]]]
     return out
 
 
-def _load(run_or_path: Any) -> Any:
-    if isinstance(run_or_path, str | Path):
-        return load(run_or_path)
-    if not hasattr(run_or_path, "model") or not hasattr(run_or_path, "history"):
-        raise MiMarginError(f"write_report needs a Run or a run folder, got "
-                            f"{type(run_or_path).__name__}")
-    return run_or_path
-
-
 def notices(run: Any) -> list[str]:
     """What a reader must know before trusting the report: non-finite losses (where the run has
     examples to compute them on), a diverged run, no history, no checkpoints."""
@@ -380,7 +371,7 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
         >>> write_report(run)                                       # doctest: +SKIP
         PosixPath('runs/p113/report.html')
     """
-    run = _load(run_or_path)
+    run = as_run(run_or_path, "write_report reports a run")
     out = Path(path) if path is not None else (
         Path(run.path) / "report.html" if run.path is not None else Path("report.html"))
     check_output_file(out, "the report")
