@@ -139,7 +139,7 @@ def s5_sentence(table: pd.DataFrame) -> str:
         parts.append(f"{name} in all" if not lacking else
                      f"{name} in all but {seeds_phrase(lacking)}" if len(lacking) <= 3 else
                      f"{name} in {row.seeds_key or 'none'}")
-    paper = ", ".join(f"{n} {c}" for n, c in pop.paper_key.items())
+    paper = ", ".join(f"{n} {c}" for n, c in (pop.paper_key or {}).items())
     return (f"The S5 MLP population is under way: {pop.seeds} seeds planned, shipped so far seeds "
             f"{seed_ranges(table['seed'])}. {len(done)} of these {len(table)} grokked stably "
             f"within the {budget:,}-step budget, at steps {done['stable'].min():,.0f}–"
