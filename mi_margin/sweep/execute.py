@@ -1,16 +1,16 @@
 """Run a sweep: every grid point trained in its own folder, on Ray or one after another.
 
-By default an embedded local Ray instance uses this machine's cores (one run per core: each
-worker reserves ``cpus_per_run`` CPUs and trains with that many torch threads, which on a small
-CPU beats one run using all cores, docs/performance.md); ``address=`` connects to an existing Ray
-cluster instead (``"auto"``, the head's ``"host:6379"`` as ``ray start --head`` prints it, or a
-Ray Client ``"ray://head:10001"``; an address where nothing answers fails within
-:data:`CONNECT_TIMEOUT` seconds). Ray does the scheduling; a run whose node dies is retried
-elsewhere and resumes from its last snapshot (tests/sweep/test_cluster.py). On a cluster the
-output folder must be on a filesystem every node sees (workers write the run folders), and the
-nodes need mi_margin installed (or pass ``runtime_env={"py_modules": [...]}``); README.md,
-"Sweeps on a cluster", walks through it. ``sequential=True``
-runs everything in this process, in grid order, for debugging.
+By default an embedded local Ray instance uses this machine's cores (one run per core: each worker
+reserves ``cpus_per_run`` CPUs and trains with that many torch threads, which on a small CPU beats
+one run using all cores, docs/performance.md); ``address=`` connects to an existing Ray cluster
+instead (``"auto"``, the head's ``"host:6379"`` as ``ray start --head`` prints it, or a Ray Client
+``"ray://head:10001"``; an address where nothing answers, or where another kind of service answers,
+fails within :data:`CONNECT_TIMEOUT` seconds). Ray does the scheduling; a run whose node dies is
+retried elsewhere and resumes from its last snapshot (tests/sweep/test_cluster.py). On a cluster the
+output folder must be on a filesystem every node sees (workers write the run folders), and the nodes
+need mi_margin installed (or pass ``runtime_env={"py_modules": [...]}``); README.md, "Sweeps on a
+cluster", walks through it. ``sequential=True`` runs everything in this process, in grid order, for
+debugging.
 
 Finished runs are skipped, interrupted ones resume, failed ones are retried and a failure is
 recorded in its folder and in the table without stopping the others (see
@@ -56,8 +56,14 @@ from mi_margin.sweep.worker import (
 Job = list[tuple[RunSpec, Path]]
 
 #: seconds to wait for a TCP connection to a cluster address before calling it wrong (Ray itself
-#: keeps retrying an address where nothing answers for many minutes)
+#: keeps retrying an address where nothing, or another service, answers for many minutes)
 CONNECT_TIMEOUT = 5.0
+
+#: the opening an HTTP/2 client sends (RFC 9113 §3.4: the preface, then an empty SETTINGS frame);
+#: a Ray head's GCS and a Ray Client server speak gRPC, which is HTTP/2, so their first frame back
+#: is SETTINGS (frame type 4). A web server, a database or a silent port answers otherwise.
+HTTP2_OPENING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
 
 
 @dataclass
@@ -162,7 +168,10 @@ def _run_ray(ray: Any, jobs: list[Job], cpus_per_run: int, use_gpu: bool, bar: A
 
 def check_address(address: str) -> None:
     """Raise :class:`MiMarginError` within :data:`CONNECT_TIMEOUT` seconds unless ``address``
-    (``host:port`` or ``ray://host:port``; ``"auto"`` is left to Ray) accepts a TCP connection.
+    (``host:port`` or ``ray://host:port``; ``"auto"`` is left to Ray) accepts a TCP connection
+    and answers it as gRPC does (:data:`HTTP2_OPENING`). Ray itself keeps retrying an address
+    where nothing, or something else, answers; this check stands in front of it. With
+    ``RAY_USE_TLS`` set, only the connection is checked (the handshake is then TLS's).
 
     Example:
         >>> check_address("ray-head")
@@ -175,13 +184,31 @@ def check_address(address: str) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         raise MiMarginError(f"Ray address {address!r} is not host:port, ray://host:port or auto")
+    where = "(README.md, 'Sweeps on a cluster')"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host.strip("[]"), int(port)),
+                                      timeout=CONNECT_TIMEOUT) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
+                answer = _first_frame(conn)
+                if len(answer) < 9 or answer[3] != SETTINGS_FRAME:
+                    raise MiMarginError(
+                        f"something answers at {address!r}, but not a Ray cluster (it did not "
+                        f"answer as gRPC: {answer[:24]!r}); pass the address `ray start --head` "
+                        f"prints (port 6379 by default, 10001 for ray://) {where}")
     except OSError as err:
         raise MiMarginError(
             f"no Ray cluster answers at {address!r} ({err or 'timed out'}); start one with "
-            "`ray start --head` and pass the address it prints (README.md, 'Sweeps on a "
-            "cluster')") from err
+            f"`ray start --head` and pass the address it prints {where}") from err
+
+
+def _first_frame(conn: socket.socket) -> bytes:
+    """The first 9 bytes (an HTTP/2 frame header) the server sends after :data:`HTTP2_OPENING`,
+    fewer if it closes the connection first."""
+    conn.sendall(HTTP2_OPENING)
+    answer = b""
+    while len(answer) < 9 and (chunk := conn.recv(9 - len(answer))):
+        answer += chunk
+    return answer
 
 
 def connect(ray: Any, address: str | None, num_cpus: int | None,

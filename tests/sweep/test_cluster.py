@@ -7,6 +7,7 @@ address must fail in seconds with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,8 +19,8 @@ import pytest
 
 import mi_margin as mm
 from mi_margin.errors import MiMarginError
-from mi_margin.sweep import SweepSpec, run_sweep
-from mi_margin.sweep.execute import CONNECT_TIMEOUT, check_address
+from mi_margin.sweep import SweepSpec, execute, run_sweep
+from mi_margin.sweep.execute import CONNECT_TIMEOUT, HTTP2_OPENING, check_address
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,8 +107,47 @@ def test_wrong_address_fails_in_seconds_naming_it(tmp_path, monkeypatch, free_po
         check_address("127.0.0.1")
 
 
-def test_a_listening_address_passes_the_check():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
+def serve_once(reply: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A listening socket on 127.0.0.1 whose first connection reads the client's opening and gets
+    ``reply`` (nothing at all when empty: the connection is held open, silent, until closed)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            opening = b""
+            while len(opening) < len(HTTP2_OPENING):
+                opening += conn.recv(len(HTTP2_OPENING))
+            if reply:
+                conn.sendall(reply)
+            with contextlib.suppress(ConnectionResetError):
+                while conn.recv(1):                       # until the client hangs up
+                    pass
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_a_grpc_server_passes_the_check():
+    """What a gRPC server sends first: a SETTINGS frame (here with one setting, as Ray's GCS
+    sends; the real GCS passes in the two cluster tests)."""
+    settings = bytes([0, 0, 6, 4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100])
+    server, thread = serve_once(settings)
+    with server:
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
+        thread.join()
+
+
+@pytest.mark.parametrize("reply, message", [
+    (b"HTTP/1.0 400 Bad request\r\n\r\n", "not a Ray cluster.*HTTP/1.0"),
+    (b"", "no Ray cluster answers.*timed out")])
+def test_another_service_at_the_address_is_refused_in_seconds(monkeypatch, reply, message):
+    """A web server, or a port that accepts and says nothing, is refused within CONNECT_TIMEOUT
+    (Ray's own connect waits on it without end)."""
+    monkeypatch.setattr(execute, "CONNECT_TIMEOUT", 0.5)
+    server, thread = serve_once(reply)
+    with server, pytest.raises(MiMarginError, match=message):
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")
+    thread.join()

@@ -393,3 +393,11 @@ def test_invalid_analysis_option_value_counts_as_a_failure(tmp_path):
                       analysis_options={"margin": {"subset": "everything"}})
     res = run_sweep(spec, tmp_path / "sw", sequential=True, progress=False)
     assert res.n_failed == 1 and "everything" in res.table.iloc[0]["margin_error"]
+
+
+def test_a_real_ray_head_passes_the_address_check(ray_local):
+    """The address check's gRPC handshake (:data:`~mi_margin.sweep.execute.HTTP2_OPENING`) is
+    answered by a real GCS, here the local instance's; the slow cluster tests pass it too."""
+    from mi_margin.sweep.execute import check_address
+
+    check_address(ray_local.get_runtime_context().gcs_address)
