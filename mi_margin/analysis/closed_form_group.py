@@ -58,13 +58,33 @@ def _sup_norm(N: Tensor, d: int) -> Tensor:
     return torch.minimum(N.abs().sum(), N.norm() * d ** 1.5)
 
 
-def _trilinear(alpha: Tensor, beta: Tensor, omega: Tensor, d: int) -> tuple[Tensor, float]:
-    """The signal's M [d, d] of T_ρ = 2 Σ_i α_i ⊗ β_i ⊗ ω_i (its projection onto the
-    coefficients M[l, i] δ_jj' δ_kk' of tr(M ρ(a) ρ(b) ρ(c)ᵀ)) and the sup-norm bound of the rest."""
+def _commutant(matrices: Tensor) -> Tensor:
+    """An orthonormal basis [e, d, d] (Frobenius inner product) of the matrices X with
+    X ρ(g) = ρ(g) X for every g: the commutant End_G(ρ), of dimension e = 1, 2, 4 for real,
+    complex and quaternionic type (Schur's lemma over R; :class:`~mi_margin.groups.Irrep`)."""
+    d = matrices.shape[1]
+    eye = torch.eye(d, dtype=matrices.dtype)
+    # vec(X ρ − ρ X) = (ρᵀ ⊗ I − I ⊗ ρ) vec(X), row-major vec
+    system = torch.cat([torch.kron(eye, r.T.contiguous()) - torch.kron(r, eye) for r in matrices])
+    _, sv, vh = torch.linalg.svd(system)                  # d² singular values (n d² ≥ d² rows)
+    return vh[sv < 1e-9 * max(float(sv[0]), 1.0)].reshape(-1, d, d)
+
+
+def _trilinear(alpha: Tensor, beta: Tensor, omega: Tensor, commutant: Tensor) -> tuple[Tensor, float]:
+    """The signal's M [d, d] of T_ρ = 2 Σ_i α_i ⊗ β_i ⊗ ω_i and the sup-norm bound of the rest.
+
+    The signal is T_ρ's projection onto the tensors M_st[l, i] X_s[j, J] X_t[k, K] for X_s, X_t
+    in the orthonormal commutant basis: ⟨T, ρ(a) ⊗ ρ(b) ⊗ ρ(c)⟩ of such a tensor is
+    tr(M_st ρ(a) X_s ρ(b) X_t ρ(c)ᵀ) = tr(X_s X_t M_st ρ(a b c⁻¹)), since each X commutes with
+    every ρ(g); these are all the trilinear forms that depend on a b c⁻¹ only. A real-type irrep
+    has X = I/√d alone; a complex or quaternionic one (every irrep of a cyclic group but the sign)
+    needs the others, without which its signal would be charged as noise. Returned: the single
+    M = Σ_st X_s X_t M_st with signal tr(M ρ(g))."""
+    d = commutant.shape[1]
     Tr = 2 * torch.einsum("pl,ql,rl->pqr", alpha, beta, omega).reshape([d] * 6)
-    M = torch.einsum("ijjklk->li", Tr) / d ** 2
-    eye = torch.eye(d, dtype=torch.float64)
-    signal = torch.einsum("li,jJ,kK->ijJklK", M, eye, eye)                   # M[l, i] δ_jJ δ_kK
+    M_st = torch.einsum("ijJklK,sjJ,tkK->stli", Tr, commutant, commutant)
+    signal = torch.einsum("stli,sjJ,tkK->ijJklK", M_st, commutant, commutant)
+    M = torch.einsum("sab,tbc,stcd->ad", commutant, commutant, M_st)
     return M, float(_sup_norm(Tr - signal, d))
 
 
@@ -101,7 +121,8 @@ def group_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mod
     for name in names:
         rho = find_irrep(G, name)
         d = rho.dim
-        R, P = _coefficients(torch.tensor(rho.matrices, dtype=torch.float64))
+        matrices = torch.tensor(rho.matrices, dtype=torch.float64)
+        R, P = _coefficients(matrices)
         idx = torch.tensor([i for i in live.tolist() if label[i] == name], dtype=torch.long)
         c = T[:, :, idx].mean(1)                                      # [2, L]
         w0 = W[idx].mean(1)                                           # [L]
@@ -117,7 +138,7 @@ def group_margin(T: Tensor, W: Tensor, b_in: Tensor, label: tuple[Any, ...], mod
         phi, psi = (s + A) ** 2, 2 * s * B + B ** 2
         F1 += phi @ Wp.T
         F2 += psi @ Wp.T
-        M, rest = _trilinear(alpha, beta, omega, d)
+        M, rest = _trilinear(alpha, beta, omega, _commutant(matrices))
         noise += rest
         signal += R @ M.T.reshape(-1)                                 # Σ M[l, i] ρ(g)[i, l]
         L = len(idx)
