@@ -11,17 +11,18 @@ from mi_margin.checks import check_output_file
 from mi_margin.errors import MiMarginError
 
 
-def seed_arg(text: str) -> list[int] | int:
-    """``"50"`` (a count), ``"0-49"`` (a range) or ``"3,5,8"`` (a list) as seeds.
+def seed_arg(text: str) -> list[int] | range | int:
+    """``"50"`` (a count), ``"0-49"`` (a range, kept lazy: the study refuses more than
+    :data:`~mi_margin.studies.study.MAX_SEEDS` before building a list) or ``"3,5,8"`` (a list).
 
     Example:
         >>> seed_arg("3"), seed_arg("2-4"), seed_arg("1,7")
-        (3, [2, 3, 4], [1, 7])
+        (3, range(2, 5), [1, 7])
     """
     try:
         if "-" in text:
             lo, hi = (int(x) for x in text.split("-"))
-            return list(range(lo, hi + 1))
+            return range(lo, hi + 1)
         if "," in text:
             return [int(x) for x in text.split(",")]
         return int(text)
@@ -36,7 +37,7 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
         >>> parser = argparse.ArgumentParser(prog="mi-margin")
         >>> p = add_study_parser(parser.add_subparsers(dest="command"))
         >>> parser.parse_args(["study", "chughtai_S4_mlp", "--out", "s4", "--seeds", "0-3"]).seeds
-        [0, 1, 2, 3]
+        range(0, 4)
     """
     from mi_margin.zoo.recipes import POPULATIONS
 

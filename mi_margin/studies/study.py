@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import numbers
 import os
@@ -76,6 +77,10 @@ def recipe_of(source: str | SeedRecipe) -> SeedRecipe:
     return source
 
 
+#: the most seeds one study takes (each is a training run; the list is built before any trains)
+MAX_SEEDS = 1_000_000
+
+
 def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> list[int]:
     """``seeds`` as a sorted list of ints: a count (0..n-1), an iterable (e.g. ``range`` or
     ``numpy.arange``), or None (a population's all)."""
@@ -84,11 +89,13 @@ def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> li
             raise MiMarginError("seeds= is needed when the source is not a zoo population")
         seeds = POPULATIONS[source].seeds
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        out = list(range(int(seeds)))
-    elif isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes)):
-        out = list(seeds)
-    else:
+        seeds = range(int(seeds))
+    if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
         raise MiMarginError(f"seeds must be a count or a list of seeds, got {seeds!r}")
+    out = list(itertools.islice(seeds, MAX_SEEDS + 1))        # an endless iterator stops here
+    if len(out) > MAX_SEEDS:
+        raise MiMarginError(f"seeds: more than {MAX_SEEDS:,} seeds (got {seeds!r}); a study of "
+                            "that many would not finish; split it into several studies")
     if not out or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0
                       for s in out):
         raise MiMarginError(f"seeds must be a positive count or non-negative integers, got {seeds!r}")

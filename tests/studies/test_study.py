@@ -3,6 +3,7 @@ the population views count what the rows say."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -17,7 +18,7 @@ import torch
 import mi_margin as mm
 from mi_margin.studies import StopRule, study
 from mi_margin.studies.seeds import _clock, read_seed, train_seed
-from mi_margin.studies.study import seed_job
+from mi_margin.studies.study import MAX_SEEDS, seed_job, seed_list
 from mi_margin.studies.views import grokking_distribution, key_count_distribution, label_frequency
 
 RULE = StopRule(patience=2, cleanup=0.5, chunk=30)
@@ -327,3 +328,14 @@ def test_resummarize_recomputes_every_row_from_the_kept_records(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in before} == before
     with pytest.raises(mm.MiMarginError, match="holds no study"):
         resummarize(tmp_path / "nothing", progress=False)
+
+
+@pytest.mark.parametrize("seeds", [10**9, range(10**9), itertools.count()],
+                         ids=["a billion", "range of a billion", "endless iterator"])
+def test_too_many_seeds_are_refused_before_any_list_is_built(seeds):
+    """A count, a range or an endless iterator beyond MAX_SEEDS is refused after reading
+    MAX_SEEDS + 1 of them (a list of a billion ints would take gigabytes; an endless iterator
+    never returned)."""
+    with pytest.raises(mm.MiMarginError, match="more than 1,000,000 seeds"):
+        seed_list(seeds, "chughtai_S4_mlp")
+    assert seed_list(MAX_SEEDS, "chughtai_S4_mlp")[-1] == MAX_SEEDS - 1
