@@ -130,6 +130,21 @@ def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
     return value
 
 
+def as_python(value: Any) -> Any:
+    """A numpy or torch value as the Python numbers (or nested lists) it holds, through
+    ``.tolist()``; anything else unchanged. An integer then passes the checks the same from any
+    library, while a float or bool tensor stays a float or bool, for them to refuse.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> as_python(np.int64(3)), as_python(torch.tensor([1, 2])), as_python(np.array([[0, 1]]))
+        (3, [1, 2], [[0, 1]])
+        >>> as_python(torch.tensor(1.5)), as_python("standard")
+        (1.5, 'standard')
+    """
+    return value.tolist() if hasattr(value, "tolist") and hasattr(value, "ndim") else value
+
+
 def check_int_tuple(name: str, value: Any, low: int | None = None) -> tuple[int, ...]:
     """A list or tuple of integers >= ``low``, as a tuple."""
     rule = " ".join(["a list of integers", _bounds(low, None)]).strip()

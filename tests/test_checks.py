@@ -451,7 +451,54 @@ WRONG_OBJECT = [
     ("progress_measures(a folder with no run)", lambda tmp: mm.progress_measures(tmp), "not a run folder"),
 ]
 
-NEW_ROWS = ZOO + LEGACY + TOKENS + WRONG_OBJECT + EMBED_VECTOR + config_rows() + report_rows()
+def tiny_run() -> Any:
+    """A run on half of Z_7's table with checkpoints at steps 0, 1 and 2."""
+    task = mm.ModularAddition(p=7, train_fraction=0.5)
+    return mm.train(mlp_for(task), task, quick())
+
+
+S3, PARITY6 = mm.GroupComposition("S3"), mm.SparseParity(6, 3)
+
+#: labels as analyzers take them (restricted_loss, progress_measures, explain's keep), and the
+#: other arguments the same audit found accepted silently or refused confusingly
+LABELS = [
+    ("restricted_loss(labels=[])", lambda tmp: mm.restricted_loss(mlp_for(P7), P7, []), "empty"),
+    ("restricted_loss(labels=[1, 1])", lambda tmp: mm.restricted_loss(mlp_for(P7), P7, [1, 1]),
+     "more than once"),
+    ("restricted_loss(labels=['standard', '(2,1)'])",
+     lambda tmp: mm.restricted_loss(mlp_for(S3), S3, ["standard", "(2,1)"]), "alias"),
+    ("restricted_loss(restricted_on='test') with no test split",
+     lambda tmp: mm.restricted_loss(mlp_for(P7), P7, [1], restricted_on="test"), "is empty"),
+    ("restricted_loss(labels=[torch.tensor(1.5)])",
+     lambda tmp: mm.restricted_loss(mlp_for(P7), P7, torch.tensor([1.5])), "1.5"),
+    ("progress_measures(labels=[])", lambda tmp: mm.progress_measures(tiny_run(), labels=[]),
+     "labels=[] is empty"),
+    ("progress_measures(steps=[])", lambda tmp: mm.progress_measures(tiny_run(), steps=[]),
+     "steps=[] is empty"),
+    ("progress_measures(steps='2')", lambda tmp: mm.progress_measures(tiny_run(), steps="2"),
+     "steps='2'"),
+    ("progress_measures(steps=[1.5])", lambda tmp: mm.progress_measures(tiny_run(), steps=[1.5]),
+     "steps must be an integer"),
+    ("explain(keep=[[0, 1, 2]]) on Z_7", lambda tmp: mm.explain(mlp_for(P7), P7, keep=[[0, 1, 2]]),
+     "[[0, 1, 2]]"),
+    ("explain(keep=[])", lambda tmp: mm.explain(mlp_for(P7), P7, keep=[]), "keep=[] is empty"),
+    ("explain(keep=[(0, 1)]) on (6, 3)-parity",
+     lambda tmp: mm.explain(mm.theory.certificate(PARITY6), PARITY6, keep=[(0, 1)]), "order k=3"),
+    ("explain(min_purity=0)", lambda tmp: mm.explain(mlp_for(P7), P7, min_purity=0),
+     "> 0 and <= 1"),
+    ("explain(min_purity=1.5)", lambda tmp: mm.explain(mlp_for(P7), P7, min_purity=1.5),
+     "> 0 and <= 1"),
+    ("certify(compare='no')",
+     lambda tmp: mm.analysis.certify(mm.explain(mm.theory.certificate(P7), P7), compare="no"),
+     "compare='no'"),
+    ("theory.certificate('S4')", lambda tmp: mm.theory.certificate("S4"),
+     "certificate takes a task, got the string 'S4': pass mm.GroupComposition('S4')"),
+    ("theory.max_margin(model)", lambda tmp: mm.theory.max_margin(mlp_for(P7)),
+     "got a HookedMLP"),
+]
+
+NEW_ROWS = (ZOO + LEGACY + TOKENS + WRONG_OBJECT + EMBED_VECTOR + LABELS + config_rows()
+            + report_rows())
 #: rows too heavy for the suite (building the task alone takes seconds and a GiB): the count only
 HEAVY_ROWS = [("key_frequencies at p=4093 (274 GB of logits)", analyzer_at(4093), "GiB"),
               ("margin at p=4093 (float64 logits)", analyzer_at(4093, mm.margin), "GiB")]

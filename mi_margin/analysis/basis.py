@@ -23,17 +23,17 @@ from __future__ import annotations
 import math
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mi_margin.checks import as_python
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import (
     basis_labels,
-    check_frequencies,
     filter_grid,
     fourier_basis,
     frequency_mask,
@@ -112,14 +112,80 @@ class HarmonicBasis(ABC):
     def resolve(self, labels: Sequence[Any] | Any, trivial: bool = False) -> tuple[Any, ...]:
         """Canonical labels (aliases allowed; a single label too), in basis order, no repeats.
 
-        The trivial label is refused unless ``trivial`` (it carries only the mean).
+        The trivial label is refused unless ``trivial`` (it carries only the mean). For the
+        package's own label lists, which may be empty; what a user passes goes through
+        :meth:`user_labels`.
         """
-        one = isinstance(labels, (str, int)) or (self.label_kind == "subset" and labels and
-                                                  isinstance(next(iter(labels)), int))
-        given = [labels] if one else list(labels)
         chosen = {self.labels[0] if trivial and self._is_trivial(lab) else self._canonical(lab)
-                  for lab in given}
+                  for lab in self._given(labels, "labels")}
         return tuple(lab for lab in self.labels if lab in chosen)
+
+    def user_labels(self, labels: Sequence[Any] | Any, what: str = "labels") -> tuple[Any, ...]:
+        """The task's labels for the labels a user names in argument ``what``, in basis order:
+        what every analyzer that takes labels (``restricted_loss``, ``progress_measures``,
+        ``explain(keep=...)``) reads them with.
+
+        Taken: one label or a list of them, aliases (``"standard"``), a parity subset in any
+        order, numpy and torch integers and integer arrays. Refused, naming ``what``: an empty
+        list, an unknown label (the trivial one included) and a label named twice.
+
+        Example:
+            >>> import numpy as np
+            >>> from mi_margin.groups import symmetric
+            >>> IrrepBasis(symmetric(3), 2).user_labels(["standard"])
+            ('(2,1)',)
+            >>> CyclicBasis(7, 2).user_labels(np.array([3, 1]))
+            (1, 3)
+            >>> ParityBasis(4).user_labels([(2, 0)]), ParityBasis(4).user_labels((3, 1))
+            (((0, 2),), ((1, 3),))
+        """
+        given = self._given(labels, what)
+        if not given:
+            raise MiMarginError(f"{what}={labels!r} is empty: name at least one "
+                                f"{self.label_kind} ({self._describe()})")
+        chosen = self._known(given, what, labels)
+        twice = [lab for lab in dict.fromkeys(chosen) if chosen.count(lab) > 1]
+        if twice:
+            same = {"irrep": " (an alias names the same irrep)",
+                    "subset": " (a subset in any order is the same subset)"}
+            raise MiMarginError(f"{what}={labels!r} names the {self.label_kind} {twice[0]!r} "
+                                f"more than once{same.get(self.label_kind, '')}; name each once")
+        return tuple(lab for lab in self.labels if lab in set(chosen))
+
+    def _given(self, labels: Any, what: str) -> list[Any]:
+        """A user's labels as a list of Python values: numpy and torch values as the numbers
+        they hold, one label as a list of one (for parity a flat list of bit indices is one
+        subset)."""
+        labels = as_python(labels)
+        one = isinstance(labels, (str, int)) or (
+            self.label_kind == "subset" and isinstance(labels, (list, tuple)) and bool(labels)
+            and all(isinstance(j, int) for j in labels))
+        if one:
+            return [labels]
+        if not isinstance(labels, Iterable):
+            raise MiMarginError(f"{what} must be a {self.label_kind} or a list of "
+                                f"{PLURAL[self.label_kind]} ({self._describe()}), got "
+                                f"{what}={labels!r}")
+        return [as_python(lab) for lab in labels]
+
+    def _known(self, given: list[Any], what: str, labels: Any) -> list[Any]:
+        """:meth:`_canonical` of every label given, refusing those the task does not have
+        all at once, naming the argument."""
+        chosen, unknown, why = [], [], []
+        for lab in given:
+            try:
+                chosen.append(self._canonical(lab))
+            except MiMarginError as err:
+                unknown.append(lab)
+                why.append(str(err))
+        if unknown:
+            raise MiMarginError(f"{what} names {PLURAL[self.label_kind]} the task does not have: "
+                                f"{unknown} ({why[0]}); got {what}={labels!r}")
+        return chosen
+
+    def _describe(self) -> str:
+        """The task's non-trivial labels, for messages."""
+        return f"the task's {PLURAL[self.label_kind]} are {list(self.nontrivial)}"
 
     def _is_trivial(self, label: Any) -> bool:
         return label == self.labels[0]
@@ -291,7 +357,11 @@ class CyclicBasis(HarmonicBasis):
         self._B = fourier_basis(p).T
 
     def _canonical(self, label: Any) -> Any:
-        return check_frequencies(self.n, [label])[0]
+        f = as_python(label)
+        if isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= self.n // 2:
+            raise MiMarginError(f"a frequency of Z_{self.n} is an integer in 1..{self.n // 2}, "
+                                f"got {label!r}")
+        return f
 
     def operand_basis(self, label: Any) -> Tensor:
         return self._B[:, frequency_of_index(self.n) == label]
@@ -406,11 +476,16 @@ class ParityBasis(HarmonicBasis):
         self.dims = (1,) * len(self.labels)
 
     def _canonical(self, label: Any) -> Any:
-        subset = tuple(sorted(int(j) for j in label))
+        bits = as_python(label)
+        subset = (tuple(sorted(bits)) if isinstance(bits, (list, tuple)) and all(
+            isinstance(j, int) and not isinstance(j, bool) for j in bits) else None)
         if subset not in self.nontrivial:
             raise MiMarginError(f"a subset must be a non-empty tuple of distinct bit indices in "
                                 f"0..{self.bits - 1}, got {label!r}")
         return subset
+
+    def _describe(self) -> str:
+        return f"the task's subsets are the non-empty subsets of the bits 0..{self.bits - 1}"
 
     def _characters_on_cube(self) -> Tensor:
         rows = torch.arange(2**self.bits)
@@ -505,8 +580,14 @@ class EncodedBasis(HarmonicBasis):
         key = (self._view.inputs * self.n ** torch.arange(self.k - 1, -1, -1)).sum(1)
         self._rows = key.argsort()             # the task row at each position of the grid
 
-    def resolve(self, labels: Sequence[Any] | Any, trivial: bool = False) -> tuple[Any, ...]:
-        return self.inner.resolve(labels, trivial)
+    def _canonical(self, label: Any) -> Any:
+        return self.inner._canonical(label)
+
+    def _is_trivial(self, label: Any) -> bool:
+        return self.inner._is_trivial(label)
+
+    def _describe(self) -> str:
+        return self.inner._describe()
 
     def operand_basis(self, label: Any) -> Tensor:
         return self.inner.operand_basis(label)[self._elements]

@@ -55,7 +55,7 @@ from mi_margin.analysis.explain import (
     table_sum,
 )
 from mi_margin.analysis.results import AnalysisResult
-from mi_margin.checks import check_memory
+from mi_margin.checks import check_bool, check_memory
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import GELU_LIPSCHITZ, activation
 from mi_margin.models.mlp import HookedMLP
@@ -269,6 +269,7 @@ def certify(explanation: Explanation, bound: str = "uniform", compare: bool = Tr
     check_explanation(explanation, "certify")
     if bound not in BOUNDS:
         raise MiMarginError(f"bound must be one of {BOUNDS}, got bound={bound!r}")
+    check_bool("compare", compare)
     original = native(explanation.original)            # a bridge is converted once, here
     _check_arithmetic()
     if isinstance(original, HookedOneLayerTransformer):

@@ -42,7 +42,7 @@ from mi_margin.models.compat import is_bridge
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.protocol import HookedModel
-from mi_margin.models.transformer import HookedOneLayerTransformer
+from mi_margin.models.transformer import HookedOneLayerTransformer, native
 
 ALGORITHM = {
     "frequency": "each neuron reads cos/sin(ω_f a_i) of every operand at its frequency f and "
@@ -54,6 +54,19 @@ ALGORITHM = {
              "product (Chughtai et al. 2023; Morwani et al. 2024, Thm 9)",
     "subset": "each neuron reads the bits of one subset S and the logits follow the parity "
               "χ_S(x) = Π_{j∈S} x_j (Barak et al. 2022; Morwani et al. 2024, Thm 8)",
+}
+
+
+#: the algorithm when neurons keep several labels each (``explain(..., labels_per_neuron=m)``)
+SET_ALGORITHM = {
+    "frequency": "each neuron keeps a set of up to {m} frequencies (printed f+g): it reads "
+                 "cos/sin(ω_f a_i) of every operand and writes cos/sin(ω_f c) for each f of its "
+                 "set, so the logits add up cos(ω_f(a_1+…+a_k−c)) over the key frequencies, "
+                 "largest at c = the sum (Nanda et al. 2023; Morwani et al. 2024, Thm 7)",
+    "irrep": "each neuron keeps a set of up to {m} real irreps (printed ρ+σ): it reads each "
+             "irrep of its set of every operand and writes it of the answer, so the logits add "
+             "up χ_ρ(a_1⋯a_k c⁻¹) over the key irreps, largest at c = the product (Chughtai et "
+             "al. 2023; Morwani et al. 2024, Thm 9)",
 }
 
 
@@ -110,7 +123,13 @@ class Explanation(AnalysisResult):
         return (f"{type(self.task).__name__}: {len(live)} {kind} label{' set' if sets else ''}(s) "
                 f"carry "
                 f"{sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} zeroed "
-                f"(dead or unassigned).{path} Algorithm: {ALGORITHM[kind]}.")
+                f"(dead or unassigned).{path} Algorithm: {self._algorithm(live)}.")
+
+    def _algorithm(self, live: dict[Any, int]) -> str:
+        """The algorithm the kept labels implement, in one sentence."""
+        kind = self.clusters.label_kind
+        sizes = [len(lab) for lab in live if isinstance(lab, LabelSet)]
+        return SET_ALGORITHM[kind].format(m=max(sizes)) if sizes else ALGORITHM[kind]
 
     def _table(self) -> pd.DataFrame:
         return pd.DataFrame({"neuron": range(len(self.label)),
@@ -205,16 +224,29 @@ def _label_sets(clusters: NeuronClusters, m: int, min_purity: float
                  for idx, t, q, d in zip(index, top, share, clusters.dead))
 
 
-def _restrict(label: tuple[Any, ...], keep: set[Any] | None, clusters: NeuronClusters
-              ) -> tuple[Any, ...]:
+def _keep(keep: Any, basis: Any, task: Any) -> set[Any] | None:
+    """The labels ``keep`` names, resolved as every analyzer resolves a user's labels
+    (:meth:`~mi_margin.analysis.basis.HarmonicBasis.user_labels`); for sparse parity only the
+    subsets of the task's order k, the only ones a neuron is labelled with."""
+    if keep is None:
+        return None
+    chosen = basis.user_labels(keep, "keep")
+    if basis.label_kind == "subset":
+        k = task.k_support
+        other = [lab for lab in chosen if len(lab) != k]
+        if other:
+            raise MiMarginError(f"keep={keep!r} names the subset {other[0]} of order "
+                                f"{len(other[0])}: an explanation labels sparse-parity neurons "
+                                f"by subsets of the task's order k={k} (its support "
+                                f"{tuple(task.support)} is one), so it would zero every neuron")
+    return set(chosen)
+
+
+def _restrict(label: tuple[Any, ...], keep: set[Any] | None) -> tuple[Any, ...]:
     """``label`` with every label outside ``keep`` replaced by None (all kept when None)."""
     if keep is None:
         return label
-    unknown = keep - set(clusters.labels[1:])
-    if unknown:
-        raise MiMarginError(f"keep holds labels the task does not have: "
-                            f"{sorted(unknown, key=str)} (the {clusters.label_kind} labels are "
-                            f"{list(clusters.labels[1:])})")
+
     def kept(lab: Any) -> Any:
         if isinstance(lab, LabelSet):
             return LabelSet(x for x in lab if x in keep) or None
@@ -270,7 +302,10 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
     for sparse parity it keeps its input weights on the bits of its subset S (and its output
     map). Unassigned and dead neurons are zeroed; biases are kept (docs/mathematics.md §6.4).
     ``keep`` restricts the explanation to some labels (a narrower hypothesis, e.g. "only
-    frequencies 14 and 35 matter"): neurons of every other label are zeroed too.
+    frequencies 14 and 35 matter"): neurons of every other label are zeroed too. Its labels are
+    read as :func:`~mi_margin.restricted_loss` reads them (one label or a list; irrep aliases
+    such as ``"standard"``; a parity subset in any order, of the task's order k; numpy and
+    torch integers); an empty, unknown or repeated label is refused.
     ``source="weights"`` (MLPs of group tasks) labels the neurons from their weights alone
     (:func:`weight_clusters`), so that explaining and certifying (``bound="harmonic"``) never
     run the model on every input; for x² networks on groups it is also the more accurate source
@@ -282,7 +317,8 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
     (4,1)+(3,2) and (3,1,1)[a]+(3,1,1)[b], are then explained instead of cut to one
     (docs/mathematics.md §6.4). Transformer
     (Nanda et al. 2023): the embedding and unembedding projected onto the key labels, attention
-    kept, each labelled neuron writing only its own label
+    kept, each labelled neuron keeping its weights and unassigned and dead neurons writing
+    nothing, so that what a neuron writes reaches the logits only in the key labels
     (:func:`~mi_margin.analysis.explain_transformer.transformer_circuit`).
 
     A transformer's TransformerLens ``TransformerBridge`` (``model.to_bridge()``, or a bridge
@@ -313,12 +349,6 @@ def explain(model: HookedModel, task: Any, min_purity: float = 0.5,
     return replace(expl, model=expl.model.to_bridge(), original=model)
 
 
-def native(model: Any) -> Any:
-    """A ``TransformerBridge`` as its HookedOneLayerTransformer twin (same weights, converted by
-    :meth:`~mi_margin.HookedOneLayerTransformer.from_bridge`); anything else as it is."""
-    return HookedOneLayerTransformer.from_bridge(model) if is_bridge(model) else model
-
-
 def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity: float,
              keep: Iterable[Any] | None, source: str, labels_per_neuron: int = 1) -> Explanation:
     """:func:`explain` of a native model."""
@@ -333,12 +363,10 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     if labels_per_neuron != 1 and not isinstance(model, HookedMLP):
         raise MiMarginError(f"labels_per_neuron={labels_per_neuron!r} explains MLPs; a "
                             f"transformer keeps one label per neuron (labels_per_neuron=1)")
-    min_purity = check_float("min_purity", min_purity, low=0, high=1)
+    min_purity = check_float("min_purity", min_purity, low=0, high=1, low_open=True)
     check_int("labels_per_neuron", labels_per_neuron, low=1)
-    if keep is not None and (isinstance(keep, (str, bytes)) or not isinstance(keep, Iterable)):
-        raise MiMarginError(f"keep must be a list of labels (e.g. keep=[1, 8]), got keep={keep!r}")
-    keep = None if keep is None else set(keep)
     s = subject(model, task)
+    kept_labels = _keep(keep, s.basis, task)
     clusters = (weight_clusters(model, task, min_purity)
                 if source == "weights" and isinstance(model, HookedMLP) else
                 neuron_clusters(model, task, min_purity=min_purity))
@@ -346,9 +374,9 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
     if labels_per_neuron != 1:
         label = _label_sets(clusters, labels_per_neuron, min_purity)
-    label = _restrict(label, keep, clusters)
+    label = _restrict(label, kept_labels)
     if isinstance(model, HookedOneLayerTransformer):
-        net, key, kept = transformer_circuit(model, task, label, keep)
+        net, key, kept = transformer_circuit(model, task, label, kept_labels)
         return Explanation(model=net, original=model, task=task, clusters=clusters, label=label,
                            kept=kept, key=tuple(key))
     T, W = operand_tables(model), model.W_out.detach().double()

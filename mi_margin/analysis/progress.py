@@ -14,7 +14,7 @@ only one checkpoint's activations are in memory at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from mi_margin.analysis.restricted import (
 )
 from mi_margin.analysis.results import AnalysisResult, KeyLabels
 from mi_margin.analysis.spectrum import fourier_gini, logit_similarity
+from mi_margin.checks import as_python, check_int
 from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import weight_norm_sq
 
@@ -120,8 +121,29 @@ def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
     return row
 
 
+def _requested_steps(run: Any, steps: Any) -> list[int]:
+    """The kept checkpoints' steps that ``steps`` names, ascending: all of them for None, one
+    for an integer; refused when empty or when a step has no checkpoint."""
+    kept = sorted(run.checkpoints)
+    if steps is None:
+        return kept
+    given = as_python(steps)
+    given = [given] if isinstance(given, int) else given
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise MiMarginError(f"steps must be a checkpoint step or a list of them (kept: {kept}), "
+                            f"got steps={steps!r}")
+    chosen = sorted({check_int("steps", as_python(step), low=0) for step in given})
+    if not chosen:
+        raise MiMarginError(f"steps={steps!r} is empty: name at least one checkpoint step "
+                            f"(kept: {kept}), or steps=None for all of them")
+    missing = sorted(set(chosen) - set(kept))
+    if missing:
+        raise MiMarginError(f"no checkpoints at steps {missing}; kept: {kept}")
+    return chosen
+
+
 def progress_measures(run: Any, labels: Sequence[Any] | None = None,
-                      steps: Sequence[int] | None = None, *,
+                      steps: Sequence[int] | int | None = None, *,
                       progress: bool = True
                       ) -> ProgressMeasures:
     """The progress measures at every kept checkpoint of ``run`` as one table.
@@ -130,7 +152,7 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
         run: a :class:`~mi_margin.Run` (``run.checkpoints``) on any task, or its run folder.
         labels: key frequencies / irreps / subsets; default those of the final model
             (:func:`~mi_margin.analysis.restricted.default_components`).
-        steps: checkpoint steps to evaluate (default: all kept, ascending).
+        steps: checkpoint steps to evaluate, or one step (default: all kept, ascending).
         progress: show a progress bar over the checkpoints (``TQDM_DISABLE=1`` hides it too).
 
     Each checkpoint is one pass over the grid (:func:`checkpoint_caches`), from which every
@@ -153,13 +175,10 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
     if not run.checkpoints:
         raise MiMarginError("the run has no checkpoints; train with checkpoint_schedule "
                             "'log' or 'linear'")
-    kept = sorted(run.checkpoints)
-    chosen = kept if steps is None else sorted(set(steps))
-    missing = sorted(set(chosen) - set(kept))
-    if missing:
-        raise MiMarginError(f"no checkpoints at steps {missing}; kept: {kept}")
+    chosen = _requested_steps(run, steps)
     basis = basis_for(task)
-    keys = basis.resolve(default_components(run.model, task) if labels is None else labels)
+    keys = (basis.resolve(default_components(run.model, task)) if labels is None
+            else basis.user_labels(labels, "labels"))
     caches = checkpoint_caches(run, chosen, row_hooks(run.model.model_kind),
                                "progress measures", progress)
     rows = [{"step": step, **progress_row(c, keys)} for step, c in caches]
@@ -167,7 +186,7 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
 
 
 def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
-                   steps: Sequence[int] | None = None) -> ProgressMeasures:
+                   steps: Sequence[int] | int | None = None) -> ProgressMeasures:
     """:func:`progress_measures` of a group-composition run, for irreps (Chughtai et al. Fig. 4).
 
     Example:

@@ -39,6 +39,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.evaluation import cross_entropy64
 from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
+from mi_margin.tasks.base import subset_indices
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,9 @@ def restricted_loss(model: Analyzable, task: Task, labels: Sequence[Any] | None 
     if restricted_on not in ("all", "test"):
         raise MiMarginError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
     c = cached(model, task)
-    chosen = c.basis.resolve(default_components(c, task) if labels is None else labels)
-    eval_idx = torch.arange(len(task.labels)) if restricted_on == "all" else task.test_idx
+    eval_idx = _evaluated_on(task, restricted_on)
+    chosen = (c.basis.resolve(default_components(c, task)) if labels is None
+              else c.basis.user_labels(labels, "labels"))
     full = per_example(task, c.logits)
     kept, removed = (per_example(task, logits)
                      for logits in _ablated(c, chosen, ("keep", "remove"), direct_path))
@@ -192,6 +194,16 @@ def restricted_loss(model: Analyzable, task: Task, labels: Sequence[Any] | None 
                           full_train_loss=full_train, excluded=excluded,
                           excluded_acc=excluded_acc, full_acc=full_acc,
                           full_train_acc=full_train_acc)
+
+
+def _evaluated_on(task: Task, restricted_on: str) -> Tensor:
+    """The rows the restricted loss is averaged over; refused when empty (a task trained on
+    every input has no test split), as :func:`~mi_margin.margin` refuses it."""
+    try:
+        return subset_indices(task, restricted_on)
+    except MiMarginError as err:
+        raise MiMarginError(f"restricted_on={restricted_on!r}: {err} (restricted_on='all')"
+                            ) from None
 
 
 def default_components(model: Analyzable, task: Task) -> list[Any]:

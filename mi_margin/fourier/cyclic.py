@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from mi_margin.checks import as_python
 from mi_margin.errors import MiMarginError
 
 
@@ -258,18 +259,22 @@ def block_fractions(power: Float[Tensor, "..."], k: int) -> Float[Tensor, "m F"]
 
 def check_frequencies(p: int, frequencies: Sequence[int]) -> list[int]:
     """``frequencies`` as a list of distinct ints in 1..p//2, or a :class:`MiMarginError`.
+    Integers of any library are taken (numpy integers, integer arrays and tensors); floats and
+    bools are not.
 
     Example:
-        >>> check_frequencies(7, [3, 1])
-        [3, 1]
+        >>> import numpy as np
+        >>> check_frequencies(7, [3, 1]), check_frequencies(7, np.array([2]))
+        ([3, 1], [2])
     """
     _check_p(p)
-    freqs = [int(f) for f in frequencies] if all(
-        isinstance(f, (int, torch.Tensor)) and not isinstance(f, bool) for f in frequencies) \
-        else None
-    if freqs is None or any(not 1 <= f <= p // 2 for f in freqs) or len(set(freqs)) != len(freqs):
+    given = as_python(frequencies)
+    many = isinstance(given, Iterable) and not isinstance(given, (str, bytes))
+    freqs = [as_python(f) for f in given] if many else [given]
+    if (any(isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= p // 2 for f in freqs)
+            or len(set(freqs)) != len(freqs)):
         raise MiMarginError(f"frequencies must be distinct integers in 1..{p // 2} for p={p}, "
-                            f"got {list(frequencies)}")
+                            f"got {freqs}")
     return freqs
 
 

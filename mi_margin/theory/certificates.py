@@ -30,7 +30,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import cosine_neurons, exact_cosine_rows
 from mi_margin.models import HookedMLP, MLPConfig
 from mi_margin.tasks import Cube, Cyclic, Group, SparseParity, Task
-from mi_margin.theory.predictions import Prediction, max_margin
+from mi_margin.theory.predictions import Prediction, max_margin, require_task
 
 
 def _signs(k: int) -> list[tuple[int, ...]]:
@@ -125,7 +125,7 @@ def certificate(task: Task) -> HookedMLP:
         >>> model.cfg.d_mlp, model.cfg.act_fn
         (16, 'quadratic')
     """
-    pred = max_margin(task)
+    pred = max_margin(require_task(task, "certificate"))
     if pred.gamma is None:
         raise MiMarginError(f"no max-margin certificate for {task!r}: " + "; ".join(pred.reasons))
     W_in, W_out = WEIGHTS[type(task.algebra.domain)](task, pred)

@@ -14,14 +14,14 @@ full dataset) and why not.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from mi_margin.errors import MiMarginError
 from mi_margin.models.bridge import native_config
 from mi_margin.models.compat import check_fits, is_bridge, model_kind
 from mi_margin.models.protocol import HookedModel
-from mi_margin.tasks import Cube, Cyclic, Group, Task
-from mi_margin.tasks.base import check_task
+from mi_margin.tasks import TASKS, Cube, Cyclic, Group, Task
 from mi_margin.theory.formulas import (
     ACTIVATIONS,
     NetworkSpec,
@@ -40,7 +40,34 @@ __all__ = ["Prediction", "max_margin", "modular_gamma", "parity_gamma", "predict
 def _cyclic(task: Task, net: NetworkSpec) -> Prediction:
     """k-fold composition in Z_n (under any encoding: margins do not see a relabelling)."""
     alg = task.algebra
-    return cyclic_prediction(alg.order, alg.k, net, full_table_reason(task), task.kind)
+    pred = cyclic_prediction(alg.order, alg.k, net, full_table_reason(task), task.kind)
+    if alg.encoding is None or pred.hypotheses.get("odd_prime_p", True):
+        return pred
+    return replace(pred, reasons=(_encoded_order(task, pred.theorem), *pred.reasons[1:]))
+
+
+def _encoded_order(task: Task, theorem: str) -> str:
+    """Why an encoded cyclic group is outside the theorem, naming the group the task composes
+    in (Power et al.'s a·b and a/b mod p compose in Z_p* ≅ Z_(p−1)), not its order alone."""
+    n, op, p = task.algebra.order, getattr(task, "op", None), getattr(task, "p", None)
+    group = (f"{op} mod {p} composes in the group Z_{p}* ≅ Z_{n} (by discrete logs)"
+             if op in ("multiply", "divide") else f"{task.kind} composes in Z_{n}")
+    return (f"{group}, whose order {n} is not an odd prime; {theorem} is for a cyclic group of "
+            "odd prime order")
+
+
+def require_task(value: Any, what: str) -> Task:
+    """``value`` if it is a task; else a :class:`MiMarginError` saying that ``what`` takes one,
+    naming the type it got (a model's repr is pages long) and, for a group's name,
+    the task to make of it."""
+    if isinstance(value, Task):
+        return value
+    if isinstance(value, str):
+        hint = ("mm.ModularAddition(p=113)" if value in TASKS
+                else f"mm.GroupComposition({value!r}) for a group, or mm.ModularAddition(p=113)")
+        raise MiMarginError(f"{what} takes a task, got the string {value!r}: pass {hint}")
+    got = "None" if value is None else f"a {type(value).__name__}"
+    raise MiMarginError(f"{what} takes a task (e.g. mm.ModularAddition(p=113)), got {got}")
 
 
 #: the theorem family of each kind of domain (tasks/algebra.py)
@@ -74,7 +101,7 @@ def max_margin(task: Task, act_fn: str | None = None, width: int | None = None,
         >>> pred.applies, pred.width_bound, pred.frequencies
         (True, 24, (1, 2, 3))
     """
-    check_task(task, "max_margin takes a task")
+    require_task(task, "max_margin")
     if act_fn is not None and act_fn not in ACTIVATIONS:
         raise MiMarginError(f"act_fn must be None or one of {list(ACTIVATIONS)}, "
                             f"got act_fn={act_fn!r}")

@@ -16,7 +16,7 @@ So each batched run reproduces :func:`~mi_margin.train` on its model bit for bit
 (tests/training/test_batched.py), fast paths and hooks included. The instances' forwards are
 not vectorised into one (``torch.func.vmap`` does not pass through the fast paths' autograd
 functions nor the float64 loss's data-dependent underflow rows), so a batch costs what its N
-runs cost in one process (bench/bench_throughput.py, docs/performance.md §4).
+runs cost in one process (bench/bench_throughput.py, docs/performance.md §5).
 """
 
 from __future__ import annotations
