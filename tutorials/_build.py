@@ -1512,11 +1512,13 @@ utils` and `HookedTransformer`. TransformerLens 4 removed both:
   `HookedRootModule` with TL's hook and weight names, which is what mi_margin's models are
   (`model.to_bridge()` gives the bridge, with identical logits);
 - `import transformer_lens.utils as utils` → `import transformer_lens.utilities as utils`
-  (`get_act_name`, `to_numpy`, `test_prompt`, ...);
+  (`get_act_name`, `to_numpy`, ...; `test_prompt` is there too, but it scores a prompt's next
+  token, and these models read their answer at `=`: use `return_type="loss"` with `labels=`);
 - `from transformer_lens.hook_points import HookedRootModule` →
   `from transformer_lens import HookedRootModule` (`HookPoint` stays in `transformer_lens.hook_points`);
-- `model.cfg.use_attn_result = True`, then `cache["result", 0]` → `cache.stack_head_results(...)`
-  (each head's output, computed from `hook_z` and `W_O`);
+- `model.cfg.use_attn_result = True`, then `cache["result", 0]`: still works on mi_margin's
+  transformer; `cache.stack_head_results(...)` gives the same per-head outputs without it,
+  computed from `hook_z` and `W_O`;
 - Nanda's `fourier_basis` (his helpers) → `mi_margin.fourier.cyclic.fourier_basis`, the same basis
   in the same order.
 
@@ -1795,7 +1797,7 @@ px.bar(x=part_names, y=attrs.mean(1).tolist(), labels={"x": "component", "y": "m
     md(r"""
 **Exercise 4.** Write `head_logit_attribution(cache, labels)`: each head's direct contribution to
 the correct logit at `=`, `[n_heads, p²]`. `cache.stack_head_results` gives each head's output
-$z^h W_O^h$ (TL 4's replacement of `use_attn_result`).
+$z^h W_O^h$ (no `use_attn_result` needed).
 """),
     exercise("head_logit_attribution", """
 def head_logit_attribution(cache, labels):

@@ -43,6 +43,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
 from mi_margin.models.compat import check_fits, model_kind
 from mi_margin.models.protocol import HookedModel
+from mi_margin.models.transformer import native
 from mi_margin.tasks import Task
 from mi_margin.tasks.base import subset_indices
 
@@ -87,6 +88,7 @@ def layer_function(model: HookedModel, layer: int = 0) -> LayerFunction:
         >>> torch.allclose(layer_function(mlp)(x), mlp(task.inputs))
         True
     """
+    model = native(model)
     check_layer(model, layer)
     cfg, mlp = model.cfg, model.blocks[0].mlp
     with torch.no_grad():
@@ -103,6 +105,7 @@ def layer_function(model: HookedModel, layer: int = 0) -> LayerFunction:
 def layer_inputs(model: HookedModel, task: Task, idx: Tensor, chunk: int = 4096
                  ) -> Float[Tensor, "n d_in"]:
     """The continuous layer inputs x of the examples ``idx`` (float64), see the module docstring."""
+    model = native(model)
     cfg = model.cfg
     if model_kind(model) == "mlp":
         if cfg.input_kind == "vector":
@@ -191,7 +194,8 @@ def agop(model: HookedModel, task: Task, layer: int = 0, wrt: str = "input", sub
 
     Args:
         model: a :class:`HookedMLP` or :class:`HookedOneLayerTransformer` (see the module
-            docstring for what "layer input" means for each).
+            docstring for what "layer input" means for each), or the transformer's
+            ``TransformerBridge`` (read as its native twin, the same weights).
         task: the task the model was trained on.
         layer: 0.
         wrt: ``"input"``: AGOP ``(1/n) Σ_x J_x^T J_x`` over the layer input (Mallinar et al.
@@ -216,6 +220,7 @@ def agop(model: HookedModel, task: Task, layer: int = 0, wrt: str = "input", sub
         raise MiMarginError(f"method must be one of {list(METHODS)}, got method={method!r}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise MiMarginError(f"chunk must be None or a positive integer, got chunk={chunk!r}")
+    model = native(model)
     check_fits(model, task, finite=True)
     fn = layer_function(model, layer)
     points = layer_inputs(model, task, subset_indices(task, subset))
@@ -258,6 +263,7 @@ def agop_and_kernel(model: HookedModel, task: Task, layer: int = 0, subset: str 
         >>> agop_and_kernel(mlp, task).max_identity_error() < 1e-12
         True
     """
+    model = native(model)                  # a bridge is converted once, here
     return AGOPAndKernel(agop(model, task, layer, "input", subset, chunk),
                          agop(model, task, layer, "preactivation", subset, chunk),
                          layer_weight(model, layer))

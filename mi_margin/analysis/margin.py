@@ -25,6 +25,7 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.compat import check_fits
 from mi_margin.models.evaluation import model_inputs
 from mi_margin.models.protocol import HookedModel
+from mi_margin.models.transformer import native
 from mi_margin.tasks import Task
 from mi_margin.tasks.base import subset_indices
 
@@ -109,8 +110,10 @@ def logits64(model: HookedModel, task: Task, idx: Tensor, chunk: int = 8192) -> 
     """Logits of ``model`` on examples ``idx`` computed in float64 arithmetic.
 
     A float32 model is evaluated on a float64 copy of its weights, so the difference of two large
-    logits (a margin near γ*) is not lost to float32 rounding.
+    logits (a margin near γ*) is not lost to float32 rounding; a ``TransformerBridge`` on its
+    native twin's.
     """
+    model = native(model)
     n_classes = model.cfg.d_vocab_out
     check_memory(f"the float64 logits [{len(idx):,}, {n_classes}] of {task!r} (in chunks, then "
                  "joined)", 2 * len(idx) * n_classes * 8)
@@ -161,7 +164,9 @@ def margin(model: HookedModel, task: Task, subset: str = "all") -> MarginResult:
     """Per-example margins, the dataset margin h(θ) and the normalized margin of ``model``.
 
     Args:
-        model: any model with ``last_logits`` (HookedMLP, HookedOneLayerTransformer).
+        model: a HookedMLP, HookedOneLayerTransformer or its ``TransformerBridge`` (scored as
+            its native twin, :meth:`~mi_margin.HookedOneLayerTransformer.from_bridge`: the same
+            weights, evaluated in float64).
         task: the task whose examples are scored.
         subset: "all" (the theory's dataset: the full table), "train" or "test".
 
@@ -178,6 +183,7 @@ def margin(model: HookedModel, task: Task, subset: str = "all") -> MarginResult:
         >>> res.nu, res.per_example.shape
         (3, torch.Size([25]))
     """
+    model = native(model)
     check_fits(model, task, finite=True)
     idx = subset_indices(task, subset)
     labels = task.labels[idx]

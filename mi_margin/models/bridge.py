@@ -31,33 +31,47 @@ from torch import Tensor
 from mi_margin._tl import bridge_config, convert_tl_checkpoint, transformer_bridge
 from mi_margin.errors import MiMarginError
 from mi_margin.models.activations import activation
-from mi_margin.models.compat import is_bridge
+from mi_margin.models.compat import check_answer_tokens, is_bridge
 from mi_margin.models.config import TransformerConfig
-from mi_margin.models.tl_interface import finish
+from mi_margin.models.tl_interface import TransformerInput, finish
 
 #: the attribute in which :func:`to_bridge` records the model's config on the bridge
 RECORD = "mi_margin_cfg"
 #: the activations a bridge names that a HookedOneLayerTransformer has under the same name
 BRIDGE_ACTS = ("relu", "gelu")
 #: what the config of a bridge not made by :func:`to_bridge` must say for a
-#: HookedOneLayerTransformer to compute the same function: (what, test of the config)
-NATIVE_NEEDS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
-    ("architecture='TransformerLensNative' (TransformerBridge.boot_native)",
+#: HookedOneLayerTransformer to compute the same function: (the field a message names, what is
+#: needed, test of the config). ``models.legacy`` checks a stored TransformerLens config with it.
+NATIVE_NEEDS: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("architecture", "architecture='TransformerLensNative' (TransformerBridge.boot_native)",
      lambda c: c.architecture == "TransformerLensNative"),
-    ("n_layers=1", lambda c: c.n_layers == 1),
-    ("normalization_type=None (no LayerNorm)", lambda c: c.normalization_type is None),
-    ("final_rms=False", lambda c: not c.final_rms),
-    ("positional_embedding_type='standard'", lambda c: c.positional_embedding_type == "standard"),
-    (f"act_fn in {BRIDGE_ACTS}", lambda c: c.act_fn in BRIDGE_ACTS),
-    ("gated_mlp=False", lambda c: not c.gated_mlp),
-    ("parallel_attn_mlp=False", lambda c: not c.parallel_attn_mlp),
-    ("n_key_value_heads=None or n_heads", lambda c: c.n_key_value_heads in (None, c.n_heads)),
-    ("attention scaled by sqrt(d_head) (attn_scale=-1)",
+    ("n_layers", "n_layers=1", lambda c: c.n_layers == 1),
+    ("normalization_type", "normalization_type=None (no LayerNorm)",
+     lambda c: c.normalization_type is None),
+    ("final_rms", "final_rms=False", lambda c: not c.final_rms),
+    ("positional_embedding_type", "positional_embedding_type='standard'",
+     lambda c: c.positional_embedding_type == "standard"),
+    ("act_fn", f"act_fn in {BRIDGE_ACTS}", lambda c: c.act_fn in BRIDGE_ACTS),
+    ("gated_mlp", "gated_mlp=False", lambda c: not c.gated_mlp),
+    ("parallel_attn_mlp", "parallel_attn_mlp=False", lambda c: not c.parallel_attn_mlp),
+    ("n_key_value_heads", "n_key_value_heads=None or n_heads",
+     lambda c: c.n_key_value_heads in (None, c.n_heads)),
+    ("attn_scale", "attention scaled by sqrt(d_head) (attn_scale=-1)",
      lambda c: not (c.use_attn_scale and c.attn_scale > 0)
      or math.isclose(c.attn_scale, math.sqrt(c.d_head))),
-    ("no soft caps (attn_scores_soft_cap, output_logits_soft_cap <= 0)",
-     lambda c: c.attn_scores_soft_cap <= 0 and c.output_logits_soft_cap <= 0),
+    ("attn_scores_soft_cap", "no soft cap (attn_scores_soft_cap <= 0)",
+     lambda c: c.attn_scores_soft_cap <= 0),
+    ("output_logits_soft_cap", "no soft cap (output_logits_soft_cap <= 0)",
+     lambda c: c.output_logits_soft_cap <= 0),
 )
+
+
+def unmet_needs(cfg: Any, skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(field, what is needed) of every :data:`NATIVE_NEEDS` entry ``cfg`` fails, except the
+    entries of the fields in ``skip``."""
+    skip = set(skip)
+    return [(field, need) for field, need, holds in NATIVE_NEEDS
+            if field not in skip and not holds(cfg)]
 
 
 @functools.cache
@@ -65,24 +79,53 @@ def answer_bridge_class() -> type:
     """``TransformerBridge`` whose loss is the answer's, read at the last position (built on first
     use: importing the bridge is slow)."""
 
-    class AnswerBridge(transformer_bridge()):  # type: ignore[misc]
-        """A ``TransformerBridge`` of a mi_margin model: ``return_type="loss"``/``"both"`` need
-        ``labels=`` (the answers [B]) and score the last position, as the model itself does."""
+    class AnswerBridge(TransformerInput, transformer_bridge()):  # type: ignore[misc]
+        """A ``TransformerBridge`` of a mi_margin model that reads its inputs as the model does:
+        ``to_tokens`` and the input checks are the model's (:class:`TransformerInput`: tokens
+        [a1, ..., ak, '='], "3 + 5" gets its '='), ``return_type="loss"``/``"both"`` need
+        ``labels=`` (the answers [B]) and score the last position, and
+        ``tokens_to_residual_directions`` refuses tokens without an unembedding column."""
+
+        def to_tokens(self, input: Any, prepend_bos: bool | None = None, *_: Any,
+                      **__: Any) -> Tensor:
+            """The model's tokens of ``input`` (a string "12 + 5", a list of operands or a
+            tensor, checked); TransformerLens's padding and truncation options change nothing
+            on one row of fixed length, and there is no BOS token to prepend."""
+            if prepend_bos:
+                raise MiMarginError("this model has no BOS token: its inputs are [a1, ..., ak, "
+                                    "'='] (pass prepend_bos=False or leave it unset)")
+            return super().to_tokens(input)
 
         def forward(self, input: Any, return_type: str | None = "logits", *args: Any,
                     loss_per_token: bool = False, labels: Any = None, **kwargs: Any) -> Any:
+            if kwargs.get("start_at_layer") is None:    # else input is the residual stream
+                input = self.to_tokens(input)
             if return_type not in ("loss", "both"):
                 return super().forward(input, return_type, *args, loss_per_token=loss_per_token,
                                        labels=labels, **kwargs)
             logits = super().forward(input, "logits", *args, **kwargs)
             return finish(logits, logits[:, -1], return_type, labels, loss_per_token)
 
+        def tokens_to_residual_directions(self, tokens: Any) -> Tensor:
+            """TransformerLens's ``W_U[:, tokens]``, refusing '=' and other tokens without an
+            unembedding column by name, as the model does."""
+            ids = self.to_single_token(tokens) if isinstance(tokens, str) else tokens
+            check_answer_tokens(self.cfg, ids)
+            return super().tokens_to_residual_directions(tokens)
+
     return AnswerBridge
 
 
 def to_bridge(model: Any) -> Any:
-    """A ``TransformerBridge`` with ``model``'s weights, in eval mode; logits and hooks match to
-    float tolerance; the loss needs ``labels=`` as the model's does (see the module docstring).
+    """A ``TransformerBridge`` with ``model``'s weights, in eval mode; the loss needs ``labels=``
+    as the model's does (see the module docstring).
+
+    The logits and the hooks the model has match to float tolerance, except
+    ``blocks.0.attn.hook_attn_scores``: TransformerLens 4's ``boot_native`` bridge fires it with
+    the post-softmax pattern (the values of ``hook_pattern``), not the pre-softmax scores, and
+    discards an edit made there (with a warning). Read or patch the scores on the model itself
+    (``HookedOneLayerTransformer.from_bridge(bridge)``). tests/models/test_bridge_edges.py pins
+    this, so a TransformerLens release that changes it fails a test.
 
     Example:
         >>> bridge = model.to_bridge()                       # doctest: +SKIP
@@ -152,7 +195,7 @@ def native_config(bridge: Any, weights: dict[str, Tensor] | None = None) -> Tran
                                 use_pos_embed=recorded.use_pos_embed
                                 or bool(weights["pos_embed.W_pos"].any()))
     cfg = bridge.cfg
-    wrong = [need for need, holds in NATIVE_NEEDS if not holds(cfg)]
+    wrong = [need for _, need in unmet_needs(cfg)]
     if wrong:
         raise MiMarginError(f"this TransformerBridge has no HookedOneLayerTransformer twin: it needs "
                             f"{'; '.join(wrong)} (its config: n_layers={cfg.n_layers}, "

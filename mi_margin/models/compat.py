@@ -47,6 +47,22 @@ def is_bridge(model: Any) -> bool:
     return any(c.__name__ == "TransformerBridge" for c in type(model).__mro__)
 
 
+def refuse_bridge(model: Any, what: str, instead: str) -> None:
+    """Raise :class:`MiMarginError` if ``model`` is a ``TransformerBridge``: ``what`` (e.g.
+    ``"mm.train"``) works on the native weights, so the message says how to convert it and what
+    to do ``instead``.
+
+    Example:
+        >>> import mi_margin as mm
+        >>> refuse_bridge(mm.HookedMLP(mm.MLPConfig(d_vocab=5, d_vocab_out=5, k=2, d_mlp=8)),
+        ...               "mm.save", "save the native model")    # an MLP passes
+    """
+    if is_bridge(model):
+        raise MiMarginError(f"{what} takes a HookedOneLayerTransformer or HookedMLP, not a "
+                            f"TransformerBridge: convert it with model = "
+                            f"mm.HookedOneLayerTransformer.from_bridge(bridge) and {instead}")
+
+
 def expected_shape(model: HookedModel, task: Task) -> dict[str, Any]:
     """The config fields a model of ``model``'s kind needs to fit ``task``."""
     if model_kind(model) == "transformer":
@@ -131,6 +147,31 @@ def check_transformer_tokens(cfg: Any, tokens: Any) -> None:
         raise MiMarginError(f"operand tokens must lie in [0, {eq}), got [{int(ops.min())}, "
                             f"{int(ops.max())}] (is the model built for this task? use "
                             "TransformerConfig.for_task(task))")
+
+
+def check_answer_tokens(cfg: Any, tokens: Any) -> None:
+    """Refuse tokens with no unembedding column: ``W_U`` has one per answer (``d_vocab_out``,
+    usually the task's p classes), so '=' and the other input-only tokens have no residual
+    direction (TransformerLens's ``tokens_to_residual_directions`` returns ``W_U[:, token]``).
+
+    Example:
+        >>> import mi_margin as mm
+        >>> cfg = mm.TransformerConfig.for_task(mm.ModularAddition(p=7), d_model=8)
+        >>> check_answer_tokens(cfg, 7)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: token 7 ('=') has no unembedding column: ...
+    """
+    values = torch.as_tensor(tokens)
+    if not is_integer(values):
+        raise MiMarginError(f"tokens must be integers (answer token ids), got {values.dtype}")
+    outside = values[(values < 0) | (values >= cfg.d_vocab_out)].unique().tolist()
+    if outside:
+        names = ", ".join(f"{t} ('=')" if t == cfg.d_vocab - 1 else str(t) for t in outside[:5])
+        which = f"tokens {names} have" if len(outside) > 1 else f"token {names} has"
+        raise MiMarginError(f"{which} no unembedding column: W_U has one per answer, "
+                            f"tokens 0..{cfg.d_vocab_out - 1} (d_vocab_out={cfg.d_vocab_out}); "
+                            "'=' and other input-only tokens have no residual direction")
 
 
 def check_mlp_inputs(cfg: Any, x: Any) -> None:

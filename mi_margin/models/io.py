@@ -20,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mi_margin.errors import CheckpointError, MiMarginError
-from mi_margin.models.config import TransformerConfig, config_from_dict
+from mi_margin.models.compat import refuse_bridge
+from mi_margin.models.config import DTYPES, TransformerConfig, config_from_dict
 from mi_margin.models.files import atomic_write
 from mi_margin.models.mlp import HookedMLP
 from mi_margin.models.transformer import HookedOneLayerTransformer
@@ -97,8 +98,21 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 def save_model(model: Any, path: str | Path, **extra: Any) -> str:
     """Save a model's weights and config to ``path`` (a ``.safetensors`` file); ``extra`` goes into
     the metadata (a run's snapshot stores its ``step``). Returns the file's digest."""
+    check_savable(model)
     return save_tensors(path, dict(model.state_dict()),
                         {"format": FORMAT, "config": model.cfg.to_dict(), **extra})
+
+
+def check_savable(model: Any) -> None:
+    """Refuse, saying what to do, what :func:`save_model` cannot write: a ``TransformerBridge``
+    (its config is TransformerLens's, and loading builds a mi_margin model from the file's) and
+    weights in a dtype a config cannot name (``model.half()``)."""
+    refuse_bridge(model, "mm.save", "save that (mm.load gives it back; .to_bridge() converts it "
+                  "again)")
+    dtype = model.cfg.dtype
+    if dtype not in DTYPES.values():
+        raise MiMarginError(f"mm.save writes models in {list(DTYPES)}; this model's weights are "
+                            f"{dtype}: convert them first (model.float() or model.double())")
 
 
 def build_model(cfg_dict: dict[str, Any]) -> Any:

@@ -1,16 +1,19 @@
-"""Load a published TransformerLens checkpoint (legacy ``HookedTransformer`` layout) safely.
+"""Load a published grokking checkpoint (Nanda et al.'s or ``HookedTransformer``'s layout) safely.
 
 Grokking runs shared by Nanda et al. and the ARENA course are ``torch.save``'d state dicts of a
-one-layer, LayerNorm-free ``HookedTransformer``: ``embed.W_E`` [d_vocab, d_model],
-``pos_embed.W_pos`` [n_ctx, d_model], ``blocks.0.attn.W_Q/W_K/W_V`` [H, d_model, d_head],
-``blocks.0.attn.W_O`` [H, d_head, d_model], ``blocks.0.mlp.W_in`` [d_model, d_mlp],
-``blocks.0.mlp.W_out`` [d_mlp, d_model], ``unembed.W_U`` [d_model, d_vocab_out], their biases
-and the buffers ``blocks.0.attn.mask`` / ``blocks.0.attn.IGNORE``. They come bare, nested as
-``{"model": state_dict, "config": {...}}`` (or ``"state_dict"``), or as a list of checkpoints
-``{"state_dicts": [...], ...}``. :func:`load_tl_checkpoint` reads the file with
-``torch.load(..., weights_only=True)`` (tensors and plain containers only: a file that needs
-arbitrary pickled objects is refused), infers the :class:`TransformerConfig` from the shapes,
-checks it against a stored config, and returns a :class:`HookedOneLayerTransformer`.
+one-layer, LayerNorm-free transformer, either in the layout of Nanda's own code (converted by
+:func:`from_original_layout`) or in that of TransformerLens's ``HookedTransformer``: ``embed.W_E``
+[d_vocab, d_model], ``pos_embed.W_pos`` [n_ctx, d_model], ``blocks.0.attn.W_Q/W_K/W_V`` [H, d_model,
+d_head], ``blocks.0.attn.W_O`` [H, d_head, d_model], ``blocks.0.mlp.W_in`` [d_model, d_mlp],
+``blocks.0.mlp.W_out`` [d_mlp, d_model], ``unembed.W_U`` [d_model, d_vocab_out], their biases and
+the buffers ``blocks.0.attn.mask`` / ``blocks.0.attn.IGNORE``. They come bare, nested as ``{"model":
+state_dict, "config": {...}}`` (or ``"state_dict"``), or as a list of checkpoints ``{"state_dicts":
+[...], ...}``. :func:`load_tl_checkpoint` reads the file with ``torch.load(..., weights_only=True)``
+(tensors and plain containers only: a file that needs arbitrary pickled objects is refused), infers
+the :class:`TransformerConfig` from the shapes, checks it against a stored config, and returns a
+:class:`HookedOneLayerTransformer`. A stored config whose fields change what the network computes
+(``parallel_attn_mlp=True``, rotary positions, another attention scale, ...) is refused, naming the
+field: the weights alone would load as a different function.
 
 Example:
     >>> import mi_margin as mm
@@ -20,13 +23,16 @@ Example:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from mi_margin.checks import check_int
 from mi_margin.errors import CheckpointError
+from mi_margin.models.bridge import unmet_needs
 from mi_margin.models.config import TransformerConfig
 from mi_margin.models.transformer import HookedOneLayerTransformer
 
@@ -34,6 +40,48 @@ from mi_margin.models.transformer import HookedOneLayerTransformer
 BUFFERS = ("blocks.0.attn.mask", "blocks.0.attn.IGNORE")
 NESTED = ("model", "state_dict")
 LISTS = ("state_dicts", "checkpoints")
+
+#: TransformerLens's defaults of the fields :func:`check_stored_config` reads, for a stored config
+#: that leaves them out
+TL_DEFAULTS: dict[str, Any] = {
+    "final_rms": False, "positional_embedding_type": "standard", "gated_mlp": False,
+    "parallel_attn_mlp": False, "n_key_value_heads": None, "use_attn_scale": True,
+    "attn_scale": -1.0, "attn_scores_soft_cap": -1.0, "output_logits_soft_cap": -1.0,
+    "original_architecture": None}
+#: the entries of models.bridge.NATIVE_NEEDS not checked on a stored config: the bridge's own
+#: ``architecture`` (a HookedTransformer config names ``original_architecture``, see
+#: :data:`LEGACY_NEEDS`), LayerNorm and layers (refused first, with their own messages) and
+#: ``act_fn`` (the TransformerConfig names the valid ones, and ``overrides`` may set it)
+NOT_STORED = ("architecture", "n_layers", "normalization_type", "act_fn")
+#: what a HookedTransformer config needs beyond NATIVE_NEEDS: (field, what is needed, test).
+#: Legacy attention divides the scores by ``attn_scale`` only when ``use_attn_scale`` is set
+#: (TransformerLens 4's native bridge always scales, so NATIVE_NEEDS does not ask).
+LEGACY_NEEDS: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("original_architecture", "original_architecture=None (a model built from a config, not "
+     "a converted pretrained one)", lambda c: c.original_architecture in (None, "None")),
+    ("use_attn_scale", "use_attn_scale=True (scores divided by sqrt(d_head))",
+     lambda c: bool(c.use_attn_scale)),
+)
+
+
+def from_original_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` in TransformerLens's layout, if it is in the layout of Nanda et al.'s own
+    grokking code (the paper's ``Transformer``, whose runs ARENA's ``full_run_data.pth`` ships):
+    the same names, but ``W_E`` [d_model, d_vocab], ``W_Q``/``W_K``/``W_V`` [H, d_head, d_model],
+    ``W_O`` [d_model, H·d_head] (heads major), ``W_in`` [d_mlp, d_model] and ``W_out``
+    [d_model, d_mlp]; ``W_pos``, ``W_U`` and the MLP biases as TransformerLens has them, and no
+    attention or unembedding biases (zero here). A two-dimensional ``W_O`` tells the layouts apart
+    (TransformerLens's is [H, d_head, d_model]); any other state is returned as it is."""
+    W_O, W_Q = state.get("blocks.0.attn.W_O"), state.get("blocks.0.attn.W_Q")
+    if W_O is None or W_O.ndim != 2 or W_Q is None or W_Q.ndim != 3:
+        return state
+    transposed = {"embed.W_E", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out"}
+    out = {k: v.T if k in transposed and v.ndim == 2 else v for k, v in state.items()}
+    for name in ("W_Q", "W_K", "W_V"):
+        if f"blocks.0.attn.{name}" in state:
+            out[f"blocks.0.attn.{name}"] = state[f"blocks.0.attn.{name}"].transpose(1, 2)
+    out["blocks.0.attn.W_O"] = W_O.reshape(W_O.shape[0], W_Q.shape[0], -1).permute(1, 2, 0)
+    return {k: v.contiguous() for k, v in out.items()}
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -87,12 +135,30 @@ def check_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values")
 
 
+def check_stored_config(stored: dict[str, Any], n_heads: int, d_head: int) -> None:
+    """Refuse a stored TransformerLens config whose fields make the network compute something a
+    HookedOneLayerTransformer does not (models.bridge.NATIVE_NEEDS, the table ``from_bridge``
+    checks, plus :data:`LEGACY_NEEDS`), naming each field and its value; ``n_heads`` and
+    ``d_head`` come from the weights."""
+    fields = {name: stored.get(name, default) for name, default in TL_DEFAULTS.items()}
+    view = SimpleNamespace(**fields, n_heads=n_heads, d_head=d_head)
+    wrong = unmet_needs(view, skip=NOT_STORED)
+    wrong += [(field, need) for field, need, holds in LEGACY_NEEDS if not holds(view)]
+    if wrong:
+        what = "; ".join(f"{field}={getattr(view, field)!r}, where it needs {need}"
+                         for field, need in wrong)
+        raise CheckpointError(f"the stored config describes a network HookedOneLayerTransformer "
+                              f"does not compute, so its weights would load as another function: "
+                              f"{what}. Run it with TransformerLens instead")
+
+
 def infer_config(state: dict[str, torch.Tensor], stored: dict[str, Any] | None = None,
                  **overrides: Any) -> TransformerConfig:
     """The :class:`TransformerConfig` of a legacy one-layer state dict, checked against ``stored``.
 
     Raises :class:`CheckpointError` for LayerNorm weights, more than one layer, missing or extra
-    keys, inconsistent shapes, or a stored config that disagrees with the weights.
+    keys, inconsistent shapes, a stored config that disagrees with the weights, or one whose
+    fields change the computation (:func:`check_stored_config`).
     """
     stored = stored or {}
     norms = sorted(k for k in state if ".ln" in k or k.startswith("ln_final"))
@@ -124,6 +190,7 @@ def infer_config(state: dict[str, torch.Tensor], stored: dict[str, Any] | None =
                                   f"{name}={fields[name]!r}")
     if stored.get("attn_only"):
         raise CheckpointError("attention-only checkpoints are not supported (attn_only=True)")
+    check_stored_config(stored, H, d_head)
     if "dtype" not in overrides:
         overrides["dtype"] = "float64" if state["embed.W_E"].dtype == torch.float64 else "float32"
     return TransformerConfig(**{**fields, **overrides})
@@ -147,7 +214,10 @@ def load_tl_checkpoint(path: str | Path, *, index: int = -1, d_vocab_out: int | 
     if isinstance(index, bool) or not isinstance(index, int):
         raise CheckpointError(f"index must be an integer, got index={index!r}")
     state, stored = unwrap(read_checkpoint(path), index)
-    state = {k: v for k, v in state.items() if k not in BUFFERS}
+    state = from_original_layout({k: v for k, v in state.items() if k not in BUFFERS})
+    if stored.get("use_ln"):
+        raise CheckpointError("the stored config has use_ln=True (LayerNorm); "
+                              "HookedOneLayerTransformer has none (Nanda et al.'s model)")
     check_weights(state, path)
     if d_vocab_out is not None:
         columns = state["unembed.W_U"].shape[-1] if "unembed.W_U" in state else None

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from mi_margin.checks import check_bool
 from mi_margin.errors import MiMarginError
-from mi_margin.models.compat import is_integer
+from mi_margin.models.compat import check_transformer_tokens, is_integer
 from mi_margin.models.evaluation import cross_entropy64
 
 RETURN_TYPES = ("logits", "loss", "both", None)
@@ -87,22 +87,15 @@ def finish(logits: Tensor, last: Tensor, return_type: str | None, labels: Tensor
     return loss if return_type == "loss" else (logits, loss)
 
 
-class TLInterface:
-    """Mixin for :class:`~mi_margin.HookedOneLayerTransformer` and :class:`~mi_margin.HookedMLP`.
+class OperandInput:
+    """Mixin: ``to_tokens`` of a string ``"12 + 5 ="``, a list of operands or a tensor.
 
-    Subclasses define ``_check_input(x)`` (raise :class:`MiMarginError` on input the model cannot
-    read), ``_token_label(position, value)`` and ``_n_operands()``.
+    Subclasses define ``_n_operands()``, ``_operands_to_input(operands)`` (one row [1, n]),
+    ``_check_input(x)`` (raise :class:`MiMarginError` on input the model cannot read) and, if they
+    have single tokens to name, ``_single_token(string)``.
     """
 
     cfg: Any
-
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``.to(device)``/``.cuda()``/``.cpu()`` also update ``cfg.device`` (TransformerLens reads it)."""
-        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
-        for tensor in self.parameters():  # type: ignore[attr-defined]
-            object.__setattr__(self.cfg, "device", str(tensor.device))
-            break
-        return out
 
     # -- tokens ----------------------------------------------------------------------------------
     def to_tokens(self, input: Any) -> Tensor:
@@ -148,21 +141,6 @@ class TLInterface:
                                 f"{len(operands)} in {given!r}")
         return operands
 
-    def to_str_tokens(self, input: Any) -> list[str] | list[list[str]]:
-        """Labels of the tokens, e.g. ``["a=12", "b=5", "="]`` (a list of lists for a batch).
-
-        Example:
-            >>> import mi_margin as mm
-            >>> task = mm.ModularAddition(p=13)
-            >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=8))
-            >>> model.to_str_tokens(task.tokens[5])
-            ['a=0', 'b=5', '=']
-        """
-        x = input if isinstance(input, Tensor) else self.to_tokens(input)
-        rows = self.to_tokens(x)
-        labels = [[self._token_label(i, v) for i, v in enumerate(row.tolist())] for row in rows]
-        return labels[0] if (not isinstance(input, Tensor) or input.ndim == 1) else labels
-
     def to_single_token(self, string: str) -> int:
         """The token of one operand value (``"12"``) or of ``"="``."""
         return self._single_token(string.strip())
@@ -178,6 +156,67 @@ class TLInterface:
 
     def _check_input(self, x: Tensor) -> None:
         raise NotImplementedError
+
+
+class TransformerInput(OperandInput):
+    """The transformer's tokens [a1, ..., ak, '='], read from its config (``n_ctx``, ``d_vocab``):
+    shared by :class:`~mi_margin.HookedOneLayerTransformer` and its ``TransformerBridge``, so that
+    both tokenize and refuse the same inputs."""
+
+    @property
+    def eq_token(self) -> int:
+        """The '=' token (the last of the input vocabulary)."""
+        return int(self.cfg.d_vocab) - 1
+
+    def _check_input(self, tokens: Tensor) -> None:
+        check_transformer_tokens(self.cfg, tokens)
+
+    def _n_operands(self) -> int:
+        return int(self.cfg.n_ctx) - 1
+
+    def _operands_to_input(self, operands: list[int]) -> Tensor:
+        return torch.tensor([[*operands, self.eq_token]], device=self.cfg.device)
+
+    def _single_token(self, string: str) -> int:
+        if string == "=":
+            return self.eq_token
+        if not string.isdigit() or int(string) >= self.eq_token:
+            raise MiMarginError(f"no token {string!r}: tokens are operands 0..{self.eq_token - 1} "
+                                "and '='")
+        return int(string)
+
+
+class TLInterface(OperandInput):
+    """Mixin for :class:`~mi_margin.HookedOneLayerTransformer` and :class:`~mi_margin.HookedMLP`.
+
+    Subclasses define what :class:`OperandInput` asks for and ``_token_label(position, value)``.
+    """
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``.to(...)``, ``.cuda()``, ``.double()``, ``.float()``, ``.half()``... also update
+        ``cfg.device`` (TransformerLens reads it) and ``cfg.dtype`` (saving writes it, and loading
+        builds the model from it, so it must be the weights' dtype)."""
+        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+        for tensor in self.parameters():  # type: ignore[attr-defined]
+            object.__setattr__(self.cfg, "device", str(tensor.device))
+            object.__setattr__(self.cfg, "dtype", tensor.dtype)
+            break
+        return out
+
+    def to_str_tokens(self, input: Any) -> list[str] | list[list[str]]:
+        """Labels of the tokens, e.g. ``["a=12", "b=5", "="]`` (a list of lists for a batch).
+
+        Example:
+            >>> import mi_margin as mm
+            >>> task = mm.ModularAddition(p=13)
+            >>> model = mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(task, d_model=8))
+            >>> model.to_str_tokens(task.tokens[5])
+            ['a=0', 'b=5', '=']
+        """
+        x = input if isinstance(input, Tensor) else self.to_tokens(input)
+        rows = self.to_tokens(x)
+        labels = [[self._token_label(i, v) for i, v in enumerate(row.tolist())] for row in rows]
+        return labels[0] if (not isinstance(input, Tensor) or input.ndim == 1) else labels
 
     def _token_label(self, position: int, value: float) -> str:
         raise NotImplementedError

@@ -21,9 +21,16 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models import fast_paths
 from mi_margin.models.activations import activation
 from mi_margin.models.bridge import native_config, native_state, tl_weights, to_bridge
-from mi_margin.models.compat import check_transformer_tokens
+from mi_margin.models.compat import check_answer_tokens, is_bridge
 from mi_margin.models.config import TransformerConfig
-from mi_margin.models.tl_interface import TLInterface, check_return_type, finish, operand_names, own_config
+from mi_margin.models.tl_interface import (
+    TLInterface,
+    TransformerInput,
+    check_return_type,
+    finish,
+    operand_names,
+    own_config,
+)
 from mi_margin.models.tokenizer import OperandTokenizer
 
 
@@ -208,7 +215,7 @@ class TransformerBlock(nn.Module):
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(resid)))
 
 
-class HookedOneLayerTransformer(TLInterface, CachingRoot):
+class HookedOneLayerTransformer(TransformerInput, TLInterface, CachingRoot):
     """One-layer transformer on tokens ``[a1, ..., ak, '=']`` with TransformerLens hooks.
 
     ``model(tokens)`` returns logits for every position, float [B, pos, d_vocab_out];
@@ -266,38 +273,16 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
             return fast_paths.transformer_logits(self, tokens)
         return self(tokens, final_pos_only=True)[:, -1]
 
-    # -- inputs (see models.tl_interface) ------------------------------------------------------
-    @property
-    def eq_token(self) -> int:
-        """The '=' token (the last of the input vocabulary)."""
-        return self.cfg.d_vocab - 1
-
+    # -- inputs (see models.tl_interface: TransformerInput reads and checks them) --------------
     @property
     def tokenizer(self) -> OperandTokenizer:
         """Ids ↔ strings (``"12"``, ``"="``) for TransformerLens code that decodes tokens."""
         return OperandTokenizer(self.eq_token, self.eq_token)
 
-    def _check_input(self, tokens: Tensor) -> None:
-        check_transformer_tokens(self.cfg, tokens)
-
-    def _n_operands(self) -> int:
-        return self.cfg.n_ctx - 1
-
-    def _operands_to_input(self, operands: list[int]) -> Tensor:
-        return torch.tensor([[*operands, self.eq_token]], device=self.W_E.device)
-
     def _token_label(self, position: int, value: float) -> str:
         if position == self.cfg.n_ctx - 1:
             return "="
         return f"{operand_names(self.cfg.n_ctx - 1)[position]}={int(value)}"
-
-    def _single_token(self, string: str) -> int:
-        if string == "=":
-            return self.eq_token
-        if not string.isdigit() or int(string) >= self.eq_token:
-            raise MiMarginError(f"no token {string!r}: tokens are operands 0..{self.eq_token - 1} "
-                                "and '='")
-        return int(string)
 
     # -- TransformerLens switches -----------------------------------------------------------------
     def set_use_attn_result(self, use_attn_result: bool) -> None:
@@ -368,9 +353,11 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
     # -- what ActivationCache.logit_attrs / get_full_resid_decomposition call ------------------
     def tokens_to_residual_directions(self, tokens: Tensor | int | str) -> Tensor:
         """Unembedding directions of output tokens (answers; a string such as ``"12"`` too),
-        [..., d_model]."""
+        [..., d_model], as TransformerLens's ``W_U[:, tokens]``; a token without an unembedding
+        column ('=' when ``d_vocab_out`` is the task's p answers) is refused by name."""
         if isinstance(tokens, str):
             tokens = self.to_single_token(tokens)
+        check_answer_tokens(self.cfg, tokens)
         return self.W_U[:, tokens].movedim(0, -1)
 
     def accumulated_bias(self, layer: int, mlp_input: bool = False,
@@ -410,3 +397,11 @@ class HookedOneLayerTransformer(TLInterface, CachingRoot):
         model = cls(native_config(bridge, weights))
         model.load_state_dict(native_state(weights, model.state_dict()))
         return model.eval()
+
+
+def native(model: Any) -> Any:
+    """A ``TransformerBridge`` as its HookedOneLayerTransformer twin (same weights, converted by
+    :meth:`HookedOneLayerTransformer.from_bridge`); anything else as it is. What reads the native
+    weight layout or methods (``last_logits``, ``cfg.degree``) calls this once on its way in, so
+    that it accepts a bridge in the model's place."""
+    return HookedOneLayerTransformer.from_bridge(model) if is_bridge(model) else model

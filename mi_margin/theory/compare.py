@@ -41,6 +41,7 @@ from mi_margin.analysis.neurons import neuron_clusters
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.models.compat import check_fits
 from mi_margin.models.protocol import HookedModel
+from mi_margin.models.transformer import native
 from mi_margin.tasks import Cube, SparseParity, Task
 from mi_margin.theory.predictions import Prediction, prediction_for
 
@@ -279,7 +280,8 @@ def compare_to_theory(model: HookedModel, task: Task, pure_threshold: float = 0.
 
     Args:
         model: a HookedMLP or HookedOneLayerTransformer (any model with ``blocks.0.mlp.hook_pre``,
-            ``W_out`` and, for transformers, ``W_U``).
+            ``W_out`` and, for transformers, ``W_U``), or the transformer's ``TransformerBridge``
+            (compared as its native twin, the same weights).
         task: ModularAddition, GroupComposition or SparseParity.
         pure_threshold: purity above which a neuron counts as pure.
 
@@ -292,6 +294,7 @@ def compare_to_theory(model: HookedModel, task: Task, pure_threshold: float = 0.
         >>> round(report.ratio, 9), report.fraction_pure
         (1.0, 1.0)
     """
+    model = native(model)
     check_fits(model, task, finite=True)
     pred = prediction_for(model, task)
     res = margin(model, task, "all")

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from mi_margin._progress import progress_bar
 from mi_margin.errors import CheckpointError, MiMarginError, TrainingDivergedError
-from mi_margin.models.compat import check_fits
+from mi_margin.models.compat import check_fits, refuse_bridge
 from mi_margin.models.evaluation import evaluate, model_inputs
 from mi_margin.models.fast_paths import summed_cross_entropy
 from mi_margin.tasks import Task
@@ -275,7 +275,8 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
 
     Args:
         model: a :class:`HookedOneLayerTransformer` or :class:`HookedMLP` (trained in place) that
-            fits ``task`` (:func:`~mi_margin.models.compat.check_fits`).
+            fits ``task`` (:func:`~mi_margin.models.compat.check_fits`). A ``TransformerBridge``
+            is refused: train its native twin (``HookedOneLayerTransformer.from_bridge``).
         task: the task; only ``task.train_idx`` is trained on.
         config: :class:`TrainConfig` (defaults: Nanda et al.'s AdamW recipe).
         out_dir: if given, the run folder is written there as training goes: snapshots that
@@ -304,6 +305,8 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise MiMarginError(f"config must be a TrainConfig, got {type(config).__name__}")
+    refuse_bridge(model, "mm.train", "train that (model.to_bridge() then gives the trained "
+                  "bridge)")
     check_fits(model, task)
     check_checkpoint_memory(model, config)
     engine = ModelEngine(model, task, config)

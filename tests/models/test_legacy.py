@@ -138,3 +138,54 @@ def test_unknown_activation_names_the_valid_ones(tmp_path):
     torch.save({"model": legacy_state(), "config": tl_config(act_fn="gelu_new")}, tmp_path / "g.pth")
     with pytest.raises(MiMarginError, match="act_fn must be one of"):
         mm.load_tl_checkpoint(tmp_path / "g.pth")
+
+
+def original_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``legacy_state``'s weights as Nanda et al.'s own grokking code stores them (its
+    ``Transformer``: W_E [d_model, d_vocab], W_Q/W_K/W_V [H, d_head, d_model], W_O
+    [d_model, H·d_head] heads major, W_in [d_mlp, d_model], W_out [d_model, d_mlp]; no attention
+    or unembedding biases), with its float mask buffer."""
+    s = state
+    H, d_model, d_head = s["blocks.0.attn.W_Q"].shape
+    return {"embed.W_E": s["embed.W_E"].T.clone(), "pos_embed.W_pos": s["pos_embed.W_pos"],
+            **{f"blocks.0.attn.W_{n}": torch.einsum("hde->hed", s[f"blocks.0.attn.W_{n}"])
+               for n in "QKV"},
+            "blocks.0.attn.W_O": torch.einsum("hed->dhe", s["blocks.0.attn.W_O"]).reshape(
+                d_model, H * d_head),
+            "blocks.0.attn.mask": torch.tril(torch.ones(3, 3)),
+            "blocks.0.mlp.W_in": s["blocks.0.mlp.W_in"].T.clone(),
+            "blocks.0.mlp.b_in": s["blocks.0.mlp.b_in"],
+            "blocks.0.mlp.W_out": s["blocks.0.mlp.W_out"].T.clone(),
+            "blocks.0.mlp.b_out": s["blocks.0.mlp.b_out"], "unembed.W_U": s["unembed.W_U"]}
+
+
+def original_logits(s: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    """The forward pass of Nanda et al.'s grokking code, in its own layout and index names
+    (causal scores masked by tril minus 1e10, then softmax of scores / sqrt(d_head))."""
+    x = torch.einsum("dbp->bpd", s["embed.W_E"][:, tokens]) + s["pos_embed.W_pos"]
+    k, q, v = (torch.einsum("ihd,bpd->biph", s[f"blocks.0.attn.W_{n}"], x) for n in "KQV")
+    scores = torch.einsum("biph,biqh->biqp", k, q)
+    masked = torch.tril(scores) - 1e10 * (1 - s["blocks.0.attn.mask"])
+    z = torch.einsum("biph,biqp->biqh", v, (masked / k.shape[-1] ** 0.5).softmax(-1))
+    z_flat = z.permute(0, 2, 1, 3).reshape(z.shape[0], z.shape[2], -1)
+    x = x + torch.einsum("df,bqf->bqd", s["blocks.0.attn.W_O"], z_flat)
+    hidden = torch.relu(torch.einsum("md,bpd->bpm", s["blocks.0.mlp.W_in"], x) + s["blocks.0.mlp.b_in"])
+    x = x + torch.einsum("dm,bpm->bpd", s["blocks.0.mlp.W_out"], hidden) + s["blocks.0.mlp.b_out"]
+    return (x @ s["unembed.W_U"])[:, -1]
+
+
+def test_nanda_et_al_s_own_layout_loads_and_computes_its_forward_pass(tmp_path):
+    """ARENA's full_run_data.pth holds runs of Nanda et al.'s own Transformer, whose weights are
+    laid out otherwise than TransformerLens's: loaded, the model computes that code's forward."""
+    original = original_layout(legacy_state(seed=3))
+    config = {"d_model": 16, "num_heads": 2, "d_head": 4, "d_mlp": 32, "d_vocab": P + 1,
+              "n_ctx": 3, "act_type": "ReLU", "use_ln": False}
+    torch.save({"state_dicts": [original], "config": config}, tmp_path / "full_run_data.pth")
+    model = mm.load_tl_checkpoint(tmp_path / "full_run_data.pth")
+    assert model.cfg.n_heads == 2 and model.cfg.d_head == 4 and model.cfg.d_vocab_out == P + 1
+    with torch.no_grad():
+        torch.testing.assert_close(model.last_logits(TOKENS), original_logits(original, TOKENS))
+    torch.save({"state_dicts": [original], "config": {**config, "use_ln": True}},
+               tmp_path / "ln.pth")
+    with pytest.raises(CheckpointError, match="use_ln=True"):
+        mm.load_tl_checkpoint(tmp_path / "ln.pth")
