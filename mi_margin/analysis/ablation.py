@@ -145,6 +145,7 @@ def ablation_hook(task: Task, labels: Sequence[Any], mode: str = "keep",
         >>> bool(torch.allclose(drop(h, None), h))     # orthogonal to cos/sin(ω(a+b+c))
         True
     """
+    labels = basis_for(task).user_labels(labels)          # empty or repeated labels are refused
     edit = ablation_edit(task, labels, mode, subspace)
     n_rows = len(task.labels)
 

@@ -105,3 +105,17 @@ def test_progress_measures_takes_one_step_as_an_int():
         mm.progress_measures(run, [1], steps=5, progress=False)
     with pytest.raises(mm.MiMarginError, match="more than once"):
         mm.progress_measures(run, [1, 1], progress=False)
+
+
+@pytest.mark.parametrize("labels, text", [([], "is empty"), ([2, 2], "more than once"),
+                                          (["standard"], "does not have")])
+def test_an_ablation_hook_reads_labels_as_the_analyzers_do(labels, text):
+    """ablation_hook, the hook a user patches with, takes labels as restricted_loss does."""
+    from mi_margin.analysis.ablation import ablation_hook
+
+    with pytest.raises(mm.MiMarginError, match=text):
+        ablation_hook(mm.ModularAddition(p=7), labels, "keep")
+    np_keep = ablation_hook(mm.ModularAddition(p=7), np.array([2]), "keep")
+    h = torch.randn(49, 5, dtype=torch.float64)
+    torch.testing.assert_close(np_keep(h, None), ablation_hook(mm.ModularAddition(p=7), [2],
+                                                               "keep")(h, None))
