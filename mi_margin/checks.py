@@ -16,10 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +131,42 @@ def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
     if not isinstance(value, (str, type(None))) or value not in options:
         raise _fail(name, f"one of {list(options)}", value)
     return value
+
+
+def check_fields(cls: type, given: Iterable[str]) -> None:
+    """Refuse names in ``given`` that are not fields of the dataclass ``cls``, naming each with
+    the nearest valid field (a typo is the usual cause) and listing the valid ones.
+
+    Example:
+        >>> from mi_margin.training.config import TrainConfig
+        >>> check_fields(TrainConfig, ["step"])
+        Traceback (most recent call last):
+        ...
+        mi_margin.errors.MiMarginError: TrainConfig has no field 'step' (did you mean 'steps'?); ...
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        said = "; ".join(
+            f"no field {name!r}" + "".join(f" (did you mean {m!r}?)"
+                                           for m in difflib.get_close_matches(name, names, 1))
+            for name in unknown)
+        raise MiMarginError(f"{cls.__name__} has {said}; valid: {sorted(names)}")
+
+
+def named_fields(cls: type) -> type:
+    """Class decorator: the dataclass ``cls`` refuses unknown keyword arguments with
+    :func:`check_fields`'s message (a typo named, the nearest field suggested) rather than
+    Python's TypeError; ``dataclasses.replace`` and ``from_dict`` go through it too."""
+    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        check_fields(cls, kwargs)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
 
 
 def as_python(value: Any) -> Any:

@@ -367,6 +367,14 @@ def config_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
         ("TrainConfig.from_dict of a list", lambda tmp: mm.TrainConfig.from_dict([1]), "list"),
         ("task from_dict of a model config",
          lambda tmp: task_from_dict(mm.MLPConfig().to_dict()), "mlp"),
+        ("TrainConfig(step=10)", lambda tmp: mm.TrainConfig(step=10),
+         "no field 'step' (did you mean 'steps'?)"),
+        ("TrainConfig().replace(weigth_decay=2)",
+         lambda tmp: mm.TrainConfig().replace(weigth_decay=2), "did you mean 'weight_decay'?"),
+        ("TransformerConfig(d_modle=8)", lambda tmp: mm.TransformerConfig(d_modle=8),
+         "did you mean 'd_model'?"),
+        ("MLPConfig.for_task(task, d_mpl=8)",
+         lambda tmp: mm.MLPConfig.for_task(P7, d_mpl=8), "did you mean 'd_mlp'?"),
     ]
 
 
@@ -426,7 +434,7 @@ WRONG_OBJECT = [
      lambda tmp: mm.HookedOneLayerTransformer(mm.MLPConfig.for_task(P7)), "of type TransformerConfig"),
     ("MLPConfig.for_task('modular_addition')",
      lambda tmp: mm.MLPConfig.for_task("modular_addition"), "takes a task"),
-    ("MLPConfig.for_task(task, dmlp=8)", lambda tmp: mm.MLPConfig.for_task(P7, dmlp=8), "['dmlp']"),
+    ("MLPConfig.for_task(task, dmlp=8)", lambda tmp: mm.MLPConfig.for_task(P7, dmlp=8), "no field 'dmlp'"),
     ("fidelity(draws=2.5)", lambda tmp: mm.analysis.fidelity(explained(), draws=2.5), "2.5"),
     ("fidelity(seed=None)", lambda tmp: mm.analysis.fidelity(explained(), seed=None), "None"),
     ("explain(min_purity='0.5')", lambda tmp: mm.explain(mlp_for(P7), P7, min_purity="0.5"), "'0.5'"),

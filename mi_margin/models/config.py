@@ -31,7 +31,15 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from mi_margin.checks import check_bool, check_choice, check_float, check_int, keep
+from mi_margin.checks import (
+    check_bool,
+    check_choice,
+    check_fields,
+    check_float,
+    check_int,
+    keep,
+    named_fields,
+)
 from mi_margin.errors import MiMarginError
 
 ACT_FNS = ("relu", "gelu", "quadratic", "power")
@@ -93,19 +101,14 @@ class _Config:
 
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos), and so is
-        the ``kind`` of the other config."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error (no silent typos:
+        :func:`~mi_margin.checks.named_fields`), and so is the ``kind`` of the other config."""
         if not isinstance(d, dict):
             raise MiMarginError(f"a {cls.__name__} dict is needed, got {type(d).__name__}")
         if d.get("kind", cls.kind) != cls.kind:
             raise MiMarginError(f"{cls.__name__}.from_dict needs kind={cls.kind!r}, got "
                                 f"kind={d['kind']!r} (use config_from_dict for either kind)")
-        d = {k: v for k, v in d.items() if k != "kind"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise MiMarginError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
 
     def replace(self: C, **changes: Any) -> C:
         """A copy with some fields changed (validated again)."""
@@ -162,10 +165,7 @@ def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
     from mi_margin.tasks.base import check_task
 
     check_task(task, f"{cls.__name__}.for_task takes a task")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise MiMarginError(f"{cls.__name__} has no field(s) {unknown}; valid: "
-                            f"{sorted(f.name for f in dataclasses.fields(cls))}")
+    check_fields(cls, overrides)
 
 
 def _set_runtime_flag(cfg: _Config, name: str, value: Any) -> None:
@@ -194,6 +194,7 @@ def _with_runtime_flags(cls: type[C]) -> type[C]:
 
 
 @_with_runtime_flags
+@named_fields
 @dataclass(frozen=True)
 class TransformerConfig(_Config):
     """One-layer transformer; the defaults are Nanda et al.'s grokking model (docs/mathematics.md §4.1).
@@ -261,6 +262,7 @@ class TransformerConfig(_Config):
 
 
 @_with_runtime_flags
+@named_fields
 @dataclass(frozen=True)
 class MLPConfig(_Config):
     """One-hidden-layer MLP over k operands.

@@ -16,6 +16,7 @@ from mi_margin.checks import (
     check_optional_float,
     check_optional_int,
     keep,
+    named_fields,
 )
 from mi_margin.errors import MiMarginError
 
@@ -33,6 +34,7 @@ MAX_PENALTY_POWER = 128.0
 MAX_CHECKPOINTS = 10**5
 
 
+@named_fields
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Defaults are Nanda et al.'s grokking recipe (docs/mathematics.md §4.1): full batch,
@@ -152,10 +154,6 @@ class TrainConfig:
         ``kind`` too)."""
         if not isinstance(d, dict):
             raise MiMarginError(f"a TrainConfig dict is needed, got {type(d).__name__}: {d!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise MiMarginError(f"unknown TrainConfig fields {unknown}; valid: {sorted(names)}")
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
