@@ -697,11 +697,13 @@ def basis_for(task: Any) -> HarmonicBasis:
     if not isinstance(algebra, Algebra):
         raise MiMarginError(f"no harmonic basis for {type(task).__name__}: a task declares its "
                             "algebra (mi_margin.tasks.algebra) to be analysed")
-    if len(task.labels) != algebra.order ** algebra.k:
-        raise MiMarginError(f"harmonic analysis needs the whole grid of {algebra.order}^"
-                            f"{algebra.k} = {algebra.order ** algebra.k} inputs; {task!r} holds "
-                            f"{len(task.labels)} (sparse parity needs the whole cube: n <= 16 and "
-                            "n_samples=None)")
+    if not task.whole_grid or len(task.labels) != algebra.order ** algebra.k:
+        grid = (f"{algebra.order}^{algebra.k} = " if algebra.k > 1 else "") + \
+            f"{algebra.order ** algebra.k}"
+        raise MiMarginError(f"harmonic analysis needs the whole grid of {grid} inputs, each once; "
+                            f"{task!r} holds {len(task.labels)}"
+                            + (" drawn at random" if not task.whole_grid else "")
+                            + " (sparse parity needs the whole cube: n <= 16 and n_samples=None)")
     key = (algebra.domain, algebra.k)
     if key not in _CACHE:
         _CACHE[key] = BASES[type(algebra.domain)](task)

@@ -62,6 +62,10 @@ class Task:
     labels: Int[Tensor, " N"]
     train_idx: Int[Tensor, " n_train"]
     test_idx: Int[Tensor, " n_test"]
+    #: whether ``inputs`` enumerate the whole domain^k, each input once in the grid's order (what
+    #: the harmonic analyses and the theorems read); False for a sampled parity cube, whose rows
+    #: are drawn with replacement however many there are
+    whole_grid: bool = True
 
     # -- filled by subclasses -------------------------------------------------------------------
     @property

@@ -47,7 +47,8 @@ class SparseParity(Task):
         seed = check_int("seed", seed, low=0, high=MAX_SEED)
         self.n, self.k_support, self.support = n, k, support
         self.n_samples = n_samples
-        if n <= MAX_FULL_CUBE_BITS and n_samples is None:
+        self.whole_grid = n <= MAX_FULL_CUBE_BITS and n_samples is None
+        if self.whole_grid:
             bits = (torch.arange(2**n)[:, None] >> torch.arange(n)) & 1
         else:
             m = 2**14 if n_samples is None else check_int("n_samples", n_samples, 1, MAX_EXAMPLES)

@@ -245,9 +245,9 @@ def parity_structure(model: HookedModel, task: SparseParity, pred: Prediction | 
     """
     if getattr(model, "model_kind", "") != "mlp" or model.cfg.input_kind != "vector":
         return _no_structure("parity structure needs the MLP's linear input map u")
-    if len(task.inputs) != 2**task.n:
+    if not task.whole_grid:
         return _no_structure(f"parity structure is read on the whole cube {{±1}}^{task.n}; the "
-                             f"task holds {len(task.inputs)} of its {2**task.n} points")
+                             f"task holds {len(task.inputs)} points drawn at random")
     s = subject(model, task)
     pre = s.run([PRE])[1][PRE].double()
     coef = s.basis.coefficients(pre - pre.mean(0)).T / math.sqrt(s.basis.n)    # m L: u_T

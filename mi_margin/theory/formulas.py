@@ -209,9 +209,9 @@ def parity_prediction(task: SparseParity, net: NetworkSpec) -> Prediction:
     """Prediction for (n, k)-sparse parity with activation x^k (Morwani et al. Thm 8)."""
     k, bound = task.k, 2 ** (task.k - 1)
     reasons = full_table_reason(task) + network_reasons(net, k, bound)
-    if len(task.labels) != 2**task.n:
-        reasons.insert(0, f"the dataset is a sample of {len(task.labels)} points, not the whole "
-                          f"cube {{±1}}^{task.n} the theorem assumes")
+    if not task.whole_grid:
+        reasons.insert(0, f"the dataset is a sample of {len(task.labels)} points drawn at "
+                          f"random, not the whole cube {{±1}}^{task.n} the theorem assumes")
     support = ", ".join(str(j) for j in task.support)
     return Prediction(
         theorem="Morwani et al. 2024, Theorem 8", task_kind=task.kind, gamma=parity_gamma(k),

@@ -84,6 +84,18 @@ def test_basis_kinds_and_labels():
         basis_for(mm.SparseParity(n=4, k=2, n_samples=10))
 
 
+def test_a_sample_as_large_as_the_cube_is_not_the_cube():
+    """n_samples = 2^n draws 2^n rows with replacement (here 10 distinct of 16, unordered): the
+    harmonic analyses and the theorem refuse it as they refuse any sample (they took it for the
+    cube, and gave other key subsets than the cube's for the same weights)."""
+    sample = mm.SparseParity(n=4, k=2, n_samples=16)
+    assert len(torch.unique(sample.inputs, dim=0)) < 16 and not sample.whole_grid
+    with pytest.raises(MiMarginError, match="drawn at random"):
+        basis_for(sample)
+    assert not mm.theory.max_margin(sample).applies
+    assert "drawn at random" in mm.theory.max_margin(sample).reasons[0]
+
+
 # -- sparse parity through the core ----------------------------------------------------------------
 def test_parity_certificate_through_the_core():
     """Theorem 8's certificate computes κ χ_S(x) on the logit difference: its Walsh spectrum, logit
