@@ -421,7 +421,10 @@ def explained() -> Any:
 #: an embed-style MLP has nothing to embed on sparse parity's ±1 vector
 EMBED_VECTOR = [("embed-style MLP on sparse parity",
                  lambda tmp: mm.MLPConfig.for_task(PARITY, d_mlp=8, input_style="embed"),
-                 "input_style='theory'")]
+                 "input_style='theory'"),
+                ("explain a sparse-parity transformer (it reads bits, one token each)",
+                 lambda tmp: mm.explain(mm.HookedOneLayerTransformer(mm.TransformerConfig.for_task(
+                     PARITY, d_model=8, n_heads=2, d_head=4, d_mlp=16)), PARITY), "reads bits")]
 
 #: an explanation's and a run's analyzers given the model, the natural mistake
 WRONG_OBJECT = [

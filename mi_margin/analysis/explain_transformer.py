@@ -56,6 +56,13 @@ def transformer_circuit(model: Any, task: Any, label: tuple[Any, ...],
         raise MiMarginError(f"the transformer explanation needs a model without LayerNorm, got "
                             f"normalization_type={model.cfg.normalization_type!r}")
     basis = subject(model, task).basis
+    if model.cfg.n_ctx - 1 != task.algebra.k:
+        raise MiMarginError(
+            f"the transformer explanation projects each operand token's embedding onto the "
+            f"task's harmonics, one token per operand; this model reads {model.cfg.n_ctx - 1} "
+            f"tokens for {task.algebra.k} operand(s) of {basis.n} values (a sparse-parity "
+            "transformer reads bits, not points of the cube): explain an MLP on this task, or "
+            "use spectrum and restricted_loss, which read the activations")
     owned = list(dict.fromkeys(lab for lab in label if lab is not None))
     key = basis.resolve(owned + [lab for lab in default_components(model, task)
                                  if lab not in owned and (keep is None or lab in set(keep))])
