@@ -187,6 +187,7 @@ def as_python(value: Any) -> Any:
 def check_int_tuple(name: str, value: Any, low: int | None = None) -> tuple[int, ...]:
     """A list or tuple of integers >= ``low``, as a tuple."""
     rule = " ".join(["a list of integers", _bounds(low, None)]).strip()
+    value = as_python(value)                                   # a numpy or torch array of ints
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise _fail(name, rule, value)
     try:

@@ -184,18 +184,6 @@ def build(model: HookedMLP, tables: Tensor, W_out: Tensor) -> HookedMLP:
     return out
 
 
-def _parity_labels(clusters: NeuronClusters, task: Any, min_purity: float) -> tuple[Any, ...]:
-    """Sparse parity: each neuron's subset among those of the task's order k (its activation's
-    energy in χ_S over the energy in all k-subsets; an order-k neuron's activation also carries
-    lower-order products of its bits, which dominate the unrestricted purity)."""
-    order = [j for j, lab in enumerate(clusters.labels) if len(lab) == task.k_support]
-    energy = clusters.energy[:, order]
-    best, index = energy.max(1)
-    share = best / energy.sum(1).clamp_min(1e-300)
-    return tuple(clusters.labels[order[int(j)]] if bool(q >= min_purity) and not bool(d) else None
-                 for j, q, d in zip(index, share, clusters.dead))
-
-
 def _projector(basis: Any, label: Any) -> Tensor:
     """Orthogonal projector [n, n] onto the label's block {trivial, ρ} of one operand (of a
     :class:`LabelSet`, onto {trivial, ρ, σ, ...}: the blocks are orthogonal)."""
@@ -370,8 +358,7 @@ def _explain(model: HookedMLP | HookedOneLayerTransformer, task: Any, min_purity
     clusters = (weight_clusters(model, task, min_purity)
                 if source == "weights" and isinstance(model, HookedMLP) else
                 neuron_clusters(model, task, min_purity=min_purity))
-    parity = clusters.label_kind == "subset"
-    label = _parity_labels(clusters, task, min_purity) if parity else clusters.label
+    label, parity = clusters.label, clusters.label_kind == "subset"
     if labels_per_neuron != 1:
         label = _label_sets(clusters, labels_per_neuron, min_purity)
     label = _restrict(label, kept_labels)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -54,7 +54,8 @@ class NeuronClusters(AnalysisResult):
         model_kind, source, min_purity: what was measured and the dominance threshold.
         energy: [d_mlp, L] each neuron's energy per label (trivial: 0, the mean is removed);
             total: [d_mlp] its centred energy (labels' blocks plus what mixes labels).
-        purity: [d_mlp] max energy / total (NaN where total is 0).
+        purity: [d_mlp] max energy / total (NaN where total is 0); for sparse parity the
+            largest energy of a subset of the task's order over their sum, the only candidates.
         label: per neuron the dominant label, None where purity < ``min_purity`` or dead.
         dead: [d_mlp] activation constant over the whole grid ("always off", Chughtai et al.)
             at the model's precision (:func:`constant_neurons`).
@@ -242,8 +243,11 @@ def neuron_clusters(model: Analyzable, task: Task, min_purity: float = 0.5, sour
         grid = c.grid_energy("neurons")
         energy = torch.cat([grid.blocks.new_zeros((len(grid.total), 1)), grid.blocks], 1)
         total = grid.total
-    best, index = energy[:, 1:].max(1)
-    purity = torch.where(total > 0, best / total.clamp_min(1e-300), torch.nan)
+    candidates, within = energy, total
+    if b.label_kind == "subset":
+        candidates, within = _of_the_task_s_order(energy, b.labels, len(cast(Any, task).support))
+    best, index = candidates[:, 1:].max(1)
+    purity = torch.where(within > 0, best / within.clamp_min(1e-300), torch.nan)
     assigned = tuple(b.nontrivial[int(j)] if (bool(q >= min_purity) and not bool(d)) else None
                      for j, q, d in zip(index, purity, dead))
     phases = error = None
@@ -256,6 +260,15 @@ def neuron_clusters(model: Analyzable, task: Task, min_purity: float = 0.5, sour
                           source=source, min_purity=min_purity, energy=energy, total=total,
                           purity=purity, label=assigned, dead=dead, phases=phases,
                           phase_error=error, read_from=_read_from(s, source))
+
+
+def _of_the_task_s_order(energy: Tensor, labels: tuple[Any, ...], k: int) -> tuple[Tensor, Tensor]:
+    """Sparse parity: the energies of the subsets of the task's order k only, and their sum as
+    the total. A neuron of order k, (Σ_j w_j x_j + b)^k, also carries every lower-order product of
+    its bits, which would dominate its purity over all subsets (docs/mathematics.md §6.4)."""
+    of_order = torch.tensor([len(lab) == k for lab in labels])
+    energy = torch.where(of_order, energy, 0.0)
+    return energy, energy.sum(1)
 
 
 def constant_neurons(post: Tensor, eps: float) -> Tensor:

@@ -14,6 +14,7 @@ only one checkpoint's activations are in memory at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,19 +102,22 @@ def hidden_product_shares(c: GridCache) -> Tensor:
 
 def progress_row(c: GridCache, labels: tuple[Any, ...]) -> dict[str, Any]:
     """The progress measures of one model (its grid cache, read without another pass) for the key
-    ``labels``: the columns of :data:`COLUMNS` but ``step``, then ``sim[<label>]``."""
+    ``labels``: the columns of :data:`COLUMNS` but ``step``, then ``sim[<label>]``. With no key
+    labels (a model that has not learned any) the restricted and excluded losses are NaN: there
+    is nothing to keep or remove."""
     task = c.task
     per_row = per_example(task, c.logits)
     (train_loss, train_acc), (test_loss, test_acc) = (loss_on(per_row, idx)
                                                       for idx in (task.train_idx, task.test_idx))
-    losses = restricted_loss(c, task, labels)
+    losses = restricted_loss(c, task, labels) if labels else None
     sim = logit_similarity(c, task)
     product = hidden_product_shares(c)
     gini = fourier_gini(c, task) if task.algebra.inputs == "operands" else {}   # weights over elements
     row = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
-           "test_acc": test_acc, "restricted_loss": losses.restricted,
-           "excluded_loss": losses.excluded, "gini_embed": gini.get("embed", float("nan")),
-           "gini_W_L": gini.get("W_L", float("nan")), "weight_norm_sq": weight_norm_sq(c.model),
+           "test_acc": test_acc, "restricted_loss": losses.restricted if losses else math.nan,
+           "excluded_loss": losses.excluded if losses else math.nan,
+           "gini_embed": gini.get("embed", math.nan), "gini_W_L": gini.get("W_L", math.nan),
+           "weight_norm_sq": weight_norm_sq(c.model),
            "key_logit_fve": sim.fve(labels),
            "hidden_product_fve": float(sum(float(product[c.basis.labels.index(lab)])
                                            for lab in labels))}

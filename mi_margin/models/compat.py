@@ -200,7 +200,8 @@ def check_mlp_inputs(cfg: Any, x: Any) -> None:
     if x.ndim != 2 or not is_integer(x) or x.shape[1] != cfg.k:
         hint = ""
         if x.ndim == 2 and x.shape[1] == cfg.k + 1:
-            hint = " (that looks like transformer tokens [a, b, '='], task.tokens; pass task.inputs)"
+            hint = (f" (that looks like transformer tokens [{', '.join(f'a{j}' for j in range(cfg.k))}"
+                    ", '='], task.tokens; pass task.inputs)")
         elif x.is_floating_point():
             hint = " (±1 vectors are sparse-parity inputs: build the MLP with MLPConfig.for_task(task))"
         raise MiMarginError(f"this HookedMLP reads integer operands [batch, k={cfg.k}] (task.inputs), "

@@ -168,6 +168,15 @@ def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
     check_fields(cls, overrides)
 
 
+def _with_degree(task: Any, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overrides``; ``act_fn="power"`` without a degree, or with
+    ``act_degree=None``, takes the task's k (Li et al.'s x^k)."""
+    fields = {**base, **overrides}
+    if fields.get("act_fn") == "power" and fields.get("act_degree") is None:
+        fields["act_degree"] = task.k
+    return fields
+
+
 def _set_runtime_flag(cfg: _Config, name: str, value: Any) -> None:
     """Set a TransformerLens runtime flag on ``cfg`` (checked: see :data:`RUNTIME_FLAGS`)."""
     if name == "device":
@@ -254,11 +263,9 @@ class TransformerConfig(_Config):
         ``act_fn="power"`` defaults its degree to the task's k (Li et al.'s x^k).
         """
         _check_for_task(cls, task, overrides)
-        base: dict[str, Any] = {"d_vocab": task.d_vocab + 1, "d_vocab_out": task.d_vocab_out,
-                                "n_ctx": task.n_ctx}
-        if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
-            base["act_degree"] = task.k
-        return cls(**{**base, **overrides})
+        return cls(**_with_degree(task, {"d_vocab": task.d_vocab + 1,
+                                         "d_vocab_out": task.d_vocab_out, "n_ctx": task.n_ctx},
+                                  overrides))
 
 
 @_with_runtime_flags
@@ -328,10 +335,7 @@ class MLPConfig(_Config):
         task's k (x^k for k-input addition and (n, k)-parity).
         """
         _check_for_task(cls, task, overrides)
-        base = task.mlp_fields()
-        if overrides.get("act_fn") == "power" and overrides.get("act_degree") is None:
-            base["act_degree"] = task.k
-        return cls(**{**base, **overrides})
+        return cls(**_with_degree(task, task.mlp_fields(), overrides))
 
 
 def config_from_dict(d: dict[str, Any]) -> TransformerConfig | MLPConfig:

@@ -391,12 +391,15 @@ def _walsh(c: GridCache) -> tuple[np.ndarray, list[str], list[str], list[Cluster
     purity = np.nan_to_num(res.purity.double().numpy())
     W = c.model.W_in_eff.detach().double()[0].numpy() if c.kind == "mlp" else None
     reads = [heavy_bits(W[:, j]) for j in range(len(purity))] if W is not None else []
+    order = len(c.task.support)                # a neuron's subset is one of the task's order
+    of_order = np.array([len(S) == order for S in subsets])
     info = []
     for j, (S, share) in enumerate(zip(res.label, purity)):
-        best = subsets[int(shares[j].argmax())]
-        line = (f"n{j}: subset {S} ({share:.0%} of its variance)" if S is not None else
-                f"n{j}: no subset dominates{' (dead)' if bool(res.dead[j]) else ''} "
-                f"(best {best}, {share:.0%})")
+        best = subsets[int(np.where(of_order, shares[j], -1.0).argmax())]
+        line = (f"n{j}: subset {S} ({share:.0%} of its energy in order-{order} subsets)"
+                if S is not None else
+                f"n{j}: no subset of order {order} dominates"
+                f"{' (dead)' if bool(res.dead[j]) else ''} (best {best}, {share:.0%})")
         if reads:
             line += f"; reads bits {reads[j][0]} most ({reads[j][1]:.0%} of ||w_in||²)"
         info.append(line)

@@ -122,7 +122,7 @@ PROGRESS_COLUMNS = ["step", "train_acc", "test_acc", "test_loss", "restricted_lo
 def progress_lines(run: Run, keys: list[Any]) -> list[str]:
     """Progress measures at every shipped checkpoint (Nanda et al. Fig. 7; Chughtai et al. App. E),
     for the key frequencies/irreps of the final model: the phases as the zoo alone shows them."""
-    table = progress_measures(run, keys).table
+    table = progress_measures(run, keys or None).table
     return ["## Progress measures on the shipped checkpoints", "",
             markdown_table(table[[c for c in PROGRESS_COLUMNS if c in table]]), ""]
 

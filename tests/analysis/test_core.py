@@ -116,6 +116,17 @@ def test_parity_certificate_through_the_core():
     assert losses.n_directions == 1
 
 
+def test_parity_neurons_are_labelled_by_their_subset_of_the_task_s_order():
+    """Every neuron of Theorem 8's certificate computes (Σ_{j∈S} w_j x_j)^k: its activation
+    carries every product of fewer of S's bits too, which hold most of its energy; its label is S,
+    of purity 1 among the subsets of order k (over all subsets none was labelled)."""
+    task = mm.SparseParity(n=6, k=3, support=(1, 3, 4))
+    res = neuron_clusters(certificate(task), task)
+    assert set(res.label) == {(1, 3, 4)}
+    torch.testing.assert_close(res.purity, torch.ones_like(res.purity), rtol=0, atol=1e-9)
+    assert res.label == mm.explain(certificate(task), task).label
+
+
 # -- the one entry point -----------------------------------------------------------------------------
 def test_every_analyzer_checks_the_model_against_the_task():
     task = mm.ModularAddition(p=7)

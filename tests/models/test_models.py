@@ -155,3 +155,12 @@ def test_same_seed_same_weights(task):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     c = small_transformer(task, seed=1)
     assert not torch.equal(a.W_E, c.W_E)
+
+
+def test_power_activation_takes_the_task_s_degree_when_none_is_given():
+    """act_degree=None means 'the default', the task's k, as leaving it out does (it was refused)."""
+    task = mm.ModularAddition(p=7, k=3)
+    for cls in (mm.MLPConfig, mm.TransformerConfig):
+        assert cls.for_task(task, act_fn="power", act_degree=None).act_degree == 3
+        assert cls.for_task(task, act_fn="power").act_degree == 3
+        assert cls.for_task(task, act_fn="power", act_degree=2).act_degree == 2

@@ -148,3 +148,14 @@ def test_custom_group_task_keeps_its_table():
     assert "cayley_table" not in mm.GroupComposition("S3").to_dict()
     again = from_dict(task.to_dict())
     assert torch.equal(again.labels, task.labels)
+
+
+def test_a_support_given_as_an_array_is_the_same_support():
+    """numpy and torch integer arrays name a support as a list does (numpy's k was taken, its
+    support refused); float entries stay refused."""
+    import numpy as np
+
+    assert mm.SparseParity(n=6, k=3, support=np.array([4, 0, 1])).support == (4, 0, 1)
+    assert mm.SparseParity(n=6, k=3, support=torch.tensor([4, 0, 1])).support == (4, 0, 1)
+    with pytest.raises(mm.MiMarginError, match="list of integers"):
+        mm.SparseParity(n=6, k=3, support=np.array([0.5, 1, 2]))

@@ -243,17 +243,18 @@ def test_planted_walsh_characters_are_recovered(parity_planted):
     for j, S in ((0, "(0, 2)"), (1, "(3,)")):
         assert share[S][j] == pytest.approx(1.0, abs=1e-12)
         assert ins.spectrum[j, :, 0].sum() == pytest.approx(1.0, abs=1e-12)
-    assert ins.info[0].startswith("n0: subset (0, 2) (100% of its variance); reads bits (0, 2)")
-    assert ins.info[1].startswith("n1: subset (3,) (100%")
+    assert ins.info[0].startswith("n0: subset (0, 2) (100% of its energy in order-2 subsets); "
+                                  "reads bits (0, 2)")
+    assert ins.info[1].startswith("n1: no subset of order 2 dominates")   # χ_{3} is of order 1
     assert "dead" in ins.info[2]
     for S in ("(1, 4)", "(1, 5)", "(4, 5)"):
         assert share[S][3] == pytest.approx(1 / 3, abs=1e-12)
-    assert ins.info[3] == ("n3: no subset dominates (best (1, 4), 33%); reads bits (1, 4, 5) "
-                           "most (100% of ||w_in||²)")
+    assert ins.info[3] == ("n3: no subset of order 2 dominates (best (1, 4), 33%); reads bits "
+                           "(1, 4, 5) most (100% of ||w_in||²)")
     clusters = {c.label: c.neurons for c in ins.clusters}
-    assert clusters == {"subset (0, 2)": [0], "subset (3,)": [1], "reads bits (0, 2)": [0],
+    assert clusters == {"subset (0, 2)": [0], "reads bits (0, 2)": [0],
                         "reads bits (3,)": [1], "reads bits (1, 4, 5)": [3],
-                        "no dominant subset": [3, 2]}            # strongest first
+                        "no dominant subset": [3, 1, 2]}         # strongest first
     assert ins.clusters[-1].label == "no dominant subset"
     # the weights are the planted ones: per input bit, and (1, −1) per class
     np.testing.assert_array_equal(ins.weights["reads operand 1"], W.T.numpy())
@@ -314,14 +315,19 @@ def test_parity_heatmaps_come_from_the_factors(kind):
 
 
 def test_shipped_parity_entry_reads_the_support():
-    """The zoo's (10, 4)-parity x⁴ MLP (Morwani et al. 2024 Thm 8): its largest cluster reads
-    exactly the support bits with equal weights, so each neuron of it has the spectrum of
-    (Σ_{i∈S} ±x_i)⁴ (see the brute-force test above)."""
+    """The zoo's (10, 4)-parity x⁴ MLP (Morwani et al. 2024 Thm 8): its largest clusters are the
+    support, as a subset (the one of order 4 its neurons carry most) and as the bits they read
+    with equal weights, so each neuron of them has the spectrum of (Σ_{i∈S} ±x_i)⁴ (see the
+    brute-force test above)."""
     run = mm.zoo.load("morwani_parity_n10_k4_quartic")
     ins = inspector(run.model, run.task)
     assert ins.spectrum.shape == (40, 2**10 - 1, 1) and ins.grid.shape == (40, 32, 32)
-    top = ins.clusters[0]
-    assert top.label == f"reads bits {run.task.support}" and len(top.neurons) >= 10
+    by_label = {c.label: c.neurons for c in ins.clusters}
+    assert [c.label for c in ins.clusters[:2]] == [f"subset {run.task.support}",
+                                                   f"reads bits {run.task.support}"]
+    top = ins.clusters[1]
+    assert set(top.neurons) <= set(by_label[f"subset {run.task.support}"])
+    assert len(top.neurons) >= 10
     index = {lab: i for i, lab in enumerate(ins.labels)}
     total = 6 * 32**2 + 24**2
     j = top.neurons[0]
