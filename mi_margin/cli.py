@@ -114,7 +114,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-schedule", choices=["log", "linear", "none"], default="log",
                    help="which steps keep weights: log-spaced, evenly spaced (what grokking "
                         "curves need, docs/mathematics.md §4.3) or none (initial and final only)")
-    g.add_argument("--n-checkpoints", type=int, default=20, help="checkpoints kept in between")
+    g.add_argument("--n-checkpoints", type=int, default=20,
+                   help="intervals of the checkpoint schedule: the weights at step 0, at the end "
+                   "and at N-1 steps between are kept (fewer where log-spaced steps coincide)")
     g.add_argument("--target-test-acc", type=float, default=None,
                    help="stop once the test accuracy reaches it (default: run all steps)")
     g.add_argument("--seed", type=int, default=0, help="minibatch order seed")

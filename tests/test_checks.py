@@ -577,6 +577,9 @@ def test_out_dir_holding_a_run_is_refused_unless_told(tmp_path):
                        r".*mm\.load\(") as info:
         mm.train(mlp_for(P7), P7, quick(), out_dir=root)
     assert str(root) in str(info.value)
+    # with the bar or snapshots set otherwise it is still this run (they change nothing trained)
+    with pytest.raises(mm.MiMarginError, match=r"already holds this run"):
+        mm.train(mlp_for(P7), P7, quick(progress=True, snapshot_every=1), out_dir=root)
     with pytest.raises(mm.MiMarginError, match=r"another run \(it differs in model\.seed, "
                                                r"train\.steps\)"):
         mm.train(mlp_for(P7, seed=1), P7, quick(steps=3), out_dir=root)

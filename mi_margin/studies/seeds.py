@@ -29,6 +29,7 @@ from mi_margin.models.io import read_model, read_tensors, save_model
 from mi_margin.studies.stop import StopRule
 from mi_margin.tasks import from_dict as task_from_dict
 from mi_margin.training import Run, TrainConfig, load, train
+from mi_margin.training.config import NOT_THE_RECIPE
 
 #: ``seed -> (model, task, TrainConfig)``; the config's ``steps`` is the seed's step budget
 SeedRecipe = Callable[[int], tuple[Any, Any, TrainConfig]]
@@ -75,8 +76,9 @@ def train_seed(recipe: SeedRecipe, seed: int, folder: str | Path, rule: StopRule
     budget, run_dir = config.steps, Path(folder) / "run"
     config = config.replace(checkpoint_schedule="none", progress=progress)
     run: Run | None = load(run_dir) if (run_dir / "run.json").is_file() else None
-    # a run interrupted with the bar on or off resumes either way: progress is not the recipe's
-    if run is not None and run.config.replace(steps=config.steps, progress=progress) != config:
+    # a run interrupted with the bar on or off resumes either way (NOT_THE_RECIPE)
+    if run is not None and run.config.replace(steps=config.steps, **{
+            name: getattr(config, name) for name in NOT_THE_RECIPE}) != config:
         raise MiMarginError(f"{run_dir} holds a run of another recipe or seed than seed {seed}")
     while run is None or not (run.step >= budget or rule.done(run.history, run.step)):
         step = 0 if run is None else run.step

@@ -112,6 +112,14 @@ class RunSpec:
                    analysis_options=dict(d.get("analysis_options", {})))
 
 
+def _same_number(value: Any) -> Any:
+    """``value`` with integral floats as ints, so that 1 and 1.0 are the same axis value (they
+    build the same run)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A base configuration, the axes to vary over it, and the analyses to run on every model.
@@ -167,10 +175,14 @@ class SweepSpec:
                                     "'model.<field>', 'train.<field>'")
             if not values:
                 raise MiMarginError(f"axis {name!r} has no values")
-            seen = [json.dumps(v, sort_keys=True, default=repr) for v in values]
+            seen = [json.dumps(_same_number(v), sort_keys=True, default=repr) for v in values]
             if len(set(seen)) != len(seen):
                 raise MiMarginError(f"axis {name!r} repeats a value: {values!r} (each run of a "
                                     "sweep is its own grid point)")
+        both = [name for name in SEED_FIELDS if SEED_AXIS in self.axes and name in self.axes]
+        if both:
+            raise MiMarginError(f"the 'seed' axis sets {list(SEED_FIELDS)}, so axes {both} would "
+                                "be overwritten by it (every point repeated): drop one of them")
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise MiMarginError(f"unknown analyses {unknown}; valid: {list(ANALYSES)}")

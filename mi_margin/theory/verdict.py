@@ -9,6 +9,7 @@ Li et al. 2024; §1–§2) with the theorem's hypotheses the run does not meet (
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from mi_margin.analysis.basis import PLURAL
 from mi_margin.analysis.restricted import restricted_loss
 from mi_margin.analysis.spectrum import key_frequencies, key_irreps
+from mi_margin.errors import NotGeneralizedWarning
 from mi_margin.models.protocol import HookedModel
 from mi_margin.tasks import Task
 from mi_margin.theory.compare import compare_to_theory
@@ -55,23 +57,28 @@ def training_story(history: pd.DataFrame) -> str:
 
 
 def structure_story(model: HookedModel, task: Task) -> str:
-    """The frequencies or irreps the model uses, and whether they explain it."""
+    """The frequencies or irreps the model uses, and whether they explain it; for a model that
+    has not generalized, only that its key labels describe no algorithm (docs/mathematics.md
+    §4.2: they are what stands out in the logits of a memorizing network)."""
     kind = task.algebra.domain.label_kind
-    if kind == "frequency":
-        keys = key_frequencies(model, task)
-        if not keys:
-            return "No Fourier frequency stands out in its logits."
-        res = restricted_loss(model, task, keys)
-        return (f"It computes the task with {len(keys)} of the {task.algebra.order // 2} "
-                f"frequencies "
-                f"({', '.join(map(str, keys))}): keeping only them gives loss {res.restricted:.2g} "
-                f"(accuracy {res.restricted_acc:.0%}), removing them gives training loss "
-                f"{res.excluded:.2g}.")
+    if kind not in UNITS:
+        return ""
+    with warnings.catch_warnings():                  # the sentence below says it, once
+        warnings.simplefilter("ignore", NotGeneralizedWarning)
+        keys = key_frequencies(model, task) if kind == "frequency" else key_irreps(model, task)
+    if not keys:
+        return f"No {kind} stands out in its logits."
+    named = ", ".join(map(str, keys))
+    if not keys.generalized:
+        return (f"It has not generalized (accuracy {keys.accuracy:.1%} where the task is "
+                f"tested), so the {len(keys)} {UNITS[kind] if len(keys) > 1 else kind} that "
+                f"stand out in its logits ({named}) describe no algorithm for the task.")
     if kind == "irrep":
-        irreps = key_irreps(model, task)
-        return (f"It uses the irreps {', '.join(irreps)} of {task.algebra.domain.group().name}."
-                if irreps else "No irrep stands out in its logits.")
-    return ""
+        return f"It uses the irreps {named} of {task.algebra.domain.group().name}."
+    res = restricted_loss(model, task, keys)
+    return (f"It computes the task with {len(keys)} of the {task.algebra.order // 2} frequencies "
+            f"({named}): keeping only them gives loss {res.restricted:.2g} (accuracy "
+            f"{res.restricted_acc:.0%}), removing them gives training loss {res.excluded:.2g}.")
 
 
 def training_reasons(config: Any) -> list[str]:

@@ -34,6 +34,11 @@ MAX_PENALTY_POWER = 128.0
 MAX_CHECKPOINTS = 10**5
 
 
+#: TrainConfig fields that say how a run is shown and saved, not what it computes: two runs that
+#: differ only in them are the same run (a run folder begun with one resumes with the other)
+NOT_THE_RECIPE = ("progress", "snapshot_every")
+
+
 @named_fields
 @dataclass(frozen=True)
 class TrainConfig:
@@ -61,8 +66,10 @@ class TrainConfig:
             (Morwani et al. App. B doubles it: ``lr_gamma=2``).
         eval_every: record train/test loss and accuracy and the weight norm every N steps.
         checkpoint_schedule: "log" (log-spaced), "linear" or "none"; the initial and final weights
-            are always kept. ``n_checkpoints`` of them in total (at most
-            :data:`MAX_CHECKPOINTS`; more than ``steps + 1`` keeps every step).
+            are always kept. ``n_checkpoints`` is the number of intervals the schedule divides
+            training into: the weights at steps 0 and ``steps`` and at the n − 1 points between,
+            so n + 1 checkpoints, fewer where log-spaced points round to the same step
+            (:func:`checkpoint_steps`; at most :data:`MAX_CHECKPOINTS`).
         target_test_acc, target_train_loss: stop early once reached (checked at eval steps).
         seed: seeds minibatch order (model init is seeded by the model config).
         progress: show a tqdm progress bar.
@@ -161,7 +168,15 @@ class TrainConfig:
 
 
 def checkpoint_steps(cfg: TrainConfig) -> list[int]:
-    """Steps (number of optimizer steps taken) at which weights are kept; always 0 and ``steps``."""
+    """Steps (number of optimizer steps taken) at which weights are kept: 0, ``steps`` and the
+    ``n_checkpoints − 1`` points of the schedule between them, without repeats.
+
+    Example:
+        >>> checkpoint_steps(TrainConfig(steps=400, n_checkpoints=8, checkpoint_schedule="linear"))
+        [0, 50, 100, 150, 200, 250, 300, 350, 400]
+        >>> len(checkpoint_steps(TrainConfig(steps=400, n_checkpoints=20)))   # log: 1, 1, 2, ...
+        20
+    """
     steps = {0, cfg.steps}
     n = cfg.n_checkpoints
     if cfg.checkpoint_schedule == "linear":

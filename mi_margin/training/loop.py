@@ -292,6 +292,10 @@ def train(model: Any, task: Task, config: TrainConfig | None = None, *,
     Raises:
         TrainingDivergedError: the loss became NaN/inf; the message names the step. Checkpoints
             kept so far stay in ``err.run`` (and on disk with ``out_dir``).
+        KeyboardInterrupt: an interrupt (the notebook's stop button) passes through. With
+            ``out_dir`` the last snapshot stays on disk and :func:`resume` continues it exactly;
+            without, the model keeps the weights it had but the run's history and checkpoints
+            are lost: give long runs an ``out_dir``.
 
     Example:
         >>> import mi_margin as mm

@@ -68,7 +68,7 @@ try:  # POSIX; elsewhere (Windows) folders are not locked
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 from mi_margin.tasks import from_dict as task_from_dict
-from mi_margin.training.config import TrainConfig
+from mi_margin.training.config import NOT_THE_RECIPE, TrainConfig
 from mi_margin.training.run import STATUSES, Run
 
 RUN_FORMAT = "mi_margin.run/2"
@@ -126,7 +126,8 @@ def existing_run_error(root: Path, wanted: dict[str, dict[str, Any]]) -> MiMargi
     wanted = json.loads(json.dumps(wanted))
     differ = sorted(f"{part}.{key}" for part, fields in wanted.items()
                     for key in set(fields) | set(meta.get(part) or {})
-                    if (meta.get(part) or {}).get(key) != fields.get(key))
+                    if (meta.get(part) or {}).get(key) != fields.get(key)
+                    and not (part == "train" and key in NOT_THE_RECIPE))
     status, step = meta.get("status"), meta.get("step")
     if differ:
         return MiMarginError(f"{root} holds another run (it differs in {', '.join(differ)}): "

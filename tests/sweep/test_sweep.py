@@ -345,6 +345,15 @@ def test_cli_sweep_sequential(tmp_path, capsys):
 def test_an_axis_that_repeats_a_value_is_refused():
     with pytest.raises(MiMarginError, match="repeats a value"):
         small_spec(axes={"seed": [0, 0]})
+    with pytest.raises(MiMarginError, match="repeats a value"):     # the same weight decay
+        small_spec(axes={"train.weight_decay": [1, 1.0]})
+
+
+def test_a_seed_axis_beside_one_of_the_seeds_it_sets_is_refused():
+    """'seed' sets task.seed, model.seed and train.seed: a model.seed axis beside it was
+    overwritten, and its points trained the same run twice under two labels."""
+    with pytest.raises(MiMarginError, match=r"axes \['model.seed'\] would be overwritten"):
+        small_spec(axes={"seed": [0, 1], "model.seed": [0, 1]})
 
 
 # -- Ray ------------------------------------------------------------------------------------------

@@ -10,7 +10,13 @@ import pytest
 import mi_margin as mm
 from mi_margin.theory.certificates import certificate
 from mi_margin.theory.compare import compare_to_theory
-from mi_margin.theory.verdict import first_step, theory_story, training_story, verdict
+from mi_margin.theory.verdict import (
+    first_step,
+    structure_story,
+    theory_story,
+    training_story,
+    verdict,
+)
 
 
 def history(train_acc, test_acc, every=50):
@@ -56,3 +62,14 @@ def test_verdict_of_a_group_run(group):
                           history=history([1.0], [float("nan")]))
     text = verdict(run)
     assert "irreps" in text and "theory meet" in text
+
+
+@pytest.mark.parametrize("task", [mm.ModularAddition(p=11, train_fraction=0.4),
+                                  mm.GroupComposition("S4", train_fraction=0.5)])
+def test_a_model_that_has_not_generalized_is_not_said_to_compute_the_task(task):
+    """An untrained network's logits have labels that stand out, but they describe no algorithm:
+    the verdict says so instead of 'it computes the task with ...'."""
+    model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=32, seed=1))
+    story = structure_story(model, task)
+    assert "computes the task" not in story and "uses the irreps" not in story
+    assert story.startswith("It has not generalized") or "stands out" in story
