@@ -267,7 +267,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("demo", help="train a small model, analyze it, write the results",
                        formatter_class=_Formatter)
-    p.add_argument("--out", default="mi_margin_demo")
+    p.add_argument("--out", default="mi_margin_demo", help="folder for the run and its results")
     p.add_argument("--quick", action="store_true", help="fewer steps (for tests)")
     p.set_defaults(func=cmd_demo)
     from mi_margin.sweep.cli import add_sweep_parser

@@ -91,8 +91,10 @@ figure_loader: Callable[[], object] | None = None
 @singledispatch
 def figure(result: Any, **kwargs: Any) -> Any:
     """A figure of ``result``; the plotting layer registers one per result type on import."""
-    raise MiMarginError(f"no figure is registered for {type(result).__name__}; figures are "
-                        "registered when the plotting package is imported (mm.viz)")
+    raise MiMarginError(f"no figure is registered for {type(result).__name__}: mm.viz.plot "
+                        "draws the results of the analyzers (what mm.spectrum, mm.restricted_loss, "
+                        "mm.compare_to_theory, ... return); a run's curves are "
+                        "mm.viz.training_curves(run)")
 
 
 class KeyLabels:

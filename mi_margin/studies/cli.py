@@ -47,7 +47,7 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "stream into OUT/rows.jsonl. Populations: " + ", ".join(sorted(POPULATIONS)),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("name", choices=sorted(POPULATIONS), metavar="NAME", help="population name")
-    p.add_argument("--out", required=True, help="study folder")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS, help="study folder")
     p.add_argument("--seeds", type=seed_arg, default=None,
                    help="a count (50), a range (0-49) or a list (3,5,8); default: the population's")
     p.add_argument("--address", default=None,

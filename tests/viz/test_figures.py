@@ -181,3 +181,11 @@ def test_figure_div_needs_no_cdn(run7):
     div = _html.figure_div(training_curves(run7), div_id="x")
     assert 'id="x"' in div and "<script src" not in div
     _no_url(div)
+
+
+def test_plotting_what_has_no_figure_says_where_the_figures_are():
+    """A run has no figure of its own: the message names what plot draws and the run's curves
+    (it said figures are registered on importing mm.viz, which was imported)."""
+    run = mm.zoo.load("zhong_p59_clock_transformer")
+    with pytest.raises(mm.MiMarginError, match=r"training_curves\(run\)"):
+        mm.viz.plot(run)

@@ -334,3 +334,4 @@ def test_shipped_parity_entry_reads_the_support():
     assert ins.spectrum[j, index[str(run.task.support)], 0] == pytest.approx(24**2 / total,
                                                                               abs=1e-3)
     np.testing.assert_allclose(_heatmaps(ins), ins.grid, rtol=1e-9, atol=1e-9)
+
