@@ -52,7 +52,8 @@ def nfa_heatmaps(result: Any, title: str | None = None) -> go.Figure:
         f"{kind}NFM", f"{kind}{result.agop_power.name}"])
     fig.add_trace(_heatmap(result.nfm, showscale=False), row=1, col=1)
     fig.add_trace(_heatmap(result.agop_power, showscale=False), row=1, col=2)
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", title_text="input feature")
+    fig.update_xaxes(title_text="input feature")
     default = (f"{kind}NFA: Pearson {result.pearson:.3f}, cosine {result.cosine:.3f} "
                f"(s = {result.power:g}, {result.subset})")
     fig.update_layout(title=title or default, width=1000, height=500)

@@ -62,6 +62,11 @@ def comparison_figure(cmp: TheoryComparison) -> go.Figure:
     fig.add_bar(x=["observed", "γ* (predicted)"],
                 y=[observed if observed is not None else 0.0, gamma if gamma is not None else 0.0],
                 name="normalized margin", row=2, col=2)
+    for (row, col), (x, y) in {(1, 1): ("label", "share of the parameter budget"),
+                               (1, 2): ("label", "neurons"), (2, 1): ("purity", "live neurons"),
+                               (2, 2): ("", "γ (normalized margin)")}.items():
+        fig.update_xaxes(title_text=x, row=row, col=col)
+        fig.update_yaxes(title_text=y, row=row, col=col)
     ratio = "undefined" if cmp.ratio is None else f"{cmp.ratio:.4f}"
     fig.update_layout(barmode="group", title=f"{cmp.prediction.theorem}: observed vs predicted "
                                              f"(ratio {ratio})")

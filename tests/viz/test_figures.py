@@ -189,3 +189,17 @@ def test_plotting_what_has_no_figure_says_where_the_figures_are():
     run = mm.zoo.load("zhong_p59_clock_transformer")
     with pytest.raises(mm.MiMarginError, match=r"training_curves\(run\)"):
         mm.viz.plot(run)
+
+
+def test_the_theory_and_nfa_figures_title_their_axes():
+    """Each panel of the comparison with the theory and of the NFA heatmaps says what its axes
+    hold (they had subplot titles only)."""
+    from mi_margin.analysis.nfa import nfa_correlation
+
+    task = mm.ModularAddition(p=5, train_fraction=0.6)
+    cmp = mm.compare_to_theory(mm.theory.certificate(mm.ModularAddition(p=5)),
+                               mm.ModularAddition(p=5))
+    mlp = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16))
+    for fig in (mm.viz.plot(cmp), mm.viz.plot(nfa_correlation(mlp, task))):
+        axes = [a for name, a in fig.layout.to_plotly_json().items() if name[1:5] == "axis"]
+        assert axes and all(a.get("title", {}).get("text") is not None for a in axes)
