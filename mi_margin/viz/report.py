@@ -362,7 +362,9 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
             that was never saved.
 
     What the reader must know first (NaN losses, a diverged run, no checkpoints:
-    :func:`notices`) is shown at the top of the report and given as a warning.
+    :func:`notices`) is shown at the top of the report and given as a warning; the warnings of
+    the analyses (e.g. :class:`~mi_margin.errors.NotGeneralizedWarning`) are given once each,
+    naming the run.
 
     Example:
         >>> import mi_margin as mm
@@ -378,6 +380,11 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
     for text in notices(run):
         warnings.warn(f"report of {run.path or 'the run'}: {text}", UserWarning, stacklevel=2)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(build_html(run), encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:       # each section may warn the same
+        warnings.simplefilter("always")
+        html = build_html(run)
+    for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warnings.warn(f"report of {run.path or 'the run'}: {text}", category, stacklevel=2)
+    tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out

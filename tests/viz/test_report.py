@@ -287,3 +287,16 @@ def test_report_renders_in_headless_chromium(browser, transformer_run, mlp_run, 
         if name == "transformer":
             browser.screenshot(ARTIFACTS / "report.png")
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_each_warning_of_the_analyses_is_given_once_naming_the_run(mlp_run, tmp_path):
+    """The run has not generalized (30 steps): every section that reads key labels warns so; the
+    report passes each distinct warning on once, naming the run (it printed 3-6 copies)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(mlp_run, tmp_path / "r.html")
+    texts = [str(w.message) for w in caught if issubclass(w.category, mm.NotGeneralizedWarning)]
+    assert texts and len(texts) == len(set(texts))
+    assert all(t.startswith("report of the run: ") for t in texts)
