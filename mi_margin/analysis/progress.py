@@ -190,7 +190,8 @@ def progress_measures(run: Any, labels: Sequence[Any] | None = None,
 
 
 def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
-                   steps: Sequence[int] | int | None = None) -> ProgressMeasures:
+                   steps: Sequence[int] | int | None = None, *,
+                   progress: bool = True) -> ProgressMeasures:
     """:func:`progress_measures` of a group-composition run, for irreps (Chughtai et al. Fig. 4).
 
     Example:
@@ -198,9 +199,9 @@ def irrep_progress(run: Any, irreps: Sequence[str] | None = None,
         >>> task = mm.GroupComposition("S3", train_fraction=0.8)
         >>> model = mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=16))
         >>> run = mm.train(model, task, mm.TrainConfig(steps=20, progress=False, n_checkpoints=3))
-        >>> prog = irrep_progress(run, irreps=["standard"])
+        >>> prog = irrep_progress(run, irreps=["standard"], progress=False)
         >>> prog.irreps, list(prog.to_dataframe()["step"])[0]
         (('(2,1)',), 0)
     """
     require_labels(run.task, "irrep", "irrep_progress")
-    return progress_measures(run, irreps, steps)
+    return progress_measures(run, irreps, steps, progress=progress)
