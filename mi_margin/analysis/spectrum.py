@@ -71,7 +71,10 @@ class Spectrum(AnalysisResult):
 
     Attributes:
         label_kind: "frequency", "irrep" or "subset"; labels: all labels, trivial first (the
-            constant, frequency 0; the trivial irrep; the empty subset); dims: their dimensions.
+            constant, frequency 0; the trivial irrep; the empty subset); dims: the dimension of
+            each label's block of functions on one operand (2 per frequency but the constant;
+            d²/e for an irrep of dimension d with a commutant of dimension e; 1 per subset),
+            not the irrep's dimension d (``G.irrep(name).dim``).
         n, k, model_kind: elements per operand, operands, "transformer" or "mlp".
         weights: component → [L] fraction of its squared norm per label, along the element axis
             (token axis of embeddings, output axis of the unembedding; no centering, sums to 1).
@@ -333,7 +336,8 @@ class LogitSimilarity(AnalysisResult):
 
     Attributes:
         label_kind, labels: the non-trivial labels (the trivial character is constant over c, so
-            its similarity with centred logits is always 0); dims: their dimensions.
+            its similarity with centred logits is always 0); dims: their blocks' dimensions
+            (as :class:`Spectrum`'s: d²/e for an irrep, not d).
         similarity: [L−1] one value per label.
         source: what was compared with the characters: the logits at the last position.
         key_threshold: the irrep basis's key rule threshold on the task (:func:`key_irreps`;
@@ -365,7 +369,7 @@ class LogitSimilarity(AnalysisResult):
 
     def _table(self) -> pd.DataFrame:
         sim = self.similarity.tolist()
-        return pd.DataFrame({self.label_kind: list(self.labels), "dim": list(self.dims),
+        return pd.DataFrame({self.label_kind: list(self.labels), "block_dim": list(self.dims),
                              "similarity": sim, "fve_share": [s * s for s in sim],
                              "source": self.source})
 

@@ -81,6 +81,12 @@ class FiniteGroup:
 
     # ---- basic structure -------------------------------------------------------------------
     @property
+    def closed_form_irreps(self) -> bool:
+        """Whether the irreps come from closed forms (Young's for S_n, ...), which name them
+        by partition, rather than from the numerical decomposition (``dim1``, ``dim3_a``, ...)."""
+        return self._closed_irreps is not None
+
+    @property
     def order(self) -> int:
         """n = |G|."""
         return int(self.table.shape[0])

@@ -86,8 +86,12 @@ class GroupComposition(Task):
 
 
 def _is_registered(G: FiniteGroup) -> bool:
-    """Whether ``groups.get(G.name)`` rebuilds exactly ``G`` (then its name is enough to save)."""
+    """Whether ``groups.get(G.name)`` rebuilds exactly ``G``, its table and the way its irreps
+    are built and named (then its name is enough to save; a table given under a registered name
+    is saved as a table, so that its irreps keep their names when it is loaded again)."""
     try:
-        return bool(np.array_equal(get(G.name).table, G.table))
+        known = get(G.name)
     except MiMarginError:
         return False
+    return bool(np.array_equal(known.table, G.table)) and (
+        known.closed_form_irreps == G.closed_form_irreps)

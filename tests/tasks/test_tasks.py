@@ -159,3 +159,16 @@ def test_a_support_given_as_an_array_is_the_same_support():
     assert mm.SparseParity(n=6, k=3, support=torch.tensor([4, 0, 1])).support == (4, 0, 1)
     with pytest.raises(mm.MiMarginError, match="list of integers"):
         mm.SparseParity(n=6, k=3, support=np.array([0.5, 1, 2]))
+
+
+def test_a_registered_group_s_table_under_its_name_keeps_its_irrep_names_when_reloaded():
+    """S4's table given by hand has numerical irreps (dim1, dim2, dim3_a, ...); saved by name it
+    came back as the registered S4 with Young's irreps ((2,2), (3,1), ...), and every result
+    keyed by irrep name stopped matching. It is saved as a table now."""
+    from mi_margin import groups
+    from mi_margin.tasks import from_dict
+
+    G = groups.from_cayley_table(groups.get("S4").table, name="S4")
+    again = from_dict(mm.GroupComposition(G).to_dict()).group
+    assert [r.name for r in again.irreps()] == [r.name for r in G.irreps()]
+    assert "cayley_table" not in mm.GroupComposition("S4").to_dict()     # registered: by name
