@@ -299,4 +299,4 @@ def test_each_warning_of_the_analyses_is_given_once_naming_the_run(mlp_run, tmp_
         write_report(mlp_run, tmp_path / "r.html")
     texts = [str(w.message) for w in caught if issubclass(w.category, mm.NotGeneralizedWarning)]
     assert texts and len(texts) == len(set(texts))
-    assert all(t.startswith("report of the run: ") for t in texts)
+    assert all(t.startswith(f"report of {mlp_run.path or 'the run'}: ") for t in texts)
