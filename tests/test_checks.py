@@ -375,6 +375,10 @@ def config_rows() -> list[tuple[str, Callable[[Path], Any], str]]:
          "did you mean 'd_model'?"),
         ("MLPConfig.for_task(task, d_mpl=8)",
          lambda tmp: mm.MLPConfig.for_task(P7, d_mpl=8), "did you mean 'd_mlp'?"),
+        ("MLPConfig.for_task(a 3-operand task, k=2)",
+         lambda tmp: mm.MLPConfig.for_task(mm.ModularAddition(p=7, k=3), k=2), "needs k=3"),
+        ("TransformerConfig.for_task(task, n_ctx=4)",
+         lambda tmp: mm.TransformerConfig.for_task(P7, n_ctx=4), "needs n_ctx=3"),
     ]
 
 

@@ -169,8 +169,16 @@ def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
 
 
 def _with_degree(task: Any, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``overrides``; ``act_fn="power"`` without a degree, or with
-    ``act_degree=None``, takes the task's k (Li et al.'s x^k)."""
+    """``base`` (what the task dictates) updated by ``overrides``, which may not contradict it
+    (such a model would not fit the task, and be refused only when used); ``act_fn="power"``
+    without a degree, or with ``act_degree=None``, takes the task's k (Li et al.'s x^k)."""
+    clash = {name: value for name, value in overrides.items()
+             if name in base and value != base[name]}
+    if clash:
+        said = ", ".join(f"{name}={value!r}" for name, value in clash.items())
+        wants = ", ".join(f"{name}={base[name]!r}" for name in clash)
+        raise MiMarginError(f"for_task: {said} contradicts the task {task!r}, which needs "
+                            f"{wants}; for_task takes these from the task: leave them out")
     fields = {**base, **overrides}
     if fields.get("act_fn") == "power" and fields.get("act_degree") is None:
         fields["act_degree"] = task.k

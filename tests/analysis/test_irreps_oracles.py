@@ -287,7 +287,8 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(MiMarginError):
         irrep_restricted_loss(model, task, ["no_such_irrep"])
     with pytest.raises(MiMarginError, match="d_vocab_out"):
-        irrep_spectrum(mm.HookedMLP(mm.MLPConfig.for_task(task, d_mlp=8, d_vocab_out=5)), task)
+        irrep_spectrum(mm.HookedMLP(mm.MLPConfig(**{**task.mlp_fields(), "d_vocab_out": 5},
+                                                 d_mlp=8)), task)
 
 
 # -- figures ---------------------------------------------------------------------------------------
