@@ -34,6 +34,7 @@ from mi_margin.checks import as_python
 from mi_margin.errors import MiMarginError
 from mi_margin.fourier.cyclic import (
     basis_labels,
+    check_frequencies,
     filter_grid,
     fourier_basis,
     frequency_mask,
@@ -357,11 +358,7 @@ class CyclicBasis(HarmonicBasis):
         self._B = fourier_basis(p).T
 
     def _canonical(self, label: Any) -> Any:
-        f = as_python(label)
-        if isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= self.n // 2:
-            raise MiMarginError(f"a frequency of Z_{self.n} is an integer in 1..{self.n // 2}, "
-                                f"got {label!r}")
-        return f
+        return check_frequencies(self.n, [label])[0]
 
     def operand_basis(self, label: Any) -> Tensor:
         return self._B[:, frequency_of_index(self.n) == label]

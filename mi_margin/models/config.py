@@ -34,7 +34,6 @@ import torch
 from mi_margin.checks import (
     check_bool,
     check_choice,
-    check_fields,
     check_float,
     check_int,
     keep,
@@ -159,13 +158,12 @@ _FLAG_REFUSALS = {
 }
 
 
-def _check_for_task(cls: type, task: Any, overrides: dict[str, Any]) -> None:
-    """``for_task``'s arguments: a task object, and overrides that are fields of ``cls`` (a typo
-    is named with the valid fields, not a TypeError)."""
+def _check_for_task(cls: type, task: Any) -> None:
+    """``for_task``'s task argument: a task object (a misspelt override is refused by the
+    constructor, :func:`~mi_margin.checks.named_fields`)."""
     from mi_margin.tasks.base import check_task
 
     check_task(task, f"{cls.__name__}.for_task takes a task")
-    check_fields(cls, overrides)
 
 
 def _with_degree(task: Any, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +268,7 @@ class TransformerConfig(_Config):
 
         ``act_fn="power"`` defaults its degree to the task's k (Li et al.'s x^k).
         """
-        _check_for_task(cls, task, overrides)
+        _check_for_task(cls, task)
         return cls(**_with_degree(task, {"d_vocab": task.d_vocab + 1,
                                          "d_vocab_out": task.d_vocab_out, "n_ctx": task.n_ctx},
                                   overrides))
@@ -342,7 +340,7 @@ class MLPConfig(_Config):
         for sparse parity, d_vocab = n, k = 1); ``act_fn="power"`` defaults its degree to the
         task's k (x^k for k-input addition and (n, k)-parity).
         """
-        _check_for_task(cls, task, overrides)
+        _check_for_task(cls, task)
         return cls(**_with_degree(task, task.mlp_fields(), overrides))
 
 
