@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +151,55 @@ def build_train_config(args: argparse.Namespace) -> Any:
                        seed=args.seed)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+#: the ``train`` flags that describe a run, by where the run keeps them: dest -> (part, field)
+RUN_FIELDS: dict[str, tuple[str, str]] = {
+    "task": ("task", "kind"), "p": ("task", "p"), "op": ("task", "op"), "k": ("task", "k"),
+    "group": ("task", "group"), "n": ("task", "n"), "train_fraction": ("task", "train_fraction"),
+    "data_seed": ("task", "seed"), "model": ("model", "kind"), "d_model": ("model", "d_model"),
+    "n_heads": ("model", "n_heads"), "d_head": ("model", "d_head"), "d_mlp": ("model", "d_mlp"),
+    "act_fn": ("model", "act_fn"), "input_style": ("model", "input_style"),
+    "d_embed": ("model", "d_embed"), "biases": ("model", "use_biases"),
+    "model_seed": ("model", "seed"), **{name: ("train", name) for name in (
+        "lr", "optimizer", "weight_decay", "norm_penalty", "batch_size", "eval_every",
+        "checkpoint_schedule", "n_checkpoints", "target_test_acc", "seed")},
+}
+
+
+def stored_value(run: Any, part: str, field: str) -> Any:
+    """What the run in a folder keeps for one of :data:`RUN_FIELDS`."""
+    if part == "task":
+        return run.task.to_dict().get(field)
+    if part == "model" and field == "kind":
+        return "transformer" if isinstance(run.model, HookedOneLayerTransformer) else "mlp"
+    return getattr(run.model.cfg if part == "model" else run.config, field, None)
+
+
+def check_resumable(out: Path, given: set[str], args: argparse.Namespace) -> None:
+    """Refuse ``--resume`` with a flag that says other than the run in ``out``: the resumed run
+    keeps its own task, model and training settings, so such a flag would be ignored. Flags
+    equal to the run's own pass, so that the command that started a run, with ``--resume``
+    added, continues it."""
+    if not given & RUN_FIELDS.keys():
+        return
+    run = load_run(out)
+    differ = [dest for dest in sorted(given & RUN_FIELDS.keys())
+              if getattr(args, dest) != stored_value(run, *RUN_FIELDS[dest])]
+    if differ:
+        said = ", ".join(f"--{dest.replace('_', '-')} {getattr(args, dest)} (the run's "
+                         f"{field if field != 'kind' else part}: {stored_value(run, part, field)})"
+                         for dest in differ for part, field in [RUN_FIELDS[dest]])
+        raise MiMarginError(f"--resume continues the run in {out} with its own settings, and "
+                            f"{said} would be ignored; resume with --out {out} --resume "
+                            f"[--steps N] alone, or train another run with --overwrite or "
+                            f"another --out")
+
+
+def cmd_train(args: argparse.Namespace, given: Iterable[str] = ()) -> int:
+    """``mi-margin train``; ``given`` holds the flags given on the command line (their dests)."""
     out = Path(args.out)
     start = time.perf_counter()
     if args.resume:  # the task, model and training settings are the run's own
+        check_resumable(out, set(given), args)
         run = resume(out, steps=args.steps)
     else:
         task = build_task(check_scoped(args))
@@ -235,10 +281,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mi-margin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_train_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``train`` command's parser, added to the subparsers ``sub``."""
     p = sub.add_parser("train", help="train a model and write a run folder",
                        formatter_class=_Formatter)
     _task_args(p)
@@ -247,12 +291,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder to write")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
-                       help="continue the run in --out up to --steps, or to its own step count "
-                            "(its own task, model and training settings; the other flags are "
-                            "ignored)")
+                       help="continue the run in --out up to --steps, or to its own step count, "
+                            "with its own task, model and training settings (other flags are "
+                            "refused unless they equal the run's own)")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out (by default an existing run is refused)")
     p.set_defaults(func=cmd_train)
+    return p
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The dests of the ``train`` flags given in ``argv`` (``["train", ...]``), defaults left
+    out: argparse fills in a default only where the namespace has no value yet, so ``argv`` is
+    parsed again into a namespace holding a marker for every dest."""
+    train_parser = add_train_parser(argparse.ArgumentParser().add_subparsers())
+    unset = object()
+    dests = vars(train_parser.parse_args(["--out", "-"]))
+    parsed = train_parser.parse_args(argv[1:], argparse.Namespace(**dict.fromkeys(dests, unset)))
+    return {dest for dest, value in vars(parsed).items() if value is not unset}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mi-margin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
     p = sub.add_parser("info", help="describe a run folder")
     p.add_argument("run")
     p.set_defaults(func=cmd_info)
@@ -281,8 +344,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mi-margin`` and ``python -m mi_margin``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     try:
+        if args.func is cmd_train:
+            return cmd_train(args, given_flags(argv))
         return int(args.func(args))
     except (MiMarginError, OSError) as err:  # anticipated failures: one line, no traceback
         message = str(err).replace("\n", " ")

@@ -86,6 +86,36 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     assert mm.load(out).step == 5
 
 
+def test_resume_refuses_flags_it_would_ignore(tmp_path, capsys):
+    """A resumed run keeps its own settings: a flag saying otherwise is refused, naming the
+    run's value; the same flags as the run's own (the starting command with --resume) pass."""
+    out = str(tmp_path / "run")
+    start = [*TINY, "--lr", "0.01", "--out", out]
+    assert main([*start, "--steps", "10"]) == 0
+    capsys.readouterr()
+    for flags, said in [(["--lr", "0.001"], "--lr 0.001 (the run's lr: 0.01)"),
+                        (["--d-mlp", "16"], "--d-mlp 16 (the run's d_mlp: 8)"),
+                        (["--task", "group_composition", "--group", "S3"],
+                         "--task group_composition (the run's task: modular_addition)"),
+                        (["--model", "transformer"], "--model transformer (the run's model: mlp)"),
+                        (["--biases"], "--biases True (the run's use_biases: False)"),
+                        (["--seed", "1"], "--seed 1 (the run's seed: 0)")]:
+        assert main(["train", "--out", out, "--resume", "--steps", "20", *flags]) == 2
+        assert said in one_line_error(capsys)
+        assert mm.load(out).step == 10
+    assert main([*start, "--steps", "20", "--resume"]) == 0       # the run's own flags
+    assert main(["train", "--out", out, "--resume", "--steps", "30", "--lr", "1e-2"]) == 0
+    assert mm.load(out).step == 30 and mm.load(out).config.lr == 0.01
+
+
+def test_given_flags_are_the_typed_ones():
+    from mi_margin.cli import given_flags
+
+    assert given_flags(["train", "--out", "x"]) == {"out"}
+    assert given_flags(["train", "--out", "x", "--resume", "--k", "2", "--biases", "--lr=1"]) \
+        == {"out", "resume", "k", "biases", "lr"}
+
+
 def test_anticipated_failures_are_one_line(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -49,6 +49,9 @@ from mi_margin.viz.irreps import cayley_table_figure, character_table_figure
 from mi_margin.viz.timeline import Timeline, timeline, timeline_html
 from mi_margin.viz.training import progress_columns, progress_curves, training_curves
 
+#: the package's folder: warnings raised from inside it are the analyses' own
+PACKAGE = Path(__file__).resolve().parents[1]
+
 #: NFA is computed only when (training examples) × (input dim) × (hidden width) is at most this.
 NFA_BUDGET = 5e8
 Part = Any  # an HTML string, a plotly Figure or an AttentionView
@@ -364,7 +367,7 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
     What the reader must know first (NaN losses, a diverged run, no checkpoints:
     :func:`notices`) is shown at the top of the report and given as a warning; the warnings of
     the analyses (e.g. :class:`~mi_margin.errors.NotGeneralizedWarning`) are given once each,
-    naming the run.
+    naming the run; other libraries' warnings are passed on once each, as they were.
 
     Example:
         >>> import mi_margin as mm
@@ -383,8 +386,12 @@ def write_report(run_or_path: Any, path: str | Path | None = None) -> Path:
     with warnings.catch_warnings(record=True) as caught:       # each section may warn the same
         warnings.simplefilter("always")
         html = build_html(run)
-    for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
-        warnings.warn(f"report of {run.path or 'the run'}: {text}", category, stacklevel=2)
+    for text, category, filename, lineno in dict.fromkeys(
+            (str(w.message), w.category, w.filename, w.lineno) for w in caught):
+        if Path(filename).resolve().is_relative_to(PACKAGE):       # the analyses' own: name the run
+            warnings.warn(f"report of {run.path or 'the run'}: {text}", category, stacklevel=2)
+        else:                                              # another library's: as it was
+            warnings.warn_explicit(text, category, filename, lineno)
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out

@@ -300,3 +300,29 @@ def test_each_warning_of_the_analyses_is_given_once_naming_the_run(mlp_run, tmp_
     texts = [str(w.message) for w in caught if issubclass(w.category, mm.NotGeneralizedWarning)]
     assert texts and len(texts) == len(set(texts))
     assert all(t.startswith(f"report of {mlp_run.path or 'the run'}: ") for t in texts)
+
+
+def test_another_librarys_warnings_pass_through_as_they_were(mlp_run, tmp_path, monkeypatch):
+    """A warning another library raises while the report is built (torch warns that
+    torch.jit.script is deprecated the first time forward-mode AD loads) keeps its own text and
+    origin: named for the run, it was taken for the package's own and failed the suite."""
+    import warnings
+
+    import mi_margin.viz.report as report
+
+    build = report.build_html
+
+    def warning_build(run):
+        for _ in range(2):
+            warnings.warn_explicit("old API", DeprecationWarning, "/elsewhere/lib.py", 7)
+        return build(run)
+
+    monkeypatch.setattr(report, "build_html", warning_build)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(mlp_run, tmp_path / "r.html")
+    theirs = [w for w in caught if w.category is DeprecationWarning]
+    assert [(str(w.message), w.filename, w.lineno) for w in theirs] == [
+        ("old API", "/elsewhere/lib.py", 7)]
+    assert any(str(w.message).startswith("report of ") for w in caught
+               if issubclass(w.category, mm.NotGeneralizedWarning))
