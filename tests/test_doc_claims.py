@@ -84,3 +84,21 @@ def test_the_summary_of_label_sets_says_neurons_keep_several_labels():
     assert "each neuron keeps a set of up to 2 real irreps" in text
     one = mm.explain(mm.theory.certificate(task), task).summary()
     assert "each neuron reads one real irrep ρ" in one
+
+
+def test_the_explanation_section_states_what_the_zoo_models_neurons_write():
+    """§6.4's examples of labels whose neurons write little, recomputed: the parity model's
+    subset of the task holds all but 0.01% (six one-neuron subsets beside it), the A5 MLP's
+    (3,2) labels 29 neurons that write about 1%."""
+    text = " ".join(section(ROOT / "docs" / "mathematics.md", "### §6.4").split())
+    assert "all but 0.01%, which six other subsets of one neuron each" in text
+    assert "29 neurons that write about 1%" in text
+    run = mm.zoo.load("morwani_parity_n10_k4_quartic")
+    expl = mm.explain(run.model, run.task)
+    ours = tuple(sorted(run.task.support))
+    others = {lab: n for lab, n in expl.counts.items() if lab is not None and tuple(lab) != ours}
+    assert expl.counts[ours] == 15 and list(others.values()) == [1] * 6
+    assert round(100 * (1 - expl.written_share(ours)), 2) == 0.01
+    run = mm.zoo.load("chughtai_A5_mlp_seed1")
+    expl = mm.explain(run.model, run.task)
+    assert expl.counts["(3,2)"] == 29 and 0.005 <= expl.written_share("(3,2)") < 0.015

@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from mi_margin.analysis.core import subject
+from mi_margin.analysis.core import POST, cached, subject
 from mi_margin.analysis.explain_transformer import hybrids as transformer_hybrids
 from mi_margin.analysis.explain_transformer import resampler as transformer_resampler
 from mi_margin.analysis.explain_transformer import transformer_circuit
@@ -110,20 +111,44 @@ class Explanation(AnalysisResult):
             out[lab] = out.get(lab, 0) + 1
         return out
 
+    @cached_property
+    def written(self) -> Tensor:
+        """Per neuron of the original, how much it writes to the logits over the task's inputs:
+        ‖a_i‖·‖w_i‖, the Frobenius norm of its rank-one term a_i w_iᵀ in the logits (a_i its
+        activations on every input, w_i its row of W_out, times W_U in a transformer, centred
+        over the classes since softmax ignores a constant), [d_mlp] float64. Computed on first
+        use (one pass over the grid, also for ``source="weights"``)."""
+        c = cached(native(self.original), self.task)
+        out = c.subject.neuron_logit_map().double()
+        out = out - out.mean(1, keepdim=True)
+        return c[POST].double().norm(dim=0) * out.norm(dim=1)
+
+    def written_share(self, label: Any) -> float:
+        """The share of :attr:`written`, summed over all neurons, that the neurons kept in
+        ``label`` hold (None: the zeroed neurons). Norms of the neurons' terms, not of their sum:
+        shares add up to 1 over the labels and the zeroed neurons."""
+        total = float(self.written.sum())
+        mine = [w for lab, w in zip(self.label, self.written.tolist()) if lab == label]
+        return sum(mine) / total if total > 0 else math.nan
+
     def summary(self) -> str:
-        """Which labels (most neurons first), how many neurons each, and the algorithm in one sentence."""
+        """Which labels (most neurons first), how many neurons each with the share of what the
+        neurons write to the logits (:attr:`written`), and the algorithm in one sentence."""
         kind = self.clusters.label_kind
         live = dict(sorted(((lab, n) for lab, n in self.counts.items() if lab is not None),
                            key=lambda item: -item[1]))
-        parts = ", ".join(f"{kind} {lab}: {n}" for lab, n in live.items())
+        parts = "; ".join(f"{kind} {lab}: {n}{' neurons' if i == 0 else ''}, "
+                          f"{_percent(self.written_share(lab))}"
+                          f"{' of what the neurons write to the logits' if i == 0 else ''}"
+                          for i, (lab, n) in enumerate(live.items()))
         zeroed = self.counts.get(None, 0)
         path = (f" The embedding and unembedding keep the key {kind} labels {list(self.key)}; "
                 f"attention is kept and carries them to the last position." if self.key else "")
         sets = any(isinstance(lab, LabelSet) for lab in live)
         return (f"{type(self.task).__name__}: {len(live)} {kind} label{' set' if sets else ''}(s) "
-                f"carry "
-                f"{sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} zeroed "
-                f"(dead or unassigned).{path} Algorithm: {self._algorithm(live)}.")
+                f"carry {sum(live.values())} of {len(self.label)} neurons ({parts}); {zeroed} "
+                f"zeroed (dead or unassigned, {_percent(self.written_share(None))}).{path} "
+                f"Algorithm: {self._algorithm(live)}.")
 
     def _algorithm(self, live: dict[Any, int]) -> str:
         """The algorithm the kept labels implement, in one sentence."""
@@ -135,7 +160,20 @@ class Explanation(AnalysisResult):
         return pd.DataFrame({"neuron": range(len(self.label)),
                              self.clusters.label_kind: list(self.label),
                              "purity": self.clusters.purity.tolist(),
-                             "dead": self.clusters.dead.tolist(), "kept": self.kept.tolist()})
+                             "dead": self.clusters.dead.tolist(), "kept": self.kept.tolist(),
+                             "written": self.written.tolist()})
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage: one decimal from 10%, two significant digits below (a neuron that
+    writes 0.02% must not read as 0%), "<0.001%" below that; ">99.9%" for what is not all."""
+    if math.isnan(share):
+        return "n/a"
+    if 0 < share < 1e-5:
+        return "<0.001%"
+    if 0.999 <= share < 1:
+        return ">99.9%"
+    return f"{100 * share:.1f}%" if share >= 0.1 or share == 0 else f"{100 * share:.2g}%"
 
 
 def operand_tables(model: HookedMLP) -> Tensor:

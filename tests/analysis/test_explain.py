@@ -197,6 +197,53 @@ def test_summary_and_table():
     assert len(expl.to_dataframe()) == expl.model.cfg.d_mlp
 
 
+@pytest.mark.parametrize("make", TASKS)
+def test_written_is_each_neurons_term_in_the_logits(make):
+    """written[i] is the Frobenius norm of neuron i's own term in the centred logits over every
+    input, read off the hooks here: hook_post's column times W_out's row, the neuron alone."""
+    task = make()
+    model = mm.theory.certificate(task).double()
+    x = task.inputs.double() if task.inputs.is_floating_point() else task.inputs
+    _, cache = model.run_with_cache(x)
+    post, W = cache["blocks.0.mlp.hook_post"], model.W_out.detach()
+    direct = [torch.linalg.matrix_norm(torch.outer(post[:, i], W[i] - W[i].mean()))
+              for i in range(len(W))]
+    written = mm.explain(model, task).written
+    assert torch.allclose(written, torch.stack(direct).double(), rtol=1e-12)
+
+
+def test_written_shares_follow_a_planted_scale():
+    """Scaling the output maps of one frequency's neurons by c scales their terms by c: on the
+    certificate of p = 7 (three frequencies, alike by symmetry) that frequency then holds
+    c/(c + 2) of what the neurons write, and the summary says so."""
+    task, c = mm.ModularAddition(p=7), 5.0
+    model = mm.theory.certificate(task)
+    plain = mm.explain(model, task)
+    idx = [i for i, lab in enumerate(plain.label) if lab == 1]
+    with torch.no_grad():
+        model.W_out[idx] *= c
+    expl = mm.explain(model, task)
+    assert [expl.written_share(f) for f in (1, 2, 3)] == pytest.approx(
+        [c / (c + 2), 1 / (c + 2), 1 / (c + 2)], rel=1e-9)
+    assert expl.written_share(None) == 0
+    assert f"frequency 1: 8 neurons, {100 * c / (c + 2):.1f}% of what the neurons write" in \
+        expl.summary()
+
+
+def test_summary_shows_how_little_tiny_neurons_write():
+    """A neuron labelled by the rounding in its weights (the parity zoo model has six beside
+    its 15 neurons of the task's subset) is shown with its share, so that the count of labels
+    does not read as the count of subsets the network uses."""
+    run = mm.zoo.load("morwani_parity_n10_k4_quartic")
+    expl = mm.explain(run.model, run.task)
+    support = tuple(sorted(run.task.support))
+    others = [lab for lab in expl.counts if lab is not None and tuple(lab) != support]
+    assert others and sum(expl.written_share(lab) for lab in others) < 1e-3
+    text = expl.summary()
+    assert all(f"subset {lab}: {expl.counts[lab]}, <0.001%" in text or
+               f"subset {lab}: {expl.counts[lab]}, 0.00" in text for lab in others)
+
+
 @pytest.mark.parametrize("make", TASKS[:3])
 def test_weight_labels_agree_with_activation_labels_on_certificate_networks(make):
     task = make()
