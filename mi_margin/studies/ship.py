@@ -39,6 +39,19 @@ def counted(n_seeds: int, left_out: int) -> str:
                                  else "."))
 
 
+def budget_note(n_at_budget: int, which: str) -> str:
+    """How many seeds stopped at their step budget (:func:`~mi_margin.studies.views.at_budget`).
+
+    Example:
+        >>> budget_note(6, "of these")[:60]
+        ' 6 of these stopped at their step budget, their cleanup cut '
+    """
+    if not n_at_budget:
+        return ""
+    return (f" {n_at_budget} {which} stopped at their step budget, their cleanup cut short; "
+            "key_at_budget counts them (their key labels may still have been changing).")
+
+
 def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
     """The card's two label views, or why there are none (no seed generalized)."""
     why = none_generalized(table)
@@ -48,6 +61,7 @@ def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
     counts = key_count_distribution(table, pop.paper_n_key, pop.paper_seeds)
     return [
         "## Which labels are key\n\n" + counted(labels.n_seeds, labels.left_out)
+        + budget_note(labels.n_at_budget, "of these")
         + " Key rule as `mi_margin.studies.keys.default_rule` (the API's defaults); "
         + theory_note(labels.theory) + "\n\n"
         + _md(labels.to_dataframe()),
@@ -58,15 +72,19 @@ def label_sections(pop: Population, table: pd.DataFrame) -> list[str]:
 
 
 def theory_note(theory: str | None) -> str:
-    """What the card's theory_share column is, naming the result it comes from.
+    """What the card's max-margin columns are, naming the result they come from.
 
     Example:
-        >>> theory_note("Morwani et al. 2024, Theorem 9")
-        "theory_share is the max-margin network's budget share (Morwani et al. 2024, Theorem 9)."
+        >>> theory_note("Morwani et al. 2024, Theorem 9")[:72]
+        'theory_key: the max-margin network (Morwani et al. 2024, Theorem 9) has '
     """
     if theory is None:
-        return "no max-margin prediction is known for this task (theory_share is empty)."
-    return f"theory_share is the max-margin network's budget share ({theory})."
+        return "no max-margin prediction is known for this task (the theory columns are empty)."
+    return (f"theory_key: the max-margin network ({theory}) has the label key; "
+            "theory_logit_share: its share of that network's logit spectrum, measured on its "
+            "certificate as logit_share is on the seeds (their mean); theory_share: its budget "
+            "share. The theorems are about homogeneous MLPs (x² neurons, no biases); for another "
+            "network these columns are a reference, not a prediction.")
 
 
 def seed_ranges(seeds: Iterable[int]) -> str:
@@ -101,7 +119,11 @@ def card(pop: Population, table: pd.DataFrame, rule: dict) -> str:
         f"{cpu.median():.0f} s (one torch thread, niced, on a shared 2-core machine)."
         if len(cpu) else "",
         *label_sections(pop, table),
-        "## Grokking steps\n\n" + _md(grok.describe().reset_index()),
+        "## Grokking steps\n\n" + _md(grok.describe().reset_index()) + "\n\nEach step's "
+        f"count, quantiles and mean are over the seeds that reached it: the "
+        f"{grok.n_seeds - grok.n_grokked} that never grokked stably are not in them, so they "
+        f"are lower than the population's. {grok.n_at_budget} of the {grok.n_seeds} seeds "
+        f"stopped at their step budget.",
         f"Regenerate: `mi-margin study {pop.name} --out populations/{pop.name} --ship "
         "mi_margin/zoo/data/populations` (seeds already in the study folder are not retrained).",
     ])

@@ -1,8 +1,9 @@
 """Figures of the population views (:mod:`mi_margin.studies.views`) and a study's one-file report.
 
-- :func:`label_frequency_figure`: per label, the fraction of seeds in which it is key, beside
-  the paper's fraction and the max-margin budget share (Morwani et al. 2024) on the same axis; the
-  x axis is categorical and ordered by dimension, as Chughtai et al.'s Fig. 7.
+- :func:`label_frequency_figure`: per label, the fraction of seeds in which it is key beside the
+  paper's and the max-margin network's (Morwani et al. 2024), and its mean share of the logit
+  spectrum beside the max-margin network's; the x axis is categorical and ordered by dimension,
+  as Chughtai et al.'s Fig. 7.
 - :func:`grokking_figure`: each seed's memorization and stable grokking step (a strip per
   quantity); seeds that never grokked are listed in the title, not dropped.
 - :func:`key_count_figure`: seeds per number of key labels and per N_δ, beside the paper's counts.
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from mi_margin.checks import check_output_file
 from mi_margin.studies.grid import KeyCountBySetting
@@ -33,6 +35,9 @@ from mi_margin.studies.views import (
 )
 from mi_margin.viz import _html
 
+#: bar and marker colours: ours, the paper's, the max-margin network's (plotly's defaults)
+OURS, PAPER, THEORY = "#636efa", "#ef553b", "#00cc96"
+
 
 def short_theory(theory: str | None) -> str:
     """A legend's name for the result the budget shares come from.
@@ -45,23 +50,40 @@ def short_theory(theory: str | None) -> str:
 
 
 def label_frequency_figure(view: LabelFrequency) -> go.Figure:
-    """Fraction of seeds with each label key vs the paper's fraction and the theory's share."""
+    """Two panels over the labels (in dimension order, as Chughtai et al.'s Fig. 7). Left: the
+    fraction of seeds in which each label is key, ours and the paper's, beside the max-margin
+    network's (1 where it uses the label, 0 where it does not). Right: the label's mean share of
+    the seeds' logit spectrum beside its share in the max-margin network's logits; each panel
+    compares like with like."""
     table = view.to_dataframe().sort_values(["dim", "label"], kind="stable")
     names = [f"{lab} ({al.split(', ')[0]})" if al else str(lab)
              for lab, al in zip(table["label"], table["aliases"])]
-    fig = go.Figure(go.Bar(x=names, y=table["fraction"],
-                           name=f"ours ({view.n_seeds} seeds that generalized)"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"fraction of seeds in which the {view.label_kind} is key",
+        "share of the logit spectrum"))
+    fig.add_bar(x=names, y=table["fraction"], name=f"ours ({view.n_seeds} seeds that generalized)",
+                marker_color=OURS, row=1, col=1)
     if table["paper"].notna().any() and view.paper_seeds:
-        fig.add_bar(x=names, y=table["paper"] / view.paper_seeds,
-                    name=f"paper ({view.paper_seeds} seeds)")
-    if table["theory_share"].notna().any():
-        fig.add_scatter(x=names, y=table["theory_share"], mode="markers", marker_symbol="diamond",
-                        marker_size=11, name=f"max-margin budget share ({short_theory(view.theory)})")
-    fig.update_layout(barmode="group", title=f"How often each {view.label_kind} is key"
-                      + (f" ({view.left_out} seeds that did not generalize left out)"
-                         if view.left_out else ""),
-                      xaxis_title=f"{view.label_kind} (dimension order)",
-                      yaxis_title="fraction of seeds / budget share", xaxis_type="category")
+        fig.add_bar(x=names, y=table["paper"] / view.paper_seeds, marker_color=PAPER,
+                    name=f"paper ({view.paper_seeds} seeds)", row=1, col=1)
+    theory = short_theory(view.theory)
+    if table["theory_key"].notna().any():
+        fig.add_scatter(x=names, y=table["theory_key"].astype(float), mode="markers",
+                        marker=dict(symbol="diamond", size=11, color=THEORY),
+                        name=f"max-margin network ({theory})", row=1, col=1)
+    if table["logit_share"].notna().any():
+        fig.add_bar(x=names, y=table["logit_share"], marker_color=OURS, showlegend=False,
+                    name="ours (mean over seeds)", row=1, col=2)
+    if table["theory_logit_share"].notna().any():
+        fig.add_scatter(x=names, y=table["theory_logit_share"], mode="markers", showlegend=False,
+                        marker=dict(symbol="diamond", size=11, color=THEORY),
+                        name=f"max-margin network ({theory})", row=1, col=2)
+    fig.update_layout(barmode="group", title=f"Which {view.label_kind}s are key, and how much of "
+                      f"the logits they hold" + (f" ({view.left_out} seeds that did not "
+                                                 f"generalize left out)" if view.left_out else ""))
+    fig.update_xaxes(type="category", title_text=f"{view.label_kind} (dimension order)")
+    fig.update_yaxes(title_text="fraction of seeds", row=1, col=1)
+    fig.update_yaxes(title_text="share", row=1, col=2)
     return fig
 
 

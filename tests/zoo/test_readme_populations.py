@@ -48,6 +48,14 @@ def test_s4_counts():
     assert (int(n), int(did)) == (len(table), len(generalized(table)))
     assert (int(sign), int(std_sign)) == (key_count(table, "sign"),
                                           key_count(table, "standard_sign"))
+    shares = claim(r"the seeds hold (\S+) of their logit spectrum in sign and (\S+) in "
+                   r"standard_sign, where the max-margin network holds (\S+) and (\S+) \(its")
+    rows = label_frequency(table).to_dataframe().set_index("aliases")
+    sign_row, std_row = (rows.loc[next(a for a in rows.index if name in a.split(", "))]
+                         for name in ("sign", "standard_sign"))
+    assert shares == tuple(f"{v:.3f}" for v in (sign_row["logit_share"], std_row["logit_share"],
+                                                sign_row["theory_logit_share"],
+                                                std_row["theory_logit_share"]))
 
 
 def test_a5_counts():
@@ -61,6 +69,10 @@ def test_a5_counts():
     rows = label_frequency(table).to_dataframe()
     assert rows[rows["dim"] == 3]["seeds_key"].tolist() == [int(three)] * 2
     assert key_count(table, "(3,2)") == int(five)
+    cut, of = claim(r"\((\d+) of those (\d+) seeds stopped at their step budget")
+    assert int(of) == int(five)
+    assert int(cut) == label_frequency(table).to_dataframe().set_index("label").loc[
+        "(3,2)", "key_at_budget"]
 
 
 def cpu_range(table: pd.DataFrame, column: str, seeds: range) -> str:
