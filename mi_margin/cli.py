@@ -1,5 +1,5 @@
-"""The ``mi-margin`` command line: train, info, report, zoo, demo, sweep (over the same dataclasses as
-the API).
+"""The ``mi-margin`` command line: train, info, report, zoo, demo, sweep, study (over the same
+dataclasses as the API).
 
 Options that belong to one task or one model (``--group``, ``--p``, ``--n``; ``--d-model``,
 ``--input-style``...) are refused with another task or model instead of being silently ignored,
@@ -198,14 +198,17 @@ def cmd_train(args: argparse.Namespace, given: Iterable[str] = ()) -> int:
     """``mi-margin train``; ``given`` holds the flags given on the command line (their dests)."""
     out = Path(args.out)
     start = time.perf_counter()
+    before = 0
     if args.resume:  # the task, model and training settings are the run's own
         check_resumable(out, set(given), args)
+        before = load_run(out).step
         run = resume(out, steps=args.steps)
     else:
         task = build_task(check_scoped(args))
         model = build_model(args, task)
         run = train(model, task, build_train_config(args), out_dir=out, overwrite=args.overwrite)
-    print(f"trained {run.step} steps in {time.perf_counter() - start:.1f} s; "
+    print(f"trained {run.step - before} steps (to step {run.step}) in "
+          f"{time.perf_counter() - start:.1f} s; "
           f"status {run.status}; run folder: {out.resolve()}")
     _print_summary(run)
     return 0

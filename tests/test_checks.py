@@ -587,6 +587,11 @@ def test_out_dir_holding_a_run_is_refused_unless_told(tmp_path):
     with pytest.raises(mm.MiMarginError, match=r"another run \(it differs in model\.seed, "
                                                r"train\.steps\)"):
         mm.train(mlp_for(P7, seed=1), P7, quick(steps=3), out_dir=root)
+    # only the budget differs (the README's cell after mm.resume): resuming is the way on
+    with pytest.raises(mm.MiMarginError, match=r"another step budget \(finished at step 2; "
+                       r"this call asks for 5\).*mm\.resume\(.*steps=5\).*discards") as info:
+        mm.train(mlp_for(P7), P7, quick(steps=5), out_dir=root)
+    assert "--resume --steps 5" in str(info.value)
     assert torch.equal(mm.load(root).model.W_in, first.model.W_in)      # nothing was touched
     (root / "checkpoints" / "stray.safetensors").write_bytes(b"x")
     (root / "notes.txt").write_text("mine")

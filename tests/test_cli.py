@@ -104,6 +104,7 @@ def test_resume_refuses_flags_it_would_ignore(tmp_path, capsys):
         assert said in one_line_error(capsys)
         assert mm.load(out).step == 10
     assert main([*start, "--steps", "20", "--resume"]) == 0       # the run's own flags
+    assert "trained 10 steps (to step 20)" in capsys.readouterr().out
     assert main(["train", "--out", out, "--resume", "--steps", "30", "--lr", "1e-2"]) == 0
     assert mm.load(out).step == 30 and mm.load(out).config.lr == 0.01
 

@@ -11,7 +11,7 @@ homogeneous activation); otherwise ``normalized`` is None and ``reason`` says wh
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -54,18 +54,18 @@ class MarginResult(AnalysisResult):
         subset: "all", "train" or "test"; inputs: the task inputs of the examples.
     """
 
-    per_example: Float64[Tensor, " N"]
-    idx: Int64[Tensor, " N"]
-    labels: Int64[Tensor, " N"]
-    runner_up: Int64[Tensor, " N"]
-    wrong_spread: Float64[Tensor, " N"]
+    per_example: Float64[Tensor, " N"] = field(repr=False)
+    idx: Int64[Tensor, " N"] = field(repr=False)
+    labels: Int64[Tensor, " N"] = field(repr=False)
+    runner_up: Int64[Tensor, " N"] = field(repr=False)
+    wrong_spread: Float64[Tensor, " N"] = field(repr=False)
     value: float
     normalized: float | None
     nu: int | None
     norm_power_sum: float | None
     reason: str
     subset: str
-    inputs: Tensor
+    inputs: Tensor = field(repr=False)
 
     @property
     def on_margin(self) -> Tensor:

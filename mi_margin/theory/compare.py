@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,7 +93,7 @@ class TheoryComparison(AnalysisResult):
     margins: MarginResult
     ratio: float | None
     ratio_reason: str
-    structure: NeuronStructure
+    structure: NeuronStructure = field(repr=False)
     pure_threshold: float
 
     _score: ClassVar[str] = "share_observed"

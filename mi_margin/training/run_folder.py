@@ -129,10 +129,17 @@ def existing_run_error(root: Path, wanted: dict[str, dict[str, Any]]) -> MiMargi
                     if (meta.get(part) or {}).get(key) != fields.get(key)
                     and not (part == "train" and key in NOT_THE_RECIPE))
     status, step = meta.get("status"), meta.get("step")
+    if differ == ["train.steps"]:
+        steps = wanted["train"]["steps"]
+        return MiMarginError(f"{root} holds this run with another step budget ({status} at step "
+                             f"{step}; this call asks for {steps}): continue it with "
+                             f"mm.resume({path!r}, steps={steps}) (mi-margin train --resume "
+                             f"--steps {steps} --out {path}), or start again with overwrite=True "
+                             "(mi-margin train --overwrite), which discards its steps so far")
     if differ:
         return MiMarginError(f"{root} holds another run (it differs in {', '.join(differ)}): "
                              "choose another out_dir, or replace it with overwrite=True "
-                             "(mi-margin train --overwrite)")
+                             "(mi-margin train --overwrite), which discards that run")
     if status in ("finished", "stopped_early"):
         return MiMarginError(f"{root} already holds this run ({status} at step {step}): load it "
                              f"with run = mm.load({path!r}), or train it again with "
