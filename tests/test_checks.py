@@ -620,7 +620,7 @@ def test_numpy_numbers_are_taken_and_stored_as_python_numbers(tmp_path):
     assert mm.ModularOperation(p=np.int64(7)).p == 7
 
     def tiny(seed):
-        t = mm.ModularAddition(p=5, seed=seed)
+        t = mm.ModularAddition(p=5, train_fraction=0.6, seed=seed)
         return (mm.HookedMLP(mm.MLPConfig.for_task(t, d_mlp=8, seed=seed)), t,
                 mm.TrainConfig(steps=4, eval_every=2, progress=False))
 

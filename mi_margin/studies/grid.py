@@ -33,7 +33,7 @@ import pandas as pd
 from mi_margin.analysis.results import AnalysisResult
 from mi_margin.errors import MiMarginError
 from mi_margin.studies.keys import key_labels
-from mi_margin.studies.seeds import SeedRecipe
+from mi_margin.studies.seeds import SeedRecipe, recipe_name, stable_repr
 from mi_margin.studies.study import Study, study
 from mi_margin.studies.views import generalized
 
@@ -42,12 +42,13 @@ GridRecipe = Callable[[Any, int], Any]
 
 
 def setting_recipe(make: GridRecipe, setting: Any) -> SeedRecipe:
-    """``make`` at one setting as a seed recipe, named ``make[setting]`` (the name a study
-    records, so that a resumed grid finds its own studies)."""
+    """``make`` at one setting as a seed recipe, named ``make[setting]`` with ``make``'s
+    :func:`~mi_margin.studies.seeds.recipe_name` (the name a study records, the same in every
+    process, so that a resumed grid finds its own studies)."""
     def recipe(seed: int) -> Any:
         return make(setting, seed)
 
-    recipe.__name__ = recipe.__qualname__ = f"{getattr(make, '__name__', 'recipe')}[{setting!r}]"
+    recipe.__name__ = recipe.__qualname__ = f"{recipe_name(make)}[{stable_repr(setting)}]"
     return recipe
 
 
@@ -83,7 +84,7 @@ def study_grid(make: GridRecipe, settings: Iterable[Any], seeds: int | Iterable[
         studies.append(st)
         frames.append(st.table.assign(setting=[setting] * len(st.table)))
     table = pd.concat(frames, ignore_index=True)
-    return Study(source=getattr(make, "__name__", repr(make)), out=out, rule=studies[0].rule,
+    return Study(source=recipe_name(make), out=out, rule=studies[0].rule,
                  table=table[["setting", *[c for c in table if c != "setting"]]])
 
 

@@ -13,6 +13,11 @@ Layout of ``OUT``::
     rows.jsonl              one summary row per finished seed, appended as seeds finish
     seed_S/run/             the seed's run folder while it trains (removed once exported)
     seed_S/final.safetensors, seed_S/history.csv   the finished seed (see mi_margin.studies.seeds)
+    seed_S/error.txt        the traceback of a seed that failed (removed once it succeeds)
+
+A seed that fails (its recipe raises, its training diverges, ...) gets no row: the other seeds
+go on, and the study then raises an error naming the failed seeds. Calling again retries them;
+leaving them out of ``seeds`` finishes the study without them.
 
 Every step is safe to kill: a run folder resumes exactly, the export is atomic, and a row is only
 trusted once its line is complete, so running the same call again finishes the study with the same
@@ -38,6 +43,7 @@ import json
 import numbers
 import os
 import shutil
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +57,13 @@ from mi_margin.errors import MiMarginError
 from mi_margin.models.files import append_durably, atomic_write
 from mi_margin.studies.seeds import (
     SeedRecipe,
+    built,
     check_same_recipe,
+    check_trainable,
     export_seed,
     is_exported,
     read_seed,
+    recipe_name,
     train_seed,
 )
 from mi_margin.studies.stop import StopRule
@@ -62,7 +71,7 @@ from mi_margin.studies.summary import summary_row
 from mi_margin.sweep.execute import connect, import_ray
 from mi_margin.zoo.recipes import POPULATIONS
 
-ROWS, META = "rows.jsonl", "study.json"
+ROWS, META, ERROR = "rows.jsonl", "study.json", "error.txt"
 
 
 def recipe_of(source: str | SeedRecipe) -> SeedRecipe:
@@ -105,19 +114,49 @@ def seed_list(seeds: int | Iterable[int] | None, source: str | SeedRecipe) -> li
     return sorted(out)
 
 
+@dataclass(frozen=True)
+class SeedFailure:
+    """A seed that raised instead of giving a row: ``error`` is the exception's type and
+    message; its traceback is in ``seed_S/error.txt``."""
+
+    seed: int
+    error: str
+
+
 def seed_job(source: str | SeedRecipe, seed: int, out: str, rule: StopRule,
-             keep_run: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Train, export and summarize one seed (a Ray task on a cluster); returns its row. With
-    ``progress``, the seed's training shows a bar (local studies only: a Ray worker's bars would
-    interleave in the driver's output)."""
+             keep_run: bool = False, progress: bool = False) -> dict[str, Any] | SeedFailure:
+    """Train, export and summarize one seed (a Ray task on a cluster); returns its row, or a
+    :class:`SeedFailure` if anything raised (so that the other seeds go on; :func:`study`
+    reports it). With ``progress``, the seed's training shows a bar (local studies only: a Ray
+    worker's bars would interleave in the driver's output)."""
     torch.set_num_threads(max(1, int(os.environ.get("MI_MARGIN_STUDY_THREADS", "1"))))
     recipe, folder = recipe_of(source), Path(out) / f"seed_{seed}"
-    if not is_exported(folder):
-        run, budget = train_seed(recipe, seed, folder, rule, progress)
-        export_seed(run, folder, budget, rule)
+    try:
+        if not is_exported(folder):
+            run, budget = train_seed(recipe, seed, folder, rule, progress)
+            export_seed(run, folder, budget, rule)
+        row = seed_row(folder, seed, rule)
+    except Exception as err:  # one seed's failure must not stop the others
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ERROR).write_text(traceback.format_exc())
+        return SeedFailure(seed, f"{type(err).__name__}: {err}")
+    (folder / ERROR).unlink(missing_ok=True)
     if not keep_run and (folder / "run").exists():
         shutil.rmtree(folder / "run")
-    return seed_row(folder, seed, rule)
+    return row
+
+
+def failure_error(out: Path, failed: list[SeedFailure], wanted: list[int]) -> MiMarginError:
+    """The error a study raises when seeds failed: which, why, and the two ways on."""
+    bad = {f.seed for f in failed}
+    rest = ",".join(str(s) for s in wanted if s not in bad)
+    why = "; ".join(f"seed {f.seed}: {f.error}" for f in sorted(failed, key=lambda f: f.seed))
+    return MiMarginError(
+        f"{len(failed)} of the {len(wanted)} seeds of the study in {out} failed ({why}); "
+        f"tracebacks in {out}/seed_S/{ERROR}. The other seeds' rows are in {ROWS}. Calling the "
+        "study again retries the failed seeds (from their run folders); to finish it without "
+        f"them, leave them out of the seeds: " + (f"seeds=[{rest}] (--seeds {rest})" if rest
+                                                 else "no seed is left"))
 
 
 def seed_row(folder: Path, seed: int, rule: StopRule) -> dict[str, Any]:
@@ -184,16 +223,17 @@ def resummarize(out: str | Path, progress: bool = True) -> Study:
     return Study(source=meta["source"], out=out, rule=rule, table=pd.DataFrame(rows))
 
 
-def _local(jobs: list[tuple[Any, ...]], progress: bool) -> Iterator[dict[str, Any]]:
+def _local(jobs: list[tuple[Any, ...]],
+           progress: bool) -> Iterator[dict[str, Any] | SeedFailure]:
     for source, seed, out, rule, keep_run in jobs:
         yield seed_job(source, seed, out, rule, keep_run, progress)
 
 
 def _ray(jobs: list[tuple[Any, ...]], address: str,
-         runtime_env: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
-    """Rows of ``jobs`` run as Ray tasks, in the order they finish. A task whose worker or node
-    dies is run again (a seed resumes from its run folder, so a retry loses nothing and a seed is
-    never counted twice: rows are keyed by seed)."""
+         runtime_env: dict[str, Any] | None) -> Iterator[dict[str, Any] | SeedFailure]:
+    """Rows (or :class:`SeedFailure`) of ``jobs`` run as Ray tasks, in the order they finish. A
+    task whose worker or node dies is run again (a seed resumes from its run folder, so a retry
+    loses nothing and a seed is never counted twice: rows are keyed by seed)."""
     ray = import_ray()
     started = connect(ray, None if address == "local" else address, None, runtime_env)
     remote = ray.remote(num_cpus=1, max_retries=3)(seed_job)
@@ -240,11 +280,17 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
             ``"127.0.0.1:6379"``) or ``"local"`` for an embedded instance on this machine's cores;
             None (default): one after another in this process.
         progress: show the study's bar and, one after another here, the current seed's training
-            (its steps and test accuracy) in a second bar.
+            (its steps out of its budget, and its test accuracy) in a second bar.
         keep_runs: keep each seed's run folder after export (checkpoints of its chunks).
         on_row: called with each new row as it arrives (e.g. to print or plot live).
         runtime_env: Ray's runtime environment for the tasks (e.g. ``{"env_vars":
             {"PYTHONPATH": ...}}`` when the nodes do not have mi_margin installed).
+
+    Raises:
+        MiMarginError: before any seed trains, for a recipe the study cannot measure (a task
+            without test inputs, an ``eval_every`` that does not divide ``rule.chunk``:
+            :func:`~mi_margin.studies.seeds.check_trainable`) or one that no longer builds the
+            finished seeds; after the other seeds, when some seeds failed (naming them).
     """
     rule = rule or StopRule()
     if not isinstance(rule, StopRule):
@@ -254,38 +300,53 @@ def study(source: str | SeedRecipe, seeds: int | Iterable[int] | None = None,
     if address is not None and not isinstance(address, str):
         raise MiMarginError(f"address must be a string such as 'auto', '127.0.0.1:6379' or "
                             f"'local', got {address!r}")
-    recipe_of(source)
+    recipe = recipe_of(source)
     wanted = seed_list(seeds, source)
-    name = source if isinstance(source, str) else getattr(source, "__name__", repr(source))
+    name = recipe_name(source)
+    out = study_folder(out)
+    meta = {"source": name, "rule": rule.to_dict()}
+    old = read_meta(out / META) if (out / META).is_file() else dict(meta)
+    if {k: old.get(k) for k in meta} != meta:
+        raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
+                            f"{old.get('rule')}; this call is {meta}: use another folder")
+    rows = read_rows(out / ROWS)
+    todo = [s for s in wanted if s not in rows]
+    if todo:                      # a recipe the study cannot measure is refused before training
+        _, task, config = built(recipe, todo[0])
+        check_trainable(recipe, task, config, rule)
+    for s in wanted:              # a finished seed counts only if the recipe still builds it
+        if is_exported(out / f"seed_{s}"):
+            check_same_recipe(recipe, s, out / f"seed_{s}")
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({**meta, "seeds": sorted(set(wanted) | set(old.get("seeds", [])))})
+    # replaced whole: a kill never half-writes it
+    atomic_write(out / META, lambda tmp: Path(tmp).write_text(text))
+    jobs = [(source, s, str(out), rule, keep_runs) for s in todo]
+    stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs, progress)
+    failed: list[SeedFailure] = []
+    with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",
+                      disable=not progress) as bar:
+        for row in stream:
+            bar.update(1)
+            if isinstance(row, SeedFailure):
+                failed.append(row)
+                continue
+            append_row(out / ROWS, row)
+            rows[row["seed"]] = row
+            if on_row is not None:
+                on_row(row)
+            bar.set_postfix(grokked=f"{sum(r['grokked'] for r in rows.values())}/{len(rows)}")
+    if failed:
+        raise failure_error(out, failed, wanted)
+    table = pd.DataFrame([rows[s] for s in wanted if s in rows])
+    return Study(source=name, out=out, rule=rule, table=table)
+
+
+def study_folder(out: Any) -> Path:
+    """``out`` as a study folder's path, refused unless it is a path that is not a file."""
     if not isinstance(out, (str, os.PathLike)):
         raise MiMarginError(f"out must be a folder path, got {out!r}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MiMarginError(f"out={str(out)!r} is a file, not a study folder")
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"source": name, "rule": rule.to_dict()}
-    meta_path = out / META
-    old: dict[str, Any] = read_meta(meta_path) if meta_path.is_file() else dict(meta)
-    if {k: old.get(k) for k in meta} != meta:
-        raise MiMarginError(f"{out} holds a study of {old.get('source')!r} with rule "
-                            f"{old.get('rule')}; this call is {meta}: use another folder")
-    seeds = sorted(set(wanted) | set(old.get("seeds", [])))
-    text = json.dumps({**meta, "seeds": seeds})          # replaced whole: a kill never half-writes it
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
-    rows = read_rows(out / ROWS)
-    for s in wanted:              # a finished seed counts only if the recipe still builds it
-        if s in rows and is_exported(out / f"seed_{s}"):
-            check_same_recipe(recipe_of(source), s, out / f"seed_{s}")
-    jobs = [(source, s, str(out), rule, keep_runs) for s in wanted if s not in rows]
-    stream = _ray(jobs, address, runtime_env) if address is not None else _local(jobs, progress)
-    with progress_bar(total=len(wanted), initial=len(wanted) - len(jobs), desc=f"study {name}",
-                      disable=not progress) as bar:
-        for row in stream:
-            append_row(out / ROWS, row)
-            rows[row["seed"]] = row
-            if on_row is not None:
-                on_row(row)
-            bar.update(1)
-            bar.set_postfix(grokked=f"{sum(r['grokked'] for r in rows.values())}/{len(rows)}")
-    table = pd.DataFrame([rows[s] for s in wanted if s in rows])
-    return Study(source=name, out=out, rule=rule, table=table)
+    return out

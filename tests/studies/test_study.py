@@ -99,12 +99,24 @@ def test_a_seed_job_builds_its_recipe_once(tmp_path):
 
 
 def test_a_local_study_shows_the_current_seeds_training(tmp_path, capsys, monkeypatch):
-    """Run one after another here, a study shows each seed's training (its steps and test
-    accuracy) below its own bar; with progress=False, nothing."""
+    """Run one after another here, a study shows each seed's training below its own bar: one
+    bar per seed, its steps out of the seed's budget (not of the current chunk's end) and its
+    test accuracy; a resumed seed's bar starts at the step it resumes from. With
+    progress=False, nothing."""
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    budget = tiny(0)[2].steps
     study(tiny, seeds=1, out=tmp_path / "shown", rule=RULE, progress=True)
     err = capsys.readouterr().err
-    assert "study tiny" in err and "test_acc=" in err and f"/{RULE.chunk}" in err
+    assert "study tiny" in err and "seed 0" in err and "test_acc=" in err
+    assert f" 0/{budget}" in err and f"{budget}/{budget}" in err
+    assert f"/{RULE.chunk} " not in err and f"/{2 * RULE.chunk} " not in err
+    model, task, config = tiny(1)
+    mm.train(model, task, config.replace(steps=RULE.chunk, checkpoint_schedule="none"),
+             out_dir=tmp_path / "resumed" / "run", metrics=[_clock(pd.DataFrame())])
+    train_seed(tiny, 1, tmp_path / "resumed", RULE, progress=True)
+    err = capsys.readouterr().err
+    assert f"{RULE.chunk}/{budget}" in err and f" 0/{budget}" not in err
+    assert f"{RULE.chunk + config.eval_every}/{budget}" in err       # moved at each evaluation
     study(tiny, seeds=1, out=tmp_path / "quiet", rule=RULE, progress=False)
     assert capsys.readouterr().err == ""
 
