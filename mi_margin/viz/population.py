@@ -58,9 +58,8 @@ def label_frequency_figure(view: LabelFrequency) -> go.Figure:
     table = view.to_dataframe().sort_values(["dim", "label"], kind="stable")
     names = [f"{lab} ({al.split(', ')[0]})" if al else str(lab)
              for lab, al in zip(table["label"], table["aliases"])]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        f"fraction of seeds in which the {view.label_kind} is key",
-        "share of the logit spectrum"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("key: fraction of seeds", "share of the logit spectrum"))
     fig.add_bar(x=names, y=table["fraction"], name=f"ours ({view.n_seeds} seeds that generalized)",
                 marker_color=OURS, row=1, col=1)
     if table["paper"].notna().any() and view.paper_seeds:
@@ -79,8 +78,11 @@ def label_frequency_figure(view: LabelFrequency) -> go.Figure:
                         marker=dict(symbol="diamond", size=11, color=THEORY),
                         name=f"max-margin network ({theory})", row=1, col=2)
     fig.update_layout(barmode="group", title=f"Which {view.label_kind}s are key, and how much of "
-                      f"the logits they hold" + (f" ({view.left_out} seeds that did not "
-                                                 f"generalize left out)" if view.left_out else ""))
+                      f"the logits they hold" + (f"<br><sup>{view.left_out} seeds that did not "
+                                                 f"generalize left out</sup>" if view.left_out
+                                                 else ""),
+                      legend=dict(orientation="h", yanchor="top", y=-0.35, x=0), height=520,
+                      margin=dict(t=110))
     fig.update_xaxes(type="category", title_text=f"{view.label_kind} (dimension order)")
     fig.update_yaxes(title_text="fraction of seeds", row=1, col=1)
     fig.update_yaxes(title_text="share", row=1, col=2)
