@@ -174,14 +174,11 @@ def stored_value(run: Any, part: str, field: str) -> Any:
     return getattr(run.model.cfg if part == "model" else run.config, field, None)
 
 
-def check_resumable(out: Path, given: set[str], args: argparse.Namespace) -> None:
-    """Refuse ``--resume`` with a flag that says other than the run in ``out``: the resumed run
-    keeps its own task, model and training settings, so such a flag would be ignored. Flags
-    equal to the run's own pass, so that the command that started a run, with ``--resume``
-    added, continues it."""
-    if not given & RUN_FIELDS.keys():
-        return
-    run = load_run(out)
+def check_resumable(run: Any, out: Path, given: set[str], args: argparse.Namespace) -> None:
+    """Refuse ``--resume`` with a flag that says other than ``run``, loaded from ``out``: the
+    resumed run keeps its own task, model and training settings, so such a flag would be
+    ignored. Flags equal to the run's own pass, so that the command that started a run, with
+    ``--resume`` added, continues it."""
     differ = [dest for dest in sorted(given & RUN_FIELDS.keys())
               if getattr(args, dest) != stored_value(run, *RUN_FIELDS[dest])]
     if differ:
@@ -200,9 +197,10 @@ def cmd_train(args: argparse.Namespace, given: Iterable[str] = ()) -> int:
     start = time.perf_counter()
     before = 0
     if args.resume:  # the task, model and training settings are the run's own
-        check_resumable(out, set(given), args)
-        before = load_run(out).step
-        run = resume(out, steps=args.steps)
+        stored = load_run(out)                         # loaded once: checked, then resumed
+        check_resumable(stored, out, set(given), args)
+        before = stored.step
+        run = resume(stored, steps=args.steps)
     else:
         task = build_task(check_scoped(args))
         model = build_model(args, task)
